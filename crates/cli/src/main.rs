@@ -1,0 +1,27 @@
+//! The `phat` command line.
+
+mod build;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// phat: off-chain computation for smart contracts.
+#[derive(Parser)]
+#[command(name = "phat", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build ink! contracts to wasm + metadata + a `.contract` bundle.
+    Build(build::BuildArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Build(args) => build::run(args),
+    }
+}

@@ -1,0 +1,137 @@
+//! Typed errors of code preparation and contract execution.
+
+use phat_primitives::{AccountId, CodeHash};
+
+/// Why a code blob was refused at upload.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    /// The blob is larger than [`crate::Limits::max_code_size`].
+    #[error("code is {size} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The blob is not valid wasm, or uses a feature phat does not allow.
+    #[error("invalid wasm: {0}")]
+    Invalid(String),
+    /// The module imports something the runtime does not provide.
+    #[error("unsupported import: {0}")]
+    UnsupportedImport(String),
+    /// The module's memory is not acceptable.
+    #[error("memory: {0}")]
+    Memory(String),
+    /// The module lacks the `call` or `deploy` export, or has a wrong signature.
+    #[error("exports: {0}")]
+    Exports(String),
+    /// wasmtime failed to compile it.
+    #[error("compilation failed: {0}")]
+    Compile(String),
+}
+
+/// Why a call failed. A failed call changes nothing: its writes, events and transfers, nested
+/// calls' included, are rolled back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// No code is stored under this hash.
+    #[error("code {0} not found")]
+    CodeNotFound(CodeHash),
+    /// No contract lives at this address.
+    #[error("contract {0} not found")]
+    ContractNotFound(AccountId),
+    /// The code was refused (upload, or compiling stored code).
+    #[error("bad code: {0}")]
+    Code(#[from] CodeError),
+    /// The gas limit was reached.
+    #[error("out of gas")]
+    OutOfGas,
+    /// A query ran longer than its wall-time limit.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// The contract exhausted its native stack (deep recursion).
+    #[error("stack overflow")]
+    StackOverflow,
+    /// More nested calls than [`crate::Limits::max_call_depth`].
+    #[error("call depth limit of {0} reached")]
+    MaxCallDepth(usize),
+    /// A contract was re-entered without allowing it.
+    #[error("reentrancy into {0} not allowed")]
+    ReentranceDenied(AccountId),
+    /// The wasm code trapped (unreachable, out-of-bounds access, division by zero, ...).
+    #[error("contract trapped: {0}")]
+    Trapped(String),
+    /// A host call pointed outside the contract's memory.
+    #[error("host call `{0}` accessed memory out of bounds")]
+    OutOfBounds(&'static str),
+    /// The output buffer the contract supplied is too small for the data.
+    #[error("output buffer too small for `{0}`")]
+    OutputBufferTooSmall(&'static str),
+    /// A size limit was exceeded.
+    #[error("{what} of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// What was too large (return value, event, storage value, key, input).
+        what: &'static str,
+        /// Its size.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// An event had too many topics.
+    #[error("event has {0} topics, more than allowed")]
+    TooManyTopics(usize),
+    /// Bytes passed by the contract could not be decoded.
+    #[error("could not decode {0}")]
+    Decode(&'static str),
+    /// Invalid flags for `call`.
+    #[error("invalid call flags {0:#x}")]
+    InvalidCallFlags(u32),
+    /// The input was already forwarded and is no longer available.
+    #[error("input already forwarded")]
+    InputForwarded,
+    /// The contract called a chain-extension function that is not available.
+    #[error("unsupported extension function: extension {extension}, function {function}")]
+    UnsupportedExtension {
+        /// Extension id (high 16 bits).
+        extension: u16,
+        /// Function id (low 16 bits).
+        function: u16,
+    },
+    /// A chain-extension function failed.
+    #[error("extension function {function} failed: {message}")]
+    Extension {
+        /// Function id.
+        function: u16,
+        /// What went wrong.
+        message: String,
+    },
+    /// The caller's balance does not cover the value.
+    #[error("transfer of {value} failed: balance too low")]
+    TransferFailed {
+        /// The value that could not be moved.
+        value: u128,
+    },
+    /// A contract already exists at the derived address.
+    #[error("a contract already exists at {0}")]
+    DuplicateContract(AccountId),
+    /// A contract tried to terminate while also lower on the call stack.
+    #[error("contract {0} cannot terminate while re-entered")]
+    TerminatedWhileReentrant(AccountId),
+    /// The runtime has no free instance slot (too many concurrent calls).
+    #[error("runtime busy: {0}")]
+    Busy(String),
+    /// The state backend failed.
+    #[error("state backend: {0}")]
+    Backend(String),
+}
+
+impl ExecError {
+    /// Whether this error is deterministic (same on every worker for the same inputs). Only a
+    /// query's wall-time limit and resource exhaustion are not.
+    pub fn is_deterministic(&self) -> bool {
+        !matches!(
+            self,
+            ExecError::Timeout(_) | ExecError::Busy(_) | ExecError::Backend(_)
+        )
+    }
+}
