@@ -1,0 +1,172 @@
+//! Hostile contracts (`contracts/hostile/*.wat`): each ends in a typed error, and the runtime
+//! keeps serving other calls afterwards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use parity_scale_codec::Encode;
+use phat_primitives::AccountId;
+use phat_runtime::{CodeError, Config, ExecError, Limits};
+
+/// A harness whose queries time out after 300 ms.
+fn harness() -> Harness {
+    Harness::with_config(Config {
+        limits: Limits {
+            query_time_limit: Duration::from_millis(300),
+            ..Limits::default()
+        },
+        ..Config::default()
+    })
+}
+
+/// Checks a healthy contract still works on the same runtime.
+fn still_serving(h: &mut Harness, flip: AccountId) {
+    let get = [0x2f, 0x86, 0x5b, 0xd9].to_vec();
+    let before = h.read(flip, get.clone()).unwrap().data;
+    h.call(flip, [0x63, 0x3a, 0xa5, 0x51].to_vec()).unwrap();
+    let after = h.read(flip, get).unwrap().data;
+    assert_ne!(before, after, "flip still flips");
+}
+
+fn setup(name: &str) -> (Harness, AccountId, AccountId) {
+    let mut h = harness();
+    let mut input = [0x9b, 0xae, 0x9d, 0x5e].to_vec();
+    input.push(1);
+    let flip = h.deploy(&phala("flip/flip.wasm"), input);
+    let evil = h.deploy(&hostile(name), Vec::new());
+    (h, flip, evil)
+}
+
+#[test]
+fn infinite_loop_runs_out_of_gas_in_commands_and_time_in_queries() {
+    let (mut h, flip, evil) = setup("infinite_loop");
+    let err = h.command(|s| s.call(ALICE, evil, 0, vec![], 50_000_000)).unwrap_err();
+    assert_eq!(err, ExecError::OutOfGas);
+    assert!(err.is_deterministic());
+    // Queries get more gas than they could burn in 300 ms: the wall-clock bound stops them.
+    let err = h.query(|s| s.call(ALICE, evil, 0, vec![], u64::MAX)).unwrap_err();
+    assert!(matches!(err, ExecError::Timeout(300)), "{err:?}");
+    assert!(!err.is_deterministic());
+    still_serving(&mut h, flip);
+}
+
+#[test]
+fn memory_growth_stops_at_the_cap() {
+    let (mut h, flip, evil) = setup("memory_grow");
+    let out = h.read(evil, vec![]).unwrap();
+    // 1 initial page, capped at 16: exactly 15 single-page grows succeed.
+    assert_eq!(out.data, 15u32.to_le_bytes().to_vec());
+    still_serving(&mut h, flip);
+}
+
+#[test]
+fn a_declared_memory_above_the_cap_is_refused_at_upload() {
+    let mut h = harness();
+    let wasm = wat::parse_str(
+        r#"(module (import "env" "memory" (memory 17 32)) (func (export "deploy")) (func (export "call")))"#,
+    )
+    .unwrap();
+    let err = h.command(|s| s.upload_code(&wasm)).unwrap_err();
+    assert!(matches!(err, ExecError::Code(CodeError::Memory(_))), "{err:?}");
+}
+
+#[test]
+fn unbounded_recursion_overflows_the_stack() {
+    let (mut h, flip, evil) = setup("recursion");
+    assert_eq!(h.call(evil, vec![]).unwrap_err(), ExecError::StackOverflow);
+    still_serving(&mut h, flip);
+}
+
+#[test]
+fn huge_return_value_event_and_storage_value_are_refused() {
+    for (name, what) in [
+        ("huge_return", "return value"),
+        ("huge_event", "event"),
+        ("huge_storage", "storage value"),
+    ] {
+        let (mut h, flip, evil) = setup(name);
+        let before = h.state.len();
+        let err = h.call(evil, vec![]).unwrap_err();
+        assert!(matches!(err, ExecError::TooLarge { what: w, .. } if w == what), "{name}: {err:?}");
+        assert_eq!(h.state.len(), before, "{name} wrote nothing");
+        still_serving(&mut h, flip);
+    }
+}
+
+#[test]
+fn out_of_bounds_host_arguments_are_typed_errors() {
+    let (mut h, flip, evil) = setup("oob");
+    for (mode, expect) in [
+        (0u8, ExecError::OutOfBounds("set_storage")),
+        (1, ExecError::OutOfBounds("input")),
+        (2, ExecError::OutOfBounds("seal_return")),
+        (3, ExecError::Decode("event topics")),
+    ] {
+        let err = h.call(evil, vec![mode]).unwrap_err();
+        assert_eq!(err, expect, "mode {mode}");
+    }
+    still_serving(&mut h, flip);
+}
+
+#[test]
+fn unreachable_traps() {
+    let (mut h, flip, evil) = setup("unreachable");
+    let err = h.call(evil, vec![]).unwrap_err();
+    assert!(matches!(&err, ExecError::Trapped(m) if m.contains("unreachable")), "{err:?}");
+    still_serving(&mut h, flip);
+}
+
+#[test]
+fn self_calls_stop_at_the_depth_limit() {
+    let (mut h, flip, evil) = setup("self_call");
+    let before = h.state.len();
+    let err = h.call(evil, vec![]).unwrap_err();
+    let ExecError::Trapped(msg) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(msg.contains("call depth limit of 6 reached"), "{msg}");
+    assert_eq!(h.state.len(), before);
+    still_serving(&mut h, flip);
+}
+
+#[test]
+fn garbage_and_non_contract_modules_are_refused_at_upload() {
+    let mut h = harness();
+    for (wasm, what) in [
+        (b"not wasm at all".to_vec(), "garbage"),
+        (wat::parse_str("(module)").unwrap(), "no memory, no exports"),
+        (
+            wat::parse_str(r#"(module (import "env" "memory" (memory 1 16)) (func (export "call")))"#).unwrap(),
+            "no deploy",
+        ),
+        (
+            wat::parse_str(r#"(module (import "env" "memory" (memory 1 16)) (import "evil" "f" (func)) (func (export "deploy")) (func (export "call")))"#).unwrap(),
+            "foreign import",
+        ),
+        (
+            wat::parse_str(r#"(module (import "seal0" "no_such_function" (func)) (import "env" "memory" (memory 1 16)) (func (export "deploy")) (func (export "call")))"#).unwrap(),
+            "unknown host function",
+        ),
+        (vec![0u8; 300 * 1024], "too large"),
+    ] {
+        let err = h.command(|s| s.upload_code(&wasm)).unwrap_err();
+        assert!(matches!(err, ExecError::Code(_)), "{what}: {err:?}");
+    }
+    assert!(h.state.is_empty());
+}
+
+#[test]
+fn calling_a_missing_contract_or_code_is_a_typed_error() {
+    let mut h = harness();
+    let nobody = AccountId([9; 32]);
+    assert_eq!(h.call(nobody, vec![]).unwrap_err(), ExecError::ContractNotFound(nobody));
+    let hash = phat_primitives::CodeHash([9; 32]);
+    let err = h.command(|s| s.instantiate(ALICE, hash, 0, vec![], b"", GAS)).unwrap_err();
+    assert_eq!(err, ExecError::CodeNotFound(hash));
+    // Value the caller does not have.
+    let flip = h.deploy(&phala("flip/flip.wasm"), [[0x9b, 0xae, 0x9d, 0x5e].as_slice(), &true.encode()].concat());
+    let err = h.command(|s| s.call(ALICE, flip, 5, vec![], GAS)).unwrap_err();
+    assert_eq!(err, ExecError::TransferFailed { value: 5 });
+}
