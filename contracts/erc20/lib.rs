@@ -112,14 +112,20 @@ mod erc20 {
 
         /// Moves `value` from `from` to `to` using the caller's allowance.
         #[ink(message)]
-        pub fn transfer_from(&mut self, from: AccountId, to: AccountId, value: Balance) -> Result<()> {
+        pub fn transfer_from(
+            &mut self,
+            from: AccountId,
+            to: AccountId,
+            value: Balance,
+        ) -> Result<()> {
             let spender = self.env().caller();
             let allowance = self.allowance(from, spender);
             if allowance < value {
                 return Err(Error::InsufficientAllowance);
             }
             self.move_tokens(from, to, value)?;
-            self.allowances.insert((from, spender), &(allowance - value));
+            self.allowances
+                .insert((from, spender), &(allowance - value));
             Ok(())
         }
 
@@ -130,7 +136,8 @@ mod erc20 {
             }
             self.balances.insert(from, &(from_balance - value));
             let to_balance = self.balance_of(to);
-            self.balances.insert(to, &(to_balance.saturating_add(value)));
+            self.balances
+                .insert(to, &(to_balance.saturating_add(value)));
             self.env().emit_event(Transfer {
                 from: Some(from),
                 to: Some(to),

@@ -12,7 +12,9 @@ pub fn mix(rounds: u32, seed: u64) -> u64 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        acc = acc.wrapping_add(x.wrapping_mul(u64::from(i) | 1)).rotate_left(5);
+        acc = acc
+            .wrapping_add(x.wrapping_mul(u64::from(i) | 1))
+            .rotate_left(5);
     }
     acc
 }

@@ -294,7 +294,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     fs::write(path, bytes).map_err(|e| BuildError::Io(format!("writing {}", path.display()), e))
 }
 
-const LINK_FLAGS: &str = "-Clink-arg=-zstack-size=65536 -Clink-arg=--import-memory -Ctarget-cpu=mvp";
+const LINK_FLAGS: &str =
+    "-Clink-arg=-zstack-size=65536 -Clink-arg=--import-memory -Ctarget-cpu=mvp";
 
 fn compile_wasm(
     info: &PackageInfo,

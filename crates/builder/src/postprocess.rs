@@ -88,7 +88,9 @@ pub fn postprocess(wasm: &[u8], max_pages: u64) -> Result<Processed, BuildError>
                         }
                         exports.export(
                             export.name,
-                            reencoder.export_kind(export.kind).map_err(|e| invalid(e.to_string()))?,
+                            reencoder
+                                .export_kind(export.kind)
+                                .map_err(|e| invalid(e.to_string()))?,
                             export.index,
                         );
                     } else {
@@ -165,7 +167,9 @@ mod tests {
         let out = postprocess(&sample_module(), 16).unwrap();
         assert_eq!(out.removed_exports, vec!["__heap_base".to_string()]);
         assert_eq!(out.memory_pages, (1, 16));
-        wasmparser::Validator::new().validate_all(&out.wasm).unwrap();
+        wasmparser::Validator::new()
+            .validate_all(&out.wasm)
+            .unwrap();
         // Running it again changes nothing more.
         let again = postprocess(&out.wasm, 16).unwrap();
         assert!(again.removed_exports.is_empty());

@@ -36,7 +36,10 @@ impl Toolchain {
         match self {
             Toolchain::Rustup => format!("rustup target {WASM_TARGET}"),
             Toolchain::BuildStd { rustc, .. } => {
-                format!("{} with -Zbuild-std (no rustup wasm32 target)", rustc.display())
+                format!(
+                    "{} with -Zbuild-std (no rustup wasm32 target)",
+                    rustc.display()
+                )
             }
         }
     }

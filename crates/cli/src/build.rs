@@ -52,7 +52,10 @@ pub fn run(args: BuildArgs) -> Result<()> {
             artifacts.wasm.display(),
             artifacts.wasm_size
         );
-        for extra in [&artifacts.metadata, &artifacts.bundle].into_iter().flatten() {
+        for extra in [&artifacts.metadata, &artifacts.bundle]
+            .into_iter()
+            .flatten()
+        {
             eprintln!("  {}", extra.display());
         }
     }

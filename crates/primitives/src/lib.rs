@@ -201,7 +201,10 @@ mod tests {
         let id = AccountId([7u8; 32]);
         let parsed: AccountId = id.to_hex().parse().unwrap();
         assert_eq!(parsed, id);
-        assert_eq!("0x12".parse::<AccountId>(), Err(ParseIdError::WrongLength(1)));
+        assert_eq!(
+            "0x12".parse::<AccountId>(),
+            Err(ParseIdError::WrongLength(1))
+        );
         assert_eq!("zz".parse::<AccountId>(), Err(ParseIdError::NotHex));
     }
 

@@ -265,9 +265,8 @@ impl CodeCache {
             Some(m) => m,
             None => {
                 let rewritten = rewrite_memory(wasm, max_pages)?;
-                let module = Module::new(engine, &rewritten).map_err(|e| {
-                    CodeError::Compile(format!("{e:#}").replace('\n', " "))
-                })?;
+                let module = Module::new(engine, &rewritten)
+                    .map_err(|e| CodeError::Compile(format!("{e:#}").replace('\n', " ")))?;
                 self.store_to_disk(&hash, &module);
                 module
             }

@@ -74,7 +74,12 @@ mod tests {
             k.into()
         })
         .unwrap();
-        let key: [u8; 33] = one.verifying_key().to_encoded_point(true).as_bytes().try_into().unwrap();
+        let key: [u8; 33] = one
+            .verifying_key()
+            .to_encoded_point(true)
+            .as_bytes()
+            .try_into()
+            .unwrap();
         assert_eq!(
             hex::encode(ecdsa_to_eth_address(&key).unwrap()),
             "7e5f4552091a69125d5dfcb7b8c2659029395bdf"

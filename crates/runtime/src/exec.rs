@@ -87,7 +87,8 @@ pub struct Outcome {
 impl Runtime {
     /// Builds the engine, the host-function linker and the code cache.
     pub fn new(config: Config) -> Result<Self, RuntimeError> {
-        let engine = Engine::new(&engine_config(&config)).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        let engine =
+            Engine::new(&engine_config(&config)).map_err(|e| RuntimeError(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         crate::host::define(&mut linker).map_err(|e| RuntimeError(format!("{e:#}")))?;
         let cache = CodeCache::new(
@@ -305,12 +306,13 @@ impl TxState {
     }
 
     pub(crate) fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
-        self.overlay
-            .get(key)
-            .map_err(|e| ExecError::Backend(e.0))
+        self.overlay.get(key).map_err(|e| ExecError::Backend(e.0))
     }
 
-    pub(crate) fn contract_info(&self, addr: &AccountId) -> Result<Option<ContractInfo>, ExecError> {
+    pub(crate) fn contract_info(
+        &self,
+        addr: &AccountId,
+    ) -> Result<Option<ContractInfo>, ExecError> {
         match self.get(&StateKey::Contract(*addr))? {
             Some(bytes) => ContractInfo::decode(&mut &bytes[..])
                 .map(Some)
@@ -399,7 +401,10 @@ impl TxState {
 }
 
 /// Runs one frame to its end and hands the transaction state back.
-fn execute_frame(tx: Box<TxState>, p: FrameParams) -> (Box<TxState>, Gas, Result<ReturnData, ExecError>) {
+fn execute_frame(
+    tx: Box<TxState>,
+    p: FrameParams,
+) -> (Box<TxState>, Gas, Result<ReturnData, ExecError>) {
     let code = match tx.compiled(&p.code_hash) {
         Ok(c) => c,
         Err(e) => return (tx, 0, Err(e)),
@@ -446,11 +451,15 @@ fn execute_frame(tx: Box<TxState>, p: FrameParams) -> (Box<TxState>, Gas, Result
         };
         let Some(Extern::Memory(memory)) = instance.get_module_export(&mut store, &code.memory)
         else {
-            return Ok(Err(ExecError::Code(CodeError::Exports("memory export missing".into()))));
+            return Ok(Err(ExecError::Code(CodeError::Exports(
+                "memory export missing".into(),
+            ))));
         };
         store.data_mut().memory = Some(memory);
         let Some(Extern::Func(func)) = instance.get_module_export(&mut store, export) else {
-            return Ok(Err(ExecError::Code(CodeError::Exports("entry point missing".into()))));
+            return Ok(Err(ExecError::Code(CodeError::Exports(
+                "entry point missing".into(),
+            ))));
         };
         func.typed::<(), ()>(&store)?.call(&mut store, ())?;
         Ok(Ok(()))
@@ -648,11 +657,15 @@ pub struct Session {
 
 impl Session {
     fn tx(&self) -> &TxState {
-        self.tx.as_ref().expect("session state is present between calls")
+        self.tx
+            .as_ref()
+            .expect("session state is present between calls")
     }
 
     fn tx_mut(&mut self) -> &mut TxState {
-        self.tx.as_mut().expect("session state is present between calls")
+        self.tx
+            .as_mut()
+            .expect("session state is present between calls")
     }
 
     /// The mode this session runs in.
@@ -713,7 +726,10 @@ impl Session {
         gas_limit: Gas,
         run: impl FnOnce(Box<TxState>, Gas) -> CallResult<(Option<AccountId>, ReturnData)>,
     ) -> Result<Outcome, ExecError> {
-        let mut tx = self.tx.take().expect("session state is present between calls");
+        let mut tx = self
+            .tx
+            .take()
+            .expect("session state is present between calls");
         let limits = &tx.rt.config.limits;
         let gas_limit = gas_limit.min(limits.max_gas_per_call);
         let deadline = match tx.ctx.mode {

@@ -7,7 +7,9 @@
 //! plain and the `seal_`-prefixed name.
 
 use parity_scale_codec::{Compact, Decode, Encode};
-use phat_primitives::{blake2_128, blake2_256, AccountId, Balance, CodeHash, ContractInfo, Event, Gas, Hash, StateKey};
+use phat_primitives::{
+    blake2_128, blake2_256, AccountId, Balance, CodeHash, ContractInfo, Event, Gas, Hash, StateKey,
+};
 use sha2::Digest as _;
 use wasmtime::{Caller, Linker};
 
@@ -174,7 +176,13 @@ fn storage_get(c: &mut C<'_>, key: &StateKey) -> R<Option<Vec<u8>>> {
     }
 }
 
-fn set_storage_impl(c: &mut C<'_>, key_ptr: u32, key_len: Option<u32>, value_ptr: u32, value_len: u32) -> R<u32> {
+fn set_storage_impl(
+    c: &mut C<'_>,
+    key_ptr: u32,
+    key_len: Option<u32>,
+    value_ptr: u32,
+    value_len: u32,
+) -> R<u32> {
     let g = gas(c);
     charge_base(c, g.storage_access + g.storage_write, value_len)?;
     let max = c.data_mut().tx().config().limits.max_storage_value_len;
@@ -208,7 +216,13 @@ fn clear_storage_impl(c: &mut C<'_>, key_ptr: u32, key_len: Option<u32>) -> R<u3
     Ok(old.map_or(SENTINEL, |v| v.len() as u32))
 }
 
-fn get_storage_impl(c: &mut C<'_>, key_ptr: u32, key_len: Option<u32>, out_ptr: u32, out_len_ptr: u32) -> R<u32> {
+fn get_storage_impl(
+    c: &mut C<'_>,
+    key_ptr: u32,
+    key_len: Option<u32>,
+    out_ptr: u32,
+    out_len_ptr: u32,
+) -> R<u32> {
     let g = gas(c);
     charge_base(c, g.storage_access, 0)?;
     let key = read_key(c, key_ptr, key_len, "get_storage")?;
@@ -267,7 +281,11 @@ fn failure_code(c: &mut C<'_>, failure: Failure) -> R<u32> {
 /// Gas a nested call may use: all that is left when `requested` is 0, else the smaller.
 fn nested_gas(c: &mut C<'_>, requested: u64) -> R<Gas> {
     let left = c.get_fuel()?;
-    Ok(if requested == 0 { left } else { requested.min(left) })
+    Ok(if requested == 0 {
+        left
+    } else {
+        requested.min(left)
+    })
 }
 
 fn settle_gas(c: &mut C<'_>, available: Gas, used: Gas) -> R<()> {
@@ -410,15 +428,30 @@ fn instantiate_impl(
     let frame = c.data_mut();
     let tx = frame.tx.take().expect("tx present while running");
     let deployer = frame.address;
-    let (tx, used, result) = do_instantiate(tx, deployer, code_hash, value, input, &salt, available);
+    let (tx, used, result) =
+        do_instantiate(tx, deployer, code_hash, value, input, &salt, available);
     c.data_mut().tx = Some(tx);
     settle_gas(c, available, used)?;
     match result {
         Ok((address, ret)) => {
             if !ret.reverted() {
-                write_output(c, address_ptr, address_len_ptr, &address.0, true, "instantiate address")?;
+                write_output(
+                    c,
+                    address_ptr,
+                    address_len_ptr,
+                    &address.0,
+                    true,
+                    "instantiate address",
+                )?;
             }
-            write_output(c, out_ptr, out_len_ptr, &ret.data, true, "instantiate output")?;
+            write_output(
+                c,
+                out_ptr,
+                out_len_ptr,
+                &ret.data,
+                true,
+                "instantiate output",
+            )?;
             Ok(if ret.reverted() {
                 code::CALLEE_REVERTED
             } else {
@@ -466,7 +499,13 @@ macro_rules! host {
 }
 
 /// Writes a SCALE-encodable value through the output protocol (the common "getter" shape).
-fn getter<T: Encode>(c: &mut C<'_>, out_ptr: u32, out_len_ptr: u32, what: &'static str, f: impl FnOnce(&mut Frame) -> Result<T, ExecError>) -> R<()> {
+fn getter<T: Encode>(
+    c: &mut C<'_>,
+    out_ptr: u32,
+    out_len_ptr: u32,
+    what: &'static str,
+    f: impl FnOnce(&mut Frame) -> Result<T, ExecError>,
+) -> R<()> {
     charge_base(c, 0, 0)?;
     let value = match f(c.data_mut()) {
         Ok(v) => v.encode(),
@@ -475,7 +514,13 @@ fn getter<T: Encode>(c: &mut C<'_>, out_ptr: u32, out_len_ptr: u32, what: &'stat
     write_output(c, out_ptr, out_len_ptr, &value, false, what)
 }
 
-fn hash_impl<const N: usize>(c: &mut C<'_>, input_ptr: u32, input_len: u32, output_ptr: u32, f: fn(&[u8]) -> [u8; N]) -> R<()> {
+fn hash_impl<const N: usize>(
+    c: &mut C<'_>,
+    input_ptr: u32,
+    input_len: u32,
+    output_ptr: u32,
+    f: fn(&[u8]) -> [u8; N],
+) -> R<()> {
     let g = gas(c);
     charge_base(c, g.hash, input_len)?;
     let input = read(c, input_ptr, input_len, "hash input")?;
@@ -493,37 +538,86 @@ fn keccak_256(data: &[u8]) -> [u8; 32] {
 /// Defines every host function in `linker`.
 pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
     // --- storage
-    host!(linker, "seal0", "set_storage", prefixed, |mut c: C<'_>, k: u32, v: u32, vl: u32| -> R<()> {
+    host!(linker, "seal0", "set_storage", prefixed, |mut c: C<'_>,
+                                                     k: u32,
+                                                     v: u32,
+                                                     vl: u32|
+     -> R<()> {
         set_storage_impl(&mut c, k, None, v, vl).map(|_| ())
     });
-    host!(linker, "seal1", "set_storage", prefixed, |mut c: C<'_>, k: u32, v: u32, vl: u32| -> R<u32> {
+    host!(linker, "seal1", "set_storage", prefixed, |mut c: C<'_>,
+                                                     k: u32,
+                                                     v: u32,
+                                                     vl: u32|
+     -> R<u32> {
         set_storage_impl(&mut c, k, None, v, vl)
     });
-    host!(linker, "seal2", "set_storage", prefixed, |mut c: C<'_>, k: u32, kl: u32, v: u32, vl: u32| -> R<u32> {
+    host!(linker, "seal2", "set_storage", prefixed, |mut c: C<'_>,
+                                                     k: u32,
+                                                     kl: u32,
+                                                     v: u32,
+                                                     vl: u32|
+     -> R<u32> {
         set_storage_impl(&mut c, k, Some(kl), v, vl)
     });
-    host!(linker, "seal0", "clear_storage", prefixed, |mut c: C<'_>, k: u32| -> R<()> {
+    host!(linker, "seal0", "clear_storage", prefixed, |mut c: C<
+        '_,
+    >,
+                                                       k: u32|
+     -> R<()> {
         clear_storage_impl(&mut c, k, None).map(|_| ())
     });
-    host!(linker, "seal1", "clear_storage", prefixed, |mut c: C<'_>, k: u32, kl: u32| -> R<u32> {
+    host!(linker, "seal1", "clear_storage", prefixed, |mut c: C<
+        '_,
+    >,
+                                                       k: u32,
+                                                       kl: u32|
+     -> R<u32> {
         clear_storage_impl(&mut c, k, Some(kl))
     });
-    host!(linker, "seal0", "get_storage", prefixed, |mut c: C<'_>, k: u32, o: u32, ol: u32| -> R<u32> {
+    host!(linker, "seal0", "get_storage", prefixed, |mut c: C<'_>,
+                                                     k: u32,
+                                                     o: u32,
+                                                     ol: u32|
+     -> R<u32> {
         get_storage_impl(&mut c, k, None, o, ol)
     });
-    host!(linker, "seal1", "get_storage", prefixed, |mut c: C<'_>, k: u32, kl: u32, o: u32, ol: u32| -> R<u32> {
+    host!(linker, "seal1", "get_storage", prefixed, |mut c: C<'_>,
+                                                     k: u32,
+                                                     kl: u32,
+                                                     o: u32,
+                                                     ol: u32|
+     -> R<u32> {
         get_storage_impl(&mut c, k, Some(kl), o, ol)
     });
-    host!(linker, "seal0", "contains_storage", prefixed, |mut c: C<'_>, k: u32| -> R<u32> {
+    host!(linker, "seal0", "contains_storage", prefixed, |mut c: C<
+        '_,
+    >,
+                                                          k: u32|
+     -> R<
+        u32,
+    > {
         contains_storage_impl(&mut c, k, None)
     });
-    host!(linker, "seal1", "contains_storage", prefixed, |mut c: C<'_>, k: u32, kl: u32| -> R<u32> {
+    host!(linker, "seal1", "contains_storage", prefixed, |mut c: C<
+        '_,
+    >,
+                                                          k: u32,
+                                                          kl: u32|
+     -> R<
+        u32,
+    > {
         contains_storage_impl(&mut c, k, Some(kl))
     });
     host!(linker, "seal0", "take_storage", prefixed, take_storage);
 
     // --- value
-    host!(linker, "seal0", "transfer", prefixed, |mut c: C<'_>, acc: u32, _al: u32, val: u32, _vl: u32| -> R<u32> {
+    host!(linker, "seal0", "transfer", prefixed, |mut c: C<'_>,
+                                                  acc: u32,
+                                                  _al: u32,
+                                                  val: u32,
+                                                  _vl: u32|
+     -> R<u32> {
         charge_base(&mut c, 0, 0)?;
         let to = AccountId(read_array(&mut c, acc, "transfer account")?);
         let value = read_u128(&mut c, val, "transfer value")?;
@@ -536,43 +630,167 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
     });
 
     // --- calls
-    host!(linker, "seal0", "call", prefixed,
-        |mut c: C<'_>, callee: u32, _cl: u32, gas: u64, val: u32, _vl: u32, i: u32, il: u32, o: u32, ol: u32| -> R<u32> {
-            call_impl(&mut c, flags::ALLOW_REENTRY, CallKind::Call { callee_ptr: callee, value_ptr: val, gas }, i, il, o, ol)
-        });
-    host!(linker, "seal1", "call", prefixed,
-        |mut c: C<'_>, fl: u32, callee: u32, gas: u64, val: u32, i: u32, il: u32, o: u32, ol: u32| -> R<u32> {
-            call_impl(&mut c, fl, CallKind::Call { callee_ptr: callee, value_ptr: val, gas }, i, il, o, ol)
-        });
-    host!(linker, "seal2", "call",
-        |mut c: C<'_>, fl: u32, callee: u32, gas: u64, _proof: u64, _dep: u32, val: u32, i: u32, il: u32, o: u32, ol: u32| -> R<u32> {
-            call_impl(&mut c, fl, CallKind::Call { callee_ptr: callee, value_ptr: val, gas }, i, il, o, ol)
-        });
-    host!(linker, "seal0", "delegate_call", prefixed,
-        |mut c: C<'_>, fl: u32, ch: u32, i: u32, il: u32, o: u32, ol: u32| -> R<u32> {
-            call_impl(&mut c, fl, CallKind::Delegate { code_hash_ptr: ch }, i, il, o, ol)
-        });
-    host!(linker, "seal0", "instantiate", prefixed,
-        |mut c: C<'_>, ch: u32, _chl: u32, gas: u64, val: u32, _vl: u32, i: u32, il: u32, a: u32, al: u32, o: u32, ol: u32, s: u32, sl: u32| -> R<u32> {
-            instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl)
-        });
-    host!(linker, "seal1", "instantiate", prefixed,
-        |mut c: C<'_>, ch: u32, gas: u64, val: u32, i: u32, il: u32, a: u32, al: u32, o: u32, ol: u32, s: u32, sl: u32| -> R<u32> {
-            instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl)
-        });
-    host!(linker, "seal2", "instantiate",
-        |mut c: C<'_>, ch: u32, gas: u64, _proof: u64, _dep: u32, val: u32, i: u32, il: u32, a: u32, al: u32, o: u32, ol: u32, s: u32, sl: u32| -> R<u32> {
-            instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl)
-        });
-    host!(linker, "seal0", "terminate", prefixed, |mut c: C<'_>, b: u32, _bl: u32| -> R<()> {
+    host!(linker, "seal0", "call", prefixed, |mut c: C<'_>,
+                                              callee: u32,
+                                              _cl: u32,
+                                              gas: u64,
+                                              val: u32,
+                                              _vl: u32,
+                                              i: u32,
+                                              il: u32,
+                                              o: u32,
+                                              ol: u32|
+     -> R<u32> {
+        call_impl(
+            &mut c,
+            flags::ALLOW_REENTRY,
+            CallKind::Call {
+                callee_ptr: callee,
+                value_ptr: val,
+                gas,
+            },
+            i,
+            il,
+            o,
+            ol,
+        )
+    });
+    host!(linker, "seal1", "call", prefixed, |mut c: C<'_>,
+                                              fl: u32,
+                                              callee: u32,
+                                              gas: u64,
+                                              val: u32,
+                                              i: u32,
+                                              il: u32,
+                                              o: u32,
+                                              ol: u32|
+     -> R<u32> {
+        call_impl(
+            &mut c,
+            fl,
+            CallKind::Call {
+                callee_ptr: callee,
+                value_ptr: val,
+                gas,
+            },
+            i,
+            il,
+            o,
+            ol,
+        )
+    });
+    host!(linker, "seal2", "call", |mut c: C<'_>,
+                                    fl: u32,
+                                    callee: u32,
+                                    gas: u64,
+                                    _proof: u64,
+                                    _dep: u32,
+                                    val: u32,
+                                    i: u32,
+                                    il: u32,
+                                    o: u32,
+                                    ol: u32|
+     -> R<u32> {
+        call_impl(
+            &mut c,
+            fl,
+            CallKind::Call {
+                callee_ptr: callee,
+                value_ptr: val,
+                gas,
+            },
+            i,
+            il,
+            o,
+            ol,
+        )
+    });
+    host!(linker, "seal0", "delegate_call", prefixed, |mut c: C<
+        '_,
+    >,
+                                                       fl: u32,
+                                                       ch: u32,
+                                                       i: u32,
+                                                       il: u32,
+                                                       o: u32,
+                                                       ol: u32|
+     -> R<u32> {
+        call_impl(
+            &mut c,
+            fl,
+            CallKind::Delegate { code_hash_ptr: ch },
+            i,
+            il,
+            o,
+            ol,
+        )
+    });
+    host!(linker, "seal0", "instantiate", prefixed, |mut c: C<'_>,
+                                                     ch: u32,
+                                                     _chl: u32,
+                                                     gas: u64,
+                                                     val: u32,
+                                                     _vl: u32,
+                                                     i: u32,
+                                                     il: u32,
+                                                     a: u32,
+                                                     al: u32,
+                                                     o: u32,
+                                                     ol: u32,
+                                                     s: u32,
+                                                     sl: u32|
+     -> R<u32> {
+        instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl)
+    });
+    host!(linker, "seal1", "instantiate", prefixed, |mut c: C<'_>,
+                                                     ch: u32,
+                                                     gas: u64,
+                                                     val: u32,
+                                                     i: u32,
+                                                     il: u32,
+                                                     a: u32,
+                                                     al: u32,
+                                                     o: u32,
+                                                     ol: u32,
+                                                     s: u32,
+                                                     sl: u32|
+     -> R<u32> {
+        instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl)
+    });
+    host!(linker, "seal2", "instantiate", |mut c: C<'_>,
+                                           ch: u32,
+                                           gas: u64,
+                                           _proof: u64,
+                                           _dep: u32,
+                                           val: u32,
+                                           i: u32,
+                                           il: u32,
+                                           a: u32,
+                                           al: u32,
+                                           o: u32,
+                                           ol: u32,
+                                           s: u32,
+                                           sl: u32|
+     -> R<u32> {
+        instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl)
+    });
+    host!(linker, "seal0", "terminate", prefixed, |mut c: C<'_>,
+                                                   b: u32,
+                                                   _bl: u32|
+     -> R<()> {
         terminate_impl(&mut c, b)
     });
-    host!(linker, "seal1", "terminate", prefixed, |mut c: C<'_>, b: u32| -> R<()> {
+    host!(linker, "seal1", "terminate", prefixed, |mut c: C<'_>,
+                                                   b: u32|
+     -> R<()> {
         terminate_impl(&mut c, b)
     });
 
     // --- input and output
-    host!(linker, "seal0", "input", prefixed, |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal0", "input", prefixed, |mut c: C<'_>,
+                                               o: u32,
+                                               ol: u32|
+     -> R<()> {
         charge_base(&mut c, 0, 0)?;
         let Some(input) = c.data_mut().input.take() else {
             return fail(&mut c, ExecError::InputForwarded);
@@ -581,11 +799,22 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
         c.data_mut().input = Some(input);
         r
     });
-    host!(linker, "seal0", "seal_return", |mut c: C<'_>, fl: u32, d: u32, dl: u32| -> R<()> {
+    host!(linker, "seal0", "seal_return", |mut c: C<'_>,
+                                           fl: u32,
+                                           d: u32,
+                                           dl: u32|
+     -> R<()> {
         charge_base(&mut c, 0, dl)?;
         let max = c.data_mut().tx().config().limits.max_output_len;
         if dl > max {
-            return fail(&mut c, ExecError::TooLarge { what: "return value", len: dl.into(), max: max.into() });
+            return fail(
+                &mut c,
+                ExecError::TooLarge {
+                    what: "return value",
+                    len: dl.into(),
+                    max: max.into(),
+                },
+            );
         }
         let data = read(&mut c, d, dl, "seal_return")?;
         c.data_mut().exit = Some(Exit::Return(fl, data));
@@ -593,62 +822,133 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
     });
 
     // --- context
-    host!(linker, "seal0", "caller", prefixed, |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal0", "caller", prefixed, |mut c: C<'_>,
+                                                o: u32,
+                                                ol: u32|
+     -> R<()> {
         getter(&mut c, o, ol, "caller", |f| Ok(f.caller))
     });
-    host!(linker, "seal0", "address", prefixed, |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal0", "address", prefixed, |mut c: C<'_>,
+                                                 o: u32,
+                                                 ol: u32|
+     -> R<()> {
         getter(&mut c, o, ol, "address", |f| Ok(f.address))
     });
-    host!(linker, "seal0", "value_transferred", prefixed, |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
-        getter(&mut c, o, ol, "value_transferred", |f| Ok(f.value))
-    });
-    host!(linker, "seal0", "balance", prefixed, |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+    host!(
+        linker,
+        "seal0",
+        "value_transferred",
+        prefixed,
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            getter(&mut c, o, ol, "value_transferred", |f| Ok(f.value))
+        }
+    );
+    host!(linker, "seal0", "balance", prefixed, |mut c: C<'_>,
+                                                 o: u32,
+                                                 ol: u32|
+     -> R<()> {
         getter(&mut c, o, ol, "balance", |f| {
             let a = f.address;
             f.tx().balance(&a)
         })
     });
-    host!(linker, "seal0", "minimum_balance", prefixed, |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal0", "minimum_balance", prefixed, |mut c: C<
+        '_,
+    >,
+                                                         o: u32,
+                                                         ol: u32|
+     -> R<()> {
         getter(&mut c, o, ol, "minimum_balance", |_| Ok(0 as Balance))
     });
-    host!(linker, "seal0", "now", prefixed, |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal0", "now", prefixed, |mut c: C<'_>,
+                                             o: u32,
+                                             ol: u32|
+     -> R<()> {
         getter(&mut c, o, ol, "now", |f| Ok(f.tx().ctx.timestamp))
     });
-    host!(linker, "seal0", "block_number", prefixed, |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
-        getter(&mut c, o, ol, "block_number", |f| Ok(f.tx().ctx.block_number))
+    host!(linker, "seal0", "block_number", prefixed, |mut c: C<'_>,
+                                                      o: u32,
+                                                      ol: u32|
+     -> R<()> {
+        getter(&mut c, o, ol, "block_number", |f| {
+            Ok(f.tx().ctx.block_number)
+        })
     });
-    host!(linker, "seal0", "gas_left", prefixed, |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal0", "gas_left", prefixed, |mut c: C<'_>,
+                                                  o: u32,
+                                                  ol: u32|
+     -> R<()> {
         let left = c.get_fuel()?;
         getter(&mut c, o, ol, "gas_left", |_| Ok(left))
     });
-    host!(linker, "seal1", "gas_left", |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal1", "gas_left", |mut c: C<'_>,
+                                        o: u32,
+                                        ol: u32|
+     -> R<()> {
         let left = c.get_fuel()?;
-        getter(&mut c, o, ol, "gas_left", |_| Ok((Compact(left), Compact(0u64))))
+        getter(&mut c, o, ol, "gas_left", |_| {
+            Ok((Compact(left), Compact(0u64)))
+        })
     });
-    host!(linker, "seal0", "weight_to_fee", prefixed, |mut c: C<'_>, gas: u64, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal0", "weight_to_fee", prefixed, |mut c: C<
+        '_,
+    >,
+                                                       gas: u64,
+                                                       o: u32,
+                                                       ol: u32|
+     -> R<()> {
         getter(&mut c, o, ol, "weight_to_fee", |_| Ok(Balance::from(gas)))
     });
-    host!(linker, "seal1", "weight_to_fee", |mut c: C<'_>, gas: u64, _proof: u64, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal1", "weight_to_fee", |mut c: C<'_>,
+                                             gas: u64,
+                                             _proof: u64,
+                                             o: u32,
+                                             ol: u32|
+     -> R<()> {
         getter(&mut c, o, ol, "weight_to_fee", |_| Ok(Balance::from(gas)))
     });
-    host!(linker, "seal0", "random", prefixed, |mut c: C<'_>, s: u32, sl: u32, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal0", "random", prefixed, |mut c: C<'_>,
+                                                s: u32,
+                                                sl: u32,
+                                                o: u32,
+                                                ol: u32|
+     -> R<()> {
         let seed = random_seed(&mut c, s, sl)?;
         getter(&mut c, o, ol, "random", |_| Ok(seed))
     });
-    host!(linker, "seal1", "random", prefixed, |mut c: C<'_>, s: u32, sl: u32, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal1", "random", prefixed, |mut c: C<'_>,
+                                                s: u32,
+                                                sl: u32,
+                                                o: u32,
+                                                ol: u32|
+     -> R<()> {
         let seed = random_seed(&mut c, s, sl)?;
-        getter(&mut c, o, ol, "random", |f| Ok((seed, f.tx().ctx.block_number)))
+        getter(&mut c, o, ol, "random", |f| {
+            Ok((seed, f.tx().ctx.block_number))
+        })
     });
-    host!(linker, "seal0", "caller_is_origin", prefixed, |mut c: C<'_>| -> R<u32> {
+    host!(linker, "seal0", "caller_is_origin", prefixed, |mut c: C<
+        '_,
+    >|
+     -> R<
+        u32,
+    > {
         charge_base(&mut c, 0, 0)?;
         let caller = c.data().caller;
         Ok(u32::from(c.data_mut().tx().origin == caller))
     });
-    host!(linker, "seal0", "caller_is_root", |mut c: C<'_>| -> R<u32> {
-        charge_base(&mut c, 0, 0)?;
-        Ok(0)
-    });
-    host!(linker, "seal0", "is_contract", prefixed, |mut c: C<'_>, a: u32| -> R<u32> {
+    host!(
+        linker,
+        "seal0",
+        "caller_is_root",
+        |mut c: C<'_>| -> R<u32> {
+            charge_base(&mut c, 0, 0)?;
+            Ok(0)
+        }
+    );
+    host!(linker, "seal0", "is_contract", prefixed, |mut c: C<'_>,
+                                                     a: u32|
+     -> R<u32> {
         let g = gas(&mut c);
         charge_base(&mut c, g.storage_access, 0)?;
         let addr = AccountId(read_array(&mut c, a, "is_contract")?);
@@ -657,7 +957,11 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
             Err(e) => fail(&mut c, e),
         }
     });
-    host!(linker, "seal0", "code_hash", prefixed, |mut c: C<'_>, a: u32, o: u32, ol: u32| -> R<u32> {
+    host!(linker, "seal0", "code_hash", prefixed, |mut c: C<'_>,
+                                                   a: u32,
+                                                   o: u32,
+                                                   ol: u32|
+     -> R<u32> {
         let g = gas(&mut c);
         charge_base(&mut c, g.storage_access, 0)?;
         let addr = AccountId(read_array(&mut c, a, "code_hash")?);
@@ -670,13 +974,22 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
             Err(e) => fail(&mut c, e),
         }
     });
-    host!(linker, "seal0", "own_code_hash", prefixed, |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+    host!(linker, "seal0", "own_code_hash", prefixed, |mut c: C<
+        '_,
+    >,
+                                                       o: u32,
+                                                       ol: u32|
+     -> R<()> {
         getter(&mut c, o, ol, "own_code_hash", |f| {
             let a = f.address;
             Ok(own_info(f.tx(), &a)?.code_hash)
         })
     });
-    host!(linker, "seal0", "set_code_hash", prefixed, |mut c: C<'_>, ch: u32| -> R<u32> {
+    host!(linker, "seal0", "set_code_hash", prefixed, |mut c: C<
+        '_,
+    >,
+                                                       ch: u32|
+     -> R<u32> {
         let g = gas(&mut c);
         charge_base(&mut c, g.storage_access + g.storage_write, 0)?;
         let hash = CodeHash(read_array(&mut c, ch, "set_code_hash")?);
@@ -688,39 +1001,73 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
             }
             let mut info = own_info(tx, &addr)?;
             info.code_hash = hash;
-            tx.overlay.set(StateKey::Contract(addr), Some(info.encode()));
+            tx.overlay
+                .set(StateKey::Contract(addr), Some(info.encode()));
             Ok(code::SUCCESS)
         })();
         result.or_else(|e| fail(&mut c, e))
     });
-    host!(linker, "seal0", "reentrance_count", |mut c: C<'_>| -> R<u32> {
-        charge_base(&mut c, 0, 0)?;
-        let a = c.data().address;
-        let n = c.data_mut().tx().stack.iter().filter(|x| **x == a).count();
-        Ok(n.saturating_sub(1) as u32)
-    });
-    host!(linker, "seal0", "account_reentrance_count", |mut c: C<'_>, p: u32| -> R<u32> {
+    host!(
+        linker,
+        "seal0",
+        "reentrance_count",
+        |mut c: C<'_>| -> R<u32> {
+            charge_base(&mut c, 0, 0)?;
+            let a = c.data().address;
+            let n = c.data_mut().tx().stack.iter().filter(|x| **x == a).count();
+            Ok(n.saturating_sub(1) as u32)
+        }
+    );
+    host!(linker, "seal0", "account_reentrance_count", |mut c: C<
+        '_,
+    >,
+                                                        p: u32|
+     -> R<u32> {
         charge_base(&mut c, 0, 0)?;
         let a = AccountId(read_array(&mut c, p, "account_reentrance_count")?);
         Ok(c.data_mut().tx().stack.iter().filter(|x| **x == a).count() as u32)
     });
-    host!(linker, "seal0", "instantiation_nonce", |mut c: C<'_>| -> R<u64> {
-        charge_base(&mut c, 0, 0)?;
-        let r = c.data_mut().tx().instantiation_nonce();
-        r.or_else(|e| fail(&mut c, e))
-    });
-    host!(linker, "seal0", "lock_delegate_dependency", |mut c: C<'_>, _ch: u32| -> R<()> {
+    host!(
+        linker,
+        "seal0",
+        "instantiation_nonce",
+        |mut c: C<'_>| -> R<u64> {
+            charge_base(&mut c, 0, 0)?;
+            let r = c.data_mut().tx().instantiation_nonce();
+            r.or_else(|e| fail(&mut c, e))
+        }
+    );
+    host!(linker, "seal0", "lock_delegate_dependency", |mut c: C<
+        '_,
+    >,
+                                                        _ch: u32|
+     -> R<()> {
         charge_base(&mut c, 0, 0)
     });
-    host!(linker, "seal0", "unlock_delegate_dependency", |mut c: C<'_>, _ch: u32| -> R<()> {
-        charge_base(&mut c, 0, 0)
-    });
+    host!(
+        linker,
+        "seal0",
+        "unlock_delegate_dependency",
+        |mut c: C<'_>, _ch: u32| -> R<()> { charge_base(&mut c, 0, 0) }
+    );
 
     // --- events and debugging
-    host!(linker, "seal0", "deposit_event", prefixed, |mut c: C<'_>, t: u32, tl: u32, d: u32, dl: u32| -> R<()> {
+    host!(linker, "seal0", "deposit_event", prefixed, |mut c: C<
+        '_,
+    >,
+                                                       t: u32,
+                                                       tl: u32,
+                                                       d: u32,
+                                                       dl: u32|
+     -> R<()> {
         deposit_event(&mut c, t, tl, d, dl)
     });
-    host!(linker, "seal0", "debug_message", prefixed, |mut c: C<'_>, p: u32, l: u32| -> R<u32> {
+    host!(linker, "seal0", "debug_message", prefixed, |mut c: C<
+        '_,
+    >,
+                                                       p: u32,
+                                                       l: u32|
+     -> R<u32> {
         let max = c.data_mut().tx().config().limits.max_debug_buffer_len as u32;
         let l = l.min(max);
         charge_base(&mut c, 0, l)?;
@@ -732,21 +1079,51 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
     });
 
     // --- hashing
-    host!(linker, "seal0", "hash_sha2_256", prefixed, |mut c: C<'_>, i: u32, il: u32, o: u32| -> R<()> {
+    host!(linker, "seal0", "hash_sha2_256", prefixed, |mut c: C<
+        '_,
+    >,
+                                                       i: u32,
+                                                       il: u32,
+                                                       o: u32|
+     -> R<()> {
         hash_impl(&mut c, i, il, o, sha2_256)
     });
-    host!(linker, "seal0", "hash_keccak_256", prefixed, |mut c: C<'_>, i: u32, il: u32, o: u32| -> R<()> {
+    host!(linker, "seal0", "hash_keccak_256", prefixed, |mut c: C<
+        '_,
+    >,
+                                                         i: u32,
+                                                         il: u32,
+                                                         o: u32|
+     -> R<()> {
         hash_impl(&mut c, i, il, o, keccak_256)
     });
-    host!(linker, "seal0", "hash_blake2_256", prefixed, |mut c: C<'_>, i: u32, il: u32, o: u32| -> R<()> {
+    host!(linker, "seal0", "hash_blake2_256", prefixed, |mut c: C<
+        '_,
+    >,
+                                                         i: u32,
+                                                         il: u32,
+                                                         o: u32|
+     -> R<()> {
         hash_impl(&mut c, i, il, o, blake2_256)
     });
-    host!(linker, "seal0", "hash_blake2_128", prefixed, |mut c: C<'_>, i: u32, il: u32, o: u32| -> R<()> {
+    host!(linker, "seal0", "hash_blake2_128", prefixed, |mut c: C<
+        '_,
+    >,
+                                                         i: u32,
+                                                         il: u32,
+                                                         o: u32|
+     -> R<()> {
         hash_impl(&mut c, i, il, o, blake2_128)
     });
 
     // --- signatures
-    host!(linker, "seal0", "ecdsa_recover", prefixed, |mut c: C<'_>, s: u32, m: u32, o: u32| -> R<u32> {
+    host!(linker, "seal0", "ecdsa_recover", prefixed, |mut c: C<
+        '_,
+    >,
+                                                       s: u32,
+                                                       m: u32,
+                                                       o: u32|
+     -> R<u32> {
         let g = gas(&mut c);
         charge_base(&mut c, g.signature, 0)?;
         let sig = read_array::<65>(&mut c, s, "ecdsa_recover signature")?;
@@ -759,19 +1136,30 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
             None => Ok(code::ECDSA_RECOVERY_FAILED),
         }
     });
-    host!(linker, "seal0", "ecdsa_to_eth_address", prefixed, |mut c: C<'_>, k: u32, o: u32| -> R<u32> {
-        let g = gas(&mut c);
-        charge_base(&mut c, g.signature, 0)?;
-        let key = read_array::<33>(&mut c, k, "ecdsa_to_eth_address key")?;
-        match crate::crypto::ecdsa_to_eth_address(&key) {
-            Some(addr) => {
-                write(&mut c, o, &addr, "ecdsa_to_eth_address output")?;
-                Ok(code::SUCCESS)
+    host!(
+        linker,
+        "seal0",
+        "ecdsa_to_eth_address",
+        prefixed,
+        |mut c: C<'_>, k: u32, o: u32| -> R<u32> {
+            let g = gas(&mut c);
+            charge_base(&mut c, g.signature, 0)?;
+            let key = read_array::<33>(&mut c, k, "ecdsa_to_eth_address key")?;
+            match crate::crypto::ecdsa_to_eth_address(&key) {
+                Some(addr) => {
+                    write(&mut c, o, &addr, "ecdsa_to_eth_address output")?;
+                    Ok(code::SUCCESS)
+                }
+                None => Ok(code::ECDSA_RECOVERY_FAILED),
             }
-            None => Ok(code::ECDSA_RECOVERY_FAILED),
         }
-    });
-    host!(linker, "seal0", "sr25519_verify", |mut c: C<'_>, s: u32, pk: u32, ml: u32, m: u32| -> R<u32> {
+    );
+    host!(linker, "seal0", "sr25519_verify", |mut c: C<'_>,
+                                              s: u32,
+                                              pk: u32,
+                                              ml: u32,
+                                              m: u32|
+     -> R<u32> {
         let g = gas(&mut c);
         charge_base(&mut c, g.signature, ml)?;
         let sig = read_array::<64>(&mut c, s, "sr25519_verify signature")?;
@@ -785,19 +1173,35 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
     });
 
     // --- chain extension and runtime calls
-    host!(linker, "seal0", "call_chain_extension", prefixed,
+    host!(
+        linker,
+        "seal0",
+        "call_chain_extension",
+        prefixed,
         |mut c: C<'_>, id: u32, i: u32, il: u32, o: u32, ol: u32| -> R<u32> {
             call_chain_extension(&mut c, id, i, il, o, ol)
-        });
-    host!(linker, "seal0", "call_runtime", |mut c: C<'_>, _p: u32, _l: u32| -> R<u32> {
+        }
+    );
+    host!(linker, "seal0", "call_runtime", |mut c: C<'_>,
+                                            _p: u32,
+                                            _l: u32|
+     -> R<u32> {
         charge_base(&mut c, 0, 0)?;
         Ok(code::CALL_RUNTIME_FAILED)
     });
-    host!(linker, "seal0", "xcm_execute", |mut c: C<'_>, _p: u32, _l: u32| -> R<u32> {
+    host!(linker, "seal0", "xcm_execute", |mut c: C<'_>,
+                                           _p: u32,
+                                           _l: u32|
+     -> R<u32> {
         charge_base(&mut c, 0, 0)?;
         Ok(code::XCM_EXECUTION_FAILED)
     });
-    host!(linker, "seal0", "xcm_send", |mut c: C<'_>, _d: u32, _m: u32, _ml: u32, _o: u32| -> R<u32> {
+    host!(linker, "seal0", "xcm_send", |mut c: C<'_>,
+                                        _d: u32,
+                                        _m: u32,
+                                        _ml: u32,
+                                        _o: u32|
+     -> R<u32> {
         charge_base(&mut c, 0, 0)?;
         Ok(code::XCM_SEND_FAILED)
     });
@@ -814,19 +1218,39 @@ fn random_seed(c: &mut C<'_>, subject_ptr: u32, subject_len: u32) -> R<Hash> {
     let g = gas(c);
     charge_base(c, g.hash, subject_len)?;
     if subject_len > 32 {
-        return fail(c, ExecError::TooLarge { what: "random subject", len: subject_len.into(), max: 32 });
+        return fail(
+            c,
+            ExecError::TooLarge {
+                what: "random subject",
+                len: subject_len.into(),
+                max: 32,
+            },
+        );
     }
     let subject = read(c, subject_ptr, subject_len, "random subject")?;
     let block = c.data_mut().tx().ctx.block_number;
     Ok(Hash(blake2_256(&(b"phat-random", subject, block).encode())))
 }
 
-fn deposit_event(c: &mut C<'_>, topics_ptr: u32, topics_len: u32, data_ptr: u32, data_len: u32) -> R<()> {
+fn deposit_event(
+    c: &mut C<'_>,
+    topics_ptr: u32,
+    topics_len: u32,
+    data_ptr: u32,
+    data_len: u32,
+) -> R<()> {
     let g = gas(c);
     charge_base(c, g.event, data_len.saturating_add(topics_len))?;
     let limits = c.data_mut().tx().config().limits.clone();
     if data_len > limits.max_event_len {
-        return fail(c, ExecError::TooLarge { what: "event", len: data_len.into(), max: limits.max_event_len.into() });
+        return fail(
+            c,
+            ExecError::TooLarge {
+                what: "event",
+                len: data_len.into(),
+                max: limits.max_event_len.into(),
+            },
+        );
     }
     // A SCALE Vec<[u8; 32]> of at most `max_event_topics` entries fits in this many bytes.
     let max_topic_bytes = 5 + 32 * limits.max_event_topics;
@@ -844,16 +1268,34 @@ fn deposit_event(c: &mut C<'_>, topics_ptr: u32, topics_len: u32, data_ptr: u32,
     charge(c, g.event_topic * topics.len() as Gas)?;
     let data = read(c, data_ptr, data_len, "event data")?;
     let contract = c.data().address;
-    c.data_mut().tx().events.push(Event { contract, topics, data });
+    c.data_mut().tx().events.push(Event {
+        contract,
+        topics,
+        data,
+    });
     Ok(())
 }
 
-fn call_chain_extension(c: &mut C<'_>, id: u32, input_ptr: u32, input_len: u32, out_ptr: u32, out_len_ptr: u32) -> R<u32> {
+fn call_chain_extension(
+    c: &mut C<'_>,
+    id: u32,
+    input_ptr: u32,
+    input_len: u32,
+    out_ptr: u32,
+    out_len_ptr: u32,
+) -> R<u32> {
     let g = gas(c);
     charge_base(c, g.extension, input_len)?;
     let max = c.data_mut().tx().config().limits.max_output_len;
     if input_len > max {
-        return fail(c, ExecError::TooLarge { what: "extension input", len: input_len.into(), max: max.into() });
+        return fail(
+            c,
+            ExecError::TooLarge {
+                what: "extension input",
+                len: input_len.into(),
+                max: max.into(),
+            },
+        );
     }
     let input = read(c, input_ptr, input_len, "call_chain_extension input")?;
     let gas_left = c.get_fuel()?;
@@ -875,13 +1317,39 @@ fn call_chain_extension(c: &mut C<'_>, id: u32, input_ptr: u32, input_len: u32, 
         Ok(out) => {
             charge(c, out.gas)?;
             if out.output.len() > max as usize {
-                return fail(c, ExecError::TooLarge { what: "extension output", len: out.output.len() as u64, max: max.into() });
+                return fail(
+                    c,
+                    ExecError::TooLarge {
+                        what: "extension output",
+                        len: out.output.len() as u64,
+                        max: max.into(),
+                    },
+                );
             }
-            write_output(c, out_ptr, out_len_ptr, &out.output, false, "call_chain_extension output")?;
+            write_output(
+                c,
+                out_ptr,
+                out_len_ptr,
+                &out.output,
+                false,
+                "call_chain_extension output",
+            )?;
             Ok(out.status)
         }
-        Err(ExtensionError::Unsupported) => fail(c, ExecError::UnsupportedExtension { extension: id.extension, function: id.function }),
-        Err(ExtensionError::Failed(message)) => fail(c, ExecError::Extension { function: id.function, message }),
+        Err(ExtensionError::Unsupported) => fail(
+            c,
+            ExecError::UnsupportedExtension {
+                extension: id.extension,
+                function: id.function,
+            },
+        ),
+        Err(ExtensionError::Failed(message)) => fail(
+            c,
+            ExecError::Extension {
+                function: id.function,
+                message,
+            },
+        ),
     }
 }
 
@@ -900,5 +1368,4 @@ mod tests {
             "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
         );
     }
-
 }

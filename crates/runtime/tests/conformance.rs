@@ -5,11 +5,11 @@ mod common;
 use common::*;
 use parity_scale_codec::{Decode, Encode};
 use phat_primitives::CodeHash;
+use phat_primitives::Mode;
 use phat_runtime::{
     ChainExtension, ExecContext, ExecError, ExtensionEnv, ExtensionError, ExtensionId,
     ExtensionOutput,
 };
-use phat_primitives::Mode;
 use std::sync::{Arc, Mutex};
 
 /// Records pink `log` calls (function 10: SCALE `(level: u8, message: String)` in, `()` out);
@@ -18,11 +18,17 @@ use std::sync::{Arc, Mutex};
 struct LogOnly(Mutex<Vec<(u8, String)>>);
 
 impl ChainExtension for LogOnly {
-    fn call(&self, _env: &ExtensionEnv, id: ExtensionId, input: &[u8]) -> Result<ExtensionOutput, ExtensionError> {
+    fn call(
+        &self,
+        _env: &ExtensionEnv,
+        id: ExtensionId,
+        input: &[u8],
+    ) -> Result<ExtensionOutput, ExtensionError> {
         if (id.extension, id.function) != (0, 10) {
             return Err(ExtensionError::Unsupported);
         }
-        let line = <(u8, String)>::decode(&mut &input[..]).map_err(|e| ExtensionError::Failed(e.to_string()))?;
+        let line = <(u8, String)>::decode(&mut &input[..])
+            .map_err(|e| ExtensionError::Failed(e.to_string()))?;
         self.0.lock().unwrap().push(line);
         Ok(ExtensionOutput::default())
     }
@@ -57,7 +63,10 @@ fn flip_new_get_flip_get_echo() {
     assert_eq!(h.read(flip, GET.to_vec()).unwrap().data, false.encode());
 
     let echo = h.read(flip, with_args(ECHO, (42u32, 24u128))).unwrap();
-    assert_eq!(<(u32, u128)>::decode(&mut &echo.data[..]).unwrap(), (42, 24));
+    assert_eq!(
+        <(u32, u128)>::decode(&mut &echo.data[..]).unwrap(),
+        (42, 24)
+    );
 }
 
 #[test]
@@ -67,7 +76,10 @@ fn flip_in_query_mode_changes_nothing() {
     let changes = h.query(|s| {
         s.call(ALICE, flip, 0, FLIP.to_vec(), GAS).unwrap();
         // Within the query session the write is visible ...
-        assert_eq!(s.call(ALICE, flip, 0, GET.to_vec(), GAS).unwrap().data, false.encode());
+        assert_eq!(
+            s.call(ALICE, flip, 0, GET.to_vec(), GAS).unwrap().data,
+            false.encode()
+        );
         s.changes().len()
     });
     assert!(changes > 0);
@@ -90,18 +102,41 @@ fn cross_instantiates_flip_and_calls_it() {
     };
     let mut session = h.rt.session(h.state.clone(), ctx(Mode::Command));
     let out = session
-        .instantiate(ALICE, cross_hash, 10_000_000_000_000_000, NEW.to_vec(), b"", GAS)
-        .unwrap_or_else(|e| panic!("cross constructor: {e:?}; logs: {:?}", logs.0.lock().unwrap()));
+        .instantiate(
+            ALICE,
+            cross_hash,
+            10_000_000_000_000_000,
+            NEW.to_vec(),
+            b"",
+            GAS,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "cross constructor: {e:?}; logs: {:?}",
+                logs.0.lock().unwrap()
+            )
+        });
     assert!(!out.reverted, "{out:?}");
     let cross = out.address.unwrap();
     // The value moved from Alice into cross (and on into the flip it created).
-    assert!(session.balance(&ALICE).unwrap() <= 1_000_000_000_000_000_000_000 - 10_000_000_000_000_000);
+    assert!(
+        session.balance(&ALICE).unwrap() <= 1_000_000_000_000_000_000_000 - 10_000_000_000_000_000
+    );
     let result = session
         .call(ALICE, cross, 0, CALL_OTHER.to_vec(), GAS)
         .expect("call_other_contract");
-    assert_eq!(result.data, true.encode(), "debug: {}", result.debug_message);
+    assert_eq!(
+        result.data,
+        true.encode(),
+        "debug: {}",
+        result.debug_message
+    );
     // cross logs through pink's `log` only when something fails.
-    assert!(logs.0.lock().unwrap().is_empty(), "{:?}", logs.0.lock().unwrap());
+    assert!(
+        logs.0.lock().unwrap().is_empty(),
+        "{:?}",
+        logs.0.lock().unwrap()
+    );
 }
 
 #[test]
@@ -114,7 +149,8 @@ fn extension_contracts_load_and_fail_cleanly_without_the_extension() {
     ] {
         let mut h = Harness::new();
         let hash = h.upload(&phala(file));
-        let err = match h.command(|s| s.instantiate(ALICE, hash, 0, constructor.to_vec(), b"", GAS)) {
+        let err = match h.command(|s| s.instantiate(ALICE, hash, 0, constructor.to_vec(), b"", GAS))
+        {
             Err(e) => e,
             Ok(out) => h.call(out.address.unwrap(), message.to_vec()).unwrap_err(),
         };

@@ -42,11 +42,15 @@ fn setup(name: &str) -> (Harness, AccountId, AccountId) {
 #[test]
 fn infinite_loop_runs_out_of_gas_in_commands_and_time_in_queries() {
     let (mut h, flip, evil) = setup("infinite_loop");
-    let err = h.command(|s| s.call(ALICE, evil, 0, vec![], 50_000_000)).unwrap_err();
+    let err = h
+        .command(|s| s.call(ALICE, evil, 0, vec![], 50_000_000))
+        .unwrap_err();
     assert_eq!(err, ExecError::OutOfGas);
     assert!(err.is_deterministic());
     // Queries get more gas than they could burn in 300 ms: the wall-clock bound stops them.
-    let err = h.query(|s| s.call(ALICE, evil, 0, vec![], u64::MAX)).unwrap_err();
+    let err = h
+        .query(|s| s.call(ALICE, evil, 0, vec![], u64::MAX))
+        .unwrap_err();
     assert!(matches!(err, ExecError::Timeout(300)), "{err:?}");
     assert!(!err.is_deterministic());
     still_serving(&mut h, flip);
@@ -69,7 +73,10 @@ fn a_declared_memory_above_the_cap_is_refused_at_upload() {
     )
     .unwrap();
     let err = h.command(|s| s.upload_code(&wasm)).unwrap_err();
-    assert!(matches!(err, ExecError::Code(CodeError::Memory(_))), "{err:?}");
+    assert!(
+        matches!(err, ExecError::Code(CodeError::Memory(_))),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -89,7 +96,10 @@ fn huge_return_value_event_and_storage_value_are_refused() {
         let (mut h, flip, evil) = setup(name);
         let before = h.state.len();
         let err = h.call(evil, vec![]).unwrap_err();
-        assert!(matches!(err, ExecError::TooLarge { what: w, .. } if w == what), "{name}: {err:?}");
+        assert!(
+            matches!(err, ExecError::TooLarge { what: w, .. } if w == what),
+            "{name}: {err:?}"
+        );
         assert_eq!(h.state.len(), before, "{name} wrote nothing");
         still_serving(&mut h, flip);
     }
@@ -114,7 +124,10 @@ fn out_of_bounds_host_arguments_are_typed_errors() {
 fn unreachable_traps() {
     let (mut h, flip, evil) = setup("unreachable");
     let err = h.call(evil, vec![]).unwrap_err();
-    assert!(matches!(&err, ExecError::Trapped(m) if m.contains("unreachable")), "{err:?}");
+    assert!(
+        matches!(&err, ExecError::Trapped(m) if m.contains("unreachable")),
+        "{err:?}"
+    );
     still_serving(&mut h, flip);
 }
 
@@ -161,12 +174,22 @@ fn garbage_and_non_contract_modules_are_refused_at_upload() {
 fn calling_a_missing_contract_or_code_is_a_typed_error() {
     let mut h = harness();
     let nobody = AccountId([9; 32]);
-    assert_eq!(h.call(nobody, vec![]).unwrap_err(), ExecError::ContractNotFound(nobody));
+    assert_eq!(
+        h.call(nobody, vec![]).unwrap_err(),
+        ExecError::ContractNotFound(nobody)
+    );
     let hash = phat_primitives::CodeHash([9; 32]);
-    let err = h.command(|s| s.instantiate(ALICE, hash, 0, vec![], b"", GAS)).unwrap_err();
+    let err = h
+        .command(|s| s.instantiate(ALICE, hash, 0, vec![], b"", GAS))
+        .unwrap_err();
     assert_eq!(err, ExecError::CodeNotFound(hash));
     // Value the caller does not have.
-    let flip = h.deploy(&phala("flip/flip.wasm"), [[0x9b, 0xae, 0x9d, 0x5e].as_slice(), &true.encode()].concat());
-    let err = h.command(|s| s.call(ALICE, flip, 5, vec![], GAS)).unwrap_err();
+    let flip = h.deploy(
+        &phala("flip/flip.wasm"),
+        [[0x9b, 0xae, 0x9d, 0x5e].as_slice(), &true.encode()].concat(),
+    );
+    let err = h
+        .command(|s| s.call(ALICE, flip, 5, vec![], GAS))
+        .unwrap_err();
     assert_eq!(err, ExecError::TransferFailed { value: 5 });
 }

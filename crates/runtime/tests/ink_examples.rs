@@ -54,11 +54,14 @@ fn erc20_transfers_emit_events_and_failures_revert() {
     assert_eq!(ev.topics.len(), 3);
     // ink! 5 writes an indexed `Some(account)` as the account's 32 bytes.
     assert_eq!(&ev.topics[1..], &[Hash(ALICE.0), Hash(BOB.0)]);
-    let (from, to, value) = <(Option<AccountId>, Option<AccountId>, u128)>::decode(&mut &ev.data[..]).unwrap();
+    let (from, to, value) =
+        <(Option<AccountId>, Option<AccountId>, u128)>::decode(&mut &ev.data[..]).unwrap();
     assert_eq!((from, to, value), (Some(ALICE), Some(BOB), 100));
 
     // Too much: the message returns Err(InsufficientBalance) and ink! reverts.
-    let out = h.call_as(BOB, token, t.input("transfer", (ALICE, 101u128))).unwrap();
+    let out = h
+        .call_as(BOB, token, t.input("transfer", (ALICE, 101u128)))
+        .unwrap();
     assert!(out.reverted);
     assert!(out.events.is_empty());
     assert_eq!(ok::<Result<(), u8>>(&out.data), Err(0));
@@ -66,9 +69,17 @@ fn erc20_transfers_emit_events_and_failures_revert() {
 
     // Allowances.
     h.call(token, t.input("approve", (BOB, 50u128))).unwrap();
-    let out = h.call_as(BOB, token, t.input("transfer_from", (ALICE, BOB, 60u128))).unwrap();
-    assert_eq!(ok::<Result<(), u8>>(&out.data), Err(1), "InsufficientAllowance");
-    let out = h.call_as(BOB, token, t.input("transfer_from", (ALICE, BOB, 50u128))).unwrap();
+    let out = h
+        .call_as(BOB, token, t.input("transfer_from", (ALICE, BOB, 60u128)))
+        .unwrap();
+    assert_eq!(
+        ok::<Result<(), u8>>(&out.data),
+        Err(1),
+        "InsufficientAllowance"
+    );
+    let out = h
+        .call_as(BOB, token, t.input("transfer_from", (ALICE, BOB, 50u128)))
+        .unwrap();
     assert_eq!(ok::<Result<(), u8>>(&out.data), Ok(()));
     assert_eq!((balance(&h, ALICE), balance(&h, BOB)), (850, 150));
 }
@@ -97,8 +108,17 @@ fn incrementer_instantiates_and_calls_counter_and_nested_writes_roll_back() {
     let addr = h.deploy(&inc.wasm, inc.input("new", (counter_hash, 10u64)));
 
     let counter_addr: AccountId = ok(&h.read(addr, inc.input("counter", ())).unwrap().data);
-    assert_eq!(h.command(|s| s.contract_info(&counter_addr)).unwrap().unwrap().code_hash, counter_hash);
-    assert_eq!(ok::<u64>(&h.read(addr, inc.input("get", ())).unwrap().data), 10);
+    assert_eq!(
+        h.command(|s| s.contract_info(&counter_addr))
+            .unwrap()
+            .unwrap()
+            .code_hash,
+        counter_hash
+    );
+    assert_eq!(
+        ok::<u64>(&h.read(addr, inc.input("get", ())).unwrap().data),
+        10
+    );
 
     let out = h.call(addr, inc.input("inc", 5u64)).unwrap();
     assert_eq!(ok::<u64>(&out.data), 15);
@@ -106,16 +126,28 @@ fn incrementer_instantiates_and_calls_counter_and_nested_writes_roll_back() {
     assert_eq!(out.events.len(), 1);
     assert_eq!(out.events[0].contract, counter_addr);
     // Reading the counter directly agrees.
-    assert_eq!(ok::<u64>(&h.read(counter_addr, counter.input("get", ())).unwrap().data), 15);
-    let seen: AccountId = ok(&h.read(addr, inc.input("counter_sees_caller", ())).unwrap().data);
+    assert_eq!(
+        ok::<u64>(&h.read(counter_addr, counter.input("get", ())).unwrap().data),
+        15
+    );
+    let seen: AccountId = ok(&h
+        .read(addr, inc.input("counter_sees_caller", ()))
+        .unwrap()
+        .data);
     assert_eq!(seen, addr);
 
     // The outer message fails after the nested increment succeeded: both roll back.
     let out = h.call(addr, inc.input("inc_then_fail", 7u64)).unwrap();
     assert!(out.reverted);
     assert!(out.events.is_empty());
-    assert_eq!(ok::<u64>(&h.read(counter_addr, counter.input("get", ())).unwrap().data), 15);
-    assert_eq!(ok::<u32>(&h.read(addr, inc.input("calls", ())).unwrap().data), 1);
+    assert_eq!(
+        ok::<u64>(&h.read(counter_addr, counter.input("get", ())).unwrap().data),
+        15
+    );
+    assert_eq!(
+        ok::<u32>(&h.read(addr, inc.input("calls", ())).unwrap().data),
+        1
+    );
 }
 
 #[test]
@@ -123,9 +155,15 @@ fn compute_matches_the_native_kernel() {
     let c = contract("compute");
     let mut h = Harness::new();
     let addr = h.deploy(&c.wasm, c.input("new", ()));
-    let got: u64 = ok(&h.read(addr, c.input("mix", (10_000u32, 7u64))).unwrap().data);
+    let got: u64 = ok(&h
+        .read(addr, c.input("mix", (10_000u32, 7u64)))
+        .unwrap()
+        .data);
     assert_eq!(got, phat_compute_kernel::mix(10_000, 7));
-    let hashed: [u8; 32] = ok(&h.read(addr, c.input("hash_chain", (3u32, [0u8; 32]))).unwrap().data);
+    let hashed: [u8; 32] = ok(&h
+        .read(addr, c.input("hash_chain", (3u32, [0u8; 32])))
+        .unwrap()
+        .data);
     let mut expect = [0u8; 32];
     for _ in 0..3 {
         expect = phat_primitives::blake2_256(&expect);
@@ -133,8 +171,11 @@ fn compute_matches_the_native_kernel() {
     assert_eq!(hashed, expect);
 }
 
+/// A state as (encoded key, value) pairs in key order.
+type Dump = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Runs a fixed command sequence and returns the final state and each command's gas.
-fn run_sequence() -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<u64>) {
+fn run_sequence() -> (Dump, Vec<u64>) {
     let t = contract("erc20");
     let counter = contract("counter");
     let inc = contract("incrementer");
@@ -145,10 +186,25 @@ fn run_sequence() -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<u64>) {
     let mut gas = Vec::new();
     for i in 0..50u128 {
         let to = AccountId([(i % 7) as u8 + 10; 32]);
-        gas.push(h.call(token, t.input("transfer", (to, i))).unwrap().gas_used);
-        gas.push(h.call(incr, inc.input(if i % 5 == 0 { "inc_then_fail" } else { "inc" }, i as u64)).unwrap().gas_used);
+        gas.push(
+            h.call(token, t.input("transfer", (to, i)))
+                .unwrap()
+                .gas_used,
+        );
+        gas.push(
+            h.call(
+                incr,
+                inc.input(if i % 5 == 0 { "inc_then_fail" } else { "inc" }, i as u64),
+            )
+            .unwrap()
+            .gas_used,
+        );
     }
-    let state = h.state.iter().map(|(k, v)| (k.to_bytes(), v.clone())).collect();
+    let state = h
+        .state
+        .iter()
+        .map(|(k, v)| (k.to_bytes(), v.clone()))
+        .collect();
     (state, gas)
 }
 

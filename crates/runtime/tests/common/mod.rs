@@ -138,7 +138,12 @@ impl Harness {
         self.command(|s| s.call(ALICE, contract, 0, input, GAS))
     }
 
-    pub fn call_as(&mut self, who: AccountId, contract: AccountId, input: Vec<u8>) -> Result<Outcome, ExecError> {
+    pub fn call_as(
+        &mut self,
+        who: AccountId,
+        contract: AccountId,
+        input: Vec<u8>,
+    ) -> Result<Outcome, ExecError> {
         self.command(|s| s.call(who, contract, 0, input, GAS))
     }
 
