@@ -1,0 +1,25 @@
+;; A minimal lifecycle contract for the runtime's tests: the constructor stores 0x2a under key 0;
+;; message byte 0 returns that cell (empty if missing), byte 1 terminates in favour of the caller.
+(module
+  (import "seal0" "seal_input" (func $input (param i32 i32)))
+  (import "seal0" "seal_caller" (func $caller (param i32 i32)))
+  (import "seal0" "seal_set_storage" (func $set_storage (param i32 i32 i32)))
+  (import "seal0" "seal_get_storage" (func $get_storage (param i32 i32 i32) (result i32)))
+  (import "seal0" "seal_terminate" (func $terminate (param i32 i32)))
+  (import "seal0" "seal_return" (func $seal_return (param i32 i32 i32)))
+  (import "env" "memory" (memory 1 16))
+  (func (export "deploy")
+    (i32.store8 (i32.const 200) (i32.const 0x2a))
+    (call $set_storage (i32.const 100) (i32.const 200) (i32.const 1)))
+  (func (export "call")
+    (i32.store (i32.const 0) (i32.const 4))
+    (call $input (i32.const 8) (i32.const 0))
+    (if (i32.eq (i32.load8_u (i32.const 8)) (i32.const 1))
+      (then
+        (i32.store (i32.const 0) (i32.const 32))
+        (call $caller (i32.const 300) (i32.const 0))
+        (call $terminate (i32.const 300) (i32.const 32))))
+    (i32.store (i32.const 0) (i32.const 16))
+    (if (call $get_storage (i32.const 100) (i32.const 400) (i32.const 0))
+      (then (i32.store (i32.const 0) (i32.const 0))))
+    (call $seal_return (i32.const 0) (i32.const 400) (i32.load (i32.const 0)))))
