@@ -91,3 +91,17 @@ fn compiled_modules_are_cached_on_disk_and_tampered_files_are_never_loaded() {
     assert_ne!(std::fs::read(&cached[0]).unwrap(), original);
     assert_eq!(files().len(), 1);
 }
+
+#[test]
+fn delegate_call_runs_other_code_in_the_callers_storage() {
+    let mut h = Harness::new();
+    // The terminator's code reads the zero-key cell: 0x2a in its own instances ...
+    let lib = h.upload(&hostile("terminator"));
+    let delegator = h.deploy(&hostile("delegator"), vec![]);
+    // ... but run by delegation it reads the delegator's cell, 0x07.
+    let out = h.call(delegator, lib.0.to_vec()).unwrap();
+    assert_eq!(out.data, vec![0x07]);
+    // Delegating to code that does not exist is a return code; the delegator then traps.
+    let err = h.call(delegator, vec![9; 32]).unwrap_err();
+    assert!(matches!(err, ExecError::Trapped(_)), "{err:?}");
+}
