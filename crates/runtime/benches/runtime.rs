@@ -46,6 +46,7 @@ fn main() {
     let transfer = erc20.input("transfer", (BOB, 1u128));
     let balance_of = erc20.input("balance_of", ALICE);
     let mix = compute.input("mix", (ROUNDS, 7u64));
+    let mix_100k = compute.input("mix", (10 * ROUNDS, 7u64));
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -87,6 +88,15 @@ fn main() {
     });
     g.bench_function("compute_mix_10k_native", |b| {
         b.iter(|| phat_compute_kernel::mix(black_box(ROUNDS), black_box(7)))
+    });
+    g.bench_function("compute_mix_100k_wasm", |b| {
+        b.iter(|| {
+            let mut s = rt.session(state.clone(), query.clone());
+            black_box(s.call(ALICE, comp, 0, mix_100k.clone(), GAS).unwrap())
+        })
+    });
+    g.bench_function("compute_mix_100k_native", |b| {
+        b.iter(|| phat_compute_kernel::mix(black_box(10 * ROUNDS), black_box(7)))
     });
     g.finish();
     c.final_summary();

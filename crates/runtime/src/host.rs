@@ -11,7 +11,7 @@ use phat_primitives::{
     blake2_128, blake2_256, AccountId, Balance, CodeHash, ContractInfo, Event, Gas, Hash, StateKey,
 };
 use sha2::Digest as _;
-use wasmtime::{Caller, Linker};
+use wasmtime::{Caller, IntoFunc, Linker};
 
 use crate::error::ExecError;
 use crate::exec::{do_call, do_delegate_call, do_instantiate, Exit, Failure, Frame};
@@ -487,15 +487,16 @@ fn terminate_impl(c: &mut C<'_>, beneficiary_ptr: u32) -> R<()> {
 // ---------------------------------------------------------------------------------------------
 // Registration.
 
-macro_rules! host {
-    // Registers `$f` as `$name` in `$module`, and as `seal_$name` too when marked `prefixed`.
-    ($linker:ident, $module:literal, $name:literal, prefixed, $f:expr) => {
-        $linker.func_wrap($module, $name, $f)?;
-        $linker.func_wrap($module, concat!("seal_", $name), $f)?;
-    };
-    ($linker:ident, $module:literal, $name:literal, $f:expr) => {
-        $linker.func_wrap($module, $name, $f)?;
-    };
+/// Registers `f` under `name` and under `seal_{name}`, like pallet-contracts' `#[prefixed_alias]`.
+fn prefixed<P, Res>(
+    linker: &mut Linker<Frame>,
+    module: &str,
+    name: &str,
+    f: impl IntoFunc<Frame, P, Res> + Clone,
+) -> wasmtime::Result<()> {
+    linker.func_wrap(module, name, f.clone())?;
+    linker.func_wrap(module, &format!("seal_{name}"), f)?;
+    Ok(())
 }
 
 /// Writes a SCALE-encodable value through the output protocol (the common "getter" shape).
@@ -538,609 +539,610 @@ fn keccak_256(data: &[u8]) -> [u8; 32] {
 /// Defines every host function in `linker`.
 pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
     // --- storage
-    host!(linker, "seal0", "set_storage", prefixed, |mut c: C<'_>,
-                                                     k: u32,
-                                                     v: u32,
-                                                     vl: u32|
-     -> R<()> {
-        set_storage_impl(&mut c, k, None, v, vl).map(|_| ())
-    });
-    host!(linker, "seal1", "set_storage", prefixed, |mut c: C<'_>,
-                                                     k: u32,
-                                                     v: u32,
-                                                     vl: u32|
-     -> R<u32> {
-        set_storage_impl(&mut c, k, None, v, vl)
-    });
-    host!(linker, "seal2", "set_storage", prefixed, |mut c: C<'_>,
-                                                     k: u32,
-                                                     kl: u32,
-                                                     v: u32,
-                                                     vl: u32|
-     -> R<u32> {
-        set_storage_impl(&mut c, k, Some(kl), v, vl)
-    });
-    host!(linker, "seal0", "clear_storage", prefixed, |mut c: C<
-        '_,
-    >,
-                                                       k: u32|
-     -> R<()> {
-        clear_storage_impl(&mut c, k, None).map(|_| ())
-    });
-    host!(linker, "seal1", "clear_storage", prefixed, |mut c: C<
-        '_,
-    >,
-                                                       k: u32,
-                                                       kl: u32|
-     -> R<u32> {
-        clear_storage_impl(&mut c, k, Some(kl))
-    });
-    host!(linker, "seal0", "get_storage", prefixed, |mut c: C<'_>,
-                                                     k: u32,
-                                                     o: u32,
-                                                     ol: u32|
-     -> R<u32> {
-        get_storage_impl(&mut c, k, None, o, ol)
-    });
-    host!(linker, "seal1", "get_storage", prefixed, |mut c: C<'_>,
-                                                     k: u32,
-                                                     kl: u32,
-                                                     o: u32,
-                                                     ol: u32|
-     -> R<u32> {
-        get_storage_impl(&mut c, k, Some(kl), o, ol)
-    });
-    host!(linker, "seal0", "contains_storage", prefixed, |mut c: C<
-        '_,
-    >,
-                                                          k: u32|
-     -> R<
-        u32,
-    > {
-        contains_storage_impl(&mut c, k, None)
-    });
-    host!(linker, "seal1", "contains_storage", prefixed, |mut c: C<
-        '_,
-    >,
-                                                          k: u32,
-                                                          kl: u32|
-     -> R<
-        u32,
-    > {
-        contains_storage_impl(&mut c, k, Some(kl))
-    });
-    host!(linker, "seal0", "take_storage", prefixed, take_storage);
+    prefixed(
+        linker,
+        "seal0",
+        "set_storage",
+        |mut c: C<'_>, k: u32, v: u32, vl: u32| -> R<()> {
+            set_storage_impl(&mut c, k, None, v, vl).map(|_| ())
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal1",
+        "set_storage",
+        |mut c: C<'_>, k: u32, v: u32, vl: u32| -> R<u32> {
+            set_storage_impl(&mut c, k, None, v, vl)
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal2",
+        "set_storage",
+        |mut c: C<'_>, k: u32, kl: u32, v: u32, vl: u32| -> R<u32> {
+            set_storage_impl(&mut c, k, Some(kl), v, vl)
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "clear_storage",
+        |mut c: C<'_>, k: u32| -> R<()> { clear_storage_impl(&mut c, k, None).map(|_| ()) },
+    )?;
+    prefixed(
+        linker,
+        "seal1",
+        "clear_storage",
+        |mut c: C<'_>, k: u32, kl: u32| -> R<u32> { clear_storage_impl(&mut c, k, Some(kl)) },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "get_storage",
+        |mut c: C<'_>, k: u32, o: u32, ol: u32| -> R<u32> {
+            get_storage_impl(&mut c, k, None, o, ol)
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal1",
+        "get_storage",
+        |mut c: C<'_>, k: u32, kl: u32, o: u32, ol: u32| -> R<u32> {
+            get_storage_impl(&mut c, k, Some(kl), o, ol)
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "contains_storage",
+        |mut c: C<'_>, k: u32| -> R<u32> { contains_storage_impl(&mut c, k, None) },
+    )?;
+    prefixed(
+        linker,
+        "seal1",
+        "contains_storage",
+        |mut c: C<'_>, k: u32, kl: u32| -> R<u32> { contains_storage_impl(&mut c, k, Some(kl)) },
+    )?;
+    prefixed(linker, "seal0", "take_storage", take_storage)?;
 
     // --- value
-    host!(linker, "seal0", "transfer", prefixed, |mut c: C<'_>,
-                                                  acc: u32,
-                                                  _al: u32,
-                                                  val: u32,
-                                                  _vl: u32|
-     -> R<u32> {
-        charge_base(&mut c, 0, 0)?;
-        let to = AccountId(read_array(&mut c, acc, "transfer account")?);
-        let value = read_u128(&mut c, val, "transfer value")?;
-        let from = c.data().address;
-        match c.data_mut().tx().transfer(&from, &to, value) {
-            Ok(()) => Ok(code::SUCCESS),
-            Err(ExecError::TransferFailed { .. }) => Ok(code::TRANSFER_FAILED),
-            Err(e) => fail(&mut c, e),
-        }
-    });
+    prefixed(
+        linker,
+        "seal0",
+        "transfer",
+        |mut c: C<'_>, acc: u32, _al: u32, val: u32, _vl: u32| -> R<u32> {
+            charge_base(&mut c, 0, 0)?;
+            let to = AccountId(read_array(&mut c, acc, "transfer account")?);
+            let value = read_u128(&mut c, val, "transfer value")?;
+            let from = c.data().address;
+            match c.data_mut().tx().transfer(&from, &to, value) {
+                Ok(()) => Ok(code::SUCCESS),
+                Err(ExecError::TransferFailed { .. }) => Ok(code::TRANSFER_FAILED),
+                Err(e) => fail(&mut c, e),
+            }
+        },
+    )?;
 
     // --- calls
-    host!(linker, "seal0", "call", prefixed, |mut c: C<'_>,
-                                              callee: u32,
-                                              _cl: u32,
-                                              gas: u64,
-                                              val: u32,
-                                              _vl: u32,
-                                              i: u32,
-                                              il: u32,
-                                              o: u32,
-                                              ol: u32|
-     -> R<u32> {
-        call_impl(
-            &mut c,
-            flags::ALLOW_REENTRY,
-            CallKind::Call {
-                callee_ptr: callee,
-                value_ptr: val,
-                gas,
-            },
-            i,
-            il,
-            o,
-            ol,
-        )
-    });
-    host!(linker, "seal1", "call", prefixed, |mut c: C<'_>,
-                                              fl: u32,
-                                              callee: u32,
-                                              gas: u64,
-                                              val: u32,
-                                              i: u32,
-                                              il: u32,
-                                              o: u32,
-                                              ol: u32|
-     -> R<u32> {
-        call_impl(
-            &mut c,
-            fl,
-            CallKind::Call {
-                callee_ptr: callee,
-                value_ptr: val,
-                gas,
-            },
-            i,
-            il,
-            o,
-            ol,
-        )
-    });
-    host!(linker, "seal2", "call", |mut c: C<'_>,
-                                    fl: u32,
-                                    callee: u32,
-                                    gas: u64,
-                                    _proof: u64,
-                                    _dep: u32,
-                                    val: u32,
-                                    i: u32,
-                                    il: u32,
-                                    o: u32,
-                                    ol: u32|
-     -> R<u32> {
-        call_impl(
-            &mut c,
-            fl,
-            CallKind::Call {
-                callee_ptr: callee,
-                value_ptr: val,
-                gas,
-            },
-            i,
-            il,
-            o,
-            ol,
-        )
-    });
-    host!(linker, "seal0", "delegate_call", prefixed, |mut c: C<
-        '_,
-    >,
-                                                       fl: u32,
-                                                       ch: u32,
-                                                       i: u32,
-                                                       il: u32,
-                                                       o: u32,
-                                                       ol: u32|
-     -> R<u32> {
-        call_impl(
-            &mut c,
-            fl,
-            CallKind::Delegate { code_hash_ptr: ch },
-            i,
-            il,
-            o,
-            ol,
-        )
-    });
-    host!(linker, "seal0", "instantiate", prefixed, |mut c: C<'_>,
-                                                     ch: u32,
-                                                     _chl: u32,
-                                                     gas: u64,
-                                                     val: u32,
-                                                     _vl: u32,
-                                                     i: u32,
-                                                     il: u32,
-                                                     a: u32,
-                                                     al: u32,
-                                                     o: u32,
-                                                     ol: u32,
-                                                     s: u32,
-                                                     sl: u32|
-     -> R<u32> {
-        instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl)
-    });
-    host!(linker, "seal1", "instantiate", prefixed, |mut c: C<'_>,
-                                                     ch: u32,
-                                                     gas: u64,
-                                                     val: u32,
-                                                     i: u32,
-                                                     il: u32,
-                                                     a: u32,
-                                                     al: u32,
-                                                     o: u32,
-                                                     ol: u32,
-                                                     s: u32,
-                                                     sl: u32|
-     -> R<u32> {
-        instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl)
-    });
-    host!(linker, "seal2", "instantiate", |mut c: C<'_>,
-                                           ch: u32,
-                                           gas: u64,
-                                           _proof: u64,
-                                           _dep: u32,
-                                           val: u32,
-                                           i: u32,
-                                           il: u32,
-                                           a: u32,
-                                           al: u32,
-                                           o: u32,
-                                           ol: u32,
-                                           s: u32,
-                                           sl: u32|
-     -> R<u32> {
-        instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl)
-    });
-    host!(linker, "seal0", "terminate", prefixed, |mut c: C<'_>,
-                                                   b: u32,
-                                                   _bl: u32|
-     -> R<()> {
-        terminate_impl(&mut c, b)
-    });
-    host!(linker, "seal1", "terminate", prefixed, |mut c: C<'_>,
-                                                   b: u32|
-     -> R<()> {
-        terminate_impl(&mut c, b)
-    });
+    prefixed(
+        linker,
+        "seal0",
+        "call",
+        |mut c: C<'_>,
+         callee: u32,
+         _cl: u32,
+         gas: u64,
+         val: u32,
+         _vl: u32,
+         i: u32,
+         il: u32,
+         o: u32,
+         ol: u32|
+         -> R<u32> {
+            call_impl(
+                &mut c,
+                flags::ALLOW_REENTRY,
+                CallKind::Call {
+                    callee_ptr: callee,
+                    value_ptr: val,
+                    gas,
+                },
+                i,
+                il,
+                o,
+                ol,
+            )
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal1",
+        "call",
+        |mut c: C<'_>,
+         fl: u32,
+         callee: u32,
+         gas: u64,
+         val: u32,
+         i: u32,
+         il: u32,
+         o: u32,
+         ol: u32|
+         -> R<u32> {
+            call_impl(
+                &mut c,
+                fl,
+                CallKind::Call {
+                    callee_ptr: callee,
+                    value_ptr: val,
+                    gas,
+                },
+                i,
+                il,
+                o,
+                ol,
+            )
+        },
+    )?;
+    linker.func_wrap(
+        "seal2",
+        "call",
+        |mut c: C<'_>,
+         fl: u32,
+         callee: u32,
+         gas: u64,
+         _proof: u64,
+         _dep: u32,
+         val: u32,
+         i: u32,
+         il: u32,
+         o: u32,
+         ol: u32|
+         -> R<u32> {
+            call_impl(
+                &mut c,
+                fl,
+                CallKind::Call {
+                    callee_ptr: callee,
+                    value_ptr: val,
+                    gas,
+                },
+                i,
+                il,
+                o,
+                ol,
+            )
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "delegate_call",
+        |mut c: C<'_>, fl: u32, ch: u32, i: u32, il: u32, o: u32, ol: u32| -> R<u32> {
+            call_impl(
+                &mut c,
+                fl,
+                CallKind::Delegate { code_hash_ptr: ch },
+                i,
+                il,
+                o,
+                ol,
+            )
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "instantiate",
+        |mut c: C<'_>,
+         ch: u32,
+         _chl: u32,
+         gas: u64,
+         val: u32,
+         _vl: u32,
+         i: u32,
+         il: u32,
+         a: u32,
+         al: u32,
+         o: u32,
+         ol: u32,
+         s: u32,
+         sl: u32|
+         -> R<u32> { instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl) },
+    )?;
+    prefixed(
+        linker,
+        "seal1",
+        "instantiate",
+        |mut c: C<'_>,
+         ch: u32,
+         gas: u64,
+         val: u32,
+         i: u32,
+         il: u32,
+         a: u32,
+         al: u32,
+         o: u32,
+         ol: u32,
+         s: u32,
+         sl: u32|
+         -> R<u32> { instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl) },
+    )?;
+    linker.func_wrap(
+        "seal2",
+        "instantiate",
+        |mut c: C<'_>,
+         ch: u32,
+         gas: u64,
+         _proof: u64,
+         _dep: u32,
+         val: u32,
+         i: u32,
+         il: u32,
+         a: u32,
+         al: u32,
+         o: u32,
+         ol: u32,
+         s: u32,
+         sl: u32|
+         -> R<u32> { instantiate_impl(&mut c, ch, gas, val, i, il, a, al, o, ol, s, sl) },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "terminate",
+        |mut c: C<'_>, b: u32, _bl: u32| -> R<()> { terminate_impl(&mut c, b) },
+    )?;
+    prefixed(
+        linker,
+        "seal1",
+        "terminate",
+        |mut c: C<'_>, b: u32| -> R<()> { terminate_impl(&mut c, b) },
+    )?;
 
     // --- input and output
-    host!(linker, "seal0", "input", prefixed, |mut c: C<'_>,
-                                               o: u32,
-                                               ol: u32|
-     -> R<()> {
-        charge_base(&mut c, 0, 0)?;
-        let Some(input) = c.data_mut().input.take() else {
-            return fail(&mut c, ExecError::InputForwarded);
-        };
-        let r = write_output(&mut c, o, ol, &input, false, "input");
-        c.data_mut().input = Some(input);
-        r
-    });
-    host!(linker, "seal0", "seal_return", |mut c: C<'_>,
-                                           fl: u32,
-                                           d: u32,
-                                           dl: u32|
-     -> R<()> {
-        charge_base(&mut c, 0, dl)?;
-        let max = c.data_mut().tx().config().limits.max_output_len;
-        if dl > max {
-            return fail(
-                &mut c,
-                ExecError::TooLarge {
-                    what: "return value",
-                    len: dl.into(),
-                    max: max.into(),
-                },
-            );
-        }
-        let data = read(&mut c, d, dl, "seal_return")?;
-        c.data_mut().exit = Some(Exit::Return(fl, data));
-        Err(wasmtime::Error::msg("returned"))
-    });
+    prefixed(
+        linker,
+        "seal0",
+        "input",
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            charge_base(&mut c, 0, 0)?;
+            let Some(input) = c.data_mut().input.take() else {
+                return fail(&mut c, ExecError::InputForwarded);
+            };
+            let r = write_output(&mut c, o, ol, &input, false, "input");
+            c.data_mut().input = Some(input);
+            r
+        },
+    )?;
+    linker.func_wrap(
+        "seal0",
+        "seal_return",
+        |mut c: C<'_>, fl: u32, d: u32, dl: u32| -> R<()> {
+            charge_base(&mut c, 0, dl)?;
+            let max = c.data_mut().tx().config().limits.max_output_len;
+            if dl > max {
+                return fail(
+                    &mut c,
+                    ExecError::TooLarge {
+                        what: "return value",
+                        len: dl.into(),
+                        max: max.into(),
+                    },
+                );
+            }
+            let data = read(&mut c, d, dl, "seal_return")?;
+            c.data_mut().exit = Some(Exit::Return(fl, data));
+            Err(wasmtime::Error::msg("returned"))
+        },
+    )?;
 
     // --- context
-    host!(linker, "seal0", "caller", prefixed, |mut c: C<'_>,
-                                                o: u32,
-                                                ol: u32|
-     -> R<()> {
-        getter(&mut c, o, ol, "caller", |f| Ok(f.caller))
-    });
-    host!(linker, "seal0", "address", prefixed, |mut c: C<'_>,
-                                                 o: u32,
-                                                 ol: u32|
-     -> R<()> {
-        getter(&mut c, o, ol, "address", |f| Ok(f.address))
-    });
-    host!(
+    prefixed(
+        linker,
+        "seal0",
+        "caller",
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            getter(&mut c, o, ol, "caller", |f| Ok(f.caller))
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "address",
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            getter(&mut c, o, ol, "address", |f| Ok(f.address))
+        },
+    )?;
+    prefixed(
         linker,
         "seal0",
         "value_transferred",
-        prefixed,
         |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
             getter(&mut c, o, ol, "value_transferred", |f| Ok(f.value))
-        }
-    );
-    host!(linker, "seal0", "balance", prefixed, |mut c: C<'_>,
-                                                 o: u32,
-                                                 ol: u32|
-     -> R<()> {
-        getter(&mut c, o, ol, "balance", |f| {
-            let a = f.address;
-            f.tx().balance(&a)
-        })
-    });
-    host!(linker, "seal0", "minimum_balance", prefixed, |mut c: C<
-        '_,
-    >,
-                                                         o: u32,
-                                                         ol: u32|
-     -> R<()> {
-        getter(&mut c, o, ol, "minimum_balance", |_| Ok(0 as Balance))
-    });
-    host!(linker, "seal0", "now", prefixed, |mut c: C<'_>,
-                                             o: u32,
-                                             ol: u32|
-     -> R<()> {
-        getter(&mut c, o, ol, "now", |f| Ok(f.tx().ctx.timestamp))
-    });
-    host!(linker, "seal0", "block_number", prefixed, |mut c: C<'_>,
-                                                      o: u32,
-                                                      ol: u32|
-     -> R<()> {
-        getter(&mut c, o, ol, "block_number", |f| {
-            Ok(f.tx().ctx.block_number)
-        })
-    });
-    host!(linker, "seal0", "gas_left", prefixed, |mut c: C<'_>,
-                                                  o: u32,
-                                                  ol: u32|
-     -> R<()> {
-        let left = c.get_fuel()?;
-        getter(&mut c, o, ol, "gas_left", |_| Ok(left))
-    });
-    host!(linker, "seal1", "gas_left", |mut c: C<'_>,
-                                        o: u32,
-                                        ol: u32|
-     -> R<()> {
-        let left = c.get_fuel()?;
-        getter(&mut c, o, ol, "gas_left", |_| {
-            Ok((Compact(left), Compact(0u64)))
-        })
-    });
-    host!(linker, "seal0", "weight_to_fee", prefixed, |mut c: C<
-        '_,
-    >,
-                                                       gas: u64,
-                                                       o: u32,
-                                                       ol: u32|
-     -> R<()> {
-        getter(&mut c, o, ol, "weight_to_fee", |_| Ok(Balance::from(gas)))
-    });
-    host!(linker, "seal1", "weight_to_fee", |mut c: C<'_>,
-                                             gas: u64,
-                                             _proof: u64,
-                                             o: u32,
-                                             ol: u32|
-     -> R<()> {
-        getter(&mut c, o, ol, "weight_to_fee", |_| Ok(Balance::from(gas)))
-    });
-    host!(linker, "seal0", "random", prefixed, |mut c: C<'_>,
-                                                s: u32,
-                                                sl: u32,
-                                                o: u32,
-                                                ol: u32|
-     -> R<()> {
-        let seed = random_seed(&mut c, s, sl)?;
-        getter(&mut c, o, ol, "random", |_| Ok(seed))
-    });
-    host!(linker, "seal1", "random", prefixed, |mut c: C<'_>,
-                                                s: u32,
-                                                sl: u32,
-                                                o: u32,
-                                                ol: u32|
-     -> R<()> {
-        let seed = random_seed(&mut c, s, sl)?;
-        getter(&mut c, o, ol, "random", |f| {
-            Ok((seed, f.tx().ctx.block_number))
-        })
-    });
-    host!(linker, "seal0", "caller_is_origin", prefixed, |mut c: C<
-        '_,
-    >|
-     -> R<
-        u32,
-    > {
-        charge_base(&mut c, 0, 0)?;
-        let caller = c.data().caller;
-        Ok(u32::from(c.data_mut().tx().origin == caller))
-    });
-    host!(
+        },
+    )?;
+    prefixed(
         linker,
         "seal0",
-        "caller_is_root",
+        "balance",
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            getter(&mut c, o, ol, "balance", |f| {
+                let a = f.address;
+                f.tx().balance(&a)
+            })
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "minimum_balance",
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            getter(&mut c, o, ol, "minimum_balance", |_| Ok(0 as Balance))
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "now",
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            getter(&mut c, o, ol, "now", |f| Ok(f.tx().ctx.timestamp))
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "block_number",
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            getter(&mut c, o, ol, "block_number", |f| {
+                Ok(f.tx().ctx.block_number)
+            })
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "gas_left",
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            let left = c.get_fuel()?;
+            getter(&mut c, o, ol, "gas_left", |_| Ok(left))
+        },
+    )?;
+    linker.func_wrap(
+        "seal1",
+        "gas_left",
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            let left = c.get_fuel()?;
+            getter(&mut c, o, ol, "gas_left", |_| {
+                Ok((Compact(left), Compact(0u64)))
+            })
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "weight_to_fee",
+        |mut c: C<'_>, gas: u64, o: u32, ol: u32| -> R<()> {
+            getter(&mut c, o, ol, "weight_to_fee", |_| Ok(Balance::from(gas)))
+        },
+    )?;
+    linker.func_wrap(
+        "seal1",
+        "weight_to_fee",
+        |mut c: C<'_>, gas: u64, _proof: u64, o: u32, ol: u32| -> R<()> {
+            getter(&mut c, o, ol, "weight_to_fee", |_| Ok(Balance::from(gas)))
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "random",
+        |mut c: C<'_>, s: u32, sl: u32, o: u32, ol: u32| -> R<()> {
+            let seed = random_seed(&mut c, s, sl)?;
+            getter(&mut c, o, ol, "random", |_| Ok(seed))
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal1",
+        "random",
+        |mut c: C<'_>, s: u32, sl: u32, o: u32, ol: u32| -> R<()> {
+            let seed = random_seed(&mut c, s, sl)?;
+            getter(&mut c, o, ol, "random", |f| {
+                Ok((seed, f.tx().ctx.block_number))
+            })
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "caller_is_origin",
         |mut c: C<'_>| -> R<u32> {
             charge_base(&mut c, 0, 0)?;
-            Ok(0)
-        }
-    );
-    host!(linker, "seal0", "is_contract", prefixed, |mut c: C<'_>,
-                                                     a: u32|
-     -> R<u32> {
-        let g = gas(&mut c);
-        charge_base(&mut c, g.storage_access, 0)?;
-        let addr = AccountId(read_array(&mut c, a, "is_contract")?);
-        match c.data_mut().tx().contract_info(&addr) {
-            Ok(info) => Ok(u32::from(info.is_some())),
-            Err(e) => fail(&mut c, e),
-        }
-    });
-    host!(linker, "seal0", "code_hash", prefixed, |mut c: C<'_>,
-                                                   a: u32,
-                                                   o: u32,
-                                                   ol: u32|
-     -> R<u32> {
-        let g = gas(&mut c);
-        charge_base(&mut c, g.storage_access, 0)?;
-        let addr = AccountId(read_array(&mut c, a, "code_hash")?);
-        match c.data_mut().tx().contract_info(&addr) {
-            Ok(Some(info)) => {
-                write_output(&mut c, o, ol, &info.code_hash.0, false, "code_hash")?;
+            let caller = c.data().caller;
+            Ok(u32::from(c.data_mut().tx().origin == caller))
+        },
+    )?;
+    linker.func_wrap("seal0", "caller_is_root", |mut c: C<'_>| -> R<u32> {
+        charge_base(&mut c, 0, 0)?;
+        Ok(0)
+    })?;
+    prefixed(
+        linker,
+        "seal0",
+        "is_contract",
+        |mut c: C<'_>, a: u32| -> R<u32> {
+            let g = gas(&mut c);
+            charge_base(&mut c, g.storage_access, 0)?;
+            let addr = AccountId(read_array(&mut c, a, "is_contract")?);
+            match c.data_mut().tx().contract_info(&addr) {
+                Ok(info) => Ok(u32::from(info.is_some())),
+                Err(e) => fail(&mut c, e),
+            }
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "code_hash",
+        |mut c: C<'_>, a: u32, o: u32, ol: u32| -> R<u32> {
+            let g = gas(&mut c);
+            charge_base(&mut c, g.storage_access, 0)?;
+            let addr = AccountId(read_array(&mut c, a, "code_hash")?);
+            match c.data_mut().tx().contract_info(&addr) {
+                Ok(Some(info)) => {
+                    write_output(&mut c, o, ol, &info.code_hash.0, false, "code_hash")?;
+                    Ok(code::SUCCESS)
+                }
+                Ok(None) => Ok(code::KEY_NOT_FOUND),
+                Err(e) => fail(&mut c, e),
+            }
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "own_code_hash",
+        |mut c: C<'_>, o: u32, ol: u32| -> R<()> {
+            getter(&mut c, o, ol, "own_code_hash", |f| {
+                let a = f.address;
+                Ok(own_info(f.tx(), &a)?.code_hash)
+            })
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "set_code_hash",
+        |mut c: C<'_>, ch: u32| -> R<u32> {
+            let g = gas(&mut c);
+            charge_base(&mut c, g.storage_access + g.storage_write, 0)?;
+            let hash = CodeHash(read_array(&mut c, ch, "set_code_hash")?);
+            let addr = c.data().address;
+            let tx = c.data_mut().tx();
+            let result = (|| {
+                if !tx.code_exists(&hash)? {
+                    return Ok(code::CODE_NOT_FOUND);
+                }
+                let mut info = own_info(tx, &addr)?;
+                info.code_hash = hash;
+                tx.overlay
+                    .set(StateKey::Contract(addr), Some(info.encode()));
                 Ok(code::SUCCESS)
-            }
-            Ok(None) => Ok(code::KEY_NOT_FOUND),
-            Err(e) => fail(&mut c, e),
-        }
-    });
-    host!(linker, "seal0", "own_code_hash", prefixed, |mut c: C<
-        '_,
-    >,
-                                                       o: u32,
-                                                       ol: u32|
-     -> R<()> {
-        getter(&mut c, o, ol, "own_code_hash", |f| {
-            let a = f.address;
-            Ok(own_info(f.tx(), &a)?.code_hash)
-        })
-    });
-    host!(linker, "seal0", "set_code_hash", prefixed, |mut c: C<
-        '_,
-    >,
-                                                       ch: u32|
-     -> R<u32> {
-        let g = gas(&mut c);
-        charge_base(&mut c, g.storage_access + g.storage_write, 0)?;
-        let hash = CodeHash(read_array(&mut c, ch, "set_code_hash")?);
-        let addr = c.data().address;
-        let tx = c.data_mut().tx();
-        let result = (|| {
-            if !tx.code_exists(&hash)? {
-                return Ok(code::CODE_NOT_FOUND);
-            }
-            let mut info = own_info(tx, &addr)?;
-            info.code_hash = hash;
-            tx.overlay
-                .set(StateKey::Contract(addr), Some(info.encode()));
-            Ok(code::SUCCESS)
-        })();
-        result.or_else(|e| fail(&mut c, e))
-    });
-    host!(
-        linker,
-        "seal0",
-        "reentrance_count",
-        |mut c: C<'_>| -> R<u32> {
-            charge_base(&mut c, 0, 0)?;
-            let a = c.data().address;
-            let n = c.data_mut().tx().stack.iter().filter(|x| **x == a).count();
-            Ok(n.saturating_sub(1) as u32)
-        }
-    );
-    host!(linker, "seal0", "account_reentrance_count", |mut c: C<
-        '_,
-    >,
-                                                        p: u32|
-     -> R<u32> {
+            })();
+            result.or_else(|e| fail(&mut c, e))
+        },
+    )?;
+    linker.func_wrap("seal0", "reentrance_count", |mut c: C<'_>| -> R<u32> {
         charge_base(&mut c, 0, 0)?;
-        let a = AccountId(read_array(&mut c, p, "account_reentrance_count")?);
-        Ok(c.data_mut().tx().stack.iter().filter(|x| **x == a).count() as u32)
-    });
-    host!(
-        linker,
+        let a = c.data().address;
+        let n = c.data_mut().tx().stack.iter().filter(|x| **x == a).count();
+        Ok(n.saturating_sub(1) as u32)
+    })?;
+    linker.func_wrap(
         "seal0",
-        "instantiation_nonce",
-        |mut c: C<'_>| -> R<u64> {
+        "account_reentrance_count",
+        |mut c: C<'_>, p: u32| -> R<u32> {
             charge_base(&mut c, 0, 0)?;
-            let r = c.data_mut().tx().instantiation_nonce();
-            r.or_else(|e| fail(&mut c, e))
-        }
-    );
-    host!(linker, "seal0", "lock_delegate_dependency", |mut c: C<
-        '_,
-    >,
-                                                        _ch: u32|
-     -> R<()> {
-        charge_base(&mut c, 0, 0)
-    });
-    host!(
-        linker,
+            let a = AccountId(read_array(&mut c, p, "account_reentrance_count")?);
+            Ok(c.data_mut().tx().stack.iter().filter(|x| **x == a).count() as u32)
+        },
+    )?;
+    linker.func_wrap("seal0", "instantiation_nonce", |mut c: C<'_>| -> R<u64> {
+        charge_base(&mut c, 0, 0)?;
+        let r = c.data_mut().tx().instantiation_nonce();
+        r.or_else(|e| fail(&mut c, e))
+    })?;
+    linker.func_wrap(
+        "seal0",
+        "lock_delegate_dependency",
+        |mut c: C<'_>, _ch: u32| -> R<()> { charge_base(&mut c, 0, 0) },
+    )?;
+    linker.func_wrap(
         "seal0",
         "unlock_delegate_dependency",
-        |mut c: C<'_>, _ch: u32| -> R<()> { charge_base(&mut c, 0, 0) }
-    );
+        |mut c: C<'_>, _ch: u32| -> R<()> { charge_base(&mut c, 0, 0) },
+    )?;
 
     // --- events and debugging
-    host!(linker, "seal0", "deposit_event", prefixed, |mut c: C<
-        '_,
-    >,
-                                                       t: u32,
-                                                       tl: u32,
-                                                       d: u32,
-                                                       dl: u32|
-     -> R<()> {
-        deposit_event(&mut c, t, tl, d, dl)
-    });
-    host!(linker, "seal0", "debug_message", prefixed, |mut c: C<
-        '_,
-    >,
-                                                       p: u32,
-                                                       l: u32|
-     -> R<u32> {
-        let max = c.data_mut().tx().config().limits.max_debug_buffer_len as u32;
-        let l = l.min(max);
-        charge_base(&mut c, 0, l)?;
-        let bytes = read(&mut c, p, l, "debug_message")?;
-        if let Ok(msg) = std::str::from_utf8(&bytes) {
-            c.data_mut().tx().append_debug(msg);
-        }
-        Ok(code::SUCCESS)
-    });
+    prefixed(
+        linker,
+        "seal0",
+        "deposit_event",
+        |mut c: C<'_>, t: u32, tl: u32, d: u32, dl: u32| -> R<()> {
+            deposit_event(&mut c, t, tl, d, dl)
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "debug_message",
+        |mut c: C<'_>, p: u32, l: u32| -> R<u32> {
+            let max = c.data_mut().tx().config().limits.max_debug_buffer_len as u32;
+            let l = l.min(max);
+            charge_base(&mut c, 0, l)?;
+            let bytes = read(&mut c, p, l, "debug_message")?;
+            if let Ok(msg) = std::str::from_utf8(&bytes) {
+                c.data_mut().tx().append_debug(msg);
+            }
+            Ok(code::SUCCESS)
+        },
+    )?;
 
     // --- hashing
-    host!(linker, "seal0", "hash_sha2_256", prefixed, |mut c: C<
-        '_,
-    >,
-                                                       i: u32,
-                                                       il: u32,
-                                                       o: u32|
-     -> R<()> {
-        hash_impl(&mut c, i, il, o, sha2_256)
-    });
-    host!(linker, "seal0", "hash_keccak_256", prefixed, |mut c: C<
-        '_,
-    >,
-                                                         i: u32,
-                                                         il: u32,
-                                                         o: u32|
-     -> R<()> {
-        hash_impl(&mut c, i, il, o, keccak_256)
-    });
-    host!(linker, "seal0", "hash_blake2_256", prefixed, |mut c: C<
-        '_,
-    >,
-                                                         i: u32,
-                                                         il: u32,
-                                                         o: u32|
-     -> R<()> {
-        hash_impl(&mut c, i, il, o, blake2_256)
-    });
-    host!(linker, "seal0", "hash_blake2_128", prefixed, |mut c: C<
-        '_,
-    >,
-                                                         i: u32,
-                                                         il: u32,
-                                                         o: u32|
-     -> R<()> {
-        hash_impl(&mut c, i, il, o, blake2_128)
-    });
+    prefixed(
+        linker,
+        "seal0",
+        "hash_sha2_256",
+        |mut c: C<'_>, i: u32, il: u32, o: u32| -> R<()> { hash_impl(&mut c, i, il, o, sha2_256) },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "hash_keccak_256",
+        |mut c: C<'_>, i: u32, il: u32, o: u32| -> R<()> {
+            hash_impl(&mut c, i, il, o, keccak_256)
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "hash_blake2_256",
+        |mut c: C<'_>, i: u32, il: u32, o: u32| -> R<()> {
+            hash_impl(&mut c, i, il, o, blake2_256)
+        },
+    )?;
+    prefixed(
+        linker,
+        "seal0",
+        "hash_blake2_128",
+        |mut c: C<'_>, i: u32, il: u32, o: u32| -> R<()> {
+            hash_impl(&mut c, i, il, o, blake2_128)
+        },
+    )?;
 
     // --- signatures
-    host!(linker, "seal0", "ecdsa_recover", prefixed, |mut c: C<
-        '_,
-    >,
-                                                       s: u32,
-                                                       m: u32,
-                                                       o: u32|
-     -> R<u32> {
-        let g = gas(&mut c);
-        charge_base(&mut c, g.signature, 0)?;
-        let sig = read_array::<65>(&mut c, s, "ecdsa_recover signature")?;
-        let msg = read_array::<32>(&mut c, m, "ecdsa_recover message")?;
-        match crate::crypto::ecdsa_recover(&sig, &msg) {
-            Some(key) => {
-                write(&mut c, o, &key, "ecdsa_recover output")?;
-                Ok(code::SUCCESS)
+    prefixed(
+        linker,
+        "seal0",
+        "ecdsa_recover",
+        |mut c: C<'_>, s: u32, m: u32, o: u32| -> R<u32> {
+            let g = gas(&mut c);
+            charge_base(&mut c, g.signature, 0)?;
+            let sig = read_array::<65>(&mut c, s, "ecdsa_recover signature")?;
+            let msg = read_array::<32>(&mut c, m, "ecdsa_recover message")?;
+            match crate::crypto::ecdsa_recover(&sig, &msg) {
+                Some(key) => {
+                    write(&mut c, o, &key, "ecdsa_recover output")?;
+                    Ok(code::SUCCESS)
+                }
+                None => Ok(code::ECDSA_RECOVERY_FAILED),
             }
-            None => Ok(code::ECDSA_RECOVERY_FAILED),
-        }
-    });
-    host!(
+        },
+    )?;
+    prefixed(
         linker,
         "seal0",
         "ecdsa_to_eth_address",
-        prefixed,
         |mut c: C<'_>, k: u32, o: u32| -> R<u32> {
             let g = gas(&mut c);
             charge_base(&mut c, g.signature, 0)?;
@@ -1152,59 +1154,58 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
                 }
                 None => Ok(code::ECDSA_RECOVERY_FAILED),
             }
-        }
-    );
-    host!(linker, "seal0", "sr25519_verify", |mut c: C<'_>,
-                                              s: u32,
-                                              pk: u32,
-                                              ml: u32,
-                                              m: u32|
-     -> R<u32> {
-        let g = gas(&mut c);
-        charge_base(&mut c, g.signature, ml)?;
-        let sig = read_array::<64>(&mut c, s, "sr25519_verify signature")?;
-        let key = read_array::<32>(&mut c, pk, "sr25519_verify key")?;
-        let msg = read(&mut c, m, ml, "sr25519_verify message")?;
-        Ok(if crate::crypto::sr25519_verify(&sig, &msg, &key) {
-            code::SUCCESS
-        } else {
-            code::SR25519_VERIFY_FAILED
-        })
-    });
+        },
+    )?;
+    linker.func_wrap(
+        "seal0",
+        "sr25519_verify",
+        |mut c: C<'_>, s: u32, pk: u32, ml: u32, m: u32| -> R<u32> {
+            let g = gas(&mut c);
+            charge_base(&mut c, g.signature, ml)?;
+            let sig = read_array::<64>(&mut c, s, "sr25519_verify signature")?;
+            let key = read_array::<32>(&mut c, pk, "sr25519_verify key")?;
+            let msg = read(&mut c, m, ml, "sr25519_verify message")?;
+            Ok(if crate::crypto::sr25519_verify(&sig, &msg, &key) {
+                code::SUCCESS
+            } else {
+                code::SR25519_VERIFY_FAILED
+            })
+        },
+    )?;
 
     // --- chain extension and runtime calls
-    host!(
+    prefixed(
         linker,
         "seal0",
         "call_chain_extension",
-        prefixed,
         |mut c: C<'_>, id: u32, i: u32, il: u32, o: u32, ol: u32| -> R<u32> {
             call_chain_extension(&mut c, id, i, il, o, ol)
-        }
-    );
-    host!(linker, "seal0", "call_runtime", |mut c: C<'_>,
-                                            _p: u32,
-                                            _l: u32|
-     -> R<u32> {
-        charge_base(&mut c, 0, 0)?;
-        Ok(code::CALL_RUNTIME_FAILED)
-    });
-    host!(linker, "seal0", "xcm_execute", |mut c: C<'_>,
-                                           _p: u32,
-                                           _l: u32|
-     -> R<u32> {
-        charge_base(&mut c, 0, 0)?;
-        Ok(code::XCM_EXECUTION_FAILED)
-    });
-    host!(linker, "seal0", "xcm_send", |mut c: C<'_>,
-                                        _d: u32,
-                                        _m: u32,
-                                        _ml: u32,
-                                        _o: u32|
-     -> R<u32> {
-        charge_base(&mut c, 0, 0)?;
-        Ok(code::XCM_SEND_FAILED)
-    });
+        },
+    )?;
+    linker.func_wrap(
+        "seal0",
+        "call_runtime",
+        |mut c: C<'_>, _p: u32, _l: u32| -> R<u32> {
+            charge_base(&mut c, 0, 0)?;
+            Ok(code::CALL_RUNTIME_FAILED)
+        },
+    )?;
+    linker.func_wrap(
+        "seal0",
+        "xcm_execute",
+        |mut c: C<'_>, _p: u32, _l: u32| -> R<u32> {
+            charge_base(&mut c, 0, 0)?;
+            Ok(code::XCM_EXECUTION_FAILED)
+        },
+    )?;
+    linker.func_wrap(
+        "seal0",
+        "xcm_send",
+        |mut c: C<'_>, _d: u32, _m: u32, _ml: u32, _o: u32| -> R<u32> {
+            charge_base(&mut c, 0, 0)?;
+            Ok(code::XCM_SEND_FAILED)
+        },
+    )?;
     Ok(())
 }
 
