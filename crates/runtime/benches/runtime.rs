@@ -143,18 +143,28 @@ fn main() {
         m("compute_mix_10k_native"),
         "-",
     );
-    if let (Some(w), Some(n), Some(f)) = (
-        m("compute_mix_10k_wasm"),
-        m("compute_mix_10k_native"),
-        m("flipper_get"),
-    ) {
-        println!(
-            "| wasm / native ratio (whole call) | {:.2}× | ≤ 1.5× |",
-            w / n
-        );
-        println!(
-            "| wasm / native ratio (minus call overhead ≈ flipper get) | {:.2}× | ≤ 1.5× |",
-            (w - f) / n
-        );
+    row(
+        "compute `mix` 100k rounds, wasm (whole call)",
+        m("compute_mix_100k_wasm"),
+        "-",
+    );
+    row(
+        "compute `mix` 100k rounds, native",
+        m("compute_mix_100k_native"),
+        "-",
+    );
+    for rounds in ["10k", "100k"] {
+        let wasm = m(&format!("compute_mix_{rounds}_wasm"));
+        let native = m(&format!("compute_mix_{rounds}_native"));
+        if let (Some(w), Some(n), Some(f)) = (wasm, native, m("flipper_get")) {
+            println!(
+                "| wasm / native, {rounds} rounds, whole call | {:.2}× | ≤ 1.5× |",
+                w / n
+            );
+            println!(
+                "| wasm / native, {rounds} rounds, minus call overhead (≈ flipper get) | {:.2}× | - |",
+                (w - f) / n
+            );
+        }
     }
 }
