@@ -392,6 +392,24 @@ fn call_impl(
     }
 }
 
+/// A `call` of any ABI version: the input is `(ptr, len)`, the output `(ptr, len_ptr)`.
+fn value_call(
+    c: &mut C<'_>,
+    flags: u32,
+    callee_ptr: u32,
+    gas: u64,
+    value_ptr: u32,
+    (input_ptr, input_len): (u32, u32),
+    (out_ptr, out_len_ptr): (u32, u32),
+) -> R<u32> {
+    let kind = CallKind::Call {
+        callee_ptr,
+        value_ptr,
+        gas,
+    };
+    call_impl(c, flags, kind, input_ptr, input_len, out_ptr, out_len_ptr)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn instantiate_impl(
     c: &mut C<'_>,
@@ -639,18 +657,14 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
          o: u32,
          ol: u32|
          -> R<u32> {
-            call_impl(
+            value_call(
                 &mut c,
                 flags::ALLOW_REENTRY,
-                CallKind::Call {
-                    callee_ptr: callee,
-                    value_ptr: val,
-                    gas,
-                },
-                i,
-                il,
-                o,
-                ol,
+                callee,
+                gas,
+                val,
+                (i, il),
+                (o, ol),
             )
         },
     )?;
@@ -667,21 +681,7 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
          il: u32,
          o: u32,
          ol: u32|
-         -> R<u32> {
-            call_impl(
-                &mut c,
-                fl,
-                CallKind::Call {
-                    callee_ptr: callee,
-                    value_ptr: val,
-                    gas,
-                },
-                i,
-                il,
-                o,
-                ol,
-            )
-        },
+         -> R<u32> { value_call(&mut c, fl, callee, gas, val, (i, il), (o, ol)) },
     )?;
     linker.func_wrap(
         "seal2",
@@ -697,21 +697,7 @@ pub(crate) fn define(linker: &mut Linker<Frame>) -> wasmtime::Result<()> {
          il: u32,
          o: u32,
          ol: u32|
-         -> R<u32> {
-            call_impl(
-                &mut c,
-                fl,
-                CallKind::Call {
-                    callee_ptr: callee,
-                    value_ptr: val,
-                    gas,
-                },
-                i,
-                il,
-                o,
-                ol,
-            )
-        },
+         -> R<u32> { value_call(&mut c, fl, callee, gas, val, (i, il), (o, ol)) },
     )?;
     prefixed(
         linker,
