@@ -563,7 +563,8 @@ pub(crate) fn do_delegate_call(
     if let Err(e) = pre {
         return (tx, 0, Err(Failure::Before(e)));
     }
-    tx.stack.pop(); // the delegate frame stands in for the caller's own entry
+    // The delegate frame is a frame of its own on the stack (same address), so delegation
+    // counts toward the depth limit: self-delegation cannot recurse past it.
     let cp = (tx.overlay.checkpoint(), tx.events.len());
     let params = FrameParams {
         caller: frame.caller,
@@ -575,9 +576,7 @@ pub(crate) fn do_delegate_call(
         entry: Entry::Call,
         gas_limit,
     };
-    let (mut tx, gas, result) = finish(execute_frame(tx, params), cp);
-    tx.stack.push(frame.address);
-    (tx, gas, result)
+    finish(execute_frame(tx, params), cp)
 }
 
 /// Instantiates `code_hash` from `deployer`: shared by top-level deploys and `seal_instantiate`.

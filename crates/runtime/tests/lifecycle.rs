@@ -105,3 +105,31 @@ fn delegate_call_runs_other_code_in_the_callers_storage() {
     let err = h.call(delegator, vec![9; 32]).unwrap_err();
     assert!(matches!(err, ExecError::Trapped(_)), "{err:?}");
 }
+
+#[test]
+fn self_delegation_stops_at_the_depth_limit() {
+    // Delegates to the code hash given as input, cloning the input, so a module given its own
+    // code hash recurses; only the depth limit stops it.
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "seal0" "seal_input" (func $input (param i32 i32)))
+          (import "seal0" "seal_delegate_call" (func $delegate (param i32 i32 i32 i32 i32 i32) (result i32)))
+          (import "env" "memory" (memory 1 16))
+          (func (export "deploy"))
+          (func (export "call")
+            (i32.store (i32.const 0) (i32.const 32))
+            (call $input (i32.const 8) (i32.const 0))
+            (if (call $delegate (i32.const 2) (i32.const 8) (i32.const 0) (i32.const 0)
+                                (i32.const 0xFFFFFFFF) (i32.const 0))
+              (then unreachable))))"#,
+    )
+    .unwrap();
+    let mut h = Harness::new();
+    let addr = h.deploy(&wasm, vec![]);
+    let own_code = phat_primitives::CodeHash::of(&wasm);
+    let err = h.call(addr, own_code.0.to_vec()).unwrap_err();
+    let ExecError::Trapped(msg) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(msg.contains("call depth limit of 6 reached"), "{msg}");
+}
