@@ -547,7 +547,7 @@ pub(crate) fn do_call(
 
 /// Runs code `code_hash` in the context of the calling frame (`delegate_call`).
 pub(crate) fn do_delegate_call(
-    mut tx: Box<TxState>,
+    tx: Box<TxState>,
     frame: &Frame,
     code_hash: CodeHash,
     input: Vec<u8>,
