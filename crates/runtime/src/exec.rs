@@ -364,12 +364,13 @@ impl TxState {
         Ok(self.get(&StateKey::Code(*hash))?.is_some())
     }
 
+    /// The compiled module for `hash`. Callers guarantee the code exists in this state: a
+    /// call takes the hash from this state's `ContractInfo`, and instantiation and delegate
+    /// calls check `code_exists` first. So a cache hit needs no state read (which would copy
+    /// the whole blob on every frame).
     fn compiled(&self, hash: &CodeHash) -> Result<Arc<CompiledCode>, ExecError> {
         if let Some(code) = self.rt.cache.get(hash) {
-            if self.code_exists(hash)? {
-                return Ok(code);
-            }
-            return Err(ExecError::CodeNotFound(*hash));
+            return Ok(code);
         }
         let wasm = self
             .get(&StateKey::Code(*hash))?
