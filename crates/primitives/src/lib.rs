@@ -10,6 +10,8 @@ use blake2::digest::{consts::U32, Digest};
 use parity_scale_codec::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+pub mod protocol;
+
 /// Native balance of an account (ink!'s default environment uses `u128`).
 pub type Balance = u128;
 /// Block number as seen by contracts (ink!'s default environment uses `u32`).

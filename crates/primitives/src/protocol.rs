@@ -1,0 +1,347 @@
+//! The wire protocol between clients, workers and the ledger: signed requests, ledger entries,
+//! receipts and query results.
+//!
+//! A client signs a [`RequestBody`] (SCALE-encoded, with a domain tag) with its sr25519 key and
+//! sends the [`SignedRequest`] to a worker. Queries are answered at once; commands are appended
+//! to the ledger as [`SignedRequest`] bytes and applied in order by every worker, each producing
+//! the same [`Receipt`]. The encryption layer (envelopes) wraps these types without changing them.
+
+use parity_scale_codec::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use crate::{blake2_256, AccountId, Balance, CodeHash, Event, Gas, Hash, Mode, Timestamp};
+
+/// A command's position in the ledger; the first command is 1.
+pub type Seq = u64;
+
+/// Domain tag prefixed to every signed request body.
+pub const REQUEST_SIGNING_DOMAIN: &[u8] = b"phat/request/v1:";
+
+/// The longest a request may stay valid after it is signed (one hour, in ms). Bounds the
+/// replay-protection memory of every worker.
+pub const MAX_REQUEST_TTL_MS: u64 = 60 * 60 * 1000;
+
+/// Bytes shown as `0x`-prefixed hex in JSON.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub struct Bytes(pub Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x{}", hex::encode(&self.0))
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Self {
+        Self(v)
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("0x{}", hex::encode(&self.0)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let s = s.strip_prefix("0x").unwrap_or(&s);
+        hex::decode(s)
+            .map(Bytes)
+            .map_err(|_| serde::de::Error::custom("expected 0x-prefixed hex bytes"))
+    }
+}
+
+/// What a request asks a worker (query) or the cluster (command) to do.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Call {
+    /// Instantiate uploaded code (a command uploads it from the ledger's blob store first).
+    Instantiate {
+        /// The code to instantiate.
+        code_hash: CodeHash,
+        /// Native value transferred to the new contract.
+        value: Balance,
+        /// Constructor selector and SCALE-encoded arguments.
+        data: Bytes,
+        /// Salt for the contract address.
+        salt: Bytes,
+        /// Gas limit.
+        gas_limit: Gas,
+    },
+    /// Call a message of a contract.
+    Call {
+        /// The contract.
+        dest: AccountId,
+        /// Native value transferred.
+        value: Balance,
+        /// Message selector and SCALE-encoded arguments.
+        data: Bytes,
+        /// Gas limit.
+        gas_limit: Gas,
+    },
+}
+
+impl Call {
+    /// The contract a call addresses, if it is a message call.
+    pub fn dest(&self) -> Option<AccountId> {
+        match self {
+            Call::Call { dest, .. } => Some(*dest),
+            Call::Instantiate { .. } => None,
+        }
+    }
+}
+
+/// The signed part of a request.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct RequestBody {
+    /// Query or command; a signature for one is never valid for the other.
+    pub mode: Mode,
+    /// What to run.
+    pub call: Call,
+    /// Caller-chosen number, used once per caller within the validity window.
+    pub nonce: u64,
+    /// Unix time (ms) after which the request is refused.
+    pub expires_at: Timestamp,
+}
+
+impl RequestBody {
+    /// The bytes the caller signs: a domain tag followed by the SCALE encoding.
+    pub fn signing_payload(&self) -> Vec<u8> {
+        let mut out = REQUEST_SIGNING_DOMAIN.to_vec();
+        self.encode_to(&mut out);
+        out
+    }
+}
+
+/// A request with the caller's sr25519 signature over [`RequestBody::signing_payload`].
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct SignedRequest {
+    /// SCALE-encoded [`RequestBody`].
+    pub body: Bytes,
+    /// The caller's sr25519 public key.
+    pub signer: AccountId,
+    /// sr25519 signature (64 bytes, `substrate` signing context).
+    pub signature: Bytes,
+}
+
+impl SignedRequest {
+    /// The request's identity: blake2-256 of its SCALE encoding.
+    pub fn hash(&self) -> Hash {
+        Hash(blake2_256(&self.encode()))
+    }
+}
+
+/// A command as the ledger stores it: opaque bytes plus the position and time the ledger gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct LedgerEntry {
+    /// Position in the ledger.
+    pub seq: Seq,
+    /// Ledger time (Unix ms) at append; the time contracts see while the command applies.
+    pub timestamp: Timestamp,
+    /// The command bytes (a SCALE [`SignedRequest`]; an envelope once encrypted).
+    pub payload: Vec<u8>,
+}
+
+/// An event in JSON-friendly form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct EventRecord {
+    /// The contract that emitted it.
+    pub contract: AccountId,
+    /// Indexed topics.
+    pub topics: Vec<Hash>,
+    /// SCALE-encoded event data.
+    pub data: Bytes,
+}
+
+impl From<Event> for EventRecord {
+    fn from(e: Event) -> Self {
+        Self {
+            contract: e.contract,
+            topics: e.topics,
+            data: Bytes(e.data),
+        }
+    }
+}
+
+/// What a call produced when it ran to completion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct CallOutput {
+    /// The bytes the contract returned.
+    pub data: Bytes,
+    /// The contract reverted: its writes were dropped.
+    pub reverted: bool,
+    /// The new contract (instantiation only).
+    pub address: Option<AccountId>,
+}
+
+/// Why a call did not run to completion. `kind` is a stable machine-readable name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct CallError {
+    /// Stable name such as `out_of_gas`, `trapped`, `bad_signature`, `replayed`.
+    pub kind: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// The outcome of a call: output or a typed error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum CallResult {
+    /// The call ran to completion (possibly reverting).
+    Ok(CallOutput),
+    /// The call failed; nothing was applied.
+    Err(CallError),
+}
+
+impl CallResult {
+    /// True when the call completed without reverting.
+    pub fn is_success(&self) -> bool {
+        matches!(self, CallResult::Ok(o) if !o.reverted)
+    }
+}
+
+/// The result of a command, identical on every worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct Receipt {
+    /// The command's position in the ledger.
+    pub seq: Seq,
+    /// The command's [`SignedRequest::hash`] (zero when the entry did not decode).
+    pub request: Hash,
+    /// The signer (zero when the entry did not decode).
+    pub caller: AccountId,
+    /// Ledger time of the command.
+    pub timestamp: Timestamp,
+    /// Output or error.
+    pub result: CallResult,
+    /// Events emitted.
+    pub events: Vec<EventRecord>,
+    /// Gas used.
+    pub gas_used: Gas,
+    /// State root after the command.
+    pub state_root: Hash,
+}
+
+/// The answer to a query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryResponse {
+    /// Output or error.
+    pub result: CallResult,
+    /// Gas used.
+    pub gas_used: Gas,
+    /// Events the call would have emitted.
+    pub events: Vec<EventRecord>,
+    /// Debug messages printed by the contracts.
+    pub debug_message: String,
+    /// The last command applied in the snapshot the query read.
+    pub seq: Seq,
+    /// The state root of that snapshot.
+    pub state_root: Hash,
+}
+
+/// The answer to a command submission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The command's position in the ledger.
+    pub seq: Seq,
+    /// The command's request hash.
+    pub request: Hash,
+    /// The receipt, when the submission asked to wait for it.
+    pub receipt: Option<Receipt>,
+}
+
+/// A line in a contract's log stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct LogRecord {
+    /// The contract.
+    pub contract: AccountId,
+    /// `event`, `debug`, or a pink log level (`error`, `warn`, `info`, `debug`, `trace`).
+    pub level: String,
+    /// Where it came from: `command` or `query`.
+    pub origin: Mode,
+    /// The command's sequence number (commands only).
+    pub seq: Option<Seq>,
+    /// Time (Unix ms): ledger time for commands, wall time for queries.
+    pub timestamp: Timestamp,
+    /// The text (for events, a summary with hex data).
+    pub message: String,
+}
+
+/// Public facts about a worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// phat version.
+    pub version: String,
+    /// The worker's name (from its data directory).
+    pub name: String,
+    /// The last command applied.
+    pub seq: Seq,
+    /// The state root after it.
+    pub state_root: Hash,
+    /// The ledger's head as last seen.
+    pub ledger_head: Seq,
+    /// Operating-system process id (for operators and crash tests).
+    pub pid: u32,
+}
+
+/// A contract as the worker API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractView {
+    /// The contract's id.
+    pub id: AccountId,
+    /// The code it runs.
+    pub code_hash: CodeHash,
+    /// Who instantiated it.
+    pub deployer: AccountId,
+}
+
+/// The API's error body: `{"error": {"kind": ..., "message": ...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// The error.
+    pub error: CallError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_serialize_as_hex_and_back() {
+        let b = Bytes(vec![0xde, 0xad]);
+        let j = serde_json::to_string(&b).unwrap();
+        assert_eq!(j, "\"0xdead\"");
+        assert_eq!(serde_json::from_str::<Bytes>(&j).unwrap(), b);
+        assert!(serde_json::from_str::<Bytes>("\"0xzz\"").is_err());
+    }
+
+    #[test]
+    fn signing_payload_is_domain_separated() {
+        let body = RequestBody {
+            mode: Mode::Query,
+            call: Call::Call {
+                dest: AccountId([1; 32]),
+                value: 0,
+                data: Bytes(vec![1, 2]),
+                gas_limit: 10,
+            },
+            nonce: 1,
+            expires_at: 2,
+        };
+        let p = body.signing_payload();
+        assert!(p.starts_with(REQUEST_SIGNING_DOMAIN));
+        let cmd = RequestBody {
+            mode: Mode::Command,
+            ..body
+        };
+        assert_ne!(p, cmd.signing_payload());
+    }
+}
