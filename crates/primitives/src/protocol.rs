@@ -230,6 +230,24 @@ pub struct Receipt {
     pub state_root: Hash,
 }
 
+/// A query as sent to a worker: the signed request and an optional read-your-writes bound.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryRequest {
+    /// The signed request (mode must be `Query`).
+    #[serde(flatten)]
+    pub request: SignedRequest,
+    /// Answer only once the worker has applied this command (waits up to its limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<Seq>,
+}
+
+/// The answer to a code upload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeUploaded {
+    /// blake2-256 of the code.
+    pub code_hash: CodeHash,
+}
+
 /// The answer to a query.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryResponse {

@@ -126,6 +126,35 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// A stable snake_case name for the error, for APIs and receipts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExecError::CodeNotFound(_) => "code_not_found",
+            ExecError::ContractNotFound(_) => "contract_not_found",
+            ExecError::Code(_) => "invalid_code",
+            ExecError::OutOfGas => "out_of_gas",
+            ExecError::Timeout(_) => "timeout",
+            ExecError::StackOverflow => "stack_overflow",
+            ExecError::MaxCallDepth(_) => "max_call_depth",
+            ExecError::ReentranceDenied(_) => "reentrance_denied",
+            ExecError::Trapped(_) => "trapped",
+            ExecError::OutOfBounds(_) => "out_of_bounds",
+            ExecError::OutputBufferTooSmall(_) => "output_buffer_too_small",
+            ExecError::TooLarge { .. } => "too_large",
+            ExecError::TooManyTopics(_) => "too_many_topics",
+            ExecError::Decode(_) => "decode",
+            ExecError::InvalidCallFlags(_) => "invalid_call_flags",
+            ExecError::InputForwarded => "input_forwarded",
+            ExecError::UnsupportedExtension { .. } => "unsupported_extension",
+            ExecError::Extension { .. } => "extension_failed",
+            ExecError::TransferFailed { .. } => "transfer_failed",
+            ExecError::DuplicateContract(_) => "duplicate_contract",
+            ExecError::TerminatedWhileReentrant(_) => "terminated_while_reentrant",
+            ExecError::Busy(_) => "busy",
+            ExecError::Backend(_) => "backend",
+        }
+    }
+
     /// Whether this error is deterministic (same on every worker for the same inputs). Only a
     /// query's wall-time limit and resource exhaustion are not.
     pub fn is_deterministic(&self) -> bool {

@@ -1,0 +1,160 @@
+//! The ordered command log every worker applies: the [`Ledger`] trait, an embedded
+//! implementation on a redb file ([`EmbeddedLedger`], used by `phat dev`) and an HTTP transport
+//! ([`http`]) so worker processes can use a ledger that lives in another process.
+//!
+//! A ledger holds three things:
+//!
+//! - the **log**: opaque command payloads, totally ordered by a [`Seq`] that starts at 1 and has
+//!   no gaps, each stamped with a non-decreasing ledger [`Timestamp`](phat_primitives::Timestamp);
+//! - the **code store**: Wasm blobs keyed by their [`CodeHash`];
+//! - **cluster metadata**: small values under string keys.
+//!
+//! The trait is shaped so that a NATS JetStream implementation can replace the embedded one
+//! without changing the worker:
+//!
+//! - [`Ledger::append`] maps to a JetStream publish on the log stream awaiting the `PubAck`
+//!   (its stream sequence is the [`Seq`]; the stored message time, clamped to be non-decreasing,
+//!   is the timestamp);
+//! - [`Ledger::read`] maps to a pull consumer starting at `from` (`DeliverPolicy::ByStartSequence`)
+//!   fetching up to `max` messages with `expires = wait`;
+//! - [`Ledger::head`] maps to the stream's `last_seq` from stream info;
+//! - [`Ledger::put_code`] / [`Ledger::get_code`] map to an Object Store bucket keyed by the hex
+//!   code hash;
+//! - [`Ledger::put_meta`] / [`Ledger::get_meta`] map to a KV bucket.
+
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use phat_primitives::CodeHash;
+
+pub use phat_primitives::protocol::{LedgerEntry, Seq};
+
+mod embedded;
+pub mod http;
+
+pub use embedded::EmbeddedLedger;
+
+/// The longest metadata key, in bytes.
+pub const MAX_META_KEY: usize = 256;
+
+/// Where and when the ledger put an appended command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Appended {
+    /// The command's position in the log.
+    pub seq: Seq,
+    /// The ledger time (Unix ms) given to the command.
+    pub timestamp: phat_primitives::Timestamp,
+}
+
+/// The ordered, durable command log plus the code blob store and cluster metadata.
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync + 'static {
+    /// Appends a command; returns only once it is durable. Seqs start at 1 and are contiguous.
+    async fn append(&self, payload: Vec<u8>) -> Result<Appended, LedgerError>;
+    /// Entries with seq >= from, in order, at most `max`; when none exist yet, waits up to `wait`
+    /// for one (then returns empty). May return fewer than `max` even when more exist.
+    async fn read(
+        &self,
+        from: Seq,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<LedgerEntry>, LedgerError>;
+    /// The last appended seq (0 when empty).
+    async fn head(&self) -> Result<Seq, LedgerError>;
+    /// Stores a code blob durably; returns blake2-256 of it (CodeHash::of). Idempotent.
+    async fn put_code(&self, wasm: Vec<u8>) -> Result<CodeHash, LedgerError>;
+    /// The code blob stored under `hash`, if any.
+    async fn get_code(&self, hash: &CodeHash) -> Result<Option<Vec<u8>>, LedgerError>;
+    /// Cluster metadata (small values); keys are 1..=[`MAX_META_KEY`] bytes, not `.` or `..`.
+    async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<(), LedgerError>;
+    /// The metadata value under `key`, if any.
+    async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError>;
+}
+
+#[async_trait::async_trait]
+impl<L: Ledger + ?Sized> Ledger for Arc<L> {
+    async fn append(&self, payload: Vec<u8>) -> Result<Appended, LedgerError> {
+        (**self).append(payload).await
+    }
+    async fn read(
+        &self,
+        from: Seq,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<LedgerEntry>, LedgerError> {
+        (**self).read(from, max, wait).await
+    }
+    async fn head(&self) -> Result<Seq, LedgerError> {
+        (**self).head().await
+    }
+    async fn put_code(&self, wasm: Vec<u8>) -> Result<CodeHash, LedgerError> {
+        (**self).put_code(wasm).await
+    }
+    async fn get_code(&self, hash: &CodeHash) -> Result<Option<Vec<u8>>, LedgerError> {
+        (**self).get_code(hash).await
+    }
+    async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<(), LedgerError> {
+        (**self).put_meta(key, value).await
+    }
+    async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        (**self).get_meta(key).await
+    }
+}
+
+/// Why a ledger operation failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum LedgerError {
+    /// The storage failed.
+    #[error("ledger storage error: {0}")]
+    Io(String),
+    /// A payload or code blob is over the limit.
+    #[error("too large: {size} bytes, the limit is {max}")]
+    TooLarge {
+        /// The size offered.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The remote ledger is unreachable or timed out.
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    /// A bad request or response.
+    #[error("ledger protocol error: {0}")]
+    Protocol(String),
+    /// The ledger has shut down.
+    #[error("ledger closed")]
+    Closed,
+}
+
+/// Limits and tuning of a ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// Largest command payload (and metadata value), in bytes; default 1 MiB.
+    pub max_payload: usize,
+    /// Largest code blob, in bytes; default 1 MiB.
+    pub max_code: usize,
+    /// Most writes committed in one group-commit transaction; default 4096.
+    pub max_batch: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            max_payload: 1 << 20,
+            max_code: 1 << 20,
+            max_batch: 4096,
+        }
+    }
+}
+
+/// Checks a metadata key against the rules every ledger enforces.
+pub(crate) fn check_meta_key(key: &str) -> Result<(), LedgerError> {
+    if key.is_empty() || key.len() > MAX_META_KEY || key == "." || key == ".." {
+        return Err(LedgerError::Protocol(format!(
+            "metadata key must be 1..={MAX_META_KEY} bytes and not \".\" or \"..\", got {key:?}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! Behaviour of every ledger: the embedded one directly, and the same one served over HTTP on
+//! 127.0.0.1 and used through `RemoteLedger`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use phat_ledger::http::{router_with_config, RemoteLedger};
+use phat_ledger::{EmbeddedLedger, Ledger, LedgerConfig, LedgerError};
+use phat_primitives::CodeHash;
+use tempfile::TempDir;
+
+/// A ledger under test plus what keeps it alive.
+struct Fixture {
+    ledger: Arc<dyn Ledger>,
+    _dir: TempDir,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A small-limit config, so oversize cases are cheap.
+fn small_config() -> LedgerConfig {
+    LedgerConfig {
+        max_payload: 4096,
+        max_code: 8192,
+        ..LedgerConfig::default()
+    }
+}
+
+/// Serves `ledger` on 127.0.0.1 and returns its base URL.
+async fn serve(
+    ledger: Arc<dyn Ledger>,
+    config: &LedgerConfig,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router_with_config(ledger, config);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}"), server)
+}
+
+async fn embedded(config: LedgerConfig) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = EmbeddedLedger::open(&dir.path().join("ledger.redb"), config).unwrap();
+    Fixture {
+        ledger: Arc::new(ledger),
+        _dir: dir,
+        server: None,
+    }
+}
+
+async fn remote(config: LedgerConfig) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = EmbeddedLedger::open(&dir.path().join("ledger.redb"), config.clone()).unwrap();
+    let (url, server) = serve(Arc::new(inner), &config).await;
+    Fixture {
+        ledger: Arc::new(RemoteLedger::new(&url).unwrap()),
+        _dir: dir,
+        server: Some(server),
+    }
+}
+
+/// Runs one behaviour against the embedded ledger and against it over HTTP.
+macro_rules! both {
+    ($name:ident, $config:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                let f = super::embedded($config).await;
+                super::$name(&f.ledger).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn http() {
+                let f = super::remote($config).await;
+                super::$name(&f.ledger).await;
+            }
+        }
+    };
+}
+
+async fn appends_are_contiguous_and_read_back_in_order(ledger: &Arc<dyn Ledger>) {
+    assert_eq!(ledger.head().await.unwrap(), 0);
+    let mut appended = Vec::new();
+    for i in 0..20u8 {
+        appended.push(ledger.append(vec![i; i as usize + 1]).await.unwrap());
+    }
+    let seqs: Vec<u64> = appended.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    assert_eq!(ledger.head().await.unwrap(), 20);
+
+    let entries = ledger.read(1, 100, Duration::ZERO).await.unwrap();
+    assert_eq!(entries.len(), 20);
+    for (i, (e, a)) in entries.iter().zip(&appended).enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+        assert_eq!(e.timestamp, a.timestamp);
+        assert_eq!(e.payload, vec![i as u8; i + 1]);
+    }
+    assert!(entries.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+
+    // `from` and `max` select a window; `from` 0 means the start.
+    let window = ledger.read(5, 3, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        window.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![5, 6, 7]
+    );
+    assert_eq!(ledger.read(0, 1, Duration::ZERO).await.unwrap()[0].seq, 1);
+    assert_eq!(ledger.read(20, 10, Duration::ZERO).await.unwrap().len(), 1);
+    assert!(ledger
+        .read(21, 10, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(ledger.read(1, 0, Duration::ZERO).await.unwrap().is_empty());
+}
+both!(
+    appends_are_contiguous_and_read_back_in_order,
+    phat_ledger::LedgerConfig::default()
+);
+
+async fn concurrent_appends_get_distinct_contiguous_seqs(ledger: &Arc<dyn Ledger>) {
+    let n = 500u32;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { (i, ledger.append(i.to_le_bytes().to_vec()).await) })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        let (i, appended) = task.await.unwrap();
+        results.push((i, appended.unwrap().seq));
+    }
+    let seqs: HashSet<u64> = results.iter().map(|(_, s)| *s).collect();
+    assert_eq!(seqs.len(), n as usize, "seqs must be distinct");
+    assert_eq!(seqs, (1..=n as u64).collect::<HashSet<_>>());
+    assert_eq!(ledger.head().await.unwrap(), n as u64);
+
+    let mut entries = Vec::new();
+    while entries.len() < n as usize {
+        let from = entries.len() as u64 + 1;
+        entries.extend(ledger.read(from, 128, Duration::ZERO).await.unwrap());
+    }
+    for (i, seq) in results {
+        let e = &entries[seq as usize - 1];
+        assert_eq!(e.seq, seq);
+        assert_eq!(e.payload, i.to_le_bytes().to_vec());
+    }
+    assert!(entries.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+}
+both!(
+    concurrent_appends_get_distinct_contiguous_seqs,
+    phat_ledger::LedgerConfig::default()
+);
+
+async fn read_waits_for_the_next_append(ledger: &Arc<dyn Ledger>) {
+    ledger.append(b"first".to_vec()).await.unwrap();
+
+    // Nothing arrives: empty after roughly the wait.
+    let start = Instant::now();
+    let none = ledger
+        .read(2, 10, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(start.elapsed() >= Duration::from_millis(290));
+
+    // Something arrives while waiting: the reader wakes well before its deadline.
+    let start = Instant::now();
+    let reader = {
+        let ledger = ledger.clone();
+        tokio::spawn(async move { ledger.read(2, 10, Duration::from_secs(20)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!reader.is_finished(), "reader must wait for the append");
+    let appended = ledger.append(b"second".to_vec()).await.unwrap();
+    let got = reader.await.unwrap();
+    let got = got.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].seq, 2);
+    assert_eq!(got[0].seq, appended.seq);
+    assert_eq!(got[0].payload, b"second");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+both!(
+    read_waits_for_the_next_append,
+    phat_ledger::LedgerConfig::default()
+);
+
+async fn code_and_meta_round_trip(ledger: &Arc<dyn Ledger>) {
+    let wasm = b"\0asm\x01\0\0\0 some code".to_vec();
+    let hash = ledger.put_code(wasm.clone()).await.unwrap();
+    assert_eq!(hash, CodeHash::of(&wasm));
+    assert_eq!(ledger.put_code(wasm.clone()).await.unwrap(), hash);
+    assert_eq!(ledger.get_code(&hash).await.unwrap(), Some(wasm));
+    assert_eq!(ledger.get_code(&CodeHash([9; 32])).await.unwrap(), None);
+
+    assert_eq!(ledger.get_meta("cluster/name").await.unwrap(), None);
+    ledger
+        .put_meta("cluster/name", b"alpha".to_vec())
+        .await
+        .unwrap();
+    ledger.put_meta("a b%c", b"odd key".to_vec()).await.unwrap();
+    assert_eq!(
+        ledger.get_meta("cluster/name").await.unwrap(),
+        Some(b"alpha".to_vec())
+    );
+    assert_eq!(
+        ledger.get_meta("a b%c").await.unwrap(),
+        Some(b"odd key".to_vec())
+    );
+    ledger
+        .put_meta("cluster/name", b"beta".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.get_meta("cluster/name").await.unwrap(),
+        Some(b"beta".to_vec())
+    );
+    assert!(matches!(
+        ledger.put_meta("", vec![]).await,
+        Err(LedgerError::Protocol(_))
+    ));
+    // Code and meta do not touch the log.
+    assert_eq!(ledger.head().await.unwrap(), 0);
+}
+both!(
+    code_and_meta_round_trip,
+    phat_ledger::LedgerConfig::default()
+);
+
+async fn oversized_payload_and_code_are_too_large(ledger: &Arc<dyn Ledger>) {
+    let config = small_config();
+    let err = ledger
+        .append(vec![0; config.max_payload + 1])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        LedgerError::TooLarge {
+            size: config.max_payload + 1,
+            max: config.max_payload
+        }
+    );
+    let err = ledger
+        .put_code(vec![0; config.max_code + 1])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        LedgerError::TooLarge {
+            size: config.max_code + 1,
+            max: config.max_code
+        }
+    );
+    let err = ledger
+        .put_meta("k", vec![0; config.max_payload + 1])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::TooLarge { .. }));
+    // Far over the limit (beyond the HTTP body limit too).
+    let err = ledger.append(vec![0; 200_000]).await.unwrap_err();
+    assert_eq!(
+        err,
+        LedgerError::TooLarge {
+            size: 200_000,
+            max: config.max_payload
+        }
+    );
+    // Nothing was written; limits are inclusive.
+    assert_eq!(ledger.head().await.unwrap(), 0);
+    let a = ledger.append(vec![1; config.max_payload]).await.unwrap();
+    assert_eq!(a.seq, 1);
+}
+both!(
+    oversized_payload_and_code_are_too_large,
+    super::small_config()
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_ledger_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("ledger.redb");
+    let first_ts;
+    {
+        let ledger = EmbeddedLedger::open(&path, LedgerConfig::default()).unwrap();
+        for i in 1..=10u8 {
+            assert_eq!(ledger.append(vec![i]).await.unwrap().seq, i as u64);
+        }
+        let hash = ledger.put_code(b"code".to_vec()).await.unwrap();
+        assert_eq!(hash, CodeHash::of(b"code"));
+        ledger.put_meta("k", b"v".to_vec()).await.unwrap();
+        first_ts = ledger.read(10, 1, Duration::ZERO).await.unwrap()[0].timestamp;
+        // A clone keeps the file open until the last handle drops.
+        let clone = ledger.clone();
+        drop(ledger);
+        assert_eq!(clone.head().await.unwrap(), 10);
+    }
+    let ledger = EmbeddedLedger::open(&path, LedgerConfig::default()).unwrap();
+    assert_eq!(ledger.head().await.unwrap(), 10);
+    let entries = ledger.read(1, 100, Duration::ZERO).await.unwrap();
+    assert_eq!(entries.len(), 10);
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+        assert_eq!(e.payload, vec![i as u8 + 1]);
+    }
+    assert_eq!(
+        ledger.get_code(&CodeHash::of(b"code")).await.unwrap(),
+        Some(b"code".to_vec())
+    );
+    assert_eq!(ledger.get_meta("k").await.unwrap(), Some(b"v".to_vec()));
+    let next = ledger.append(b"eleven".to_vec()).await.unwrap();
+    assert_eq!(next.seq, 11);
+    assert!(next.timestamp >= first_ts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_ledger_on_closed_port_is_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let remote = RemoteLedger::new(&format!("http://{addr}")).unwrap();
+    assert!(matches!(
+        remote.head().await,
+        Err(LedgerError::Unavailable(_))
+    ));
+    assert!(matches!(
+        remote.append(b"x".to_vec()).await,
+        Err(LedgerError::Unavailable(_))
+    ));
+    assert!(matches!(
+        remote.read(1, 1, Duration::from_millis(10)).await,
+        Err(LedgerError::Unavailable(_))
+    ));
+    assert!(matches!(
+        RemoteLedger::new("not a url"),
+        Err(LedgerError::Protocol(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_rejects_bad_requests_with_json_errors() {
+    let f = embedded(LedgerConfig::default()).await;
+    let (url, _server) = serve(f.ledger.clone(), &LedgerConfig::default()).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    for path in [
+        "/ledger/v1/entries",
+        "/ledger/v1/entries?from=abc",
+        "/ledger/v1/code/0x1234",
+    ] {
+        let resp = client.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["kind"], "protocol", "{path}");
+    }
+
+    let resp = client
+        .get(format!("{url}/ledger/v1/head"))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"seq": 0}));
+}

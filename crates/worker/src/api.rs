@@ -1,0 +1,594 @@
+//! The worker's HTTP API (`/v1`, JSON bodies) and its error mapping.
+//!
+//! Every error answers `{"error": {"kind": "...", "message": "..."}}` with a 4xx status for bad
+//! input (malformed body 400, bad signature 401, unknown contract or code 404, replay 409,
+//! oversized body 413) and a 5xx status for the worker's own failures.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes as BodyBytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::{Stream, StreamExt};
+use parity_scale_codec::{Decode, Encode};
+use phat_primitives::protocol::{
+    ApiError, Call, CallError, CodeUploaded, ContractView, LogRecord, QueryRequest, QueryResponse,
+    Receipt, RequestBody, Seq, SignedRequest, Submitted, WorkerInfo,
+};
+use phat_primitives::{AccountId, ContractInfo, Mode, StateKey};
+use phat_runtime::ExecContext;
+use serde::Deserialize;
+
+use crate::apply::{check_body, outcome_parts};
+use crate::metrics::Metrics;
+use crate::state::SnapshotState;
+use crate::{now_ms, Worker};
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub(crate) fn router(worker: Worker) -> Router {
+    let max_body = worker.inner.config.max_body;
+    let max_code = worker.inner.config.max_code;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/info", get(info))
+        .route(
+            "/v1/code",
+            post(upload_code).layer(DefaultBodyLimit::max(max_code)),
+        )
+        .route(
+            "/v1/code/{hash}/metadata",
+            get(get_metadata).post(put_metadata),
+        )
+        .route("/v1/commands", post(submit))
+        .route("/v1/receipts/{seq}", get(receipt))
+        .route("/v1/query", post(query))
+        .route("/v1/contracts/{id}", get(contract))
+        .route("/v1/contracts/{id}/logs", get(logs))
+        .route("/v1/contracts/{id}/logs/stream", get(log_stream))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(worker)
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub(crate) struct ApiErr(StatusCode, CallError);
+
+impl ApiErr {
+    fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
+        Self(
+            status,
+            CallError {
+                kind: kind.into(),
+                message: message.into(),
+            },
+        )
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiErr {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "malformed"
+        };
+        let status = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(status, kind, r.body_text())
+    }
+}
+
+impl From<phat_store::StoreError> for ApiErr {
+    fn from(e: phat_store::StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiErr>;
+
+async fn healthz(State(w): State<Worker>) -> Response {
+    match w.inner.store.head() {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(w): State<Worker>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        w.inner.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn info(State(w): State<Worker>) -> ApiResult<WorkerInfo> {
+    let head = w.inner.store.head()?;
+    Ok(Json(WorkerInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        name: w.inner.config.name.clone(),
+        seq: head.seq,
+        state_root: head.state_root,
+        ledger_head: w
+            .inner
+            .ledger_head
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(head.seq),
+        pid: std::process::id(),
+    }))
+}
+
+async fn upload_code(State(w): State<Worker>, body: BodyBytes) -> ApiResult<CodeUploaded> {
+    if body.is_empty() {
+        return Err(ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "the body must be the contract's wasm bytes",
+        ));
+    }
+    let rt = w.inner.runtime.clone();
+    let wasm = body.to_vec();
+    let wasm = tokio::task::spawn_blocking(move || rt.prepare_code(&wasm).map(|_| wasm))
+        .await
+        .map_err(ApiErr::internal)?
+        .map_err(|e| ApiErr::new(StatusCode::BAD_REQUEST, "invalid_code", e.to_string()))?;
+    let code_hash = w.inner.ledger.put_code(wasm).await.map_err(ledger_err)?;
+    Ok(Json(CodeUploaded { code_hash }))
+}
+
+fn parse_code_hash(hash: &str) -> Result<phat_primitives::CodeHash, ApiErr> {
+    hash.parse().map_err(|e| {
+        ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("code hash `{hash}`: {e}"),
+        )
+    })
+}
+
+fn metadata_key(hash: &phat_primitives::CodeHash) -> String {
+    format!("metadata/{hash}")
+}
+
+/// Stores the ink! metadata (JSON ABI) of uploaded code, so any client can encode calls.
+async fn put_metadata(
+    State(w): State<Worker>,
+    Path(hash): Path<String>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<StatusCode, ApiErr> {
+    let hash = parse_code_hash(&hash)?;
+    let Json(metadata) = body?;
+    if !metadata.is_object() {
+        return Err(ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "metadata must be a JSON object",
+        ));
+    }
+    if w.inner.ledger.get_code(&hash).await.map_err(ledger_err)?.is_none() {
+        return Err(ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "unknown_code",
+            format!("code {hash} was never uploaded"),
+        ));
+    }
+    let bytes = serde_json::to_vec(&metadata).map_err(ApiErr::internal)?;
+    w.inner
+        .ledger
+        .put_meta(&metadata_key(&hash), bytes)
+        .await
+        .map_err(ledger_err)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The ink! metadata stored for code.
+async fn get_metadata(State(w): State<Worker>, Path(hash): Path<String>) -> Result<Response, ApiErr> {
+    let hash = parse_code_hash(&hash)?;
+    match w
+        .inner
+        .ledger
+        .get_meta(&metadata_key(&hash))
+        .await
+        .map_err(ledger_err)?
+    {
+        Some(bytes) => Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response()),
+        None => Err(ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "unknown_metadata",
+            format!("no metadata stored for code {hash}"),
+        )),
+    }
+}
+
+fn ledger_err(e: phat_ledger::LedgerError) -> ApiErr {
+    match e {
+        phat_ledger::LedgerError::TooLarge { .. } => {
+            ApiErr::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+        }
+        _ => ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()),
+    }
+}
+
+/// Verifies a request for `mode` at wall-clock time: signature, mode, expiry, replay.
+fn verify(w: &Worker, req: &SignedRequest, mode: Mode) -> Result<RequestBody, ApiErr> {
+    let body = phat_crypto::verify_request(req).map_err(|e| match e {
+        phat_crypto::CryptoError::BadSignature(_) => {
+            ApiErr::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string())
+        }
+        _ => ApiErr::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+    })?;
+    let now = now_ms();
+    check_body(&body, mode, now).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e))?;
+    let key = (req.signer, body.nonce);
+    let mut recent = w.inner.recent_nonces.lock();
+    if recent.len() > 10_000 {
+        recent.retain(|_, exp| *exp >= now);
+    }
+    let seen_in_state = mode == Mode::Command
+        && w.inner.store.snapshot()?.nonce_expiry(&req.signer, body.nonce)?.is_some();
+    if seen_in_state || recent.insert(key, body.expires_at).is_some() {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            "replayed",
+            format!("nonce {} of {} was already used", body.nonce, req.signer),
+        ));
+    }
+    Ok(body)
+}
+
+fn contract_info(snap: &phat_store::Snapshot, id: &AccountId) -> Result<ContractInfo, ApiErr> {
+    let raw = snap.get(&StateKey::Contract(*id))?.ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "unknown_contract",
+            format!("no contract {id} on this cluster"),
+        )
+    })?;
+    ContractInfo::decode(&mut &raw[..]).map_err(ApiErr::internal)
+}
+
+#[derive(Deserialize)]
+struct SubmitParams {
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn submit(
+    State(w): State<Worker>,
+    Query(params): Query<SubmitParams>,
+    req: Result<Json<SignedRequest>, JsonRejection>,
+) -> ApiResult<Submitted> {
+    let result = submit_inner(&w, params, req).await;
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.1.kind.as_str(),
+    };
+    Metrics::count(&w.inner.metrics.submissions, label);
+    result
+}
+
+async fn submit_inner(
+    w: &Worker,
+    params: SubmitParams,
+    req: Result<Json<SignedRequest>, JsonRejection>,
+) -> ApiResult<Submitted> {
+    let Json(req) = req?;
+    let body = verify(w, &req, Mode::Command)?;
+    let checked = precheck(w, &body.call).await;
+    if let Err(e) = checked {
+        w.inner.recent_nonces.lock().remove(&(req.signer, body.nonce));
+        return Err(e);
+    }
+    let request = req.hash();
+    let appended = match w.inner.ledger.append(req.encode()).await {
+        Ok(a) => a,
+        Err(e) => {
+            w.inner.recent_nonces.lock().remove(&(req.signer, body.nonce));
+            return Err(ledger_err(e));
+        }
+    };
+    let receipt = if params.wait {
+        Some(wait_receipt(w, appended.seq).await?)
+    } else {
+        None
+    };
+    Ok(Json(Submitted {
+        seq: appended.seq,
+        request,
+        receipt,
+    }))
+}
+
+/// Refuses commands that cannot do anything: calls to unknown contracts, unknown code.
+async fn precheck(w: &Worker, call: &Call) -> Result<(), ApiErr> {
+    let snap = w.inner.store.snapshot()?;
+    match call {
+        Call::Call { dest, .. } => contract_info(&snap, dest).map(|_| ()),
+        Call::Instantiate { code_hash, .. } => {
+            if snap.get(&StateKey::Code(*code_hash))?.is_some() {
+                return Ok(());
+            }
+            match w.inner.ledger.get_code(code_hash).await.map_err(ledger_err)? {
+                Some(_) => Ok(()),
+                None => Err(ApiErr::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_code",
+                    format!("code {code_hash} was never uploaded (POST /v1/code first)"),
+                )),
+            }
+        }
+    }
+}
+
+/// Waits until this worker has applied `seq`.
+async fn wait_applied(w: &Worker, seq: Seq) -> Result<(), ApiErr> {
+    let mut rx = w.inner.applied.subscribe();
+    let waited = tokio::time::timeout(w.inner.config.wait_timeout, rx.wait_for(|s| *s >= seq)).await;
+    match waited {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(ApiErr::internal("the apply loop stopped")),
+        Err(_) => Err(ApiErr::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "not_applied_yet",
+            format!(
+                "seq {seq} not applied within {:?} (applied: {})",
+                w.inner.config.wait_timeout,
+                w.applied_seq()
+            ),
+        )),
+    }
+}
+
+async fn wait_receipt(w: &Worker, seq: Seq) -> Result<Receipt, ApiErr> {
+    wait_applied(w, seq).await?;
+    read_receipt(w, seq)
+}
+
+fn read_receipt(w: &Worker, seq: Seq) -> Result<Receipt, ApiErr> {
+    let raw = w.inner.store.receipt(seq)?.ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "unknown_receipt",
+            format!("no receipt for seq {seq} (applied up to {})", w.applied_seq()),
+        )
+    })?;
+    Receipt::decode(&mut &raw[..]).map_err(ApiErr::internal)
+}
+
+async fn receipt(State(w): State<Worker>, Path(seq): Path<String>) -> ApiResult<Receipt> {
+    let seq: Seq = seq.parse().map_err(|_| {
+        ApiErr::new(StatusCode::BAD_REQUEST, "malformed", "seq must be a number")
+    })?;
+    read_receipt(&w, seq).map(Json)
+}
+
+async fn query(
+    State(w): State<Worker>,
+    req: Result<Json<QueryRequest>, JsonRejection>,
+) -> ApiResult<QueryResponse> {
+    let started = Instant::now();
+    let result = query_inner(&w, req).await;
+    let label = match &result {
+        Ok(r) => match &r.result {
+            phat_primitives::protocol::CallResult::Ok(_) => "ok",
+            phat_primitives::protocol::CallResult::Err(e) => e.kind.as_str(),
+        },
+        Err(e) => e.1.kind.as_str(),
+    };
+    Metrics::count(&w.inner.metrics.queries, label);
+    w.inner
+        .metrics
+        .query_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result.map(Json)
+}
+
+async fn query_inner(
+    w: &Worker,
+    req: Result<Json<QueryRequest>, JsonRejection>,
+) -> Result<QueryResponse, ApiErr> {
+    let Json(QueryRequest { request, min_seq }) = req?;
+    let body = verify(w, &request, Mode::Query)?;
+    if let Some(min) = min_seq {
+        if w.applied_seq() < min {
+            wait_applied(w, min).await?;
+        }
+    }
+    let w2 = w.clone();
+    let caller = request.signer;
+    tokio::task::spawn_blocking(move || run_query(&w2, caller, body.call))
+        .await
+        .map_err(ApiErr::internal)?
+}
+
+fn run_query(w: &Worker, caller: AccountId, call: Call) -> Result<QueryResponse, ApiErr> {
+    let snap = Arc::new(w.inner.store.snapshot()?);
+    let head = snap.head();
+    let ctx = ExecContext {
+        mode: Mode::Query,
+        block_number: u32::try_from(head.seq).unwrap_or(u32::MAX),
+        timestamp: now_ms(),
+        extension: Arc::new(phat_runtime::NoExtension),
+    };
+    let mut session = w
+        .inner
+        .runtime
+        .session(Arc::new(SnapshotState(snap.clone())), ctx);
+    let (result, target) = match call {
+        Call::Call {
+            dest,
+            value,
+            data,
+            gas_limit,
+        } => {
+            contract_info(&snap, &dest)?;
+            (session.call(caller, dest, value, data.0, gas_limit), Some(dest))
+        }
+        Call::Instantiate {
+            code_hash,
+            value,
+            data,
+            salt,
+            gas_limit,
+        } => (
+            session.instantiate(caller, code_hash, value, data.0, &salt, gas_limit),
+            None,
+        ),
+    };
+    let debug_message = result
+        .as_ref()
+        .map(|o| o.debug_message.clone())
+        .unwrap_or_default();
+    if let Some(contract) = target.or(result.as_ref().ok().and_then(|o| o.address)) {
+        for line in debug_message.lines().filter(|l| !l.is_empty()) {
+            let _ = w.inner.logs.send(LogRecord {
+                contract,
+                level: "debug".into(),
+                origin: Mode::Query,
+                seq: None,
+                timestamp: now_ms(),
+                message: line.to_string(),
+            });
+        }
+    }
+    let (result, events, gas_used) = outcome_parts(result);
+    Ok(QueryResponse {
+        result,
+        gas_used,
+        events,
+        debug_message,
+        seq: head.seq,
+        state_root: head.state_root,
+    })
+}
+
+fn parse_id(id: &str) -> Result<AccountId, ApiErr> {
+    id.parse().map_err(|e| {
+        ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("contract id `{id}`: {e}"),
+        )
+    })
+}
+
+async fn contract(State(w): State<Worker>, Path(id): Path<String>) -> ApiResult<ContractView> {
+    let id = parse_id(&id)?;
+    let info = contract_info(&w.inner.store.snapshot()?, &id)?;
+    Ok(Json(ContractView {
+        id,
+        code_hash: info.code_hash,
+        deployer: info.deployer,
+    }))
+}
+
+#[derive(Deserialize)]
+struct LogParams {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// A stored log record with its index.
+#[derive(serde::Serialize)]
+struct IndexedLog {
+    index: Option<u64>,
+    #[serde(flatten)]
+    record: LogRecord,
+}
+
+fn stored_logs(
+    w: &Worker,
+    id: &AccountId,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<Vec<IndexedLog>, ApiErr> {
+    Ok(w
+        .inner
+        .store
+        .logs(id, after, limit)?
+        .into_iter()
+        .filter_map(|(index, raw)| {
+            LogRecord::decode(&mut &raw[..])
+                .ok()
+                .map(|record| IndexedLog {
+                    index: Some(index),
+                    record,
+                })
+        })
+        .collect())
+}
+
+async fn logs(
+    State(w): State<Worker>,
+    Path(id): Path<String>,
+    Query(p): Query<LogParams>,
+) -> Result<Json<Vec<IndexedLog>>, ApiErr> {
+    let id = parse_id(&id)?;
+    contract_info(&w.inner.store.snapshot()?, &id)?;
+    let limit = p.limit.unwrap_or(1000).min(10_000);
+    stored_logs(&w, &id, p.after, limit).map(Json)
+}
+
+async fn log_stream(
+    State(w): State<Worker>,
+    Path(id): Path<String>,
+    Query(p): Query<LogParams>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiErr> {
+    let id = parse_id(&id)?;
+    contract_info(&w.inner.store.snapshot()?, &id)?;
+    // Subscribe before reading history so nothing falls between the two.
+    let live = tokio_stream::wrappers::BroadcastStream::new(w.inner.logs.subscribe());
+    let history = stored_logs(&w, &id, p.after, p.limit.unwrap_or(100).min(10_000))?;
+    let last_seq = history.iter().filter_map(|l| l.record.seq).max().unwrap_or(0);
+    let history = futures::stream::iter(history);
+    let live = live.filter_map(move |r| {
+        let keep = match r {
+            Ok(record) if record.contract == id && record.seq.is_none_or(|s| s > last_seq) => {
+                Some(IndexedLog {
+                    index: None,
+                    record,
+                })
+            }
+            _ => None,
+        };
+        futures::future::ready(keep)
+    });
+    let events = history.chain(live).map(|l| {
+        Ok(SseEvent::default()
+            .event("log")
+            .json_data(&l)
+            .unwrap_or_else(|_| SseEvent::default().data("{}")))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

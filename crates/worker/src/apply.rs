@@ -1,0 +1,393 @@
+//! The apply loop: reads ledger entries in order and applies them, one durable store commit
+//! per batch, each command's writes chained into the state root.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parity_scale_codec::{Decode, Encode};
+use parking_lot::RwLock;
+use phat_primitives::protocol::{
+    CallError, CallOutput, CallResult, EventRecord, LedgerEntry, LogRecord, Receipt, RequestBody,
+    SignedRequest, MAX_REQUEST_TTL_MS,
+};
+use phat_primitives::{blake2_256, AccountId, Hash, Mode, StateKey};
+use phat_runtime::{ChangeSet, ExecContext, ExecError, Outcome};
+use phat_store::{chain_root, Batch, Head, Snapshot};
+
+use crate::state::Layered;
+use crate::{Worker, WorkerError};
+
+/// Pause between retries when the ledger or store fails.
+const RETRY: Duration = Duration::from_millis(200);
+
+pub(crate) async fn run(
+    worker: Worker,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    tokio::pin!(shutdown);
+    let batch = worker.inner.config.apply_batch;
+    loop {
+        let from = worker.applied_seq() + 1;
+        let read = worker
+            .inner
+            .ledger
+            .read(from, batch, Duration::from_secs(10));
+        let entries = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = read => r,
+        };
+        let entries = match entries {
+            Ok(e) if e.is_empty() => continue,
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(worker = %worker.inner.config.name, "ledger read failed: {e}");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        if let Some(last) = entries.last() {
+            worker
+                .inner
+                .ledger_head
+                .fetch_max(last.seq, Ordering::Relaxed);
+        }
+        let code = fetch_missing_code(&worker, &entries).await;
+        let w = worker.clone();
+        let started = std::time::Instant::now();
+        let n = entries.len();
+        let result = tokio::task::spawn_blocking(move || apply_batch(&w, entries, &code))
+            .await
+            .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
+        match result {
+            Ok((head, logs)) => {
+                worker.inner.metrics.observe_batch(n, started.elapsed());
+                worker.inner.metrics.applied_seq.set(head.seq as i64);
+                worker.inner.applied.send_replace(head.seq);
+                for l in logs {
+                    let _ = worker.inner.logs.send(l);
+                }
+            }
+            Err(e) => {
+                tracing::error!(worker = %worker.inner.config.name, "apply failed, retrying: {e}");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+/// Code blobs the batch's instantiations need that the state does not hold yet. The
+/// submission path stores a blob in the ledger before appending the command that uses it, so
+/// a missing blob is an availability problem: wait for it rather than fail differently from
+/// other workers.
+async fn fetch_missing_code(
+    worker: &Worker,
+    entries: &[LedgerEntry],
+) -> std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(snap) = worker.inner.store.snapshot() else {
+        return out;
+    };
+    for e in entries {
+        let Ok(req) = SignedRequest::decode(&mut &e.payload[..]) else {
+            continue;
+        };
+        let Ok(body) = RequestBody::decode(&mut &req.body[..]) else {
+            continue;
+        };
+        let phat_primitives::protocol::Call::Instantiate { code_hash, .. } = body.call else {
+            continue;
+        };
+        if out.contains_key(&code_hash) || matches!(snap.get(&StateKey::Code(code_hash)), Ok(Some(_))) {
+            continue;
+        }
+        for attempt in 0.. {
+            match worker.inner.ledger.get_code(&code_hash).await {
+                Ok(Some(blob)) => {
+                    out.insert(code_hash, blob);
+                    break;
+                }
+                Ok(None) if attempt >= 25 => break,
+                Ok(None) | Err(_) => tokio::time::sleep(RETRY).await,
+            }
+        }
+    }
+    out
+}
+
+/// Applies `entries` and commits them in one store transaction. Returns the new head and the
+/// log records to publish.
+fn apply_batch(
+    worker: &Worker,
+    entries: Vec<LedgerEntry>,
+    code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
+) -> Result<(Head, Vec<LogRecord>), WorkerError> {
+    let inner = &worker.inner;
+    let snap = Arc::new(inner.store.snapshot()?);
+    let mut head = snap.head();
+    let pending: Arc<RwLock<ChangeSet>> = Arc::default();
+    let mut batch = Batch::default();
+    let mut nonces: HashSet<(AccountId, u64)> = HashSet::new();
+    let mut logs = Vec::new();
+    for entry in entries {
+        if entry.seq <= head.seq {
+            continue; // already applied (a re-read after a restart)
+        }
+        if entry.seq != head.seq + 1 {
+            return Err(WorkerError::Apply(format!(
+                "ledger gap: expected seq {}, got {}",
+                head.seq + 1,
+                entry.seq
+            )));
+        }
+        let applied = apply_one(worker, &snap, &pending, &mut nonces, &entry, code)?;
+        let mut receipt = applied.receipt;
+        let digest = blake2_256(&receipt.encode());
+        receipt.state_root = chain_root(&head.state_root, entry.seq, &applied.changes, &digest);
+        head = Head {
+            seq: entry.seq,
+            state_root: receipt.state_root,
+            timestamp: entry.timestamp,
+        };
+        if let Some((signer, nonce, expiry)) = applied.nonce {
+            batch.nonces.push((signer, nonce, expiry));
+        }
+        for l in applied.logs {
+            batch.logs.push((l.contract, l.encode()));
+            logs.push(l);
+        }
+        batch.receipts.push((entry.seq, receipt.encode()));
+        let mut p = pending.write();
+        for (k, v) in applied.changes {
+            batch.writes.insert(k.clone(), v.clone());
+            p.insert(k, v);
+        }
+    }
+    batch.head = head;
+    batch.prune_nonces_before = head.timestamp;
+    inner.store.commit(batch)?;
+    // Commands submitted through this worker are now remembered by the store.
+    inner
+        .recent_nonces
+        .lock()
+        .retain(|key, _| !nonces.contains(key));
+    Ok((head, logs))
+}
+
+struct Applied {
+    receipt: Receipt,
+    changes: ChangeSet,
+    nonce: Option<(AccountId, u64, u64)>,
+    logs: Vec<LogRecord>,
+}
+
+fn reject(entry: &LedgerEntry, req: Option<&SignedRequest>, kind: &str, message: String) -> Applied {
+    Applied {
+        receipt: Receipt {
+            seq: entry.seq,
+            request: req.map(|r| r.hash()).unwrap_or_default(),
+            caller: req.map(|r| r.signer).unwrap_or_default(),
+            timestamp: entry.timestamp,
+            result: CallResult::Err(CallError {
+                kind: kind.into(),
+                message,
+            }),
+            events: Vec::new(),
+            gas_used: 0,
+            state_root: Hash::default(),
+        },
+        changes: ChangeSet::new(),
+        nonce: None,
+        logs: Vec::new(),
+    }
+}
+
+/// Checks a request body against `now` and the expected mode; the same rules at submission,
+/// at query time and at apply time (where `now` is ledger time).
+pub(crate) fn check_body(body: &RequestBody, mode: Mode, now: u64) -> Result<(), CallError> {
+    if body.mode != mode {
+        return Err(CallError {
+            kind: "wrong_mode".into(),
+            message: format!("a {:?} request was sent as a {:?}", body.mode, mode).to_lowercase(),
+        });
+    }
+    if body.expires_at < now {
+        return Err(CallError {
+            kind: "expired".into(),
+            message: format!("the request expired at {} (now {now})", body.expires_at),
+        });
+    }
+    if body.expires_at > now.saturating_add(MAX_REQUEST_TTL_MS) {
+        return Err(CallError {
+            kind: "expiry_too_far".into(),
+            message: format!(
+                "expires_at may be at most {} ms ahead (got {} ms)",
+                MAX_REQUEST_TTL_MS,
+                body.expires_at - now
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn apply_one(
+    worker: &Worker,
+    snap: &Arc<Snapshot>,
+    pending: &Arc<RwLock<ChangeSet>>,
+    nonces: &mut HashSet<(AccountId, u64)>,
+    entry: &LedgerEntry,
+    code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
+) -> Result<Applied, WorkerError> {
+    let Ok(req) = SignedRequest::decode(&mut &entry.payload[..]) else {
+        return Ok(reject(entry, None, "malformed", "the ledger entry is not a signed request".into()));
+    };
+    let body = match phat_crypto::verify_request(&req) {
+        Ok(b) => b,
+        Err(e @ phat_crypto::CryptoError::BadSignature(_)) => {
+            return Ok(reject(entry, Some(&req), "bad_signature", e.to_string()))
+        }
+        Err(e) => return Ok(reject(entry, Some(&req), "malformed", e.to_string())),
+    };
+    if let Err(e) = check_body(&body, Mode::Command, entry.timestamp) {
+        return Ok(reject(entry, Some(&req), &e.kind, e.message));
+    }
+    let key = (req.signer, body.nonce);
+    if nonces.contains(&key) || snap.nonce_expiry(&req.signer, body.nonce)?.is_some() {
+        return Ok(reject(
+            entry,
+            Some(&req),
+            "replayed",
+            format!("nonce {} of {} was already used", body.nonce, req.signer),
+        ));
+    }
+    nonces.insert(key);
+    let ctx = ExecContext {
+        mode: Mode::Command,
+        block_number: u32::try_from(entry.seq).unwrap_or(u32::MAX),
+        timestamp: entry.timestamp,
+        extension: Arc::new(phat_runtime::NoExtension),
+    };
+    let state = Arc::new(Layered {
+        base: snap.clone(),
+        pending: pending.clone(),
+    });
+    let mut session = worker.inner.runtime.session(state, ctx);
+    let result = match body.call.clone() {
+        phat_primitives::protocol::Call::Instantiate {
+            code_hash,
+            value,
+            data,
+            salt,
+            gas_limit,
+        } => {
+            let uploaded = match code.get(&code_hash) {
+                Some(blob) => session.upload_code(blob).map(|_| ()),
+                None => Ok(()),
+            };
+            uploaded.and_then(|_| {
+                session.instantiate(req.signer, code_hash, value, data.0, &salt, gas_limit)
+            })
+        }
+        phat_primitives::protocol::Call::Call {
+            dest,
+            value,
+            data,
+            gas_limit,
+        } => session.call(req.signer, dest, value, data.0, gas_limit),
+    };
+    if let Err(e) = &result {
+        if !e.is_deterministic() {
+            // A store read failed: retry the batch rather than record a result other workers
+            // would not produce.
+            return Err(WorkerError::Apply(format!("seq {}: {e}", entry.seq)));
+        }
+    }
+    let changes = match &result {
+        Ok(_) => session.into_changes(),
+        Err(_) => ChangeSet::new(),
+    };
+    let target = body.call.dest();
+    let logs = command_logs(entry, &result, target);
+    let (result, events, gas_used) = outcome_parts(result);
+    Ok(Applied {
+        receipt: Receipt {
+            seq: entry.seq,
+            request: req.hash(),
+            caller: req.signer,
+            timestamp: entry.timestamp,
+            result,
+            events,
+            gas_used,
+            state_root: Hash::default(),
+        },
+        changes,
+        nonce: Some((req.signer, body.nonce, body.expires_at)),
+        logs,
+    })
+}
+
+/// Splits a runtime result into the API's result, events and gas.
+pub(crate) fn outcome_parts(
+    result: Result<Outcome, ExecError>,
+) -> (CallResult, Vec<EventRecord>, u64) {
+    match result {
+        Ok(o) => (
+            CallResult::Ok(CallOutput {
+                data: o.data.into(),
+                reverted: o.reverted,
+                address: o.address,
+            }),
+            o.events.into_iter().map(EventRecord::from).collect(),
+            o.gas_used,
+        ),
+        Err(e) => (CallResult::Err(exec_error(&e)), Vec::new(), 0),
+    }
+}
+
+/// The API form of a runtime error.
+pub(crate) fn exec_error(e: &ExecError) -> CallError {
+    CallError {
+        kind: e.kind().into(),
+        message: e.to_string(),
+    }
+}
+
+/// Log records of a command: its events and its debug output.
+fn command_logs(
+    entry: &LedgerEntry,
+    result: &Result<Outcome, ExecError>,
+    target: Option<AccountId>,
+) -> Vec<LogRecord> {
+    let Ok(o) = result else { return Vec::new() };
+    let mut out = Vec::new();
+    let contract = target.or(o.address);
+    if let Some(contract) = contract {
+        for line in o.debug_message.lines().filter(|l| !l.is_empty()) {
+            out.push(LogRecord {
+                contract,
+                level: "debug".into(),
+                origin: Mode::Command,
+                seq: Some(entry.seq),
+                timestamp: entry.timestamp,
+                message: line.to_string(),
+            });
+        }
+    }
+    for e in &o.events {
+        out.push(LogRecord {
+            contract: e.contract,
+            level: "event".into(),
+            origin: Mode::Command,
+            seq: Some(entry.seq),
+            timestamp: entry.timestamp,
+            message: event_summary(&e.topics, &e.data),
+        });
+    }
+    out
+}
+
+pub(crate) fn event_summary(topics: &[Hash], data: &[u8]) -> String {
+    let topics: Vec<String> = topics.iter().map(|t| t.to_hex()).collect();
+    format!("topics=[{}] data=0x{}", topics.join(","), hex::encode(data))
+}

@@ -1,0 +1,255 @@
+//! phat-worker: the node. It follows the ledger and applies commands in order, serves queries
+//! concurrently on consistent snapshots, and exposes both over an HTTP API (`/v1`).
+//!
+//! ```text
+//!            ┌──────────── Worker ────────────┐
+//! ledger ───►│ apply loop ─► runtime ─► store │ (one durable commit per batch:
+//!            │                                │  state + head + receipts + nonces + logs)
+//! client ───►│ HTTP API: query ─► snapshot ─► runtime (writes dropped)
+//!            │           command ─► checks ─► ledger.append
+//!            └────────────────────────────────┘
+//! ```
+//!
+//! Invariants:
+//! - commands apply in ledger order, exactly once: the store's head seq is committed in the same
+//!   transaction as the command's writes, and the loop resumes from it after a crash;
+//! - the state root chains every command's sequence number, sorted writes and receipt, so two
+//!   workers that applied the same commands report the same root;
+//! - everything a command does depends only on the ledger entry and the state: signature,
+//!   expiry (against ledger time) and replay checks are repeated at apply time and their
+//!   failures are receipts, not skipped entries.
+
+mod api;
+mod apply;
+pub mod gateway;
+mod metrics;
+mod state;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use phat_primitives::protocol::{LogRecord, Seq};
+use phat_primitives::AccountId;
+use phat_runtime::Runtime;
+use phat_store::Store;
+use tokio::sync::{broadcast, watch};
+
+pub use phat_ledger as ledger;
+pub use phat_ledger::Ledger;
+
+/// Errors starting or running a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {message}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The state store failed.
+    #[error("store: {0}")]
+    Store(#[from] phat_store::StoreError),
+    /// The ledger failed.
+    #[error("ledger: {0}")]
+    Ledger(#[from] phat_ledger::LedgerError),
+    /// The runtime could not be created.
+    #[error("runtime: {0}")]
+    Runtime(#[from] phat_runtime::RuntimeError),
+    /// The HTTP listener failed.
+    #[error("http: {0}")]
+    Http(String),
+    /// The ledger holds something the worker cannot apply (a gap, missing code).
+    #[error("apply: {0}")]
+    Apply(String),
+}
+
+/// How a worker is set up.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The worker's name (shown in info and metrics).
+    pub name: String,
+    /// Its data directory (state database, compiled-code cache, keys).
+    pub data_dir: PathBuf,
+    /// Where the HTTP API listens.
+    pub listen: SocketAddr,
+    /// Largest JSON request body accepted (bytes).
+    pub max_body: usize,
+    /// Largest code blob accepted (bytes).
+    pub max_code: usize,
+    /// Most ledger entries applied in one durable commit.
+    pub apply_batch: usize,
+    /// How long a `wait`ing submission or a `min_seq` query waits before giving up.
+    pub wait_timeout: Duration,
+    /// Runtime limits and gas schedule.
+    pub runtime: phat_runtime::Config,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker with `name` keeping its files in `data_dir`, listening on `listen`.
+    pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        Self {
+            name: name.into(),
+            data_dir: data_dir.into(),
+            listen,
+            max_body: 1 << 20,
+            max_code: 512 << 10,
+            apply_batch: 1024,
+            wait_timeout: Duration::from_secs(30),
+            runtime: phat_runtime::Config::default(),
+        }
+    }
+}
+
+/// A running worker's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: WorkerConfig,
+    pub(crate) runtime: Runtime,
+    pub(crate) store: Store,
+    pub(crate) ledger: Arc<dyn Ledger>,
+    /// The last applied seq, for waiters.
+    pub(crate) applied: watch::Sender<Seq>,
+    /// The ledger head last seen by the apply loop.
+    pub(crate) ledger_head: std::sync::atomic::AtomicU64,
+    /// Live log records of every contract.
+    pub(crate) logs: broadcast::Sender<LogRecord>,
+    /// Nonces of queries seen recently, and of commands submitted but not applied yet.
+    pub(crate) recent_nonces: Mutex<std::collections::HashMap<(AccountId, u64), u64>>,
+    pub(crate) metrics: metrics::Metrics,
+}
+
+impl Worker {
+    /// Opens the worker's store in `config.data_dir` and connects it to `ledger`.
+    pub fn open(config: WorkerConfig, ledger: Arc<dyn Ledger>) -> Result<Self, WorkerError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| data_dir_err(dir, e))?;
+        let store = Store::open(&dir.join("state.redb"))?;
+        let mut rt_config = config.runtime.clone();
+        rt_config.cache_dir = Some(dir.join("code-cache"));
+        rt_config.cache_key = cache_key(dir)?;
+        let runtime = Runtime::new(rt_config)?;
+        let head = store.head()?;
+        let (applied, _) = watch::channel(head.seq);
+        let (logs, _) = broadcast::channel(4096);
+        let metrics = metrics::Metrics::new(&config.name);
+        metrics.applied_seq.set(head.seq as i64);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                runtime,
+                store,
+                ledger,
+                applied,
+                ledger_head: std::sync::atomic::AtomicU64::new(head.seq),
+                logs,
+                recent_nonces: Mutex::new(Default::default()),
+                metrics,
+            }),
+        })
+    }
+
+    /// The last applied command's sequence number.
+    pub fn applied_seq(&self) -> Seq {
+        *self.inner.applied.borrow()
+    }
+
+    /// The HTTP API.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.clone())
+    }
+
+    /// Follows the ledger until `shutdown` resolves, applying commands as they arrive.
+    pub async fn apply_loop(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), WorkerError> {
+        apply::run(self.clone(), shutdown).await
+    }
+
+    /// Serves the HTTP API and applies commands until `shutdown` resolves.
+    pub async fn run(
+        &self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), WorkerError> {
+        let listener = tokio::net::TcpListener::bind(self.inner.config.listen)
+            .await
+            .map_err(|e| WorkerError::Http(format!("bind {}: {e}", self.inner.config.listen)))?;
+        self.serve(listener, shutdown).await
+    }
+
+    /// Like [`Worker::run`] on an already bound listener.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), WorkerError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop = move |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let apply = {
+            let w = self.clone();
+            let rx = stop_rx.clone();
+            tokio::spawn(async move { w.apply_loop(stop(rx)).await })
+        };
+        let server = axum::serve(listener, self.router())
+            .with_graceful_shutdown(stop(stop_rx.clone()))
+            .into_future();
+        tokio::pin!(server);
+        tokio::pin!(shutdown);
+        let result = tokio::select! {
+            r = &mut server => r.map_err(|e| WorkerError::Http(e.to_string())),
+            _ = &mut shutdown => Ok(()),
+        };
+        let _ = stop_tx.send(true);
+        let applied = apply.await.map_err(|e| WorkerError::Apply(e.to_string()))?;
+        result.and(applied)
+    }
+}
+
+fn data_dir_err(path: &Path, e: std::io::Error) -> WorkerError {
+    WorkerError::DataDir {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// The key authenticating the compiled-code cache: random at first start, kept in the data
+/// directory with owner-only permissions. (The confidentiality work seals it.)
+fn cache_key(dir: &Path) -> Result<[u8; 32], WorkerError> {
+    let path = dir.join("cache.key");
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(key);
+        }
+    }
+    let key: [u8; 32] = rand::random();
+    let tmp = dir.join("cache.key.tmp");
+    std::fs::write(&tmp, key).map_err(|e| data_dir_err(dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| data_dir_err(dir, e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| data_dir_err(dir, e))?;
+    Ok(key)
+}
+
+/// Unix time in ms.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

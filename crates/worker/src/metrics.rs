@@ -1,0 +1,102 @@
+//! Prometheus metrics of a worker, served at `/metrics` in the text exposition format.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label of request counters: the outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Outcome {
+    pub(crate) result: String,
+}
+
+/// The worker's metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) queries: Family<Outcome, Counter>,
+    pub(crate) query_seconds: Histogram,
+    pub(crate) submissions: Family<Outcome, Counter>,
+    pub(crate) applied: Counter,
+    pub(crate) batch_size: Histogram,
+    pub(crate) batch_seconds: Histogram,
+    pub(crate) applied_seq: Gauge,
+}
+
+impl Metrics {
+    pub(crate) fn new(worker: &str) -> Self {
+        let mut registry = Registry::with_prefix_and_labels(
+            "phat",
+            [(
+                std::borrow::Cow::Borrowed("worker"),
+                std::borrow::Cow::Owned(worker.to_string()),
+            )]
+            .into_iter(),
+        );
+        let queries = Family::<Outcome, Counter>::default();
+        registry.register("queries", "Queries answered, by outcome", queries.clone());
+        let query_seconds = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
+        registry.register(
+            "query_duration_seconds",
+            "Time to answer a query (verification and execution)",
+            query_seconds.clone(),
+        );
+        let submissions = Family::<Outcome, Counter>::default();
+        registry.register(
+            "command_submissions",
+            "Commands submitted through this worker, by outcome",
+            submissions.clone(),
+        );
+        let applied = Counter::default();
+        registry.register("commands_applied", "Ledger entries applied", applied.clone());
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "apply_batch_size",
+            "Ledger entries per durable commit",
+            batch_size.clone(),
+        );
+        let batch_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "apply_batch_duration_seconds",
+            "Time to execute and commit one batch",
+            batch_seconds.clone(),
+        );
+        let applied_seq = Gauge::default();
+        registry.register("applied_seq", "Last applied sequence number", applied_seq.clone());
+        Self {
+            registry,
+            queries,
+            query_seconds,
+            submissions,
+            applied,
+            batch_size,
+            batch_seconds,
+            applied_seq,
+        }
+    }
+
+    pub(crate) fn observe_batch(&self, n: usize, took: Duration) {
+        self.applied.inc_by(n as u64);
+        self.batch_size.observe(n as f64);
+        self.batch_seconds.observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn count(family: &Family<Outcome, Counter>, result: &str) {
+        family
+            .get_or_create(&Outcome {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
