@@ -1,31 +1,98 @@
-//! The `phat` command line.
+//! The `phat` command line, shaped like cargo-contract and foundry: build contracts, run a
+//! local cluster, deploy and call contracts, follow their logs.
 
 mod build;
-mod demo;
+mod calls;
+mod cluster;
+mod new;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The `phat dev` endpoint, the default for every command that talks to a cluster.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8700";
 
 /// phat: off-chain computation for smart contracts.
 #[derive(Parser)]
 #[command(name = "phat", version, about)]
 struct Cli {
+    /// The cluster endpoint (a worker, or the `phat dev` endpoint).
+    #[arg(long, global = true, env = "PHAT_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Build ink! contracts to wasm + metadata + a `.contract` bundle.
-    Build(build::BuildArgs),
-    /// Build the example contracts and run them in-process, printing each step.
-    Demo(demo::DemoArgs),
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Readable text.
+    Human,
+    /// One JSON document per result.
+    Json,
 }
 
-fn main() -> Result<()> {
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new ink! 5 contract project that `phat build` builds.
+    New(new::NewArgs),
+    /// Build ink! contracts to wasm + metadata + a `.contract` bundle.
+    Build(build::BuildArgs),
+    /// Run a local cluster: the embedded ledger, N workers and one endpoint.
+    Dev(cluster::DevArgs),
+    /// Run one worker following a ledger.
+    Worker(cluster::WorkerArgs),
+    /// Serve an embedded ledger over HTTP (what `phat dev` runs inside).
+    Ledger(cluster::LedgerArgs),
+    /// Upload a contract's code and instantiate it; prints the contract id.
+    Deploy(calls::DeployArgs),
+    /// Call a message read-only on one worker and print the decoded result.
+    Query(calls::CallArgs),
+    /// Send a message as a command, wait for its receipt, print result, events and gas.
+    Tx(calls::TxArgs),
+    /// Print a contract's log (events, debug output); `-f` follows it live.
+    Logs(calls::LogsArgs),
+    /// Print the cluster's state, or a contract's.
+    Info(calls::InfoArgs),
+    /// Print the account of a secret URI (`//Alice`).
+    Keys(calls::KeysArgs),
+}
+
+fn main() {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Build(args) => build::run(args),
-        Command::Demo(args) => demo::run(args),
+    let result = run(cli);
+    if let Err(e) = result {
+        // One line: the reason, with its causes.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let ctx = calls::Ctx {
+        endpoint: cli.endpoint,
+        output: cli.output,
+    };
+    match cli.command {
+        Command::New(args) => new::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Dev(args) => runtime()?.block_on(cluster::dev(args, &ctx)),
+        Command::Worker(args) => runtime()?.block_on(cluster::worker(args)),
+        Command::Ledger(args) => runtime()?.block_on(cluster::ledger(args)),
+        Command::Deploy(args) => runtime()?.block_on(calls::deploy(args, &ctx)),
+        Command::Query(args) => runtime()?.block_on(calls::query(args, &ctx)),
+        Command::Tx(args) => runtime()?.block_on(calls::tx(args, &ctx)),
+        Command::Logs(args) => runtime()?.block_on(calls::logs(args, &ctx)),
+        Command::Info(args) => runtime()?.block_on(calls::info(args, &ctx)),
+        Command::Keys(args) => calls::keys(args, &ctx),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -251,13 +251,15 @@ fn verify(w: &Worker, req: &SignedRequest, mode: Mode) -> Result<RequestBody, Ap
     let now = now_ms();
     check_body(&body, mode, now).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e))?;
     let key = (req.signer, body.nonce);
-    let mut recent = w.inner.recent_nonces.lock();
-    if recent.len() > 10_000 {
-        recent.retain(|_, exp| *exp >= now);
-    }
     let seen_in_state = mode == Mode::Command
-        && w.inner.store.snapshot()?.nonce_expiry(&req.signer, body.nonce)?.is_some();
-    if seen_in_state || recent.insert(key, body.expires_at).is_some() {
+        && w.inner
+            .store
+            .snapshot()?
+            .nonce_expiry(&req.signer, body.nonce)?
+            .is_some();
+    let mut recent = w.inner.recent_nonces.lock();
+    recent.prune(now);
+    if seen_in_state || recent.map.insert(key, body.expires_at).is_some() {
         return Err(ApiErr::new(
             StatusCode::CONFLICT,
             "replayed",
@@ -307,14 +309,14 @@ async fn submit_inner(
     let body = verify(w, &req, Mode::Command)?;
     let checked = precheck(w, &body.call).await;
     if let Err(e) = checked {
-        w.inner.recent_nonces.lock().remove(&(req.signer, body.nonce));
+        w.inner.recent_nonces.lock().map.remove(&(req.signer, body.nonce));
         return Err(e);
     }
     let request = req.hash();
     let appended = match w.inner.ledger.append(req.encode()).await {
         Ok(a) => a,
         Err(e) => {
-            w.inner.recent_nonces.lock().remove(&(req.signer, body.nonce));
+            w.inner.recent_nonces.lock().map.remove(&(req.signer, body.nonce));
             return Err(ledger_err(e));
         }
     };
@@ -330,8 +332,29 @@ async fn submit_inner(
     }))
 }
 
-/// Refuses commands that cannot do anything: calls to unknown contracts, unknown code.
+/// Refuses commands that cannot do anything: calls to unknown contracts, unknown code. A
+/// contract this worker does not know yet may come from a command it has not applied: it
+/// catches up with the ledger head once before refusing.
 async fn precheck(w: &Worker, call: &Call) -> Result<(), ApiErr> {
+    match precheck_once(w, call).await {
+        Err(e) if e.0 == StatusCode::NOT_FOUND => {
+            catch_up(w).await?;
+            precheck_once(w, call).await
+        }
+        r => r,
+    }
+}
+
+/// Waits until this worker has applied everything the ledger holds now.
+async fn catch_up(w: &Worker) -> Result<(), ApiErr> {
+    let head = w.inner.ledger.head().await.map_err(ledger_err)?;
+    if w.applied_seq() < head {
+        wait_applied(w, head).await?;
+    }
+    Ok(())
+}
+
+async fn precheck_once(w: &Worker, call: &Call) -> Result<(), ApiErr> {
     let snap = w.inner.store.snapshot()?;
     match call {
         Call::Call { dest, .. } => contract_info(&snap, dest).map(|_| ()),
@@ -423,6 +446,12 @@ async fn query_inner(
     if let Some(min) = min_seq {
         if w.applied_seq() < min {
             wait_applied(w, min).await?;
+        }
+    }
+    if let Some(dest) = body.call.dest() {
+        let known = w.inner.store.snapshot()?.get(&StateKey::Contract(dest))?.is_some();
+        if !known {
+            catch_up(w).await?;
         }
     }
     let w2 = w.clone();

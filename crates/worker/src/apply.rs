@@ -168,10 +168,10 @@ fn apply_batch(
     batch.prune_nonces_before = head.timestamp;
     inner.store.commit(batch)?;
     // Commands submitted through this worker are now remembered by the store.
-    inner
-        .recent_nonces
-        .lock()
-        .retain(|key, _| !nonces.contains(key));
+    let mut recent = inner.recent_nonces.lock();
+    for key in &nonces {
+        recent.map.remove(key);
+    }
     Ok((head, logs))
 }
 

@@ -124,7 +124,7 @@ pub(crate) struct Inner {
     /// Live log records of every contract.
     pub(crate) logs: broadcast::Sender<LogRecord>,
     /// Nonces of queries seen recently, and of commands submitted but not applied yet.
-    pub(crate) recent_nonces: Mutex<std::collections::HashMap<(AccountId, u64), u64>>,
+    pub(crate) recent_nonces: Mutex<NonceWindow>,
     pub(crate) metrics: metrics::Metrics,
 }
 
@@ -244,6 +244,25 @@ fn cache_key(dir: &Path) -> Result<[u8; 32], WorkerError> {
     }
     std::fs::rename(&tmp, &path).map_err(|e| data_dir_err(dir, e))?;
     Ok(key)
+}
+
+/// Nonces seen by this worker and not (yet) in its store: queries' until they expire, and
+/// submitted commands' until applied.
+#[derive(Default)]
+pub(crate) struct NonceWindow {
+    /// (signer, nonce) → expires_at.
+    pub(crate) map: std::collections::HashMap<(AccountId, u64), u64>,
+    pruned_at: u64,
+}
+
+impl NonceWindow {
+    /// Forgets expired entries, at most once a second.
+    pub(crate) fn prune(&mut self, now: u64) {
+        if now >= self.pruned_at + 1000 {
+            self.map.retain(|_, exp| *exp >= now);
+            self.pruned_at = now;
+        }
+    }
 }
 
 /// Unix time in ms.

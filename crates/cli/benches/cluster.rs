@@ -1,0 +1,212 @@
+//! Cluster load bench: real `phat ledger` and `phat worker` processes on 127.0.0.1, erc20
+//! `balance_of` queries over HTTP and `transfer` commands, printed as a table.
+//!
+//! `cargo bench -p phat-cli --bench cluster` (set `PHAT_BENCH_SECS` to change each phase's
+//! length). Clients and servers share the machine's cores, so the figures are a floor.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use phat_client::primitives::protocol::{CallResult, SignedRequest};
+use phat_client::primitives::Mode;
+use phat_client::{Client, Contract, Signer};
+use support::*;
+
+fn secs() -> u64 {
+    std::env::var("PHAT_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+}
+
+struct Stats {
+    n: usize,
+    p50: f64,
+    p99: f64,
+    per_sec: f64,
+}
+
+fn stats(mut lat: Vec<Duration>, took: Duration) -> Stats {
+    lat.sort();
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1e6)
+            .unwrap_or(0.0)
+    };
+    Stats {
+        n: lat.len(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+        per_sec: lat.len() as f64 / took.as_secs_f64(),
+    }
+}
+
+/// Sends pre-signed queries from `conc` tasks spread over `urls` for `secs`.
+async fn query_load(urls: &[String], reqs: Vec<SignedRequest>, conc: usize) -> Stats {
+    let reqs = Arc::new(reqs);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..conc {
+        let client = Client::new(&urls[t % urls.len()]).unwrap();
+        let (reqs, next) = (reqs.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(req) = reqs.get(i) else { break };
+                let t0 = Instant::now();
+                let r = client.query_signed(req, None).await.expect("query");
+                assert!(matches!(r.result, CallResult::Ok(_)));
+                lat.push(t0.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    stats(lat, start.elapsed())
+}
+
+fn row(case: &str, s: &Stats) {
+    println!(
+        "| {case:<44} | {:>7} | {:>9.0} | {:>9.0} | {:>9.0} |",
+        s.n, s.p50, s.p99, s.per_sec
+    );
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let erc20 = Contract::load(bundle("erc20")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    let ledger_url = format!("http://127.0.0.1:{base}");
+    let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    let _ledger = Proc::start(
+        "ledger",
+        &["ledger", "--data", &path("ledger"), "--port", &base.to_string()],
+        &dir.path().join("ledger.log"),
+    );
+    let mut workers = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..2u16 {
+        let port = (base + 1 + i).to_string();
+        let data = path(&format!("w{i}"));
+        workers.push(Proc::start(
+            "worker",
+            &["worker", "--ledger", &ledger_url, "--data", &data, "--port", &port],
+            &dir.path().join(format!("w{i}.log")),
+        ));
+        urls.push(format!("http://127.0.0.1:{port}"));
+    }
+    for u in &urls {
+        wait_up(u).await;
+    }
+    let c0 = Client::new(&urls[0]).unwrap();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let bob = Signer::from_suri("//Bob").unwrap();
+    let code = c0.upload_code(erc20.wasm().unwrap().to_vec()).await.unwrap();
+    let sub = c0
+        .submit(
+            &alice,
+            phat_client::instantiate(code, erc20.encode_constructor("new", &["1000000000"]).unwrap(), vec![]),
+            true,
+        )
+        .await
+        .unwrap();
+    let CallResult::Ok(o) = sub.receipt.unwrap().result else {
+        panic!("deploy failed")
+    };
+    let id = o.address.unwrap();
+    let balance_of = erc20
+        .encode_message("balance_of", &[alice.account().to_hex()])
+        .unwrap();
+    let transfer = erc20
+        .encode_message("transfer", &[bob.account().to_hex(), "1".into()])
+        .unwrap();
+
+    println!("\nphat cluster bench ({} s per phase, 2-core machine shared by clients and servers)\n", secs());
+    println!("| case                                         |       n |   p50 µs |   p99 µs |      op/s |");
+    println!("| -------------------------------------------- | ------- | --------- | --------- | --------- |");
+
+    // Requests are signed before the clock starts: the bench measures the worker.
+    let sign_queries = |n: usize| -> Vec<SignedRequest> {
+        (0..n)
+            .map(|_| phat_client::sign(&alice, Mode::Query, phat_client::call(id, balance_of.clone())))
+            .collect()
+    };
+    let budget = 25_000 * secs() as usize;
+    let s = query_load(&urls[..1], sign_queries(budget.min(4000)), 1).await;
+    row("query balance_of, 1 worker, 1 client", &s);
+    let s = query_load(&urls[..1], sign_queries(budget), 32).await;
+    row("query balance_of, 1 worker, 32 clients", &s);
+    let s = query_load(&urls, sign_queries(budget), 32).await;
+    row("query balance_of, 2 workers, 32 clients", &s);
+
+    // Commands: submit and wait for the receipt, one at a time.
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs()) {
+        let t0 = Instant::now();
+        let r = c0
+            .submit(&alice, phat_client::call(id, transfer.clone()), true)
+            .await
+            .unwrap();
+        assert!(r.receipt.unwrap().result.is_success());
+        lat.push(t0.elapsed());
+    }
+    row("command transfer, submit → receipt, 1 client", &stats(lat, start.elapsed()));
+
+    // Commands: 64 submitters without waiting; applied/s measured on both workers.
+    let reqs: Vec<SignedRequest> = (0..(4000 * secs()) as usize)
+        .map(|_| phat_client::sign(&alice, Mode::Command, phat_client::call(id, transfer.clone())))
+        .collect();
+    let first = c0.info().await.unwrap().seq;
+    let reqs = Arc::new(reqs);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let client = Client::new(&urls[t % 2]).unwrap();
+        let (reqs, next) = (reqs.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(req) = reqs.get(i) else { break };
+                let t0 = Instant::now();
+                client.submit_signed(req, false).await.expect("submit");
+                lat.push(t0.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let last = first + reqs.len() as u64;
+    for u in &urls {
+        wait_seq(u, last).await;
+    }
+    let took = start.elapsed();
+    row("command transfer, submit (append) 64 clients", &stats(lat, took));
+    println!(
+        "| {:<44} | {:>7} | {:>9} | {:>9} | {:>9.0} |",
+        "commands applied by both workers",
+        reqs.len(),
+        "",
+        "",
+        reqs.len() as f64 / took.as_secs_f64()
+    );
+    let i0 = c0.info().await.unwrap();
+    let i1 = Client::new(&urls[1]).unwrap().info().await.unwrap();
+    assert_eq!(i0.state_root, i1.state_root);
+    println!("\nboth workers at seq {} with root {}", i0.seq, i0.state_root);
+}

@@ -1,0 +1,484 @@
+//! Commands that talk to a cluster through `phat-client`: deploy, query, tx, logs, info, keys.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use futures::StreamExt;
+use phat_client::primitives::protocol::{CallResult, EventRecord, LogRecord, Receipt};
+use phat_client::primitives::{AccountId, CodeHash};
+use phat_client::{Client, Contract, MessageKind, Signer};
+use serde_json::json;
+
+use crate::Output;
+
+/// What every cluster command shares: where to send and how to print.
+pub struct Ctx {
+    /// The endpoint URL.
+    pub endpoint: String,
+    /// Output format.
+    pub output: Output,
+}
+
+impl Ctx {
+    pub(crate) fn client(&self) -> Result<Client> {
+        Ok(Client::new(&self.endpoint)?)
+    }
+
+    fn print(&self, human: impl FnOnce() -> String, json: impl FnOnce() -> serde_json::Value) {
+        match self.output {
+            Output::Human => println!("{}", human()),
+            Output::Json => println!("{}", json()),
+        }
+    }
+}
+
+/// Arguments of `phat deploy`.
+#[derive(Args)]
+pub struct DeployArgs {
+    /// A `.contract` bundle, or a `.wasm` with `--metadata`.
+    pub bundle: PathBuf,
+    /// The metadata JSON (required with a `.wasm`).
+    #[arg(long)]
+    pub metadata: Option<PathBuf>,
+    /// Constructor to call (default: the metadata's default constructor, else `new`).
+    #[arg(long)]
+    pub constructor: Option<String>,
+    /// Constructor arguments, as text (`--args 1000 true`).
+    #[arg(long, num_args = 0.., allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// The deployer's secret URI.
+    #[arg(long, default_value = "//Alice")]
+    pub suri: String,
+    /// Salt for the contract address (text; default: the current time, so redeploys differ).
+    #[arg(long)]
+    pub salt: Option<String>,
+    /// Native value to transfer to the new contract.
+    #[arg(long, default_value_t = 0)]
+    pub value: u128,
+}
+
+/// Arguments of `phat query`.
+#[derive(Args)]
+pub struct CallArgs {
+    /// The contract id (`0x…`).
+    pub contract: String,
+    /// The message label (`balance_of`), or a `0x…` selector with SCALE arguments appended.
+    pub message: String,
+    /// Message arguments, as text.
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// Metadata to encode with (default: the metadata stored on the cluster at deploy).
+    #[arg(long)]
+    pub metadata: Option<PathBuf>,
+    /// The caller's secret URI.
+    #[arg(long, default_value = "//Alice")]
+    pub suri: String,
+    /// Native value to transfer.
+    #[arg(long, default_value_t = 0)]
+    pub value: u128,
+}
+
+/// Arguments of `phat tx`.
+#[derive(Args)]
+pub struct TxArgs {
+    #[command(flatten)]
+    pub call: CallArgs,
+    /// Return once the ledger ordered the command, without waiting for the receipt.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Arguments of `phat logs`.
+#[derive(Args)]
+pub struct LogsArgs {
+    /// The contract id.
+    pub contract: String,
+    /// Keep following new records.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// Arguments of `phat info`.
+#[derive(Args)]
+pub struct InfoArgs {
+    /// A contract id; without it, the worker's state.
+    pub contract: Option<String>,
+}
+
+/// Arguments of `phat keys`.
+#[derive(Args)]
+pub struct KeysArgs {
+    /// A secret URI.
+    #[arg(default_value = "//Alice")]
+    pub suri: String,
+}
+
+fn parse_id(s: &str) -> Result<AccountId> {
+    s.parse()
+        .map_err(|e| anyhow::anyhow!("contract id `{s}` is not a 0x-prefixed 32-byte hex id: {e}"))
+}
+
+/// Loads metadata (and maybe wasm) from a bundle or JSON file.
+fn load_contract(path: &Path) -> Result<Contract> {
+    Contract::load(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// What a deployment produced.
+pub struct Deployed {
+    /// The new contract.
+    pub id: AccountId,
+    /// Its code hash.
+    pub code_hash: CodeHash,
+    /// The instantiation receipt.
+    pub receipt: Receipt,
+}
+
+/// Uploads `wasm` and its metadata, then instantiates it with `constructor(args)`.
+pub async fn deploy_code(
+    client: &Client,
+    signer: &Signer,
+    contract: &Contract,
+    wasm: Vec<u8>,
+    metadata: &serde_json::Value,
+    constructor: &str,
+    args: &[String],
+    salt: Vec<u8>,
+    value: u128,
+) -> Result<Deployed> {
+    let data = contract.encode_constructor(constructor, args)?;
+    let code_hash = client.upload_code(wasm).await.context("uploading code")?;
+    client
+        .put_metadata(&code_hash, metadata)
+        .await
+        .context("storing metadata")?;
+    let mut call = phat_client::instantiate(code_hash, data, salt);
+    if let phat_client::primitives::protocol::Call::Instantiate { value: v, .. } = &mut call {
+        *v = value;
+    }
+    let submitted = client.submit(signer, call, true).await?;
+    let receipt = submitted
+        .receipt
+        .context("the worker did not return a receipt")?;
+    let id = match &receipt.result {
+        CallResult::Ok(o) if !o.reverted => o.address.context("no address in the receipt")?,
+        CallResult::Ok(o) => bail!(
+            "the constructor reverted: {}",
+            contract
+                .decode_return(constructor, &o.data)
+                .unwrap_or_else(|_| format!("0x{}", hex::encode(&o.data.0)))
+        ),
+        CallResult::Err(e) => bail!("instantiation failed: {}: {}", e.kind, e.message),
+    };
+    Ok(Deployed {
+        id,
+        code_hash,
+        receipt,
+    })
+}
+
+/// `phat deploy`.
+pub async fn deploy(args: DeployArgs, ctx: &Ctx) -> Result<()> {
+    let client = ctx.client()?;
+    let signer = Signer::from_suri(&args.suri)?;
+    let (contract, wasm, metadata) = if args.bundle.extension().is_some_and(|e| e == "wasm") {
+        let meta_path = args
+            .metadata
+            .as_deref()
+            .context("a .wasm needs --metadata FILE (or deploy the .contract bundle)")?;
+        let wasm = std::fs::read(&args.bundle)
+            .with_context(|| format!("reading {}", args.bundle.display()))?;
+        let text = std::fs::read_to_string(meta_path)
+            .with_context(|| format!("reading {}", meta_path.display()))?;
+        (Contract::from_json(&text)?, wasm, serde_json::from_str(&text)?)
+    } else {
+        let contract = load_contract(&args.bundle)?;
+        let wasm = contract
+            .wasm()
+            .with_context(|| {
+                format!(
+                    "{} holds no wasm; pass the .wasm with --metadata",
+                    args.bundle.display()
+                )
+            })?
+            .to_vec();
+        let text = std::fs::read_to_string(&args.bundle)?;
+        let mut metadata: serde_json::Value = serde_json::from_str(&text)?;
+        // The cluster keeps the ABI; the wasm is already in its blob store.
+        if let Some(src) = metadata.get_mut("source").and_then(|s| s.as_object_mut()) {
+            src.remove("wasm");
+        }
+        (contract, wasm, metadata)
+    };
+    let constructor = match args.constructor {
+        Some(c) => c,
+        None => contract
+            .default_constructor()
+            .context("the metadata has no constructor")?,
+    };
+    let salt = match args.salt {
+        Some(s) => s.into_bytes(),
+        None => format!("{:?}", std::time::SystemTime::now()).into_bytes(),
+    };
+    let d = deploy_code(
+        &client,
+        &signer,
+        &contract,
+        wasm,
+        &metadata,
+        &constructor,
+        &args.args,
+        salt,
+        args.value,
+    )
+    .await?;
+    ctx.print(
+        || {
+            format!(
+                "contract {}\n  code  {}\n  seq   {}  gas {}  root {}",
+                d.id, d.code_hash, d.receipt.seq, d.receipt.gas_used, d.receipt.state_root
+            )
+        },
+        || json!({"contract": d.id, "code_hash": d.code_hash, "receipt": d.receipt}),
+    );
+    Ok(())
+}
+
+/// The metadata to encode calls to `id` with.
+async fn contract_metadata(client: &Client, id: &AccountId, path: Option<&Path>) -> Result<Contract> {
+    if let Some(p) = path {
+        return load_contract(p);
+    }
+    let view = client.contract(id).await?;
+    let meta = client.metadata(&view.code_hash).await.with_context(|| {
+        format!("no metadata on the cluster for {id}; pass --metadata FILE")
+    })?;
+    Ok(Contract::from_json(&meta.to_string())?)
+}
+
+/// Encodes `message(args)`; a `0x…` message is taken as raw call data.
+fn encode_call(contract: Option<&Contract>, message: &str, args: &[String]) -> Result<Vec<u8>> {
+    if let Some(raw) = message.strip_prefix("0x") {
+        if !args.is_empty() {
+            bail!("raw call data (0x…) takes no further arguments");
+        }
+        return hex::decode(raw).context("raw call data is not hex");
+    }
+    let contract = contract.context("metadata needed to encode by name")?;
+    Ok(contract.encode_message(message, args)?)
+}
+
+fn decode(contract: Option<&Contract>, message: &str, data: &[u8]) -> String {
+    contract
+        .filter(|_| !message.starts_with("0x"))
+        .and_then(|c| c.decode_return(message, data).ok())
+        .unwrap_or_else(|| format!("0x{}", hex::encode(data)))
+}
+
+fn event_text(contract: Option<&Contract>, e: &EventRecord) -> String {
+    let topics: Vec<[u8; 32]> = e.topics.iter().map(|t| t.0).collect();
+    contract
+        .and_then(|c| c.decode_event(&topics, &e.data))
+        .unwrap_or_else(|| {
+            format!(
+                "topics=[{}] data={:?}",
+                e.topics
+                    .iter()
+                    .map(|t| t.to_hex())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                e.data
+            )
+        })
+}
+
+/// `phat query`.
+pub async fn query(args: CallArgs, ctx: &Ctx) -> Result<()> {
+    let client = ctx.client()?;
+    let signer = Signer::from_suri(&args.suri)?;
+    let id = parse_id(&args.contract)?;
+    let contract = if args.message.starts_with("0x") {
+        None
+    } else {
+        Some(contract_metadata(&client, &id, args.metadata.as_deref()).await?)
+    };
+    let data = encode_call(contract.as_ref(), &args.message, &args.args)?;
+    let mut call = phat_client::call(id, data);
+    if let phat_client::primitives::protocol::Call::Call { value, .. } = &mut call {
+        *value = args.value;
+    }
+    let r = client.query(&signer, call, None).await?;
+    let out = match &r.result {
+        CallResult::Ok(o) => o,
+        CallResult::Err(e) => bail!("{}: {}", e.kind, e.message),
+    };
+    let decoded = decode(contract.as_ref(), &args.message, &out.data);
+    ctx.print(
+        || {
+            let mut s = decoded.clone();
+            if out.reverted {
+                s.push_str("  (reverted)");
+            }
+            if !r.debug_message.is_empty() {
+                s.push_str(&format!("\n  debug: {}", r.debug_message.trim_end()));
+            }
+            s
+        },
+        || json!({"decoded": decoded, "response": r}),
+    );
+    if out.reverted {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `phat tx`.
+pub async fn tx(args: TxArgs, ctx: &Ctx) -> Result<()> {
+    let a = args.call;
+    let client = ctx.client()?;
+    let signer = Signer::from_suri(&a.suri)?;
+    let id = parse_id(&a.contract)?;
+    let contract = if a.message.starts_with("0x") {
+        None
+    } else {
+        Some(contract_metadata(&client, &id, a.metadata.as_deref()).await?)
+    };
+    if let (Some(c), false) = (&contract, a.message.starts_with("0x")) {
+        if c.kind(&a.message) == Some(MessageKind::Query) {
+            eprintln!(
+                "note: `{}` does not change state; `phat query` answers it faster",
+                a.message
+            );
+        }
+    }
+    let data = encode_call(contract.as_ref(), &a.message, &a.args)?;
+    let mut call = phat_client::call(id, data);
+    if let phat_client::primitives::protocol::Call::Call { value, .. } = &mut call {
+        *value = a.value;
+    }
+    let submitted = client.submit(&signer, call, !args.no_wait).await?;
+    let Some(receipt) = submitted.receipt else {
+        ctx.print(
+            || format!("submitted: seq {} request {}", submitted.seq, submitted.request),
+            || json!({"seq": submitted.seq, "request": submitted.request}),
+        );
+        return Ok(());
+    };
+    print_receipt(ctx, contract.as_ref(), &a.message, &receipt)
+}
+
+fn print_receipt(
+    ctx: &Ctx,
+    contract: Option<&Contract>,
+    message: &str,
+    receipt: &Receipt,
+) -> Result<()> {
+    let out = match &receipt.result {
+        CallResult::Ok(o) => o,
+        CallResult::Err(e) => bail!("seq {}: {}: {}", receipt.seq, e.kind, e.message),
+    };
+    let decoded = decode(contract, message, &out.data);
+    let events: Vec<String> = receipt
+        .events
+        .iter()
+        .map(|e| event_text(contract, e))
+        .collect();
+    ctx.print(
+        || {
+            let mut s = format!(
+                "seq {}  gas {}  root {}\nresult {}{}",
+                receipt.seq,
+                receipt.gas_used,
+                receipt.state_root,
+                decoded,
+                if out.reverted { "  (reverted)" } else { "" }
+            );
+            for e in &events {
+                s.push_str(&format!("\nevent  {e}"));
+            }
+            s
+        },
+        || json!({"decoded": decoded, "events_decoded": events, "receipt": receipt}),
+    );
+    if out.reverted {
+        bail!("the call reverted; nothing was applied");
+    }
+    Ok(())
+}
+
+fn log_line(r: &LogRecord) -> String {
+    let origin = match r.seq {
+        Some(s) => format!("seq {s}"),
+        None => "query".into(),
+    };
+    format!("{} [{}] {}: {}", r.timestamp, origin, r.level, r.message)
+}
+
+/// `phat logs`.
+pub async fn logs(args: LogsArgs, ctx: &Ctx) -> Result<()> {
+    let client = ctx.client()?;
+    let id = parse_id(&args.contract)?;
+    if !args.follow {
+        for r in client.logs(&id).await? {
+            ctx.print(|| log_line(&r), || json!(r));
+        }
+        return Ok(());
+    }
+    let mut stream = Box::pin(client.follow_logs(&id).await?);
+    while let Some(r) = stream.next().await {
+        let r = r?;
+        ctx.print(|| log_line(&r), || json!(r));
+    }
+    bail!("the log stream ended (worker stopped?)")
+}
+
+/// `phat info`.
+pub async fn info(args: InfoArgs, ctx: &Ctx) -> Result<()> {
+    let client = ctx.client()?;
+    match args.contract {
+        None => {
+            let i = client.info().await?;
+            ctx.print(
+                || {
+                    format!(
+                        "worker {} (phat {}, pid {})\n  applied seq  {}\n  ledger head  {}\n  state root   {}",
+                        i.name, i.version, i.pid, i.seq, i.ledger_head, i.state_root
+                    )
+                },
+                || json!(i),
+            );
+        }
+        Some(c) => {
+            let id = parse_id(&c)?;
+            let v = client.contract(&id).await?;
+            let name = client
+                .metadata(&v.code_hash)
+                .await
+                .ok()
+                .and_then(|m| m["contract"]["name"].as_str().map(String::from));
+            ctx.print(
+                || {
+                    format!(
+                        "contract {}\n  name      {}\n  code      {}\n  deployer  {}",
+                        v.id,
+                        name.as_deref().unwrap_or("(no metadata)"),
+                        v.code_hash,
+                        v.deployer
+                    )
+                },
+                || json!({"contract": v, "name": name}),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `phat keys`.
+pub fn keys(args: KeysArgs, ctx: &Ctx) -> Result<()> {
+    let s = Signer::from_suri(&args.suri)?;
+    ctx.print(
+        || format!("account {}", s.account()),
+        || json!({"account": s.account()}),
+    );
+    Ok(())
+}

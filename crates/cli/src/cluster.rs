@@ -1,0 +1,443 @@
+//! Commands that run cluster processes: `phat dev` (ledger + N worker processes + one
+//! endpoint), `phat worker` and `phat ledger`.
+
+use std::future::IntoFuture;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use phat_client::{Client, Contract, Signer};
+use phat_worker::gateway::Gateway;
+use phat_worker::ledger::{http::RemoteLedger, EmbeddedLedger, Ledger, LedgerConfig};
+use phat_worker::{Worker, WorkerConfig};
+use tokio::sync::watch;
+
+use crate::calls::{deploy_code, Ctx};
+
+/// Arguments of `phat dev`.
+#[derive(Args)]
+pub struct DevArgs {
+    /// Number of workers.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Data directory (ledger and one directory per worker); reused across restarts.
+    #[arg(long, default_value = ".phat/dev")]
+    pub data: PathBuf,
+    /// Port of the endpoint; the ledger listens on the next one, workers on the ones after.
+    #[arg(long, default_value_t = 8700)]
+    pub port: u16,
+    /// Build and deploy the example erc20 and run a few commands and queries.
+    #[arg(long)]
+    pub demo: bool,
+    /// Stop after the demo instead of serving until Ctrl-C.
+    #[arg(long, requires = "demo")]
+    pub exit_after_demo: bool,
+    /// The `contracts/` directory holding the examples (for `--demo`).
+    #[arg(long, default_value = "contracts")]
+    pub contracts: PathBuf,
+}
+
+/// Arguments of `phat worker`.
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// The ledger's URL (`phat ledger` or `phat dev`).
+    #[arg(long)]
+    pub ledger: String,
+    /// Data directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Port of the worker's API on 127.0.0.1.
+    #[arg(long)]
+    pub port: u16,
+    /// Name shown in info and metrics (default: the data directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// Arguments of `phat ledger`.
+#[derive(Args)]
+pub struct LedgerArgs {
+    /// Data directory of the ledger file.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Port on 127.0.0.1.
+    #[arg(long)]
+    pub port: u16,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PHAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
+
+/// `phat ledger`.
+pub async fn ledger(args: LedgerArgs) -> Result<()> {
+    init_tracing();
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+    let ledger: Arc<dyn Ledger> = Arc::new(
+        EmbeddedLedger::open(&args.data.join("ledger.redb"), LedgerConfig::default())
+            .context("opening the ledger")?,
+    );
+    let listener = tokio::net::TcpListener::bind(local(args.port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+    eprintln!("ledger listening on http://127.0.0.1:{}", args.port);
+    axum::serve(listener, phat_worker::ledger::http::router(ledger))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// `phat worker`.
+pub async fn worker(args: WorkerArgs) -> Result<()> {
+    init_tracing();
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.data
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "worker".into())
+    });
+    let ledger: Arc<dyn Ledger> = Arc::new(RemoteLedger::new(&args.ledger)?);
+    let config = WorkerConfig::new(name.clone(), &args.data, local(args.port));
+    let worker = Worker::open(config, ledger).context("opening the worker")?;
+    tracing::info!(
+        "worker {name} on http://127.0.0.1:{} (applied seq {})",
+        args.port,
+        worker.applied_seq()
+    );
+    worker.run(shutdown_signal()).await?;
+    tracing::info!("worker {name} stopped at seq {}", worker.applied_seq());
+    Ok(())
+}
+
+/// Runs worker `i` as a child process, restarting it when it dies, until `stop`.
+async fn supervise(i: usize, args: Vec<String>, log: PathBuf, mut stop: watch::Receiver<bool>) {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("worker-{i}: cannot find the phat executable: {e}");
+            return;
+        }
+    };
+    let stopping = stop.clone();
+    loop {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log);
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(&args).kill_on_drop(true).stdin(std::process::Stdio::null());
+        if let Ok(f) = log_file {
+            if let Ok(f2) = f.try_clone() {
+                cmd.stdout(f2);
+            }
+            cmd.stderr(f);
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("worker-{i}: cannot start: {e}");
+                return;
+            }
+        };
+        tokio::select! {
+            status = child.wait() => {
+                if *stopping.borrow() {
+                    return;
+                }
+                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                eprintln!("worker-{i} exited ({status}); restarting (log: {})", log.display());
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                if let Some(pid) = child.id() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+                if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Waits until the API at `url` answers.
+async fn wait_ready(url: &str, timeout: Duration) -> Result<()> {
+    let client = Client::new(url)?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match client.info().await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                bail!("{url} did not come up: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// `phat dev`.
+pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
+    init_tracing();
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let last_port = args.port as usize + 1 + args.workers;
+    if last_port > u16::MAX as usize {
+        bail!("--port {} leaves no room for {} workers", args.port, args.workers);
+    }
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+    let data = std::fs::canonicalize(&args.data)?;
+    let ledger_port = args.port + 1;
+    let ledger: Arc<dyn Ledger> = Arc::new(
+        EmbeddedLedger::open(&data.join("ledger.redb"), LedgerConfig::default())
+            .context("opening the ledger")?,
+    );
+    let head = ledger.head().await?;
+    let ledger_listener = tokio::net::TcpListener::bind(local(ledger_port))
+        .await
+        .with_context(|| format!("binding the ledger port {ledger_port}"))?;
+    let endpoint_listener = tokio::net::TcpListener::bind(local(args.port))
+        .await
+        .with_context(|| format!("binding the endpoint port {}", args.port))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let ledger_server = tokio::spawn(
+        axum::serve(ledger_listener, phat_worker::ledger::http::router(ledger))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let mut urls = Vec::new();
+    let mut supervisors = Vec::new();
+    for i in 0..args.workers {
+        let port = args.port + 2 + i as u16;
+        let dir = data.join(format!("worker-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let wargs = vec![
+            "worker".to_string(),
+            "--ledger".into(),
+            format!("http://127.0.0.1:{ledger_port}"),
+            "--data".into(),
+            dir.display().to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--name".into(),
+            format!("worker-{i}"),
+        ];
+        urls.push(format!("http://127.0.0.1:{port}"));
+        supervisors.push(tokio::spawn(supervise(
+            i,
+            wargs,
+            dir.join("worker.log"),
+            stop_rx.clone(),
+        )));
+    }
+    let gateway = Gateway::new(urls.clone(), 2 << 20);
+    let gateway_server = tokio::spawn(
+        axum::serve(endpoint_listener, gateway.router())
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let ready = async {
+        for u in &urls {
+            wait_ready(u, Duration::from_secs(60)).await?;
+        }
+        anyhow::Ok(())
+    };
+    let ready = tokio::select! {
+        r = ready => r,
+        _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let result = match ready {
+        Ok(()) => {
+            let endpoint = format!("http://127.0.0.1:{}", args.port);
+            println!("phat dev: {} workers, data in {}", args.workers, data.display());
+            println!("  endpoint  {endpoint}");
+            println!("  ledger    http://127.0.0.1:{ledger_port}  (head seq {head})");
+            for (i, u) in urls.iter().enumerate() {
+                println!("  worker-{i}  {u}  (log {}/worker-{i}/worker.log)", data.display());
+            }
+            let demo = if args.demo {
+                let demo_ctx = Ctx {
+                    endpoint: endpoint.clone(),
+                    output: ctx.output,
+                };
+                run_demo(&args.contracts, &demo_ctx, &urls).await
+            } else {
+                Ok(())
+            };
+            match (demo, args.exit_after_demo) {
+                (Err(e), _) => Err(e),
+                (Ok(()), true) => Ok(()),
+                (Ok(()), false) => {
+                    println!("ready; Ctrl-C stops the cluster");
+                    shutdown_signal().await;
+                    Ok(())
+                }
+            }
+        }
+        Err(e) => Err(e),
+    };
+    eprintln!("stopping…");
+    let _ = stop_tx.send(true);
+    for s in supervisors {
+        let _ = s.await;
+    }
+    let _ = gateway_server.await;
+    let _ = ledger_server.await;
+    eprintln!("stopped");
+    result
+}
+
+/// Finds the examples: `dir`, else the source tree this binary was built from.
+fn examples_dir(dir: &std::path::Path) -> PathBuf {
+    if dir.join("erc20/Cargo.toml").exists() {
+        return dir.to_path_buf();
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contracts")
+}
+
+async fn run_demo(contracts: &std::path::Path, ctx: &Ctx, workers: &[String]) -> Result<()> {
+    let step = |n: u32, s: &str| println!("\n[demo {n}/5] {s}");
+    step(1, "building contracts/erc20 (wasm + metadata)");
+    let manifest = examples_dir(contracts).join("erc20/Cargo.toml");
+    let artifacts = tokio::task::spawn_blocking(move || {
+        phat_builder::build(&phat_builder::BuildOptions::new(&manifest), |p| {
+            println!("  [{}/{}] {}", p.step, p.of, p.message)
+        })
+    })
+    .await??;
+    let bundle = artifacts
+        .bundle
+        .context("the build produced no .contract bundle")?;
+    let contract = Contract::load(&bundle)?;
+    let wasm = contract.wasm().context("no wasm in the bundle")?.to_vec();
+    let mut metadata: serde_json::Value = serde_json::from_slice(&std::fs::read(&bundle)?)?;
+    if let Some(src) = metadata.get_mut("source").and_then(|s| s.as_object_mut()) {
+        src.remove("wasm");
+    }
+    println!("  {} ({} bytes, code {})", bundle.display(), wasm.len(), artifacts.code_hash);
+
+    step(2, "deploying erc20 with a supply of 1,000,000 as //Alice");
+    let client = ctx.client()?;
+    let alice = Signer::from_suri("//Alice")?;
+    let bob = Signer::from_suri("//Bob")?;
+    let salt = format!("demo {:?}", std::time::SystemTime::now()).into_bytes();
+    let d = deploy_code(
+        &client,
+        &alice,
+        &contract,
+        wasm,
+        &metadata,
+        "new",
+        &["1000000".to_string()],
+        salt,
+        0,
+    )
+    .await?;
+    println!("  contract {}  (seq {}, gas {})", d.id, d.receipt.seq, d.receipt.gas_used);
+
+    step(3, "command: transfer 2,500 from //Alice to //Bob");
+    let data = contract.encode_message(
+        "transfer",
+        &[bob.account().to_hex(), "2500".to_string()],
+    )?;
+    let sub = client
+        .submit(&alice, phat_client::call(d.id, data), true)
+        .await?;
+    let receipt = sub.receipt.context("no receipt")?;
+    let out = match &receipt.result {
+        phat_client::primitives::protocol::CallResult::Ok(o) => o,
+        phat_client::primitives::protocol::CallResult::Err(e) => {
+            bail!("transfer failed: {}: {}", e.kind, e.message)
+        }
+    };
+    println!(
+        "  seq {}  gas {}  result {}  events {}",
+        receipt.seq,
+        receipt.gas_used,
+        contract.decode_return("transfer", &out.data)?,
+        receipt.events.len()
+    );
+    for e in &receipt.events {
+        let topics: Vec<[u8; 32]> = e.topics.iter().map(|t| t.0).collect();
+        if let Some(text) = contract.decode_event(&topics, &e.data) {
+            println!("  event {text}");
+        }
+    }
+
+    step(4, "queries: balances, asked of each worker directly");
+    for url in workers {
+        let w = Client::new(url)?;
+        let mut line = format!("  {url}:");
+        for (name, who) in [("alice", &alice), ("bob", &bob)] {
+            let data = contract.encode_message("balance_of", &[who.account().to_hex()])?;
+            let r = w
+                .query(&alice, phat_client::call(d.id, data), Some(receipt.seq))
+                .await?;
+            let text = match &r.result {
+                phat_client::primitives::protocol::CallResult::Ok(o) => {
+                    contract.decode_return("balance_of", &o.data)?
+                }
+                phat_client::primitives::protocol::CallResult::Err(e) => e.message.clone(),
+            };
+            line.push_str(&format!("  {name}={text}"));
+        }
+        println!("{line}");
+    }
+
+    step(5, "state roots after the same commands");
+    let mut roots = Vec::new();
+    for url in workers {
+        let i = Client::new(url)?.info().await?;
+        println!("  {}  seq {}  root {}", i.name, i.seq, i.state_root);
+        roots.push((i.seq, i.state_root));
+    }
+    roots.dedup();
+    if roots.len() == 1 {
+        println!("  all workers agree");
+    } else {
+        println!("  workers are at different points (still applying?)");
+    }
+    println!(
+        "\ntry: phat query {} balance_of {}",
+        d.id,
+        bob.account().to_hex()
+    );
+    Ok(())
+}

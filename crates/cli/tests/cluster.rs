@@ -1,0 +1,294 @@
+//! End to end through `phat dev` and the CLI: deploy, transactions, queries on each worker,
+//! the Phala conformance binaries, and bad input.
+
+mod support;
+
+use parity_scale_codec::Encode;
+use phat_client::primitives::protocol::{Bytes, Call, RequestBody};
+use phat_client::primitives::{AccountId, Mode};
+use phat_client::{Client, ClientError, Signer};
+use support::*;
+
+const BOB: &str = "0x8eaf04151687736326c9fea17e25fc5287613693c912909cb226aa4794f26a48";
+const ALICE: &str = "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";
+
+fn id_of(v: &serde_json::Value) -> String {
+    v["contract"].as_str().expect("contract id").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn erc20_through_the_cli_on_two_workers() {
+    let erc20 = bundle("erc20");
+    let dev = Dev::start(2).await;
+    let ep = dev.endpoint.clone();
+    let deployed = tokio::task::spawn_blocking({
+        let ep = ep.clone();
+        let erc20 = erc20.clone();
+        move || {
+            run_json(
+                &ep,
+                &[
+                    "deploy",
+                    erc20.to_str().unwrap(),
+                    "--constructor",
+                    "new",
+                    "--args",
+                    "1000000",
+                    "--suri",
+                    "//Alice",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let id = id_of(&deployed);
+
+    let tx = run_json(&ep, &["tx", &id, "transfer", BOB, "2500", "--suri", "//Alice"]);
+    let receipt = &tx["receipt"];
+    assert!(receipt["gas_used"].as_u64().unwrap() > 0, "{tx}");
+    assert_eq!(receipt["events"].as_array().unwrap().len(), 1, "one Transfer event: {tx}");
+    assert_eq!(tx["decoded"], "Ok(Ok(()))", "{tx}");
+    let seq = receipt["seq"].as_u64().unwrap();
+
+    // Each worker answers directly, after it applied the transfer; both agree.
+    let mut roots = Vec::new();
+    for w in &dev.workers {
+        let info = wait_seq(w, seq).await;
+        roots.push(info.state_root);
+        let bob = run_json(w, &["query", &id, "balance_of", BOB]);
+        assert_eq!(bob["decoded"], "Ok(2500)", "{w}: {bob}");
+        let alice = run_json(w, &["query", &id, "balance_of", ALICE]);
+        assert_eq!(alice["decoded"], "Ok(997500)", "{w}: {alice}");
+    }
+    assert_eq!(roots[0], roots[1], "state roots differ");
+    assert_eq!(
+        roots[0].to_hex(),
+        receipt["state_root"].as_str().unwrap(),
+        "the receipt's root is the worker's root"
+    );
+
+    // A transfer over the balance reverts: non-zero exit, nothing applied.
+    let err = run_fail(&ep, &["tx", &id, "transfer", ALICE, "999999999", "--suri", "//Bob"]);
+    assert!(err.contains("reverted"), "{err}");
+    let bob = run_json(&ep, &["query", &id, "balance_of", BOB]);
+    assert_eq!(bob["decoded"], "Ok(2500)");
+
+    // Logs keep the Transfer events of the commands.
+    let out = run(&ep, &["logs", &id]);
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.lines().any(|l| l.contains("\"event\"")), "{logs}");
+
+    // Info of the contract names its code.
+    let info = run_json(&ep, &["info", &id]);
+    assert_eq!(info["name"], "erc20", "{info}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phala_flip_and_cross_deploy_and_answer_through_the_cli() {
+    let dev = Dev::start(2).await;
+    let ep = dev.endpoint.clone();
+    let flip_wasm = phala("flip/flip.wasm");
+    let flip_meta = phala("flip/metadata.json");
+    let flip = run_json(
+        &ep,
+        &[
+            "deploy",
+            flip_wasm.to_str().unwrap(),
+            "--metadata",
+            flip_meta.to_str().unwrap(),
+            "--constructor",
+            "new",
+            "--args",
+            "true",
+        ],
+    );
+    let flip = id_of(&flip);
+    assert_eq!(run_json(&ep, &["query", &flip, "get"])["decoded"], "true");
+    run_json(&ep, &["tx", &flip, "flip"]);
+    for w in &dev.workers {
+        let seq = Client::new(&ep).unwrap().info().await.unwrap().ledger_head;
+        wait_seq(w, seq).await;
+        assert_eq!(run_json(w, &["query", &flip, "get"])["decoded"], "false", "{w}");
+    }
+    let echo = run_json(&ep, &["query", &flip, "echo", "42", "24"]);
+    let text = echo["decoded"].as_str().unwrap();
+    assert!(text.contains("42") && text.contains("24"), "{echo}");
+
+    // cross instantiates the flip code (already uploaded above) and calls it.
+    let cross_wasm = phala("cross/cross.wasm");
+    let cross_meta = phala("cross/metadata.json");
+    let cross = run_json(
+        &ep,
+        &[
+            "deploy",
+            cross_wasm.to_str().unwrap(),
+            "--metadata",
+            cross_meta.to_str().unwrap(),
+            "--constructor",
+            "new",
+        ],
+    );
+    let cross = id_of(&cross);
+    let r = run_json(&ep, &["query", &cross, "call_other_contract"]);
+    assert_eq!(r["decoded"], "true", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_clear_errors_and_applies_nothing() {
+    let flipper = bundle("flipper");
+    let dev = Dev::start(1).await;
+    let ep = dev.endpoint.clone();
+    let w = dev.workers[0].clone();
+    let id = id_of(&run_json(&ep, &["deploy", flipper.to_str().unwrap(), "--args", "false"]));
+    let before = Client::new(&w).unwrap().info().await.unwrap();
+    let http = reqwest::Client::new();
+
+    // Malformed JSON.
+    let r = http
+        .post(format!("{w}/v1/commands"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "malformed", "{body}");
+
+    // Oversized body.
+    let big = format!("{{\"body\":\"0x{}\"}}", "00".repeat(2 << 20));
+    let r = http
+        .post(format!("{w}/v1/query"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    // Unknown contract, through the CLI: non-zero exit and a one-line reason.
+    let unknown = format!("0x{}", "11".repeat(32));
+    let err = run_fail(&ep, &["query", &unknown, "get"]);
+    assert!(err.contains("unknown_contract"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // Wrong argument types and counts.
+    let err = run_fail(&ep, &["tx", &id, "flip", "extra"]);
+    assert!(err.contains("argument"), "{err}");
+    let err = run_fail(&ep, &["query", &id, "no_such_message"]);
+    assert!(err.contains("no_such_message"), "{err}");
+
+    // A bad signature, and a replay of a good one.
+    let client = Client::new(&w).unwrap();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let dest: AccountId = id.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let body = RequestBody {
+        mode: Mode::Command,
+        call: Call::Call {
+            dest,
+            value: 0,
+            data: Bytes(vec![0x63, 0x3a, 0xa5, 0x51]),
+            gas_limit: 1_000_000_000,
+        },
+        nonce: 42,
+        expires_at: now + 60_000,
+    };
+    let mut forged = alice.sign_request(&body);
+    forged.signer = Signer::from_suri("//Bob").unwrap().account();
+    match client.submit_signed(&forged, true).await {
+        Err(ClientError::Api { status: 401, kind, .. }) => assert_eq!(kind, "bad_signature"),
+        other => panic!("forged signature: {other:?}"),
+    }
+    // A query signature is not a command signature.
+    let as_query = alice.sign_request(&RequestBody {
+        mode: Mode::Query,
+        ..body.clone()
+    });
+    match client.submit_signed(&as_query, true).await {
+        Err(ClientError::Api { status: 400, kind, .. }) => assert_eq!(kind, "wrong_mode"),
+        other => panic!("query as command: {other:?}"),
+    }
+    // Expired.
+    let expired = alice.sign_request(&RequestBody {
+        expires_at: now - 1,
+        ..body.clone()
+    });
+    match client.submit_signed(&expired, true).await {
+        Err(ClientError::Api { status: 400, kind, .. }) => assert_eq!(kind, "expired"),
+        other => panic!("expired: {other:?}"),
+    }
+    let good = alice.sign_request(&body);
+    let first = client.submit_signed(&good, true).await.expect("first submission");
+    assert!(first.receipt.unwrap().result.is_success());
+    match client.submit_signed(&good, true).await {
+        Err(ClientError::Api { status: 409, kind, .. }) => assert_eq!(kind, "replayed"),
+        other => panic!("replay: {other:?}"),
+    }
+    // The replay reaches no ledger: only the one good command was applied.
+    let after = Client::new(&w).unwrap().info().await.unwrap();
+    assert_eq!(after.seq, before.seq + 1);
+    // A replay that goes around the checks (straight into the ledger) is refused when applied.
+    let ledger = format!("http://127.0.0.1:{}", ep.rsplit(':').next().unwrap().parse::<u16>().unwrap() + 1);
+    let r = http
+        .post(format!("{ledger}/ledger/v1/append"))
+        .header("content-type", "application/octet-stream")
+        .body(good.encode())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let appended: serde_json::Value = r.json().await.unwrap();
+    let seq = appended["seq"].as_u64().unwrap();
+    wait_seq(&w, seq).await;
+    let receipt = client.receipt(seq).await.unwrap();
+    match receipt.result {
+        phat_client::primitives::protocol::CallResult::Err(e) => assert_eq!(e.kind, "replayed"),
+        other => panic!("replayed entry applied: {other:?}"),
+    }
+    // flip ran once: false -> true.
+    assert_eq!(run_json(&w, &["query", &id, "get"])["decoded"], "Ok(true)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_resumes_from_its_data_directory() {
+    let flipper = bundle("flipper");
+    let dev = Dev::start(1).await;
+    let ep = dev.endpoint.clone();
+    let id = id_of(&run_json(&ep, &["deploy", flipper.to_str().unwrap(), "--args", "false"]));
+    run_json(&ep, &["tx", &id, "flip"]);
+    let before = Client::new(&dev.workers[0]).unwrap().info().await.unwrap();
+    let Dev {
+        mut proc,
+        dir,
+        workers,
+        ..
+    } = dev;
+    assert!(proc.terminate(), "phat dev did not stop cleanly");
+    // Same data directory and ports: the state is still there.
+    let base: u16 = ep.rsplit(':').next().unwrap().parse().unwrap();
+    let data = dir.path().join("data");
+    let _again = Proc::start(
+        "dev",
+        &[
+            "dev",
+            "--workers",
+            "1",
+            "--data",
+            data.to_str().unwrap(),
+            "--port",
+            &base.to_string(),
+        ],
+        &dir.path().join("dev2.log"),
+    );
+    wait_up(&workers[0]).await;
+    let after = Client::new(&workers[0]).unwrap().info().await.unwrap();
+    assert_eq!(after.seq, before.seq);
+    assert_eq!(after.state_root, before.state_root);
+    assert_eq!(run_json(&ep, &["query", &id, "get"])["decoded"], "Ok(true)");
+}

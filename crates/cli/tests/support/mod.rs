@@ -1,0 +1,209 @@
+//! Shared helpers of the end-to-end tests: real `phat` processes on 127.0.0.1, real files.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use phat_client::Client;
+
+/// The `phat` binary under test.
+pub fn phat() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_phat"))
+}
+
+static NEXT: AtomicU16 = AtomicU16::new(0);
+
+/// A base port with `n` consecutive free ports on 127.0.0.1.
+pub fn free_ports(n: u16) -> u16 {
+    let seed = (std::process::id() as u16).wrapping_mul(7919) % 20_000;
+    loop {
+        let off = NEXT.fetch_add(n + 1, Ordering::Relaxed);
+        let base = 20_000 + (seed + off) % 40_000;
+        let ok = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if ok {
+            return base;
+        }
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `phat args...` with output to `log`.
+    pub fn start(name: &str, args: &[&str], log: &Path) -> Proc {
+        let out = std::fs::File::create(log).expect("log file");
+        let child = phat()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start phat");
+        Proc {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Builds `contracts/<name>` and returns its `.contract` bundle.
+pub fn bundle(name: &str) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../contracts")
+        .join(name)
+        .join("Cargo.toml");
+    let a = phat_builder::build(&phat_builder::BuildOptions::new(&manifest), |_| {})
+        .unwrap_or_else(|e| panic!("building {name}: {e}"));
+    a.bundle.expect("bundle")
+}
+
+/// A Phala conformance file.
+pub fn phala(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/conformance/phala-pink")
+        .join(rel)
+}
+
+/// Runs `phat` with `args` and `--output json`; panics with its stderr unless it succeeds.
+pub fn run_json(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let out = run(endpoint, args);
+    assert!(
+        out.status.success(),
+        "phat {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("phat {args:?}: not JSON ({e}): {text}"))
+}
+
+/// Runs `phat` with `args` (plus `--endpoint` and `--output json`).
+pub fn run(endpoint: &str, args: &[&str]) -> Output {
+    phat()
+        .args(args)
+        .args(["--endpoint", endpoint, "--output", "json"])
+        .output()
+        .expect("run phat")
+}
+
+/// Runs `phat` expecting failure; returns stderr.
+pub fn run_fail(endpoint: &str, args: &[&str]) -> String {
+    let out = run(endpoint, args);
+    assert!(
+        !out.status.success(),
+        "phat {args:?} should fail but printed {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Waits until the API at `url` answers `/v1/info`.
+pub async fn wait_up(url: &str) {
+    let c = Client::new(url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.info().await.is_err() {
+        assert!(Instant::now() < deadline, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the worker at `url` applied `seq`; returns its info.
+pub async fn wait_seq(url: &str, seq: u64) -> phat_client::primitives::protocol::WorkerInfo {
+    let c = Client::new(url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(i) = c.info().await {
+            if i.seq >= seq {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} did not reach seq {seq}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `phat dev` cluster in a temporary directory.
+pub struct Dev {
+    pub proc: Proc,
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+    pub workers: Vec<String>,
+}
+
+impl Dev {
+    /// Starts `phat dev --workers n` and waits for every worker.
+    pub async fn start(n: u16) -> Dev {
+        let dir = tempfile::tempdir().unwrap();
+        let base = free_ports(n + 2);
+        let data = dir.path().join("data");
+        let proc = Proc::start(
+            "dev",
+            &[
+                "dev",
+                "--workers",
+                &n.to_string(),
+                "--data",
+                data.to_str().unwrap(),
+                "--port",
+                &base.to_string(),
+            ],
+            &dir.path().join("dev.log"),
+        );
+        let endpoint = format!("http://127.0.0.1:{base}");
+        let workers: Vec<String> = (0..n)
+            .map(|i| format!("http://127.0.0.1:{}", base + 2 + i))
+            .collect();
+        for w in &workers {
+            wait_up(w).await;
+        }
+        wait_up(&endpoint).await;
+        Dev {
+            proc,
+            dir,
+            endpoint,
+            workers,
+        }
+    }
+
+    /// The `phat dev` output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()
+    }
+}

@@ -1,0 +1,361 @@
+//! phat-client: talk to a phat cluster from Rust.
+//!
+//! [`Client`] signs requests with a [`Signer`] (sr25519, `//Alice`-style dev seeds), sends
+//! them to a worker or the `phat dev` endpoint and decodes the answers. [`Contract`] reads a
+//! contract's ink! metadata (a `.contract` bundle or a metadata JSON) and encodes arguments
+//! given as text (`true`, `42`, `5GrwvaEF…` or `0x…` account ids) and decodes results and events.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), phat_client::ClientError> {
+//! use phat_client::{Client, Contract, Signer};
+//! let client = Client::new("http://127.0.0.1:8700")?;
+//! let alice = Signer::from_suri("//Alice")?;
+//! let erc20 = Contract::load("target/ink/erc20.contract")?;
+//! let data = erc20.encode_message("total_supply", &[] as &[&str])?;
+//! # let id = Default::default();
+//! let answer = client.query(&alice, phat_client::call(id, data), None).await?;
+//! # Ok(()) }
+//! ```
+
+mod contract;
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use phat_primitives::protocol::{
+    ApiError, Bytes, Call, CodeUploaded, ContractView, LogRecord, QueryRequest, QueryResponse,
+    Receipt, RequestBody, Seq, SignedRequest, Submitted, WorkerInfo,
+};
+use phat_primitives::{AccountId, CodeHash, Gas, Mode};
+
+pub use contract::{Contract, MessageKind};
+pub use phat_crypto::Signer;
+pub use phat_primitives as primitives;
+
+/// Gas limit used when the caller does not give one.
+pub const DEFAULT_GAS_LIMIT: Gas = 5_000_000_000;
+
+/// How long a request the client signs stays valid.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(120);
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint could not be reached or the connection failed.
+    #[error("cannot reach {endpoint}: {message}")]
+    Unreachable {
+        /// The endpoint.
+        endpoint: String,
+        /// The transport error.
+        message: String,
+    },
+    /// The worker answered with an error.
+    #[error("{kind} ({status}): {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable error name (`bad_signature`, `unknown_contract`, ...).
+        kind: String,
+        /// Detail.
+        message: String,
+    },
+    /// The worker's answer could not be decoded.
+    #[error("unexpected answer from the worker: {0}")]
+    Decode(String),
+    /// A secret URI or key was invalid.
+    #[error(transparent)]
+    Key(#[from] phat_crypto::CryptoError),
+    /// Metadata could not be read or an argument could not be encoded/decoded.
+    #[error("{0}")]
+    Metadata(String),
+    /// A bad argument to a client call.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A message call with the default gas limit and no value.
+pub fn call(dest: AccountId, data: Vec<u8>) -> Call {
+    Call::Call {
+        dest,
+        value: 0,
+        data: Bytes(data),
+        gas_limit: DEFAULT_GAS_LIMIT,
+    }
+}
+
+/// An instantiation with the default gas limit and no value.
+pub fn instantiate(code_hash: CodeHash, data: Vec<u8>, salt: Vec<u8>) -> Call {
+    Call::Instantiate {
+        code_hash,
+        value: 0,
+        data: Bytes(data),
+        salt: Bytes(salt),
+        gas_limit: DEFAULT_GAS_LIMIT,
+    }
+}
+
+/// Signs `call` for `mode` with a fresh random nonce, valid for [`DEFAULT_TTL`].
+pub fn sign(signer: &Signer, mode: Mode, call: Call) -> SignedRequest {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    signer.sign_request(&RequestBody {
+        mode,
+        call,
+        nonce: rand::random(),
+        expires_at: now + DEFAULT_TTL.as_millis() as u64,
+    })
+}
+
+/// A connection to a worker or to the `phat dev` endpoint.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the API at `endpoint` (for example `http://127.0.0.1:8700`).
+    pub fn new(endpoint: &str) -> Result<Self, ClientError> {
+        let base = endpoint.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Invalid(format!(
+                "endpoint `{endpoint}` must start with http:// or https://"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        Ok(Self { base, http })
+    }
+
+    /// The endpoint this client talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            endpoint: self.base.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, ClientError> {
+        let resp = resp.map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()));
+        }
+        match serde_json::from_slice::<ApiError>(&body) {
+            Ok(ApiError { error }) => Err(ClientError::Api {
+                status: status.as_u16(),
+                kind: error.kind,
+                message: error.message,
+            }),
+            Err(_) => Err(ClientError::Api {
+                status: status.as_u16(),
+                kind: "http".into(),
+                message: String::from_utf8_lossy(&body).chars().take(300).collect(),
+            }),
+        }
+    }
+
+    /// The worker's info (through `phat dev`, of whichever worker answered).
+    pub async fn info(&self) -> Result<WorkerInfo, ClientError> {
+        self.answer(self.http.get(self.url("/v1/info")).send().await)
+            .await
+    }
+
+    /// Uploads a contract's wasm to the cluster; returns its code hash.
+    pub async fn upload_code(&self, wasm: Vec<u8>) -> Result<CodeHash, ClientError> {
+        let r: CodeUploaded = self
+            .answer(
+                self.http
+                    .post(self.url("/v1/code"))
+                    .header("content-type", "application/octet-stream")
+                    .body(wasm)
+                    .send()
+                    .await,
+            )
+            .await?;
+        Ok(r.code_hash)
+    }
+
+    /// Sends a signed command; with `wait`, answers once the receipt exists.
+    pub async fn submit_signed(
+        &self,
+        req: &SignedRequest,
+        wait: bool,
+    ) -> Result<Submitted, ClientError> {
+        let url = self.url(&format!("/v1/commands?wait={wait}"));
+        self.answer(self.http.post(url).json(req).send().await)
+            .await
+    }
+
+    /// Signs and sends a command; with `wait`, answers once the receipt exists.
+    pub async fn submit(
+        &self,
+        signer: &Signer,
+        call: Call,
+        wait: bool,
+    ) -> Result<Submitted, ClientError> {
+        self.submit_signed(&sign(signer, Mode::Command, call), wait)
+            .await
+    }
+
+    /// Sends a signed query, answered after the worker applied `min_seq` when given.
+    pub async fn query_signed(
+        &self,
+        req: &SignedRequest,
+        min_seq: Option<Seq>,
+    ) -> Result<QueryResponse, ClientError> {
+        let body = QueryRequest {
+            request: req.clone(),
+            min_seq,
+        };
+        self.answer(
+            self.http
+                .post(self.url("/v1/query"))
+                .json(&body)
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// Signs and sends a query.
+    pub async fn query(
+        &self,
+        signer: &Signer,
+        call: Call,
+        min_seq: Option<Seq>,
+    ) -> Result<QueryResponse, ClientError> {
+        self.query_signed(&sign(signer, Mode::Query, call), min_seq)
+            .await
+    }
+
+    /// The receipt of command `seq`.
+    pub async fn receipt(&self, seq: Seq) -> Result<Receipt, ClientError> {
+        self.answer(
+            self.http
+                .get(self.url(&format!("/v1/receipts/{seq}")))
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// A contract's code hash and deployer.
+    pub async fn contract(&self, id: &AccountId) -> Result<ContractView, ClientError> {
+        self.answer(
+            self.http
+                .get(self.url(&format!("/v1/contracts/{id}")))
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// Stored log records of a contract (events and debug output of commands).
+    pub async fn logs(&self, id: &AccountId) -> Result<Vec<LogRecord>, ClientError> {
+        self.answer(
+            self.http
+                .get(self.url(&format!("/v1/contracts/{id}/logs")))
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// Stored log records, then live ones as they happen (server-sent events).
+    pub async fn follow_logs(
+        &self,
+        id: &AccountId,
+    ) -> Result<impl Stream<Item = Result<LogRecord, ClientError>>, ClientError> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/contracts/{id}/logs/stream")))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            return Err(self.answer::<()>(Ok(resp)).await.err().unwrap_or_else(|| {
+                ClientError::Decode("error status without an error body".into())
+            }));
+        }
+        let endpoint = self.base.clone();
+        let mut buf = String::new();
+        let stream = resp.bytes_stream().flat_map(move |chunk| {
+            let mut out: Vec<Result<LogRecord, ClientError>> = Vec::new();
+            match chunk {
+                Ok(bytes) => {
+                    buf.push_str(&String::from_utf8_lossy(&bytes));
+                    while let Some(end) = buf.find("\n\n") {
+                        let event: String = buf.drain(..end + 2).collect();
+                        for line in event.lines() {
+                            if let Some(data) = line.strip_prefix("data:") {
+                                out.push(
+                                    serde_json::from_str(data.trim())
+                                        .map_err(|e| ClientError::Decode(e.to_string())),
+                                );
+                            }
+                        }
+                    }
+                }
+                Err(e) => out.push(Err(ClientError::Unreachable {
+                    endpoint: endpoint.clone(),
+                    message: e.to_string(),
+                })),
+            }
+            futures::stream::iter(out)
+        });
+        Ok(stream)
+    }
+}
+
+impl Client {
+    /// Stores the ink! metadata of uploaded code on the cluster.
+    pub async fn put_metadata(
+        &self,
+        code_hash: &CodeHash,
+        metadata: &serde_json::Value,
+    ) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .post(self.url(&format!("/v1/code/{code_hash}/metadata")))
+            .json(metadata)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        Err(self
+            .answer::<()>(Ok(resp))
+            .await
+            .err()
+            .unwrap_or_else(|| ClientError::Decode("error status without an error body".into())))
+    }
+
+    /// The ink! metadata stored for code.
+    pub async fn metadata(&self, code_hash: &CodeHash) -> Result<serde_json::Value, ClientError> {
+        self.answer(
+            self.http
+                .get(self.url(&format!("/v1/code/{code_hash}/metadata")))
+                .send()
+                .await,
+        )
+        .await
+    }
+}
