@@ -90,7 +90,13 @@ async fn main() {
     let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
     let _ledger = Proc::start(
         "ledger",
-        &["ledger", "--data", &path("ledger"), "--port", &base.to_string()],
+        &[
+            "ledger",
+            "--data",
+            &path("ledger"),
+            "--port",
+            &base.to_string(),
+        ],
         &dir.path().join("ledger.log"),
     );
     let mut workers = Vec::new();
@@ -100,7 +106,15 @@ async fn main() {
         let data = path(&format!("w{i}"));
         workers.push(Proc::start(
             "worker",
-            &["worker", "--ledger", &ledger_url, "--data", &data, "--port", &port],
+            &[
+                "worker",
+                "--ledger",
+                &ledger_url,
+                "--data",
+                &data,
+                "--port",
+                &port,
+            ],
             &dir.path().join(format!("w{i}.log")),
         ));
         urls.push(format!("http://127.0.0.1:{port}"));
@@ -111,11 +125,18 @@ async fn main() {
     let c0 = Client::new(&urls[0]).unwrap();
     let alice = Signer::from_suri("//Alice").unwrap();
     let bob = Signer::from_suri("//Bob").unwrap();
-    let code = c0.upload_code(erc20.wasm().unwrap().to_vec()).await.unwrap();
+    let code = c0
+        .upload_code(erc20.wasm().unwrap().to_vec())
+        .await
+        .unwrap();
     let sub = c0
         .submit(
             &alice,
-            phat_client::instantiate(code, erc20.encode_constructor("new", &["1000000000"]).unwrap(), vec![]),
+            phat_client::instantiate(
+                code,
+                erc20.encode_constructor("new", &["1000000000"]).unwrap(),
+                vec![],
+            ),
             true,
         )
         .await
@@ -131,14 +152,23 @@ async fn main() {
         .encode_message("transfer", &[bob.account().to_hex(), "1".into()])
         .unwrap();
 
-    println!("\nphat cluster bench ({} s per phase, 2-core machine shared by clients and servers)\n", secs());
+    println!(
+        "\nphat cluster bench ({} s per phase, 2-core machine shared by clients and servers)\n",
+        secs()
+    );
     println!("| case                                         |       n |   p50 µs |   p99 µs |      op/s |");
     println!("| -------------------------------------------- | ------- | --------- | --------- | --------- |");
 
     // Requests are signed before the clock starts: the bench measures the worker.
     let sign_queries = |n: usize| -> Vec<SignedRequest> {
         (0..n)
-            .map(|_| phat_client::sign(&alice, Mode::Query, phat_client::call(id, balance_of.clone())))
+            .map(|_| {
+                phat_client::sign(
+                    &alice,
+                    Mode::Query,
+                    phat_client::call(id, balance_of.clone()),
+                )
+            })
             .collect()
     };
     let budget = 25_000 * secs() as usize;
@@ -161,11 +191,20 @@ async fn main() {
         assert!(r.receipt.unwrap().result.is_success());
         lat.push(t0.elapsed());
     }
-    row("command transfer, submit → receipt, 1 client", &stats(lat, start.elapsed()));
+    row(
+        "command transfer, submit → receipt, 1 client",
+        &stats(lat, start.elapsed()),
+    );
 
     // Commands: 64 submitters without waiting; applied/s measured on both workers.
     let reqs: Vec<SignedRequest> = (0..(4000 * secs()) as usize)
-        .map(|_| phat_client::sign(&alice, Mode::Command, phat_client::call(id, transfer.clone())))
+        .map(|_| {
+            phat_client::sign(
+                &alice,
+                Mode::Command,
+                phat_client::call(id, transfer.clone()),
+            )
+        })
         .collect();
     let first = c0.info().await.unwrap().seq;
     let reqs = Arc::new(reqs);
@@ -196,7 +235,10 @@ async fn main() {
         wait_seq(u, last).await;
     }
     let took = start.elapsed();
-    row("command transfer, submit (append) 64 clients", &stats(lat, took));
+    row(
+        "command transfer, submit (append) 64 clients",
+        &stats(lat, took),
+    );
     println!(
         "| {:<44} | {:>7} | {:>9} | {:>9} | {:>9.0} |",
         "commands applied by both workers",
@@ -208,5 +250,8 @@ async fn main() {
     let i0 = c0.info().await.unwrap();
     let i1 = Client::new(&urls[1]).unwrap().info().await.unwrap();
     assert_eq!(i0.state_root, i1.state_root);
-    println!("\nboth workers at seq {} with root {}", i0.seq, i0.state_root);
+    println!(
+        "\nboth workers at seq {} with root {}",
+        i0.seq, i0.state_root
+    );
 }

@@ -45,7 +45,7 @@ pub struct DeployArgs {
     #[arg(long)]
     pub constructor: Option<String>,
     /// Constructor arguments, as text (`--args 1000 true`).
-    #[arg(long, num_args = 0.., allow_hyphen_values = true)]
+    #[arg(long, num_args = 0.., allow_negative_numbers = true)]
     pub args: Vec<String>,
     /// The deployer's secret URI.
     #[arg(long, default_value = "//Alice")]
@@ -66,7 +66,7 @@ pub struct CallArgs {
     /// The message label (`balance_of`), or a `0x…` selector with SCALE arguments appended.
     pub message: String,
     /// Message arguments, as text.
-    #[arg(allow_hyphen_values = true)]
+    #[arg(allow_negative_numbers = true)]
     pub args: Vec<String>,
     /// Metadata to encode with (default: the metadata stored on the cluster at deploy).
     #[arg(long)]
@@ -134,18 +134,39 @@ pub struct Deployed {
     pub receipt: Receipt,
 }
 
-/// Uploads `wasm` and its metadata, then instantiates it with `constructor(args)`.
+/// Everything a deployment needs besides the client and the signer.
+pub struct DeployRequest<'a> {
+    /// The contract's metadata (to encode the constructor).
+    pub contract: &'a Contract,
+    /// Its wasm.
+    pub wasm: Vec<u8>,
+    /// Its metadata JSON, stored on the cluster.
+    pub metadata: &'a serde_json::Value,
+    /// The constructor label.
+    pub constructor: &'a str,
+    /// Constructor arguments as text.
+    pub args: &'a [String],
+    /// Address salt.
+    pub salt: Vec<u8>,
+    /// Native value for the new contract.
+    pub value: u128,
+}
+
+/// Uploads the wasm and its metadata, then instantiates it with `constructor(args)`.
 pub async fn deploy_code(
     client: &Client,
     signer: &Signer,
-    contract: &Contract,
-    wasm: Vec<u8>,
-    metadata: &serde_json::Value,
-    constructor: &str,
-    args: &[String],
-    salt: Vec<u8>,
-    value: u128,
+    req: DeployRequest<'_>,
 ) -> Result<Deployed> {
+    let DeployRequest {
+        contract,
+        wasm,
+        metadata,
+        constructor,
+        args,
+        salt,
+        value,
+    } = req;
     let data = contract.encode_constructor(constructor, args)?;
     let code_hash = client.upload_code(wasm).await.context("uploading code")?;
     client
@@ -190,7 +211,11 @@ pub async fn deploy(args: DeployArgs, ctx: &Ctx) -> Result<()> {
             .with_context(|| format!("reading {}", args.bundle.display()))?;
         let text = std::fs::read_to_string(meta_path)
             .with_context(|| format!("reading {}", meta_path.display()))?;
-        (Contract::from_json(&text)?, wasm, serde_json::from_str(&text)?)
+        (
+            Contract::from_json(&text)?,
+            wasm,
+            serde_json::from_str(&text)?,
+        )
     } else {
         let contract = load_contract(&args.bundle)?;
         let wasm = contract
@@ -223,13 +248,15 @@ pub async fn deploy(args: DeployArgs, ctx: &Ctx) -> Result<()> {
     let d = deploy_code(
         &client,
         &signer,
-        &contract,
-        wasm,
-        &metadata,
-        &constructor,
-        &args.args,
-        salt,
-        args.value,
+        DeployRequest {
+            contract: &contract,
+            wasm,
+            metadata: &metadata,
+            constructor: &constructor,
+            args: &args.args,
+            salt,
+            value: args.value,
+        },
     )
     .await?;
     ctx.print(
@@ -245,14 +272,19 @@ pub async fn deploy(args: DeployArgs, ctx: &Ctx) -> Result<()> {
 }
 
 /// The metadata to encode calls to `id` with.
-async fn contract_metadata(client: &Client, id: &AccountId, path: Option<&Path>) -> Result<Contract> {
+async fn contract_metadata(
+    client: &Client,
+    id: &AccountId,
+    path: Option<&Path>,
+) -> Result<Contract> {
     if let Some(p) = path {
         return load_contract(p);
     }
     let view = client.contract(id).await?;
-    let meta = client.metadata(&view.code_hash).await.with_context(|| {
-        format!("no metadata on the cluster for {id}; pass --metadata FILE")
-    })?;
+    let meta = client
+        .metadata(&view.code_hash)
+        .await
+        .with_context(|| format!("no metadata on the cluster for {id}; pass --metadata FILE"))?;
     Ok(Contract::from_json(&meta.to_string())?)
 }
 
@@ -359,7 +391,12 @@ pub async fn tx(args: TxArgs, ctx: &Ctx) -> Result<()> {
     let submitted = client.submit(&signer, call, !args.no_wait).await?;
     let Some(receipt) = submitted.receipt else {
         ctx.print(
-            || format!("submitted: seq {} request {}", submitted.seq, submitted.request),
+            || {
+                format!(
+                    "submitted: seq {} request {}",
+                    submitted.seq, submitted.request
+                )
+            },
             || json!({"seq": submitted.seq, "request": submitted.request}),
         );
         return Ok(());

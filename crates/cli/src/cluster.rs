@@ -15,7 +15,12 @@ use phat_worker::ledger::{http::RemoteLedger, EmbeddedLedger, Ledger, LedgerConf
 use phat_worker::{Worker, WorkerConfig};
 use tokio::sync::watch;
 
-use crate::calls::{deploy_code, Ctx};
+use crate::calls::{deploy_code, Ctx, DeployRequest};
+
+/// Dev accounts funded at genesis by `phat dev` (`//Alice` …).
+const DEV_ACCOUNTS: [&str; 6] = ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"];
+/// Their native balance.
+const DEV_BALANCE: u128 = 1_000_000_000_000_000_000_000;
 
 /// Arguments of `phat dev`.
 #[derive(Args)]
@@ -154,7 +159,9 @@ async fn supervise(i: usize, args: Vec<String>, log: PathBuf, mut stop: watch::R
             .append(true)
             .open(&log);
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.args(&args).kill_on_drop(true).stdin(std::process::Stdio::null());
+        cmd.args(&args)
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null());
         if let Ok(f) = log_file {
             if let Ok(f2) = f.try_clone() {
                 cmd.stdout(f2);
@@ -216,7 +223,11 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
     }
     let last_port = args.port as usize + 1 + args.workers;
     if last_port > u16::MAX as usize {
-        bail!("--port {} leaves no room for {} workers", args.port, args.workers);
+        bail!(
+            "--port {} leaves no room for {} workers",
+            args.port,
+            args.workers
+        );
     }
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating {}", args.data.display()))?;
@@ -227,6 +238,22 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             .context("opening the ledger")?,
     );
     let head = ledger.head().await?;
+    if head == 0 && ledger.get_meta(phat_worker::GENESIS_KEY).await?.is_none() {
+        // A fresh cluster: fund the dev accounts so contracts can move native value.
+        let mut genesis = Vec::new();
+        for name in DEV_ACCOUNTS {
+            genesis.push((
+                Signer::from_suri(&format!("//{name}"))?.account(),
+                DEV_BALANCE,
+            ));
+        }
+        ledger
+            .put_meta(
+                phat_worker::GENESIS_KEY,
+                parity_scale_codec::Encode::encode(&genesis),
+            )
+            .await?;
+    }
     let ledger_listener = tokio::net::TcpListener::bind(local(ledger_port))
         .await
         .with_context(|| format!("binding the ledger port {ledger_port}"))?;
@@ -286,11 +313,19 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
     let result = match ready {
         Ok(()) => {
             let endpoint = format!("http://127.0.0.1:{}", args.port);
-            println!("phat dev: {} workers, data in {}", args.workers, data.display());
+            println!(
+                "phat dev: {} workers, data in {}",
+                args.workers,
+                data.display()
+            );
             println!("  endpoint  {endpoint}");
             println!("  ledger    http://127.0.0.1:{ledger_port}  (head seq {head})");
+            println!("  accounts  //Alice //Bob //Charlie //Dave //Eve //Ferdie (funded with {DEV_BALANCE})");
             for (i, u) in urls.iter().enumerate() {
-                println!("  worker-{i}  {u}  (log {}/worker-{i}/worker.log)", data.display());
+                println!(
+                    "  worker-{i}  {u}  (log {}/worker-{i}/worker.log)",
+                    data.display()
+                );
             }
             let demo = if args.demo {
                 let demo_ctx = Ctx {
@@ -351,7 +386,12 @@ async fn run_demo(contracts: &std::path::Path, ctx: &Ctx, workers: &[String]) ->
     if let Some(src) = metadata.get_mut("source").and_then(|s| s.as_object_mut()) {
         src.remove("wasm");
     }
-    println!("  {} ({} bytes, code {})", bundle.display(), wasm.len(), artifacts.code_hash);
+    println!(
+        "  {} ({} bytes, code {})",
+        bundle.display(),
+        wasm.len(),
+        artifacts.code_hash
+    );
 
     step(2, "deploying erc20 with a supply of 1,000,000 as //Alice");
     let client = ctx.client()?;
@@ -361,22 +401,25 @@ async fn run_demo(contracts: &std::path::Path, ctx: &Ctx, workers: &[String]) ->
     let d = deploy_code(
         &client,
         &alice,
-        &contract,
-        wasm,
-        &metadata,
-        "new",
-        &["1000000".to_string()],
-        salt,
-        0,
+        DeployRequest {
+            contract: &contract,
+            wasm,
+            metadata: &metadata,
+            constructor: "new",
+            args: &["1000000".to_string()],
+            salt,
+            value: 0,
+        },
     )
     .await?;
-    println!("  contract {}  (seq {}, gas {})", d.id, d.receipt.seq, d.receipt.gas_used);
+    println!(
+        "  contract {}  (seq {}, gas {})",
+        d.id, d.receipt.seq, d.receipt.gas_used
+    );
 
     step(3, "command: transfer 2,500 from //Alice to //Bob");
-    let data = contract.encode_message(
-        "transfer",
-        &[bob.account().to_hex(), "2500".to_string()],
-    )?;
+    let data =
+        contract.encode_message("transfer", &[bob.account().to_hex(), "2500".to_string()])?;
     let sub = client
         .submit(&alice, phat_client::call(d.id, data), true)
         .await?;

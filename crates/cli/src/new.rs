@@ -135,10 +135,7 @@ mod {module} {
 pub fn run(args: NewArgs) -> Result<()> {
     let name = args.name.as_str();
     let valid = !name.is_empty()
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');

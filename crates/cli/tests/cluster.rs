@@ -44,10 +44,17 @@ async fn erc20_through_the_cli_on_two_workers() {
     .unwrap();
     let id = id_of(&deployed);
 
-    let tx = run_json(&ep, &["tx", &id, "transfer", BOB, "2500", "--suri", "//Alice"]);
+    let tx = run_json(
+        &ep,
+        &["tx", &id, "transfer", BOB, "2500", "--suri", "//Alice"],
+    );
     let receipt = &tx["receipt"];
     assert!(receipt["gas_used"].as_u64().unwrap() > 0, "{tx}");
-    assert_eq!(receipt["events"].as_array().unwrap().len(), 1, "one Transfer event: {tx}");
+    assert_eq!(
+        receipt["events"].as_array().unwrap().len(),
+        1,
+        "one Transfer event: {tx}"
+    );
     assert_eq!(tx["decoded"], "Ok(Ok(()))", "{tx}");
     let seq = receipt["seq"].as_u64().unwrap();
 
@@ -69,7 +76,10 @@ async fn erc20_through_the_cli_on_two_workers() {
     );
 
     // A transfer over the balance reverts: non-zero exit, nothing applied.
-    let err = run_fail(&ep, &["tx", &id, "transfer", ALICE, "999999999", "--suri", "//Bob"]);
+    let err = run_fail(
+        &ep,
+        &["tx", &id, "transfer", ALICE, "999999999", "--suri", "//Bob"],
+    );
     assert!(err.contains("reverted"), "{err}");
     let bob = run_json(&ep, &["query", &id, "balance_of", BOB]);
     assert_eq!(bob["decoded"], "Ok(2500)");
@@ -110,7 +120,11 @@ async fn phala_flip_and_cross_deploy_and_answer_through_the_cli() {
     for w in &dev.workers {
         let seq = Client::new(&ep).unwrap().info().await.unwrap().ledger_head;
         wait_seq(w, seq).await;
-        assert_eq!(run_json(w, &["query", &flip, "get"])["decoded"], "false", "{w}");
+        assert_eq!(
+            run_json(w, &["query", &flip, "get"])["decoded"],
+            "false",
+            "{w}"
+        );
     }
     let echo = run_json(&ep, &["query", &flip, "echo", "42", "24"]);
     let text = echo["decoded"].as_str().unwrap();
@@ -128,6 +142,8 @@ async fn phala_flip_and_cross_deploy_and_answer_through_the_cli() {
             cross_meta.to_str().unwrap(),
             "--constructor",
             "new",
+            "--value",
+            "10000000000000000",
         ],
     );
     let cross = id_of(&cross);
@@ -141,7 +157,10 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
     let dev = Dev::start(1).await;
     let ep = dev.endpoint.clone();
     let w = dev.workers[0].clone();
-    let id = id_of(&run_json(&ep, &["deploy", flipper.to_str().unwrap(), "--args", "false"]));
+    let id = id_of(&run_json(
+        &ep,
+        &["deploy", flipper.to_str().unwrap(), "--args", "false"],
+    ));
     let before = Client::new(&w).unwrap().info().await.unwrap();
     let http = reqwest::Client::new();
 
@@ -202,7 +221,9 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
     let mut forged = alice.sign_request(&body);
     forged.signer = Signer::from_suri("//Bob").unwrap().account();
     match client.submit_signed(&forged, true).await {
-        Err(ClientError::Api { status: 401, kind, .. }) => assert_eq!(kind, "bad_signature"),
+        Err(ClientError::Api {
+            status: 401, kind, ..
+        }) => assert_eq!(kind, "bad_signature"),
         other => panic!("forged signature: {other:?}"),
     }
     // A query signature is not a command signature.
@@ -211,7 +232,9 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
         ..body.clone()
     });
     match client.submit_signed(&as_query, true).await {
-        Err(ClientError::Api { status: 400, kind, .. }) => assert_eq!(kind, "wrong_mode"),
+        Err(ClientError::Api {
+            status: 400, kind, ..
+        }) => assert_eq!(kind, "wrong_mode"),
         other => panic!("query as command: {other:?}"),
     }
     // Expired.
@@ -220,21 +243,31 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
         ..body.clone()
     });
     match client.submit_signed(&expired, true).await {
-        Err(ClientError::Api { status: 400, kind, .. }) => assert_eq!(kind, "expired"),
+        Err(ClientError::Api {
+            status: 400, kind, ..
+        }) => assert_eq!(kind, "expired"),
         other => panic!("expired: {other:?}"),
     }
     let good = alice.sign_request(&body);
-    let first = client.submit_signed(&good, true).await.expect("first submission");
+    let first = client
+        .submit_signed(&good, true)
+        .await
+        .expect("first submission");
     assert!(first.receipt.unwrap().result.is_success());
     match client.submit_signed(&good, true).await {
-        Err(ClientError::Api { status: 409, kind, .. }) => assert_eq!(kind, "replayed"),
+        Err(ClientError::Api {
+            status: 409, kind, ..
+        }) => assert_eq!(kind, "replayed"),
         other => panic!("replay: {other:?}"),
     }
     // The replay reaches no ledger: only the one good command was applied.
     let after = Client::new(&w).unwrap().info().await.unwrap();
     assert_eq!(after.seq, before.seq + 1);
     // A replay that goes around the checks (straight into the ledger) is refused when applied.
-    let ledger = format!("http://127.0.0.1:{}", ep.rsplit(':').next().unwrap().parse::<u16>().unwrap() + 1);
+    let ledger = format!(
+        "http://127.0.0.1:{}",
+        ep.rsplit(':').next().unwrap().parse::<u16>().unwrap() + 1
+    );
     let r = http
         .post(format!("{ledger}/ledger/v1/append"))
         .header("content-type", "application/octet-stream")
@@ -260,7 +293,10 @@ async fn dev_resumes_from_its_data_directory() {
     let flipper = bundle("flipper");
     let dev = Dev::start(1).await;
     let ep = dev.endpoint.clone();
-    let id = id_of(&run_json(&ep, &["deploy", flipper.to_str().unwrap(), "--args", "false"]));
+    let id = id_of(&run_json(
+        &ep,
+        &["deploy", flipper.to_str().unwrap(), "--args", "false"],
+    ));
     run_json(&ep, &["tx", &id, "flip"]);
     let before = Client::new(&dev.workers[0]).unwrap().info().await.unwrap();
     let Dev {
@@ -291,4 +327,63 @@ async fn dev_resumes_from_its_data_directory() {
     assert_eq!(after.seq, before.seq);
     assert_eq!(after.state_root, before.state_root);
     assert_eq!(run_json(&ep, &["query", &id, "get"])["decoded"], "Ok(true)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_project_builds_deploys_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("my-counter");
+    let out = phat()
+        .args(["new", "my-counter", "--path", project.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Share the examples' target directory so ink! and core are not rebuilt.
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/target").to_string()
+    });
+    let out = phat()
+        .args(["build", project.to_str().unwrap()])
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "phat build of the new project failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = std::path::Path::new(&target).join("ink/my-counter.contract");
+    assert!(bundle.exists(), "no bundle at {}", bundle.display());
+    // `new` refuses to overwrite, and bad names get a reason.
+    let again = phat()
+        .args(["new", "x", "--path", project.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let bad = phat().args(["new", "9lives"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a valid contract name"));
+
+    let dev = Dev::start(1).await;
+    let ep = dev.endpoint.clone();
+    let id = id_of(&run_json(
+        &ep,
+        &[
+            "deploy",
+            bundle.to_str().unwrap(),
+            "--constructor",
+            "new",
+            "--args",
+            "5",
+        ],
+    ));
+    let tx = run_json(&ep, &["tx", &id, "increment", "3"]);
+    assert_eq!(tx["decoded"], "Ok(8)", "{tx}");
+    assert_eq!(run_json(&ep, &["query", &id, "get"])["decoded"], "Ok(8)");
+    // Only the owner resets.
+    let err = run_fail(&ep, &["tx", &id, "reset", "--suri", "//Bob"]);
+    assert!(err.contains("reverted"), "{err}");
 }

@@ -50,7 +50,10 @@ async fn deploy_counter(client: &Client) -> Counter {
 
 impl Counter {
     fn inc(&self) -> phat_client::primitives::protocol::Call {
-        phat_client::call(self.id, self.contract.encode_message("inc", &["1"]).unwrap())
+        phat_client::call(
+            self.id,
+            self.contract.encode_message("inc", &["1"]).unwrap(),
+        )
     }
 
     /// (value, seq of the snapshot it was read from).
@@ -64,7 +67,9 @@ impl Counter {
         let CallResult::Ok(o) = r.result else {
             panic!("get: {:?}", r.result)
         };
-        let v = <Result<u64, u8>>::decode(&mut &o.data[..]).unwrap().unwrap();
+        let v = <Result<u64, u8>>::decode(&mut &o.data[..])
+            .unwrap()
+            .unwrap();
         (v, r.seq)
     }
 }
@@ -91,15 +96,28 @@ async fn killed_workers_catch_up_with_the_same_state_and_no_lost_or_repeated_com
     let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
     let _ledger = Proc::start(
         "ledger",
-        &["ledger", "--data", &path("ledger"), "--port", &base.to_string()],
+        &[
+            "ledger",
+            "--data",
+            &path("ledger"),
+            "--port",
+            &base.to_string(),
+        ],
         &dir.path().join("ledger.log"),
     );
     let (p0, p1) = ((base + 1).to_string(), (base + 2).to_string());
     let (d0, d1) = (path("w0"), path("w1"));
-    let _w0 = Proc::start("w0", &worker_args(&ledger_url, &d0, &p0), &dir.path().join("w0.log"));
+    let _w0 = Proc::start(
+        "w0",
+        &worker_args(&ledger_url, &d0, &p0),
+        &dir.path().join("w0.log"),
+    );
     let w1_log = dir.path().join("w1.log");
     let mut w1 = Proc::start("w1", &worker_args(&ledger_url, &d1, &p1), &w1_log);
-    let (u0, u1) = (format!("http://127.0.0.1:{p0}"), format!("http://127.0.0.1:{p1}"));
+    let (u0, u1) = (
+        format!("http://127.0.0.1:{p0}"),
+        format!("http://127.0.0.1:{p1}"),
+    );
     wait_up(&u0).await;
     wait_up(&u1).await;
     let c0 = Client::new(&u0).unwrap();
@@ -109,7 +127,8 @@ async fn killed_workers_catch_up_with_the_same_state_and_no_lost_or_repeated_com
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let stop = stop.clone();
-        let (ledger_url, d1, p1, w1_log) = (ledger_url.clone(), d1.clone(), p1.clone(), w1_log.clone());
+        let (ledger_url, d1, p1, w1_log) =
+            (ledger_url.clone(), d1.clone(), p1.clone(), w1_log.clone());
         std::thread::spawn(move || {
             let mut kills = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -131,7 +150,9 @@ async fn killed_workers_catch_up_with_the_same_state_and_no_lost_or_repeated_com
         let (c0, counter, alice, sent) = (c0.clone(), counter.clone(), alice.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             while sent.fetch_add(1, Ordering::Relaxed) < N {
-                c0.submit(&alice, counter.inc(), false).await.expect("submit");
+                c0.submit(&alice, counter.inc(), false)
+                    .await
+                    .expect("submit");
             }
         }));
     }
@@ -148,14 +169,21 @@ async fn killed_workers_catch_up_with_the_same_state_and_no_lost_or_repeated_com
     wait_up(&u1).await;
     let i1 = wait_seq(&u1, head).await;
     assert_eq!(i0.seq, i1.seq);
-    assert_eq!(i0.state_root, i1.state_root, "state roots differ after {kills} kills");
+    assert_eq!(
+        i0.state_root, i1.state_root,
+        "state roots differ after {kills} kills"
+    );
     // Every increment applied exactly once on both workers.
     let c1 = Client::new(&u1).unwrap();
     assert_eq!(counter.get(&c0, Some(head)).await.0, N);
     assert_eq!(counter.get(&c1, Some(head)).await.0, N);
     // Receipts are identical, seq by seq.
     for seq in (1..=head).step_by(97).chain([head]) {
-        assert_eq!(c0.receipt(seq).await.unwrap(), c1.receipt(seq).await.unwrap(), "seq {seq}");
+        assert_eq!(
+            c0.receipt(seq).await.unwrap(),
+            c1.receipt(seq).await.unwrap(),
+            "seq {seq}"
+        );
     }
 }
 
@@ -165,8 +193,14 @@ async fn a_killed_ledger_loses_no_acknowledged_command() {
     let base = free_ports(2);
     let ledger_url = format!("http://127.0.0.1:{base}");
     let ledger_dir = dir.path().join("ledger");
-    let ledger_args = ["ledger", "--data", ledger_dir.to_str().unwrap(), "--port", &base.to_string()]
-        .map(String::from);
+    let ledger_args = [
+        "ledger",
+        "--data",
+        ledger_dir.to_str().unwrap(),
+        "--port",
+        &base.to_string(),
+    ]
+    .map(String::from);
     let args: Vec<&str> = ledger_args.iter().map(|s| s.as_str()).collect();
     let mut ledger = Proc::start("ledger", &args, &dir.path().join("ledger.log"));
     let wport = (base + 1).to_string();
@@ -185,7 +219,8 @@ async fn a_killed_ledger_loses_no_acknowledged_command() {
     let alice = Signer::from_suri("//Alice").unwrap();
     let mut tasks = Vec::new();
     for _ in 0..32 {
-        let (client, counter, alice, stop) = (client.clone(), counter.clone(), alice.clone(), stop.clone());
+        let (client, counter, alice, stop) =
+            (client.clone(), counter.clone(), alice.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut failed = 0u64;
@@ -215,7 +250,11 @@ async fn a_killed_ledger_loses_no_acknowledged_command() {
         failed += f;
     }
     assert!(failed > 0, "no submission failed: the ledger was not down");
-    assert!(acked.len() > 100, "too few acknowledged commands: {}", acked.len());
+    assert!(
+        acked.len() > 100,
+        "too few acknowledged commands: {}",
+        acked.len()
+    );
     let head = ledger_head(&ledger_url).await;
     wait_seq(&url, head).await;
     // Every acknowledged command is in the ledger at the seq it was given, and was applied.
@@ -225,7 +264,11 @@ async fn a_killed_ledger_loses_no_acknowledged_command() {
         assert!(r.result.is_success(), "seq {seq}: {:?}", r.result);
     }
     let (value, _) = counter.get(&client, Some(head)).await;
-    assert_eq!(value, head - counter.deployed_at, "every entry after the deploy is one increment");
+    assert_eq!(
+        value,
+        head - counter.deployed_at,
+        "every entry after the deploy is one increment"
+    );
     assert!(value >= acked.len() as u64);
 }
 
@@ -240,10 +283,14 @@ async fn parallel_queries_see_consistent_snapshots_while_commands_apply() {
     let sent = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
     for _ in 0..16 {
-        let (client, counter, alice, sent) = (client.clone(), counter.clone(), alice.clone(), sent.clone());
+        let (client, counter, alice, sent) =
+            (client.clone(), counter.clone(), alice.clone(), sent.clone());
         writers.push(tokio::spawn(async move {
             while sent.fetch_add(1, Ordering::Relaxed) < N {
-                client.submit(&alice, counter.inc(), false).await.expect("submit");
+                client
+                    .submit(&alice, counter.inc(), false)
+                    .await
+                    .expect("submit");
             }
         }));
     }
@@ -258,7 +305,11 @@ async fn parallel_queries_see_consistent_snapshots_while_commands_apply() {
                 let (value, seq) = counter.get(&client, None).await;
                 // Only increments follow the deploy, so a consistent snapshot at `seq` holds
                 // exactly `seq - deployed_at`.
-                assert_eq!(value, seq - counter.deployed_at, "torn snapshot at seq {seq}");
+                assert_eq!(
+                    value,
+                    seq - counter.deployed_at,
+                    "torn snapshot at seq {seq}"
+                );
                 checked += 1;
                 seqs.insert(seq);
             }
@@ -277,6 +328,9 @@ async fn parallel_queries_see_consistent_snapshots_while_commands_apply() {
         assert!(checked > 0);
         distinct += seqs;
     }
-    assert!(distinct > 8, "queries saw only {distinct} distinct snapshots while commands applied");
+    assert!(
+        distinct > 8,
+        "queries saw only {distinct} distinct snapshots while commands applied"
+    );
     assert_eq!(counter.get(&client, Some(head)).await.0, N);
 }

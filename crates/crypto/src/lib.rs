@@ -116,7 +116,10 @@ mod tests {
             alice.account().to_hex(),
             "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
         );
-        assert_ne!(Signer::from_suri("//Bob").unwrap().account(), alice.account());
+        assert_ne!(
+            Signer::from_suri("//Bob").unwrap().account(),
+            alice.account()
+        );
     }
 
     #[test]
@@ -126,19 +129,31 @@ mod tests {
         assert_eq!(verify_request(&req).unwrap(), body());
         let mut forged = req.clone();
         forged.signer = Signer::from_suri("//Bob").unwrap().account();
-        assert!(matches!(verify_request(&forged), Err(CryptoError::BadSignature(_))));
+        assert!(matches!(
+            verify_request(&forged),
+            Err(CryptoError::BadSignature(_))
+        ));
         let mut tampered = req.clone();
         let mut b = body();
         b.nonce = 8;
         tampered.body = Bytes(b.encode());
-        assert!(matches!(verify_request(&tampered), Err(CryptoError::BadSignature(_))));
+        assert!(matches!(
+            verify_request(&tampered),
+            Err(CryptoError::BadSignature(_))
+        ));
         let mut garbage = req;
         garbage.body = Bytes(vec![0xff]);
-        assert!(matches!(verify_request(&garbage), Err(CryptoError::MalformedBody(_))));
+        assert!(matches!(
+            verify_request(&garbage),
+            Err(CryptoError::MalformedBody(_))
+        ));
     }
 
     #[test]
     fn bad_suri_is_an_error() {
-        assert!(matches!(Signer::from_suri("not a uri ///"), Err(CryptoError::BadSuri(_))));
+        assert!(matches!(
+            Signer::from_suri("not a uri ///"),
+            Err(CryptoError::BadSuri(_))
+        ));
     }
 }

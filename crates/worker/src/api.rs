@@ -196,7 +196,13 @@ async fn put_metadata(
             "metadata must be a JSON object",
         ));
     }
-    if w.inner.ledger.get_code(&hash).await.map_err(ledger_err)?.is_none() {
+    if w.inner
+        .ledger
+        .get_code(&hash)
+        .await
+        .map_err(ledger_err)?
+        .is_none()
+    {
         return Err(ApiErr::new(
             StatusCode::NOT_FOUND,
             "unknown_code",
@@ -213,7 +219,10 @@ async fn put_metadata(
 }
 
 /// The ink! metadata stored for code.
-async fn get_metadata(State(w): State<Worker>, Path(hash): Path<String>) -> Result<Response, ApiErr> {
+async fn get_metadata(
+    State(w): State<Worker>,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiErr> {
     let hash = parse_code_hash(&hash)?;
     match w
         .inner
@@ -236,7 +245,11 @@ fn ledger_err(e: phat_ledger::LedgerError) -> ApiErr {
         phat_ledger::LedgerError::TooLarge { .. } => {
             ApiErr::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
         }
-        _ => ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()),
+        _ => ApiErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_unavailable",
+            e.to_string(),
+        ),
     }
 }
 
@@ -309,14 +322,22 @@ async fn submit_inner(
     let body = verify(w, &req, Mode::Command)?;
     let checked = precheck(w, &body.call).await;
     if let Err(e) = checked {
-        w.inner.recent_nonces.lock().map.remove(&(req.signer, body.nonce));
+        w.inner
+            .recent_nonces
+            .lock()
+            .map
+            .remove(&(req.signer, body.nonce));
         return Err(e);
     }
     let request = req.hash();
     let appended = match w.inner.ledger.append(req.encode()).await {
         Ok(a) => a,
         Err(e) => {
-            w.inner.recent_nonces.lock().map.remove(&(req.signer, body.nonce));
+            w.inner
+                .recent_nonces
+                .lock()
+                .map
+                .remove(&(req.signer, body.nonce));
             return Err(ledger_err(e));
         }
     };
@@ -362,7 +383,13 @@ async fn precheck_once(w: &Worker, call: &Call) -> Result<(), ApiErr> {
             if snap.get(&StateKey::Code(*code_hash))?.is_some() {
                 return Ok(());
             }
-            match w.inner.ledger.get_code(code_hash).await.map_err(ledger_err)? {
+            match w
+                .inner
+                .ledger
+                .get_code(code_hash)
+                .await
+                .map_err(ledger_err)?
+            {
                 Some(_) => Ok(()),
                 None => Err(ApiErr::new(
                     StatusCode::NOT_FOUND,
@@ -377,7 +404,8 @@ async fn precheck_once(w: &Worker, call: &Call) -> Result<(), ApiErr> {
 /// Waits until this worker has applied `seq`.
 async fn wait_applied(w: &Worker, seq: Seq) -> Result<(), ApiErr> {
     let mut rx = w.inner.applied.subscribe();
-    let waited = tokio::time::timeout(w.inner.config.wait_timeout, rx.wait_for(|s| *s >= seq)).await;
+    let waited =
+        tokio::time::timeout(w.inner.config.wait_timeout, rx.wait_for(|s| *s >= seq)).await;
     match waited {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(_)) => Err(ApiErr::internal("the apply loop stopped")),
@@ -403,16 +431,19 @@ fn read_receipt(w: &Worker, seq: Seq) -> Result<Receipt, ApiErr> {
         ApiErr::new(
             StatusCode::NOT_FOUND,
             "unknown_receipt",
-            format!("no receipt for seq {seq} (applied up to {})", w.applied_seq()),
+            format!(
+                "no receipt for seq {seq} (applied up to {})",
+                w.applied_seq()
+            ),
         )
     })?;
     Receipt::decode(&mut &raw[..]).map_err(ApiErr::internal)
 }
 
 async fn receipt(State(w): State<Worker>, Path(seq): Path<String>) -> ApiResult<Receipt> {
-    let seq: Seq = seq.parse().map_err(|_| {
-        ApiErr::new(StatusCode::BAD_REQUEST, "malformed", "seq must be a number")
-    })?;
+    let seq: Seq = seq
+        .parse()
+        .map_err(|_| ApiErr::new(StatusCode::BAD_REQUEST, "malformed", "seq must be a number"))?;
     read_receipt(&w, seq).map(Json)
 }
 
@@ -449,10 +480,7 @@ async fn query_inner(
         }
     }
     if let Some(dest) = body.call.dest() {
-        let known = w.inner.store.snapshot()?.get(&StateKey::Contract(dest))?.is_some();
-        if !known {
-            catch_up(w).await?;
-        }
+        known_contract(w, &dest).await?;
     }
     let w2 = w.clone();
     let caller = request.signer;
@@ -464,11 +492,13 @@ async fn query_inner(
 fn run_query(w: &Worker, caller: AccountId, call: Call) -> Result<QueryResponse, ApiErr> {
     let snap = Arc::new(w.inner.store.snapshot()?);
     let head = snap.head();
+    let now = now_ms();
+    let extension = Arc::new(crate::extension::WorkerExtension::new(None, now));
     let ctx = ExecContext {
         mode: Mode::Query,
         block_number: u32::try_from(head.seq).unwrap_or(u32::MAX),
-        timestamp: now_ms(),
-        extension: Arc::new(phat_runtime::NoExtension),
+        timestamp: now,
+        extension: extension.clone(),
     };
     let mut session = w
         .inner
@@ -482,7 +512,10 @@ fn run_query(w: &Worker, caller: AccountId, call: Call) -> Result<QueryResponse,
             gas_limit,
         } => {
             contract_info(&snap, &dest)?;
-            (session.call(caller, dest, value, data.0, gas_limit), Some(dest))
+            (
+                session.call(caller, dest, value, data.0, gas_limit),
+                Some(dest),
+            )
         }
         Call::Instantiate {
             code_hash,
@@ -511,6 +544,9 @@ fn run_query(w: &Worker, caller: AccountId, call: Call) -> Result<QueryResponse,
             });
         }
     }
+    for record in extension.take_logs() {
+        let _ = w.inner.logs.send(record);
+    }
     let (result, events, gas_used) = outcome_parts(result);
     Ok(QueryResponse {
         result,
@@ -532,9 +568,20 @@ fn parse_id(id: &str) -> Result<AccountId, ApiErr> {
     })
 }
 
+/// The contract `id`, catching up with the ledger once if this worker does not know it yet.
+async fn known_contract(w: &Worker, id: &AccountId) -> Result<ContractInfo, ApiErr> {
+    match contract_info(&w.inner.store.snapshot()?, id) {
+        Err(e) if e.0 == StatusCode::NOT_FOUND => {
+            catch_up(w).await?;
+            contract_info(&w.inner.store.snapshot()?, id)
+        }
+        r => r,
+    }
+}
+
 async fn contract(State(w): State<Worker>, Path(id): Path<String>) -> ApiResult<ContractView> {
     let id = parse_id(&id)?;
-    let info = contract_info(&w.inner.store.snapshot()?, &id)?;
+    let info = known_contract(&w, &id).await?;
     Ok(Json(ContractView {
         id,
         code_hash: info.code_hash,
@@ -562,8 +609,7 @@ fn stored_logs(
     after: Option<u64>,
     limit: usize,
 ) -> Result<Vec<IndexedLog>, ApiErr> {
-    Ok(w
-        .inner
+    Ok(w.inner
         .store
         .logs(id, after, limit)?
         .into_iter()
@@ -584,7 +630,7 @@ async fn logs(
     Query(p): Query<LogParams>,
 ) -> Result<Json<Vec<IndexedLog>>, ApiErr> {
     let id = parse_id(&id)?;
-    contract_info(&w.inner.store.snapshot()?, &id)?;
+    known_contract(&w, &id).await?;
     let limit = p.limit.unwrap_or(1000).min(10_000);
     stored_logs(&w, &id, p.after, limit).map(Json)
 }
@@ -595,11 +641,15 @@ async fn log_stream(
     Query(p): Query<LogParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiErr> {
     let id = parse_id(&id)?;
-    contract_info(&w.inner.store.snapshot()?, &id)?;
+    known_contract(&w, &id).await?;
     // Subscribe before reading history so nothing falls between the two.
     let live = tokio_stream::wrappers::BroadcastStream::new(w.inner.logs.subscribe());
     let history = stored_logs(&w, &id, p.after, p.limit.unwrap_or(100).min(10_000))?;
-    let last_seq = history.iter().filter_map(|l| l.record.seq).max().unwrap_or(0);
+    let last_seq = history
+        .iter()
+        .filter_map(|l| l.record.seq)
+        .max()
+        .unwrap_or(0);
     let history = futures::stream::iter(history);
     let live = live.filter_map(move |r| {
         let keep = match r {

@@ -54,10 +54,22 @@ pub(crate) async fn run(
                 .fetch_max(last.seq, Ordering::Relaxed);
         }
         let code = fetch_missing_code(&worker, &entries).await;
+        let genesis = if from == 1 {
+            match genesis(&worker).await {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::warn!("cannot read the cluster genesis: {e}");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            }
+        } else {
+            Vec::new()
+        };
         let w = worker.clone();
         let started = std::time::Instant::now();
         let n = entries.len();
-        let result = tokio::task::spawn_blocking(move || apply_batch(&w, entries, &code))
+        let result = tokio::task::spawn_blocking(move || apply_batch(&w, entries, &code, &genesis))
             .await
             .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
         match result {
@@ -99,7 +111,9 @@ async fn fetch_missing_code(
         let phat_primitives::protocol::Call::Instantiate { code_hash, .. } = body.call else {
             continue;
         };
-        if out.contains_key(&code_hash) || matches!(snap.get(&StateKey::Code(code_hash)), Ok(Some(_))) {
+        if out.contains_key(&code_hash)
+            || matches!(snap.get(&StateKey::Code(code_hash)), Ok(Some(_)))
+        {
             continue;
         }
         for attempt in 0.. {
@@ -116,18 +130,47 @@ async fn fetch_missing_code(
     out
 }
 
+/// The ledger metadata key of the cluster's genesis balances (SCALE `Vec<(AccountId, u128)>`).
+pub const GENESIS_KEY: &str = "genesis";
+
+/// The cluster's genesis balances, applied before command 1 (`phat dev` funds the dev
+/// accounts so contracts can move value).
+async fn genesis(
+    worker: &Worker,
+) -> Result<Vec<(AccountId, phat_primitives::Balance)>, WorkerError> {
+    match worker.inner.ledger.get_meta(GENESIS_KEY).await? {
+        None => Ok(Vec::new()),
+        Some(raw) => Vec::<(AccountId, phat_primitives::Balance)>::decode(&mut &raw[..])
+            .map_err(|e| WorkerError::Apply(format!("genesis does not decode: {e}"))),
+    }
+}
+
 /// Applies `entries` and commits them in one store transaction. Returns the new head and the
 /// log records to publish.
 fn apply_batch(
     worker: &Worker,
     entries: Vec<LedgerEntry>,
     code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
+    genesis: &[(AccountId, phat_primitives::Balance)],
 ) -> Result<(Head, Vec<LogRecord>), WorkerError> {
     let inner = &worker.inner;
     let snap = Arc::new(inner.store.snapshot()?);
     let mut head = snap.head();
     let pending: Arc<RwLock<ChangeSet>> = Arc::default();
     let mut batch = Batch::default();
+    if head.seq == 0 && !genesis.is_empty() {
+        let mut session = inner.runtime.session(
+            Arc::new(crate::state::SnapshotState(snap.clone())),
+            ExecContext::new(Mode::Command),
+        );
+        for (who, amount) in genesis {
+            session.set_balance(who, *amount);
+        }
+        let changes = session.into_changes();
+        head.state_root = chain_root(&head.state_root, 0, &changes, &blake2_256(b"phat/genesis"));
+        batch.writes.extend(changes.clone());
+        pending.write().extend(changes);
+    }
     let mut nonces: HashSet<(AccountId, u64)> = HashSet::new();
     let mut logs = Vec::new();
     for entry in entries {
@@ -182,7 +225,12 @@ struct Applied {
     logs: Vec<LogRecord>,
 }
 
-fn reject(entry: &LedgerEntry, req: Option<&SignedRequest>, kind: &str, message: String) -> Applied {
+fn reject(
+    entry: &LedgerEntry,
+    req: Option<&SignedRequest>,
+    kind: &str,
+    message: String,
+) -> Applied {
     Applied {
         receipt: Receipt {
             seq: entry.seq,
@@ -240,7 +288,12 @@ fn apply_one(
     code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
 ) -> Result<Applied, WorkerError> {
     let Ok(req) = SignedRequest::decode(&mut &entry.payload[..]) else {
-        return Ok(reject(entry, None, "malformed", "the ledger entry is not a signed request".into()));
+        return Ok(reject(
+            entry,
+            None,
+            "malformed",
+            "the ledger entry is not a signed request".into(),
+        ));
     };
     let body = match phat_crypto::verify_request(&req) {
         Ok(b) => b,
@@ -262,11 +315,15 @@ fn apply_one(
         ));
     }
     nonces.insert(key);
+    let extension = Arc::new(crate::extension::WorkerExtension::new(
+        Some(entry.seq),
+        entry.timestamp,
+    ));
     let ctx = ExecContext {
         mode: Mode::Command,
         block_number: u32::try_from(entry.seq).unwrap_or(u32::MAX),
         timestamp: entry.timestamp,
-        extension: Arc::new(phat_runtime::NoExtension),
+        extension: extension.clone(),
     };
     let state = Arc::new(Layered {
         base: snap.clone(),
@@ -308,7 +365,8 @@ fn apply_one(
         Err(_) => ChangeSet::new(),
     };
     let target = body.call.dest();
-    let logs = command_logs(entry, &result, target);
+    let mut logs = extension.take_logs();
+    logs.extend(command_logs(entry, &result, target));
     let (result, events, gas_used) = outcome_parts(result);
     Ok(Applied {
         receipt: Receipt {

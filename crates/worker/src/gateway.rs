@@ -99,7 +99,13 @@ async fn forward(State(g): State<Gateway>, req: Request) -> Response {
                 return out;
             }
             Err(e) if e.is_connect() => last_err = format!("{base}: {e}"),
-            Err(e) => return error(StatusCode::BAD_GATEWAY, "worker_failed", format!("{base}: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "worker_failed",
+                    format!("{base}: {e}"),
+                )
+            }
         }
     }
     error(

@@ -21,6 +21,7 @@
 
 mod api;
 mod apply;
+mod extension;
 pub mod gateway;
 mod metrics;
 mod state;
@@ -38,6 +39,7 @@ use phat_runtime::Runtime;
 use phat_store::Store;
 use tokio::sync::{broadcast, watch};
 
+pub use apply::GENESIS_KEY;
 pub use phat_ledger as ledger;
 pub use phat_ledger::Ledger;
 

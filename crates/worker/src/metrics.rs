@@ -52,7 +52,11 @@ impl Metrics {
             submissions.clone(),
         );
         let applied = Counter::default();
-        registry.register("commands_applied", "Ledger entries applied", applied.clone());
+        registry.register(
+            "commands_applied",
+            "Ledger entries applied",
+            applied.clone(),
+        );
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
         registry.register(
             "apply_batch_size",
@@ -66,7 +70,11 @@ impl Metrics {
             batch_seconds.clone(),
         );
         let applied_seq = Gauge::default();
-        registry.register("applied_seq", "Last applied sequence number", applied_seq.clone());
+        registry.register(
+            "applied_seq",
+            "Last applied sequence number",
+            applied_seq.clone(),
+        );
         Self {
             registry,
             queries,
