@@ -1,0 +1,193 @@
+//! In-process workers over one embedded ledger: determinism across batch sizes, the API's
+//! documents (OpenAPI, metrics, health).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use phat_client::primitives::protocol::CallResult;
+use phat_client::{Client, Contract, Signer};
+use phat_worker::ledger::{EmbeddedLedger, Ledger, LedgerConfig};
+use phat_worker::{Worker, WorkerConfig};
+
+fn erc20() -> Contract {
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../contracts/erc20/Cargo.toml"
+    );
+    let a = phat_builder::build(&phat_builder::BuildOptions::new(manifest), |_| {}).unwrap();
+    Contract::load(a.bundle.unwrap()).unwrap()
+}
+
+/// Starts a worker on 127.0.0.1:0; returns its URL and a stop switch.
+async fn start(
+    name: &str,
+    dir: &std::path::Path,
+    ledger: Arc<dyn Ledger>,
+    batch: usize,
+) -> (Worker, String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = WorkerConfig::new(name, dir.join(name), addr);
+    config.apply_batch = batch;
+    let worker = Worker::open(config, ledger).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let w = worker.clone();
+    tokio::spawn(async move {
+        w.serve(listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap()
+    });
+    (worker, format!("http://{addr}"), tx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_roots_do_not_depend_on_batching_or_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger: Arc<dyn Ledger> = Arc::new(
+        EmbeddedLedger::open(&dir.path().join("ledger.redb"), LedgerConfig::default()).unwrap(),
+    );
+    let erc20 = erc20();
+    // Worker A applies one entry per commit and follows live; B starts late with big batches.
+    let (a, url_a, stop_a) = start("a", dir.path(), ledger.clone(), 1).await;
+    let client = Client::new(&url_a).unwrap();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let code = client
+        .upload_code(erc20.wasm().unwrap().to_vec())
+        .await
+        .unwrap();
+    let deploy = client
+        .submit(
+            &alice,
+            phat_client::instantiate(
+                code,
+                erc20.encode_constructor("new", &["1000000"]).unwrap(),
+                vec![],
+            ),
+            true,
+        )
+        .await
+        .unwrap();
+    let CallResult::Ok(o) = deploy.receipt.unwrap().result else {
+        panic!("deploy")
+    };
+    let id = o.address.unwrap();
+    let mut last = 0;
+    for i in 0..200u32 {
+        let to = Signer::from_suri(&format!("//user{}", i % 7))
+            .unwrap()
+            .account();
+        let data = erc20
+            .encode_message("transfer", &[to.to_hex(), format!("{}", i + 1)])
+            .unwrap();
+        last = client
+            .submit(&alice, phat_client::call(id, data), false)
+            .await
+            .unwrap()
+            .seq;
+    }
+    // One command that fails and one that reverts are part of the history too.
+    let bob = Signer::from_suri("//Bob").unwrap();
+    let data = erc20
+        .encode_message("transfer", &[alice.account().to_hex(), "999999999".into()])
+        .unwrap();
+    last = last.max(
+        client
+            .submit(&bob, phat_client::call(id, data), true)
+            .await
+            .unwrap()
+            .seq,
+    );
+    let (b, url_b, stop_b) = start("b", dir.path(), ledger.clone(), 4096).await;
+    for w in [&a, &b] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while w.applied_seq() < last {
+            assert!(std::time::Instant::now() < deadline, "worker stuck");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let ia = Client::new(&url_a).unwrap().info().await.unwrap();
+    let ib = Client::new(&url_b).unwrap().info().await.unwrap();
+    assert_eq!(ia.seq, ib.seq);
+    assert_eq!(ia.state_root, ib.state_root);
+    let cb = Client::new(&url_b).unwrap();
+    for seq in 1..=last {
+        assert_eq!(
+            client.receipt(seq).await.unwrap(),
+            cb.receipt(seq).await.unwrap()
+        );
+    }
+    let _ = stop_a.send(());
+    let _ = stop_b.send(());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_health_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger: Arc<dyn Ledger> = Arc::new(
+        EmbeddedLedger::open(&dir.path().join("ledger.redb"), LedgerConfig::default()).unwrap(),
+    );
+    let (_w, url, stop) = start("w", dir.path(), ledger, 64).await;
+    let http = reqwest::Client::new();
+    let health = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let doc: serde_json::Value = http
+        .get(format!("{url}/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    // Every documented worker path is served (not the router's empty 404).
+    for (path, ops) in paths {
+        if path == "/v1/cluster" {
+            continue; // the `phat dev` endpoint's
+        }
+        let concrete = path
+            .replace("{seq}", "1")
+            .replace("{id}", &format!("0x{}", "00".repeat(32)))
+            .replace("{hash}", &format!("0x{}", "00".repeat(32)));
+        for method in ops.as_object().unwrap().keys() {
+            let req = match method.as_str() {
+                "get" => http.get(format!("{url}{concrete}")),
+                "post" => http
+                    .post(format!("{url}{concrete}"))
+                    .header("content-type", "application/json")
+                    .body("{}"),
+                other => panic!("undocumented method {other}"),
+            };
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            let body = resp.text().await.unwrap();
+            assert!(
+                !(status == 404 && body.is_empty()) && status != 405,
+                "{method} {path} is documented but not served ({status})"
+            );
+        }
+    }
+
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "phat_queries",
+        "phat_commands_applied_total",
+        "phat_applied_seq",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    let _ = stop.send(());
+}
