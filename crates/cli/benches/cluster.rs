@@ -88,17 +88,7 @@ async fn main() {
     let base = free_ports(3);
     let ledger_url = format!("http://127.0.0.1:{base}");
     let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
-    let _ledger = Proc::start(
-        "ledger",
-        &[
-            "ledger",
-            "--data",
-            &path("ledger"),
-            "--port",
-            &base.to_string(),
-        ],
-        &dir.path().join("ledger.log"),
-    );
+    let _ledger = start_ledger(dir.path(), base);
     let mut workers = Vec::new();
     let mut urls = Vec::new();
     for i in 0..2u16 {

@@ -94,17 +94,7 @@ async fn killed_workers_catch_up_with_the_same_state_and_no_lost_or_repeated_com
     let base = free_ports(3);
     let ledger_url = format!("http://127.0.0.1:{base}");
     let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
-    let _ledger = Proc::start(
-        "ledger",
-        &[
-            "ledger",
-            "--data",
-            &path("ledger"),
-            "--port",
-            &base.to_string(),
-        ],
-        &dir.path().join("ledger.log"),
-    );
+    let _ledger = start_ledger(dir.path(), base);
     let (p0, p1) = ((base + 1).to_string(), (base + 2).to_string());
     let (d0, d1) = (path("w0"), path("w1"));
     let _w0 = Proc::start(

@@ -227,12 +227,7 @@ fn read_range(db: &Database, from: Seq, to: Seq) -> Result<Vec<LedgerEntry>, Led
 impl Ledger for EmbeddedLedger {
     async fn append(&self, payload: Vec<u8>) -> Result<Appended, LedgerError> {
         let max = self.inner.config.max_payload;
-        if payload.len() > max {
-            return Err(LedgerError::TooLarge {
-                size: payload.len(),
-                max,
-            });
-        }
+        check_size(payload.len(), max)?;
         let (reply, rx) = oneshot::channel();
         self.submit(WriteRequest::Append { payload, reply })?;
         rx.await.map_err(|_| LedgerError::Closed)?
@@ -271,12 +266,7 @@ impl Ledger for EmbeddedLedger {
 
     async fn put_code(&self, wasm: Vec<u8>) -> Result<CodeHash, LedgerError> {
         let max = self.inner.config.max_code;
-        if wasm.len() > max {
-            return Err(LedgerError::TooLarge {
-                size: wasm.len(),
-                max,
-            });
-        }
+        check_size(wasm.len(), max)?;
         let hash = CodeHash::of(&wasm);
         let (reply, rx) = oneshot::channel();
         self.submit(WriteRequest::PutCode { hash, wasm, reply })?;
@@ -298,12 +288,7 @@ impl Ledger for EmbeddedLedger {
     async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<(), LedgerError> {
         check_meta_key(key)?;
         let max = self.inner.config.max_payload;
-        if value.len() > max {
-            return Err(LedgerError::TooLarge {
-                size: value.len(),
-                max,
-            });
-        }
+        check_size(value.len(), max)?;
         let (reply, rx) = oneshot::channel();
         self.submit(WriteRequest::PutMeta {
             key: key.to_owned(),
@@ -479,4 +464,12 @@ mod tests {
         assert_eq!(decode_log_value(&bytes).unwrap(), (42, b"payload".to_vec()));
         assert!(matches!(decode_log_value(&[1, 2]), Err(LedgerError::Io(_))));
     }
+}
+
+/// Refuses a payload, blob or value of `size` bytes over `max`.
+fn check_size(size: usize, max: usize) -> Result<(), LedgerError> {
+    if size > max {
+        return Err(LedgerError::TooLarge { size, max });
+    }
+    Ok(())
 }

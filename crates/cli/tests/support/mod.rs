@@ -82,6 +82,22 @@ impl Drop for Proc {
     }
 }
 
+/// Starts `phat ledger` with its data in `dir/ledger` on `port`.
+pub fn start_ledger(dir: &Path, port: u16) -> Proc {
+    let data = dir.join("ledger");
+    Proc::start(
+        "ledger",
+        &[
+            "ledger",
+            "--data",
+            data.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+        ],
+        &dir.join("ledger.log"),
+    )
+}
+
 /// Builds `contracts/<name>` and returns its `.contract` bundle.
 pub fn bundle(name: &str) -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
