@@ -415,6 +415,14 @@ impl Writer {
     }
 }
 
+/// Refuses a payload, blob or value of `size` bytes over `max`.
+fn check_size(size: usize, max: usize) -> Result<(), LedgerError> {
+    if size > max {
+        return Err(LedgerError::TooLarge { size, max });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,12 +472,4 @@ mod tests {
         assert_eq!(decode_log_value(&bytes).unwrap(), (42, b"payload".to_vec()));
         assert!(matches!(decode_log_value(&[1, 2]), Err(LedgerError::Io(_))));
     }
-}
-
-/// Refuses a payload, blob or value of `size` bytes over `max`.
-fn check_size(size: usize, max: usize) -> Result<(), LedgerError> {
-    if size > max {
-        return Err(LedgerError::TooLarge { size, max });
-    }
-    Ok(())
 }

@@ -191,3 +191,65 @@ async fn documents_health_and_metrics() {
     }
     let _ = stop.send(());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_stream_delivers_history_then_live_records() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger: Arc<dyn Ledger> = Arc::new(
+        EmbeddedLedger::open(&dir.path().join("ledger.redb"), LedgerConfig::default()).unwrap(),
+    );
+    let (_w, url, stop) = start("w", dir.path(), ledger, 64).await;
+    let client = Client::new(&url).unwrap();
+    let erc20 = erc20();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let code = client
+        .upload_code(erc20.wasm().unwrap().to_vec())
+        .await
+        .unwrap();
+    let deploy = client
+        .submit(
+            &alice,
+            phat_client::instantiate(
+                code,
+                erc20.encode_constructor("new", &["100"]).unwrap(),
+                vec![],
+            ),
+            true,
+        )
+        .await
+        .unwrap();
+    let CallResult::Ok(o) = deploy.receipt.unwrap().result else {
+        panic!("deploy")
+    };
+    let id = o.address.unwrap();
+    // The constructor's Transfer event is history by now.
+    let history = client.logs(&id).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].level, "event");
+
+    let mut stream = Box::pin(client.follow_logs(&id).await.unwrap());
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("history record")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, history[0]);
+    let bob = Signer::from_suri("//Bob").unwrap().account();
+    let data = erc20
+        .encode_message("transfer", &[bob.to_hex(), "7".into()])
+        .unwrap();
+    let sub = client
+        .submit(&alice, phat_client::call(id, data), true)
+        .await
+        .unwrap();
+    let live = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("live record")
+        .unwrap()
+        .unwrap();
+    assert_eq!(live.seq, Some(sub.seq));
+    assert_eq!(live.level, "event");
+    assert_eq!(live.contract, id);
+    let _ = stop.send(());
+}
