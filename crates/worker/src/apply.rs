@@ -173,10 +173,28 @@ fn apply_batch(
     }
     let mut nonces: HashSet<(AccountId, u64)> = HashSet::new();
     let mut logs = Vec::new();
-    for entry in entries {
-        if entry.seq <= head.seq {
-            continue; // already applied (a re-read after a restart)
-        }
+    let entries: Vec<LedgerEntry> = entries.into_iter().filter(|e| e.seq > head.seq).collect();
+    // Decode every entry and check all signatures in one batch.
+    let requests: Vec<Option<SignedRequest>> = entries
+        .iter()
+        .map(|e| SignedRequest::decode(&mut &e.payload[..]).ok())
+        .collect();
+    let decoded: Vec<&SignedRequest> = requests.iter().flatten().collect();
+    let mut verified = phat_crypto::verify_requests(&decoded).into_iter();
+    let requests: Vec<_> = requests
+        .into_iter()
+        .map(|r| {
+            r.map(|r| {
+                let body = verified.next().unwrap_or_else(|| {
+                    Err(phat_crypto::CryptoError::MalformedBody(
+                        "missing verification".into(),
+                    ))
+                });
+                (r, body)
+            })
+        })
+        .collect();
+    for (entry, req) in entries.iter().zip(requests) {
         if entry.seq != head.seq + 1 {
             return Err(WorkerError::Apply(format!(
                 "ledger gap: expected seq {}, got {}",
@@ -184,7 +202,7 @@ fn apply_batch(
                 entry.seq
             )));
         }
-        let applied = apply_one(worker, &snap, &pending, &mut nonces, &entry, code)?;
+        let applied = apply_one(worker, &snap, &pending, &mut nonces, entry, req, code)?;
         let mut receipt = applied.receipt;
         let digest = blake2_256(&receipt.encode());
         receipt.state_root = chain_root(&head.state_root, entry.seq, &applied.changes, &digest);
@@ -285,9 +303,10 @@ fn apply_one(
     pending: &Arc<RwLock<ChangeSet>>,
     nonces: &mut HashSet<(AccountId, u64)>,
     entry: &LedgerEntry,
+    request: Option<(SignedRequest, Result<RequestBody, phat_crypto::CryptoError>)>,
     code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
 ) -> Result<Applied, WorkerError> {
-    let Ok(req) = SignedRequest::decode(&mut &entry.payload[..]) else {
+    let Some((req, body)) = request else {
         return Ok(reject(
             entry,
             None,
@@ -295,7 +314,7 @@ fn apply_one(
             "the ledger entry is not a signed request".into(),
         ));
     };
-    let body = match phat_crypto::verify_request(&req) {
+    let body = match body {
         Ok(b) => b,
         Err(e @ phat_crypto::CryptoError::BadSignature(_)) => {
             return Ok(reject(entry, Some(&req), "bad_signature", e.to_string()))
