@@ -136,12 +136,13 @@ pub struct Deployed {
 
 /// Everything a deployment needs besides the client and the signer.
 pub struct DeployRequest<'a> {
-    /// The contract's metadata (to encode the constructor).
-    pub contract: &'a Contract,
+    /// The contract's metadata (to encode the constructor); `None` for a bare wasm deployed
+    /// with a raw `0x…` constructor.
+    pub contract: Option<&'a Contract>,
     /// Its wasm.
     pub wasm: Vec<u8>,
     /// Its metadata JSON, stored on the cluster.
-    pub metadata: &'a serde_json::Value,
+    pub metadata: Option<&'a serde_json::Value>,
     /// The constructor label.
     pub constructor: &'a str,
     /// Constructor arguments as text.
@@ -167,12 +168,25 @@ pub async fn deploy_code(
         salt,
         value,
     } = req;
-    let data = contract.encode_constructor(constructor, args)?;
+    let data = match (constructor.strip_prefix("0x"), contract) {
+        (Some(raw), _) => {
+            if !args.is_empty() {
+                bail!("a raw constructor (0x…) takes no --args: append them SCALE-encoded");
+            }
+            hex::decode(raw).context("the raw constructor is not hex")?
+        }
+        (None, Some(c)) => c.encode_constructor(constructor, args)?,
+        (None, None) => bail!(
+            "without metadata, name the constructor by its raw call data: --constructor 0x<selector><args>"
+        ),
+    };
     let code_hash = client.upload_code(wasm).await.context("uploading code")?;
-    client
-        .put_metadata(&code_hash, metadata)
-        .await
-        .context("storing metadata")?;
+    if let Some(metadata) = metadata {
+        client
+            .put_metadata(&code_hash, metadata)
+            .await
+            .context("storing metadata")?;
+    }
     let mut call = phat_client::instantiate(code_hash, data, salt);
     if let phat_client::primitives::protocol::Call::Instantiate { value: v, .. } = &mut call {
         *v = value;
@@ -186,8 +200,8 @@ pub async fn deploy_code(
         CallResult::Ok(o) => bail!(
             "the constructor reverted: {}",
             contract
-                .decode_return(constructor, &o.data)
-                .unwrap_or_else(|_| format!("0x{}", hex::encode(&o.data.0)))
+                .and_then(|c| c.decode_return(constructor, &o.data).ok())
+                .unwrap_or_else(|| format!("0x{}", hex::encode(&o.data.0)))
         ),
         CallResult::Err(e) => bail!("instantiation failed: {}: {}", e.kind, e.message),
     };
@@ -203,19 +217,20 @@ pub async fn deploy(args: DeployArgs, ctx: &Ctx) -> Result<()> {
     let client = ctx.client()?;
     let signer = Signer::from_suri(&args.suri)?;
     let (contract, wasm, metadata) = if args.bundle.extension().is_some_and(|e| e == "wasm") {
-        let meta_path = args
-            .metadata
-            .as_deref()
-            .context("a .wasm needs --metadata FILE (or deploy the .contract bundle)")?;
         let wasm = std::fs::read(&args.bundle)
             .with_context(|| format!("reading {}", args.bundle.display()))?;
-        let text = std::fs::read_to_string(meta_path)
-            .with_context(|| format!("reading {}", meta_path.display()))?;
-        (
-            Contract::from_json(&text)?,
-            wasm,
-            serde_json::from_str(&text)?,
-        )
+        match args.metadata.as_deref() {
+            Some(meta_path) => {
+                let text = std::fs::read_to_string(meta_path)
+                    .with_context(|| format!("reading {}", meta_path.display()))?;
+                (
+                    Some(Contract::from_json(&text)?),
+                    wasm,
+                    Some(serde_json::from_str(&text)?),
+                )
+            }
+            None => (None, wasm, None),
+        }
     } else {
         let contract = load_contract(&args.bundle)?;
         let wasm = contract
@@ -233,13 +248,16 @@ pub async fn deploy(args: DeployArgs, ctx: &Ctx) -> Result<()> {
         if let Some(src) = metadata.get_mut("source").and_then(|s| s.as_object_mut()) {
             src.remove("wasm");
         }
-        (contract, wasm, metadata)
+        (Some(contract), wasm, Some(metadata))
     };
-    let constructor = match args.constructor {
-        Some(c) => c,
-        None => contract
+    let constructor = match (args.constructor, &contract) {
+        (Some(c), _) => c,
+        (None, Some(contract)) => contract
             .default_constructor()
             .context("the metadata has no constructor")?,
+        (None, None) => {
+            bail!("a .wasm without --metadata needs --constructor 0x<selector><SCALE args>")
+        }
     };
     let salt = match args.salt {
         Some(s) => s.into_bytes(),
@@ -249,9 +267,9 @@ pub async fn deploy(args: DeployArgs, ctx: &Ctx) -> Result<()> {
         &client,
         &signer,
         DeployRequest {
-            contract: &contract,
+            contract: contract.as_ref(),
             wasm,
-            metadata: &metadata,
+            metadata: metadata.as_ref(),
             constructor: &constructor,
             args: &args.args,
             salt,

@@ -60,6 +60,15 @@ pub struct WorkerArgs {
     /// Name shown in info and metrics (default: the data directory's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Let contracts' HTTP requests reach loopback and private addresses (refused by default).
+    #[arg(long)]
+    pub allow_private_egress: bool,
+    /// Only these hosts may be reached by contracts' HTTP requests (repeatable).
+    #[arg(long = "allow-host")]
+    pub allow_hosts: Vec<String>,
+    /// Bytes of cache each contract may use.
+    #[arg(long, default_value_t = phat_worker::DEFAULT_CACHE_QUOTA)]
+    pub cache_quota: usize,
 }
 
 /// Arguments of `phat ledger`.
@@ -131,7 +140,12 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             .unwrap_or_else(|| "worker".into())
     });
     let ledger: Arc<dyn Ledger> = Arc::new(RemoteLedger::new(&args.ledger)?);
-    let config = WorkerConfig::new(name.clone(), &args.data, local(args.port));
+    let mut config = WorkerConfig::new(name.clone(), &args.data, local(args.port));
+    config.egress.allow_private = args.allow_private_egress;
+    if !args.allow_hosts.is_empty() {
+        config.egress.allow_hosts = Some(args.allow_hosts.clone());
+    }
+    config.cache_quota = args.cache_quota;
     let worker = Worker::open(config, ledger).context("opening the worker")?;
     tracing::info!(
         "worker {name} on http://127.0.0.1:{} (applied seq {})",
@@ -200,6 +214,14 @@ async fn supervise(i: usize, args: Vec<String>, log: PathBuf, mut stop: watch::R
     }
 }
 
+/// 32 random bytes from the operating system.
+fn random_seed() -> Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut seed)
+        .context("reading /dev/urandom")?;
+    Ok(seed)
+}
+
 /// Waits until the API at `url` answers.
 async fn wait_ready(url: &str, timeout: Duration) -> Result<()> {
     let client = Client::new(url)?;
@@ -239,14 +261,19 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
     );
     let head = ledger.head().await?;
     if head == 0 && ledger.get_meta(phat_worker::GENESIS_KEY).await?.is_none() {
-        // A fresh cluster: fund the dev accounts so contracts can move native value.
-        let mut genesis = Vec::new();
+        // A fresh cluster: fund the dev accounts so contracts can move native value, and pick
+        // the seed contract keys derive from.
+        let mut balances = Vec::new();
         for name in DEV_ACCOUNTS {
-            genesis.push((
+            balances.push((
                 Signer::from_suri(&format!("//{name}"))?.account(),
                 DEV_BALANCE,
             ));
         }
+        let genesis = phat_worker::Genesis {
+            balances,
+            key_seed: random_seed()?,
+        };
         ledger
             .put_meta(
                 phat_worker::GENESIS_KEY,
@@ -285,6 +312,8 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             port.to_string(),
             "--name".into(),
             format!("worker-{i}"),
+            // Local development talks to local services (an anvil node, a mock API).
+            "--allow-private-egress".into(),
         ];
         urls.push(format!("http://127.0.0.1:{port}"));
         supervisors.push(tokio::spawn(supervise(
@@ -402,9 +431,9 @@ async fn run_demo(contracts: &std::path::Path, ctx: &Ctx, workers: &[String]) ->
         &client,
         &alice,
         DeployRequest {
-            contract: &contract,
+            contract: Some(&contract),
             wasm,
-            metadata: &metadata,
+            metadata: Some(&metadata),
             constructor: "new",
             args: &["1000000".to_string()],
             salt,

@@ -387,3 +387,60 @@ async fn a_new_project_builds_deploys_and_answers() {
     let err = run_fail(&ep, &["tx", &id, "reset", "--suri", "//Bob"]);
     assert!(err.contains("reverted"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phala_pink_contracts_use_the_extension_on_a_cluster() {
+    let dev = Dev::start(2).await;
+    let ep = dev.endpoint.clone();
+    let path = |rel: &str| phala(rel).to_str().unwrap().to_string();
+
+    // logging.wasm has no metadata: raw constructor and message selectors.
+    let logging = id_of(&run_json(
+        &ep,
+        &["deploy", &path("logging.wasm"), "--constructor", "0xed4b9d1b"],
+    ));
+    let tx = run_json(&ep, &["tx", &logging, "0x928b2036"]);
+    let seq = tx["receipt"]["seq"].as_u64().unwrap();
+    for w in &dev.workers {
+        wait_seq(w, seq).await;
+        let out = run(w, &["logs", &logging]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("a test message received") && text.contains("\"info\""),
+            "{w}: {text}"
+        );
+    }
+
+    // use_cache (ink! 4): the cache in a query and in a command.
+    let cache = id_of(&run_json(
+        &ep,
+        &[
+            "deploy",
+            &path("use_cache/use_cache.wasm"),
+            "--metadata",
+            &path("use_cache/use_cache.json"),
+            "--constructor",
+            "default",
+        ],
+    ));
+    assert_eq!(run_json(&ep, &["query", &cache, "test"])["decoded"], "Ok(())");
+    let tx = run_json(&ep, &["tx", &cache, "test_tx"]);
+    assert_eq!(tx["decoded"], "Ok(())", "{tx}");
+
+    // signing: contract keys, sr25519/ed25519/ecdsa sign and verify inside a query; it panics
+    // (and the query fails) on any mismatch.
+    let signing = id_of(&run_json(
+        &ep,
+        &["deploy", &path("signing/signing.wasm"), "--constructor", "0xed4b9d1b"],
+    ));
+    for w in &dev.workers {
+        let r = run_json(w, &["query", &signing, "0x928b2036"]);
+        assert_eq!(r["decoded"], "0x", "{w}: {r}");
+    }
+
+    // The same commands gave the same state on both workers.
+    let head = Client::new(&ep).unwrap().info().await.unwrap().ledger_head;
+    let a = wait_seq(&dev.workers[0], head).await;
+    let b = wait_seq(&dev.workers[1], head).await;
+    assert_eq!(a.state_root, b.state_root);
+}

@@ -3,9 +3,13 @@
 //! `call_chain_extension(id, input) -> (status, output)` is dispatched to a [`ChainExtension`]
 //! the embedder provides. The id uses pink's layout: the extension id in the high 16 bits and
 //! the function id in the low 16 bits (pink's functions are extension 0). The runtime knows
-//! nothing of HTTP, caches or keys: the worker implements the trait.
+//! nothing of HTTP, caches or keys: the embedder implements the trait (or uses
+//! [`crate::pink::PinkExtension`], which decodes pink's calls and leaves the outside effects to a
+//! [`crate::pink::PinkHost`]). An extension reads chain state only through [`ExtensionState`].
 
-use phat_primitives::{AccountId, BlockNumber, Gas, Mode, Timestamp};
+use std::time::Instant;
+
+use phat_primitives::{AccountId, Balance, BlockNumber, CodeHash, Gas, Mode, Timestamp};
 
 /// A chain-extension call id split into its parts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,8 +44,19 @@ pub struct ExtensionEnv {
     pub block_number: BlockNumber,
     /// Timestamp of the execution context.
     pub timestamp: Timestamp,
-    /// Gas left for the contract when it called.
+    /// Gas left for the contract when it called (after the base cost of the call).
     pub gas_left: Gas,
+    /// Wall-clock deadline of the query (`None` in commands, which have no time limit).
+    pub deadline: Option<Instant>,
+}
+
+/// The chain state an extension function may read: the calling session's view, its own
+/// uncommitted writes included.
+pub trait ExtensionState {
+    /// The native balance of `who`.
+    fn balance(&self, who: &AccountId) -> Result<Balance, ExtensionError>;
+    /// Whether the code `hash` has been uploaded.
+    fn code_exists(&self, hash: &CodeHash) -> Result<bool, ExtensionError>;
 }
 
 /// The result of an extension function.
@@ -64,14 +79,18 @@ pub enum ExtensionError {
     /// The function failed.
     #[error("{0}")]
     Failed(String),
+    /// Reading the state failed (the contract traps with [`crate::ExecError::Backend`]).
+    #[error("state backend: {0}")]
+    Backend(String),
 }
 
 /// The embedder's implementation of the chain extension.
 pub trait ChainExtension: Send + Sync {
-    /// Runs function `id` with SCALE-encoded `input`.
+    /// Runs function `id` with SCALE-encoded `input`, reading chain state through `state`.
     fn call(
         &self,
         env: &ExtensionEnv,
+        state: &dyn ExtensionState,
         id: ExtensionId,
         input: &[u8],
     ) -> Result<ExtensionOutput, ExtensionError>;
@@ -85,6 +104,7 @@ impl ChainExtension for NoExtension {
     fn call(
         &self,
         _env: &ExtensionEnv,
+        _state: &dyn ExtensionState,
         _id: ExtensionId,
         _input: &[u8],
     ) -> Result<ExtensionOutput, ExtensionError> {

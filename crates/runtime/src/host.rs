@@ -14,8 +14,8 @@ use sha2::Digest as _;
 use wasmtime::{Caller, IntoFunc, Linker};
 
 use crate::error::ExecError;
-use crate::exec::{do_call, do_delegate_call, do_instantiate, Exit, Failure, Frame};
-use crate::extension::{ExtensionEnv, ExtensionError, ExtensionId};
+use crate::exec::{do_call, do_delegate_call, do_instantiate, Exit, Failure, Frame, TxState};
+use crate::extension::{ExtensionEnv, ExtensionError, ExtensionId, ExtensionState};
 
 type R<T> = wasmtime::Result<T>;
 type C<'a> = Caller<'a, Frame>;
@@ -1297,10 +1297,12 @@ fn call_chain_extension(
         block_number: tx.ctx.block_number,
         timestamp: tx.ctx.timestamp,
         gas_left,
+        deadline: tx.deadline,
     };
     let extension = tx.ctx.extension.clone();
     let id = ExtensionId::from(id);
-    match extension.call(&env, id, &input) {
+    let result = extension.call(&env, &*tx, id, &input);
+    match result {
         Ok(out) => {
             charge(c, out.gas)?;
             if out.output.len() > max as usize {
@@ -1337,6 +1339,25 @@ fn call_chain_extension(
                 message,
             },
         ),
+        Err(ExtensionError::Backend(message)) => fail(c, ExecError::Backend(message)),
+    }
+}
+
+/// The session's state as chain extensions see it.
+impl ExtensionState for TxState {
+    fn balance(&self, who: &AccountId) -> Result<Balance, ExtensionError> {
+        TxState::balance(self, who).map_err(backend_error)
+    }
+
+    fn code_exists(&self, hash: &CodeHash) -> Result<bool, ExtensionError> {
+        TxState::code_exists(self, hash).map_err(backend_error)
+    }
+}
+
+fn backend_error(err: ExecError) -> ExtensionError {
+    match err {
+        ExecError::Backend(message) => ExtensionError::Backend(message),
+        other => ExtensionError::Backend(other.to_string()),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! The runtime implements the pallet-contracts host API that ink! 3, 4 and 5 contracts import
 //! (`seal0`/`seal1`/`seal2`), so contracts run unmodified, and dispatches
-//! `call_chain_extension` to an embedder-provided [`ChainExtension`] using pink's id layout.
+//! `call_chain_extension` to an embedder-provided [`ChainExtension`] using pink's id layout;
+//! [`pink::PinkExtension`] is pink's own extension over the embedder's [`pink::PinkHost`].
 //!
 //! ```text
 //! Runtime::new(config) ─ engine, linker, code cache (memory + disk), epoch ticker
@@ -29,6 +30,7 @@ mod error;
 mod exec;
 mod extension;
 mod host;
+pub mod pink;
 mod state;
 
 pub use code::{rewrite_memory, MEMORY_EXPORT};
@@ -36,6 +38,7 @@ pub use config::{Config, GasSchedule, Limits};
 pub use error::{CodeError, ExecError};
 pub use exec::{ExecContext, Frame, Outcome, Runtime, RuntimeError, Session, FLAG_REVERT};
 pub use extension::{
-    ChainExtension, ExtensionEnv, ExtensionError, ExtensionId, ExtensionOutput, NoExtension,
+    ChainExtension, ExtensionEnv, ExtensionError, ExtensionId, ExtensionOutput, ExtensionState,
+    NoExtension,
 };
 pub use state::{BackendError, ChangeSet, Checkpoint, MemoryState, Overlay, StateRead};

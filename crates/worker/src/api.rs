@@ -493,7 +493,12 @@ fn run_query(w: &Worker, caller: AccountId, call: Call) -> Result<QueryResponse,
     let snap = Arc::new(w.inner.store.snapshot()?);
     let head = snap.head();
     let now = now_ms();
-    let extension = Arc::new(crate::extension::WorkerExtension::new(None, now));
+    let host = Arc::new(crate::pink_host::WorkerHost::new(
+        w.inner.pink.clone(),
+        None,
+        now,
+    ));
+    let extension = Arc::new(phat_runtime::pink::PinkExtension::new(host.clone()));
     let ctx = ExecContext {
         mode: Mode::Query,
         block_number: u32::try_from(head.seq).unwrap_or(u32::MAX),
@@ -544,7 +549,7 @@ fn run_query(w: &Worker, caller: AccountId, call: Call) -> Result<QueryResponse,
             });
         }
     }
-    for record in extension.take_logs() {
+    for record in host.take_logs() {
         let _ = w.inner.logs.send(record);
     }
     let (result, events, gas_used) = outcome_parts(result);

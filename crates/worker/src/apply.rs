@@ -54,15 +54,18 @@ pub(crate) async fn run(
                 .fetch_max(last.seq, Ordering::Relaxed);
         }
         let code = fetch_missing_code(&worker, &entries).await;
+        if let Err(e) = worker.load_genesis().await {
+            tracing::warn!("cannot read the cluster genesis: {e}");
+            tokio::time::sleep(RETRY).await;
+            continue;
+        }
         let genesis = if from == 1 {
-            match genesis(&worker).await {
-                Ok(g) => g,
-                Err(e) => {
-                    tracing::warn!("cannot read the cluster genesis: {e}");
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
-            }
+            worker
+                .inner
+                .genesis
+                .get()
+                .map(|g| g.balances.clone())
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -132,18 +135,6 @@ async fn fetch_missing_code(
 
 /// The ledger metadata key of the cluster's genesis balances (SCALE `Vec<(AccountId, u128)>`).
 pub const GENESIS_KEY: &str = "genesis";
-
-/// The cluster's genesis balances, applied before command 1 (`phat dev` funds the dev
-/// accounts so contracts can move value).
-async fn genesis(
-    worker: &Worker,
-) -> Result<Vec<(AccountId, phat_primitives::Balance)>, WorkerError> {
-    match worker.inner.ledger.get_meta(GENESIS_KEY).await? {
-        None => Ok(Vec::new()),
-        Some(raw) => Vec::<(AccountId, phat_primitives::Balance)>::decode(&mut &raw[..])
-            .map_err(|e| WorkerError::Apply(format!("genesis does not decode: {e}"))),
-    }
-}
 
 /// Applies `entries` and commits them in one store transaction. Returns the new head and the
 /// log records to publish.
@@ -334,10 +325,12 @@ fn apply_one(
         ));
     }
     nonces.insert(key);
-    let extension = Arc::new(crate::extension::WorkerExtension::new(
+    let host = Arc::new(crate::pink_host::WorkerHost::new(
+        worker.inner.pink.clone(),
         Some(entry.seq),
         entry.timestamp,
     ));
+    let extension = Arc::new(phat_runtime::pink::PinkExtension::new(host.clone()));
     let ctx = ExecContext {
         mode: Mode::Command,
         block_number: u32::try_from(entry.seq).unwrap_or(u32::MAX),
@@ -384,7 +377,7 @@ fn apply_one(
         Err(_) => ChangeSet::new(),
     };
     let target = body.call.dest();
-    let mut logs = extension.take_logs();
+    let mut logs = host.take_logs();
     logs.extend(command_logs(entry, &result, target));
     let (result, events, gas_used) = outcome_parts(result);
     Ok(Applied {

@@ -21,9 +21,11 @@
 
 mod api;
 mod apply;
-mod extension;
+mod cache;
+mod egress;
 pub mod gateway;
 mod metrics;
+mod pink_host;
 mod state;
 
 use std::future::IntoFuture;
@@ -40,6 +42,8 @@ use phat_store::Store;
 use tokio::sync::{broadcast, watch};
 
 pub use apply::GENESIS_KEY;
+pub use cache::DEFAULT_CACHE_QUOTA;
+pub use egress::EgressConfig;
 pub use phat_ledger as ledger;
 pub use phat_ledger::Ledger;
 
@@ -90,6 +94,10 @@ pub struct WorkerConfig {
     pub wait_timeout: Duration,
     /// Runtime limits and gas schedule.
     pub runtime: phat_runtime::Config,
+    /// Limits of contracts' HTTP requests.
+    pub egress: EgressConfig,
+    /// Bytes of cache each contract may use.
+    pub cache_quota: usize,
 }
 
 impl WorkerConfig {
@@ -104,6 +112,8 @@ impl WorkerConfig {
             apply_batch: 1024,
             wait_timeout: Duration::from_secs(30),
             runtime: phat_runtime::Config::default(),
+            egress: EgressConfig::default(),
+            cache_quota: DEFAULT_CACHE_QUOTA,
         }
     }
 }
@@ -128,6 +138,23 @@ pub(crate) struct Inner {
     /// Nonces of queries seen recently, and of commands submitted but not applied yet.
     pub(crate) recent_nonces: Mutex<NonceWindow>,
     pub(crate) metrics: metrics::Metrics,
+    /// Egress, cache and keys for the pink extension.
+    pub(crate) pink: Arc<pink_host::PinkShared>,
+    /// The cluster's genesis, read from the ledger when the worker starts.
+    pub(crate) genesis: std::sync::OnceLock<Genesis>,
+}
+
+/// What a cluster starts from, kept in the ledger's metadata under [`GENESIS_KEY`].
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, parity_scale_codec::Encode, parity_scale_codec::Decode,
+)]
+pub struct Genesis {
+    /// Native balances before command 1.
+    pub balances: Vec<(AccountId, phat_primitives::Balance)>,
+    /// The seed contract keys derive from. Development clusters keep it in the ledger in
+    /// plaintext; the confidentiality work replaces it with a cluster secret handed over
+    /// encrypted to each attested worker.
+    pub key_seed: [u8; 32],
 }
 
 impl Worker {
@@ -138,13 +165,21 @@ impl Worker {
         let store = Store::open(&dir.join("state.redb"))?;
         let mut rt_config = config.runtime.clone();
         rt_config.cache_dir = Some(dir.join("code-cache"));
-        rt_config.cache_key = cache_key(dir)?;
+        rt_config.cache_key = secret_file(dir, "cache.key")?;
+        // A placeholder identity until workers get enclave keys (confidentiality work).
+        let worker_pubkey = secret_file(dir, "worker.id")?;
         let runtime = Runtime::new(rt_config)?;
         let head = store.head()?;
         let (applied, _) = watch::channel(head.seq);
         let (logs, _) = broadcast::channel(4096);
         let metrics = metrics::Metrics::new(&config.name);
         metrics.applied_seq.set(head.seq as i64);
+        let pink = Arc::new(pink_host::PinkShared {
+            egress: egress::Egress::new(config.egress.clone()),
+            cache: cache::Cache::new(config.cache_quota),
+            worker_pubkey,
+            key_seed: std::sync::OnceLock::new(),
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -156,6 +191,8 @@ impl Worker {
                 logs,
                 recent_nonces: Mutex::new(Default::default()),
                 metrics,
+                pink,
+                genesis: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -163,6 +200,39 @@ impl Worker {
     /// The last applied command's sequence number.
     pub fn applied_seq(&self) -> Seq {
         *self.inner.applied.borrow()
+    }
+
+    /// Reads the cluster's genesis from the ledger (once; later calls return at once).
+    pub async fn load_genesis(&self) -> Result<(), WorkerError> {
+        if self.inner.genesis.get().is_some() {
+            return Ok(());
+        }
+        let mut attempt = 0;
+        let raw = loop {
+            match self.inner.ledger.get_meta(GENESIS_KEY).await {
+                Ok(raw) => break raw,
+                Err(e) if attempt < 50 => {
+                    attempt += 1;
+                    tracing::warn!("reading the genesis from the ledger: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let genesis = match raw {
+            Some(raw) => <Genesis as parity_scale_codec::Decode>::decode(&mut &raw[..])
+                .map_err(|e| WorkerError::Apply(format!("the genesis does not decode: {e}")))?,
+            None => {
+                tracing::warn!(
+                    "the ledger holds no genesis: no funded accounts, and contract keys derive \
+                     from an all-zero seed (development only)"
+                );
+                Genesis::default()
+            }
+        };
+        let _ = self.inner.pink.key_seed.set(genesis.key_seed);
+        let _ = self.inner.genesis.set(genesis);
+        Ok(())
     }
 
     /// The HTTP API.
@@ -195,6 +265,7 @@ impl Worker {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), WorkerError> {
+        self.load_genesis().await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = move |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -226,17 +297,18 @@ fn data_dir_err(path: &Path, e: std::io::Error) -> WorkerError {
     }
 }
 
-/// The key authenticating the compiled-code cache: random at first start, kept in the data
-/// directory with owner-only permissions. (The confidentiality work seals it.)
-fn cache_key(dir: &Path) -> Result<[u8; 32], WorkerError> {
-    let path = dir.join("cache.key");
+/// A 32-byte secret kept in the data directory with owner-only permissions, random at first
+/// start (the compiled-code cache's MAC key, the placeholder worker id). The confidentiality
+/// work seals these.
+fn secret_file(dir: &Path, name: &str) -> Result<[u8; 32], WorkerError> {
+    let path = dir.join(name);
     if let Ok(bytes) = std::fs::read(&path) {
         if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
             return Ok(key);
         }
     }
     let key: [u8; 32] = rand::random();
-    let tmp = dir.join("cache.key.tmp");
+    let tmp = dir.join(format!("{name}.tmp"));
     std::fs::write(&tmp, key).map_err(|e| data_dir_err(dir, e))?;
     #[cfg(unix)]
     {

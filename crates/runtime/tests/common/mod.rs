@@ -103,9 +103,12 @@ impl Harness {
 
     /// Runs `f` in a command session and commits its writes.
     pub fn command<T>(&mut self, f: impl FnOnce(&mut Session) -> T) -> T {
-        let mut session = self
-            .rt
-            .session(self.state.clone(), ExecContext::new(Mode::Command));
+        self.command_in(ExecContext::new(Mode::Command), f)
+    }
+
+    /// Runs `f` in a command session with context `ctx` and commits its writes.
+    pub fn command_in<T>(&mut self, ctx: ExecContext, f: impl FnOnce(&mut Session) -> T) -> T {
+        let mut session = self.rt.session(self.state.clone(), ctx);
         let out = f(&mut session);
         let changes = session.into_changes();
         Arc::make_mut(&mut self.state).apply(changes);
@@ -114,9 +117,12 @@ impl Harness {
 
     /// Runs `f` in a query session; its writes are dropped.
     pub fn query<T>(&self, f: impl FnOnce(&mut Session) -> T) -> T {
-        let mut session = self
-            .rt
-            .session(self.state.clone(), ExecContext::new(Mode::Query));
+        self.query_in(ExecContext::new(Mode::Query), f)
+    }
+
+    /// Runs `f` in a query session with context `ctx`; its writes are dropped.
+    pub fn query_in<T>(&self, ctx: ExecContext, f: impl FnOnce(&mut Session) -> T) -> T {
+        let mut session = self.rt.session(self.state.clone(), ctx);
         f(&mut session)
     }
 

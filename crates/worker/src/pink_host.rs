@@ -1,0 +1,209 @@
+//! The worker's side of the pink extension: the outside effects the runtime's dispatcher asks
+//! for (HTTP egress, the cache, logs, randomness, time, keys).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use phat_primitives::protocol::{LogRecord, Seq};
+use phat_primitives::{AccountId, Mode};
+use phat_runtime::pink::{
+    CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse, PinkHost,
+};
+
+use crate::cache::Cache;
+use crate::egress::{Egress, Refusal};
+
+/// What every call's host shares: egress, cache, keys.
+pub(crate) struct PinkShared {
+    pub(crate) egress: Egress,
+    pub(crate) cache: Cache,
+    pub(crate) worker_pubkey: [u8; 32],
+    pub(crate) key_seed: std::sync::OnceLock<[u8; 32]>,
+}
+
+/// The host serving one command or query; collects the log lines it produced.
+pub(crate) struct WorkerHost {
+    shared: Arc<PinkShared>,
+    seq: Option<Seq>,
+    timestamp: u64,
+    logs: Mutex<Vec<LogRecord>>,
+}
+
+/// Most log lines one call keeps; longest line (bytes).
+const MAX_LINES: usize = 1000;
+const MAX_LINE: usize = 4096;
+
+impl WorkerHost {
+    pub(crate) fn new(shared: Arc<PinkShared>, seq: Option<Seq>, timestamp: u64) -> Self {
+        Self {
+            shared,
+            seq,
+            timestamp,
+            logs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The log lines produced so far.
+    pub(crate) fn take_logs(&self) -> Vec<LogRecord> {
+        std::mem::take(&mut self.logs.lock())
+    }
+
+    fn push_log(&self, contract: &AccountId, mode: Mode, level: &str, mut message: String) {
+        if message.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let mut logs = self.logs.lock();
+        if logs.len() < MAX_LINES {
+            logs.push(LogRecord {
+                contract: *contract,
+                level: level.into(),
+                origin: mode,
+                seq: if mode == Mode::Command {
+                    self.seq
+                } else {
+                    None
+                },
+                timestamp: self.timestamp,
+                message,
+            });
+        }
+    }
+
+    fn now_secs(&self) -> u64 {
+        crate::now_ms() / 1000
+    }
+
+    /// Runs an egress future from the runtime's thread (queries run on the blocking pool,
+    /// where waiting on the async runtime is allowed).
+    fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> Option<T> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        Some(handle.block_on(f))
+    }
+
+    fn refused(&self, contract: &AccountId, r: Refusal) -> HttpRequestError {
+        self.push_log(
+            contract,
+            Mode::Query,
+            "warn",
+            format!("http request failed ({:?}): {}", r.0, r.1),
+        );
+        r.0
+    }
+}
+
+fn level_name(level: u8) -> &'static str {
+    match level {
+        1 => "error",
+        2 => "warn",
+        3 => "info",
+        4 => "debug",
+        5 => "trace",
+        _ => "log",
+    }
+}
+
+impl PinkHost for WorkerHost {
+    fn http_request(
+        &self,
+        contract: &AccountId,
+        req: HttpRequest,
+        timeout: Duration,
+    ) -> Result<HttpResponse, HttpRequestError> {
+        let egress = self.shared.egress.clone();
+        match self.block_on(async move { egress.send(req, timeout).await }) {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(r)) => Err(self.refused(contract, r)),
+            None => Err(HttpRequestError::FailedToCreateClient),
+        }
+    }
+
+    fn batch_http_request(
+        &self,
+        contract: &AccountId,
+        reqs: Vec<HttpRequest>,
+        timeout: Duration,
+    ) -> Result<Vec<Result<HttpResponse, HttpRequestError>>, HttpRequestError> {
+        let max = self.shared.egress.config.max_batch;
+        if reqs.len() > max {
+            self.push_log(
+                contract,
+                Mode::Query,
+                "warn",
+                format!(
+                    "batch of {} http requests refused: at most {max}",
+                    reqs.len()
+                ),
+            );
+            return Err(HttpRequestError::TooManyRequests);
+        }
+        let egress = self.shared.egress.clone();
+        let results = self
+            .block_on(async move {
+                futures::future::join_all(reqs.into_iter().map(|r| egress.send(r, timeout))).await
+            })
+            .ok_or(HttpRequestError::FailedToCreateClient)?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.map_err(|e| self.refused(contract, e)))
+            .collect())
+    }
+
+    fn cache_set(
+        &self,
+        contract: &AccountId,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), CacheQuotaExceeded> {
+        self.shared
+            .cache
+            .set(contract, key, value, self.now_secs())
+            .map_err(|e| {
+                self.push_log(
+                    contract,
+                    Mode::Query,
+                    "warn",
+                    format!("cache_set refused: {e}"),
+                );
+                CacheQuotaExceeded
+            })
+    }
+
+    fn cache_set_expiration(&self, contract: &AccountId, key: &[u8], expire_secs: u64) {
+        self.shared
+            .cache
+            .set_expiration(contract, key, expire_secs, self.now_secs())
+    }
+
+    fn cache_get(&self, contract: &AccountId, key: &[u8]) -> Option<Vec<u8>> {
+        self.shared.cache.get(contract, key, self.now_secs())
+    }
+
+    fn cache_remove(&self, contract: &AccountId, key: &[u8]) -> Option<Vec<u8>> {
+        self.shared.cache.remove(contract, key, self.now_secs())
+    }
+
+    fn log(&self, contract: &AccountId, mode: Mode, level: u8, message: &str) {
+        self.push_log(contract, mode, level_name(level), message.to_string());
+    }
+
+    fn getrandom(&self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| rand::random::<u8>()).collect()
+    }
+
+    fn now_millis(&self) -> u64 {
+        crate::now_ms()
+    }
+
+    fn worker_pubkey(&self) -> [u8; 32] {
+        self.shared.worker_pubkey
+    }
+
+    fn key_seed(&self) -> [u8; 32] {
+        self.shared.key_seed.get().copied().unwrap_or_default()
+    }
+}
