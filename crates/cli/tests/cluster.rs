@@ -397,7 +397,12 @@ async fn phala_pink_contracts_use_the_extension_on_a_cluster() {
     // logging.wasm has no metadata: raw constructor and message selectors.
     let logging = id_of(&run_json(
         &ep,
-        &["deploy", &path("logging.wasm"), "--constructor", "0xed4b9d1b"],
+        &[
+            "deploy",
+            &path("logging.wasm"),
+            "--constructor",
+            "0xed4b9d1b",
+        ],
     ));
     let tx = run_json(&ep, &["tx", &logging, "0x928b2036"]);
     let seq = tx["receipt"]["seq"].as_u64().unwrap();
@@ -423,7 +428,10 @@ async fn phala_pink_contracts_use_the_extension_on_a_cluster() {
             "default",
         ],
     ));
-    assert_eq!(run_json(&ep, &["query", &cache, "test"])["decoded"], "Ok(())");
+    assert_eq!(
+        run_json(&ep, &["query", &cache, "test"])["decoded"],
+        "Ok(())"
+    );
     let tx = run_json(&ep, &["tx", &cache, "test_tx"]);
     assert_eq!(tx["decoded"], "Ok(())", "{tx}");
 
@@ -431,7 +439,12 @@ async fn phala_pink_contracts_use_the_extension_on_a_cluster() {
     // (and the query fails) on any mismatch.
     let signing = id_of(&run_json(
         &ep,
-        &["deploy", &path("signing/signing.wasm"), "--constructor", "0xed4b9d1b"],
+        &[
+            "deploy",
+            &path("signing/signing.wasm"),
+            "--constructor",
+            "0xed4b9d1b",
+        ],
     ));
     for w in &dev.workers {
         let r = run_json(w, &["query", &signing, "0x928b2036"]);

@@ -276,3 +276,141 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+    use axum::routing::get as route_get;
+
+    /// A local HTTP server: `/price` JSON, `/slow` (2 s), `/big` (3 MiB), `/headers` (80).
+    async fn server() -> String {
+        let app = axum::Router::new()
+            .route("/price", route_get(|| async { r#"{"usd": 42.5}"# }))
+            .route(
+                "/slow",
+                route_get(|| async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    "late"
+                }),
+            )
+            .route("/big", route_get(|| async { vec![b'x'; 3 << 20] }))
+            .route(
+                "/headers",
+                route_get(|| async {
+                    let mut h = axum::http::HeaderMap::new();
+                    for i in 0..80 {
+                        h.insert(
+                            axum::http::HeaderName::from_bytes(format!("x-h{i}").as_bytes())
+                                .unwrap(),
+                            axum::http::HeaderValue::from_static("v"),
+                        );
+                    }
+                    (h, "ok")
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    fn get(url: String) -> HttpRequest {
+        HttpRequest {
+            url,
+            method: "GET".into(),
+            headers: vec![],
+            body: vec![],
+        }
+    }
+
+    fn dev() -> Egress {
+        Egress::new(EgressConfig {
+            allow_private: true,
+            ..EgressConfig::default()
+        })
+    }
+
+    fn err(r: Result<HttpResponse, Refusal>) -> (HttpRequestError, String) {
+        match r {
+            Ok(resp) => panic!("expected a refusal, got status {}", resp.status_code),
+            Err(Refusal(e, why)) => (e, why),
+        }
+    }
+
+    #[tokio::test]
+    async fn fetches_and_passes_statuses_through() {
+        let base = server().await;
+        let r = dev()
+            .send(get(format!("{base}/price")), Duration::from_secs(5))
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(r.status_code, 200);
+        assert_eq!(r.body, br#"{"usd": 42.5}"#);
+        let r = dev()
+            .send(get(format!("{base}/nope")), Duration::from_secs(5))
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(r.status_code, 404);
+    }
+
+    #[tokio::test]
+    async fn limits_give_the_documented_errors() {
+        let base = server().await;
+        let (e, why) = err(dev()
+            .send(get(format!("{base}/slow")), Duration::from_millis(200))
+            .await);
+        assert!(matches!(e, HttpRequestError::Timeout), "{why}");
+        let (e, why) = err(dev()
+            .send(get(format!("{base}/big")), Duration::from_secs(5))
+            .await);
+        assert!(matches!(e, HttpRequestError::ResponseTooLarge), "{why}");
+        assert!(why.contains("2097152"), "{why}");
+        let (e, _) = err(dev()
+            .send(get(format!("{base}/headers")), Duration::from_secs(5))
+            .await);
+        assert!(matches!(e, HttpRequestError::ResponseTooLarge));
+        let (e, _) = err(dev()
+            .send(get("not a url".into()), Duration::from_secs(5))
+            .await);
+        assert!(matches!(e, HttpRequestError::InvalidUrl));
+        let mut bad = get(format!("{base}/price"));
+        bad.method = "GE T".into();
+        let (e, _) = err(dev().send(bad, Duration::from_secs(5)).await);
+        assert!(matches!(e, HttpRequestError::InvalidMethod));
+    }
+
+    #[tokio::test]
+    async fn private_addresses_and_unlisted_hosts_are_refused() {
+        let base = server().await;
+        // A production worker refuses loopback.
+        let prod = Egress::new(EgressConfig::default());
+        let (e, why) = err(prod
+            .send(get(format!("{base}/price")), Duration::from_secs(5))
+            .await);
+        assert!(matches!(e, HttpRequestError::NotAllowed), "{why}");
+        assert!(why.contains("private or loopback"), "{why}");
+        // An allow-list refuses everything else.
+        let listed = Egress::new(EgressConfig {
+            allow_private: true,
+            allow_hosts: Some(vec!["api.example".into()]),
+            ..EgressConfig::default()
+        });
+        let (e, why) = err(listed
+            .send(get(format!("{base}/price")), Duration::from_secs(5))
+            .await);
+        assert!(matches!(e, HttpRequestError::NotAllowed), "{why}");
+        assert!(why.contains("allow-list"), "{why}");
+        // Listed, it goes through.
+        let ok = Egress::new(EgressConfig {
+            allow_private: true,
+            allow_hosts: Some(vec!["127.0.0.1".into()]),
+            ..EgressConfig::default()
+        });
+        assert!(ok
+            .send(get(format!("{base}/price")), Duration::from_secs(5))
+            .await
+            .is_ok());
+    }
+}
