@@ -231,6 +231,13 @@ pub fn build(
     let out_dir = artifact_dir(&info.target_dir);
     fs::create_dir_all(&out_dir)
         .map_err(|e| BuildError::Io(format!("creating {}", out_dir.display()), e))?;
+    // Two builds of the same contract (two `phat build`s, parallel tests) write the same
+    // artifact files: one at a time. The lock is released when the file is dropped.
+    let lock_path = out_dir.join(format!(".{}.lock", info.name));
+    let lock = fs::File::create(&lock_path)
+        .map_err(|e| BuildError::Io(format!("creating {}", lock_path.display()), e))?;
+    lock.lock()
+        .map_err(|e| BuildError::Io(format!("locking {}", lock_path.display()), e))?;
     let wasm_path = out_dir.join(format!("{}.wasm", info.name));
     write(&wasm_path, &processed.wasm)?;
     if opts.optimize {
