@@ -1,0 +1,134 @@
+//! The off-chain powers end to end: the `price-oracle` example (built on `phat-ink`) fetching
+//! from a local HTTP server through a `phat dev` cluster, and the documented errors.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::routing::get;
+use phat_client::primitives::protocol::CallResult;
+use phat_client::{Client, Contract, Signer};
+use support::*;
+
+/// A local API: `/price`, `/slow` (30 s), `/big` (3 MiB); anything else is a 404.
+async fn api() -> String {
+    let app = axum::Router::new()
+        .route("/price", get(|| async { r#"{"usd": 42.5}"# }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route("/big", get(|| async { vec![b'x'; 3 << 20] }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn price_oracle_fetches_caches_and_reports_errors() {
+    let oracle_bundle = bundle("price-oracle");
+    let api = api().await;
+    let dev = Dev::start(2).await;
+    let ep = dev.endpoint.clone();
+    let w0 = dev.workers[0].clone();
+    let id = run_json(&ep, &["deploy", oracle_bundle.to_str().unwrap()])["contract"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let price = format!("{api}/price");
+
+    // A query fetches, parses and caches on the worker that ran it.
+    let r = run_json(&w0, &["query", &id, "fetch", &price]);
+    assert_eq!(r["decoded"], "Ok(Ok(4250))", "{r}");
+    assert_eq!(
+        run_json(&w0, &["query", &id, "cached"])["decoded"],
+        "Ok(Some(4250))"
+    );
+    // The cache is worker-local: the other worker has nothing until it fetches itself.
+    let w1 = dev.workers[1].clone();
+    assert_eq!(
+        run_json(&w1, &["query", &id, "cached"])["decoded"],
+        "Ok(None)"
+    );
+
+    // A 404 comes back as a value the contract handles.
+    let r = run_json(&w0, &["query", &id, "fetch", &format!("{api}/missing")]);
+    assert_eq!(r["decoded"], "Ok(Err(HttpStatus(404)))", "{r}");
+    // More requests in a batch than the worker allows.
+    let many: Vec<String> = (0..6).map(|i| format!("{api}/price?{i}")).collect();
+    let list = format!(
+        "[{}]",
+        many.iter()
+            .map(|u| format!("\"{u}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let r = run_json(&w0, &["query", &id, "statuses", &list]);
+    assert_eq!(r["decoded"], "Ok(Err(Batch(TooManyRequests)))", "{r}");
+    let two = format!("[\"{price}\", \"{api}/missing\"]");
+    assert_eq!(
+        run_json(&w0, &["query", &id, "statuses", &two])["decoded"],
+        "Ok(Ok([200, 404]))"
+    );
+    // An oversized body and a timeout make `http_request` fail: the query fails with the reason.
+    let err = run_fail(&w0, &["query", &id, "fetch", &format!("{api}/big")]);
+    assert!(err.to_lowercase().contains("too large"), "{err}");
+    let err = run_fail(&w0, &["query", &id, "fetch", &format!("{api}/slow")]);
+    let e = err.to_lowercase();
+    assert!(e.contains("timeout") || e.contains("timed out"), "{err}");
+
+    // A worker whose allow-list does not hold the API's host refuses it.
+    let dir = tempfile::tempdir().unwrap();
+    let base: u16 = ep.rsplit(':').next().unwrap().parse().unwrap();
+    let port = free_ports(1);
+    let strict = Proc::start(
+        "strict",
+        &[
+            "worker",
+            "--ledger",
+            &format!("http://127.0.0.1:{}", base + 1),
+            "--data",
+            dir.path().join("strict").to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--allow-private-egress",
+            "--allow-host",
+            "api.example",
+        ],
+        &dir.path().join("strict.log"),
+    );
+    let strict_url = format!("http://127.0.0.1:{port}");
+    wait_up(&strict_url).await;
+    let err = run_fail(&strict_url, &["query", &id, "fetch", &price]);
+    assert!(err.to_lowercase().contains("not allowed"), "{err}");
+    drop(strict);
+
+    // In a command, HTTP fails the same way on every worker.
+    let contract = Contract::load(&oracle_bundle).unwrap();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let data = contract.encode_message("fetch", &[price.clone()]).unwrap();
+    let sub = Client::new(&ep)
+        .unwrap()
+        .submit(&alice, phat_client::call(id.parse().unwrap(), data), true)
+        .await
+        .unwrap();
+    let receipt = sub.receipt.unwrap();
+    match &receipt.result {
+        CallResult::Err(e) => {
+            assert_eq!(e.kind, "extension_failed", "{e:?}");
+            assert!(e.message.contains("quer"), "{e:?}");
+        }
+        other => panic!("HTTP in a command: {other:?}"),
+    }
+    for w in &dev.workers {
+        wait_seq(w, receipt.seq).await;
+        assert_eq!(
+            Client::new(w).unwrap().receipt(receipt.seq).await.unwrap(),
+            receipt
+        );
+    }
+}
