@@ -110,7 +110,7 @@ async fn price_oracle_fetches_caches_and_reports_errors() {
     // In a command, HTTP fails the same way on every worker.
     let contract = Contract::load(&oracle_bundle).unwrap();
     let alice = Signer::from_suri("//Alice").unwrap();
-    let data = contract.encode_message("fetch", &[price.clone()]).unwrap();
+    let data = contract.encode_message("fetch", std::slice::from_ref(&price)).unwrap();
     let sub = Client::new(&ep)
         .unwrap()
         .submit(&alice, phat_client::call(id.parse().unwrap(), data), true)
