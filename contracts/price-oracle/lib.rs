@@ -91,6 +91,12 @@ mod price_oracle {
             Ok(cents)
         }
 
+        /// Caches `cents` on every worker (a command: each worker applies it to its own cache).
+        #[ink(message)]
+        pub fn remember(&mut self, cents: u128) -> Result<(), Error> {
+            cache::set(KEY, &cents.to_le_bytes()).map_err(|_| Error::CacheFull)
+        }
+
         /// The price this worker cached last, in cents.
         #[ink(message)]
         pub fn cached(&self) -> Option<u128> {

@@ -110,7 +110,9 @@ async fn price_oracle_fetches_caches_and_reports_errors() {
     // In a command, HTTP fails the same way on every worker.
     let contract = Contract::load(&oracle_bundle).unwrap();
     let alice = Signer::from_suri("//Alice").unwrap();
-    let data = contract.encode_message("fetch", std::slice::from_ref(&price)).unwrap();
+    let data = contract
+        .encode_message("fetch", std::slice::from_ref(&price))
+        .unwrap();
     let sub = Client::new(&ep)
         .unwrap()
         .submit(&alice, phat_client::call(id.parse().unwrap(), data), true)
@@ -131,4 +133,46 @@ async fn price_oracle_fetches_caches_and_reports_errors() {
             receipt
         );
     }
+
+    // A cache write made by a command lands in every worker's cache.
+    let tx = run_json(&ep, &["tx", &id, "remember", "777"]);
+    let seq = tx["receipt"]["seq"].as_u64().unwrap();
+    for w in &dev.workers {
+        wait_seq(w, seq).await;
+        assert_eq!(
+            run_json(w, &["query", &id, "cached"])["decoded"],
+            "Ok(Some(777))",
+            "{w}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_contract_built_with_pink_extension_runs_unmodified() {
+    let bundle = bundle("pink-compat");
+    let api = api().await;
+    let dev = Dev::start(2).await;
+    let ep = dev.endpoint.clone();
+    let id = run_json(&ep, &["deploy", bundle.to_str().unwrap()])["contract"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = run_json(&ep, &["query", &id, "get", &format!("{api}/price")]);
+    let text = r["decoded"].as_str().unwrap();
+    assert!(text.starts_with("Ok((200,"), "{r}");
+    let r = run_json(&ep, &["query", &id, "cache_round_trip", "0x6b", "0x0102"]);
+    assert_eq!(r["decoded"], "Ok(Some(0x0102))", "{r}");
+    // The contract's derived key is the same on every worker.
+    let keys: Vec<String> = dev
+        .workers
+        .iter()
+        .map(|w| {
+            run_json(w, &["query", &id, "sign_and_verify", "0x68656c6c6f"])["decoded"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(keys[0].starts_with("Ok(0x"), "{keys:?}");
+    assert_eq!(keys[0], keys[1]);
 }
