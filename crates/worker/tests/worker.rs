@@ -18,6 +18,28 @@ fn erc20() -> Contract {
     Contract::load(a.bundle.unwrap()).unwrap()
 }
 
+/// Uploads and instantiates erc20 with `supply` as //Alice; returns the contract.
+async fn deploy_erc20(
+    client: &Client,
+    erc20: &Contract,
+    supply: &str,
+) -> phat_client::primitives::AccountId {
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let code = client
+        .upload_code(erc20.wasm().unwrap().to_vec())
+        .await
+        .unwrap();
+    let data = erc20.encode_constructor("new", &[supply]).unwrap();
+    let deploy = client
+        .submit(&alice, phat_client::instantiate(code, data, vec![]), true)
+        .await
+        .unwrap();
+    let CallResult::Ok(o) = deploy.receipt.unwrap().result else {
+        panic!("deploy")
+    };
+    o.address.unwrap()
+}
+
 /// Starts a worker on 127.0.0.1:0; returns its URL and a stop switch.
 async fn start(
     name: &str,
@@ -53,26 +75,7 @@ async fn state_roots_do_not_depend_on_batching_or_timing() {
     let (a, url_a, stop_a) = start("a", dir.path(), ledger.clone(), 1).await;
     let client = Client::new(&url_a).unwrap();
     let alice = Signer::from_suri("//Alice").unwrap();
-    let code = client
-        .upload_code(erc20.wasm().unwrap().to_vec())
-        .await
-        .unwrap();
-    let deploy = client
-        .submit(
-            &alice,
-            phat_client::instantiate(
-                code,
-                erc20.encode_constructor("new", &["1000000"]).unwrap(),
-                vec![],
-            ),
-            true,
-        )
-        .await
-        .unwrap();
-    let CallResult::Ok(o) = deploy.receipt.unwrap().result else {
-        panic!("deploy")
-    };
-    let id = o.address.unwrap();
+    let id = deploy_erc20(&client, &erc20, "1000000").await;
     let mut last = 0;
     for i in 0..200u32 {
         let to = Signer::from_suri(&format!("//user{}", i % 7))
@@ -203,26 +206,7 @@ async fn log_stream_delivers_history_then_live_records() {
     let client = Client::new(&url).unwrap();
     let erc20 = erc20();
     let alice = Signer::from_suri("//Alice").unwrap();
-    let code = client
-        .upload_code(erc20.wasm().unwrap().to_vec())
-        .await
-        .unwrap();
-    let deploy = client
-        .submit(
-            &alice,
-            phat_client::instantiate(
-                code,
-                erc20.encode_constructor("new", &["100"]).unwrap(),
-                vec![],
-            ),
-            true,
-        )
-        .await
-        .unwrap();
-    let CallResult::Ok(o) = deploy.receipt.unwrap().result else {
-        panic!("deploy")
-    };
-    let id = o.address.unwrap();
+    let id = deploy_erc20(&client, &erc20, "100").await;
     // The constructor's Transfer event is history by now.
     let history = client.logs(&id).await.unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
