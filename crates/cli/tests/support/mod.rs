@@ -109,11 +109,21 @@ pub fn bundle(name: &str) -> PathBuf {
     a.bundle.expect("bundle")
 }
 
-/// A Phala conformance file.
+/// A Phala conformance file: `$PHAT_SHARED_DIR`, else `../shared` next to the clone, else
+/// `/work/shared`.
 pub fn phala(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/phala-pink")
-        .join(rel)
+    let shared = match std::env::var_os("PHAT_SHARED_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+            if sibling.exists() {
+                sibling
+            } else {
+                PathBuf::from("/work/shared")
+            }
+        }
+    };
+    shared.join("conformance/phala-pink").join(rel)
 }
 
 /// Runs `phat` with `args` and `--output json`; panics with its stderr unless it succeeds.

@@ -18,9 +18,23 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A Phala conformance file from `../shared/conformance/phala-pink`.
+/// The project's shared read-only directory: `$PHAT_SHARED_DIR`, else `../shared` next to
+/// the clone, else `/work/shared`.
+pub fn shared_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PHAT_SHARED_DIR") {
+        return dir.into();
+    }
+    let sibling = repo().join("../shared");
+    if sibling.exists() {
+        sibling
+    } else {
+        PathBuf::from("/work/shared")
+    }
+}
+
+/// A Phala conformance file from `<shared>/conformance/phala-pink`.
 pub fn phala(rel: &str) -> Vec<u8> {
-    let path = repo().join("../shared/conformance/phala-pink").join(rel);
+    let path = shared_dir().join("conformance/phala-pink").join(rel);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
