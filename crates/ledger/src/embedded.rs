@@ -427,12 +427,9 @@ fn check_size(size: usize, max: usize) -> Result<(), LedgerError> {
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_appends_share_transactions() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger =
-            EmbeddedLedger::open(&dir.path().join("l.redb"), LedgerConfig::default()).unwrap();
-        let tasks: Vec<_> = (0..500u32)
+    /// Appends `n` payloads from `n` concurrent tasks.
+    async fn append_concurrently(ledger: &EmbeddedLedger, n: u32) {
+        let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let ledger = ledger.clone();
                 tokio::spawn(async move { ledger.append(i.to_le_bytes().to_vec()).await })
@@ -441,6 +438,14 @@ mod tests {
         for task in tasks {
             task.await.unwrap().unwrap();
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_share_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger =
+            EmbeddedLedger::open(&dir.path().join("l.redb"), LedgerConfig::default()).unwrap();
+        append_concurrently(&ledger, 500).await;
         let commits = ledger.commits();
         assert!(commits < 250, "500 appends took {commits} commits");
         assert_eq!(ledger.head().await.unwrap(), 500);
@@ -454,15 +459,7 @@ mod tests {
             ..LedgerConfig::default()
         };
         let ledger = EmbeddedLedger::open(&dir.path().join("l.redb"), config).unwrap();
-        let tasks: Vec<_> = (0..20u32)
-            .map(|i| {
-                let ledger = ledger.clone();
-                tokio::spawn(async move { ledger.append(i.to_le_bytes().to_vec()).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
+        append_concurrently(&ledger, 20).await;
         assert_eq!(ledger.commits(), 20);
     }
 

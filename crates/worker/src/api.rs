@@ -515,13 +515,10 @@ fn run_query(w: &Worker, caller: AccountId, call: Call) -> Result<QueryResponse,
             value,
             data,
             gas_limit,
-        } => {
-            contract_info(&snap, &dest)?;
-            (
-                session.call(caller, dest, value, data.0, gas_limit),
-                Some(dest),
-            )
-        }
+        } => (
+            session.call(caller, dest, value, data.0, gas_limit),
+            Some(dest),
+        ),
         Call::Instantiate {
             code_hash,
             value,

@@ -53,7 +53,12 @@ pub(crate) async fn run(
                 .ledger_head
                 .fetch_max(last.seq, Ordering::Relaxed);
         }
-        let code = fetch_missing_code(&worker, &entries).await;
+        // Decode each entry once, for the code fetch here and the apply below.
+        let requests: Vec<Option<SignedRequest>> = entries
+            .iter()
+            .map(|e| SignedRequest::decode(&mut &e.payload[..]).ok())
+            .collect();
+        let code = fetch_missing_code(&worker, &requests).await;
         if let Err(e) = worker.load_genesis().await {
             tracing::warn!("cannot read the cluster genesis: {e}");
             tokio::time::sleep(RETRY).await;
@@ -72,9 +77,11 @@ pub(crate) async fn run(
         let w = worker.clone();
         let started = std::time::Instant::now();
         let n = entries.len();
-        let result = tokio::task::spawn_blocking(move || apply_batch(&w, entries, &code, &genesis))
-            .await
-            .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || {
+            apply_batch(&w, entries, requests, &code, &genesis)
+        })
+        .await
+        .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
         match result {
             Ok((head, logs)) => {
                 worker.inner.metrics.observe_batch(n, started.elapsed());
@@ -98,16 +105,13 @@ pub(crate) async fn run(
 /// other workers.
 async fn fetch_missing_code(
     worker: &Worker,
-    entries: &[LedgerEntry],
+    requests: &[Option<SignedRequest>],
 ) -> std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>> {
     let mut out = std::collections::HashMap::new();
     let Ok(snap) = worker.inner.store.snapshot() else {
         return out;
     };
-    for e in entries {
-        let Ok(req) = SignedRequest::decode(&mut &e.payload[..]) else {
-            continue;
-        };
+    for req in requests.iter().flatten() {
         let Ok(body) = RequestBody::decode(&mut &req.body[..]) else {
             continue;
         };
@@ -133,7 +137,7 @@ async fn fetch_missing_code(
     out
 }
 
-/// The ledger metadata key of the cluster's genesis balances (SCALE `Vec<(AccountId, u128)>`).
+/// The ledger metadata key of the cluster's [`crate::Genesis`] (SCALE-encoded).
 pub const GENESIS_KEY: &str = "genesis";
 
 /// Applies `entries` and commits them in one store transaction. Returns the new head and the
@@ -141,6 +145,7 @@ pub const GENESIS_KEY: &str = "genesis";
 fn apply_batch(
     worker: &Worker,
     entries: Vec<LedgerEntry>,
+    requests: Vec<Option<SignedRequest>>,
     code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
     genesis: &[(AccountId, phat_primitives::Balance)],
 ) -> Result<(Head, Vec<LogRecord>), WorkerError> {
@@ -164,12 +169,13 @@ fn apply_batch(
     }
     let mut nonces: HashSet<(AccountId, u64)> = HashSet::new();
     let mut logs = Vec::new();
-    let entries: Vec<LedgerEntry> = entries.into_iter().filter(|e| e.seq > head.seq).collect();
-    // Decode every entry and check all signatures in one batch.
-    let requests: Vec<Option<SignedRequest>> = entries
-        .iter()
-        .map(|e| SignedRequest::decode(&mut &e.payload[..]).ok())
-        .collect();
+    // Skip entries already applied (a re-read after a restart).
+    let (entries, requests): (Vec<LedgerEntry>, Vec<Option<SignedRequest>>) = entries
+        .into_iter()
+        .zip(requests)
+        .filter(|(e, _)| e.seq > head.seq)
+        .unzip();
+    // Check all signatures in one batch.
     let decoded: Vec<&SignedRequest> = requests.iter().flatten().collect();
     let mut verified = phat_crypto::verify_requests(&decoded).into_iter();
     let requests: Vec<_> = requests
