@@ -1,4 +1,7 @@
-//! Caller keys and request signatures.
+//! The cryptography of phat: caller signatures, enclave keys, envelopes, storage encryption,
+//! sealing and attestation. Only well-kept crates do the primitives (schnorrkel, x25519-dalek,
+//! chacha20poly1305, hkdf/sha2, blake2, ed25519-dalek); this crate composes them under
+//! explicit, versioned domain tags. Secret key types zeroize on drop.
 //!
 //! Callers hold sr25519 keys as in Substrate: a secret URI such as `//Alice` (dev seeds), a
 //! mnemonic with optional `//hard/soft` junctions, or a `0x` seed. Requests are signed over
@@ -6,6 +9,18 @@
 //! are the ones Substrate tools produce.
 
 use std::str::FromStr;
+
+pub mod attest;
+pub mod envelope;
+pub mod keys;
+pub mod seal;
+pub mod storage;
+
+pub use attest::{Attestation, AttestationPolicy, AttestationReport, Claims, DevAttestation};
+pub use envelope::{seal, EnvelopeSecret, Purpose, Sealed, SessionKeys, ENVELOPE_VERSION};
+pub use keys::{contract_key_material, derive, ClusterSecret, ContractKeyKind, Secret32};
+pub use seal::SealingKey;
+pub use storage::StorageCipher;
 
 use parity_scale_codec::{Decode, Encode};
 use phat_primitives::protocol::{Bytes, RequestBody, SignedRequest};
@@ -23,6 +38,21 @@ pub enum CryptoError {
     /// The signature is not 64 bytes or does not verify against the signer.
     #[error("bad signature: the request was not signed by {0}")]
     BadSignature(AccountId),
+    /// Authenticated decryption failed: altered ciphertext, a wrong key or a replayed counter.
+    #[error("decryption failed: the ciphertext was altered or is not for this key")]
+    Decrypt,
+    /// An envelope of a format version this build does not read.
+    #[error("unsupported envelope version {0} (this build reads version 1)")]
+    UnsupportedVersion(u8),
+    /// A public key that gives no shared secret (a low-order point).
+    #[error("weak public key: the key exchange gives no shared secret")]
+    WeakKey,
+    /// An attestation report was refused.
+    #[error("attestation refused: {0}")]
+    Attestation(String),
+    /// A sealed file could not be opened.
+    #[error("cannot unseal {0}")]
+    Unseal(String),
 }
 
 /// An sr25519 key pair that signs requests.

@@ -46,11 +46,12 @@ enum WriteRequest {
         wasm: Vec<u8>,
         reply: oneshot::Sender<Result<(), LedgerError>>,
     },
-    /// Set a metadata value.
+    /// Set a metadata value (only if absent when `create`); answers whether it was written.
     PutMeta {
         key: String,
         value: Vec<u8>,
-        reply: oneshot::Sender<Result<(), LedgerError>>,
+        create: bool,
+        reply: oneshot::Sender<Result<bool, LedgerError>>,
     },
 }
 
@@ -286,16 +287,29 @@ impl Ledger for EmbeddedLedger {
     }
 
     async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<(), LedgerError> {
-        check_meta_key(key)?;
-        let max = self.inner.config.max_payload;
-        check_size(value.len(), max)?;
-        let (reply, rx) = oneshot::channel();
-        self.submit(WriteRequest::PutMeta {
-            key: key.to_owned(),
-            value,
-            reply,
-        })?;
-        rx.await.map_err(|_| LedgerError::Closed)?
+        self.write_meta(key, value, false).await.map(|_| ())
+    }
+
+    async fn create_meta(&self, key: &str, value: Vec<u8>) -> Result<bool, LedgerError> {
+        self.write_meta(key, value, true).await
+    }
+
+    async fn meta_keys(&self, prefix: &str) -> Result<Vec<String>, LedgerError> {
+        let prefix = prefix.to_owned();
+        self.with_db(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            let meta = txn.open_table(META).map_err(io)?;
+            let mut out = Vec::new();
+            for entry in meta.range(prefix.as_str()..).map_err(io)? {
+                let (key, _) = entry.map_err(io)?;
+                if !key.value().starts_with(&prefix) {
+                    break;
+                }
+                out.push(key.value().to_owned());
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {
@@ -308,6 +322,22 @@ impl Ledger for EmbeddedLedger {
             Ok(found.map(|v| v.value().to_vec()))
         })
         .await
+    }
+}
+
+impl EmbeddedLedger {
+    async fn write_meta(&self, key: &str, value: Vec<u8>, create: bool) -> Result<bool, LedgerError> {
+        check_meta_key(key)?;
+        let max = self.inner.config.max_payload;
+        check_size(value.len(), max)?;
+        let (reply, rx) = oneshot::channel();
+        self.submit(WriteRequest::PutMeta {
+            key: key.to_owned(),
+            value,
+            create,
+            reply,
+        })?;
+        rx.await.map_err(|_| LedgerError::Closed)?
     }
 }
 
@@ -345,7 +375,8 @@ impl Writer {
     fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
         let timestamp = now_ms().max(self.last_timestamp);
         match self.write(&batch, timestamp) {
-            Ok(new_head) => {
+            Ok((new_head, written)) => {
+                let mut written = written.into_iter();
                 let mut seq = self.head;
                 self.head = new_head;
                 self.last_timestamp = timestamp;
@@ -357,9 +388,11 @@ impl Writer {
                             seq += 1;
                             let _ = reply.send(Ok(Appended { seq, timestamp }));
                         }
-                        WriteRequest::PutCode { reply, .. }
-                        | WriteRequest::PutMeta { reply, .. } => {
+                        WriteRequest::PutCode { reply, .. } => {
                             let _ = reply.send(Ok(()));
+                        }
+                        WriteRequest::PutMeta { reply, .. } => {
+                            let _ = reply.send(Ok(written.next().unwrap_or(false)));
                         }
                     }
                 }
@@ -371,8 +404,10 @@ impl Writer {
                         WriteRequest::Append { reply, .. } => {
                             let _ = reply.send(Err(e.clone()));
                         }
-                        WriteRequest::PutCode { reply, .. }
-                        | WriteRequest::PutMeta { reply, .. } => {
+                        WriteRequest::PutCode { reply, .. } => {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                        WriteRequest::PutMeta { reply, .. } => {
                             let _ = reply.send(Err(e.clone()));
                         }
                     }
@@ -381,8 +416,14 @@ impl Writer {
         }
     }
 
-    /// Writes the batch; returns the new head. Nothing is written on error.
-    fn write(&self, batch: &[WriteRequest], timestamp: Timestamp) -> Result<Seq, LedgerError> {
+    /// Writes the batch; returns the new head and, for each metadata write in order, whether
+    /// it was written. Nothing is written on error.
+    fn write(
+        &self,
+        batch: &[WriteRequest],
+        timestamp: Timestamp,
+    ) -> Result<(Seq, Vec<bool>), LedgerError> {
+        let mut written = Vec::new();
         let mut txn: WriteTransaction = self.db.begin_write().map_err(io)?;
         txn.set_durability(Durability::Immediate).map_err(io)?;
         let mut seq = self.head;
@@ -403,15 +444,21 @@ impl Writer {
                             code.insert(hash.0, wasm.as_slice()).map_err(io)?;
                         }
                     }
-                    WriteRequest::PutMeta { key, value, .. } => {
-                        meta.insert(key.as_str(), value.as_slice()).map_err(io)?;
+                    WriteRequest::PutMeta {
+                        key, value, create, ..
+                    } => {
+                        let skip = *create && meta.get(key.as_str()).map_err(io)?.is_some();
+                        if !skip {
+                            meta.insert(key.as_str(), value.as_slice()).map_err(io)?;
+                        }
+                        written.push(!skip);
                     }
                 }
             }
         }
         txn.commit().map_err(io)?;
         self.commits.fetch_add(1, Ordering::Relaxed);
-        Ok(seq)
+        Ok((seq, written))
     }
 }
 

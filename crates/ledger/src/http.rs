@@ -10,7 +10,9 @@
 //! - `PUT /ledger/v1/code` (body = wasm) → JSON `{"code_hash": "0x.."}`;
 //! - `GET /ledger/v1/code/{hash}` → the blob, or 404;
 //! - `PUT /ledger/v1/meta/{key}` (body = value) → 204; `GET /ledger/v1/meta/{key}` → the value,
-//!   or 404.
+//!   or 404; `POST /ledger/v1/meta/{key}` (body = value) writes only if absent → JSON
+//!   `{"created": bool}`;
+//! - `GET /ledger/v1/meta-keys?prefix=` → JSON `{"keys": [..]}`.
 //!
 //! Errors carry JSON `{"error": {"kind": "...", "message": "..."}}` (plus `size` and `max` for
 //! `too_large`) with status 413 (too large), 400 (bad request), 404 (not found) or 503 (storage
@@ -72,8 +74,12 @@ pub fn router_with_config(ledger: Arc<dyn Ledger>, config: &LedgerConfig) -> Rou
         .route("/ledger/v1/code/{hash}", get(get_code))
         .route(
             "/ledger/v1/meta/{key}",
-            get(get_meta).put(put_meta).layer(payload_limit),
+            get(get_meta)
+                .put(put_meta)
+                .post(create_meta)
+                .layer(payload_limit),
         )
+        .route("/ledger/v1/meta-keys", get(meta_keys))
         .with_state(state)
 }
 
@@ -267,6 +273,49 @@ async fn put_meta(
     let value = take_body(body, &headers, s.max_payload)?;
     s.ledger.put_meta(&key, value).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Answer of `POST /ledger/v1/meta/{key}`.
+#[derive(Serialize, Deserialize)]
+struct Created {
+    created: bool,
+}
+
+/// Answer of `GET /ledger/v1/meta-keys`.
+#[derive(Serialize, Deserialize)]
+struct Keys {
+    keys: Vec<String>,
+}
+
+/// Query of `GET /ledger/v1/meta-keys`.
+#[derive(Deserialize)]
+struct Prefix {
+    #[serde(default)]
+    prefix: String,
+}
+
+/// `POST /ledger/v1/meta/{key}`.
+async fn create_meta(
+    State(s): State<ServerState>,
+    key: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Created>, ApiError> {
+    let Path(key) = key.map_err(|r| LedgerError::Protocol(r.body_text()))?;
+    let value = take_body(body, &headers, s.max_payload)?;
+    let created = s.ledger.create_meta(&key, value).await?;
+    Ok(Json(Created { created }))
+}
+
+/// `GET /ledger/v1/meta-keys?prefix=`.
+async fn meta_keys(
+    State(s): State<ServerState>,
+    q: Result<Query<Prefix>, QueryRejection>,
+) -> Result<Json<Keys>, ApiError> {
+    let Query(q) = q.map_err(|r| LedgerError::Protocol(r.body_text()))?;
+    Ok(Json(Keys {
+        keys: s.ledger.meta_keys(&q.prefix).await?,
+    }))
 }
 
 /// `GET /ledger/v1/meta/{key}`.
@@ -490,5 +539,25 @@ impl Ledger for RemoteLedger {
             .get(self.url(&["meta", key])?)
             .timeout(REQUEST_TIMEOUT);
         self.send_optional(request).await
+    }
+
+    async fn create_meta(&self, key: &str, value: Vec<u8>) -> Result<bool, LedgerError> {
+        check_meta_key(key)?;
+        let request = self
+            .client
+            .post(self.url(&["meta", key])?)
+            .timeout(REQUEST_TIMEOUT)
+            .header(header::CONTENT_TYPE, OCTET_STREAM)
+            .body(value);
+        let body: Created = json(&self.send_ok(request).await?)?;
+        Ok(body.created)
+    }
+
+    async fn meta_keys(&self, prefix: &str) -> Result<Vec<String>, LedgerError> {
+        let mut url = self.url(&["meta-keys"])?;
+        url.query_pairs_mut().append_pair("prefix", prefix);
+        let request = self.client.get(url).timeout(REQUEST_TIMEOUT);
+        let body: Keys = json(&self.send_ok(request).await?)?;
+        Ok(body.keys)
     }
 }

@@ -71,6 +71,11 @@ pub trait Ledger: Send + Sync + 'static {
     async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<(), LedgerError>;
     /// The metadata value under `key`, if any.
     async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError>;
+    /// Writes `key` only if it has no value yet (atomically, as JetStream KV's `create`);
+    /// returns whether this call wrote it.
+    async fn create_meta(&self, key: &str, value: Vec<u8>) -> Result<bool, LedgerError>;
+    /// The metadata keys starting with `prefix`, in order.
+    async fn meta_keys(&self, prefix: &str) -> Result<Vec<String>, LedgerError>;
 }
 
 #[async_trait::async_trait]
@@ -100,6 +105,12 @@ impl<L: Ledger + ?Sized> Ledger for Arc<L> {
     }
     async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         (**self).get_meta(key).await
+    }
+    async fn create_meta(&self, key: &str, value: Vec<u8>) -> Result<bool, LedgerError> {
+        (**self).create_meta(key, value).await
+    }
+    async fn meta_keys(&self, prefix: &str) -> Result<Vec<String>, LedgerError> {
+        (**self).meta_keys(prefix).await
     }
 }
 

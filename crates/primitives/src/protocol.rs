@@ -200,6 +200,10 @@ pub enum CallResult {
     Ok(CallOutput),
     /// The call failed; nothing was applied.
     Err(CallError),
+    /// The result encrypted to the caller (the reply key of the command's envelope; counter
+    /// 0, SCALE-encoded `CallResult` inside). Clients open it and show the plain result.
+    #[codec(index = 2)]
+    Sealed(Bytes),
 }
 
 impl CallResult {
@@ -296,6 +300,14 @@ pub struct LogRecord {
 /// Public facts about a worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerInfo {
+    /// The worker's X25519 identity key (queries are encrypted to it).
+    pub worker_key: Hash,
+    /// The cluster's envelope key (commands are encrypted to it).
+    pub cluster_key: Hash,
+    /// Whether the cluster requires encrypted commands and queries.
+    pub encryption: bool,
+    /// The worker's attestation report (covering both keys).
+    pub attestation: AttestationReport,
     /// phat version.
     pub version: String,
     /// The worker's name (from its data directory).
@@ -319,6 +331,8 @@ pub struct ContractView {
     pub code_hash: CodeHash,
     /// Who instantiated it.
     pub deployer: AccountId,
+    /// The contract's public keys.
+    pub keys: ContractKeys,
 }
 
 /// The API's error body: `{"error": {"kind": ..., "message": ...}}`.
@@ -326,6 +340,107 @@ pub struct ContractView {
 pub struct ApiError {
     /// The error.
     pub error: CallError,
+}
+
+/// An envelope's first message (format in `docs/ENVELOPES.md`): the sender's ephemeral
+/// X25519 key and a ChaCha20-Poly1305 ciphertext.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Sealed {
+    /// Format version (1).
+    pub version: u8,
+    /// The sender's ephemeral X25519 public key.
+    pub ephemeral: Hash,
+    /// The ciphertext with its 16-byte tag.
+    pub ciphertext: Bytes,
+}
+
+/// A ledger entry's payload: one command, sealed to the cluster key or (only on clusters
+/// created with encryption off) in the clear.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum LedgerCommand {
+    /// A signed request in the clear.
+    #[codec(index = 0)]
+    Plain(SignedRequest),
+    /// A SCALE-encoded [`SignedRequest`] sealed to the cluster key.
+    #[codec(index = 1)]
+    Sealed(Sealed),
+}
+
+/// An encrypted query: the first message of a session (`counter` 0, `session` is the
+/// client's ephemeral key, the plaintext a SCALE [`QueryOpen`]) or a later one (the
+/// plaintext a SCALE [`SessionQuery`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedQuery {
+    /// The worker key the session is with (the `phat dev` gateway routes by it).
+    pub worker: Hash,
+    /// The session id: the client's ephemeral X25519 public key.
+    pub session: Hash,
+    /// The message number in the session (each used once).
+    pub counter: u64,
+    /// The ciphertext.
+    pub ciphertext: Bytes,
+}
+
+/// A worker's encrypted answer to a [`SealedQuery`]: a JSON [`QueryResponse`] under the
+/// session's reply key with the same counter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedReply {
+    /// The counter of the query answered.
+    pub counter: u64,
+    /// The ciphertext.
+    pub ciphertext: Bytes,
+}
+
+/// The plaintext of a session's first message: a signed query (whose signer becomes the
+/// session's caller, and whose expiry ends the session).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct QueryOpen {
+    /// The signed query.
+    pub request: SignedRequest,
+    /// Answer only once this seq is applied.
+    pub min_seq: Option<Seq>,
+}
+
+/// The plaintext of a later session message: a call made by the session's caller.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct SessionQuery {
+    /// The call.
+    pub call: Call,
+    /// Answer only once this seq is applied.
+    pub min_seq: Option<Seq>,
+}
+
+/// A signed statement binding a worker's software measurement to its keys (see
+/// `phat_crypto::attest`).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct AttestationReport {
+    /// Who signed it (`dev` is insecure: a local root anybody can create).
+    pub provider: String,
+    /// The worker software's measurement.
+    pub measurement: Hash,
+    /// The worker's X25519 identity key.
+    pub worker_key: Hash,
+    /// The cluster envelope key the worker serves, once it holds the cluster secret.
+    pub cluster_key: Option<Hash>,
+    /// When the report was made (Unix ms).
+    pub issued_at: u64,
+    /// The key that signed the report.
+    pub signer: Hash,
+    /// The provider's signature.
+    pub signature: Bytes,
+}
+
+/// A contract's public keys, derived inside the workers from the cluster secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractKeys {
+    /// sr25519 public key (salt `""`).
+    pub sr25519: Hash,
+    /// ed25519 public key.
+    pub ed25519: Hash,
+    /// secp256k1 public key, 33 bytes compressed (the key `phat-evm` signs with).
+    pub secp256k1: Bytes,
+    /// The Ethereum address of the secp256k1 key (`0x`, EIP-55 checksummed).
+    pub ethereum_address: String,
 }
 
 #[cfg(test)]

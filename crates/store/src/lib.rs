@@ -6,6 +6,12 @@
 //! commands) changes is written by [`Store::commit`] in a single durable redb write transaction,
 //! so a crash never loses a committed command nor applies one twice. Queries read consistent
 //! [`Snapshot`]s (redb read transactions) while commands keep committing.
+//!
+//! Opened with a [`StorageCipher`] ([`Store::open_with`]), the store keeps nothing readable on
+//! disk: state keys and signer accounts become keyed hashes, and state values, receipts and
+//! log records are sealed (XChaCha20-Poly1305, bound to their hashed name). Head, sequence
+//! numbers, contract ids of log records and nonce expiries stay in the clear (they are public
+//! or carry no content).
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -13,6 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use blake2::digest::{consts::U32, Digest};
+pub use phat_crypto::StorageCipher;
 use parity_scale_codec::Encode;
 use redb::{
     Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -135,6 +142,8 @@ pub struct Batch {
 pub struct Store {
     /// The shared redb database.
     db: Arc<Database>,
+    /// Encrypts what is written, when set.
+    cipher: Option<Arc<StorageCipher>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -146,6 +155,12 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the database at `path`, creating the file and its tables if missing.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, None)
+    }
+
+    /// Opens (creating if needed) the store at `path`, encrypting everything it writes with
+    /// `cipher` when one is given. A store must always be opened the same way.
+    pub fn open_with(path: &Path, cipher: Option<StorageCipher>) -> Result<Store, StoreError> {
         let db = Database::create(path).map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         {
@@ -158,7 +173,10 @@ impl Store {
             txn.open_table(LOG_NEXT).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store {
+            db: Arc::new(db),
+            cipher: cipher.map(Arc::new),
+        })
     }
 
     /// The stored head ([`Head::default`] when nothing was committed yet).
@@ -171,7 +189,7 @@ impl Store {
     /// A consistent read view of the current state.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        Snapshot::new(&txn)
+        Snapshot::new(&txn, self.cipher.clone())
     }
 
     /// Writes `batch` in one durable transaction; refused unless its seq exceeds the head's.
@@ -190,7 +208,7 @@ impl Store {
             });
         }
         // Any error below drops `txn` uncommitted, which aborts it.
-        write_batch(&txn, &batch)?;
+        write_batch(&txn, &batch, self.cipher.as_deref())?;
         txn.commit().map_err(db_err)
     }
 
@@ -198,7 +216,19 @@ impl Store {
     pub fn receipt(&self, seq: Seq) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let receipts = txn.open_table(RECEIPTS).map_err(db_err)?;
-        read_receipt(&receipts, seq)
+        read_receipt(&receipts, seq, self.cipher.as_deref())
+    }
+
+    /// The next state root after `prev`: [`chain_root`], except that with a cipher each write
+    /// enters as a keyed MAC, so a published root cannot be used to guess state values.
+    pub fn chain_root(
+        &self,
+        prev: &Hash,
+        seq: Seq,
+        writes: &BTreeMap<StateKey, Option<Vec<u8>>>,
+        receipt_digest: &[u8; 32],
+    ) -> Hash {
+        root(self.cipher.as_deref(), prev, seq, writes, receipt_digest)
     }
 
     /// Log records of `contract` with index > `after` (all when None), oldest first, at most `limit`.
@@ -221,7 +251,14 @@ impl Store {
         let mut out = Vec::new();
         for entry in range.take(limit) {
             let (key, value) = entry.map_err(db_err)?;
-            out.push((key.value().1, value.value().to_vec()));
+            let (contract, index) = key.value();
+            let record = match &self.cipher {
+                Some(c) => c
+                    .open(&log_name(&contract, index), value.value())
+                    .map_err(|e| StoreError::Corrupt(format!("log record: {e}")))?,
+                None => value.value().to_vec(),
+            };
+            out.push((index, record));
         }
         Ok(out)
     }
@@ -239,21 +276,60 @@ fn read_head(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<H
 fn read_receipt(
     receipts: &impl ReadableTable<u64, &'static [u8]>,
     seq: Seq,
+    cipher: Option<&StorageCipher>,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(receipts
-        .get(seq)
-        .map_err(db_err)?
-        .map(|v| v.value().to_vec()))
+    let Some(raw) = receipts.get(seq).map_err(db_err)? else {
+        return Ok(None);
+    };
+    match cipher {
+        Some(c) => c
+            .open(&receipt_name(seq), raw.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("receipt {seq}: {e}"))),
+        None => Ok(Some(raw.value().to_vec())),
+    }
+}
+
+/// The name a state key is stored under: its bytes, or their keyed hash.
+fn state_name(cipher: Option<&StorageCipher>, key: &StateKey) -> Vec<u8> {
+    match cipher {
+        Some(c) => c.hash_name(&key.to_bytes()).to_vec(),
+        None => key.to_bytes(),
+    }
+}
+
+/// The name a signer's nonces are stored under.
+fn signer_name(cipher: Option<&StorageCipher>, signer: &AccountId) -> [u8; 32] {
+    match cipher {
+        Some(c) => c.hash_name(&[b"signer".as_slice(), &signer.0].concat()),
+        None => signer.0,
+    }
+}
+
+fn receipt_name(seq: Seq) -> Vec<u8> {
+    [b"receipt/".as_slice(), &seq.to_le_bytes()].concat()
+}
+
+fn log_name(contract: &[u8; 32], index: u64) -> Vec<u8> {
+    [b"log/".as_slice(), contract, &index.to_le_bytes()].concat()
 }
 
 /// Applies every part of `batch` inside `txn` (the seq check is done by the caller).
-fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
+fn write_batch(
+    txn: &WriteTransaction,
+    batch: &Batch,
+    cipher: Option<&StorageCipher>,
+) -> Result<(), StoreError> {
     {
         let mut state = txn.open_table(STATE).map_err(db_err)?;
         for (key, value) in &batch.writes {
-            let key = key.to_bytes();
+            let key = state_name(cipher, key);
             match value {
                 Some(v) => {
+                    let v = match cipher {
+                        Some(c) => c.seal(&key, v),
+                        None => v.clone(),
+                    };
                     state.insert(key.as_slice(), v.as_slice()).map_err(db_err)?;
                 }
                 None => {
@@ -265,11 +341,15 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<(), StoreError> 
     {
         let mut receipts = txn.open_table(RECEIPTS).map_err(db_err)?;
         for (seq, bytes) in &batch.receipts {
+            let bytes = match cipher {
+                Some(c) => c.seal(&receipt_name(*seq), bytes),
+                None => bytes.clone(),
+            };
             receipts.insert(*seq, bytes.as_slice()).map_err(db_err)?;
         }
     }
-    write_nonces(txn, &batch.nonces, batch.prune_nonces_before)?;
-    write_logs(txn, &batch.logs)?;
+    write_nonces(txn, &batch.nonces, batch.prune_nonces_before, cipher)?;
+    write_logs(txn, &batch.logs, cipher)?;
     {
         let mut meta = txn.open_table(META).map_err(db_err)?;
         let head = batch.head.to_bytes();
@@ -283,10 +363,12 @@ fn write_nonces(
     txn: &WriteTransaction,
     nonces: &[(AccountId, u64, Timestamp)],
     prune_before: Timestamp,
+    cipher: Option<&StorageCipher>,
 ) -> Result<(), StoreError> {
     let mut table = txn.open_table(NONCES).map_err(db_err)?;
     let mut expiry = txn.open_table(NONCE_EXPIRY).map_err(db_err)?;
     for (signer, nonce, expires_at) in nonces {
+        let signer = AccountId(signer_name(cipher, signer));
         let old = table
             .insert((signer.0, *nonce), *expires_at)
             .map_err(db_err)?
@@ -319,7 +401,11 @@ fn write_nonces(
 }
 
 /// Appends `logs` per contract and deletes records that fall out of [`LOG_RETENTION`].
-fn write_logs(txn: &WriteTransaction, logs: &[(AccountId, Vec<u8>)]) -> Result<(), StoreError> {
+fn write_logs(
+    txn: &WriteTransaction,
+    logs: &[(AccountId, Vec<u8>)],
+    cipher: Option<&StorageCipher>,
+) -> Result<(), StoreError> {
     if logs.is_empty() {
         return Ok(());
     }
@@ -334,6 +420,10 @@ fn write_logs(txn: &WriteTransaction, logs: &[(AccountId, Vec<u8>)]) -> Result<(
                 .map_err(db_err)?
                 .map(|g| g.value())
                 .unwrap_or(0),
+        };
+        let record = match cipher {
+            Some(c) => c.seal(&log_name(&contract.0, index), record),
+            None => record.clone(),
         };
         table
             .insert((contract.0, index), record.as_slice())
@@ -362,6 +452,8 @@ pub struct Snapshot {
     nonces: ReadOnlyTable<([u8; 32], u64), u64>,
     /// Receipts.
     receipts: ReadOnlyTable<u64, &'static [u8]>,
+    /// The store's cipher, if it encrypts.
+    cipher: Option<Arc<StorageCipher>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -374,13 +466,17 @@ impl std::fmt::Debug for Snapshot {
 
 impl Snapshot {
     /// Opens the tables of a read transaction (they keep the transaction alive).
-    fn new(txn: &ReadTransaction) -> Result<Snapshot, StoreError> {
+    fn new(
+        txn: &ReadTransaction,
+        cipher: Option<Arc<StorageCipher>>,
+    ) -> Result<Snapshot, StoreError> {
         let meta = txn.open_table(META).map_err(db_err)?;
         Ok(Snapshot {
             head: read_head(&meta)?,
             state: txn.open_table(STATE).map_err(db_err)?,
             nonces: txn.open_table(NONCES).map_err(db_err)?,
             receipts: txn.open_table(RECEIPTS).map_err(db_err)?,
+            cipher,
         })
     }
 
@@ -391,12 +487,18 @@ impl Snapshot {
 
     /// The value of `key`, if set.
     pub fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = key.to_bytes();
-        Ok(self
-            .state
-            .get(key.as_slice())
-            .map_err(db_err)?
-            .map(|v| v.value().to_vec()))
+        let cipher = self.cipher.as_deref();
+        let name = state_name(cipher, key);
+        let Some(raw) = self.state.get(name.as_slice()).map_err(db_err)? else {
+            return Ok(None);
+        };
+        match cipher {
+            Some(c) => c
+                .open(&name, raw.value())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("state value: {e}"))),
+            None => Ok(Some(raw.value().to_vec())),
+        }
     }
 
     /// When the remembered `(signer, nonce)` expires, if it is remembered.
@@ -407,14 +509,14 @@ impl Snapshot {
     ) -> Result<Option<Timestamp>, StoreError> {
         Ok(self
             .nonces
-            .get((signer.0, nonce))
+            .get((signer_name(self.cipher.as_deref(), signer), nonce))
             .map_err(db_err)?
             .map(|v| v.value()))
     }
 
     /// The receipt stored for `seq`, if any.
     pub fn receipt(&self, seq: Seq) -> Result<Option<Vec<u8>>, StoreError> {
-        read_receipt(&self.receipts, seq)
+        read_receipt(&self.receipts, seq, self.cipher.as_deref())
     }
 }
 
@@ -436,14 +538,29 @@ pub fn chain_root(
     writes: &BTreeMap<StateKey, Option<Vec<u8>>>,
     receipt_digest: &[u8; 32],
 ) -> Hash {
+    root(None, prev, seq, writes, receipt_digest)
+}
+
+fn root(
+    cipher: Option<&StorageCipher>,
+    prev: &Hash,
+    seq: Seq,
+    writes: &BTreeMap<StateKey, Option<Vec<u8>>>,
+    receipt_digest: &[u8; 32],
+) -> Hash {
     let mut hasher = blake2::Blake2b::<U32>::new();
     hasher.update(ROOT_DOMAIN);
     hasher.update(prev.0);
     hasher.update(seq.to_le_bytes());
     hasher.update((writes.len() as u64).to_le_bytes());
     for (key, value) in writes {
-        hasher.update(key.to_bytes());
-        value.using_encoded(|bytes| hasher.update(bytes));
+        match cipher {
+            Some(c) => hasher.update(c.mac(&[&key.to_bytes(), &value.encode()])),
+            None => {
+                hasher.update(key.to_bytes());
+                value.using_encoded(|bytes| hasher.update(bytes));
+            }
+        }
     }
     hasher.update(receipt_digest);
     Hash(hasher.finalize().into())

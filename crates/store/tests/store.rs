@@ -474,3 +474,67 @@ fn snapshot_is_shared_across_threads_while_writer_commits() {
     );
     assert_eq!(snap.get(&bal(3)).unwrap(), Some(vec![3]));
 }
+
+#[test]
+fn a_sealed_store_keeps_nothing_readable_and_reads_back() {
+    use phat_crypto::{Secret32, StorageCipher};
+    let marker = b"MARKER-sealed-store-7f3a";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let cipher = || Some(StorageCipher::new(&Secret32::from_bytes([5; 32])));
+    let key = StateKey::Storage(Hash([3; 32]), marker.to_vec());
+    let signer = AccountId(*b"MARKER-sealed-store-7f3a-signer!");
+    let contract = AccountId([9; 32]);
+    {
+        let store = Store::open_with(&path, cipher()).unwrap();
+        let mut batch = Batch {
+            head: head(1),
+            ..Default::default()
+        };
+        batch.writes.insert(key.clone(), Some(marker.to_vec()));
+        batch.receipts.push((1, marker.to_vec()));
+        batch.logs.push((contract, marker.to_vec()));
+        batch.nonces.push((signer, 1, 5_000));
+        store.commit(batch).unwrap();
+        let snap = store.snapshot().unwrap();
+        assert_eq!(snap.get(&key).unwrap().as_deref(), Some(marker.as_slice()));
+        assert_eq!(snap.nonce_expiry(&signer, 1).unwrap(), Some(5_000));
+        assert_eq!(store.receipt(1).unwrap().as_deref(), Some(marker.as_slice()));
+        assert_eq!(store.logs(&contract, None, 10).unwrap()[0].1, marker.to_vec());
+        // The keyed root differs from the plain one and does not depend on the random nonces.
+        let mut writes = BTreeMap::new();
+        writes.insert(key.clone(), Some(marker.to_vec()));
+        let plain = chain_root(&Hash::default(), 1, &writes, &[0; 32]);
+        let keyed = store.chain_root(&Hash::default(), 1, &writes, &[0; 32]);
+        assert_ne!(plain, keyed);
+        assert_eq!(keyed, store.chain_root(&Hash::default(), 1, &writes, &[0; 32]));
+    }
+    let raw = std::fs::read(&path).unwrap();
+    assert!(!raw.windows(marker.len()).any(|w| w == marker), "marker on disk");
+    assert!(!raw.windows(6).any(|w| w == b"MARKER"));
+    // The wrong key reads a corrupt store, not garbage.
+    let wrong = Store::open_with(&path, Some(StorageCipher::new(&Secret32::from_bytes([6; 32]))))
+        .unwrap();
+    assert_eq!(wrong.snapshot().unwrap().get(&key).unwrap(), None);
+    assert!(matches!(wrong.receipt(1), Err(StoreError::Corrupt(_))));
+}
+
+#[test]
+fn a_plain_store_is_readable_on_disk() {
+    // The counterpart of the sealed test: without a cipher the same marker is on disk.
+    let marker = b"MARKER-plain-store-7f3a";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let store = Store::open(&path).unwrap();
+    let mut batch = Batch {
+        head: head(1),
+        ..Default::default()
+    };
+    batch
+        .writes
+        .insert(StateKey::Storage(Hash([3; 32]), vec![1]), Some(marker.to_vec()));
+    store.commit(batch).unwrap();
+    drop(store);
+    let raw = std::fs::read(&path).unwrap();
+    assert!(raw.windows(marker.len()).any(|w| w == marker));
+}

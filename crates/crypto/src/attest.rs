@@ -1,0 +1,198 @@
+//! Attestation: reports binding a worker's software measurement to its public keys.
+//!
+//! A report says "software with this measurement holds the secret of this worker key (and,
+//! once keyed, serves this cluster key)", signed by a provider. Real TEE providers (SGX, TDX)
+//! sign with hardware-rooted keys; the [`DevAttestation`] provider signs with a local ed25519
+//! root anybody can create, so it proves nothing about the machine and is labelled insecure
+//! everywhere it appears. Verifiers refuse it unless their [`AttestationPolicy`] says otherwise.
+
+use ed25519_dalek::{Signer as _, Verifier as _};
+use parity_scale_codec::Encode;
+pub use phat_primitives::protocol::AttestationReport;
+use phat_primitives::protocol::Bytes;
+use phat_primitives::Hash;
+
+use crate::keys::Secret32;
+use crate::CryptoError;
+
+/// The provider name of development reports.
+pub const DEV_PROVIDER: &str = "dev";
+
+/// The bytes a provider signs: every field of the report but the signature, under a domain
+/// tag.
+pub fn signed_payload(r: &AttestationReport) -> Vec<u8> {
+    (
+        b"phat/attestation/v1",
+        &r.provider,
+        &r.measurement,
+        &r.worker_key,
+        &r.cluster_key,
+        r.issued_at,
+        &r.signer,
+    )
+        .encode()
+}
+
+/// Whether a report comes from a provider that proves nothing (`dev`).
+pub fn is_insecure(r: &AttestationReport) -> bool {
+    r.provider == DEV_PROVIDER
+}
+
+/// What a worker asks its provider to attest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claims {
+    /// The software measurement.
+    pub measurement: [u8; 32],
+    /// The worker's X25519 public key.
+    pub worker_key: [u8; 32],
+    /// The cluster key, if the worker holds the cluster secret.
+    pub cluster_key: Option<[u8; 32]>,
+}
+
+/// A source of attestation reports (one per TEE technology).
+pub trait Attestation: Send + Sync {
+    /// The provider's name, as it appears in reports.
+    fn provider(&self) -> &'static str;
+    /// Produces a signed report of `claims`.
+    fn report(&self, claims: &Claims, now_ms: u64) -> Result<AttestationReport, CryptoError>;
+}
+
+/// The insecure development provider: signs with a local ed25519 root.
+pub struct DevAttestation {
+    root: ed25519_dalek::SigningKey,
+}
+
+impl DevAttestation {
+    /// A provider signing with the root key `secret`.
+    pub fn new(secret: &Secret32) -> Self {
+        Self {
+            root: ed25519_dalek::SigningKey::from_bytes(secret.expose()),
+        }
+    }
+
+    /// The root's public key (what verifiers pin).
+    pub fn root_public(&self) -> [u8; 32] {
+        self.root.verifying_key().to_bytes()
+    }
+}
+
+impl Attestation for DevAttestation {
+    fn provider(&self) -> &'static str {
+        DEV_PROVIDER
+    }
+
+    fn report(&self, claims: &Claims, now_ms: u64) -> Result<AttestationReport, CryptoError> {
+        let mut report = AttestationReport {
+            provider: DEV_PROVIDER.into(),
+            measurement: Hash(claims.measurement),
+            worker_key: Hash(claims.worker_key),
+            cluster_key: claims.cluster_key.map(Hash),
+            issued_at: now_ms,
+            signer: Hash(self.root_public()),
+            signature: Bytes(Vec::new()),
+        };
+        report.signature = Bytes(self.root.sign(&signed_payload(&report)).to_bytes().to_vec());
+        Ok(report)
+    }
+}
+
+/// What a verifier accepts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttestationPolicy {
+    /// Accept reports of the insecure `dev` provider.
+    pub accept_dev: bool,
+    /// If set, `dev` reports must be signed by this root.
+    pub dev_root: Option<[u8; 32]>,
+    /// If set, the measurement must equal this.
+    pub measurement: Option<[u8; 32]>,
+}
+
+impl AttestationPolicy {
+    /// Checks `report` and returns what it proves.
+    pub fn verify(&self, report: &AttestationReport) -> Result<(), CryptoError> {
+        let fail = |m: String| Err(CryptoError::Attestation(m));
+        if report.provider != DEV_PROVIDER {
+            return fail(format!(
+                "unknown attestation provider `{}` (this build verifies `dev` only)",
+                report.provider
+            ));
+        }
+        if !self.accept_dev {
+            return fail(
+                "the worker presents an insecure `dev` attestation; accept it only for \
+                 development (--accept-dev-attestation)"
+                    .into(),
+            );
+        }
+        if let Some(root) = self.dev_root {
+            if report.signer.0 != root {
+                return fail(format!(
+                    "the report is signed by {}, not by the cluster's dev root {}",
+                    report.signer,
+                    Hash(root)
+                ));
+            }
+        }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&report.signer.0)
+            .map_err(|_| CryptoError::Attestation("the report's signer is not a key".into()))?;
+        let sig = ed25519_dalek::Signature::from_slice(&report.signature)
+            .map_err(|_| CryptoError::Attestation("the report's signature is malformed".into()))?;
+        if key.verify(&signed_payload(report), &sig).is_err() {
+            return fail("the report's signature does not verify (forged or altered)".into());
+        }
+        if let Some(m) = self.measurement {
+            if report.measurement.0 != m {
+                return fail(format!(
+                    "the worker runs software {} where {} is required",
+                    report.measurement,
+                    Hash(m)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> Claims {
+        Claims {
+            measurement: [1; 32],
+            worker_key: [2; 32],
+            cluster_key: None,
+        }
+    }
+
+    #[test]
+    fn dev_reports_verify_only_when_accepted_and_unaltered() {
+        let dev = DevAttestation::new(&Secret32::from_bytes([9; 32]));
+        let report = dev.report(&claims(), 5).unwrap();
+        assert!(is_insecure(&report));
+        let strict = AttestationPolicy::default();
+        assert!(matches!(strict.verify(&report), Err(CryptoError::Attestation(m)) if m.contains("insecure")));
+        let policy = AttestationPolicy {
+            accept_dev: true,
+            dev_root: Some(dev.root_public()),
+            measurement: Some([1; 32]),
+        };
+        policy.verify(&report).unwrap();
+        // A different worker key under the same signature: forged.
+        let mut forged = report.clone();
+        forged.worker_key = Hash([3; 32]);
+        assert!(policy.verify(&forged).is_err());
+        // Signed by another root: refused by a pinned policy.
+        let other = DevAttestation::new(&Secret32::from_bytes([8; 32]));
+        let foreign = other.report(&claims(), 5).unwrap();
+        assert!(policy.verify(&foreign).is_err());
+        // Another measurement.
+        let m = DevAttestation::new(&Secret32::from_bytes([9; 32]))
+            .report(&Claims { measurement: [7; 32], ..claims() }, 5)
+            .unwrap();
+        assert!(policy.verify(&m).is_err());
+        let mut provider = report;
+        provider.provider = "sgx".into();
+        assert!(policy.verify(&provider).is_err());
+    }
+}

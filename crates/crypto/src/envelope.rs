@@ -1,0 +1,263 @@
+//! Envelopes: how requests and replies cross the network and the ledger encrypted.
+//!
+//! Format v1 (`docs/ENVELOPES.md` has the full description):
+//! - the sender makes an ephemeral X25519 key pair and computes the shared secret with the
+//!   recipient's public key (a worker's key for queries, the cluster key for commands, a
+//!   joining worker's key for the cluster-secret handover);
+//! - HKDF-SHA256 over the shared secret, salted with both public keys and the purpose, gives
+//!   two 32-byte keys: one for messages to the recipient, one for its replies;
+//! - messages are ChaCha20-Poly1305 under those keys with a 96-bit nonce holding a message
+//!   counter (0 for the first message), so one key exchange serves a whole session;
+//! - the associated data binds the version and the purpose.
+//!
+//! The plaintext inside is the caller's sr25519-signed request (with its own nonce and
+//! expiry): the envelope gives confidentiality, the signature authenticity and replay
+//! protection.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+pub use phat_primitives::protocol::Sealed;
+use phat_primitives::protocol::Bytes;
+use phat_primitives::Hash;
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroize;
+
+use crate::keys::{expand, Secret32};
+use crate::CryptoError;
+
+/// The envelope format version this crate writes and reads.
+pub const ENVELOPE_VERSION: u8 = 1;
+
+/// What an envelope carries; part of the key derivation, so an envelope made for one purpose
+/// never opens as another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A command, encrypted to the cluster key.
+    Command,
+    /// A query session, encrypted to one worker's key.
+    Query,
+    /// The cluster secret, encrypted to a joining worker's key.
+    Handover,
+}
+
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Purpose::Command => b"command",
+            Purpose::Query => b"query",
+            Purpose::Handover => b"handover",
+        }
+    }
+}
+
+/// An X25519 secret key (a worker's identity key or the cluster envelope key).
+#[derive(Clone)]
+pub struct EnvelopeSecret(StaticSecret);
+
+impl std::fmt::Debug for EnvelopeSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EnvelopeSecret(public {})", hex::encode(self.public()))
+    }
+}
+
+impl EnvelopeSecret {
+    /// A new random key.
+    pub fn generate() -> Self {
+        Self(StaticSecret::from(Secret32::random().expose().to_owned()))
+    }
+
+    /// The key with these secret bytes.
+    pub fn from_secret(secret: &Secret32) -> Self {
+        Self(StaticSecret::from(*secret.expose()))
+    }
+
+    /// The secret bytes, for sealing to disk.
+    pub fn to_secret(&self) -> Secret32 {
+        Secret32::from_bytes(self.0.to_bytes())
+    }
+
+    /// The public key senders encrypt to.
+    pub fn public(&self) -> [u8; 32] {
+        PublicKey::from(&self.0).to_bytes()
+    }
+
+    /// Opens the first message of an envelope addressed to this key: returns its plaintext and
+    /// the session keys for the rest of the exchange.
+    pub fn open(
+        &self,
+        purpose: Purpose,
+        sealed: &Sealed,
+    ) -> Result<(Vec<u8>, SessionKeys), CryptoError> {
+        if sealed.version != ENVELOPE_VERSION {
+            return Err(CryptoError::UnsupportedVersion(sealed.version));
+        }
+        let shared = self.0.diffie_hellman(&PublicKey::from(sealed.ephemeral.0));
+        if !shared.was_contributory() {
+            return Err(CryptoError::WeakKey);
+        }
+        let keys = SessionKeys::derive(
+            shared.as_bytes(),
+            &sealed.ephemeral.0,
+            &self.public(),
+            purpose,
+        );
+        let plaintext = keys.open_request(0, &sealed.ciphertext)?;
+        Ok((plaintext, keys))
+    }
+}
+
+/// Seals `plaintext` to `recipient` for `purpose` with a fresh ephemeral key. Returns the
+/// envelope and the session keys (to read the reply, or to send more messages).
+pub fn seal(
+    recipient: &[u8; 32],
+    purpose: Purpose,
+    plaintext: &[u8],
+) -> Result<(Sealed, SessionKeys), CryptoError> {
+    let ephemeral = EnvelopeSecret::generate();
+    let epk = ephemeral.public();
+    let shared = ephemeral.0.diffie_hellman(&PublicKey::from(*recipient));
+    if !shared.was_contributory() {
+        return Err(CryptoError::WeakKey);
+    }
+    let keys = SessionKeys::derive(shared.as_bytes(), &epk, recipient, purpose);
+    let ciphertext = keys.seal_request(0, plaintext);
+    Ok((
+        Sealed {
+            version: ENVELOPE_VERSION,
+            ephemeral: Hash(epk),
+            ciphertext: Bytes(ciphertext),
+        },
+        keys,
+    ))
+}
+
+/// The two keys of one envelope exchange: sender → recipient and the replies.
+#[derive(Clone, Debug)]
+pub struct SessionKeys {
+    request: Secret32,
+    reply: Secret32,
+    aad: [u8; 2],
+}
+
+impl SessionKeys {
+    fn derive(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32], p: Purpose) -> Self {
+        let mut okm = [0u8; 64];
+        expand(shared, "phat/v1/envelope", &[p.label(), ephemeral, recipient], &mut okm);
+        let mut request = [0u8; 32];
+        let mut reply = [0u8; 32];
+        request.copy_from_slice(&okm[..32]);
+        reply.copy_from_slice(&okm[32..]);
+        okm.zeroize();
+        let tag = match p {
+            Purpose::Command => 1,
+            Purpose::Query => 2,
+            Purpose::Handover => 3,
+        };
+        Self {
+            request: Secret32::from_bytes(request),
+            reply: Secret32::from_bytes(reply),
+            aad: [ENVELOPE_VERSION, tag],
+        }
+    }
+
+    /// Encrypts message number `counter` to the recipient.
+    pub fn seal_request(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
+        aead_seal(&self.request, counter, &self.aad, plaintext)
+    }
+
+    /// Decrypts message number `counter` from the sender.
+    pub fn open_request(&self, counter: u64, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        aead_open(&self.request, counter, &self.aad, ciphertext)
+    }
+
+    /// Encrypts the reply to message number `counter`.
+    pub fn seal_reply(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
+        aead_seal(&self.reply, counter, &self.aad, plaintext)
+    }
+
+    /// Decrypts the reply to message number `counter`.
+    pub fn open_reply(&self, counter: u64, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        aead_open(&self.reply, counter, &self.aad, ciphertext)
+    }
+}
+
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[..8].copy_from_slice(&counter.to_le_bytes());
+    n.into()
+}
+
+fn aead_seal(key: &Secret32, counter: u64, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    ChaCha20Poly1305::new(&Key::from(*key.expose()))
+        .encrypt(&nonce(counter), Payload { msg: plaintext, aad })
+        .expect("ChaCha20-Poly1305 encryption cannot fail for messages below 256 GiB")
+}
+
+fn aead_open(
+    key: &Secret32,
+    counter: u64,
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    ChaCha20Poly1305::new(&Key::from(*key.expose()))
+        .decrypt(&nonce(counter), Payload { msg: ciphertext, aad })
+        .map_err(|_| CryptoError::Decrypt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_replies_and_session_messages() {
+        let worker = EnvelopeSecret::generate();
+        let (sealed, client) = seal(&worker.public(), Purpose::Query, b"hello").unwrap();
+        let (plain, server) = worker.open(Purpose::Query, &sealed).unwrap();
+        assert_eq!(plain, b"hello");
+        let reply = server.seal_reply(0, b"world");
+        assert_eq!(client.open_reply(0, &reply).unwrap(), b"world");
+        let next = client.seal_request(1, b"again");
+        assert_eq!(server.open_request(1, &next).unwrap(), b"again");
+        // Wrong counter, wrong direction.
+        assert_eq!(server.open_request(2, &next), Err(CryptoError::Decrypt));
+        assert_eq!(client.open_reply(1, &next), Err(CryptoError::Decrypt));
+    }
+
+    #[test]
+    fn tampering_wrong_key_wrong_purpose_and_versions_fail() {
+        let worker = EnvelopeSecret::generate();
+        let (sealed, _) = seal(&worker.public(), Purpose::Command, b"secret").unwrap();
+        let mut tampered = sealed.clone();
+        tampered.ciphertext.0[0] ^= 1;
+        assert_eq!(worker.open(Purpose::Command, &tampered).err(), Some(CryptoError::Decrypt));
+        let other = EnvelopeSecret::generate();
+        assert_eq!(other.open(Purpose::Command, &sealed).err(), Some(CryptoError::Decrypt));
+        assert_eq!(worker.open(Purpose::Query, &sealed).err(), Some(CryptoError::Decrypt));
+        let mut v2 = sealed.clone();
+        v2.version = 2;
+        assert_eq!(
+            worker.open(Purpose::Command, &v2).err(),
+            Some(CryptoError::UnsupportedVersion(2))
+        );
+        let mut swapped = sealed;
+        swapped.ephemeral = Hash(EnvelopeSecret::generate().public());
+        assert_eq!(worker.open(Purpose::Command, &swapped).err(), Some(CryptoError::Decrypt));
+        // A low-order point as the ephemeral key is refused before any decryption.
+        let weak = Sealed {
+            version: 1,
+            ephemeral: Hash([0; 32]),
+            ciphertext: Bytes(vec![0; 20]),
+        };
+        assert_eq!(worker.open(Purpose::Command, &weak).err(), Some(CryptoError::WeakKey));
+        assert_eq!(seal(&[0; 32], Purpose::Query, b"x").err(), Some(CryptoError::WeakKey));
+    }
+
+    #[test]
+    fn json_form_is_hex() {
+        let worker = EnvelopeSecret::generate();
+        let (sealed, _) = seal(&worker.public(), Purpose::Command, b"x").unwrap();
+        let json = serde_json::to_value(&sealed).unwrap();
+        assert!(json["ephemeral"].as_str().unwrap().starts_with("0x"));
+        assert_eq!(serde_json::from_value::<Sealed>(json).unwrap(), sealed);
+    }
+}
