@@ -204,6 +204,7 @@ pub async fn deploy_code(
                 .unwrap_or_else(|| format!("0x{}", hex::encode(&o.data.0)))
         ),
         CallResult::Err(e) => bail!("instantiation failed: {}: {}", e.kind, e.message),
+        CallResult::Sealed(_) => bail!("the receipt's result is sealed to another key"),
     };
     Ok(Deployed {
         id,
@@ -361,6 +362,7 @@ pub async fn query(args: CallArgs, ctx: &Ctx) -> Result<()> {
     let out = match &r.result {
         CallResult::Ok(o) => o,
         CallResult::Err(e) => bail!("{}: {}", e.kind, e.message),
+        CallResult::Sealed(_) => bail!("the answer is sealed to another key"),
     };
     let decoded = decode(contract.as_ref(), &args.message, &out.data);
     ctx.print(
@@ -429,6 +431,10 @@ fn print_receipt(
     let out = match &receipt.result {
         CallResult::Ok(o) => o,
         CallResult::Err(e) => bail!("seq {}: {}: {}", receipt.seq, e.kind, e.message),
+        CallResult::Sealed(_) => bail!(
+            "seq {}: the result is encrypted to the command's sender",
+            receipt.seq
+        ),
     };
     let decoded = decode(contract, message, &out.data);
     let events: Vec<String> = receipt
@@ -490,15 +496,31 @@ pub async fn info(args: InfoArgs, ctx: &Ctx) -> Result<()> {
     let client = ctx.client()?;
     match args.contract {
         None => {
-            let i = client.info().await?;
+            let i = client.trusted_info().await?;
+            let insecure = phat_client::crypto::attest::is_insecure(&i.attestation);
+            let label = if insecure {
+                format!("{} (INSECURE: development only)", i.attestation.provider)
+            } else {
+                i.attestation.provider.clone()
+            };
             ctx.print(
                 || {
                     format!(
-                        "worker {} (phat {}, pid {})\n  applied seq  {}\n  ledger head  {}\n  state root   {}",
-                        i.name, i.version, i.pid, i.seq, i.ledger_head, i.state_root
+                        "worker {} (phat {}, pid {})\n  applied seq  {}\n  ledger head  {}\n  state root   {}\n  worker key   {}\n  cluster key  {}\n  encryption   {}\n  attestation  {}\n  measurement  {}",
+                        i.name,
+                        i.version,
+                        i.pid,
+                        i.seq,
+                        i.ledger_head,
+                        i.state_root,
+                        i.worker_key,
+                        i.cluster_key,
+                        if i.encryption { "on" } else { "OFF (insecure)" },
+                        label,
+                        i.attestation.measurement
                     )
                 },
-                || json!(i),
+                || json!({"worker": i, "attestation_insecure": insecure}),
             );
         }
         Some(c) => {
@@ -512,11 +534,15 @@ pub async fn info(args: InfoArgs, ctx: &Ctx) -> Result<()> {
             ctx.print(
                 || {
                     format!(
-                        "contract {}\n  name      {}\n  code      {}\n  deployer  {}",
+                        "contract {}\n  name      {}\n  code      {}\n  deployer  {}\n  sr25519   {}\n  ed25519   {}\n  secp256k1 {:?}\n  ethereum  {}",
                         v.id,
                         name.as_deref().unwrap_or("(no metadata)"),
                         v.code_hash,
-                        v.deployer
+                        v.deployer,
+                        v.keys.sr25519,
+                        v.keys.ed25519,
+                        v.keys.secp256k1,
+                        v.keys.ethereum_address
                     )
                 },
                 || json!({"contract": v, "name": name}),

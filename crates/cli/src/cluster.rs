@@ -43,6 +43,10 @@ pub struct DevArgs {
     /// The `contracts/` directory holding the examples (for `--demo`).
     #[arg(long, default_value = "contracts")]
     pub contracts: PathBuf,
+    /// Create the cluster WITHOUT encryption (commands, queries and state in the clear).
+    /// Insecure: only to compare; a cluster's choice is fixed when it is created.
+    #[arg(long)]
+    pub insecure_no_encryption: bool,
 }
 
 /// Arguments of `phat worker`.
@@ -69,6 +73,10 @@ pub struct WorkerArgs {
     /// Bytes of cache each contract may use.
     #[arg(long, default_value_t = phat_worker::DEFAULT_CACHE_QUOTA)]
     pub cache_quota: usize,
+    /// The dev attestation root secret (32 bytes, raw or hex) every worker of the cluster
+    /// signs its (insecure) attestation report with; default: one in the data directory.
+    #[arg(long, env = "PHAT_DEV_ATTESTATION_ROOT")]
+    pub dev_attestation_root: Option<PathBuf>,
 }
 
 /// Arguments of `phat ledger`.
@@ -146,7 +154,10 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         config.egress.allow_hosts = Some(args.allow_hosts.clone());
     }
     config.cache_quota = args.cache_quota;
-    let worker = Worker::open(config, ledger).context("opening the worker")?;
+    config.dev_attestation_root = args.dev_attestation_root.clone();
+    let worker = Worker::open(config, ledger)
+        .await
+        .context("opening the worker")?;
     tracing::info!(
         "worker {name} on http://127.0.0.1:{} (applied seq {})",
         args.port,
@@ -214,14 +225,6 @@ async fn supervise(i: usize, args: Vec<String>, log: PathBuf, mut stop: watch::R
     }
 }
 
-/// 32 random bytes from the operating system.
-fn random_seed() -> Result<[u8; 32]> {
-    let mut seed = [0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut seed)
-        .context("reading /dev/urandom")?;
-    Ok(seed)
-}
-
 /// Waits until the API at `url` answers.
 async fn wait_ready(url: &str, timeout: Duration) -> Result<()> {
     let client = Client::new(url)?;
@@ -260,9 +263,12 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             .context("opening the ledger")?,
     );
     let head = ledger.head().await?;
+    // Every worker signs its (insecure, dev) attestation with this root; the genesis pins it.
+    let dev_root = data.join("dev-attestation-root.key");
+    let dev_root_public = phat_worker::dev_root_public(&dev_root)?;
     if head == 0 && ledger.get_meta(phat_worker::GENESIS_KEY).await?.is_none() {
-        // A fresh cluster: fund the dev accounts so contracts can move native value, and pick
-        // the seed contract keys derive from.
+        // A fresh cluster: fund the dev accounts so contracts can move native value. The first
+        // worker to start creates the cluster secret.
         let mut balances = Vec::new();
         for name in DEV_ACCOUNTS {
             balances.push((
@@ -272,8 +278,12 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
         }
         let genesis = phat_worker::Genesis {
             balances,
-            key_seed: random_seed()?,
+            encryption: !args.insecure_no_encryption,
+            dev_root: Some(dev_root_public),
         };
+        if args.insecure_no_encryption {
+            eprintln!("warning: this cluster does NOT encrypt commands, queries or state");
+        }
         ledger
             .put_meta(
                 phat_worker::GENESIS_KEY,
@@ -314,6 +324,8 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             format!("worker-{i}"),
             // Local development talks to local services (an anvil node, a mock API).
             "--allow-private-egress".into(),
+            "--dev-attestation-root".into(),
+            dev_root.display().to_string(),
         ];
         urls.push(format!("http://127.0.0.1:{port}"));
         supervisors.push(tokio::spawn(supervise(
@@ -458,6 +470,9 @@ async fn run_demo(contracts: &std::path::Path, ctx: &Ctx, workers: &[String]) ->
         phat_client::primitives::protocol::CallResult::Err(e) => {
             bail!("transfer failed: {}: {}", e.kind, e.message)
         }
+        phat_client::primitives::protocol::CallResult::Sealed(_) => {
+            bail!("transfer result sealed to another key")
+        }
     };
     println!(
         "  seq {}  gas {}  result {}  events {}",
@@ -487,6 +502,7 @@ async fn run_demo(contracts: &std::path::Path, ctx: &Ctx, workers: &[String]) ->
                     contract.decode_return("balance_of", &o.data)?
                 }
                 phat_client::primitives::protocol::CallResult::Err(e) => e.message.clone(),
+                phat_client::primitives::protocol::CallResult::Sealed(_) => "(sealed)".into(),
             };
             line.push_str(&format!("  {name}={text}"));
         }

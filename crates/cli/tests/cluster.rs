@@ -3,7 +3,6 @@
 
 mod support;
 
-use parity_scale_codec::Encode;
 use phat_client::primitives::protocol::{Bytes, Call, RequestBody};
 use phat_client::primitives::{AccountId, Mode};
 use phat_client::{Client, ClientError, Signer};
@@ -271,7 +270,7 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
     let r = http
         .post(format!("{ledger}/ledger/v1/append"))
         .header("content-type", "application/octet-stream")
-        .body(good.encode())
+        .body(client.ledger_payload(&good).await.unwrap())
         .send()
         .await
         .unwrap();

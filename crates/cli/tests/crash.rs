@@ -39,7 +39,7 @@ async fn deploy_counter(client: &Client) -> Counter {
     let receipt = sub.receipt.unwrap();
     let id = match receipt.result {
         CallResult::Ok(o) => o.address.unwrap(),
-        CallResult::Err(e) => panic!("deploy: {e:?}"),
+        other => panic!("deploy: {other:?}"),
     };
     Counter {
         contract,

@@ -1,7 +1,11 @@
 //! phat-client: talk to a phat cluster from Rust.
 //!
 //! [`Client`] signs requests with a [`Signer`] (sr25519, `//Alice`-style dev seeds), sends
-//! them to a worker or the `phat dev` endpoint and decodes the answers. [`Contract`] reads a
+//! them to a worker or the `phat dev` endpoint and decodes the answers. Before sending
+//! anything it checks the worker's attestation report (refusing the insecure `dev` provider
+//! except on loopback endpoints or when told to accept it); then commands are sealed to the
+//! cluster key and queries run in an encrypted session with the worker (one key exchange and
+//! one signature per session, AEAD-only afterwards), transparently. [`Contract`] reads a
 //! contract's ink! metadata (a `.contract` bundle or a metadata JSON) and encodes arguments
 //! given as text (`true`, `42`, `5GrwvaEF…` or `0x…` account ids) and decodes results and events.
 //!
@@ -19,7 +23,16 @@
 
 mod contract;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parity_scale_codec::{Decode, Encode};
+use phat_crypto::{AttestationPolicy, Purpose, SessionKeys};
+use phat_primitives::protocol::{
+    CallResult, LedgerCommand, QueryOpen, SealedQuery, SealedReply, SessionQuery,
+};
+use phat_primitives::Hash;
 
 use futures::{Stream, StreamExt};
 use phat_primitives::protocol::{
@@ -30,6 +43,7 @@ use phat_primitives::{AccountId, CodeHash, Gas, Mode};
 
 pub use contract::{Contract, MessageKind};
 pub use phat_crypto::Signer;
+pub use phat_crypto as crypto;
 pub use phat_primitives as primitives;
 
 /// Gas limit used when the caller does not give one.
@@ -71,6 +85,9 @@ pub enum ClientError {
     /// A bad argument to a client call.
     #[error("{0}")]
     Invalid(String),
+    /// The worker's attestation report was refused, or its keys do not match it.
+    #[error("the worker is not trusted: {0}")]
+    Untrusted(String),
 }
 
 /// A message call with the default gas limit and no value.
@@ -109,10 +126,53 @@ pub fn sign(signer: &Signer, mode: Mode, call: Call) -> SignedRequest {
 }
 
 /// A connection to a worker or to the `phat dev` endpoint.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    policy: AttestationPolicy,
+    peer: Arc<tokio::sync::Mutex<Option<Arc<Peer>>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("endpoint", &self.base).finish()
+    }
+}
+
+/// A worker whose report was verified, and the open query session with it.
+struct Peer {
+    info: WorkerInfo,
+    session: parking_lot::Mutex<Option<Arc<ClientSession>>>,
+}
+
+/// The client's half of a query session.
+struct ClientSession {
+    id: Hash,
+    keys: SessionKeys,
+    next: AtomicU64,
+    /// Reopen after this (Unix ms), a little before the worker forgets the session.
+    renew_at: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Whether `endpoint`'s host is a loopback address (where `phat dev` runs).
+fn is_loopback(endpoint: &str) -> bool {
+    reqwest::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
 }
 
 impl Client {
@@ -128,7 +188,54 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        Ok(Self { base, http })
+        let policy = AttestationPolicy {
+            accept_dev: is_loopback(&base),
+            ..Default::default()
+        };
+        Ok(Self {
+            base,
+            http,
+            policy,
+            peer: Default::default(),
+        })
+    }
+
+    /// Accepts (or refuses) workers attested by the insecure `dev` provider. By default they
+    /// are accepted only on loopback endpoints, where `phat dev` runs.
+    pub fn accept_dev_attestation(mut self, accept: bool) -> Self {
+        self.policy.accept_dev = accept;
+        self
+    }
+
+    /// The verified worker behind the endpoint (fetched and checked once).
+    async fn peer(&self) -> Result<Arc<Peer>, ClientError> {
+        let mut guard = self.peer.lock().await;
+        if let Some(p) = &*guard {
+            return Ok(p.clone());
+        }
+        let info: WorkerInfo = self
+            .answer(self.http.get(self.url("/v1/info")).send().await)
+            .await?;
+        self.policy
+            .verify(&info.attestation)
+            .map_err(|e| ClientError::Untrusted(e.to_string()))?;
+        let report = &info.attestation;
+        if report.worker_key != info.worker_key || report.cluster_key != Some(info.cluster_key) {
+            return Err(ClientError::Untrusted(
+                "the keys the worker announces are not the ones its report attests".into(),
+            ));
+        }
+        let peer = Arc::new(Peer {
+            info,
+            session: parking_lot::Mutex::new(None),
+        });
+        *guard = Some(peer.clone());
+        Ok(peer)
+    }
+
+    /// The verified info of the worker this client talks to (its keys and attestation).
+    pub async fn trusted_info(&self) -> Result<WorkerInfo, ClientError> {
+        Ok(self.peer().await?.info.clone())
     }
 
     /// The endpoint this client talks to.
@@ -198,9 +305,34 @@ impl Client {
         req: &SignedRequest,
         wait: bool,
     ) -> Result<Submitted, ClientError> {
-        let url = self.url(&format!("/v1/commands?wait={wait}"));
-        self.answer(self.http.post(url).json(req).send().await)
-            .await
+        let peer = self.peer().await?;
+        if !peer.info.encryption {
+            let url = self.url(&format!("/v1/commands?wait={wait}"));
+            return self.answer(self.http.post(url).json(req).send().await).await;
+        }
+        let (sealed, keys) =
+            phat_crypto::seal(&peer.info.cluster_key.0, Purpose::Command, &req.encode())?;
+        let url = self.url(&format!("/v1/commands/sealed?wait={wait}"));
+        let mut submitted: Submitted = self
+            .answer(self.http.post(url).json(&sealed).send().await)
+            .await?;
+        if let Some(receipt) = &mut submitted.receipt {
+            open_result(&keys, &mut receipt.result)?;
+        }
+        Ok(submitted)
+    }
+
+    /// The ledger payload `req` becomes when submitted to this cluster (sealed when the
+    /// cluster encrypts), for tools that append to a ledger directly.
+    pub async fn ledger_payload(&self, req: &SignedRequest) -> Result<Vec<u8>, ClientError> {
+        let peer = self.peer().await?;
+        Ok(if peer.info.encryption {
+            let (sealed, _) =
+                phat_crypto::seal(&peer.info.cluster_key.0, Purpose::Command, &req.encode())?;
+            LedgerCommand::Sealed(sealed).encode()
+        } else {
+            LedgerCommand::Plain(req.clone()).encode()
+        })
     }
 
     /// Signs and sends a command; with `wait`, answers once the receipt exists.
@@ -220,18 +352,78 @@ impl Client {
         req: &SignedRequest,
         min_seq: Option<Seq>,
     ) -> Result<QueryResponse, ClientError> {
-        let body = QueryRequest {
+        let peer = self.peer().await?;
+        if !peer.info.encryption {
+            let body = QueryRequest {
+                request: req.clone(),
+                min_seq,
+            };
+            return self
+                .answer(self.http.post(self.url("/v1/query")).json(&body).send().await)
+                .await;
+        }
+        self.open_session(&peer, req, min_seq).await
+    }
+
+    /// Opens a query session with `req` as its first message; keeps it for later queries.
+    async fn open_session(
+        &self,
+        peer: &Arc<Peer>,
+        req: &SignedRequest,
+        min_seq: Option<Seq>,
+    ) -> Result<QueryResponse, ClientError> {
+        let plain = QueryOpen {
             request: req.clone(),
             min_seq,
+        }
+        .encode();
+        let (sealed, keys) = phat_crypto::seal(&peer.info.worker_key.0, Purpose::Query, &plain)?;
+        let expires_at = RequestBody::decode(&mut &req.body[..])
+            .map(|b| b.expires_at)
+            .unwrap_or(0);
+        let session = Arc::new(ClientSession {
+            id: sealed.ephemeral,
+            keys,
+            next: AtomicU64::new(1),
+            renew_at: expires_at.saturating_sub(10_000),
+        });
+        let response = self
+            .sealed_query(&peer.info, &session, 0, sealed.ciphertext)
+            .await?;
+        *peer.session.lock() = Some(session);
+        Ok(response)
+    }
+
+    async fn sealed_query(
+        &self,
+        info: &WorkerInfo,
+        session: &ClientSession,
+        counter: u64,
+        ciphertext: Bytes,
+    ) -> Result<QueryResponse, ClientError> {
+        let body = SealedQuery {
+            worker: info.worker_key,
+            session: session.id,
+            counter,
+            ciphertext,
         };
-        self.answer(
-            self.http
-                .post(self.url("/v1/query"))
-                .json(&body)
-                .send()
-                .await,
-        )
-        .await
+        let reply: SealedReply = self
+            .answer(
+                self.http
+                    .post(self.url("/v1/query/sealed"))
+                    .json(&body)
+                    .send()
+                    .await,
+            )
+            .await?;
+        if reply.counter != counter {
+            return Err(ClientError::Decode(format!(
+                "reply to message {} for message {counter}",
+                reply.counter
+            )));
+        }
+        let plain = session.keys.open_reply(counter, &reply.ciphertext)?;
+        serde_json::from_slice(&plain).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// Signs and sends a query.
@@ -241,6 +433,24 @@ impl Client {
         call: Call,
         min_seq: Option<Seq>,
     ) -> Result<QueryResponse, ClientError> {
+        let peer = self.peer().await?;
+        if peer.info.encryption {
+            let session = peer.session.lock().clone();
+            if let Some(session) = session.filter(|s| s.renew_at > now_ms()) {
+                let counter = session.next.fetch_add(1, Ordering::Relaxed);
+                let plain = SessionQuery {
+                    call: call.clone(),
+                    min_seq,
+                }
+                .encode();
+                let ct = Bytes(session.keys.seal_request(counter, &plain));
+                match self.sealed_query(&peer.info, &session, counter, ct).await {
+                    Err(ClientError::Api { kind, .. })
+                        if kind == "unknown_session" || kind == "session_expired" => {}
+                    r => return r,
+                }
+            }
+        }
         self.query_signed(&sign(signer, Mode::Query, call), min_seq)
             .await
     }
@@ -358,4 +568,14 @@ impl Client {
         )
         .await
     }
+}
+
+/// Replaces a result sealed to the caller by its plaintext.
+fn open_result(keys: &SessionKeys, result: &mut CallResult) -> Result<(), ClientError> {
+    if let CallResult::Sealed(ct) = result {
+        let plain = keys.open_reply(0, ct)?;
+        *result = CallResult::decode(&mut &plain[..])
+            .map_err(|e| ClientError::Decode(format!("sealed result: {e}")))?;
+    }
+    Ok(())
 }

@@ -26,8 +26,9 @@
 //! | everything else | same | same |
 //!
 //! Keys: a contract's secrets derive from the cluster-wide [`PinkHost::key_seed`] and the
-//! contract id, domain-separated (`blake2_256(SCALE(("phat/contract-key/v1", kind, seed,
-//! contract, salt)))`), so every worker derives the same keys and no two contracts share one.
+//! contract id, domain-separated (HKDF-SHA256 under `phat/v1/contract-key` with the kind,
+//! contract and salt), so every worker derives the same keys and no two contracts share one.
+//! A contract's Ethereum key is the first 32 bytes of `derive_sr25519_key("ethereum")`.
 //! Only `derive_sr25519_key` hands a derived secret to the contract, as pink does: a 64-byte
 //! schnorrkel secret key (32-byte scalar ‖ 32-byte nonce). Key formats follow sp-core, which
 //! pink uses: sr25519 secrets are 32-byte mini secrets (expanded in ed25519 mode) or 64-byte
@@ -56,8 +57,6 @@ pub const PINK_EXTENSION_ID: u16 = 0;
 /// Nesting limit when decoding arguments (as pallet-contracts' `MAX_DECODE_NESTING`).
 const MAX_DECODE_NESTING: u32 = 256;
 
-/// Domain of every contract-key derivation.
-const KEY_DOMAIN: &[u8] = b"phat/contract-key/v1";
 
 /// sp-core's sr25519 signing context.
 const SR25519_CONTEXT: &[u8] = b"substrate";
@@ -350,27 +349,27 @@ pub enum KeyKind {
     Secp256k1,
 }
 
-impl KeyKind {
-    fn label(self) -> &'static [u8] {
-        match self {
-            KeyKind::Sr25519 => b"sr25519",
-            KeyKind::Ed25519 => b"ed25519",
-            KeyKind::Secp256k1 => b"secp256k1",
-        }
-    }
-}
-
-/// 32 bytes of key material for `contract`: `blake2_256(SCALE(("phat/contract-key/v1", kind,
-/// seed, contract, salt)))`. The same on every worker holding `seed`, different per contract,
-/// kind and salt.
+/// 32 bytes of key material for `contract` from the cluster's contract-key `seed`
+/// (HKDF-SHA256 under `phat/v1/contract-key`, see [`phat_crypto::contract_key_material`]).
+/// The same on every worker holding `seed`, different per contract, kind and salt.
 pub fn derive_key_material(
     seed: &[u8; 32],
     contract: &AccountId,
     kind: KeyKind,
     salt: &[u8],
 ) -> [u8; 32] {
-    blake2_256(&(KEY_DOMAIN, kind.label(), seed, contract.as_bytes(), salt).encode())
+    let kind = match kind {
+        KeyKind::Sr25519 => phat_crypto::ContractKeyKind::Sr25519,
+        KeyKind::Ed25519 => phat_crypto::ContractKeyKind::Ed25519,
+        KeyKind::Secp256k1 => phat_crypto::ContractKeyKind::Secp256k1,
+    };
+    *phat_crypto::contract_key_material(seed, contract.as_bytes(), kind, salt).expose()
 }
+
+/// The salt of a contract's Ethereum key: its secp256k1 secret is the first 32 bytes of
+/// `derive_sr25519_key(ETHEREUM_KEY_SALT)` (the convention of Phala's `pink-web3`, with a
+/// dedicated salt), so contracts can sign with it through `ecdsa_sign_prehashed`.
+pub const ETHEREUM_KEY_SALT: &[u8] = b"ethereum";
 
 /// The 64-byte sr25519 secret key `derive_sr25519_key(salt)` gives `contract` (pink's format:
 /// schnorrkel scalar ‖ nonce; `sign` and `get_public_key` take it back).
@@ -378,16 +377,15 @@ pub fn derive_sr25519_secret(seed: &[u8; 32], contract: &AccountId, salt: &[u8])
     sr25519_expand(&derive_key_material(seed, contract, KeyKind::Sr25519, salt)).to_bytes()
 }
 
-/// The 32-byte secp256k1 secret key of `contract` (rehashed in the negligible case that the
-/// material is not a valid scalar).
-fn derive_secp256k1_secret(seed: &[u8; 32], contract: &AccountId) -> k256::ecdsa::SigningKey {
-    let mut material = derive_key_material(seed, contract, KeyKind::Secp256k1, b"");
-    loop {
-        if let Ok(key) = k256::ecdsa::SigningKey::from_bytes(&material.into()) {
-            return key;
-        }
-        material = blake2_256(&material);
-    }
+/// The secp256k1 key `contract` signs Ethereum transactions with (see [`ETHEREUM_KEY_SALT`]).
+pub fn contract_ethereum_key(seed: &[u8; 32], contract: &AccountId) -> k256::ecdsa::SigningKey {
+    let secret = derive_sr25519_secret(seed, contract, ETHEREUM_KEY_SALT);
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(&secret[..32]);
+    // An sr25519 scalar is below the ed25519 group order (< 2^253), so it is a valid non-zero
+    // secp256k1 scalar except with negligible probability (zero).
+    k256::ecdsa::SigningKey::from_bytes(&bytes.into())
+        .expect("an sr25519 scalar is a valid secp256k1 secret")
 }
 
 /// The public keys of a contract's own keys (no salt), for showing its identities.
@@ -397,8 +395,10 @@ pub struct ContractPublicKeys {
     pub sr25519: [u8; 32],
     /// ed25519 public key.
     pub ed25519: [u8; 32],
-    /// Compressed secp256k1 public key.
+    /// Compressed secp256k1 public key of the contract's Ethereum key.
     pub ecdsa: [u8; 33],
+    /// The Ethereum address of that key.
+    pub ethereum_address: [u8; 20],
 }
 
 /// The public keys of `contract`'s own keys derived from `seed`.
@@ -411,11 +411,14 @@ pub fn contract_public_keys(seed: &[u8; 32], contract: &AccountId) -> ContractPu
         KeyKind::Ed25519,
         b"",
     ));
-    let ecdsa = derive_secp256k1_secret(seed, contract);
+    let ecdsa = compressed(contract_ethereum_key(seed, contract).verifying_key());
+    let ethereum_address = crate::crypto::ecdsa_to_eth_address(&ecdsa)
+        .expect("a key's own compressed point decompresses");
     ContractPublicKeys {
         sr25519: sr25519.to_bytes(),
         ed25519: ed25519.verifying_key().to_bytes(),
-        ecdsa: compressed(ecdsa.verifying_key()),
+        ecdsa,
+        ethereum_address,
     }
 }
 
@@ -1850,6 +1853,12 @@ mod tests {
         // The sr25519 identity is the key `derive_sr25519_key` gives for an empty salt.
         let empty = derive([3; 32], CONTRACT, b"");
         assert_eq!(empty.1, keys.sr25519.to_vec().encode());
+        // The Ethereum key is the one a contract gets from `derive_sr25519_key("ethereum")`.
+        let eth = derive([3; 32], CONTRACT, ETHEREUM_KEY_SALT);
+        assert_eq!(
+            public_key(SigType::Ecdsa, &eth.0[..32]).unwrap(),
+            keys.ecdsa.to_vec()
+        );
         // Kinds are separated.
         assert_ne!(
             derive_key_material(&[3; 32], &CONTRACT, KeyKind::Ed25519, b""),

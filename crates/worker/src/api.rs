@@ -19,9 +19,11 @@ use axum::{Json, Router};
 use futures::{Stream, StreamExt};
 use parity_scale_codec::{Decode, Encode};
 use phat_primitives::protocol::{
-    ApiError, Call, CallError, CodeUploaded, ContractView, LogRecord, QueryRequest, QueryResponse,
-    Receipt, RequestBody, Seq, SignedRequest, Submitted, WorkerInfo,
+    ApiError, Call, CallError, CodeUploaded, ContractKeys, ContractView, LedgerCommand, LogRecord,
+    QueryOpen, QueryRequest, QueryResponse, Receipt, RequestBody, Sealed, SealedQuery,
+    SealedReply, Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
 };
+use phat_primitives::Hash;
 use phat_primitives::{AccountId, ContractInfo, Mode, StateKey};
 use phat_runtime::ExecContext;
 use serde::Deserialize;
@@ -51,8 +53,10 @@ pub(crate) fn router(worker: Worker) -> Router {
             get(get_metadata).post(put_metadata),
         )
         .route("/v1/commands", post(submit))
+        .route("/v1/commands/sealed", post(submit_sealed))
         .route("/v1/receipts/{seq}", get(receipt))
         .route("/v1/query", post(query))
+        .route("/v1/query/sealed", post(query_sealed))
         .route("/v1/contracts/{id}", get(contract))
         .route("/v1/contracts/{id}/logs", get(logs))
         .route("/v1/contracts/{id}/logs/stream", get(log_stream))
@@ -135,7 +139,12 @@ async fn openapi() -> Response {
 
 async fn info(State(w): State<Worker>) -> ApiResult<WorkerInfo> {
     let head = w.inner.store.head()?;
+    let keys = w.inner.enclave.keys();
     Ok(Json(WorkerInfo {
+        worker_key: Hash(w.worker_key()),
+        cluster_key: Hash(keys.envelope.public()),
+        encryption: w.inner.genesis.encryption,
+        attestation: keys.report.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         name: w.inner.config.name.clone(),
         seq: head.seq,
@@ -304,7 +313,15 @@ async fn submit(
     Query(params): Query<SubmitParams>,
     req: Result<Json<SignedRequest>, JsonRejection>,
 ) -> ApiResult<Submitted> {
-    let result = submit_inner(&w, params, req).await;
+    let result = async {
+        let Json(req) = req?;
+        if w.inner.genesis.encryption {
+            return Err(encryption_required("commands"));
+        }
+        let payload = LedgerCommand::Plain(req.clone()).encode();
+        submit_inner(&w, params, req, payload).await
+    }
+    .await;
     let label = match &result {
         Ok(_) => "ok",
         Err(e) => e.1.kind.as_str(),
@@ -313,12 +330,56 @@ async fn submit(
     result
 }
 
+async fn submit_sealed(
+    State(w): State<Worker>,
+    Query(params): Query<SubmitParams>,
+    sealed: Result<Json<Sealed>, JsonRejection>,
+) -> ApiResult<Submitted> {
+    let result = async {
+        let Json(sealed) = sealed?;
+        let (plain, _) = w
+            .inner
+            .enclave
+            .keys()
+            .envelope
+            .open(phat_crypto::Purpose::Command, &sealed)
+            .map_err(envelope_err)?;
+        let req = SignedRequest::decode(&mut &plain[..]).map_err(|e| {
+            ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the sealed command is not a signed request: {e}"),
+            )
+        })?;
+        submit_inner(&w, params, req, LedgerCommand::Sealed(sealed).encode()).await
+    }
+    .await;
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.1.kind.as_str(),
+    };
+    Metrics::count(&w.inner.metrics.submissions, label);
+    result
+}
+
+fn envelope_err(e: phat_crypto::CryptoError) -> ApiErr {
+    ApiErr::new(StatusCode::BAD_REQUEST, "bad_envelope", e.to_string())
+}
+
+fn encryption_required(what: &str) -> ApiErr {
+    ApiErr::new(
+        StatusCode::BAD_REQUEST,
+        "encryption_required",
+        format!("this cluster accepts only encrypted {what} (POST /v1/{what}/sealed)"),
+    )
+}
+
 async fn submit_inner(
     w: &Worker,
     params: SubmitParams,
-    req: Result<Json<SignedRequest>, JsonRejection>,
+    req: SignedRequest,
+    payload: Vec<u8>,
 ) -> ApiResult<Submitted> {
-    let Json(req) = req?;
     let body = verify(w, &req, Mode::Command)?;
     let checked = precheck(w, &body.call).await;
     if let Err(e) = checked {
@@ -330,7 +391,7 @@ async fn submit_inner(
         return Err(e);
     }
     let request = req.hash();
-    let appended = match w.inner.ledger.append(req.encode()).await {
+    let appended = match w.inner.ledger.append(payload).await {
         Ok(a) => a,
         Err(e) => {
             w.inner
@@ -457,6 +518,7 @@ async fn query(
         Ok(r) => match &r.result {
             phat_primitives::protocol::CallResult::Ok(_) => "ok",
             phat_primitives::protocol::CallResult::Err(e) => e.kind.as_str(),
+            phat_primitives::protocol::CallResult::Sealed(_) => "sealed",
         },
         Err(e) => e.1.kind.as_str(),
     };
@@ -473,20 +535,146 @@ async fn query_inner(
     req: Result<Json<QueryRequest>, JsonRejection>,
 ) -> Result<QueryResponse, ApiErr> {
     let Json(QueryRequest { request, min_seq }) = req?;
+    if w.inner.genesis.encryption {
+        return Err(encryption_required("query"));
+    }
     let body = verify(w, &request, Mode::Query)?;
+    run_checked(w, request.signer, body.call, min_seq).await
+}
+
+/// Runs a verified query: waits for `min_seq`, finds the contract, runs on a snapshot.
+async fn run_checked(
+    w: &Worker,
+    caller: AccountId,
+    call: Call,
+    min_seq: Option<Seq>,
+) -> Result<QueryResponse, ApiErr> {
     if let Some(min) = min_seq {
         if w.applied_seq() < min {
             wait_applied(w, min).await?;
         }
     }
-    if let Some(dest) = body.call.dest() {
+    if let Some(dest) = call.dest() {
         known_contract(w, &dest).await?;
     }
     let w2 = w.clone();
-    let caller = request.signer;
-    tokio::task::spawn_blocking(move || run_query(&w2, caller, body.call))
+    tokio::task::spawn_blocking(move || run_query(&w2, caller, call))
         .await
         .map_err(ApiErr::internal)?
+}
+
+async fn query_sealed(
+    State(w): State<Worker>,
+    req: Result<Json<SealedQuery>, JsonRejection>,
+) -> ApiResult<SealedReply> {
+    let started = Instant::now();
+    let result = query_sealed_inner(&w, req).await;
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.1.kind.as_str(),
+    };
+    Metrics::count(&w.inner.metrics.queries, label);
+    w.inner
+        .metrics
+        .query_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result.map(Json)
+}
+
+/// An encrypted query: the first message opens a session (one key exchange, one signature
+/// check), later ones are AEAD-only under the session's keys.
+async fn query_sealed_inner(
+    w: &Worker,
+    req: Result<Json<SealedQuery>, JsonRejection>,
+) -> Result<SealedReply, ApiErr> {
+    use crate::enclave::SessionError;
+    let Json(q) = req?;
+    if q.worker.0 != w.worker_key() {
+        return Err(ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "wrong_worker",
+            format!(
+                "the query is encrypted to worker {}, this is {}",
+                q.worker,
+                Hash(w.worker_key())
+            ),
+        ));
+    }
+    let now = now_ms();
+    let session_err = |e: SessionError| match e {
+        SessionError::Unknown => ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "unknown_session",
+            "no such session on this worker (restarted or expired): open a new one",
+        ),
+        SessionError::Expired => ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "session_expired",
+            "the session expired: open a new one",
+        ),
+        SessionError::Replayed => ApiErr::new(
+            StatusCode::CONFLICT,
+            "replayed",
+            format!("message {} of this session was already used", q.counter),
+        ),
+        SessionError::Full => ApiErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            "this worker holds too many sessions; retry later",
+        ),
+    };
+    let (keys, caller, call, min_seq) = if q.counter == 0 {
+        let sealed = Sealed {
+            version: phat_crypto::ENVELOPE_VERSION,
+            ephemeral: q.session,
+            ciphertext: q.ciphertext.clone(),
+        };
+        let (plain, keys) = w
+            .inner
+            .enclave
+            .identity
+            .open(phat_crypto::Purpose::Query, &sealed)
+            .map_err(envelope_err)?;
+        let open = QueryOpen::decode(&mut &plain[..]).map_err(|e| {
+            ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
+        })?;
+        let body = verify(w, &open.request, Mode::Query)?;
+        let keys = Arc::new(keys);
+        w.inner
+            .enclave
+            .sessions
+            .lock()
+            .open(q.session.0, keys.clone(), open.request.signer, body.expires_at, now)
+            .map_err(session_err)?;
+        (keys, open.request.signer, body.call, open.min_seq)
+    } else {
+        let (keys, caller) = w
+            .inner
+            .enclave
+            .sessions
+            .lock()
+            .get(&q.session.0, now)
+            .map_err(session_err)?;
+        let plain = keys
+            .open_request(q.counter, &q.ciphertext)
+            .map_err(envelope_err)?;
+        w.inner
+            .enclave
+            .sessions
+            .lock()
+            .accept(&q.session.0, q.counter)
+            .map_err(session_err)?;
+        let query = SessionQuery::decode(&mut &plain[..]).map_err(|e| {
+            ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
+        })?;
+        (keys, caller, query.call, query.min_seq)
+    };
+    let response = run_checked(w, caller, call, min_seq).await?;
+    let json = serde_json::to_vec(&response).map_err(ApiErr::internal)?;
+    Ok(SealedReply {
+        counter: q.counter,
+        ciphertext: keys.seal_reply(q.counter, &json).into(),
+    })
 }
 
 fn run_query(w: &Worker, caller: AccountId, call: Call) -> Result<QueryResponse, ApiErr> {
@@ -584,11 +772,32 @@ async fn known_contract(w: &Worker, id: &AccountId) -> Result<ContractInfo, ApiE
 async fn contract(State(w): State<Worker>, Path(id): Path<String>) -> ApiResult<ContractView> {
     let id = parse_id(&id)?;
     let info = known_contract(&w, &id).await?;
+    let seed = *w.inner.enclave.keys().contract_seed.expose();
+    let keys = phat_runtime::pink::contract_public_keys(&seed, &id);
     Ok(Json(ContractView {
         id,
         code_hash: info.code_hash,
         deployer: info.deployer,
+        keys: ContractKeys {
+            sr25519: Hash(keys.sr25519),
+            ed25519: Hash(keys.ed25519),
+            secp256k1: keys.ecdsa.to_vec().into(),
+            ethereum_address: eip55(&keys.ethereum_address),
+        },
     }))
+}
+
+/// An Ethereum address in EIP-55 mixed-case checksum form.
+fn eip55(address: &[u8; 20]) -> String {
+    use sha3::Digest;
+    let lower = hex::encode(address);
+    let hash = sha3::Keccak256::digest(lower.as_bytes());
+    let mut out = String::from("0x");
+    for (i, c) in lower.chars().enumerate() {
+        let nibble = (hash[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0xf;
+        out.push(if nibble >= 8 { c.to_ascii_uppercase() } else { c });
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -672,4 +881,19 @@ async fn log_stream(
             .unwrap_or_else(|_| SseEvent::default().data("{}")))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn eip55_checksums_match_the_spec_vectors() {
+        for addr in [
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+            "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+        ] {
+            let bytes: [u8; 20] = hex::decode(&addr[2..]).unwrap().try_into().unwrap();
+            assert_eq!(super::eip55(&bytes), addr);
+        }
+    }
 }

@@ -9,12 +9,12 @@ use std::time::Duration;
 use parity_scale_codec::{Decode, Encode};
 use parking_lot::RwLock;
 use phat_primitives::protocol::{
-    CallError, CallOutput, CallResult, EventRecord, LedgerEntry, LogRecord, Receipt, RequestBody,
-    SignedRequest, MAX_REQUEST_TTL_MS,
+    CallError, CallOutput, CallResult, EventRecord, LedgerCommand, LedgerEntry, LogRecord,
+    Receipt, RequestBody, SignedRequest, MAX_REQUEST_TTL_MS,
 };
 use phat_primitives::{blake2_256, AccountId, Hash, Mode, StateKey};
 use phat_runtime::{ChangeSet, ExecContext, ExecError, Outcome};
-use phat_store::{chain_root, Batch, Head, Snapshot};
+use phat_store::{Batch, Head, Snapshot};
 
 use crate::state::Layered;
 use crate::{Worker, WorkerError};
@@ -53,24 +53,14 @@ pub(crate) async fn run(
                 .ledger_head
                 .fetch_max(last.seq, Ordering::Relaxed);
         }
-        // Decode each entry once, for the code fetch here and the apply below.
-        let requests: Vec<Option<SignedRequest>> = entries
+        // Decode (and decrypt) each entry once, for the code fetch here and the apply below.
+        let decoded: Vec<Decoded> = entries
             .iter()
-            .map(|e| SignedRequest::decode(&mut &e.payload[..]).ok())
+            .map(|e| decode_entry(&worker, &e.payload))
             .collect();
-        let code = fetch_missing_code(&worker, &requests).await;
-        if let Err(e) = worker.load_genesis().await {
-            tracing::warn!("cannot read the cluster genesis: {e}");
-            tokio::time::sleep(RETRY).await;
-            continue;
-        }
+        let code = fetch_missing_code(&worker, &decoded).await;
         let genesis = if from == 1 {
-            worker
-                .inner
-                .genesis
-                .get()
-                .map(|g| g.balances.clone())
-                .unwrap_or_default()
+            worker.inner.genesis.balances.clone()
         } else {
             Vec::new()
         };
@@ -78,7 +68,7 @@ pub(crate) async fn run(
         let started = std::time::Instant::now();
         let n = entries.len();
         let result = tokio::task::spawn_blocking(move || {
-            apply_batch(&w, entries, requests, &code, &genesis)
+            apply_batch(&w, entries, decoded, &code, &genesis)
         })
         .await
         .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
@@ -105,13 +95,13 @@ pub(crate) async fn run(
 /// other workers.
 async fn fetch_missing_code(
     worker: &Worker,
-    requests: &[Option<SignedRequest>],
+    decoded: &[Decoded],
 ) -> std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>> {
     let mut out = std::collections::HashMap::new();
     let Ok(snap) = worker.inner.store.snapshot() else {
         return out;
     };
-    for req in requests.iter().flatten() {
+    for req in decoded.iter().filter_map(|d| d.request.as_ref().ok()) {
         let Ok(body) = RequestBody::decode(&mut &req.body[..]) else {
             continue;
         };
@@ -137,6 +127,50 @@ async fn fetch_missing_code(
     out
 }
 
+/// A ledger entry decoded and, if sealed, decrypted.
+pub(crate) struct Decoded {
+    /// The signed request, or why there is none (the receipt's error).
+    request: Result<SignedRequest, CallError>,
+    /// The envelope's keys, to seal the result to the caller.
+    reply: Option<phat_crypto::SessionKeys>,
+}
+
+/// Decodes a ledger payload ([`LedgerCommand`]); a sealed one is opened with the cluster key.
+/// Every worker gets the same answer for the same bytes.
+pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
+    let fail = |kind: &str, message: String| Decoded {
+        request: Err(CallError {
+            kind: kind.into(),
+            message,
+        }),
+        reply: None,
+    };
+    match LedgerCommand::decode(&mut &payload[..]) {
+        Err(e) => fail("malformed", format!("the ledger entry is not a command: {e}")),
+        Ok(LedgerCommand::Plain(_)) if worker.inner.genesis.encryption => fail(
+            "encryption_required",
+            "this cluster accepts only commands sealed to the cluster key".into(),
+        ),
+        Ok(LedgerCommand::Plain(req)) => Decoded {
+            request: Ok(req),
+            reply: None,
+        },
+        Ok(LedgerCommand::Sealed(sealed)) => {
+            let envelope = &worker.inner.enclave.keys().envelope;
+            match envelope.open(phat_crypto::Purpose::Command, &sealed) {
+                Err(e) => fail("bad_envelope", e.to_string()),
+                Ok((plain, keys)) => match SignedRequest::decode(&mut &plain[..]) {
+                    Err(e) => fail("malformed", format!("the sealed command does not decode: {e}")),
+                    Ok(req) => Decoded {
+                        request: Ok(req),
+                        reply: Some(keys),
+                    },
+                },
+            }
+        }
+    }
+}
+
 /// The ledger metadata key of the cluster's [`crate::Genesis`] (SCALE-encoded).
 pub const GENESIS_KEY: &str = "genesis";
 
@@ -145,7 +179,7 @@ pub const GENESIS_KEY: &str = "genesis";
 fn apply_batch(
     worker: &Worker,
     entries: Vec<LedgerEntry>,
-    requests: Vec<Option<SignedRequest>>,
+    decoded: Vec<Decoded>,
     code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
     genesis: &[(AccountId, phat_primitives::Balance)],
 ) -> Result<(Head, Vec<LogRecord>), WorkerError> {
@@ -163,35 +197,42 @@ fn apply_batch(
             session.set_balance(who, *amount);
         }
         let changes = session.into_changes();
-        head.state_root = chain_root(&head.state_root, 0, &changes, &blake2_256(b"phat/genesis"));
+        head.state_root =
+            inner
+                .store
+                .chain_root(&head.state_root, 0, &changes, &blake2_256(b"phat/genesis"));
         batch.writes.extend(changes.clone());
         pending.write().extend(changes);
     }
     let mut nonces: HashSet<(AccountId, u64)> = HashSet::new();
     let mut logs = Vec::new();
     // Skip entries already applied (a re-read after a restart).
-    let (entries, requests): (Vec<LedgerEntry>, Vec<Option<SignedRequest>>) = entries
+    let (entries, decoded): (Vec<LedgerEntry>, Vec<Decoded>) = entries
         .into_iter()
-        .zip(requests)
+        .zip(decoded)
         .filter(|(e, _)| e.seq > head.seq)
         .unzip();
     // Check all signatures in one batch.
-    let decoded: Vec<&SignedRequest> = requests.iter().flatten().collect();
-    let mut verified = phat_crypto::verify_requests(&decoded).into_iter();
-    let requests: Vec<_> = requests
+    let signed: Vec<&SignedRequest> = decoded
+        .iter()
+        .filter_map(|d| d.request.as_ref().ok())
+        .collect();
+    let mut verified = phat_crypto::verify_requests(&signed).into_iter();
+    let requests: Vec<_> = decoded
         .into_iter()
-        .map(|r| {
-            r.map(|r| {
+        .map(|d| {
+            let request = d.request.map(|r| {
                 let body = verified.next().unwrap_or_else(|| {
                     Err(phat_crypto::CryptoError::MalformedBody(
                         "missing verification".into(),
                     ))
                 });
                 (r, body)
-            })
+            });
+            (request, d.reply)
         })
         .collect();
-    for (entry, req) in entries.iter().zip(requests) {
+    for (entry, (req, reply)) in entries.iter().zip(requests) {
         if entry.seq != head.seq + 1 {
             return Err(WorkerError::Apply(format!(
                 "ledger gap: expected seq {}, got {}",
@@ -199,10 +240,21 @@ fn apply_batch(
                 entry.seq
             )));
         }
-        let applied = apply_one(worker, &snap, &pending, &mut nonces, entry, req, code)?;
+        let applied = match req {
+            Ok(req) => apply_one(worker, &snap, &pending, &mut nonces, entry, req, code)?,
+            Err(e) => reject(entry, None, &e.kind, e.message),
+        };
         let mut receipt = applied.receipt;
+        if let Some(keys) = reply {
+            // Only the caller (holder of the envelope's ephemeral key) reads the result.
+            let sealed = keys.seal_reply(0, &receipt.result.encode());
+            receipt.result = CallResult::Sealed(sealed.into());
+        }
         let digest = blake2_256(&receipt.encode());
-        receipt.state_root = chain_root(&head.state_root, entry.seq, &applied.changes, &digest);
+        receipt.state_root =
+            inner
+                .store
+                .chain_root(&head.state_root, entry.seq, &applied.changes, &digest);
         head = Head {
             seq: entry.seq,
             state_root: receipt.state_root,
@@ -300,17 +352,10 @@ fn apply_one(
     pending: &Arc<RwLock<ChangeSet>>,
     nonces: &mut HashSet<(AccountId, u64)>,
     entry: &LedgerEntry,
-    request: Option<(SignedRequest, Result<RequestBody, phat_crypto::CryptoError>)>,
+    request: (SignedRequest, Result<RequestBody, phat_crypto::CryptoError>),
     code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
 ) -> Result<Applied, WorkerError> {
-    let Some((req, body)) = request else {
-        return Ok(reject(
-            entry,
-            None,
-            "malformed",
-            "the ledger entry is not a signed request".into(),
-        ));
-    };
+    let (req, body) = request;
     let body = match body {
         Ok(b) => b,
         Err(e @ phat_crypto::CryptoError::BadSignature(_)) => {

@@ -1,7 +1,8 @@
 //! The `phat dev` endpoint: one address in front of the cluster. It spreads requests over the
 //! workers round-robin (skipping ones that do not answer) and streams answers back unchanged;
 //! commands reach the ledger through whichever worker takes them, after that worker has
-//! checked them.
+//! checked them. Encrypted queries are for one worker's key: they go to the worker whose
+//! `/v1/info` shows that key.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub struct Gateway {
     next: Arc<AtomicUsize>,
     client: reqwest::Client,
     max_body: usize,
+    /// Each worker's identity key (`0x` hex), learnt from its `/v1/info`.
+    keys: Arc<parking_lot::Mutex<Vec<Option<String>>>>,
 }
 
 impl Gateway {
@@ -32,6 +35,7 @@ impl Gateway {
             .build()
             .unwrap_or_default();
         Self {
+            keys: Arc::new(parking_lot::Mutex::new(vec![None; workers.len()])),
             workers: Arc::new(workers),
             next: Arc::new(AtomicUsize::new(0)),
             client,
@@ -52,6 +56,35 @@ async fn cluster(State(g): State<Gateway>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "workers": *g.workers }))
 }
 
+impl Gateway {
+    /// The index of the worker whose identity key is `key`, asking workers whose key is not
+    /// known yet (or changed) for their info.
+    async fn worker_with_key(&self, key: &str) -> Option<usize> {
+        if let Some(i) = self.keys.lock().iter().position(|k| k.as_deref() == Some(key)) {
+            return Some(i);
+        }
+        for (i, base) in self.workers.iter().enumerate() {
+            let info = self
+                .client
+                .get(format!("{base}/v1/info"))
+                .timeout(std::time::Duration::from_secs(2))
+                .send()
+                .await;
+            let Ok(info) = info else { continue };
+            let Ok(info) = info.json::<serde_json::Value>().await else {
+                continue;
+            };
+            let k = info["worker_key"].as_str().map(str::to_owned);
+            let found = k.as_deref() == Some(key);
+            self.keys.lock()[i] = k;
+            if found {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
 async fn forward(State(g): State<Gateway>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, g.max_body).await {
@@ -69,11 +102,24 @@ async fn forward(State(g): State<Gateway>, req: Request) -> Response {
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let n = g.workers.len();
-    let start = g.next.fetch_add(1, Ordering::Relaxed);
+    let mut n = g.workers.len();
+    let mut start = g.next.fetch_add(1, Ordering::Relaxed);
+    if parts.uri.path() == "/v1/query/sealed" {
+        let key = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["worker"].as_str().map(str::to_lowercase));
+        if let Some(i) = match key {
+            Some(k) => g.worker_with_key(&k).await,
+            None => None,
+        } {
+            // Only that worker can open the query.
+            start = i;
+            n = 1;
+        }
+    }
     let mut last_err = String::from("no workers");
     for i in 0..n {
-        let base = &g.workers[(start + i) % n];
+        let base = &g.workers[(start + i) % g.workers.len()];
         let mut rb = g
             .client
             .request(parts.method.clone(), format!("{base}{path}"))

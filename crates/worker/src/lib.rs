@@ -23,6 +23,7 @@ mod api;
 mod apply;
 mod cache;
 mod egress;
+mod enclave;
 pub mod gateway;
 mod metrics;
 mod pink_host;
@@ -44,6 +45,7 @@ use tokio::sync::{broadcast, watch};
 pub use apply::GENESIS_KEY;
 pub use cache::DEFAULT_CACHE_QUOTA;
 pub use egress::EgressConfig;
+pub use enclave::{dev_root_public, read_or_create_root, ClusterRecord, CLUSTER_KEY};
 pub use phat_ledger as ledger;
 pub use phat_ledger::Ledger;
 
@@ -73,6 +75,9 @@ pub enum WorkerError {
     /// The ledger holds something the worker cannot apply (a gap, missing code).
     #[error("apply: {0}")]
     Apply(String),
+    /// Keys, sealing, attestation or the cluster-secret handover failed.
+    #[error("enclave: {0}")]
+    Enclave(String),
 }
 
 /// How a worker is set up.
@@ -98,6 +103,9 @@ pub struct WorkerConfig {
     pub egress: EgressConfig,
     /// Bytes of cache each contract may use.
     pub cache_quota: usize,
+    /// The dev attestation root secret to sign reports with (every worker of a cluster uses
+    /// the same; `None`: a root kept in the data directory).
+    pub dev_attestation_root: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -114,6 +122,7 @@ impl WorkerConfig {
             runtime: phat_runtime::Config::default(),
             egress: EgressConfig::default(),
             cache_quota: DEFAULT_CACHE_QUOTA,
+            dev_attestation_root: None,
         }
     }
 }
@@ -141,7 +150,9 @@ pub(crate) struct Inner {
     /// Egress, cache and keys for the pink extension.
     pub(crate) pink: Arc<pink_host::PinkShared>,
     /// The cluster's genesis, read from the ledger when the worker starts.
-    pub(crate) genesis: std::sync::OnceLock<Genesis>,
+    pub(crate) genesis: Genesis,
+    /// Keys that exist in plaintext only inside this process.
+    pub(crate) enclave: Arc<enclave::Enclave>,
 }
 
 /// What a cluster starts from, kept in the ledger's metadata under [`GENESIS_KEY`].
@@ -151,34 +162,45 @@ pub(crate) struct Inner {
 pub struct Genesis {
     /// Native balances before command 1.
     pub balances: Vec<(AccountId, phat_primitives::Balance)>,
-    /// The seed contract keys derive from. Development clusters keep it in the ledger in
-    /// plaintext; the confidentiality work replaces it with a cluster secret handed over
-    /// encrypted to each attested worker.
-    pub key_seed: [u8; 32],
+    /// Whether commands, queries and state are encrypted (off only to compare, insecure).
+    pub encryption: bool,
+    /// The dev attestation root every worker's report must be signed by (`None`: each
+    /// worker's own root, which only suits a single worker).
+    pub dev_root: Option<[u8; 32]>,
 }
 
 impl Worker {
-    /// Opens the worker's store in `config.data_dir` and connects it to `ledger`.
-    pub fn open(config: WorkerConfig, ledger: Arc<dyn Ledger>) -> Result<Self, WorkerError> {
-        let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| data_dir_err(dir, e))?;
-        let store = Store::open(&dir.join("state.redb"))?;
+    /// Opens the worker: unseals (or creates) its identity in `config.data_dir`, reads the
+    /// cluster genesis from `ledger`, gets the cluster secret (creating it as the first
+    /// worker, or waiting for an existing worker to hand it over), then opens its store.
+    pub async fn open(config: WorkerConfig, ledger: Arc<dyn Ledger>) -> Result<Self, WorkerError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| data_dir_err(&dir, e))?;
+        let enclave = Arc::new(enclave::Enclave::open(
+            &dir,
+            config.dev_attestation_root.as_deref(),
+        )?);
+        let genesis = load_genesis(&*ledger).await?;
+        enclave.join(&dir, &*ledger, &genesis).await?;
+        let keys = enclave.keys();
+        let cipher = genesis.encryption.then(|| keys.secret.storage_cipher());
+        let store = Store::open_with(&dir.join("state.redb"), cipher)?;
         let mut rt_config = config.runtime.clone();
         rt_config.cache_dir = Some(dir.join("code-cache"));
-        rt_config.cache_key = secret_file(dir, "cache.key")?;
-        // A placeholder identity until workers get enclave keys (confidentiality work).
-        let worker_pubkey = secret_file(dir, "worker.id")?;
+        rt_config.cache_key = secret_file(&dir, "cache.key")?;
         let runtime = Runtime::new(rt_config)?;
         let head = store.head()?;
         let (applied, _) = watch::channel(head.seq);
         let (logs, _) = broadcast::channel(4096);
         let metrics = metrics::Metrics::new(&config.name);
         metrics.applied_seq.set(head.seq as i64);
+        let key_seed = std::sync::OnceLock::new();
+        let _ = key_seed.set(*keys.contract_seed.expose());
         let pink = Arc::new(pink_host::PinkShared {
             egress: egress::Egress::new(config.egress.clone()),
             cache: cache::Cache::new(config.cache_quota),
-            worker_pubkey,
-            key_seed: std::sync::OnceLock::new(),
+            worker_pubkey: enclave.identity.public(),
+            key_seed,
         });
         Ok(Self {
             inner: Arc::new(Inner {
@@ -192,7 +214,8 @@ impl Worker {
                 recent_nonces: Mutex::new(Default::default()),
                 metrics,
                 pink,
-                genesis: std::sync::OnceLock::new(),
+                genesis,
+                enclave,
             }),
         })
     }
@@ -202,37 +225,9 @@ impl Worker {
         *self.inner.applied.borrow()
     }
 
-    /// Reads the cluster's genesis from the ledger (once; later calls return at once).
-    pub async fn load_genesis(&self) -> Result<(), WorkerError> {
-        if self.inner.genesis.get().is_some() {
-            return Ok(());
-        }
-        let mut attempt = 0;
-        let raw = loop {
-            match self.inner.ledger.get_meta(GENESIS_KEY).await {
-                Ok(raw) => break raw,
-                Err(e) if attempt < 50 => {
-                    attempt += 1;
-                    tracing::warn!("reading the genesis from the ledger: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        let genesis = match raw {
-            Some(raw) => <Genesis as parity_scale_codec::Decode>::decode(&mut &raw[..])
-                .map_err(|e| WorkerError::Apply(format!("the genesis does not decode: {e}")))?,
-            None => {
-                tracing::warn!(
-                    "the ledger holds no genesis: no funded accounts, and contract keys derive \
-                     from an all-zero seed (development only)"
-                );
-                Genesis::default()
-            }
-        };
-        let _ = self.inner.pink.key_seed.set(genesis.key_seed);
-        let _ = self.inner.genesis.set(genesis);
-        Ok(())
+    /// The worker's X25519 identity key (queries are encrypted to it).
+    pub fn worker_key(&self) -> [u8; 32] {
+        self.inner.enclave.identity.public()
     }
 
     /// The HTTP API.
@@ -265,7 +260,12 @@ impl Worker {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), WorkerError> {
-        self.load_genesis().await?;
+        let joiners = tokio::spawn(
+            self.inner
+                .enclave
+                .clone()
+                .serve_joiners(self.inner.ledger.clone(), self.inner.genesis.clone()),
+        );
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = move |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -285,6 +285,7 @@ impl Worker {
             _ = &mut shutdown => Ok(()),
         };
         let _ = stop_tx.send(true);
+        joiners.abort();
         let applied = apply.await.map_err(|e| WorkerError::Apply(e.to_string()))?;
         result.and(applied)
     }
@@ -297,9 +298,39 @@ fn data_dir_err(path: &Path, e: std::io::Error) -> WorkerError {
     }
 }
 
-/// A 32-byte secret kept in the data directory with owner-only permissions, random at first
-/// start (the compiled-code cache's MAC key, the placeholder worker id). The confidentiality
-/// work seals these.
+/// Reads the cluster's genesis from the ledger (retrying while the ledger is unreachable).
+async fn load_genesis(ledger: &dyn Ledger) -> Result<Genesis, WorkerError> {
+    let mut attempt = 0;
+    let raw = loop {
+        match ledger.get_meta(GENESIS_KEY).await {
+            Ok(raw) => break raw,
+            Err(e) if attempt < 50 => {
+                attempt += 1;
+                tracing::warn!("reading the genesis from the ledger: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    match raw {
+        Some(raw) => <Genesis as parity_scale_codec::Decode>::decode(&mut &raw[..])
+            .map_err(|e| WorkerError::Apply(format!("the genesis does not decode: {e}"))),
+        None => {
+            tracing::warn!(
+                "the ledger holds no genesis: no funded accounts, encryption on, each worker's \
+                 own dev attestation root"
+            );
+            Ok(Genesis {
+                encryption: true,
+                ..Genesis::default()
+            })
+        }
+    }
+}
+
+/// A 32-byte key kept in the data directory with owner-only permissions, random at first
+/// start: the compiled-code cache's MAC key (it authenticates this worker's own cache files
+/// and protects no secret).
 fn secret_file(dir: &Path, name: &str) -> Result<[u8; 32], WorkerError> {
     let path = dir.join(name);
     if let Ok(bytes) = std::fs::read(&path) {
@@ -308,8 +339,15 @@ fn secret_file(dir: &Path, name: &str) -> Result<[u8; 32], WorkerError> {
         }
     }
     let key: [u8; 32] = rand::random();
+    write_private(dir, name, &key)?;
+    Ok(key)
+}
+
+/// Writes `bytes` to `dir/name` atomically with owner-only permissions.
+pub(crate) fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), WorkerError> {
+    let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
-    std::fs::write(&tmp, key).map_err(|e| data_dir_err(dir, e))?;
+    std::fs::write(&tmp, bytes).map_err(|e| data_dir_err(dir, e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -317,7 +355,7 @@ fn secret_file(dir: &Path, name: &str) -> Result<[u8; 32], WorkerError> {
             .map_err(|e| data_dir_err(dir, e))?;
     }
     std::fs::rename(&tmp, &path).map_err(|e| data_dir_err(dir, e))?;
-    Ok(key)
+    Ok(())
 }
 
 /// Nonces seen by this worker and not (yet) in its store: queries' until they expire, and

@@ -51,7 +51,19 @@ async fn start(
     let addr = listener.local_addr().unwrap();
     let mut config = WorkerConfig::new(name, dir.join(name), addr);
     config.apply_batch = batch;
-    let worker = Worker::open(config, ledger).unwrap();
+    // Every worker of the cluster signs its attestation with the same dev root.
+    let root = dir.join("dev-root.key");
+    let genesis = phat_worker::Genesis {
+        balances: Vec::new(),
+        encryption: true,
+        dev_root: Some(phat_worker::dev_root_public(&root).unwrap()),
+    };
+    ledger
+        .create_meta(phat_worker::GENESIS_KEY, parity_scale_codec::Encode::encode(&genesis))
+        .await
+        .unwrap();
+    config.dev_attestation_root = Some(root);
+    let worker = Worker::open(config, ledger).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let w = worker.clone();
     tokio::spawn(async move {

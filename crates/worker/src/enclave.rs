@@ -1,0 +1,521 @@
+//! The enclave boundary: the worker's identity key, the cluster secret and what derives from
+//! it, attestation, the cluster-secret handover, and query sessions.
+//!
+//! Without a TEE the worker process is the enclave. Its identity key and the cluster secret
+//! are kept on disk sealed (`identity.sealed`, `cluster.sealed`) under a key derived from the
+//! machine id (`/etc/machine-id`) and the product identity: copied elsewhere or read on their
+//! own the files are useless, but root on the same machine can derive the key, as it can read
+//! the process's memory. Attestation uses the insecure `dev` provider (a local ed25519 root).
+//!
+//! Handover, through the ledger's metadata (a JetStream KV bucket in production):
+//! - `cluster`: written once (`create_meta`) by the first worker: the cluster key and that
+//!   worker's report. Whoever wins the race is the creator; the others join.
+//! - `cluster-join/<worker key>`: a joining worker's attestation report.
+//! - `cluster-key/<worker key>`: the cluster secret sealed to that worker's key by an existing
+//!   worker that verified the report (same measurement, the cluster's dev root).
+//! - `cluster-refused/<worker key>`: why a report was refused.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parity_scale_codec::{Decode, Encode};
+use parking_lot::Mutex;
+use phat_crypto::{
+    Attestation, AttestationPolicy, AttestationReport, Claims, ClusterSecret, DevAttestation,
+    EnvelopeSecret, Purpose, SealingKey, Secret32, SessionKeys,
+};
+use phat_ledger::Ledger;
+use phat_primitives::protocol::Sealed;
+use phat_primitives::{AccountId, Hash};
+
+use crate::{data_dir_err, Genesis, WorkerError};
+
+/// The product identity sealed files are bound to (not the exact build, so upgrades unseal).
+const SEAL_IDENTITY: &str = "phat-worker/v1";
+/// Metadata key of the cluster record.
+pub const CLUSTER_KEY: &str = "cluster";
+/// How often a joining worker looks for its handover, and workers for joiners.
+const POLL: Duration = Duration::from_millis(250);
+
+/// What the ledger's `cluster` record holds.
+#[derive(Clone, Debug, Encode, Decode)]
+pub struct ClusterRecord {
+    /// The cluster's X25519 envelope key.
+    pub cluster_key: Hash,
+    /// The creating worker's report.
+    pub creator: AttestationReport,
+}
+
+/// The sealed handover of the cluster secret to one worker.
+#[derive(Clone, Debug, Encode, Decode)]
+struct Handover {
+    /// The cluster secret sealed to the joiner's key.
+    sealed: Sealed,
+    /// The report of the worker that handed it over.
+    from: AttestationReport,
+}
+
+/// Keys and state that exist in plaintext only inside this process.
+pub(crate) struct Enclave {
+    /// The worker's X25519 identity key.
+    pub(crate) identity: EnvelopeSecret,
+    /// The attestation provider.
+    provider: DevAttestation,
+    /// SHA-256 of the worker executable.
+    pub(crate) measurement: [u8; 32],
+    /// The cluster secret and derived keys (set once the worker holds them).
+    pub(crate) cluster: OnceLock<ClusterKeys>,
+    /// Open query sessions.
+    pub(crate) sessions: Mutex<Sessions>,
+}
+
+/// What derives from the cluster secret.
+pub(crate) struct ClusterKeys {
+    pub(crate) secret: ClusterSecret,
+    pub(crate) envelope: EnvelopeSecret,
+    pub(crate) contract_seed: Secret32,
+    /// This worker's report covering its key and the cluster key.
+    pub(crate) report: AttestationReport,
+}
+
+impl Enclave {
+    /// Loads (or creates at first start) the identity in `dir`.
+    pub(crate) fn open(dir: &Path, dev_root: Option<&Path>) -> Result<Self, WorkerError> {
+        let sealing = sealing_key();
+        let identity = match read_sealed(dir, "identity", &sealing)? {
+            Some(bytes) => EnvelopeSecret::from_secret(&to_secret(&bytes)?),
+            None => {
+                let key = EnvelopeSecret::generate();
+                write_sealed(dir, "identity", &sealing, key.to_secret().expose())?;
+                key
+            }
+        };
+        let root = match dev_root {
+            Some(path) => read_root(path)?,
+            None => read_or_create_root(&dir.join("dev-attestation-root.key"))?,
+        };
+        Ok(Self {
+            identity,
+            provider: DevAttestation::new(&root),
+            measurement: measurement(),
+            cluster: OnceLock::new(),
+            sessions: Mutex::new(Sessions::default()),
+        })
+    }
+
+    /// The dev root's public key.
+    pub(crate) fn dev_root(&self) -> [u8; 32] {
+        self.provider.root_public()
+    }
+
+    fn report(&self, cluster_key: Option<[u8; 32]>) -> Result<AttestationReport, WorkerError> {
+        self.provider
+            .report(
+                &Claims {
+                    measurement: self.measurement,
+                    worker_key: self.identity.public(),
+                    cluster_key,
+                },
+                crate::now_ms(),
+            )
+            .map_err(|e| WorkerError::Enclave(e.to_string()))
+    }
+
+    /// The policy joiners are checked against: the cluster's dev root, our own software.
+    fn policy(&self, genesis: &Genesis) -> AttestationPolicy {
+        AttestationPolicy {
+            accept_dev: true,
+            dev_root: Some(genesis.dev_root.unwrap_or(self.dev_root())),
+            measurement: Some(self.measurement),
+        }
+    }
+
+    /// The cluster keys (after [`Enclave::join`]).
+    pub(crate) fn keys(&self) -> &ClusterKeys {
+        self.cluster
+            .get()
+            .expect("the worker joins the cluster before serving")
+    }
+
+    fn install(&self, dir: &Path, secret: ClusterSecret) -> Result<(), WorkerError> {
+        write_sealed(dir, "cluster", &sealing_key(), secret.expose())?;
+        let envelope = secret.envelope_secret();
+        let report = self.report(Some(envelope.public()))?;
+        let _ = self.cluster.set(ClusterKeys {
+            contract_seed: secret.contract_seed(),
+            envelope,
+            secret,
+            report,
+        });
+        Ok(())
+    }
+
+    /// Gets the cluster secret: unsealed from disk, created (first worker) or handed over
+    /// through the ledger by an existing worker.
+    pub(crate) async fn join(
+        &self,
+        dir: &Path,
+        ledger: &dyn Ledger,
+        genesis: &Genesis,
+    ) -> Result<(), WorkerError> {
+        let record = get_record(ledger).await?;
+        if let Some(bytes) = read_sealed(dir, "cluster", &sealing_key())? {
+            let secret = ClusterSecret::from_bytes(*to_secret(&bytes)?.expose());
+            if let Some(r) = &record {
+                if r.cluster_key.0 != secret.envelope_secret().public() {
+                    return Err(WorkerError::Enclave(format!(
+                        "{} holds the secret of another cluster (key {}, the ledger's is {})",
+                        dir.display(),
+                        Hash(secret.envelope_secret().public()),
+                        r.cluster_key
+                    )));
+                }
+            }
+            return self.install(dir, secret);
+        }
+        if record.is_none() {
+            let secret = ClusterSecret::generate();
+            let record = ClusterRecord {
+                cluster_key: Hash(secret.envelope_secret().public()),
+                creator: self.report(Some(secret.envelope_secret().public()))?,
+            };
+            if ledger
+                .create_meta(CLUSTER_KEY, record.encode())
+                .await
+                .map_err(WorkerError::Ledger)?
+            {
+                tracing::info!(cluster_key = %record.cluster_key, "created the cluster secret");
+                return self.install(dir, secret);
+            }
+        }
+        // Join: publish the report, wait for an existing worker to hand the secret over.
+        let me = Hash(self.identity.public());
+        ledger
+            .put_meta(&format!("cluster-join/{me}"), self.report(None)?.encode())
+            .await?;
+        tracing::info!(worker_key = %me, "joining the cluster: waiting for the cluster secret");
+        let policy = self.policy(genesis);
+        let mut waited = 0u32;
+        loop {
+            if let Some(raw) = ledger.get_meta(&format!("cluster-key/{me}")).await? {
+                let handover = Handover::decode(&mut &raw[..])
+                    .map_err(|e| WorkerError::Enclave(format!("malformed handover: {e}")))?;
+                policy
+                    .verify(&handover.from)
+                    .map_err(|e| WorkerError::Enclave(format!("handover from: {e}")))?;
+                let (bytes, _) = self
+                    .identity
+                    .open(Purpose::Handover, &handover.sealed)
+                    .map_err(|e| WorkerError::Enclave(format!("handover: {e}")))?;
+                let secret = ClusterSecret::from_bytes(*to_secret(&bytes)?.expose());
+                let record = get_record(ledger).await?.ok_or_else(|| {
+                    WorkerError::Enclave("the cluster record disappeared".into())
+                })?;
+                if record.cluster_key.0 != secret.envelope_secret().public() {
+                    return Err(WorkerError::Enclave(
+                        "the handed-over secret is not the cluster's".into(),
+                    ));
+                }
+                tracing::info!(cluster_key = %record.cluster_key, "received the cluster secret");
+                return self.install(dir, secret);
+            }
+            if let Some(reason) = ledger.get_meta(&format!("cluster-refused/{me}")).await? {
+                return Err(WorkerError::Enclave(format!(
+                    "the cluster refused this worker: {}",
+                    String::from_utf8_lossy(&reason)
+                )));
+            }
+            waited += 1;
+            if waited % 40 == 0 {
+                tracing::warn!("still waiting for a running worker to hand over the cluster secret");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Hands the cluster secret to every joiner whose report verifies (runs until dropped).
+    pub(crate) async fn serve_joiners(self: Arc<Self>, ledger: Arc<dyn Ledger>, genesis: Genesis) {
+        let policy = self.policy(&genesis);
+        loop {
+            if let Err(e) = self.hand_over_once(&*ledger, &policy).await {
+                tracing::warn!("cluster handover: {e}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn hand_over_once(
+        &self,
+        ledger: &dyn Ledger,
+        policy: &AttestationPolicy,
+    ) -> Result<(), WorkerError> {
+        for key in ledger.meta_keys("cluster-join/").await? {
+            let who = &key["cluster-join/".len()..];
+            let done = ledger.get_meta(&format!("cluster-key/{who}")).await?.is_some()
+                || ledger
+                    .get_meta(&format!("cluster-refused/{who}"))
+                    .await?
+                    .is_some();
+            if done {
+                continue;
+            }
+            let Some(raw) = ledger.get_meta(&key).await? else {
+                continue;
+            };
+            let verdict = AttestationReport::decode(&mut &raw[..])
+                .map_err(|e| phat_crypto::CryptoError::Attestation(format!("malformed: {e}")))
+                .and_then(|r| {
+                    policy.verify(&r)?;
+                    if r.worker_key.to_string() != who {
+                        return Err(phat_crypto::CryptoError::Attestation(
+                            "the report is for another worker key".into(),
+                        ));
+                    }
+                    Ok(r)
+                });
+            match verdict {
+                Ok(report) => {
+                    let keys = self.keys();
+                    let (sealed, _) = phat_crypto::seal(
+                        &report.worker_key.0,
+                        Purpose::Handover,
+                        keys.secret.expose(),
+                    )
+                    .map_err(|e| WorkerError::Enclave(e.to_string()))?;
+                    let handover = Handover {
+                        sealed,
+                        from: keys.report.clone(),
+                    };
+                    if ledger
+                        .create_meta(&format!("cluster-key/{who}"), handover.encode())
+                        .await?
+                    {
+                        tracing::info!(worker_key = %who, "handed the cluster secret over");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(worker_key = %who, "refusing to hand over: {e}");
+                    ledger
+                        .create_meta(&format!("cluster-refused/{who}"), e.to_string().into_bytes())
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn get_record(ledger: &dyn Ledger) -> Result<Option<ClusterRecord>, WorkerError> {
+    match ledger.get_meta(CLUSTER_KEY).await? {
+        Some(raw) => ClusterRecord::decode(&mut &raw[..])
+            .map(Some)
+            .map_err(|e| WorkerError::Enclave(format!("malformed cluster record: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// Most sessions a worker keeps open.
+const MAX_SESSIONS: usize = 100_000;
+/// How far behind the highest counter a session message may arrive (out of order).
+const REPLAY_WINDOW: u64 = 1024;
+
+/// Open query sessions by id (the client's ephemeral key).
+#[derive(Default)]
+pub(crate) struct Sessions {
+    map: HashMap<[u8; 32], Session>,
+}
+
+/// One open session.
+pub(crate) struct Session {
+    pub(crate) keys: Arc<SessionKeys>,
+    pub(crate) caller: AccountId,
+    pub(crate) expires_at: u64,
+    highest: u64,
+    seen: std::collections::BTreeSet<u64>,
+}
+
+/// Why a session message is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SessionError {
+    Unknown,
+    Expired,
+    Replayed,
+    Full,
+}
+
+impl Sessions {
+    /// Opens a session (after its first message verified). Refuses a second opening.
+    pub(crate) fn open(
+        &mut self,
+        id: [u8; 32],
+        keys: Arc<SessionKeys>,
+        caller: AccountId,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), SessionError> {
+        if self.map.contains_key(&id) {
+            return Err(SessionError::Replayed);
+        }
+        if self.map.len() >= MAX_SESSIONS {
+            self.map.retain(|_, s| s.expires_at >= now);
+            if self.map.len() >= MAX_SESSIONS {
+                return Err(SessionError::Full);
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        seen.insert(0);
+        self.map.insert(
+            id,
+            Session {
+                keys,
+                caller,
+                expires_at,
+                highest: 0,
+                seen,
+            },
+        );
+        Ok(())
+    }
+
+    /// The keys and caller of session `id`, if message `counter` may be accepted.
+    pub(crate) fn get(
+        &self,
+        id: &[u8; 32],
+        now: u64,
+    ) -> Result<(Arc<SessionKeys>, AccountId), SessionError> {
+        let s = self.map.get(id).ok_or(SessionError::Unknown)?;
+        if s.expires_at < now {
+            return Err(SessionError::Expired);
+        }
+        Ok((s.keys.clone(), s.caller))
+    }
+
+    /// Records message `counter` of session `id` as used (after it decrypted).
+    pub(crate) fn accept(&mut self, id: &[u8; 32], counter: u64) -> Result<(), SessionError> {
+        let s = self.map.get_mut(id).ok_or(SessionError::Unknown)?;
+        if counter + REPLAY_WINDOW <= s.highest || !s.seen.insert(counter) {
+            return Err(SessionError::Replayed);
+        }
+        s.highest = s.highest.max(counter);
+        let floor = s.highest.saturating_sub(REPLAY_WINDOW);
+        while s.seen.first().is_some_and(|c| *c < floor) {
+            s.seen.pop_first();
+        }
+        Ok(())
+    }
+}
+
+/// SHA-256 of the running executable: the `dev` provider's software measurement.
+pub(crate) fn measurement() -> [u8; 32] {
+    static M: OnceLock<[u8; 32]> = OnceLock::new();
+    *M.get_or_init(|| {
+        use sha2::Digest;
+        let bytes = std::env::current_exe()
+            .and_then(std::fs::read)
+            .unwrap_or_else(|_| b"phat-worker: executable unreadable".to_vec());
+        sha2::Sha256::digest(bytes).into()
+    })
+}
+
+/// The sealing key of this machine (see the module docs for what it protects).
+fn sealing_key() -> SealingKey {
+    let material = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .unwrap_or_else(|| b"phat: no machine id".to_vec());
+    SealingKey::derive(&material, SEAL_IDENTITY)
+}
+
+fn read_sealed(dir: &Path, name: &str, key: &SealingKey) -> Result<Option<Vec<u8>>, WorkerError> {
+    let path = dir.join(format!("{name}.sealed"));
+    match std::fs::read(&path) {
+        Ok(raw) => key
+            .unseal(name, &raw)
+            .map(|b| Some(b.to_vec()))
+            .map_err(|e| WorkerError::Enclave(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(data_dir_err(dir, e)),
+    }
+}
+
+fn write_sealed(dir: &Path, name: &str, key: &SealingKey, secret: &[u8]) -> Result<(), WorkerError> {
+    crate::write_private(dir, &format!("{name}.sealed"), &key.seal(name, secret))
+}
+
+fn to_secret(bytes: &[u8]) -> Result<Secret32, WorkerError> {
+    <[u8; 32]>::try_from(bytes)
+        .map(Secret32::from_bytes)
+        .map_err(|_| WorkerError::Enclave(format!("a sealed secret has {} bytes", bytes.len())))
+}
+
+/// Reads a dev attestation root secret (32 bytes, hex or raw).
+fn read_root(path: &Path) -> Result<Secret32, WorkerError> {
+    let raw = std::fs::read(path).map_err(|e| WorkerError::DataDir {
+        path: PathBuf::from(path),
+        message: format!("dev attestation root: {e}"),
+    })?;
+    let bytes = match <[u8; 32]>::try_from(raw.as_slice()) {
+        Ok(b) => b,
+        Err(_) => {
+            let text = String::from_utf8_lossy(&raw);
+            let text = text.trim();
+            hex::decode(text.strip_prefix("0x").unwrap_or(text))
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or_else(|| WorkerError::DataDir {
+                    path: PathBuf::from(path),
+                    message: "a dev attestation root is 32 bytes (raw or hex)".into(),
+                })?
+        }
+    };
+    Ok(Secret32::from_bytes(bytes))
+}
+
+/// Reads the dev root at `path`, creating a random one first if there is none.
+pub fn read_or_create_root(path: &Path) -> Result<Secret32, WorkerError> {
+    if !path.exists() {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| data_dir_err(dir, e))?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("dev-root.key");
+        crate::write_private(dir, name, Secret32::random().expose())?;
+    }
+    read_root(path)
+}
+
+/// The public key of the dev root secret at `path` (creating it if absent).
+pub fn dev_root_public(path: &Path) -> Result<[u8; 32], WorkerError> {
+    Ok(DevAttestation::new(&read_or_create_root(path)?).root_public())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_counters_are_used_once_within_a_window() {
+        let mut s = Sessions::default();
+        let (_, keys) = phat_crypto::seal(
+            &EnvelopeSecret::generate().public(),
+            Purpose::Query,
+            b"x",
+        )
+        .unwrap();
+        let keys = Arc::new(keys);
+        s.open([1; 32], keys.clone(), AccountId([2; 32]), 100, 0).unwrap();
+        assert_eq!(
+            s.open([1; 32], keys, AccountId([2; 32]), 100, 0),
+            Err(SessionError::Replayed)
+        );
+        assert_eq!(s.accept(&[1; 32], 0), Err(SessionError::Replayed));
+        s.accept(&[1; 32], 2).unwrap();
+        s.accept(&[1; 32], 1).unwrap();
+        assert_eq!(s.accept(&[1; 32], 2), Err(SessionError::Replayed));
+        s.accept(&[1; 32], 5000).unwrap();
+        assert_eq!(s.accept(&[1; 32], 3), Err(SessionError::Replayed));
+        assert!(s.get(&[1; 32], 50).is_ok());
+        assert_eq!(s.get(&[1; 32], 101).err(), Some(SessionError::Expired));
+        assert_eq!(s.get(&[9; 32], 0).err(), Some(SessionError::Unknown));
+    }
+}
