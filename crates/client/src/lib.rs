@@ -42,8 +42,8 @@ use phat_primitives::protocol::{
 use phat_primitives::{AccountId, CodeHash, Gas, Mode};
 
 pub use contract::{Contract, MessageKind};
-pub use phat_crypto::Signer;
 pub use phat_crypto as crypto;
+pub use phat_crypto::Signer;
 pub use phat_primitives as primitives;
 
 /// Gas limit used when the caller does not give one.
@@ -136,7 +136,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("endpoint", &self.base).finish()
+        f.debug_struct("Client")
+            .field("endpoint", &self.base)
+            .finish()
     }
 }
 
@@ -308,7 +310,9 @@ impl Client {
         let peer = self.peer().await?;
         if !peer.info.encryption {
             let url = self.url(&format!("/v1/commands?wait={wait}"));
-            return self.answer(self.http.post(url).json(req).send().await).await;
+            return self
+                .answer(self.http.post(url).json(req).send().await)
+                .await;
         }
         let (sealed, keys) =
             phat_crypto::seal(&peer.info.cluster_key.0, Purpose::Command, &req.encode())?;
@@ -359,7 +363,13 @@ impl Client {
                 min_seq,
             };
             return self
-                .answer(self.http.post(self.url("/v1/query")).json(&body).send().await)
+                .answer(
+                    self.http
+                        .post(self.url("/v1/query"))
+                        .json(&body)
+                        .send()
+                        .await,
+                )
                 .await;
         }
         self.open_session(&peer, req, min_seq).await

@@ -171,7 +171,9 @@ mod tests {
         let report = dev.report(&claims(), 5).unwrap();
         assert!(is_insecure(&report));
         let strict = AttestationPolicy::default();
-        assert!(matches!(strict.verify(&report), Err(CryptoError::Attestation(m)) if m.contains("insecure")));
+        assert!(
+            matches!(strict.verify(&report), Err(CryptoError::Attestation(m)) if m.contains("insecure"))
+        );
         let policy = AttestationPolicy {
             accept_dev: true,
             dev_root: Some(dev.root_public()),
@@ -188,7 +190,13 @@ mod tests {
         assert!(policy.verify(&foreign).is_err());
         // Another measurement.
         let m = DevAttestation::new(&Secret32::from_bytes([9; 32]))
-            .report(&Claims { measurement: [7; 32], ..claims() }, 5)
+            .report(
+                &Claims {
+                    measurement: [7; 32],
+                    ..claims()
+                },
+                5,
+            )
             .unwrap();
         assert!(policy.verify(&m).is_err());
         let mut provider = report;

@@ -16,8 +16,8 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-pub use phat_primitives::protocol::Sealed;
 use phat_primitives::protocol::Bytes;
+pub use phat_primitives::protocol::Sealed;
 use phat_primitives::Hash;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroize;
@@ -142,7 +142,12 @@ pub struct SessionKeys {
 impl SessionKeys {
     fn derive(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32], p: Purpose) -> Self {
         let mut okm = [0u8; 64];
-        expand(shared, "phat/v1/envelope", &[p.label(), ephemeral, recipient], &mut okm);
+        expand(
+            shared,
+            "phat/v1/envelope",
+            &[p.label(), ephemeral, recipient],
+            &mut okm,
+        );
         let mut request = [0u8; 32];
         let mut reply = [0u8; 32];
         request.copy_from_slice(&okm[..32]);
@@ -189,7 +194,13 @@ fn nonce(counter: u64) -> Nonce {
 
 fn aead_seal(key: &Secret32, counter: u64, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     ChaCha20Poly1305::new(&Key::from(*key.expose()))
-        .encrypt(&nonce(counter), Payload { msg: plaintext, aad })
+        .encrypt(
+            &nonce(counter),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("ChaCha20-Poly1305 encryption cannot fail for messages below 256 GiB")
 }
 
@@ -200,7 +211,13 @@ fn aead_open(
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
     ChaCha20Poly1305::new(&Key::from(*key.expose()))
-        .decrypt(&nonce(counter), Payload { msg: ciphertext, aad })
+        .decrypt(
+            &nonce(counter),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .map_err(|_| CryptoError::Decrypt)
 }
 
@@ -229,10 +246,19 @@ mod tests {
         let (sealed, _) = seal(&worker.public(), Purpose::Command, b"secret").unwrap();
         let mut tampered = sealed.clone();
         tampered.ciphertext.0[0] ^= 1;
-        assert_eq!(worker.open(Purpose::Command, &tampered).err(), Some(CryptoError::Decrypt));
+        assert_eq!(
+            worker.open(Purpose::Command, &tampered).err(),
+            Some(CryptoError::Decrypt)
+        );
         let other = EnvelopeSecret::generate();
-        assert_eq!(other.open(Purpose::Command, &sealed).err(), Some(CryptoError::Decrypt));
-        assert_eq!(worker.open(Purpose::Query, &sealed).err(), Some(CryptoError::Decrypt));
+        assert_eq!(
+            other.open(Purpose::Command, &sealed).err(),
+            Some(CryptoError::Decrypt)
+        );
+        assert_eq!(
+            worker.open(Purpose::Query, &sealed).err(),
+            Some(CryptoError::Decrypt)
+        );
         let mut v2 = sealed.clone();
         v2.version = 2;
         assert_eq!(
@@ -241,15 +267,24 @@ mod tests {
         );
         let mut swapped = sealed;
         swapped.ephemeral = Hash(EnvelopeSecret::generate().public());
-        assert_eq!(worker.open(Purpose::Command, &swapped).err(), Some(CryptoError::Decrypt));
+        assert_eq!(
+            worker.open(Purpose::Command, &swapped).err(),
+            Some(CryptoError::Decrypt)
+        );
         // A low-order point as the ephemeral key is refused before any decryption.
         let weak = Sealed {
             version: 1,
             ephemeral: Hash([0; 32]),
             ciphertext: Bytes(vec![0; 20]),
         };
-        assert_eq!(worker.open(Purpose::Command, &weak).err(), Some(CryptoError::WeakKey));
-        assert_eq!(seal(&[0; 32], Purpose::Query, b"x").err(), Some(CryptoError::WeakKey));
+        assert_eq!(
+            worker.open(Purpose::Command, &weak).err(),
+            Some(CryptoError::WeakKey)
+        );
+        assert_eq!(
+            seal(&[0; 32], Purpose::Query, b"x").err(),
+            Some(CryptoError::WeakKey)
+        );
     }
 
     #[test]

@@ -130,10 +130,15 @@ mod tests {
     fn derivations_are_deterministic_and_separated() {
         let s = ClusterSecret::from_bytes([7; 32]);
         assert_eq!(s.contract_seed(), s.contract_seed());
-        assert_ne!(s.contract_seed(), derive(s.expose(), "phat/v1/storage", &[]));
+        assert_ne!(
+            s.contract_seed(),
+            derive(s.expose(), "phat/v1/storage", &[])
+        );
         assert_ne!(
             s.envelope_secret().public(),
-            ClusterSecret::from_bytes([8; 32]).envelope_secret().public()
+            ClusterSecret::from_bytes([8; 32])
+                .envelope_secret()
+                .public()
         );
         let seed = s.contract_seed();
         let a = contract_key_material(seed.expose(), &[1; 32], ContractKeyKind::Sr25519, b"");
@@ -142,7 +147,10 @@ mod tests {
         let d = contract_key_material(seed.expose(), &[1; 32], ContractKeyKind::Sr25519, b"x");
         assert!(a != b && a != c && a != d && b != c);
         // Length prefixes: moving bytes between parts changes the result.
-        assert_ne!(derive(b"k", "d", &[b"ab", b"c"]), derive(b"k", "d", &[b"a", b"bc"]));
+        assert_ne!(
+            derive(b"k", "d", &[b"ab", b"c"]),
+            derive(b"k", "d", &[b"a", b"bc"])
+        );
         assert_eq!(format!("{:?}", seed), "Secret32(..)");
     }
 }

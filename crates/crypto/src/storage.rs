@@ -75,7 +75,10 @@ impl StorageCipher {
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         XChaCha20Poly1305::new(self.value_key.expose().into())
-            .decrypt(&XNonce::from(<[u8; 24]>::try_from(nonce).expect("split at 24")), Payload { msg: ct, aad: name })
+            .decrypt(
+                &XNonce::from(<[u8; 24]>::try_from(nonce).expect("split at 24")),
+                Payload { msg: ct, aad: name },
+            )
             .map_err(|_| CryptoError::Decrypt)
     }
 }
@@ -91,7 +94,10 @@ mod tests {
         let sealed = c.seal(&name, b"value");
         assert_eq!(c.open(&name, &sealed).unwrap(), b"value");
         assert_ne!(c.seal(&name, b"value"), sealed, "random nonces");
-        assert_eq!(c.open(&c.hash_name(b"other"), &sealed), Err(CryptoError::Decrypt));
+        assert_eq!(
+            c.open(&c.hash_name(b"other"), &sealed),
+            Err(CryptoError::Decrypt)
+        );
         let mut t = sealed.clone();
         *t.last_mut().unwrap() ^= 1;
         assert_eq!(c.open(&name, &t), Err(CryptoError::Decrypt));

@@ -326,7 +326,12 @@ impl Ledger for EmbeddedLedger {
 }
 
 impl EmbeddedLedger {
-    async fn write_meta(&self, key: &str, value: Vec<u8>, create: bool) -> Result<bool, LedgerError> {
+    async fn write_meta(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        create: bool,
+    ) -> Result<bool, LedgerError> {
         check_meta_key(key)?;
         let max = self.inner.config.max_payload;
         check_size(value.len(), max)?;

@@ -238,9 +238,18 @@ both!(
 );
 
 async fn create_meta_writes_once_and_keys_list_by_prefix(ledger: &Arc<dyn Ledger>) {
-    assert!(ledger.create_meta("cluster", b"first".to_vec()).await.unwrap());
-    assert!(!ledger.create_meta("cluster", b"second".to_vec()).await.unwrap());
-    assert_eq!(ledger.get_meta("cluster").await.unwrap(), Some(b"first".to_vec()));
+    assert!(ledger
+        .create_meta("cluster", b"first".to_vec())
+        .await
+        .unwrap());
+    assert!(!ledger
+        .create_meta("cluster", b"second".to_vec())
+        .await
+        .unwrap());
+    assert_eq!(
+        ledger.get_meta("cluster").await.unwrap(),
+        Some(b"first".to_vec())
+    );
     // Concurrent creators: exactly one wins.
     let tasks: Vec<_> = (0..8u8)
         .map(|i| {
@@ -256,8 +265,14 @@ async fn create_meta_writes_once_and_keys_list_by_prefix(ledger: &Arc<dyn Ledger
     for k in ["join/b", "join/a", "joint", "key/a"] {
         ledger.put_meta(k, vec![1]).await.unwrap();
     }
-    assert_eq!(ledger.meta_keys("join/").await.unwrap(), vec!["join/a", "join/b"]);
-    assert_eq!(ledger.meta_keys("nothing").await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        ledger.meta_keys("join/").await.unwrap(),
+        vec!["join/a", "join/b"]
+    );
+    assert_eq!(
+        ledger.meta_keys("nothing").await.unwrap(),
+        Vec::<String>::new()
+    );
     assert_eq!(ledger.meta_keys("").await.unwrap().len(), 6);
 }
 both!(

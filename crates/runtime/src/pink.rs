@@ -57,7 +57,6 @@ pub const PINK_EXTENSION_ID: u16 = 0;
 /// Nesting limit when decoding arguments (as pallet-contracts' `MAX_DECODE_NESTING`).
 const MAX_DECODE_NESTING: u32 = 256;
 
-
 /// sp-core's sr25519 signing context.
 const SR25519_CONTEXT: &[u8] = b"substrate";
 

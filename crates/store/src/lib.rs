@@ -19,8 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use blake2::digest::{consts::U32, Digest};
-pub use phat_crypto::StorageCipher;
 use parity_scale_codec::Encode;
+pub use phat_crypto::StorageCipher;
 use redb::{
     Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
     TableDefinition, WriteTransaction,

@@ -499,22 +499,37 @@ fn a_sealed_store_keeps_nothing_readable_and_reads_back() {
         let snap = store.snapshot().unwrap();
         assert_eq!(snap.get(&key).unwrap().as_deref(), Some(marker.as_slice()));
         assert_eq!(snap.nonce_expiry(&signer, 1).unwrap(), Some(5_000));
-        assert_eq!(store.receipt(1).unwrap().as_deref(), Some(marker.as_slice()));
-        assert_eq!(store.logs(&contract, None, 10).unwrap()[0].1, marker.to_vec());
+        assert_eq!(
+            store.receipt(1).unwrap().as_deref(),
+            Some(marker.as_slice())
+        );
+        assert_eq!(
+            store.logs(&contract, None, 10).unwrap()[0].1,
+            marker.to_vec()
+        );
         // The keyed root differs from the plain one and does not depend on the random nonces.
         let mut writes = BTreeMap::new();
         writes.insert(key.clone(), Some(marker.to_vec()));
         let plain = chain_root(&Hash::default(), 1, &writes, &[0; 32]);
         let keyed = store.chain_root(&Hash::default(), 1, &writes, &[0; 32]);
         assert_ne!(plain, keyed);
-        assert_eq!(keyed, store.chain_root(&Hash::default(), 1, &writes, &[0; 32]));
+        assert_eq!(
+            keyed,
+            store.chain_root(&Hash::default(), 1, &writes, &[0; 32])
+        );
     }
     let raw = std::fs::read(&path).unwrap();
-    assert!(!raw.windows(marker.len()).any(|w| w == marker), "marker on disk");
+    assert!(
+        !raw.windows(marker.len()).any(|w| w == marker),
+        "marker on disk"
+    );
     assert!(!raw.windows(6).any(|w| w == b"MARKER"));
     // The wrong key reads a corrupt store, not garbage.
-    let wrong = Store::open_with(&path, Some(StorageCipher::new(&Secret32::from_bytes([6; 32]))))
-        .unwrap();
+    let wrong = Store::open_with(
+        &path,
+        Some(StorageCipher::new(&Secret32::from_bytes([6; 32]))),
+    )
+    .unwrap();
     assert_eq!(wrong.snapshot().unwrap().get(&key).unwrap(), None);
     assert!(matches!(wrong.receipt(1), Err(StoreError::Corrupt(_))));
 }
@@ -530,9 +545,10 @@ fn a_plain_store_is_readable_on_disk() {
         head: head(1),
         ..Default::default()
     };
-    batch
-        .writes
-        .insert(StateKey::Storage(Hash([3; 32]), vec![1]), Some(marker.to_vec()));
+    batch.writes.insert(
+        StateKey::Storage(Hash([3; 32]), vec![1]),
+        Some(marker.to_vec()),
+    );
     store.commit(batch).unwrap();
     drop(store);
     let raw = std::fs::read(&path).unwrap();

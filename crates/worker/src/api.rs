@@ -20,8 +20,8 @@ use futures::{Stream, StreamExt};
 use parity_scale_codec::{Decode, Encode};
 use phat_primitives::protocol::{
     ApiError, Call, CallError, CodeUploaded, ContractKeys, ContractView, LedgerCommand, LogRecord,
-    QueryOpen, QueryRequest, QueryResponse, Receipt, RequestBody, Sealed, SealedQuery,
-    SealedReply, Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
+    QueryOpen, QueryRequest, QueryResponse, Receipt, RequestBody, Sealed, SealedQuery, SealedReply,
+    Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
 };
 use phat_primitives::Hash;
 use phat_primitives::{AccountId, ContractInfo, Mode, StateKey};
@@ -644,7 +644,13 @@ async fn query_sealed_inner(
             .enclave
             .sessions
             .lock()
-            .open(q.session.0, keys.clone(), open.request.signer, body.expires_at, now)
+            .open(
+                q.session.0,
+                keys.clone(),
+                open.request.signer,
+                body.expires_at,
+                now,
+            )
             .map_err(session_err)?;
         (keys, open.request.signer, body.call, open.min_seq)
     } else {
@@ -795,7 +801,11 @@ fn eip55(address: &[u8; 20]) -> String {
     let mut out = String::from("0x");
     for (i, c) in lower.chars().enumerate() {
         let nibble = (hash[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0xf;
-        out.push(if nibble >= 8 { c.to_ascii_uppercase() } else { c });
+        out.push(if nibble >= 8 {
+            c.to_ascii_uppercase()
+        } else {
+            c
+        });
     }
     out
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use parity_scale_codec::{Decode, Encode};
 use parking_lot::RwLock;
 use phat_primitives::protocol::{
-    CallError, CallOutput, CallResult, EventRecord, LedgerCommand, LedgerEntry, LogRecord,
-    Receipt, RequestBody, SignedRequest, MAX_REQUEST_TTL_MS,
+    CallError, CallOutput, CallResult, EventRecord, LedgerCommand, LedgerEntry, LogRecord, Receipt,
+    RequestBody, SignedRequest, MAX_REQUEST_TTL_MS,
 };
 use phat_primitives::{blake2_256, AccountId, Hash, Mode, StateKey};
 use phat_runtime::{ChangeSet, ExecContext, ExecError, Outcome};
@@ -67,11 +67,10 @@ pub(crate) async fn run(
         let w = worker.clone();
         let started = std::time::Instant::now();
         let n = entries.len();
-        let result = tokio::task::spawn_blocking(move || {
-            apply_batch(&w, entries, decoded, &code, &genesis)
-        })
-        .await
-        .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
+        let result =
+            tokio::task::spawn_blocking(move || apply_batch(&w, entries, decoded, &code, &genesis))
+                .await
+                .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
         match result {
             Ok((head, logs)) => {
                 worker.inner.metrics.observe_batch(n, started.elapsed());
@@ -146,7 +145,10 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         reply: None,
     };
     match LedgerCommand::decode(&mut &payload[..]) {
-        Err(e) => fail("malformed", format!("the ledger entry is not a command: {e}")),
+        Err(e) => fail(
+            "malformed",
+            format!("the ledger entry is not a command: {e}"),
+        ),
         Ok(LedgerCommand::Plain(_)) if worker.inner.genesis.encryption => fail(
             "encryption_required",
             "this cluster accepts only commands sealed to the cluster key".into(),
@@ -160,7 +162,10 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             match envelope.open(phat_crypto::Purpose::Command, &sealed) {
                 Err(e) => fail("bad_envelope", e.to_string()),
                 Ok((plain, keys)) => match SignedRequest::decode(&mut &plain[..]) {
-                    Err(e) => fail("malformed", format!("the sealed command does not decode: {e}")),
+                    Err(e) => fail(
+                        "malformed",
+                        format!("the sealed command does not decode: {e}"),
+                    ),
                     Ok(req) => Decoded {
                         request: Ok(req),
                         reply: Some(keys),
@@ -245,8 +250,9 @@ fn apply_batch(
             Err(e) => reject(entry, None, &e.kind, e.message),
         };
         let mut receipt = applied.receipt;
-        if let Some(keys) = reply {
-            // Only the caller (holder of the envelope's ephemeral key) reads the result.
+        if let (Some(keys), true) = (reply, applied.executed) {
+            // Only the caller (holder of the envelope's ephemeral key) reads what the contract
+            // returned; refusals before execution (signature, expiry, replay) stay readable.
             let sealed = keys.seal_reply(0, &receipt.result.encode());
             receipt.result = CallResult::Sealed(sealed.into());
         }
@@ -286,6 +292,8 @@ fn apply_batch(
 }
 
 struct Applied {
+    /// Whether the command reached the contract (its result is then sealed to the caller).
+    executed: bool,
     receipt: Receipt,
     changes: ChangeSet,
     nonce: Option<(AccountId, u64, u64)>,
@@ -299,6 +307,7 @@ fn reject(
     message: String,
 ) -> Applied {
     Applied {
+        executed: false,
         receipt: Receipt {
             seq: entry.seq,
             request: req.map(|r| r.hash()).unwrap_or_default(),
@@ -432,6 +441,7 @@ fn apply_one(
     logs.extend(command_logs(entry, &result, target));
     let (result, events, gas_used) = outcome_parts(result);
     Ok(Applied {
+        executed: true,
         receipt: Receipt {
             seq: entry.seq,
             request: req.hash(),

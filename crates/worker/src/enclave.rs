@@ -210,9 +210,9 @@ impl Enclave {
                     .open(Purpose::Handover, &handover.sealed)
                     .map_err(|e| WorkerError::Enclave(format!("handover: {e}")))?;
                 let secret = ClusterSecret::from_bytes(*to_secret(&bytes)?.expose());
-                let record = get_record(ledger).await?.ok_or_else(|| {
-                    WorkerError::Enclave("the cluster record disappeared".into())
-                })?;
+                let record = get_record(ledger)
+                    .await?
+                    .ok_or_else(|| WorkerError::Enclave("the cluster record disappeared".into()))?;
                 if record.cluster_key.0 != secret.envelope_secret().public() {
                     return Err(WorkerError::Enclave(
                         "the handed-over secret is not the cluster's".into(),
@@ -229,7 +229,9 @@ impl Enclave {
             }
             waited += 1;
             if waited % 40 == 0 {
-                tracing::warn!("still waiting for a running worker to hand over the cluster secret");
+                tracing::warn!(
+                    "still waiting for a running worker to hand over the cluster secret"
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -253,7 +255,10 @@ impl Enclave {
     ) -> Result<(), WorkerError> {
         for key in ledger.meta_keys("cluster-join/").await? {
             let who = &key["cluster-join/".len()..];
-            let done = ledger.get_meta(&format!("cluster-key/{who}")).await?.is_some()
+            let done = ledger
+                .get_meta(&format!("cluster-key/{who}"))
+                .await?
+                .is_some()
                 || ledger
                     .get_meta(&format!("cluster-refused/{who}"))
                     .await?
@@ -298,7 +303,10 @@ impl Enclave {
                 Err(e) => {
                     tracing::warn!(worker_key = %who, "refusing to hand over: {e}");
                     ledger
-                        .create_meta(&format!("cluster-refused/{who}"), e.to_string().into_bytes())
+                        .create_meta(
+                            &format!("cluster-refused/{who}"),
+                            e.to_string().into_bytes(),
+                        )
                         .await?;
                 }
             }
@@ -440,7 +448,12 @@ fn read_sealed(dir: &Path, name: &str, key: &SealingKey) -> Result<Option<Vec<u8
     }
 }
 
-fn write_sealed(dir: &Path, name: &str, key: &SealingKey, secret: &[u8]) -> Result<(), WorkerError> {
+fn write_sealed(
+    dir: &Path,
+    name: &str,
+    key: &SealingKey,
+    secret: &[u8],
+) -> Result<(), WorkerError> {
     crate::write_private(dir, &format!("{name}.sealed"), &key.seal(name, secret))
 }
 
@@ -478,7 +491,10 @@ pub fn read_or_create_root(path: &Path) -> Result<Secret32, WorkerError> {
     if !path.exists() {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| data_dir_err(dir, e))?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("dev-root.key");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("dev-root.key");
         crate::write_private(dir, name, Secret32::random().expose())?;
     }
     read_root(path)
@@ -496,14 +512,11 @@ mod tests {
     #[test]
     fn session_counters_are_used_once_within_a_window() {
         let mut s = Sessions::default();
-        let (_, keys) = phat_crypto::seal(
-            &EnvelopeSecret::generate().public(),
-            Purpose::Query,
-            b"x",
-        )
-        .unwrap();
+        let (_, keys) =
+            phat_crypto::seal(&EnvelopeSecret::generate().public(), Purpose::Query, b"x").unwrap();
         let keys = Arc::new(keys);
-        s.open([1; 32], keys.clone(), AccountId([2; 32]), 100, 0).unwrap();
+        s.open([1; 32], keys.clone(), AccountId([2; 32]), 100, 0)
+            .unwrap();
         assert_eq!(
             s.open([1; 32], keys, AccountId([2; 32]), 100, 0),
             Err(SessionError::Replayed)

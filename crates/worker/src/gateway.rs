@@ -60,7 +60,12 @@ impl Gateway {
     /// The index of the worker whose identity key is `key`, asking workers whose key is not
     /// known yet (or changed) for their info.
     async fn worker_with_key(&self, key: &str) -> Option<usize> {
-        if let Some(i) = self.keys.lock().iter().position(|k| k.as_deref() == Some(key)) {
+        if let Some(i) = self
+            .keys
+            .lock()
+            .iter()
+            .position(|k| k.as_deref() == Some(key))
+        {
             return Some(i);
         }
         for (i, base) in self.workers.iter().enumerate() {

@@ -59,7 +59,10 @@ async fn start(
         dev_root: Some(phat_worker::dev_root_public(&root).unwrap()),
     };
     ledger
-        .create_meta(phat_worker::GENESIS_KEY, parity_scale_codec::Encode::encode(&genesis))
+        .create_meta(
+            phat_worker::GENESIS_KEY,
+            parity_scale_codec::Encode::encode(&genesis),
+        )
         .await
         .unwrap();
     config.dev_attestation_root = Some(root);

@@ -196,22 +196,26 @@ pub struct Dev {
 impl Dev {
     /// Starts `phat dev --workers n` and waits for every worker.
     pub async fn start(n: u16) -> Dev {
+        Self::start_with(n, &[]).await
+    }
+
+    /// Like [`Dev::start`] with more `phat dev` arguments.
+    pub async fn start_with(n: u16, extra: &[&str]) -> Dev {
         let dir = tempfile::tempdir().unwrap();
         let base = free_ports(n + 2);
         let data = dir.path().join("data");
-        let proc = Proc::start(
+        let (n_text, base_text) = (n.to_string(), base.to_string());
+        let mut args = vec![
             "dev",
-            &[
-                "dev",
-                "--workers",
-                &n.to_string(),
-                "--data",
-                data.to_str().unwrap(),
-                "--port",
-                &base.to_string(),
-            ],
-            &dir.path().join("dev.log"),
-        );
+            "--workers",
+            &n_text,
+            "--data",
+            data.to_str().unwrap(),
+            "--port",
+            &base_text,
+        ];
+        args.extend_from_slice(extra);
+        let proc = Proc::start("dev", &args, &dir.path().join("dev.log"));
         let endpoint = format!("http://127.0.0.1:{base}");
         let workers: Vec<String> = (0..n)
             .map(|i| format!("http://127.0.0.1:{}", base + 2 + i))
@@ -226,6 +230,17 @@ impl Dev {
             endpoint,
             workers,
         }
+    }
+
+    /// The cluster's data directory (ledger, workers, dev attestation root).
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The ledger's URL.
+    pub fn ledger(&self) -> String {
+        let port: u16 = self.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+        format!("http://127.0.0.1:{}", port + 1)
     }
 
     /// The `phat dev` output so far.

@@ -1,0 +1,476 @@
+//! Confidentiality end to end: nothing readable outside the workers, the cluster secret handed
+//! to a joining worker through the ledger, contract keys, and every kind of bad envelope.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use parity_scale_codec::Encode;
+use phat_client::crypto::{self, Purpose};
+use phat_client::primitives::protocol::{
+    Bytes, Call, CallResult, LedgerCommand, QueryOpen, RequestBody, SealedQuery, SessionQuery,
+    WorkerInfo,
+};
+use phat_client::primitives::{Hash, Mode};
+use phat_client::{Client, ClientError, Signer};
+use support::*;
+
+const MARKER: &str = "MARKER-zq7Kp2-confidential";
+
+/// Every file under `dir` whose bytes contain `needle` (plain or hex-encoded).
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let hex = hex::encode(needle);
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                let found = |n: &[u8]| bytes.windows(n.len()).any(|w| w == n);
+                if found(needle.as_bytes()) || found(hex.as_bytes()) {
+                    hits.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
+
+/// Deploys `notes`, stores the marker by a command and reads it back by queries on every
+/// worker; returns the contract id.
+fn use_marker(dev: &Dev) -> String {
+    let notes = bundle("notes");
+    let ep = &dev.endpoint;
+    let id = run_json(ep, &["deploy", notes.to_str().unwrap()])["contract"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tx = run_json(ep, &["tx", &id, "set", MARKER]);
+    assert_eq!(tx["decoded"], "Ok(())", "{tx}");
+    for w in &dev.workers {
+        let q = run_json(w, &["query", &id, "mine"]);
+        assert_eq!(q["decoded"], format!("Ok(Some({MARKER}))"), "{q}");
+        let q = run_json(w, &["query", &id, "is", MARKER]);
+        assert_eq!(q["decoded"], "Ok(true)", "{q}");
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_plaintext_outside_the_workers_and_the_scan_finds_it_without_encryption() {
+    let dev = Dev::start(2).await;
+    use_marker(&dev);
+    // Everything the cluster wrote: the ledger, each worker's data directory and log, the
+    // `phat dev` log.
+    let hits = files_containing(dev.dir.path(), MARKER);
+    assert!(hits.is_empty(), "the marker is readable in {hits:?}");
+    drop(dev);
+
+    // The same with encryption off: the scan does find it (so it can find it).
+    let dev = Dev::start_with(2, &["--insecure-no-encryption"]).await;
+    use_marker(&dev);
+    let hits = files_containing(dev.dir.path(), MARKER);
+    assert!(
+        hits.iter().any(|h| h.ends_with("ledger.redb")),
+        "the scan should find the marker in the plaintext ledger: {hits:?}"
+    );
+    assert!(
+        hits.iter()
+            .any(|h| h.contains("worker-0") && h.ends_with("state.redb")),
+        "and in the plaintext state: {hits:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_worker_joins_through_the_ledger_and_serves_the_same_state_and_keys() {
+    let dev = Dev::start(2).await;
+    let id = use_marker(&dev);
+    let other = use_marker(&dev);
+    let head = run_json(&dev.workers[0], &["info"])["worker"]["seq"]
+        .as_u64()
+        .unwrap();
+
+    // A third worker process, same dev attestation root: it publishes its report, a running
+    // worker hands it the cluster secret, it catches up.
+    let port = free_ports(1);
+    let dir = dev.dir.path().join("joiner");
+    let root = dev.data().join("dev-attestation-root.key");
+    let _joiner = Proc::start(
+        "joiner",
+        &[
+            "worker",
+            "--ledger",
+            &dev.ledger(),
+            "--data",
+            dir.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--dev-attestation-root",
+            root.to_str().unwrap(),
+        ],
+        &dev.dir.path().join("joiner.log"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_up(&url).await;
+    let joined = wait_seq(&url, head).await;
+    let first = wait_seq(&dev.workers[0], head).await;
+    assert_eq!(joined.state_root, first.state_root);
+    assert_eq!(joined.cluster_key, first.cluster_key);
+    assert_ne!(joined.worker_key, first.worker_key);
+    let q = run_json(&url, &["query", &id, "mine"]);
+    assert_eq!(q["decoded"], format!("Ok(Some({MARKER}))"), "{q}");
+
+    // Contract keys: the same on all three workers, different per contract.
+    let keys = |w: &str, c: &str| run_json(w, &["info", c])["contract"]["keys"].clone();
+    let k = keys(&url, &id);
+    assert_eq!(k, keys(&dev.workers[0], &id));
+    assert_eq!(k, keys(&dev.workers[1], &id));
+    let o = keys(&url, &other);
+    for field in ["sr25519", "ed25519", "secp256k1", "ethereum_address"] {
+        assert_ne!(k[field], o[field], "{field}");
+    }
+    let eth = k["ethereum_address"].as_str().unwrap();
+    assert!(eth.starts_with("0x") && eth.len() == 42, "{eth}");
+    let text = String::from_utf8(run(&url, &["info", &id]).stdout).unwrap();
+    assert!(text.contains(eth), "{text}");
+
+    // A worker whose report is signed by another root is refused, and says so.
+    let port = free_ports(1);
+    let mut intruder = Proc::start(
+        "intruder",
+        &[
+            "worker",
+            "--ledger",
+            &dev.ledger(),
+            "--data",
+            dev.dir.path().join("intruder").to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+        ],
+        &dev.dir.path().join("intruder.log"),
+    );
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(s) = intruder.child.try_wait().unwrap() {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the intruder should stop");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dev.dir.path().join("intruder.log")).unwrap();
+    assert!(log.contains("refused"), "{log}");
+    assert!(log.contains("dev root"), "{log}");
+}
+
+/// A signed flip of `dest` with `nonce`, `expires_at`.
+fn flip(signer: &Signer, dest: &str, nonce: u64, expires_at: u64, mode: Mode) -> Vec<u8> {
+    signer
+        .sign_request(&RequestBody {
+            mode,
+            call: Call::Call {
+                dest: dest.parse().unwrap(),
+                value: 0,
+                data: Bytes(vec![0x63, 0x3a, 0xa5, 0x51]),
+                gas_limit: 1_000_000_000,
+            },
+            nonce,
+            expires_at,
+        })
+        .encode()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn post(url: &str, body: &impl serde::Serialize) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refused() {
+    let flipper = bundle("flipper");
+    let dev = Dev::start(2).await;
+    let w = dev.workers[0].clone();
+    let id = run_json(
+        &dev.endpoint,
+        &["deploy", flipper.to_str().unwrap(), "--args", "false"],
+    )["contract"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let info: WorkerInfo = Client::new(&w).unwrap().trusted_info().await.unwrap();
+    let before = info.seq;
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let cmd = format!("{w}/v1/commands/sealed?wait=true");
+    let seal_cmd = |req: &[u8]| {
+        crypto::seal(&info.cluster_key.0, Purpose::Command, req)
+            .unwrap()
+            .0
+    };
+
+    // Tampered ciphertext.
+    let mut tampered = seal_cmd(&flip(&alice, &id, 1, now() + 60_000, Mode::Command));
+    tampered.ciphertext.0[3] ^= 0x40;
+    let (status, body) = post(&cmd, &tampered).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (400, Some("bad_envelope")),
+        "{body}"
+    );
+    // Sealed to a key that is not the cluster's.
+    let stranger = crypto::EnvelopeSecret::generate().public();
+    let (foreign, _) = crypto::seal(
+        &stranger,
+        Purpose::Command,
+        &flip(&alice, &id, 2, now() + 60_000, Mode::Command),
+    )
+    .unwrap();
+    let (status, body) = post(&cmd, &foreign).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (400, Some("bad_envelope")),
+        "{body}"
+    );
+    // Expired inside a good envelope.
+    let expired = seal_cmd(&flip(&alice, &id, 3, now() - 1, Mode::Command));
+    let (status, body) = post(&cmd, &expired).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (400, Some("expired")),
+        "{body}"
+    );
+    // A plaintext command on an encrypted cluster.
+    let plain: serde_json::Value = serde_json::json!({"body": "0x00", "signer": format!("0x{}", "00".repeat(32)), "signature": "0x00"});
+    let (status, body) = post(&format!("{w}/v1/commands"), &plain).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (400, Some("encryption_required")),
+        "{body}"
+    );
+    // Nothing of that reached the ledger.
+    assert_eq!(Client::new(&w).unwrap().info().await.unwrap().seq, before);
+    // A good one applies; the same envelope again is a replay.
+    let good = seal_cmd(&flip(&alice, &id, 4, now() + 60_000, Mode::Command));
+    let (status, body) = post(&cmd, &good).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["receipt"]["result"]["sealed"].is_string(),
+        "result sealed: {body}"
+    );
+    let (status, body) = post(&cmd, &good).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (409, Some("replayed")),
+        "{body}"
+    );
+    // Straight into the ledger: a tampered envelope and a plaintext command become failure
+    // receipts on both workers, and change nothing.
+    let ledger = dev.ledger();
+    let mut seqs = Vec::new();
+    for payload in [
+        LedgerCommand::Sealed(tampered.clone()).encode(),
+        LedgerCommand::Plain(
+            parity_scale_codec::Decode::decode(
+                &mut &flip(&alice, &id, 5, now() + 60_000, Mode::Command)[..],
+            )
+            .unwrap(),
+        )
+        .encode(),
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{ledger}/ledger/v1/append"))
+            .header("content-type", "application/octet-stream")
+            .body(payload)
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        seqs.push(v["seq"].as_u64().unwrap());
+    }
+    for url in &dev.workers {
+        wait_seq(url, seqs[1]).await;
+        let c = Client::new(url).unwrap();
+        for (seq, kind) in seqs.iter().zip(["bad_envelope", "encryption_required"]) {
+            match c.receipt(*seq).await.unwrap().result {
+                CallResult::Err(e) => assert_eq!(e.kind, kind),
+                other => panic!("seq {seq}: {other:?}"),
+            }
+        }
+    }
+    // flip ran once.
+    assert_eq!(run_json(&w, &["query", &id, "get"])["decoded"], "Ok(true)");
+
+    // Queries: open a session by hand, then replay and tamper with its messages.
+    let q = format!("{w}/v1/query/sealed");
+    let open = QueryOpen {
+        request: parity_scale_codec::Decode::decode(
+            &mut &flip(&alice, &id, 6, now() + 60_000, Mode::Query)[..],
+        )
+        .unwrap(),
+        min_seq: None,
+    };
+    let (sealed, keys) = crypto::seal(&info.worker_key.0, Purpose::Query, &open.encode()).unwrap();
+    let first = SealedQuery {
+        worker: info.worker_key,
+        session: sealed.ephemeral,
+        counter: 0,
+        ciphertext: sealed.ciphertext.clone(),
+    };
+    let (status, body) = post(&q, &first).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&q, &first).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (409, Some("replayed")),
+        "{body}"
+    );
+    let next = |counter: u64| SealedQuery {
+        worker: info.worker_key,
+        session: sealed.ephemeral,
+        counter,
+        ciphertext: Bytes(
+            keys.seal_request(
+                counter,
+                &SessionQuery {
+                    call: Call::Call {
+                        dest: id.parse().unwrap(),
+                        value: 0,
+                        data: Bytes(vec![0x2f, 0x86, 0x5b, 0xd9]),
+                        gas_limit: 1_000_000_000,
+                    },
+                    min_seq: None,
+                }
+                .encode(),
+            ),
+        ),
+    };
+    let (status, body) = post(&q, &next(1)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&q, &next(1)).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (409, Some("replayed")),
+        "{body}"
+    );
+    let mut bad = next(2);
+    bad.ciphertext.0[0] ^= 1;
+    let (status, body) = post(&q, &bad).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (400, Some("bad_envelope")),
+        "{body}"
+    );
+    // Message 2 was not consumed by the tampered attempt.
+    assert_eq!(post(&q, &next(2)).await.0, 200);
+    let mut elsewhere = next(3);
+    elsewhere.worker = Hash(stranger);
+    let (status, body) = post(&q, &elsewhere).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (400, Some("wrong_worker")),
+        "{body}"
+    );
+    let mut unknown = next(3);
+    unknown.session = Hash(crypto::EnvelopeSecret::generate().public());
+    let (status, body) = post(&q, &unknown).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (404, Some("unknown_session")),
+        "{body}"
+    );
+    // An expired signed query cannot open a session.
+    let stale = QueryOpen {
+        request: parity_scale_codec::Decode::decode(
+            &mut &flip(&alice, &id, 7, now() - 1, Mode::Query)[..],
+        )
+        .unwrap(),
+        min_seq: None,
+    };
+    let (sealed, _) = crypto::seal(&info.worker_key.0, Purpose::Query, &stale.encode()).unwrap();
+    let (status, body) = post(
+        &q,
+        &SealedQuery {
+            worker: info.worker_key,
+            session: sealed.ephemeral,
+            counter: 0,
+            ciphertext: sealed.ciphertext,
+        },
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (400, Some("expired")),
+        "{body}"
+    );
+
+    // The client refuses a forged report, and a dev report where dev is not accepted.
+    let forged = forged_info_server(&w).await;
+    match Client::new(&forged)
+        .unwrap()
+        .query(
+            &alice,
+            phat_client::call(id.parse().unwrap(), vec![0x2f, 0x86, 0x5b, 0xd9]),
+            None,
+        )
+        .await
+    {
+        Err(ClientError::Untrusted(m)) => assert!(m.contains("signature"), "{m}"),
+        other => panic!("forged report accepted: {other:?}"),
+    }
+    match Client::new(&w)
+        .unwrap()
+        .accept_dev_attestation(false)
+        .trusted_info()
+        .await
+    {
+        Err(ClientError::Untrusted(m)) => assert!(m.contains("insecure"), "{m}"),
+        other => panic!("dev report accepted: {other:?}"),
+    }
+    let err = run_fail(&forged, &["info"]);
+    assert!(err.contains("not trusted"), "{err}");
+}
+
+/// A server that answers `/v1/info` with `worker`'s info, its report altered to claim another
+/// worker key (the signature no longer matches).
+async fn forged_info_server(worker: &str) -> String {
+    let mut info: serde_json::Value = reqwest::get(format!("{worker}/v1/info"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fake = format!(
+        "0x{}",
+        hex::encode(crypto::EnvelopeSecret::generate().public())
+    );
+    info["worker_key"] = fake.clone().into();
+    info["attestation"]["worker_key"] = fake.into();
+    let app = axum::Router::new().route(
+        "/v1/info",
+        axum::routing::get(move || {
+            let info = info.clone();
+            async move { axum::Json(info) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
