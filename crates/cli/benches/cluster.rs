@@ -1,5 +1,6 @@
 //! Cluster load bench: real `phat ledger` and `phat worker` processes on 127.0.0.1, erc20
-//! `balance_of` queries over HTTP and `transfer` commands, printed as a table.
+//! `balance_of` queries over HTTP and `transfer` commands, printed as a table: once on a
+//! cluster without encryption, once with (queries in fresh sessions and in resumed ones).
 //!
 //! `cargo bench -p phat-cli --bench cluster` (set `PHAT_BENCH_SECS` to change each phase's
 //! length). Clients and servers share the machine's cores, so the figures are a floor.
@@ -10,7 +11,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phat_client::primitives::protocol::{CallResult, SignedRequest};
+use phat_client::primitives::protocol::{Call, CallResult, SignedRequest};
 use phat_client::primitives::Mode;
 use phat_client::{Client, Contract, Signer};
 use support::*;
@@ -44,7 +45,42 @@ fn stats(mut lat: Vec<Duration>, took: Duration) -> Stats {
     }
 }
 
-/// Sends pre-signed queries from `conc` tasks spread over `urls` for `secs`.
+/// Sends `call` from `conc` tasks on `urls` for `secs` through each client's session (after
+/// the first query of each task, AEAD only).
+async fn session_load(urls: &[String], call: Call, conc: usize) -> Stats {
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let mut clients = Vec::new();
+    for t in 0..conc {
+        let client = Client::new(&urls[t % urls.len()]).unwrap();
+        // Open the session before the clock starts.
+        client.query(&alice, call.clone(), None).await.expect("open");
+        clients.push(client);
+    }
+    let deadline = Instant::now() + Duration::from_secs(secs());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for client in clients {
+        let (call, alice) = (call.clone(), alice.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                let r = client.query(&alice, call.clone(), None).await.expect("query");
+                assert!(matches!(r.result, CallResult::Ok(_)));
+                lat.push(t0.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    stats(lat, start.elapsed())
+}
+
+/// Sends pre-signed queries from `conc` tasks spread over `urls` for `secs` (on an encrypted
+/// cluster each opens a new session: one key exchange and one signature check each).
 async fn query_load(urls: &[String], reqs: Vec<SignedRequest>, conc: usize) -> Stats {
     let reqs = Arc::new(reqs);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -53,6 +89,7 @@ async fn query_load(urls: &[String], reqs: Vec<SignedRequest>, conc: usize) -> S
     let mut tasks = Vec::new();
     for t in 0..conc {
         let client = Client::new(&urls[t % urls.len()]).unwrap();
+        client.trusted_info().await.expect("worker info");
         let (reqs, next) = (reqs.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -83,12 +120,40 @@ fn row(case: &str, s: &Stats) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    println!(
+        "\nphat cluster bench ({} s per phase, 2-core machine shared by clients and servers)\n",
+        secs()
+    );
+    println!("| case                                         |       n |   p50 µs |   p99 µs |      op/s |");
+    println!("| -------------------------------------------- | ------- | --------- | --------- | --------- |");
+    run(false).await;
+    run(true).await;
+}
+
+/// Runs every phase on a fresh two-worker cluster with or without encryption.
+async fn run(encryption: bool) {
+    let tag = if encryption { "encrypted" } else { "plain" };
     let erc20 = Contract::load(bundle("erc20")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let base = free_ports(3);
     let ledger_url = format!("http://127.0.0.1:{base}");
     let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
     let _ledger = start_ledger(dir.path(), base);
+    let root = dir.path().join("dev-root.key");
+    let genesis = phat_worker::Genesis {
+        balances: Vec::new(),
+        encryption,
+        dev_root: Some(phat_worker::dev_root_public(&root).unwrap()),
+    };
+    wait_ledger(&ledger_url).await;
+    reqwest::Client::new()
+        .put(format!("{ledger_url}/ledger/v1/meta/{}", phat_worker::GENESIS_KEY))
+        .body(parity_scale_codec::Encode::encode(&genesis))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
     let mut workers = Vec::new();
     let mut urls = Vec::new();
     for i in 0..2u16 {
@@ -104,6 +169,8 @@ async fn main() {
                 &data,
                 "--port",
                 &port,
+                "--dev-attestation-root",
+                root.to_str().unwrap(),
             ],
             &dir.path().join(format!("w{i}.log")),
         ));
@@ -142,13 +209,6 @@ async fn main() {
         .encode_message("transfer", &[bob.account().to_hex(), "1".into()])
         .unwrap();
 
-    println!(
-        "\nphat cluster bench ({} s per phase, 2-core machine shared by clients and servers)\n",
-        secs()
-    );
-    println!("| case                                         |       n |   p50 µs |   p99 µs |      op/s |");
-    println!("| -------------------------------------------- | ------- | --------- | --------- | --------- |");
-
     // Requests are signed before the clock starts: the bench measures the worker.
     let sign_queries = |n: usize| -> Vec<SignedRequest> {
         (0..n)
@@ -162,12 +222,23 @@ async fn main() {
             .collect()
     };
     let budget = 25_000 * secs() as usize;
+    let fresh = if encryption { ", fresh session" } else { "" };
     let s = query_load(&urls[..1], sign_queries(budget.min(4000)), 1).await;
-    row("query balance_of, 1 worker, 1 client", &s);
+    row(&format!("{tag}: query, 1 worker, 1 client{fresh}"), &s);
     let s = query_load(&urls[..1], sign_queries(budget), 32).await;
-    row("query balance_of, 1 worker, 32 clients", &s);
-    let s = query_load(&urls, sign_queries(budget), 32).await;
-    row("query balance_of, 2 workers, 32 clients", &s);
+    row(&format!("{tag}: query, 1 worker, 32 clients{fresh}"), &s);
+    if encryption {
+        let call = phat_client::call(id, balance_of.clone());
+        let s = session_load(&urls[..1], call.clone(), 1).await;
+        row(&format!("{tag}: query, 1 worker, 1 client, resumed"), &s);
+        let s = session_load(&urls[..1], call.clone(), 32).await;
+        row(&format!("{tag}: query, 1 worker, 32 clients, resumed"), &s);
+        let s = session_load(&urls, call, 32).await;
+        row(&format!("{tag}: query, 2 workers, 32 clients, resumed"), &s);
+    } else {
+        let s = query_load(&urls, sign_queries(budget), 32).await;
+        row(&format!("{tag}: query, 2 workers, 32 clients"), &s);
+    }
 
     // Commands: submit and wait for the receipt, one at a time.
     let mut lat = Vec::new();
@@ -182,7 +253,7 @@ async fn main() {
         lat.push(t0.elapsed());
     }
     row(
-        "command transfer, submit → receipt, 1 client",
+        &format!("{tag}: command, submit → receipt, 1 client"),
         &stats(lat, start.elapsed()),
     );
 
@@ -225,13 +296,10 @@ async fn main() {
         wait_seq(u, last).await;
     }
     let took = start.elapsed();
-    row(
-        "command transfer, submit (append) 64 clients",
-        &stats(lat, took),
-    );
+    row(&format!("{tag}: command, submit, 64 clients"), &stats(lat, took));
     println!(
         "| {:<44} | {:>7} | {:>9} | {:>9} | {:>9.0} |",
-        "commands applied by both workers",
+        format!("{tag}: commands applied by both workers"),
         reqs.len(),
         "",
         "",
@@ -240,8 +308,14 @@ async fn main() {
     let i0 = c0.info().await.unwrap();
     let i1 = Client::new(&urls[1]).unwrap().info().await.unwrap();
     assert_eq!(i0.state_root, i1.state_root);
-    println!(
-        "\nboth workers at seq {} with root {}",
-        i0.seq, i0.state_root
-    );
+    assert_eq!(i0.seq, i1.seq);
+}
+
+/// Waits until the ledger at `url` answers.
+async fn wait_ledger(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{url}/ledger/v1/head")).await.is_err() {
+        assert!(Instant::now() < deadline, "the ledger did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

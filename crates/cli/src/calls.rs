@@ -16,13 +16,20 @@ use crate::Output;
 pub struct Ctx {
     /// The endpoint URL.
     pub endpoint: String,
+    /// Accept `dev` attestation reports on any endpoint.
+    pub accept_dev_attestation: bool,
     /// Output format.
     pub output: Output,
 }
 
 impl Ctx {
     pub(crate) fn client(&self) -> Result<Client> {
-        Ok(Client::new(&self.endpoint)?)
+        let client = Client::new(&self.endpoint)?;
+        Ok(if self.accept_dev_attestation {
+            client.accept_dev_attestation(true)
+        } else {
+            client
+        })
     }
 
     fn print(&self, human: impl FnOnce() -> String, json: impl FnOnce() -> serde_json::Value) {

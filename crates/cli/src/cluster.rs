@@ -362,6 +362,12 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             println!("  endpoint  {endpoint}");
             println!("  ledger    http://127.0.0.1:{ledger_port}  (head seq {head})");
             println!("  accounts  //Alice //Bob //Charlie //Dave //Eve //Ferdie (funded with {DEV_BALANCE})");
+            let encryption = match Client::new(&urls[0])?.info().await {
+                Ok(i) if i.encryption => "on (commands, queries, state)",
+                Ok(_) => "OFF (insecure)",
+                Err(_) => "unknown",
+            };
+            println!("  encryption {encryption}; attestation: dev (INSECURE, development only)");
             for (i, u) in urls.iter().enumerate() {
                 println!(
                     "  worker-{i}  {u}  (log {}/worker-{i}/worker.log)",
@@ -371,6 +377,8 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             let demo = if args.demo {
                 let demo_ctx = Ctx {
                     endpoint: endpoint.clone(),
+                    // The cluster this process just started.
+                    accept_dev_attestation: true,
                     output: ctx.output,
                 };
                 run_demo(&args.contracts, &demo_ctx, &urls).await

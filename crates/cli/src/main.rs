@@ -19,6 +19,10 @@ struct Cli {
     /// The cluster endpoint (a worker, or the `phat dev` endpoint).
     #[arg(long, global = true, env = "PHAT_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     endpoint: String,
+    /// Trust workers attested by the insecure `dev` provider on non-loopback endpoints too
+    /// (loopback endpoints, where `phat dev` runs, accept them by default).
+    #[arg(long, global = true, env = "PHAT_ACCEPT_DEV_ATTESTATION")]
+    accept_dev_attestation: bool,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     output: Output,
@@ -74,6 +78,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let ctx = calls::Ctx {
         endpoint: cli.endpoint,
+        accept_dev_attestation: cli.accept_dev_attestation,
         output: cli.output,
     };
     match cli.command {

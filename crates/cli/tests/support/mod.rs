@@ -9,9 +9,30 @@ use std::time::{Duration, Instant};
 
 use phat_client::Client;
 
-/// The `phat` binary under test.
+/// The `phat` binary under test. Workers a test starts by hand share one dev attestation
+/// root (as the workers of `phat dev` do), so they accept each other.
 pub fn phat() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_phat"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phat"));
+    cmd.env("PHAT_DEV_ATTESTATION_ROOT", shared_dev_root());
+    cmd
+}
+
+/// A dev attestation root file shared by this test process's workers.
+pub fn shared_dev_root() -> &'static Path {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("phat-test-root-{}.key", std::process::id()));
+        let secret: [u8; 32] = rand_bytes();
+        std::fs::write(&path, hex::encode(secret)).unwrap();
+        path
+    })
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut f = std::fs::File::open("/dev/urandom").unwrap();
+    std::io::Read::read_exact(&mut f, &mut out).unwrap();
+    out
 }
 
 static NEXT: AtomicU16 = AtomicU16::new(0);
