@@ -53,7 +53,10 @@ async fn session_load(urls: &[String], call: Call, conc: usize) -> Stats {
     for t in 0..conc {
         let client = Client::new(&urls[t % urls.len()]).unwrap();
         // Open the session before the clock starts.
-        client.query(&alice, call.clone(), None).await.expect("open");
+        client
+            .query(&alice, call.clone(), None)
+            .await
+            .expect("open");
         clients.push(client);
     }
     let deadline = Instant::now() + Duration::from_secs(secs());
@@ -65,7 +68,10 @@ async fn session_load(urls: &[String], call: Call, conc: usize) -> Stats {
             let mut lat = Vec::new();
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                let r = client.query(&alice, call.clone(), None).await.expect("query");
+                let r = client
+                    .query(&alice, call.clone(), None)
+                    .await
+                    .expect("query");
                 assert!(matches!(r.result, CallResult::Ok(_)));
                 lat.push(t0.elapsed());
             }
@@ -147,7 +153,10 @@ async fn run(encryption: bool) {
     };
     wait_ledger(&ledger_url).await;
     reqwest::Client::new()
-        .put(format!("{ledger_url}/ledger/v1/meta/{}", phat_worker::GENESIS_KEY))
+        .put(format!(
+            "{ledger_url}/ledger/v1/meta/{}",
+            phat_worker::GENESIS_KEY
+        ))
         .body(parity_scale_codec::Encode::encode(&genesis))
         .send()
         .await
@@ -296,7 +305,10 @@ async fn run(encryption: bool) {
         wait_seq(u, last).await;
     }
     let took = start.elapsed();
-    row(&format!("{tag}: command, submit, 64 clients"), &stats(lat, took));
+    row(
+        &format!("{tag}: command, submit, 64 clients"),
+        &stats(lat, took),
+    );
     println!(
         "| {:<44} | {:>7} | {:>9} | {:>9} | {:>9.0} |",
         format!("{tag}: commands applied by both workers"),

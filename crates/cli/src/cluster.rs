@@ -77,6 +77,10 @@ pub struct WorkerArgs {
     /// signs its (insecure) attestation report with; default: one in the data directory.
     #[arg(long, env = "PHAT_DEV_ATTESTATION_ROOT")]
     pub dev_attestation_root: Option<PathBuf>,
+    /// Stop when the parent process goes away (`phat dev` starts its workers with this, so a
+    /// killed `phat dev` leaves no workers behind).
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }
 
 /// Arguments of `phat ledger`.
@@ -119,6 +123,19 @@ async fn shutdown_signal() {
     }
 }
 
+/// Exits the process once its parent is gone (it is then re-parented). Killing a worker at
+/// any moment is safe: every store commit is atomic and durable.
+fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(500));
+        if std::os::unix::process::parent_id() != parent {
+            eprintln!("the parent process is gone: stopping");
+            std::process::exit(0);
+        }
+    });
+}
+
 /// `phat ledger`.
 pub async fn ledger(args: LedgerArgs) -> Result<()> {
     init_tracing();
@@ -141,6 +158,9 @@ pub async fn ledger(args: LedgerArgs) -> Result<()> {
 /// `phat worker`.
 pub async fn worker(args: WorkerArgs) -> Result<()> {
     init_tracing();
+    if args.exit_with_parent {
+        exit_with_parent();
+    }
     let name = args.name.clone().unwrap_or_else(|| {
         args.data
             .file_name()
@@ -326,6 +346,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             "--allow-private-egress".into(),
             "--dev-attestation-root".into(),
             dev_root.display().to_string(),
+            "--exit-with-parent".into(),
         ];
         urls.push(format!("http://127.0.0.1:{port}"));
         supervisors.push(tokio::spawn(supervise(
