@@ -1,0 +1,1 @@
+use crate::erc20_operator::*;
