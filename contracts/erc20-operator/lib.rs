@@ -205,6 +205,16 @@ mod erc20_operator {
             Ok(())
         }
 
+        /// Points the operator at another node of the same chain (owner); nonces and intents
+        /// stay as they are.
+        #[ink(message)]
+        pub fn set_rpc_url(&mut self, rpc_url: String) -> Result<(), Error> {
+            self.only_owner()?;
+            let config = self.config.as_mut().ok_or(Error::NotConfigured)?;
+            config.rpc_url = rpc_url;
+            Ok(())
+        }
+
         /// Sets the most each recipient may be sent per ledger day (owner).
         #[ink(message)]
         pub fn set_policy(&mut self, daily_limit: u128) -> Result<(), Error> {
@@ -306,7 +316,10 @@ mod erc20_operator {
                 max_priority_fee_per_gas: intent.max_priority_fee_per_gas,
                 to: Address::from(intent.token),
                 value: U256::ZERO,
-                input: phat_evm::erc20_transfer(Address::from(intent.to), U256::from(intent.amount)),
+                input: phat_evm::erc20_transfer(
+                    Address::from(intent.to),
+                    U256::from(intent.amount),
+                ),
             };
             Signer::contract().sign(&tx)
         }

@@ -38,8 +38,16 @@ fn setup() -> (Erc20Operator, Rc<RefCell<FakeChain>>) {
         .eth
         .insert(me, U256::from(10u128.pow(18)));
     chain.borrow_mut().nonces.insert(me, 5);
-    op.configure(URL.into(), CHAIN, TOKEN, 5, 3_000_000_000, 1_000_000_000, 100_000)
-        .unwrap();
+    op.configure(
+        URL.into(),
+        CHAIN,
+        TOKEN,
+        5,
+        3_000_000_000,
+        1_000_000_000,
+        100_000,
+    )
+    .unwrap();
     op.set_policy(100).unwrap();
     op.allow(ALICE).unwrap();
     (op, chain)
@@ -49,7 +57,10 @@ fn setup() -> (Erc20Operator, Rc<RefCell<FakeChain>>) {
 fn the_address_is_the_contract_key_with_the_ethereum_salt() {
     MockNode::new(|_| phat_evm::mock::Answer::Result(serde_json::Value::Null)).register();
     let op = Erc20Operator::new();
-    assert_eq!(Address::from(op.address()), phat_evm::mock::contract_address());
+    assert_eq!(
+        Address::from(op.address()),
+        phat_evm::mock::contract_address()
+    );
 }
 
 #[ink::test]
@@ -62,6 +73,7 @@ fn only_the_owner_configures() {
         Err(Error::NotOwner)
     );
     assert_eq!(op.set_policy(1_000_000), Err(Error::NotOwner));
+    assert_eq!(op.set_rpc_url(DEAD.into()), Err(Error::NotOwner));
     assert_eq!(op.allow(BOB), Err(Error::NotOwner));
     assert_eq!(op.disallow(ALICE), Err(Error::NotOwner));
     assert_eq!(op.reprice(0, 1, 1), Err(Error::NotOwner));
@@ -77,6 +89,7 @@ fn nothing_works_before_configure() {
     MockNode::new(|_| phat_evm::mock::Answer::Result(serde_json::Value::Null)).register();
     let mut op = Erc20Operator::new();
     assert_eq!(op.request_transfer(ALICE, 1), Err(Error::NotConfigured));
+    assert_eq!(op.set_rpc_url(URL.into()), Err(Error::NotConfigured));
     assert_eq!(op.eth_balance(), Err(Error::NotConfigured));
     assert_eq!(op.token_balance(), Err(Error::NotConfigured));
     assert_eq!(op.send(0), Err(Error::UnknownIntent));
@@ -123,7 +136,13 @@ fn intents_take_consecutive_nonces_and_freeze_their_fees() {
     assert_eq!(op.request_transfer(ALICE, 20), Ok(1));
     let first = op.intent(0).unwrap();
     assert_eq!(
-        (first.nonce, first.amount, first.to, first.token, first.chain_id),
+        (
+            first.nonce,
+            first.amount,
+            first.to,
+            first.token,
+            first.chain_id
+        ),
         (5, 10, ALICE, TOKEN, CHAIN)
     );
     assert_eq!(op.intent(1).unwrap().nonce, 6);
@@ -180,16 +199,32 @@ fn a_used_nonce_is_reported_and_reprice_replaces_a_pending_transaction() {
     let a = op.request_transfer(ALICE, 1).unwrap();
     op.send(a).unwrap();
     // The owner sets the start nonce back by mistake: the new intent reuses nonce 5.
-    op.configure(URL.into(), CHAIN, TOKEN, 5, 3_000_000_000, 1_000_000_000, 100_000)
-        .unwrap();
+    op.configure(
+        URL.into(),
+        CHAIN,
+        TOKEN,
+        5,
+        3_000_000_000,
+        1_000_000_000,
+        100_000,
+    )
+    .unwrap();
     let b = op.request_transfer(ALICE, 2).unwrap();
     assert_eq!(op.send(b), Err(Error::NonceTaken { nonce: 5 }));
     assert_eq!(chain.borrow().mined.len(), 1);
 
     // A pending (not mined) transaction repriced: same nonce, new hash.
     chain.borrow_mut().automine = false;
-    op.configure(URL.into(), CHAIN, TOKEN, 6, 3_000_000_000, 1_000_000_000, 100_000)
-        .unwrap();
+    op.configure(
+        URL.into(),
+        CHAIN,
+        TOKEN,
+        6,
+        3_000_000_000,
+        1_000_000_000,
+        100_000,
+    )
+    .unwrap();
     let c = op.request_transfer(ALICE, 3).unwrap();
     let old = op.send(c).unwrap();
     op.reprice(c, 6_000_000_000, 2_000_000_000).unwrap();
@@ -204,7 +239,9 @@ fn a_used_nonce_is_reported_and_reprice_replaces_a_pending_transaction() {
 fn node_trouble_comes_back_as_errors() {
     let (mut op, _chain) = setup();
     let id = op.request_transfer(ALICE, 1).unwrap();
-    op.configure(DEAD.into(), CHAIN, TOKEN, 6, 1, 1, 1).unwrap();
+    op.set_rpc_url(DEAD.into()).unwrap();
+    assert_eq!(op.next_nonce(), 6);
+    assert_eq!(op.config().unwrap().rpc_url, DEAD);
     let down = Error::Eth(phat_evm::Error::Http(phat_evm::HttpError::Transport(
         phat_ink::HttpRequestError::NetworkError,
     )));

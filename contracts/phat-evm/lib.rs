@@ -240,8 +240,7 @@ impl Rpc {
 
     /// Calls `method` with `params` (a JSON array's text) and returns the `result`.
     pub fn request(&self, method: &str, params: &str) -> Result<Value, Error> {
-        let body =
-            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
         let request = HttpRequest {
             url: self.url.clone(),
             method: "POST".into(),
@@ -252,7 +251,9 @@ impl Rpc {
         let mut answers = phat_ink::batch_http_request(alloc::vec![request], self.timeout_ms)
             .map_err(|e| Error::Http(HttpError::Transport(e)))?;
         if answers.len() != 1 {
-            return Err(Error::Decode("the worker answered a batch of one badly".into()));
+            return Err(Error::Decode(
+                "the worker answered a batch of one badly".into(),
+            ));
         }
         let response = answers
             .pop()

@@ -75,7 +75,9 @@ pub fn eth_address(compressed: &[u8; 33]) -> Address {
 
 /// The address of the contract's Ethereum key under this mock.
 pub fn contract_address() -> Address {
-    eth_address(&public_key(&mock_derived_key(crate::ETHEREUM_KEY_SALT)[..32]))
+    eth_address(&public_key(
+        &mock_derived_key(crate::ETHEREUM_KEY_SALT)[..32],
+    ))
 }
 
 /// Recovers the signer of a 65-byte `r ‖ s ‖ v` signature of `hash`.
@@ -138,7 +140,10 @@ impl MockNode {
         };
         self.requests.borrow_mut().push(request.clone());
         let (status, body) = match (self.handler)(&request) {
-            Answer::Result(v) => (200, json!({"jsonrpc": "2.0", "id": body["id"], "result": v})),
+            Answer::Result(v) => (
+                200,
+                json!({"jsonrpc": "2.0", "id": body["id"], "result": v}),
+            ),
             Answer::Error(code, message) => (
                 200,
                 json!({"jsonrpc": "2.0", "id": body["id"], "error": {"code": code, "message": message}}),
@@ -200,7 +205,9 @@ impl ink::env::test::ChainExtension for MockNode {
                 let (key, hash) = <(Vec<u8>, [u8; 32])>::decode(args).expect("sign input");
                 sign_prehashed(&key, hash).encode_to(output);
             }
-            _ => return ink::env::test::ChainExtension::call(&mut self.pink, func_id, input, output),
+            _ => {
+                return ink::env::test::ChainExtension::call(&mut self.pink, func_id, input, output)
+            }
         }
         0
     }
@@ -269,22 +276,30 @@ impl FakeChain {
     /// Answers one JSON-RPC request.
     pub fn answer(&mut self, method: &str, params: &Value) -> Answer {
         let quantity = |v: U256| Answer::Result(json!(format!("0x{v:x}")));
-        let addr = |v: &Value| -> Address { v.as_str().unwrap_or_default().parse().unwrap_or_default() };
-        let hash_of = |v: &Value| -> B256 { v.as_str().unwrap_or_default().parse().unwrap_or_default() };
+        let addr =
+            |v: &Value| -> Address { v.as_str().unwrap_or_default().parse().unwrap_or_default() };
+        let hash_of =
+            |v: &Value| -> B256 { v.as_str().unwrap_or_default().parse().unwrap_or_default() };
         match method {
             "eth_chainId" => quantity(U256::from(self.chain_id)),
             "eth_blockNumber" => quantity(U256::from(self.block())),
-            "eth_getBalance" => quantity(self.eth.get(&addr(&params[0])).copied().unwrap_or_default()),
+            "eth_getBalance" => {
+                quantity(self.eth.get(&addr(&params[0])).copied().unwrap_or_default())
+            }
             "eth_getTransactionCount" => quantity(U256::from(
-                self.nonces.get(&addr(&params[0])).copied().unwrap_or_default(),
+                self.nonces
+                    .get(&addr(&params[0]))
+                    .copied()
+                    .unwrap_or_default(),
             )),
             "eth_gasPrice" => quantity(U256::from(2_000_000_000u64)),
             "eth_call" => {
                 if addr(&params[0]["to"]) != self.token {
                     return Answer::Result(json!("0x"));
                 }
-                let input = alloy_primitives::hex::decode(params[0]["input"].as_str().unwrap_or_default())
-                    .unwrap_or_default();
+                let input =
+                    alloy_primitives::hex::decode(params[0]["input"].as_str().unwrap_or_default())
+                        .unwrap_or_default();
                 match IERC20::balanceOfCall::abi_decode(&input) {
                     Ok(c) => {
                         let b = self.tokens.get(&c.account).copied().unwrap_or_default();

@@ -21,7 +21,9 @@ fn a_known_secret_has_its_known_address() {
     let mut one = [0u8; 32];
     one[31] = 1;
     // The address of private key 1 (well known).
-    let expected: Address = "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf".parse().unwrap();
+    let expected: Address = "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
+        .parse()
+        .unwrap();
     assert_eq!(Signer::from_secret(one).address(), expected);
 }
 
@@ -257,7 +259,10 @@ fn duplicate_answers_of_common_nodes_are_recognised() {
     ] {
         assert!(is_duplicate_answer(m), "{m}");
     }
-    for m in ["insufficient funds for gas * price + value", "execution reverted"] {
+    for m in [
+        "insufficient funds for gas * price + value",
+        "execution reverted",
+    ] {
         assert!(!is_duplicate_answer(m), "{m}");
     }
 }
