@@ -139,6 +139,16 @@ impl Anvil {
     }
 }
 
+/// `phat dev`, stopped with SIGTERM when dropped (so it stops its workers too), also when the
+/// test fails.
+struct Cluster(Dev);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.0.proc.terminate();
+    }
+}
+
 fn quantity(v: &Value) -> u128 {
     let s = v.as_str().unwrap().trim_start_matches("0x");
     let s = s.trim_start_matches('0');
@@ -228,9 +238,9 @@ async fn erc20_operator_moves_tokens_on_anvil() {
         .to_string();
     assert_eq!(anvil.token_balance(&token, &account0).await, SUPPLY);
 
-    let dev = Dev::start(2).await;
-    let ep = dev.endpoint.clone();
-    let (w0, w1) = (dev.workers[0].clone(), dev.workers[1].clone());
+    let dev = Cluster(Dev::start(2).await);
+    let ep = dev.0.endpoint.clone();
+    let (w0, w1) = (dev.0.workers[0].clone(), dev.0.workers[1].clone());
     let id = run_json(&ep, &["deploy", operator.to_str().unwrap()])["contract"]
         .as_str()
         .unwrap()
