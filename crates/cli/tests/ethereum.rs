@@ -1,0 +1,385 @@
+//! Operating an ERC-20 on a real Ethereum node end to end: anvil (npm
+//! `@foundry-rs/anvil-linux-amd64`, installed by `scripts/setup` into `tools/eth`) on
+//! 127.0.0.1, an OpenZeppelin 5 token compiled with solc-js, and the `erc20-operator`
+//! contract on a two-worker `phat dev` cluster, driven through the `phat` CLI.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+const CHAIN_ID: u64 = 424_242;
+const SUPPLY: u128 = 1_000_000;
+const ONE_ETH: u128 = 1_000_000_000_000_000_000;
+/// anvil's second dev account: the allowed recipient.
+const ALLOWED: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+/// anvil's third dev account: never allowed.
+const STRANGER: &str = "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc";
+
+fn tools_eth() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/eth")
+}
+
+/// anvil on a free 127.0.0.1 port, killed when dropped.
+struct Anvil {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Anvil {
+    async fn start(log: &Path) -> Anvil {
+        let bin = tools_eth().join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        assert!(
+            bin.exists(),
+            "{} is missing: run scripts/setup (npm ci in tools/eth)",
+            bin.display()
+        );
+        let port = free_ports(1);
+        let out = std::fs::File::create(log).unwrap();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--chain-id", &CHAIN_ID.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start anvil");
+        let anvil = Anvil {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(id) = anvil.try_rpc("eth_chainId", json!([])).await {
+                assert_eq!(id, json!(format!("0x{CHAIN_ID:x}")));
+                return anvil;
+            }
+            assert!(Instant::now() < deadline, "anvil did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn try_rpc(&self, method: &str, params: Value) -> Result<Value, String> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let r: Value = self
+            .http
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        match r.get("error") {
+            Some(e) => Err(format!("{method}: {e}")),
+            None => Ok(r["result"].clone()),
+        }
+    }
+
+    async fn rpc(&self, method: &str, params: Value) -> Value {
+        self.try_rpc(method, params).await.unwrap()
+    }
+
+    /// Sends a transaction from anvil's first (unlocked) account; returns its mined receipt.
+    async fn transact(&self, tx: Value) -> Value {
+        let from = self.rpc("eth_accounts", json!([])).await[0].clone();
+        let mut tx = tx;
+        tx["from"] = from;
+        let hash = self.rpc("eth_sendTransaction", json!([tx])).await;
+        let receipt = self.receipt(hash.as_str().unwrap()).await;
+        assert_eq!(receipt["status"], "0x1", "{receipt}");
+        receipt
+    }
+
+    async fn receipt(&self, hash: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
+            if !r.is_null() {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "{hash} not mined");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn eth_balance(&self, who: &str) -> u128 {
+        quantity(&self.rpc("eth_getBalance", json!([who, "latest"])).await)
+    }
+
+    async fn nonce(&self, who: &str) -> u128 {
+        quantity(
+            &self
+                .rpc("eth_getTransactionCount", json!([who, "latest"]))
+                .await,
+        )
+    }
+
+    async fn token_balance(&self, token: &str, who: &str) -> u128 {
+        let data = format!("0x70a08231{}", address_word(who));
+        quantity(
+            &self
+                .rpc("eth_call", json!([{"to": token, "data": data}, "latest"]))
+                .await,
+        )
+    }
+}
+
+/// `phat dev`, stopped with SIGTERM when dropped (so it stops its workers too), also when the
+/// test fails.
+struct Cluster(Dev);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.0.proc.terminate();
+    }
+}
+
+fn quantity(v: &Value) -> u128 {
+    let s = v.as_str().unwrap().trim_start_matches("0x");
+    let s = s.trim_start_matches('0');
+    u128::from_str_radix(if s.is_empty() { "0" } else { s }, 16).unwrap()
+}
+
+/// ABI words: a uint256 and an address, 32 bytes of hex each.
+fn word(n: u128) -> String {
+    format!("{n:064x}")
+}
+
+fn address_word(a: &str) -> String {
+    format!("{:0>64}", a.trim_start_matches("0x").to_lowercase())
+}
+
+/// Compiles and deploys TestToken (OpenZeppelin ERC-20, `SUPPLY` minted to account 0).
+async fn deploy_token(anvil: &Anvil, dir: &Path) -> String {
+    let artifact = dir.join("TestToken.json");
+    let out = Command::new("node")
+        .arg(tools_eth().join("compile.js"))
+        .arg(&artifact)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "compile.js: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let artifact: Value = serde_json::from_slice(&std::fs::read(artifact).unwrap()).unwrap();
+    let data = format!("{}{}", artifact["bytecode"].as_str().unwrap(), word(SUPPLY));
+    let receipt = anvil
+        .transact(json!({"data": data, "gas": "0x2dc6c0"}))
+        .await;
+    receipt["contractAddress"].as_str().unwrap().to_string()
+}
+
+/// The decoded result of `phat query`/`phat tx` (`--output json`).
+fn decoded(v: &Value) -> String {
+    v["decoded"].as_str().unwrap_or_default().to_string()
+}
+
+/// `query` on `endpoint`: the decoded answer.
+fn query(endpoint: &str, id: &str, args: &[&str]) -> String {
+    let mut all = vec!["query", id];
+    all.extend_from_slice(args);
+    decoded(&run_json(endpoint, &all))
+}
+
+/// `tx` expected to succeed: the decoded answer.
+fn tx(endpoint: &str, id: &str, args: &[&str]) -> String {
+    let mut all = vec!["tx", id];
+    all.extend_from_slice(args);
+    let r = decoded(&run_json(endpoint, &all));
+    assert!(r.starts_with("Ok(Ok("), "{args:?}: {r}");
+    r
+}
+
+/// `tx` expected to be refused: exits non-zero; returns what it printed (the decoded error).
+fn tx_refused(endpoint: &str, id: &str, args: &[&str]) -> String {
+    let mut all = vec!["tx", id];
+    all.extend_from_slice(args);
+    let out = run(endpoint, &all);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} should fail: {stdout}");
+    assert!(stderr.contains("reverted"), "{stderr}");
+    stdout
+}
+
+/// `Ok(Ok(0x…))` → `0x…`.
+fn inner(s: &str) -> String {
+    s.trim_start_matches("Ok(")
+        .trim_start_matches("Ok(")
+        .trim_end_matches(')')
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn erc20_operator_moves_tokens_on_anvil() {
+    let operator = bundle("erc20-operator");
+    let tmp = tempfile::tempdir().unwrap();
+    let anvil = Anvil::start(&tmp.path().join("anvil.log")).await;
+    let token = deploy_token(&anvil, tmp.path()).await;
+    let account0 = anvil.rpc("eth_accounts", json!([])).await[0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(anvil.token_balance(&token, &account0).await, SUPPLY);
+
+    let dev = Cluster(Dev::start(2).await);
+    let ep = dev.0.endpoint.clone();
+    let (w0, w1) = (dev.0.workers[0].clone(), dev.0.workers[1].clone());
+    let id = run_json(&ep, &["deploy", operator.to_str().unwrap()])["contract"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Its Ethereum address: the same on both workers (one key, derived on each).
+    let address = inner(&query(&w0, &id, &["address"]));
+    assert!(
+        address.starts_with("0x") && address.len() == 42,
+        "{address}"
+    );
+    assert_eq!(inner(&query(&w1, &id, &["address"])), address);
+    assert_eq!(query(&w0, &id, &["eth_balance"]), "Ok(Err(NotConfigured))");
+
+    // Configure (owner = the deployer, //Alice), set the policy, allow one recipient.
+    let (max_fee, tip, gas) = ("10000000000", "1000000000", "100000");
+    tx(
+        &ep,
+        &id,
+        &[
+            "configure",
+            &anvil.url,
+            &CHAIN_ID.to_string(),
+            &token,
+            "0",
+            max_fee,
+            tip,
+            gas,
+        ],
+    );
+    tx(&ep, &id, &["set_policy", "1000"]);
+    tx(&ep, &id, &["allow", ALLOWED]);
+    // Someone else is not the owner.
+    let out = tx_refused(&ep, &id, &["set_policy", "999999", "--suri", "//Bob"]);
+    assert!(out.contains("NotOwner"), "{out}");
+
+    // Fund it: 1 ETH and 5000 tokens; its balances as the contract reads them match the chain.
+    anvil
+        .transact(json!({"to": address, "value": format!("0x{ONE_ETH:x}")}))
+        .await;
+    let data = format!("0xa9059cbb{}{}", address_word(&address), word(5000));
+    anvil.transact(json!({"to": token, "data": data})).await;
+    assert_eq!(anvil.eth_balance(&address).await, ONE_ETH);
+    assert_eq!(
+        query(&w0, &id, &["eth_balance"]),
+        format!("Ok(Ok({ONE_ETH}))")
+    );
+    assert_eq!(query(&w1, &id, &["token_balance"]), "Ok(Ok(5000))");
+    assert_eq!(
+        query(&w0, &id, &["balance_of", &account0]),
+        format!("Ok(Ok({}))", SUPPLY - 5000)
+    );
+
+    // A transfer within the policy: recorded by a command, sent by a query, mined by anvil.
+    let r = tx(&ep, &id, &["request_transfer", ALLOWED, "300"]);
+    assert_eq!(r, "Ok(Ok(0))");
+    let intent = query(&w0, &id, &["intent", "0"]);
+    assert!(
+        intent.contains("amount: 300, nonce: 0")
+            && intent.contains(&format!("chain_id: {CHAIN_ID}")),
+        "{intent}"
+    );
+    let hash = inner(&query(&w0, &id, &["send", "0"]));
+    assert_eq!(hash.len(), 66, "{hash}");
+    let receipt = anvil.receipt(&hash).await;
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(receipt["from"].as_str().unwrap(), address);
+    assert_eq!(receipt["to"].as_str().unwrap(), token);
+    assert_eq!(anvil.token_balance(&token, ALLOWED).await, 300);
+    assert_eq!(anvil.token_balance(&token, &address).await, 4700);
+    let status = query(&w1, &id, &["status", "0"]);
+    assert!(status.contains("success: true"), "{status}");
+
+    // Over the daily limit, and a recipient not on the list: refused, nothing recorded.
+    let out = tx_refused(&ep, &id, &["request_transfer", ALLOWED, "800"]);
+    assert!(
+        out.contains("OverDailyLimit { limit: 1000, spent_today: 300, requested: 800 }"),
+        "{out}"
+    );
+    let out = tx_refused(&ep, &id, &["request_transfer", STRANGER, "1"]);
+    assert!(out.contains("NotAllowed"), "{out}");
+    assert_eq!(query(&w0, &id, &["intent_count"]), "Ok(1)");
+
+    // One intent sent through both workers at once: one hash, one transfer.
+    assert_eq!(
+        tx(&ep, &id, &["request_transfer", ALLOWED, "200"]),
+        "Ok(Ok(1))"
+    );
+    let sends: Vec<_> = [w0.clone(), w1.clone()]
+        .into_iter()
+        .map(|w| {
+            let id = id.clone();
+            std::thread::spawn(move || query(&w, &id, &["send", "1"]))
+        })
+        .collect();
+    let hashes: Vec<String> = sends.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(hashes[0].starts_with("Ok(Ok(0x"), "{hashes:?}");
+    assert_eq!(hashes[0], hashes[1]);
+    // And once more, after it is mined ("nonce too low" from the node): the same hash.
+    let hash1 = inner(&hashes[0]);
+    assert_eq!(anvil.receipt(&hash1).await["status"], "0x1");
+    assert_eq!(inner(&query(&w1, &id, &["send", "1"])), hash1);
+    assert_eq!(inner(&query(&w0, &id, &["tx_hash", "1"])), hash1);
+    assert_eq!(anvil.token_balance(&token, ALLOWED).await, 500);
+    assert_eq!(anvil.token_balance(&token, &address).await, 4500);
+    assert_eq!(anvil.nonce(&address).await, 2);
+
+    // A wrong RPC URL (a closed local port): a clear error, on queries and on send.
+    let closed = format!("http://127.0.0.1:{}", free_ports(1));
+    tx(&ep, &id, &["set_rpc_url", &closed]);
+    let err = query(&w0, &id, &["eth_balance"]);
+    assert!(err.starts_with("Ok(Err(Eth(Http(Transport("), "{err}");
+    let err = query(&w1, &id, &["send", "1"]);
+    assert!(err.starts_with("Ok(Err(Eth(Http(Transport("), "{err}");
+    tx(&ep, &id, &["set_rpc_url", &anvil.url]);
+
+    // A node error: a fee the operator cannot pay; the node's answer comes back as it said
+    // it. The owner reprices the intent (same nonce) and it goes through.
+    assert_eq!(
+        tx(&ep, &id, &["request_transfer", ALLOWED, "100"]),
+        "Ok(Ok(2))"
+    );
+    tx(
+        &ep,
+        &id,
+        &["reprice", "2", &(ONE_ETH * 1000).to_string(), tip],
+    );
+    let err = query(&w0, &id, &["send", "2"]);
+    assert!(err.starts_with("Ok(Err(Eth(Rpc { code: "), "{err}");
+    assert!(err.to_lowercase().contains("insufficient funds"), "{err}");
+    assert_eq!(anvil.token_balance(&token, ALLOWED).await, 500);
+    tx(&ep, &id, &["reprice", "2", max_fee, tip]);
+    let hash2 = inner(&query(&w1, &id, &["send", "2"]));
+    assert_eq!(anvil.receipt(&hash2).await["status"], "0x1");
+    assert_eq!(anvil.token_balance(&token, ALLOWED).await, 600);
+    assert_eq!(query(&w0, &id, &["token_balance"]), "Ok(Ok(4400))");
+    assert_eq!(anvil.nonce(&address).await, 3);
+    assert_eq!(query(&w0, &id, &["chain_nonce"]), "Ok(Ok(3))");
+    assert_eq!(query(&w0, &id, &["next_nonce"]), "Ok(3)");
+    drop(dev);
+    drop(anvil);
+}
