@@ -253,6 +253,12 @@ async fn erc20_operator_moves_tokens_on_anvil() {
         "{address}"
     );
     assert_eq!(inner(&query(&w1, &id, &["address"])), address);
+    // `phat info` shows the same address, derived by the workers for the contract.
+    let shown = run_json(&ep, &["info", &id])["contract"]["keys"]["ethereum_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(shown.to_lowercase(), address.to_lowercase());
     assert_eq!(query(&w0, &id, &["eth_balance"]), "Ok(Err(NotConfigured))");
 
     // Configure (owner = the deployer, //Alice), set the policy, allow one recipient.
