@@ -50,9 +50,10 @@ impl Purpose {
     }
 }
 
-/// An X25519 secret key (a worker's identity key or the cluster envelope key).
+/// An X25519 secret key (a worker's identity key or the cluster envelope key), with its
+/// public key computed once.
 #[derive(Clone)]
-pub struct EnvelopeSecret(StaticSecret);
+pub struct EnvelopeSecret(StaticSecret, [u8; 32]);
 
 impl std::fmt::Debug for EnvelopeSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,12 +64,14 @@ impl std::fmt::Debug for EnvelopeSecret {
 impl EnvelopeSecret {
     /// A new random key.
     pub fn generate() -> Self {
-        Self(StaticSecret::from(Secret32::random().expose().to_owned()))
+        Self::from_secret(&Secret32::random())
     }
 
     /// The key with these secret bytes.
     pub fn from_secret(secret: &Secret32) -> Self {
-        Self(StaticSecret::from(*secret.expose()))
+        let key = StaticSecret::from(*secret.expose());
+        let public = PublicKey::from(&key).to_bytes();
+        Self(key, public)
     }
 
     /// The secret bytes, for sealing to disk.
@@ -78,7 +81,7 @@ impl EnvelopeSecret {
 
     /// The public key senders encrypt to.
     pub fn public(&self) -> [u8; 32] {
-        PublicKey::from(&self.0).to_bytes()
+        self.1
     }
 
     /// Opens the first message of an envelope addressed to this key: returns its plaintext and

@@ -337,7 +337,7 @@ async fn submit_sealed(
 ) -> ApiResult<Submitted> {
     let result = async {
         let Json(sealed) = sealed?;
-        let (plain, _) = w
+        let (plain, keys) = w
             .inner
             .enclave
             .keys()
@@ -351,7 +351,9 @@ async fn submit_sealed(
                 format!("the sealed command is not a signed request: {e}"),
             )
         })?;
-        submit_inner(&w, params, req, LedgerCommand::Sealed(sealed).encode()).await
+        let payload = LedgerCommand::Sealed(sealed).encode();
+        crate::apply::remember_opened(&w, &payload, (req.clone(), keys));
+        submit_inner(&w, params, req, payload).await
     }
     .await;
     let label = match &result {

@@ -126,6 +126,21 @@ async fn fetch_missing_code(
     out
 }
 
+/// A sealed command opened at submission: its request and envelope keys.
+pub(crate) type Opened = (SignedRequest, phat_crypto::SessionKeys);
+
+/// Most opened submissions remembered before the memo is cleared.
+const OPENED_MEMO: usize = 16_384;
+
+/// Remembers what a sealed ledger `payload` opens to (the submission path opened it already).
+pub(crate) fn remember_opened(worker: &Worker, payload: &[u8], opened: Opened) {
+    let mut memo = worker.inner.opened.lock();
+    if memo.len() >= OPENED_MEMO {
+        memo.clear();
+    }
+    memo.insert(blake2_256(payload), opened);
+}
+
 /// A ledger entry decoded and, if sealed, decrypted.
 pub(crate) struct Decoded {
     /// The signed request, or why there is none (the receipt's error).

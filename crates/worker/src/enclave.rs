@@ -228,7 +228,7 @@ impl Enclave {
                 )));
             }
             waited += 1;
-            if waited % 40 == 0 {
+            if waited.is_multiple_of(40) {
                 tracing::warn!(
                     "still waiting for a running worker to hand over the cluster secret"
                 );

@@ -153,6 +153,9 @@ pub(crate) struct Inner {
     pub(crate) genesis: Genesis,
     /// Keys that exist in plaintext only inside this process.
     pub(crate) enclave: Arc<enclave::Enclave>,
+    /// Sealed commands this worker opened at submission, by the hash of their ledger payload,
+    /// so applying them does not repeat the key exchange.
+    pub(crate) opened: Mutex<std::collections::HashMap<[u8; 32], apply::Opened>>,
 }
 
 /// What a cluster starts from, kept in the ledger's metadata under [`GENESIS_KEY`].
@@ -216,6 +219,7 @@ impl Worker {
                 pink,
                 genesis,
                 enclave,
+                opened: Mutex::new(Default::default()),
             }),
         })
     }
