@@ -24,6 +24,20 @@ fn as_owner() {
     ink::env::test::set_caller::<Env>(accounts().alice);
 }
 
+/// Configures `op` for the fake chain with `start_nonce` and the tests' usual fees and gas.
+fn configure(op: &mut Erc20Operator, start_nonce: u64) {
+    op.configure(
+        URL.into(),
+        CHAIN,
+        TOKEN,
+        start_nonce,
+        3_000_000_000,
+        1_000_000_000,
+        100_000,
+    )
+    .unwrap();
+}
+
 /// A configured operator (start nonce 5, limit 100 per day, ALICE allowed) on a fake chain
 /// where it holds 1000 tokens and 1 ETH.
 fn setup() -> (Erc20Operator, Rc<RefCell<FakeChain>>) {
@@ -38,16 +52,7 @@ fn setup() -> (Erc20Operator, Rc<RefCell<FakeChain>>) {
         .eth
         .insert(me, U256::from(10u128.pow(18)));
     chain.borrow_mut().nonces.insert(me, 5);
-    op.configure(
-        URL.into(),
-        CHAIN,
-        TOKEN,
-        5,
-        3_000_000_000,
-        1_000_000_000,
-        100_000,
-    )
-    .unwrap();
+    configure(&mut op, 5);
     op.set_policy(100).unwrap();
     op.allow(ALICE).unwrap();
     (op, chain)
@@ -199,32 +204,14 @@ fn a_used_nonce_is_reported_and_reprice_replaces_a_pending_transaction() {
     let a = op.request_transfer(ALICE, 1).unwrap();
     op.send(a).unwrap();
     // The owner sets the start nonce back by mistake: the new intent reuses nonce 5.
-    op.configure(
-        URL.into(),
-        CHAIN,
-        TOKEN,
-        5,
-        3_000_000_000,
-        1_000_000_000,
-        100_000,
-    )
-    .unwrap();
+    configure(&mut op, 5);
     let b = op.request_transfer(ALICE, 2).unwrap();
     assert_eq!(op.send(b), Err(Error::NonceTaken { nonce: 5 }));
     assert_eq!(chain.borrow().mined.len(), 1);
 
     // A pending (not mined) transaction repriced: same nonce, new hash.
     chain.borrow_mut().automine = false;
-    op.configure(
-        URL.into(),
-        CHAIN,
-        TOKEN,
-        6,
-        3_000_000_000,
-        1_000_000_000,
-        100_000,
-    )
-    .unwrap();
+    configure(&mut op, 6);
     let c = op.request_transfer(ALICE, 3).unwrap();
     let old = op.send(c).unwrap();
     op.reprice(c, 6_000_000_000, 2_000_000_000).unwrap();

@@ -78,11 +78,7 @@ async fn session_load(urls: &[String], call: Call, conc: usize) -> Stats {
             lat
         }));
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    stats(lat, start.elapsed())
+    stats(gather(tasks).await, start.elapsed())
 }
 
 /// Sends pre-signed queries from `conc` tasks spread over `urls` for `secs` (on an encrypted
@@ -110,11 +106,16 @@ async fn query_load(urls: &[String], reqs: Vec<SignedRequest>, conc: usize) -> S
             lat
         }));
     }
+    stats(gather(tasks).await, start.elapsed())
+}
+
+/// The latencies every task measured.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
     let mut lat = Vec::new();
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
-    stats(lat, start.elapsed())
+    lat
 }
 
 fn row(case: &str, s: &Stats) {
@@ -296,10 +297,7 @@ async fn run(encryption: bool) {
             lat
         }));
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
+    let lat = gather(tasks).await;
     let last = first + reqs.len() as u64;
     for u in &urls {
         wait_seq(u, last).await;

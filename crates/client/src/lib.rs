@@ -280,6 +280,16 @@ impl Client {
         }
     }
 
+    /// POSTs `body` as JSON to `path` and reads the JSON answer.
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
+        self.answer(self.http.post(self.url(path)).json(body).send().await)
+            .await
+    }
+
     /// The worker's info (through `phat dev`, of whichever worker answered).
     pub async fn info(&self) -> Result<WorkerInfo, ClientError> {
         self.answer(self.http.get(self.url("/v1/info")).send().await)
@@ -362,15 +372,7 @@ impl Client {
                 request: req.clone(),
                 min_seq,
             };
-            return self
-                .answer(
-                    self.http
-                        .post(self.url("/v1/query"))
-                        .json(&body)
-                        .send()
-                        .await,
-                )
-                .await;
+            return self.post_json("/v1/query", &body).await;
         }
         self.open_session(&peer, req, min_seq).await
     }
@@ -417,15 +419,7 @@ impl Client {
             counter,
             ciphertext,
         };
-        let reply: SealedReply = self
-            .answer(
-                self.http
-                    .post(self.url("/v1/query/sealed"))
-                    .json(&body)
-                    .send()
-                    .await,
-            )
-            .await?;
+        let reply: SealedReply = self.post_json("/v1/query/sealed", &body).await?;
         if reply.counter != counter {
             return Err(ClientError::Decode(format!(
                 "reply to message {} for message {counter}",

@@ -322,12 +322,7 @@ async fn submit(
         submit_inner(&w, params, req, payload).await
     }
     .await;
-    let label = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.1.kind.as_str(),
-    };
-    Metrics::count(&w.inner.metrics.submissions, label);
-    result
+    count_submission(&w, result)
 }
 
 async fn submit_sealed(
@@ -356,11 +351,15 @@ async fn submit_sealed(
         submit_inner(&w, params, req, payload).await
     }
     .await;
-    let label = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.1.kind.as_str(),
-    };
-    Metrics::count(&w.inner.metrics.submissions, label);
+    count_submission(&w, result)
+}
+
+/// Counts a submission's outcome in the metrics.
+fn count_submission(w: &Worker, result: ApiResult<Submitted>) -> ApiResult<Submitted> {
+    Metrics::count(
+        &w.inner.metrics.submissions,
+        outcome_label(&result, |_| "ok"),
+    );
     result
 }
 
@@ -516,20 +515,33 @@ async fn query(
 ) -> ApiResult<QueryResponse> {
     let started = Instant::now();
     let result = query_inner(&w, req).await;
-    let label = match &result {
-        Ok(r) => match &r.result {
-            phat_primitives::protocol::CallResult::Ok(_) => "ok",
-            phat_primitives::protocol::CallResult::Err(e) => e.kind.as_str(),
-            phat_primitives::protocol::CallResult::Sealed(_) => "sealed",
-        },
+    let label = outcome_label(&result, |r| match &r.result {
+        phat_primitives::protocol::CallResult::Ok(_) => "ok",
+        phat_primitives::protocol::CallResult::Err(e) => e.kind.as_str(),
+        phat_primitives::protocol::CallResult::Sealed(_) => "sealed",
+    });
+    record_query(&w, started, label);
+    result.map(Json)
+}
+
+/// The metrics label of an API outcome: `ok_label` of a success, the error's kind otherwise.
+fn outcome_label<'a, T>(
+    result: &'a Result<T, ApiErr>,
+    ok_label: impl Fn(&'a T) -> &'a str,
+) -> &'a str {
+    match result {
+        Ok(v) => ok_label(v),
         Err(e) => e.1.kind.as_str(),
-    };
+    }
+}
+
+/// Counts a query by `label` and records its duration.
+fn record_query(w: &Worker, started: Instant, label: &str) {
     Metrics::count(&w.inner.metrics.queries, label);
     w.inner
         .metrics
         .query_seconds
         .observe(started.elapsed().as_secs_f64());
-    result.map(Json)
 }
 
 async fn query_inner(
@@ -571,15 +583,7 @@ async fn query_sealed(
 ) -> ApiResult<SealedReply> {
     let started = Instant::now();
     let result = query_sealed_inner(&w, req).await;
-    let label = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.1.kind.as_str(),
-    };
-    Metrics::count(&w.inner.metrics.queries, label);
-    w.inner
-        .metrics
-        .query_seconds
-        .observe(started.elapsed().as_secs_f64());
+    record_query(&w, started, outcome_label(&result, |_| "ok"));
     result.map(Json)
 }
 
