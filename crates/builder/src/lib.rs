@@ -159,7 +159,13 @@ fn package_info(manifest: &Path) -> Result<PackageInfo, BuildError> {
     let packages = meta["packages"].as_array().cloned().unwrap_or_default();
     let pkg = packages
         .iter()
-        .find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path()))
+        .find(|p| {
+            // cargo may report the path through a symlink: compare resolved paths.
+            p["manifest_path"]
+                .as_str()
+                .and_then(|m| fs::canonicalize(m).ok())
+                .is_some_and(|m| m == manifest)
+        })
         .ok_or_else(|| {
             BuildError::NotAContract(format!("{} has no [package]", manifest.display()))
         })?;

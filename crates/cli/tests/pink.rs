@@ -98,6 +98,12 @@ async fn price_oracle_fetches_caches_and_reports_errors() {
             "--allow-private-egress",
             "--allow-host",
             "api.example",
+            // A worker of this cluster: attested by the cluster's dev root.
+            "--dev-attestation-root",
+            dev.data()
+                .join("dev-attestation-root.key")
+                .to_str()
+                .unwrap(),
         ],
         &dir.path().join("strict.log"),
     );
@@ -126,13 +132,16 @@ async fn price_oracle_fetches_caches_and_reports_errors() {
         }
         other => panic!("HTTP in a command: {other:?}"),
     }
+    // Both workers hold the same receipt, its result sealed to the sender (identical
+    // ciphertext: the envelope's reply key is the same on every worker).
+    let mut stored = Vec::new();
     for w in &dev.workers {
         wait_seq(w, receipt.seq).await;
-        assert_eq!(
-            Client::new(w).unwrap().receipt(receipt.seq).await.unwrap(),
-            receipt
-        );
+        stored.push(Client::new(w).unwrap().receipt(receipt.seq).await.unwrap());
     }
+    assert_eq!(stored[0], stored[1]);
+    assert!(matches!(stored[0].result, CallResult::Sealed(_)));
+    assert_eq!(stored[0].state_root, receipt.state_root);
 
     // A cache write made by a command lands in every worker's cache.
     let tx = run_json(&ep, &["tx", &id, "remember", "777"]);

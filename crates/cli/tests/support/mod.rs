@@ -183,12 +183,20 @@ pub fn run_fail(endpoint: &str, args: &[&str]) -> String {
 
 /// Waits until the API at `url` answers `/v1/info`.
 pub async fn wait_up(url: &str) {
+    assert!(try_wait_up(url).await, "{url} did not come up");
+}
+
+/// Waits up to 60 s for the API at `url`; whether it answered.
+pub async fn try_wait_up(url: &str) -> bool {
     let c = Client::new(url).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while c.info().await.is_err() {
-        assert!(Instant::now() < deadline, "{url} did not come up");
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    true
 }
 
 /// Waits until the worker at `url` applied `seq`; returns its info.
@@ -241,8 +249,15 @@ impl Dev {
         let workers: Vec<String> = (0..n)
             .map(|i| format!("http://127.0.0.1:{}", base + 2 + i))
             .collect();
-        for w in &workers {
-            wait_up(w).await;
+        for (i, w) in workers.iter().enumerate() {
+            if !try_wait_up(w).await {
+                let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+                panic!(
+                    "{w} did not come up\n--- phat dev ---\n{}\n--- worker-{i} ---\n{}",
+                    read(dir.path().join("dev.log")),
+                    read(data.join(format!("worker-{i}/worker.log")))
+                );
+            }
         }
         wait_up(&endpoint).await;
         Dev {
