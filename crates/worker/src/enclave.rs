@@ -340,8 +340,60 @@ pub(crate) struct Session {
     pub(crate) keys: Arc<SessionKeys>,
     pub(crate) caller: AccountId,
     pub(crate) expires_at: u64,
+    window: ReplayWindow,
+}
+
+/// The counters seen in the last [`REPLAY_WINDOW`] below the highest: a fixed 128-byte
+/// bitmap per session, whatever order messages arrive in.
+struct ReplayWindow {
     highest: u64,
-    seen: std::collections::BTreeSet<u64>,
+    /// Bit `d` is set when counter `highest - d` was seen.
+    bits: [u64; (REPLAY_WINDOW / 64) as usize],
+}
+
+impl ReplayWindow {
+    /// A window that has seen counter 0 (the session's opening message).
+    fn new() -> Self {
+        let mut bits = [0; (REPLAY_WINDOW / 64) as usize];
+        bits[0] = 1;
+        Self { highest: 0, bits }
+    }
+
+    fn bit(&self, d: u64) -> bool {
+        self.bits[(d / 64) as usize] >> (d % 64) & 1 == 1
+    }
+
+    fn set(&mut self, d: u64) {
+        self.bits[(d / 64) as usize] |= 1 << (d % 64);
+    }
+
+    /// Records `counter`; false if it was seen or is too old to tell.
+    fn accept(&mut self, counter: u64) -> bool {
+        if counter > self.highest {
+            let shift = counter - self.highest;
+            if shift >= REPLAY_WINDOW {
+                self.bits = [0; (REPLAY_WINDOW / 64) as usize];
+            } else {
+                for d in (shift..REPLAY_WINDOW).rev() {
+                    let seen = self.bit(d - shift);
+                    let word = &mut self.bits[(d / 64) as usize];
+                    *word = (*word & !(1 << (d % 64))) | (u64::from(seen) << (d % 64));
+                }
+                for d in 0..shift {
+                    self.bits[(d / 64) as usize] &= !(1 << (d % 64));
+                }
+            }
+            self.highest = counter;
+            self.set(0);
+            return true;
+        }
+        let d = self.highest - counter;
+        if d >= REPLAY_WINDOW || self.bit(d) {
+            return false;
+        }
+        self.set(d);
+        true
+    }
 }
 
 /// Why a session message is refused.
@@ -372,16 +424,13 @@ impl Sessions {
                 return Err(SessionError::Full);
             }
         }
-        let mut seen = std::collections::BTreeSet::new();
-        seen.insert(0);
         self.map.insert(
             id,
             Session {
                 keys,
                 caller,
                 expires_at,
-                highest: 0,
-                seen,
+                window: ReplayWindow::new(),
             },
         );
         Ok(())
@@ -403,13 +452,8 @@ impl Sessions {
     /// Records message `counter` of session `id` as used (after it decrypted).
     pub(crate) fn accept(&mut self, id: &[u8; 32], counter: u64) -> Result<(), SessionError> {
         let s = self.map.get_mut(id).ok_or(SessionError::Unknown)?;
-        if counter + REPLAY_WINDOW <= s.highest || !s.seen.insert(counter) {
+        if !s.window.accept(counter) {
             return Err(SessionError::Replayed);
-        }
-        s.highest = s.highest.max(counter);
-        let floor = s.highest.saturating_sub(REPLAY_WINDOW);
-        while s.seen.first().is_some_and(|c| *c < floor) {
-            s.seen.pop_first();
         }
         Ok(())
     }
@@ -510,6 +554,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bitmap_window_matches_a_set_of_seen_counters() {
+        // Reference: a counter is accepted iff unseen and within the window of the highest.
+        let mut model = std::collections::HashSet::from([0u64]);
+        let mut highest = 0u64;
+        let mut window = ReplayWindow::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly near the top, sometimes jumps ahead, sometimes far behind.
+            let c = match x % 10 {
+                0 => highest + 1 + x % 3000,
+                1 => highest.saturating_sub(x % 3000),
+                _ => (highest + 8).saturating_sub(x % 1100),
+            };
+            let expected = c + REPLAY_WINDOW > highest && !model.contains(&c);
+            assert_eq!(window.accept(c), expected, "counter {c}, highest {highest}");
+            if expected {
+                model.insert(c);
+                highest = highest.max(c);
+            }
+        }
+    }
+
+    #[test]
     fn session_counters_are_used_once_within_a_window() {
         let mut s = Sessions::default();
         let (_, keys) =
@@ -527,6 +597,15 @@ mod tests {
         assert_eq!(s.accept(&[1; 32], 2), Err(SessionError::Replayed));
         s.accept(&[1; 32], 5000).unwrap();
         assert_eq!(s.accept(&[1; 32], 3), Err(SessionError::Replayed));
+        // Out of order within the window, once each; beyond it, refused.
+        s.accept(&[1; 32], 4000).unwrap();
+        assert_eq!(s.accept(&[1; 32], 4000), Err(SessionError::Replayed));
+        s.accept(&[1; 32], 4999).unwrap();
+        assert_eq!(s.accept(&[1; 32], 4999), Err(SessionError::Replayed));
+        assert_eq!(s.accept(&[1; 32], 3976), Err(SessionError::Replayed));
+        s.accept(&[1; 32], 5002).unwrap();
+        assert_eq!(s.accept(&[1; 32], 5000), Err(SessionError::Replayed));
+        s.accept(&[1; 32], 5001).unwrap();
         assert!(s.get(&[1; 32], 50).is_ok());
         assert_eq!(s.get(&[1; 32], 101).err(), Some(SessionError::Expired));
         assert_eq!(s.get(&[9; 32], 0).err(), Some(SessionError::Unknown));
