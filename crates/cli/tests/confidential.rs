@@ -421,7 +421,15 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     );
 
     // The client refuses a forged report, and a dev report where dev is not accepted.
-    let forged = forged_info_server(&w).await;
+    let forged = forged_info_server(&w, |info: &mut serde_json::Value| {
+        let fake = format!(
+            "0x{}",
+            hex::encode(crypto::EnvelopeSecret::generate().public())
+        );
+        info["worker_key"] = fake.clone().into();
+        info["attestation"]["worker_key"] = fake.into();
+    })
+    .await;
     match Client::new(&forged)
         .unwrap()
         .query(
@@ -445,23 +453,26 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     }
     let err = run_fail(&forged, &["info"]);
     assert!(err.contains("not trusted"), "{err}");
+    // A man in the middle cannot talk the client into plaintext: the flag is attested.
+    let downgrade = forged_info_server(&w, |info: &mut serde_json::Value| {
+        info["encryption"] = false.into()
+    })
+    .await;
+    match Client::new(&downgrade).unwrap().trusted_info().await {
+        Err(ClientError::Untrusted(m)) => assert!(m.contains("attests"), "{m}"),
+        other => panic!("downgrade accepted: {other:?}"),
+    }
 }
 
-/// A server that answers `/v1/info` with `worker`'s info, its report altered to claim another
-/// worker key (the signature no longer matches).
-async fn forged_info_server(worker: &str) -> String {
+/// A server that answers `/v1/info` with `worker`'s info as altered by `alter`.
+async fn forged_info_server(worker: &str, alter: impl FnOnce(&mut serde_json::Value)) -> String {
     let mut info: serde_json::Value = reqwest::get(format!("{worker}/v1/info"))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let fake = format!(
-        "0x{}",
-        hex::encode(crypto::EnvelopeSecret::generate().public())
-    );
-    info["worker_key"] = fake.clone().into();
-    info["attestation"]["worker_key"] = fake.into();
+    alter(&mut info);
     let app = axum::Router::new().route(
         "/v1/info",
         axum::routing::get(move || {

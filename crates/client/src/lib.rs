@@ -151,6 +151,8 @@ struct Peer {
 /// The client's half of a query session.
 struct ClientSession {
     id: Hash,
+    /// The account the worker runs this session's queries as.
+    caller: AccountId,
     keys: SessionKeys,
     next: AtomicU64,
     /// Reopen after this (Unix ms), a little before the worker forgets the session.
@@ -222,7 +224,10 @@ impl Client {
             .verify(&info.attestation)
             .map_err(|e| ClientError::Untrusted(e.to_string()))?;
         let report = &info.attestation;
-        if report.worker_key != info.worker_key || report.cluster_key != Some(info.cluster_key) {
+        if report.worker_key != info.worker_key
+            || report.cluster_key != Some(info.cluster_key)
+            || report.encryption != info.encryption
+        {
             return Err(ClientError::Untrusted(
                 "the keys the worker announces are not the ones its report attests".into(),
             ));
@@ -395,6 +400,7 @@ impl Client {
             .unwrap_or(0);
         let session = Arc::new(ClientSession {
             id: sealed.ephemeral,
+            caller: req.signer,
             keys,
             next: AtomicU64::new(1),
             renew_at: expires_at.saturating_sub(10_000),
@@ -440,7 +446,10 @@ impl Client {
         let peer = self.peer().await?;
         if peer.info.encryption {
             let session = peer.session.lock().clone();
-            if let Some(session) = session.filter(|s| s.renew_at > now_ms()) {
+            // A session speaks for the signer that opened it: reuse it only for that signer.
+            let usable =
+                |s: &Arc<ClientSession>| s.renew_at > now_ms() && s.caller == signer.account();
+            if let Some(session) = session.filter(usable) {
                 let counter = session.next.fetch_add(1, Ordering::Relaxed);
                 let plain = SessionQuery {
                     call: call.clone(),

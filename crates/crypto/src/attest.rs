@@ -27,6 +27,7 @@ pub fn signed_payload(r: &AttestationReport) -> Vec<u8> {
         &r.measurement,
         &r.worker_key,
         &r.cluster_key,
+        r.encryption,
         r.issued_at,
         &r.signer,
     )
@@ -47,6 +48,8 @@ pub struct Claims {
     pub worker_key: [u8; 32],
     /// The cluster key, if the worker holds the cluster secret.
     pub cluster_key: Option<[u8; 32]>,
+    /// Whether the worker requires encryption.
+    pub encryption: bool,
 }
 
 /// A source of attestation reports (one per TEE technology).
@@ -87,6 +90,7 @@ impl Attestation for DevAttestation {
             measurement: Hash(claims.measurement),
             worker_key: Hash(claims.worker_key),
             cluster_key: claims.cluster_key.map(Hash),
+            encryption: claims.encryption,
             issued_at: now_ms,
             signer: Hash(self.root_public()),
             signature: Bytes(Vec::new()),
@@ -162,6 +166,7 @@ mod tests {
             measurement: [1; 32],
             worker_key: [2; 32],
             cluster_key: None,
+            encryption: true,
         }
     }
 

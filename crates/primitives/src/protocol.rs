@@ -422,6 +422,9 @@ pub struct AttestationReport {
     pub worker_key: Hash,
     /// The cluster envelope key the worker serves, once it holds the cluster secret.
     pub cluster_key: Option<Hash>,
+    /// Whether the worker requires encrypted commands and queries (attested, so a man in
+    /// the middle cannot talk a client into plaintext).
+    pub encryption: bool,
     /// When the report was made (Unix ms).
     pub issued_at: u64,
     /// The key that signed the report.

@@ -319,7 +319,7 @@ async fn submit(
             return Err(encryption_required("commands"));
         }
         let payload = LedgerCommand::Plain(req.clone()).encode();
-        submit_inner(&w, params, req, payload).await
+        submit_inner(&w, params, req, payload, None).await
     }
     .await;
     count_submission(&w, result)
@@ -347,8 +347,7 @@ async fn submit_sealed(
             )
         })?;
         let payload = LedgerCommand::Sealed(sealed).encode();
-        crate::apply::remember_opened(&w, &payload, (req.clone(), keys));
-        submit_inner(&w, params, req, payload).await
+        submit_inner(&w, params, req, payload, Some(keys)).await
     }
     .await;
     count_submission(&w, result)
@@ -380,6 +379,7 @@ async fn submit_inner(
     params: SubmitParams,
     req: SignedRequest,
     payload: Vec<u8>,
+    opened: Option<phat_crypto::SessionKeys>,
 ) -> ApiResult<Submitted> {
     let body = verify(w, &req, Mode::Command)?;
     let checked = precheck(w, &body.call).await;
@@ -392,6 +392,10 @@ async fn submit_inner(
         return Err(e);
     }
     let request = req.hash();
+    if let Some(keys) = opened {
+        // Applying it here will not need the key exchange again.
+        crate::apply::remember_opened(w, &payload, (req.clone(), keys));
+    }
     let appended = match w.inner.ledger.append(payload).await {
         Ok(a) => a,
         Err(e) => {
@@ -622,11 +626,6 @@ async fn query_sealed_inner(
             StatusCode::CONFLICT,
             "replayed",
             format!("message {} of this session was already used", q.counter),
-        ),
-        SessionError::Full => ApiErr::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_sessions",
-            "this worker holds too many sessions; retry later",
         ),
     };
     let (keys, caller, call, min_seq) = if q.counter == 0 {

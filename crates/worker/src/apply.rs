@@ -107,6 +107,11 @@ async fn fetch_missing_code(
         let phat_primitives::protocol::Call::Instantiate { code_hash, .. } = body.call else {
             continue;
         };
+        // Only a signed request may make the worker wait for code (a bogus entry would
+        // otherwise stall the apply loop); the apply refuses the others anyway.
+        if phat_crypto::verify_request(req).is_err() {
+            continue;
+        }
         if out.contains_key(&code_hash)
             || matches!(snap.get(&StateKey::Code(code_hash)), Ok(Some(_)))
         {
@@ -252,7 +257,7 @@ fn apply_batch(
             (request, d.reply)
         })
         .collect();
-    for (entry, (req, reply)) in entries.iter().zip(requests) {
+    for (entry, (req, reply)) in entries.into_iter().zip(requests) {
         if entry.seq != head.seq + 1 {
             return Err(WorkerError::Apply(format!(
                 "ledger gap: expected seq {}, got {}",
@@ -260,6 +265,13 @@ fn apply_batch(
                 entry.seq
             )));
         }
+        // Ledger time never goes back, whatever the ledger says: an old entry appended again
+        // with its old timestamp is judged (expiry, replay) at the current time.
+        let entry = LedgerEntry {
+            timestamp: entry.timestamp.max(head.timestamp),
+            ..entry
+        };
+        let entry = &entry;
         let applied = match req {
             Ok(req) => apply_one(worker, &snap, &pending, &mut nonces, entry, req, code)?,
             Err(e) => reject(entry, None, &e.kind, e.message),

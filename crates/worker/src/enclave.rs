@@ -110,13 +110,18 @@ impl Enclave {
         self.provider.root_public()
     }
 
-    fn report(&self, cluster_key: Option<[u8; 32]>) -> Result<AttestationReport, WorkerError> {
+    fn report(
+        &self,
+        cluster_key: Option<[u8; 32]>,
+        encryption: bool,
+    ) -> Result<AttestationReport, WorkerError> {
         self.provider
             .report(
                 &Claims {
                     measurement: self.measurement,
                     worker_key: self.identity.public(),
                     cluster_key,
+                    encryption,
                 },
                 crate::now_ms(),
             )
@@ -139,10 +144,18 @@ impl Enclave {
             .expect("the worker joins the cluster before serving")
     }
 
-    fn install(&self, dir: &Path, secret: ClusterSecret) -> Result<(), WorkerError> {
-        write_sealed(dir, "cluster", &sealing_key(), secret.expose())?;
+    /// Keeps `secret` (with the digest of the genesis it was joined under) sealed on disk and
+    /// derives the cluster keys.
+    fn install(
+        &self,
+        dir: &Path,
+        secret: ClusterSecret,
+        genesis: &Genesis,
+    ) -> Result<(), WorkerError> {
+        let sealed = [secret.expose().as_slice(), &genesis_digest(genesis)].concat();
+        write_sealed(dir, "cluster", &sealing_key(), &sealed)?;
         let envelope = secret.envelope_secret();
-        let report = self.report(Some(envelope.public()))?;
+        let report = self.report(Some(envelope.public()), genesis.encryption)?;
         let _ = self.cluster.set(ClusterKeys {
             contract_seed: secret.contract_seed(),
             envelope,
@@ -161,8 +174,25 @@ impl Enclave {
         genesis: &Genesis,
     ) -> Result<(), WorkerError> {
         let record = get_record(ledger).await?;
+        let policy = self.policy(genesis);
         if let Some(bytes) = read_sealed(dir, "cluster", &sealing_key())? {
-            let secret = ClusterSecret::from_bytes(*to_secret(&bytes)?.expose());
+            if bytes.len() != 64 {
+                return Err(WorkerError::Enclave(format!(
+                    "{}/cluster.sealed has {} bytes (expected the secret and the genesis digest)",
+                    dir.display(),
+                    bytes.len()
+                )));
+            }
+            // The genesis (funds, encryption, the dev root joiners are checked against) must
+            // be the one this worker joined under: the ledger's metadata is not trusted.
+            if bytes[32..] != genesis_digest(genesis) {
+                return Err(WorkerError::Enclave(
+                    "the cluster genesis in the ledger differs from the one this worker joined \
+                     under; refusing to start"
+                        .into(),
+                ));
+            }
+            let secret = ClusterSecret::from_bytes(*to_secret(&bytes[..32])?.expose());
             if let Some(r) = &record {
                 if r.cluster_key.0 != secret.envelope_secret().public() {
                     return Err(WorkerError::Enclave(format!(
@@ -173,13 +203,17 @@ impl Enclave {
                     )));
                 }
             }
-            return self.install(dir, secret);
+            return self.install(dir, secret, genesis);
+        }
+        if let Some(r) = &record {
+            check_record(&policy, r)?;
         }
         if record.is_none() {
             let secret = ClusterSecret::generate();
             let record = ClusterRecord {
                 cluster_key: Hash(secret.envelope_secret().public()),
-                creator: self.report(Some(secret.envelope_secret().public()))?,
+                creator: self
+                    .report(Some(secret.envelope_secret().public()), genesis.encryption)?,
             };
             if ledger
                 .create_meta(CLUSTER_KEY, record.encode())
@@ -187,24 +221,38 @@ impl Enclave {
                 .map_err(WorkerError::Ledger)?
             {
                 tracing::info!(cluster_key = %record.cluster_key, "created the cluster secret");
-                return self.install(dir, secret);
+                return self.install(dir, secret, genesis);
             }
         }
         // Join: publish the report, wait for an existing worker to hand the secret over.
         let me = Hash(self.identity.public());
         ledger
-            .put_meta(&format!("cluster-join/{me}"), self.report(None)?.encode())
+            .put_meta(
+                &format!("cluster-join/{me}"),
+                self.report(None, genesis.encryption)?.encode(),
+            )
             .await?;
         tracing::info!(worker_key = %me, "joining the cluster: waiting for the cluster secret");
-        let policy = self.policy(genesis);
         let mut waited = 0u32;
         loop {
             if let Some(raw) = ledger.get_meta(&format!("cluster-key/{me}")).await? {
                 let handover = Handover::decode(&mut &raw[..])
                     .map_err(|e| WorkerError::Enclave(format!("malformed handover: {e}")))?;
+                let record = get_record(ledger)
+                    .await?
+                    .ok_or_else(|| WorkerError::Enclave("the cluster record disappeared".into()))?;
+                check_record(&policy, &record)?;
+                // The sender must be another attested worker that serves this cluster key.
                 policy
                     .verify(&handover.from)
                     .map_err(|e| WorkerError::Enclave(format!("handover from: {e}")))?;
+                if handover.from.cluster_key != Some(record.cluster_key)
+                    || handover.from.worker_key == me
+                {
+                    return Err(WorkerError::Enclave(
+                        "the handover does not come from a worker of this cluster".into(),
+                    ));
+                }
                 let (bytes, _) = self
                     .identity
                     .open(Purpose::Handover, &handover.sealed)
@@ -219,7 +267,7 @@ impl Enclave {
                     ));
                 }
                 tracing::info!(cluster_key = %record.cluster_key, "received the cluster secret");
-                return self.install(dir, secret);
+                return self.install(dir, secret, genesis);
             }
             if let Some(reason) = ledger.get_meta(&format!("cluster-refused/{me}")).await? {
                 return Err(WorkerError::Enclave(format!(
@@ -254,7 +302,9 @@ impl Enclave {
         policy: &AttestationPolicy,
     ) -> Result<(), WorkerError> {
         for key in ledger.meta_keys("cluster-join/").await? {
-            let who = &key["cluster-join/".len()..];
+            let Some(who) = key.strip_prefix("cluster-join/") else {
+                continue;
+            };
             let done = ledger
                 .get_meta(&format!("cluster-key/{who}"))
                 .await?
@@ -313,6 +363,24 @@ impl Enclave {
         }
         Ok(())
     }
+}
+
+/// Checks that the cluster record was made by an attested worker for its own cluster key.
+fn check_record(policy: &AttestationPolicy, record: &ClusterRecord) -> Result<(), WorkerError> {
+    policy
+        .verify(&record.creator)
+        .map_err(|e| WorkerError::Enclave(format!("the cluster record's creator: {e}")))?;
+    if record.creator.cluster_key != Some(record.cluster_key) {
+        return Err(WorkerError::Enclave(
+            "the cluster record's key is not the one its creator attests".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// blake2-256 of the SCALE genesis.
+fn genesis_digest(genesis: &Genesis) -> [u8; 32] {
+    phat_primitives::blake2_256(&genesis.encode())
 }
 
 async fn get_record(ledger: &dyn Ledger) -> Result<Option<ClusterRecord>, WorkerError> {
@@ -402,7 +470,6 @@ pub(crate) enum SessionError {
     Unknown,
     Expired,
     Replayed,
-    Full,
 }
 
 impl Sessions {
@@ -420,8 +487,17 @@ impl Sessions {
         }
         if self.map.len() >= MAX_SESSIONS {
             self.map.retain(|_, s| s.expires_at >= now);
-            if self.map.len() >= MAX_SESSIONS {
-                return Err(SessionError::Full);
+        }
+        if self.map.len() >= MAX_SESSIONS {
+            // Full of live sessions: the one closest to its end makes room (its client
+            // reopens on `unknown_session`).
+            if let Some(id) = self
+                .map
+                .iter()
+                .min_by_key(|(_, s)| s.expires_at)
+                .map(|(k, _)| *k)
+            {
+                self.map.remove(&id);
             }
         }
         self.map.insert(

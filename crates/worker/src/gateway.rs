@@ -24,6 +24,8 @@ pub struct Gateway {
     max_body: usize,
     /// Each worker's identity key (`0x` hex), learnt from its `/v1/info`.
     keys: Arc<parking_lot::Mutex<Vec<Option<String>>>>,
+    /// When the keys were last asked for (at most once a second, whatever clients send).
+    refreshed: Arc<parking_lot::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Gateway {
@@ -36,6 +38,7 @@ impl Gateway {
             .unwrap_or_default();
         Self {
             keys: Arc::new(parking_lot::Mutex::new(vec![None; workers.len()])),
+            refreshed: Arc::default(),
             workers: Arc::new(workers),
             next: Arc::new(AtomicUsize::new(0)),
             client,
@@ -67,6 +70,13 @@ impl Gateway {
             .position(|k| k.as_deref() == Some(key))
         {
             return Some(i);
+        }
+        {
+            let mut last = self.refreshed.lock();
+            if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                return None;
+            }
+            *last = Some(std::time::Instant::now());
         }
         for (i, base) in self.workers.iter().enumerate() {
             let info = self

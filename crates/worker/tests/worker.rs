@@ -252,3 +252,48 @@ async fn log_stream_delivers_history_then_live_records() {
     assert_eq!(live.contract, id);
     let _ = stop.send(());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_refuses_to_start_under_a_changed_genesis() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger: Arc<dyn Ledger> = Arc::new(
+        EmbeddedLedger::open(&dir.path().join("ledger.redb"), LedgerConfig::default()).unwrap(),
+    );
+    let (worker, _url, stop) = start("a", dir.path(), ledger.clone(), 16).await;
+    let _ = stop.send(());
+    drop(worker);
+    // Someone with write access to the ledger's metadata pins their own dev root (which
+    // would let their self-signed worker receive the cluster secret).
+    let raw = ledger
+        .get_meta(phat_worker::GENESIS_KEY)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut genesis =
+        <phat_worker::Genesis as parity_scale_codec::Decode>::decode(&mut &raw[..]).unwrap();
+    genesis.dev_root = Some([7; 32]);
+    ledger
+        .put_meta(
+            phat_worker::GENESIS_KEY,
+            parity_scale_codec::Encode::encode(&genesis),
+        )
+        .await
+        .unwrap();
+    let mut config = WorkerConfig::new("a", dir.path().join("a"), "127.0.0.1:0".parse().unwrap());
+    config.dev_attestation_root = Some(dir.path().join("dev-root.key"));
+    // The store may still be closing: retry while it is locked.
+    let mut result = Worker::open(config.clone(), ledger.clone()).await;
+    for _ in 0..50 {
+        match &result {
+            Err(phat_worker::WorkerError::Store(_)) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                result = Worker::open(config.clone(), ledger.clone()).await;
+            }
+            _ => break,
+        }
+    }
+    match result {
+        Err(e) => assert!(e.to_string().contains("genesis"), "{e}"),
+        Ok(_) => panic!("the worker started under a changed genesis"),
+    }
+}
