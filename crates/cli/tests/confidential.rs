@@ -9,8 +9,8 @@ use std::time::Duration;
 use parity_scale_codec::Encode;
 use phat_client::crypto::{self, Purpose};
 use phat_client::primitives::protocol::{
-    Bytes, Call, CallResult, LedgerCommand, QueryOpen, RequestBody, SealedQuery, SessionQuery,
-    WorkerInfo,
+    Bytes, Call, CallResult, LedgerCommand, QueryOpen, RequestBody, SealedAnswer, SealedQuery,
+    SealedReply, SessionQuery, WorkerInfo,
 };
 use phat_client::primitives::{Hash, Mode};
 use phat_client::{Client, ClientError, Signer};
@@ -379,7 +379,48 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     );
     // Message 2 was not consumed by the tampered attempt.
     assert_eq!(post(&q, &next(2)).await.0, 200);
-    let mut elsewhere = next(3);
+    // An error met by a session query is sealed too: nothing in the clear says which contract
+    // the query was for.
+    let nowhere = Hash([0x5a; 32]);
+    let lost = SealedQuery {
+        counter: 3,
+        ciphertext: Bytes(
+            keys.seal_request(
+                3,
+                &SessionQuery {
+                    call: Call::Call {
+                        dest: nowhere.0.into(),
+                        value: 0,
+                        data: Bytes(vec![0x2f, 0x86, 0x5b, 0xd9]),
+                        gas_limit: 1_000_000_000,
+                    },
+                    min_seq: None,
+                }
+                .encode(),
+            ),
+        ),
+        ..next(3)
+    };
+    let raw = reqwest::Client::new()
+        .post(&q)
+        .json(&lost)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 200);
+    let reply: SealedReply = raw.json().await.unwrap();
+    assert!(!serde_json::to_string(&reply)
+        .unwrap()
+        .contains(&hex::encode(nowhere.0)));
+    let answer: SealedAnswer =
+        serde_json::from_slice(&keys.open_reply(3, &reply.ciphertext).unwrap()).unwrap();
+    match answer {
+        SealedAnswer::Err { status, error } => {
+            assert_eq!((status, error.kind.as_str()), (404, "unknown_contract"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut elsewhere = next(4);
     elsewhere.worker = Hash(stranger);
     let (status, body) = post(&q, &elsewhere).await;
     assert_eq!(
@@ -387,7 +428,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         (400, Some("wrong_worker")),
         "{body}"
     );
-    let mut unknown = next(3);
+    let mut unknown = next(4);
     unknown.session = Hash(crypto::EnvelopeSecret::generate().public());
     let (status, body) = post(&q, &unknown).await;
     assert_eq!(

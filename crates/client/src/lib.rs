@@ -30,7 +30,7 @@ use std::time::Duration;
 use parity_scale_codec::{Decode, Encode};
 use phat_crypto::{AttestationPolicy, Purpose, SessionKeys};
 use phat_primitives::protocol::{
-    CallResult, LedgerCommand, QueryOpen, SealedQuery, SealedReply, SessionQuery,
+    CallResult, LedgerCommand, QueryOpen, SealedAnswer, SealedQuery, SealedReply, SessionQuery,
 };
 use phat_primitives::Hash;
 
@@ -433,7 +433,14 @@ impl Client {
             )));
         }
         let plain = session.keys.open_reply(counter, &reply.ciphertext)?;
-        serde_json::from_slice(&plain).map_err(|e| ClientError::Decode(e.to_string()))
+        match serde_json::from_slice(&plain).map_err(|e| ClientError::Decode(e.to_string()))? {
+            SealedAnswer::Ok(response) => Ok(response),
+            SealedAnswer::Err { status, error } => Err(ClientError::Api {
+                status,
+                kind: error.kind,
+                message: error.message,
+            }),
+        }
     }
 
     /// Signs and sends a query.

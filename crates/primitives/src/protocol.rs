@@ -381,7 +381,23 @@ pub struct SealedQuery {
     pub ciphertext: Bytes,
 }
 
-/// A worker's encrypted answer to a [`SealedQuery`]: a JSON [`QueryResponse`] under the
+/// What a [`SealedReply`] carries: the query's answer, or the API error it met (sealed too,
+/// so an error does not reveal what the query was about).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealedAnswer {
+    /// The query ran.
+    Ok(QueryResponse),
+    /// The query was refused or failed (the HTTP status it would have had, and the error).
+    Err {
+        /// The HTTP status of the error.
+        status: u16,
+        /// The error.
+        error: CallError,
+    },
+}
+
+/// A worker's encrypted answer to a [`SealedQuery`]: a JSON [`SealedAnswer`] under the
 /// session's reply key with the same counter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedReply {

@@ -20,8 +20,8 @@ use futures::{Stream, StreamExt};
 use parity_scale_codec::{Decode, Encode};
 use phat_primitives::protocol::{
     ApiError, Call, CallError, CodeUploaded, ContractKeys, ContractView, LedgerCommand, LogRecord,
-    QueryOpen, QueryRequest, QueryResponse, Receipt, RequestBody, Sealed, SealedQuery, SealedReply,
-    Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
+    QueryOpen, QueryRequest, QueryResponse, Receipt, RequestBody, Sealed, SealedAnswer,
+    SealedQuery, SealedReply, Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
 };
 use phat_primitives::Hash;
 use phat_primitives::{AccountId, ContractInfo, Mode, StateKey};
@@ -680,8 +680,15 @@ async fn query_sealed_inner(
         })?;
         (keys, caller, query.call, query.min_seq)
     };
-    let response = run_checked(w, caller, call, min_seq).await?;
-    let json = serde_json::to_vec(&response).map_err(ApiErr::internal)?;
+    // From here on the caller holds the session: errors travel sealed like answers.
+    let answer = match run_checked(w, caller, call, min_seq).await {
+        Ok(response) => SealedAnswer::Ok(response),
+        Err(ApiErr(status, error)) => SealedAnswer::Err {
+            status: status.as_u16(),
+            error,
+        },
+    };
+    let json = serde_json::to_vec(&answer).map_err(ApiErr::internal)?;
     Ok(SealedReply {
         counter: q.counter,
         ciphertext: keys.seal_reply(q.counter, &json).into(),
