@@ -177,14 +177,19 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
 
     // Oversized body.
     let big = format!("{{\"body\":\"0x{}\"}}", "00".repeat(2 << 20));
-    let r = http
+    let sent = http
         .post(format!("{w}/v1/query"))
         .header("content-type", "application/json")
         .body(big)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
+        .await;
+    match sent {
+        Ok(r) => assert_eq!(r.status(), 413),
+        // The worker may answer 413 from the declared length and close the connection
+        // before the client has written the whole body: the refusal then shows up as a
+        // failed body write on the client side.
+        Err(e) => assert!(e.is_request() && !e.is_connect(), "{e:?}"),
+    }
 
     // Unknown contract, through the CLI: non-zero exit and a one-line reason.
     let unknown = format!("0x{}", "11".repeat(32));
