@@ -164,7 +164,17 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         }),
         reply: None,
     };
-    match LedgerCommand::decode(&mut &payload[..]) {
+    let command = LedgerCommand::decode(&mut &payload[..]);
+    if let Ok(LedgerCommand::Sealed(_)) = &command {
+        // Opened at submission by this worker: the same bytes open to the same request.
+        if let Some((req, keys)) = worker.inner.opened.lock().remove(&blake2_256(payload)) {
+            return Decoded {
+                request: Ok(req),
+                reply: Some(keys),
+            };
+        }
+    }
+    match command {
         Err(e) => fail(
             "malformed",
             format!("the ledger entry is not a command: {e}"),
