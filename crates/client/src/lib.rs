@@ -131,7 +131,7 @@ pub struct Client {
     base: String,
     http: reqwest::Client,
     policy: AttestationPolicy,
-    peer: Arc<tokio::sync::Mutex<Option<Arc<Peer>>>>,
+    peer: Arc<tokio::sync::OnceCell<Arc<Peer>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -213,10 +213,14 @@ impl Client {
 
     /// The verified worker behind the endpoint (fetched and checked once).
     async fn peer(&self) -> Result<Arc<Peer>, ClientError> {
-        let mut guard = self.peer.lock().await;
-        if let Some(p) = &*guard {
-            return Ok(p.clone());
-        }
+        self.peer
+            .get_or_try_init(|| self.verified_peer())
+            .await
+            .cloned()
+    }
+
+    /// Fetches the worker's info and checks its attestation report.
+    async fn verified_peer(&self) -> Result<Arc<Peer>, ClientError> {
         let info: WorkerInfo = self
             .answer(self.http.get(self.url("/v1/info")).send().await)
             .await?;
@@ -232,12 +236,10 @@ impl Client {
                 "the keys the worker announces are not the ones its report attests".into(),
             ));
         }
-        let peer = Arc::new(Peer {
+        Ok(Arc::new(Peer {
             info,
             session: parking_lot::Mutex::new(None),
-        });
-        *guard = Some(peer.clone());
-        Ok(peer)
+        }))
     }
 
     /// The verified info of the worker this client talks to (its keys and attestation).

@@ -193,12 +193,13 @@ impl Enclave {
                 ));
             }
             let secret = ClusterSecret::from_bytes(*to_secret(&bytes[..32])?.expose());
+            let cluster_key = secret.envelope_secret().public();
             if let Some(r) = &record {
-                if r.cluster_key.0 != secret.envelope_secret().public() {
+                if r.cluster_key.0 != cluster_key {
                     return Err(WorkerError::Enclave(format!(
                         "{} holds the secret of another cluster (key {}, the ledger's is {})",
                         dir.display(),
-                        Hash(secret.envelope_secret().public()),
+                        Hash(cluster_key),
                         r.cluster_key
                     )));
                 }
@@ -210,10 +211,10 @@ impl Enclave {
         }
         if record.is_none() {
             let secret = ClusterSecret::generate();
+            let cluster_key = secret.envelope_secret().public();
             let record = ClusterRecord {
-                cluster_key: Hash(secret.envelope_secret().public()),
-                creator: self
-                    .report(Some(secret.envelope_secret().public()), genesis.encryption)?,
+                cluster_key: Hash(cluster_key),
+                creator: self.report(Some(cluster_key), genesis.encryption)?,
             };
             if ledger
                 .create_meta(CLUSTER_KEY, record.encode())
@@ -288,8 +289,10 @@ impl Enclave {
     /// Hands the cluster secret to every joiner whose report verifies (runs until dropped).
     pub(crate) async fn serve_joiners(self: Arc<Self>, ledger: Arc<dyn Ledger>, genesis: Genesis) {
         let policy = self.policy(&genesis);
+        // Joins answered (by any worker): their answer is written once and never changes.
+        let mut settled = std::collections::HashSet::new();
         loop {
-            if let Err(e) = self.hand_over_once(&*ledger, &policy).await {
+            if let Err(e) = self.hand_over_once(&*ledger, &policy, &mut settled).await {
                 tracing::warn!("cluster handover: {e}");
             }
             tokio::time::sleep(POLL).await;
@@ -300,11 +303,15 @@ impl Enclave {
         &self,
         ledger: &dyn Ledger,
         policy: &AttestationPolicy,
+        settled: &mut std::collections::HashSet<String>,
     ) -> Result<(), WorkerError> {
         for key in ledger.meta_keys("cluster-join/").await? {
             let Some(who) = key.strip_prefix("cluster-join/") else {
                 continue;
             };
+            if settled.contains(who) {
+                continue;
+            }
             let done = ledger
                 .get_meta(&format!("cluster-key/{who}"))
                 .await?
@@ -314,6 +321,7 @@ impl Enclave {
                     .await?
                     .is_some();
             if done {
+                settled.insert(who.to_owned());
                 continue;
             }
             let Some(raw) = ledger.get_meta(&key).await? else {
@@ -360,6 +368,7 @@ impl Enclave {
                         .await?;
                 }
             }
+            settled.insert(who.to_owned());
         }
         Ok(())
     }

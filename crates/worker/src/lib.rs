@@ -197,13 +197,11 @@ impl Worker {
         let (logs, _) = broadcast::channel(4096);
         let metrics = metrics::Metrics::new(&config.name);
         metrics.applied_seq.set(head.seq as i64);
-        let key_seed = std::sync::OnceLock::new();
-        let _ = key_seed.set(*keys.contract_seed.expose());
         let pink = Arc::new(pink_host::PinkShared {
             egress: egress::Egress::new(config.egress.clone()),
             cache: cache::Cache::new(config.cache_quota),
             worker_pubkey: enclave.identity.public(),
-            key_seed,
+            key_seed: keys.contract_seed.clone(),
         });
         Ok(Self {
             inner: Arc::new(Inner {

@@ -19,7 +19,7 @@ pub(crate) struct PinkShared {
     pub(crate) egress: Egress,
     pub(crate) cache: Cache,
     pub(crate) worker_pubkey: [u8; 32],
-    pub(crate) key_seed: std::sync::OnceLock<[u8; 32]>,
+    pub(crate) key_seed: phat_crypto::Secret32,
 }
 
 /// The host serving one command or query; collects the log lines it produced.
@@ -204,6 +204,6 @@ impl PinkHost for WorkerHost {
     }
 
     fn key_seed(&self) -> [u8; 32] {
-        self.shared.key_seed.get().copied().unwrap_or_default()
+        *self.shared.key_seed.expose()
     }
 }
