@@ -161,6 +161,8 @@ pub enum StateKey {
     Storage(Hash, Vec<u8>),
     /// The number of instantiations so far (SCALE `u64`); seeds storage ids.
     InstantiationNonce,
+    /// Bytes (keys plus values) a contract keeps in storage, by its `storage_id` (SCALE `u64`).
+    StorageUsage(Hash),
 }
 
 impl StateKey {

@@ -31,6 +31,17 @@ pub struct Limits {
     pub max_event_topics: u32,
     /// Bytes of debug messages kept per top-level call (the rest is dropped).
     pub max_debug_buffer_len: usize,
+    /// Most events one top-level call may deposit, nested calls included.
+    pub max_events_per_call: u32,
+    /// Most event bytes (data plus topics) one top-level call may deposit.
+    pub max_event_bytes_per_call: u64,
+    /// Most storage bytes one top-level call may write: every write counts its key, its value
+    /// and [`WRITE_OVERHEAD`] bytes, overwrites of the same key included (each write is held
+    /// by the host until the call ends, to roll it back).
+    pub max_storage_written_per_call: u64,
+    /// Most bytes (keys plus values) a contract may keep in storage; growth past it fails the
+    /// call that grows it. Bounds the replicated state one contract can make every worker hold.
+    pub max_contract_storage: u64,
     /// Most gas a single top-level call may be given.
     pub max_gas_per_call: Gas,
     /// Wall-time bound of a query (commands are bounded by gas alone, deterministically).
@@ -50,11 +61,19 @@ impl Default for Limits {
             max_event_len: 16 * 1024,
             max_event_topics: 4,
             max_debug_buffer_len: 64 * 1024,
+            max_events_per_call: 256,
+            max_event_bytes_per_call: 256 * 1024,
+            max_storage_written_per_call: 2 * 1024 * 1024,
+            max_contract_storage: 16 * 1024 * 1024,
             max_gas_per_call: 5_000_000_000,
             query_time_limit: Duration::from_secs(5),
         }
     }
 }
+
+/// Bytes a storage write counts beyond its key and value, toward
+/// [`Limits::max_storage_written_per_call`] (the host's bookkeeping of one write).
+pub const WRITE_OVERHEAD: u64 = 64;
 
 /// Gas charged by host functions, on top of the fuel wasm instructions consume (about one
 /// unit per instruction).
@@ -68,6 +87,9 @@ pub struct GasSchedule {
     pub storage_access: Gas,
     /// A storage write, on top of `storage_access`.
     pub storage_write: Gas,
+    /// Each byte written to storage (key and value), on top of `per_byte`: the worker encrypts,
+    /// hashes and commits it, and every worker keeps it.
+    pub storage_byte: Gas,
     /// A cross-contract call or delegate call.
     pub call: Gas,
     /// A contract instantiation.
@@ -76,6 +98,9 @@ pub struct GasSchedule {
     pub event: Gas,
     /// Each event topic.
     pub event_topic: Gas,
+    /// Each event byte, on top of `per_byte`: events are hashed into the receipt and kept in
+    /// the receipt and the log of every worker.
+    pub event_byte: Gas,
     /// A hash, plus `per_byte` for its input.
     pub hash: Gas,
     /// `ecdsa_recover`, `ecdsa_to_eth_address` and `sr25519_verify`.
@@ -91,10 +116,12 @@ impl Default for GasSchedule {
             per_byte: 1,
             storage_access: 500,
             storage_write: 1_000,
+            storage_byte: 4,
             call: 5_000,
             instantiate: 20_000,
             event: 500,
             event_topic: 200,
+            event_byte: 4,
             hash: 100,
             signature: 50_000,
             extension: 1_000,

@@ -58,9 +58,25 @@ pub enum ExecError {
     /// A contract was re-entered without allowing it.
     #[error("reentrancy into {0} not allowed")]
     ReentranceDenied(AccountId),
-    /// The wasm code trapped (unreachable, out-of-bounds access, division by zero, ...).
+    /// The contract panicked: a Rust `panic!`, a failed `assert!`, an `unwrap` of `None`
+    /// (all compile to wasm's `unreachable`).
+    #[error("{0}")]
+    Panicked(Box<Panic>),
+    /// The wasm code trapped for another reason (out-of-bounds memory access, division by
+    /// zero, an indirect call of the wrong type, ...): a fault, not a deliberate panic.
     #[error("contract trapped: {0}")]
     Trapped(String),
+    /// A per-call or per-contract resource bound was exceeded. The call's writes and events
+    /// are rolled back, whatever frame hit the bound.
+    #[error("{bound} limit exceeded: {used} > {limit}")]
+    LimitExceeded {
+        /// Which bound.
+        bound: Bound,
+        /// What the call would have reached.
+        used: u64,
+        /// The bound.
+        limit: u64,
+    },
     /// A host call pointed outside the contract's memory.
     #[error("host call `{0}` accessed memory out of bounds")]
     OutOfBounds(&'static str),
@@ -137,7 +153,9 @@ impl ExecError {
             ExecError::StackOverflow => "stack_overflow",
             ExecError::MaxCallDepth(_) => "max_call_depth",
             ExecError::ReentranceDenied(_) => "reentrance_denied",
+            ExecError::Panicked(_) => "panicked",
             ExecError::Trapped(_) => "trapped",
+            ExecError::LimitExceeded { .. } => "limit_exceeded",
             ExecError::OutOfBounds(_) => "out_of_bounds",
             ExecError::OutputBufferTooSmall(_) => "output_buffer_too_small",
             ExecError::TooLarge { .. } => "too_large",
@@ -162,5 +180,81 @@ impl ExecError {
             self,
             ExecError::Timeout(_) | ExecError::Busy(_) | ExecError::Backend(_)
         )
+    }
+
+    /// Whether a nested call failing with this error fails the whole top-level call instead
+    /// of returning "callee trapped" to its caller: worker-dependent failures (a contract must
+    /// never see, let alone store, something other workers would not see) and exceeded
+    /// resource bounds (the call as a whole is over them).
+    pub fn aborts_call(&self) -> bool {
+        !self.is_deterministic() || matches!(self, ExecError::LimitExceeded { .. })
+    }
+}
+
+/// A resource bound of [`crate::Limits`] that a call can exceed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bound {
+    /// [`crate::Limits::max_events_per_call`].
+    EventsPerCall,
+    /// [`crate::Limits::max_event_bytes_per_call`].
+    EventBytesPerCall,
+    /// [`crate::Limits::max_storage_written_per_call`].
+    StorageWrittenPerCall,
+    /// [`crate::Limits::max_contract_storage`].
+    ContractStorage,
+}
+
+impl Bound {
+    /// A stable snake_case name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Bound::EventsPerCall => "events_per_call",
+            Bound::EventBytesPerCall => "event_bytes_per_call",
+            Bound::StorageWrittenPerCall => "storage_written_per_call",
+            Bound::ContractStorage => "contract_storage",
+        }
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where and why a contract panicked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Panic {
+    /// The contract whose code panicked.
+    pub contract: AccountId,
+    /// Who called it.
+    pub caller: AccountId,
+    /// The selector of the message (or constructor) it was running, when the input had one.
+    pub selector: Option<[u8; 4]>,
+    /// The panic message the contract printed (ink! prints it as debug output when built with
+    /// debug output; release builds abort without a message).
+    pub message: Option<String>,
+    /// The error of a nested call that failed just before (a panic is often an `unwrap` of it).
+    pub after_callee: Option<String>,
+}
+
+impl std::fmt::Display for Panic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the contract {} panicked", self.contract)?;
+        if let Some(s) = self.selector {
+            write!(f, " in message 0x{}", hex::encode(s))?;
+        }
+        write!(f, " called by {}", self.caller)?;
+        match &self.message {
+            Some(m) => write!(f, ": {m}")?,
+            None => write!(
+                f,
+                " (no panic message: the contract was built without debug output)"
+            )?,
+        }
+        if let Some(cause) = &self.after_callee {
+            write!(f, " (after a callee failed: {cause})")?;
+        }
+        Ok(())
     }
 }

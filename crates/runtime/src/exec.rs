@@ -17,7 +17,7 @@ use wasmtime::{Engine, Extern, Linker, Memory, Store, Trap};
 
 use crate::code::{CodeCache, CompiledCode};
 use crate::config::Config;
-use crate::error::{CodeError, ExecError};
+use crate::error::{Bound, CodeError, ExecError, Panic};
 use crate::extension::{ChainExtension, NoExtension};
 use crate::state::{ChangeSet, Overlay, StateRead};
 
@@ -145,6 +145,7 @@ impl Runtime {
                 stack: Vec::new(),
                 deadline: None,
                 nested_error: None,
+                usage: Usage::default(),
             })),
         }
     }
@@ -217,6 +218,18 @@ pub(crate) struct TxState {
     pub(crate) deadline: Option<Instant>,
     /// The error of the most recent callee that trapped, to explain a caller's trap.
     pub(crate) nested_error: Option<ExecError>,
+    /// What the current top-level call has made the host hold, against [`crate::Limits`].
+    pub(crate) usage: Usage,
+}
+
+/// Resources one top-level call has used so far, nested calls included. Counts only grow:
+/// a rolled-back nested call's events and writes were held by the host all the same.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Usage {
+    pub events: u64,
+    pub event_bytes: u64,
+    /// [`Overlay::written`](crate::Overlay::written) when the call started.
+    pub written_at_start: u64,
 }
 
 /// How a frame ended by the host's hand.
@@ -391,6 +404,107 @@ impl TxState {
         self.debug.push_str(&msg[..end]);
     }
 
+    /// Adds `amount` to a per-call counter, failing when it would pass `limit`.
+    pub(crate) fn consume(
+        counter: &mut u64,
+        amount: u64,
+        limit: u64,
+        bound: Bound,
+    ) -> Result<(), ExecError> {
+        let used = counter.saturating_add(amount);
+        if used > limit {
+            return Err(ExecError::LimitExceeded { bound, used, limit });
+        }
+        *counter = used;
+        Ok(())
+    }
+
+    /// Fails when the call's writes so far, plus `more` bytes about to be written, pass
+    /// [`crate::Limits::max_storage_written_per_call`]. Every host function checks it (in
+    /// `charge_base`), storage writes before writing, and the call once more at its end.
+    pub(crate) fn check_written(&self, more: u64) -> Result<(), ExecError> {
+        let limit = self.config().limits.max_storage_written_per_call;
+        let used = (self.overlay.written() - self.usage.written_at_start).saturating_add(more);
+        if used > limit {
+            return Err(ExecError::LimitExceeded {
+                bound: Bound::StorageWrittenPerCall,
+                used,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Accounts an event of `bytes` (data and topics) to this call.
+    pub(crate) fn account_event(&mut self, bytes: usize) -> Result<(), ExecError> {
+        let limits = &self.rt.config.limits;
+        let (max_events, max_bytes) = (
+            u64::from(limits.max_events_per_call),
+            limits.max_event_bytes_per_call,
+        );
+        Self::consume(&mut self.usage.events, 1, max_events, Bound::EventsPerCall)?;
+        Self::consume(
+            &mut self.usage.event_bytes,
+            bytes as u64,
+            max_bytes,
+            Bound::EventBytesPerCall,
+        )
+    }
+
+    /// Charges the storage growth of the writes made since `cp` to each contract's usage
+    /// record, failing when a contract would hold more than
+    /// [`crate::Limits::max_contract_storage`]. Deterministic: it depends only on the state
+    /// and the writes.
+    fn settle_storage_usage(&mut self, cp: crate::state::Checkpoint) -> Result<(), ExecError> {
+        let mut delta: std::collections::BTreeMap<Hash, i64> = Default::default();
+        for (key, before) in self.overlay.first_writes_since(cp) {
+            let StateKey::Storage(sid, k) = key else {
+                continue;
+            };
+            let before_len = match before {
+                Some(v) => v.as_ref().map(Vec::len),
+                None => self
+                    .overlay
+                    .base_get(key)
+                    .map_err(|e| ExecError::Backend(e.0))?
+                    .as_ref()
+                    .map(Vec::len),
+            };
+            let after_len = self
+                .overlay
+                .changes()
+                .get(key)
+                .and_then(|v| v.as_ref().map(Vec::len));
+            let size = |v: Option<usize>| v.map_or(0, |l| (l + k.len()) as i64);
+            *delta.entry(*sid).or_default() += size(after_len) - size(before_len);
+        }
+        let limit = self.config().limits.max_contract_storage;
+        for (sid, d) in delta {
+            if d == 0 {
+                continue;
+            }
+            let key = StateKey::StorageUsage(sid);
+            let used = self
+                .get(&key)?
+                .and_then(|b| u64::decode(&mut &b[..]).ok())
+                .unwrap_or(0);
+            let now = if d > 0 {
+                used.saturating_add(d as u64)
+            } else {
+                used.saturating_sub(d.unsigned_abs())
+            };
+            if d > 0 && now > limit {
+                return Err(ExecError::LimitExceeded {
+                    bound: Bound::ContractStorage,
+                    used: now,
+                    limit,
+                });
+            }
+            self.overlay.set(key, (now != 0).then(|| now.encode()));
+        }
+        Ok(())
+    }
+
     fn check_depth(&self) -> Result<(), ExecError> {
         let max = self.config().limits.max_call_depth;
         if self.stack.len() >= max {
@@ -417,6 +531,11 @@ fn execute_frame(
             (left.as_nanos() / rt.config.epoch_tick.as_nanos().max(1)) as u64 + 1
         }
         None => 1 << 40,
+    };
+    let who = FrameId {
+        contract: p.address,
+        caller: p.caller,
+        selector: p.input.get(..4).map(|s| [s[0], s[1], s[2], s[3]]),
     };
     let mut tx = tx;
     tx.stack.push(p.address);
@@ -485,16 +604,56 @@ fn execute_frame(
             data: Vec::new(),
         }),
         (Err(_), Some(Exit::Error(e))) => Err(e),
-        (Err(e), None) => Err(classify_trap(&e, &tx, rt.config.limits.query_time_limit)),
+        (Err(e), None) => Err(classify_trap(
+            &e,
+            &tx,
+            who,
+            rt.config.limits.query_time_limit,
+        )),
     };
     (tx, gas_used, result)
 }
 
-fn classify_trap(e: &wasmtime::Error, tx: &TxState, time_limit: std::time::Duration) -> ExecError {
+/// Which frame trapped, to explain a panic.
+struct FrameId {
+    contract: AccountId,
+    caller: AccountId,
+    selector: Option<[u8; 4]>,
+}
+
+/// The last panic message in the debug output (ink!'s panic handler prints `panicked at …`
+/// when the contract is built with debug output), at most 1 KiB of it.
+fn panic_message(debug: &str) -> Option<String> {
+    let start = debug.rfind("panicked at")?;
+    let mut msg = debug[start..].trim_end().to_string();
+    if msg.len() > 1024 {
+        let mut end = 1024;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+        msg.push('…');
+    }
+    Some(msg)
+}
+
+fn classify_trap(
+    e: &wasmtime::Error,
+    tx: &TxState,
+    who: FrameId,
+    time_limit: std::time::Duration,
+) -> ExecError {
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => ExecError::OutOfGas,
         Some(Trap::Interrupt) => ExecError::Timeout(time_limit.as_millis() as u64),
         Some(Trap::StackOverflow) => ExecError::StackOverflow,
+        Some(Trap::UnreachableCodeReached) => ExecError::Panicked(Box::new(Panic {
+            contract: who.contract,
+            caller: who.caller,
+            selector: who.selector,
+            message: panic_message(&tx.debug),
+            after_callee: tx.nested_error.as_ref().map(ToString::to_string),
+        })),
         Some(trap) => {
             let mut msg = trap.to_string();
             if let Some(cause) = &tx.nested_error {
@@ -740,8 +899,26 @@ impl Session {
         tx.deadline = deadline;
         tx.debug.clear();
         tx.nested_error = None;
+        tx.usage = Usage {
+            written_at_start: tx.overlay.written(),
+            ..Usage::default()
+        };
         let events_before = tx.events.len();
+        let start = tx.overlay.checkpoint();
         let (mut tx, gas_used, result) = run(tx, gas_limit);
+        let result = match result {
+            Ok(r) if !r.1.reverted() => match tx
+                .check_written(0)
+                .and_then(|()| tx.settle_storage_usage(start))
+            {
+                Ok(()) => Ok(r),
+                Err(e) => {
+                    tx.overlay.rollback(start);
+                    Err(Failure::InCallee(e))
+                }
+            },
+            other => other,
+        };
         let events = tx.events.split_off(events_before);
         let debug_message = std::mem::take(&mut tx.debug);
         self.tx = Some(tx);

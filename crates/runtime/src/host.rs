@@ -69,8 +69,13 @@ fn charge(c: &mut C<'_>, gas: Gas) -> R<()> {
 }
 
 /// Charges the base host-call cost plus `bytes` copied.
+/// Also enforces the per-call write bound on whatever the previous host call wrote.
 fn charge_base(c: &mut C<'_>, extra: Gas, bytes: u32) -> R<()> {
-    let g = &c.data_mut().tx().config().gas;
+    let tx = c.data_mut().tx();
+    if let Err(e) = tx.check_written(0) {
+        return fail(c, e);
+    }
+    let g = &tx.config().gas;
     let cost = g.host_call + extra + g.per_byte * Gas::from(bytes);
     charge(c, cost)
 }
@@ -197,8 +202,16 @@ fn set_storage_impl(
         );
     }
     let key = read_key(c, key_ptr, key_len, "set_storage")?;
-    let value = read(c, value_ptr, value_len, "set_storage")?;
+    charge(
+        c,
+        g.storage_byte * (key.len() as Gas + Gas::from(value_len)),
+    )?;
     let key = storage_key(c, key);
+    let size = crate::state::Overlay::write_size(&key, value_len as usize);
+    if let Err(e) = c.data_mut().tx().check_written(size) {
+        return fail(c, e);
+    }
+    let value = read(c, value_ptr, value_len, "set_storage")?;
     let old = storage_get(c, &key)?;
     c.data_mut().tx().overlay.set(key, Some(value));
     Ok(old.map_or(SENTINEL, |v| v.len() as u32))
@@ -267,6 +280,9 @@ fn take_storage(c: C<'_>, key_ptr: u32, key_len: u32, out_ptr: u32, out_len_ptr:
 /// Maps a failed nested call to the code the calling contract sees, or traps the caller.
 fn failure_code(c: &mut C<'_>, failure: Failure) -> R<u32> {
     match failure {
+        // Worker-dependent failures and exceeded bounds end the whole call: a contract must
+        // not observe (and store) what another worker would not see.
+        Failure::InCallee(e) if e.aborts_call() => fail(c, e),
         Failure::InCallee(e) => {
             c.data_mut().tx().nested_error = Some(e);
             Ok(code::CALLEE_TRAPPED)
@@ -1252,7 +1268,14 @@ fn deposit_event(
     if topics.len() > limits.max_event_topics as usize {
         return fail(c, ExecError::TooManyTopics(topics.len()));
     }
-    charge(c, g.event_topic * topics.len() as Gas)?;
+    charge(
+        c,
+        g.event_topic * topics.len() as Gas + g.event_byte * Gas::from(data_len),
+    )?;
+    let bytes = data_len as usize + 32 * topics.len();
+    if let Err(e) = c.data_mut().tx().account_event(bytes) {
+        return fail(c, e);
+    }
     let data = read(c, data_ptr, data_len, "event data")?;
     let contract = c.data().address;
     c.data_mut().tx().events.push(Event {

@@ -34,8 +34,8 @@ pub mod pink;
 mod state;
 
 pub use code::{rewrite_memory, MEMORY_EXPORT};
-pub use config::{Config, GasSchedule, Limits};
-pub use error::{CodeError, ExecError};
+pub use config::{Config, GasSchedule, Limits, WRITE_OVERHEAD};
+pub use error::{Bound, CodeError, ExecError, Panic};
 pub use exec::{ExecContext, Frame, Outcome, Runtime, RuntimeError, Session, FLAG_REVERT};
 pub use extension::{
     ChainExtension, ExtensionEnv, ExtensionError, ExtensionId, ExtensionOutput, ExtensionState,

@@ -81,6 +81,9 @@ pub struct Overlay {
     changes: ChangeSet,
     /// Previous overlay entry of each written key, in write order.
     journal: Vec<(StateKey, Option<Option<Vec<u8>>>)>,
+    /// Bytes of every write so far ([`Overlay::write_size`] each); only grows, rollbacks
+    /// included, so it measures what the host held.
+    written: u64,
 }
 
 impl Overlay {
@@ -90,7 +93,24 @@ impl Overlay {
             base,
             changes: ChangeSet::new(),
             journal: Vec::new(),
+            written: 0,
         }
+    }
+
+    /// What one write of `value` at `key` counts toward the bytes written: the key, the value
+    /// and [`crate::WRITE_OVERHEAD`] for the host's bookkeeping.
+    pub fn write_size(key: &StateKey, value_len: usize) -> u64 {
+        let key_len = match key {
+            StateKey::Storage(_, k) => 32 + k.len(),
+            _ => 32,
+        };
+        (key_len + value_len) as u64 + crate::config::WRITE_OVERHEAD
+    }
+
+    /// Bytes of every write made so far (see [`Overlay::write_size`]), rolled-back ones
+    /// included.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// The current value at `key`: the overlay's if written, else the base's.
@@ -103,8 +123,29 @@ impl Overlay {
 
     /// Sets (`Some`) or removes (`None`) the value at `key`.
     pub fn set(&mut self, key: StateKey, value: Option<Vec<u8>>) {
+        self.written = self
+            .written
+            .saturating_add(Self::write_size(&key, value.as_ref().map_or(0, Vec::len)));
         let previous = self.changes.insert(key.clone(), value);
         self.journal.push((key, previous));
+    }
+
+    /// The value at `key` in the base state, ignoring this overlay's writes.
+    pub fn base_get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, BackendError> {
+        self.base.get(key)
+    }
+
+    /// Each key written since `cp`, once, with what the overlay held for it at `cp`: `None`
+    /// when the overlay had not written it (the base's value applied), `Some(v)` otherwise.
+    pub fn first_writes_since(
+        &self,
+        cp: Checkpoint,
+    ) -> impl Iterator<Item = (&StateKey, &Option<Option<Vec<u8>>>)> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.journal[cp.0.min(self.journal.len())..]
+            .iter()
+            .filter(move |(k, _)| seen.insert(k))
+            .map(|(k, prev)| (k, prev))
     }
 
     /// Marks the current state, to roll back to.

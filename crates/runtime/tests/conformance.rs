@@ -369,5 +369,5 @@ fn use_cache_traps_in_a_query_when_the_quota_is_too_small() {
             s.call(ALICE, contract, 0, TEST.to_vec(), GAS)
         })
         .unwrap_err();
-    assert!(matches!(err, ExecError::Trapped(_)), "{err:?}");
+    assert!(matches!(err, ExecError::Panicked(_)), "{err:?}");
 }

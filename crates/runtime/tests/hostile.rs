@@ -6,9 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use parity_scale_codec::Decode;
 use parity_scale_codec::Encode;
 use phat_primitives::AccountId;
-use phat_runtime::{CodeError, Config, ExecError, Limits};
+use phat_runtime::{Bound, CodeError, Config, ExecError, Limits, Outcome};
 
 /// A harness whose queries time out after 300 ms.
 fn harness() -> Harness {
@@ -121,12 +122,16 @@ fn out_of_bounds_host_arguments_are_typed_errors() {
 }
 
 #[test]
-fn unreachable_traps() {
+fn unreachable_is_a_panic_without_a_message() {
     let (mut h, flip, evil) = setup("unreachable");
     let err = h.call(evil, vec![]).unwrap_err();
     assert!(
-        matches!(&err, ExecError::Trapped(m) if m.contains("unreachable")),
+        matches!(&err, ExecError::Panicked(p) if p.message.is_none() && p.selector.is_none()),
         "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("built without debug output"),
+        "{err}"
     );
     still_serving(&mut h, flip);
 }
@@ -136,10 +141,11 @@ fn self_calls_stop_at_the_depth_limit() {
     let (mut h, flip, evil) = setup("self_call");
     let before = h.state.len();
     let err = h.call(evil, vec![]).unwrap_err();
-    let ExecError::Trapped(msg) = &err else {
+    let ExecError::Panicked(p) = &err else {
         panic!("{err:?}")
     };
-    assert!(msg.contains("call depth limit of 6 reached"), "{msg}");
+    let cause = p.after_callee.as_deref().unwrap_or_default();
+    assert!(cause.contains("call depth limit of 6 reached"), "{err}");
     assert_eq!(h.state.len(), before);
     still_serving(&mut h, flip);
 }
@@ -192,4 +198,141 @@ fn calling_a_missing_contract_or_code_is_a_typed_error() {
         .command(|s| s.call(ALICE, flip, 5, vec![], GAS))
         .unwrap_err();
     assert_eq!(err, ExecError::TransferFailed { value: 5 });
+}
+
+/// Runs attack `mode` of `amplify.wat` as a command with all the gas a call may get.
+fn amplify(h: &mut Harness, evil: AccountId, mode: u8, arg: u32) -> Result<Outcome, ExecError> {
+    let mut input = vec![mode];
+    input.extend_from_slice(&arg.to_le_bytes());
+    h.command(|s| s.call(ALICE, evil, 0, input, u64::MAX))
+}
+
+fn limit_of(err: &ExecError) -> Option<Bound> {
+    match err {
+        ExecError::LimitExceeded { bound, .. } => Some(*bound),
+        _ => None,
+    }
+}
+
+#[test]
+fn host_amplification_stops_at_per_call_bounds_and_rolls_back() {
+    let (mut h, flip, evil) = setup("amplify");
+    let before = h.state.len();
+    // Overwriting one key with 16 KiB forever: the host would hold every version (to roll
+    // back); 2 MiB written ends the call.
+    let err = amplify(&mut h, evil, 0, 0).unwrap_err();
+    assert_eq!(
+        limit_of(&err),
+        Some(Bound::StorageWrittenPerCall),
+        "{err:?}"
+    );
+    let ExecError::LimitExceeded { used, limit, .. } = err else {
+        unreachable!()
+    };
+    assert_eq!(limit, Limits::default().max_storage_written_per_call);
+    assert!(used > limit && used <= limit + 17 * 1024, "{used}");
+    // 16 KiB events forever, and empty events forever.
+    let err = amplify(&mut h, evil, 1, 0).unwrap_err();
+    assert_eq!(limit_of(&err), Some(Bound::EventBytesPerCall), "{err:?}");
+    let err = amplify(&mut h, evil, 2, 0).unwrap_err();
+    assert_eq!(limit_of(&err), Some(Bound::EventsPerCall), "{err:?}");
+    assert!(err.is_deterministic());
+    assert_eq!(err.kind(), "limit_exceeded");
+    assert!(
+        err.to_string()
+            .contains("events_per_call limit exceeded: 257 > 256"),
+        "{err}"
+    );
+    assert_eq!(h.state.len(), before, "nothing was written");
+    // A normal call of the same contract still works.
+    let out = amplify(&mut h, evil, 6, 0).unwrap();
+    assert_eq!(out.events.len(), 1);
+    still_serving(&mut h, flip);
+}
+
+#[test]
+fn a_bound_hit_in_a_nested_call_fails_the_whole_call() {
+    let (mut h, flip, evil) = setup("amplify");
+    // The outer frame ignores its callee's failure; the bound still ends the whole call
+    // rather than becoming a "callee trapped" code the contract could act on.
+    let err = amplify(&mut h, evil, 4, 0).unwrap_err();
+    assert_eq!(limit_of(&err), Some(Bound::EventBytesPerCall), "{err:?}");
+    still_serving(&mut h, flip);
+}
+
+#[test]
+fn contract_storage_is_capped_across_calls() {
+    let mut h = Harness::with_config(Config {
+        limits: Limits {
+            max_contract_storage: 4 << 20,
+            ..Limits::default()
+        },
+        ..Config::default()
+    });
+    let evil = h.deploy(&hostile("amplify"), Vec::new());
+    let usage = |h: &Harness| {
+        let info = h.query(|s| s.contract_info(&evil)).unwrap().unwrap();
+        let key = phat_primitives::StateKey::StorageUsage(info.storage_id);
+        h.state
+            .iter()
+            .find(|(k, _)| **k == key)
+            .map(|(_, v)| u64::decode(&mut &v[..]).unwrap())
+            .unwrap_or(0)
+    };
+    // Each call adds 48 cells of 32 + 16384 bytes.
+    let per_call = 48 * (32 + 16384);
+    let mut calls = 0;
+    let err = loop {
+        match amplify(&mut h, evil, 3, calls) {
+            Ok(_) => calls += 1,
+            Err(e) => break e,
+        }
+        assert_eq!(usage(&h), u64::from(calls) * per_call);
+        assert!(calls < 100, "never capped");
+    };
+    assert_eq!(calls, 5, "4 MiB hold 5 calls of 768 KiB");
+    assert_eq!(limit_of(&err), Some(Bound::ContractStorage), "{err:?}");
+    assert_eq!(usage(&h), 5 * per_call, "the failed call added nothing");
+    // Overwriting existing cells does not grow the contract.
+    amplify(&mut h, evil, 3, 0).unwrap();
+    assert_eq!(usage(&h), 5 * per_call);
+}
+
+#[test]
+fn a_panic_reads_as_a_panic_with_its_message() {
+    let (mut h, _flip, evil) = setup("amplify");
+    let err = amplify(&mut h, evil, 5, 0).unwrap_err();
+    let ExecError::Panicked(p) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(err.kind(), "panicked");
+    assert_eq!(p.contract, evil);
+    assert_eq!(p.caller, ALICE);
+    assert_eq!(p.selector, Some([5, 0, 0, 0]));
+    assert_eq!(
+        p.message.as_deref(),
+        Some("panicked at lib.rs:7:9:\nbalance too low")
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "the contract {evil} panicked in message 0x05000000"
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("balance too low"), "{text}");
+}
+
+#[test]
+fn a_memory_fault_is_a_trap_not_a_panic() {
+    let mut h = harness();
+    let wasm = wat::parse_str(
+        r#"(module (import "env" "memory" (memory 1 16)) (func (export "deploy"))
+             (func (export "call") (drop (i32.load (i32.const 0x7fffffff)))))"#,
+    )
+    .unwrap();
+    let addr = h.deploy(&wasm, vec![]);
+    let err = h.call(addr, vec![]).unwrap_err();
+    assert_eq!(err.kind(), "trapped", "{err:?}");
+    assert!(err.to_string().contains("out of bounds"), "{err}");
 }

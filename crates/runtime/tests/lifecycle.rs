@@ -103,7 +103,7 @@ fn delegate_call_runs_other_code_in_the_callers_storage() {
     assert_eq!(out.data, vec![0x07]);
     // Delegating to code that does not exist is a return code; the delegator then traps.
     let err = h.call(delegator, vec![9; 32]).unwrap_err();
-    assert!(matches!(err, ExecError::Trapped(_)), "{err:?}");
+    assert!(matches!(err, ExecError::Panicked(_)), "{err:?}");
 }
 
 #[test]
@@ -128,8 +128,13 @@ fn self_delegation_stops_at_the_depth_limit() {
     let addr = h.deploy(&wasm, vec![]);
     let own_code = phat_primitives::CodeHash::of(&wasm);
     let err = h.call(addr, own_code.0.to_vec()).unwrap_err();
-    let ExecError::Trapped(msg) = &err else {
+    let ExecError::Panicked(p) = &err else {
         panic!("{err:?}")
     };
-    assert!(msg.contains("call depth limit of 6 reached"), "{msg}");
+    assert!(
+        p.after_callee
+            .as_deref()
+            .is_some_and(|m| m.contains("call depth limit of 6 reached")),
+        "{err}"
+    );
 }

@@ -73,6 +73,10 @@ pub(crate) async fn run(
                 .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
         match result {
             Ok((head, logs)) => {
+                if worker.inner.stuck.lock().take().is_some() {
+                    worker.inner.metrics.apply_stuck_seq.set(0);
+                    tracing::info!(worker = %worker.inner.config.name, "apply resumed at seq {}", head.seq);
+                }
                 worker.inner.metrics.observe_batch(n, started.elapsed());
                 worker.inner.metrics.applied_seq.set(head.seq as i64);
                 worker.inner.applied.send_replace(head.seq);
@@ -81,12 +85,58 @@ pub(crate) async fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(worker = %worker.inner.config.name, "apply failed, retrying: {e}");
-                tokio::time::sleep(RETRY).await;
+                let attempts = {
+                    let mut stuck = worker.inner.stuck.lock();
+                    let s = stuck.get_or_insert_with(|| Stuck {
+                        seq: from,
+                        since: std::time::Instant::now(),
+                        attempts: 0,
+                        error: String::new(),
+                    });
+                    if s.seq != from {
+                        *s = Stuck {
+                            seq: from,
+                            since: std::time::Instant::now(),
+                            attempts: 0,
+                            error: String::new(),
+                        };
+                    }
+                    s.attempts += 1;
+                    s.error = e.to_string();
+                    s.attempts
+                };
+                worker.inner.metrics.apply_failures.inc();
+                worker.inner.metrics.apply_stuck_seq.set(from as i64);
+                tracing::error!(
+                    worker = %worker.inner.config.name,
+                    "apply failed at seq {from} (attempt {attempts}), retrying: {e}"
+                );
+                // Back off up to 5 s between attempts of a batch that keeps failing.
+                let pause = RETRY * attempts.min(25);
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(pause) => {}
+                }
             }
         }
     }
 }
+
+/// The apply loop keeps failing at one entry: for `/healthz`, metrics and the log.
+#[derive(Clone, Debug)]
+pub(crate) struct Stuck {
+    /// The first seq of the batch that fails.
+    pub seq: phat_primitives::protocol::Seq,
+    /// When it first failed.
+    pub since: std::time::Instant,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+}
+
+/// Attempts after which a failing entry makes the worker report itself unhealthy.
+pub(crate) const STUCK_AFTER: u32 = 3;
 
 /// Code blobs the batch's instantiations need that the state does not hold yet. The
 /// submission path stores a blob in the ledger before appending the command that uses it, so
@@ -287,13 +337,14 @@ fn apply_batch(
             Err(e) => reject(entry, None, &e.kind, e.message),
         };
         let mut receipt = applied.receipt;
+        // The root commits to the plaintext receipt, error kinds but not their wording.
+        let digest = receipt_digest(&receipt);
         if let (Some(keys), true) = (reply, applied.executed) {
             // Only the caller (holder of the envelope's ephemeral key) reads what the contract
             // returned; refusals before execution (signature, expiry, replay) stay readable.
             let sealed = keys.seal_reply(0, &receipt.result.encode());
             receipt.result = CallResult::Sealed(sealed.into());
         }
-        let digest = blake2_256(&receipt.encode());
         receipt.state_root =
             inner
                 .store
@@ -493,6 +544,31 @@ fn apply_one(
         nonce: Some((req.signer, body.nonce, body.expires_at)),
         logs,
     })
+}
+
+/// What the state root commits to of a receipt: all of it, but with error messages left out.
+/// Messages are for people and may be reworded (or come from wasmtime, whose wording changes
+/// between versions); the error kind is stable, so workers of different versions agree.
+pub(crate) fn receipt_digest(r: &Receipt) -> [u8; 32] {
+    let result = match &r.result {
+        CallResult::Err(e) => std::borrow::Cow::Owned(CallResult::Err(CallError {
+            kind: e.kind.clone(),
+            message: String::new(),
+        })),
+        other => std::borrow::Cow::Borrowed(other),
+    };
+    blake2_256(
+        &(
+            r.seq,
+            r.request,
+            r.caller,
+            r.timestamp,
+            result.as_ref(),
+            &r.events,
+            r.gas_used,
+        )
+            .encode(),
+    )
 }
 
 /// Splits a runtime result into the API's result, events and gas.

@@ -1,13 +1,26 @@
 //! The `phat dev` endpoint: one address in front of the cluster. It spreads requests over the
 //! workers round-robin (skipping ones that do not answer) and streams answers back unchanged;
 //! commands reach the ledger through whichever worker takes them, after that worker has
-//! checked them. Encrypted queries are for one worker's key: they go to the worker whose
-//! `/v1/info` shows that key.
+//! checked them.
+//!
+//! Encrypted queries are sealed to one worker's identity key, so they must reach that worker
+//! on the first try. The gateway keeps every worker's key (learnt from `/v1/info`):
+//! - [`Gateway::learn_keys`] asks every worker at once; `phat dev` calls it once the workers are
+//!   up, before it prints the endpoint;
+//! - a query sealed to a key the gateway does not know refreshes all keys (one refresh at a
+//!   time: concurrent misses wait for the refresh under way instead of starting their own);
+//! - a worker that answers `wrong_worker` (it restarted with a new key) makes the gateway
+//!   refresh and send the query where the key now lives;
+//! - a query for a key no worker has is refused with `unknown_worker`, never sent to a worker
+//!   chosen at random;
+//! - while the worker a query belongs to is restarting (connection refused), the gateway
+//!   retries it for up to [`WORKER_RESTART_WAIT`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,30 +28,55 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::TryStreamExt;
 
-/// Proxy state: the workers' base URLs.
+/// How long a sealed query waits for its worker to come back when the connection is refused.
+pub const WORKER_RESTART_WAIT: Duration = Duration::from_secs(10);
+
+/// Shortest interval between two key refreshes caused by unknown keys (a stranger sending
+/// queries sealed to made-up keys costs the workers at most this many `/v1/info` calls).
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Proxy state: the workers' base URLs and identity keys.
 #[derive(Clone)]
 pub struct Gateway {
     workers: Arc<Vec<String>>,
     next: Arc<AtomicUsize>,
     client: reqwest::Client,
     max_body: usize,
-    /// Each worker's identity key (`0x` hex), learnt from its `/v1/info`.
-    keys: Arc<parking_lot::Mutex<Vec<Option<String>>>>,
-    /// When the keys were last asked for (at most once a second, whatever clients send).
-    refreshed: Arc<parking_lot::Mutex<Option<std::time::Instant>>>,
+    keys: Arc<parking_lot::RwLock<Keys>>,
+    /// Held while a refresh runs, so that concurrent misses share one refresh.
+    refreshing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What the gateway knows of the workers' keys.
+struct Keys {
+    /// Each worker's identity key (lowercase `0x` hex), when known.
+    by_worker: Vec<Option<String>>,
+    /// When the last refresh started.
+    refreshed: Option<Instant>,
+}
+
+/// Where a sealed query must go.
+enum Route {
+    /// The worker with this index holds the key.
+    Worker(usize),
+    /// No worker holds the key (after a refresh).
+    Unknown,
 }
 
 impl Gateway {
     /// A gateway over workers at `workers` (base URLs such as `http://127.0.0.1:8702`).
     pub fn new(workers: Vec<String>, max_body: usize) -> Self {
         let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_default();
         Self {
-            keys: Arc::new(parking_lot::Mutex::new(vec![None; workers.len()])),
-            refreshed: Arc::default(),
+            keys: Arc::new(parking_lot::RwLock::new(Keys {
+                by_worker: vec![None; workers.len()],
+                refreshed: None,
+            })),
+            refreshing: Arc::default(),
             workers: Arc::new(workers),
             next: Arc::new(AtomicUsize::new(0)),
             client,
@@ -53,51 +91,152 @@ impl Gateway {
             .fallback(forward)
             .with_state(self)
     }
+
+    /// Asks every worker for its identity key (all at once) and returns how many answered.
+    /// Workers that do not answer keep the key last learnt from them.
+    pub async fn learn_keys(&self) -> usize {
+        let _one_at_a_time = self.refreshing.lock().await;
+        self.refresh_locked().await
+    }
+
+    /// The refresh itself; the caller holds `refreshing`.
+    async fn refresh_locked(&self) -> usize {
+        self.keys.write().refreshed = Some(Instant::now());
+        let asks = self.workers.iter().map(|base| async move {
+            let resp = self
+                .client
+                .get(format!("{base}/v1/info"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()?;
+            let info = resp.json::<serde_json::Value>().await.ok()?;
+            info["worker_key"].as_str().map(str::to_lowercase)
+        });
+        let found = futures::future::join_all(asks).await;
+        let mut keys = self.keys.write();
+        let mut answered = 0;
+        for (slot, key) in keys.by_worker.iter_mut().zip(found) {
+            if let Some(k) = key {
+                answered += 1;
+                *slot = Some(k);
+            }
+        }
+        answered
+    }
+
+    fn lookup(&self, key: &str) -> Option<usize> {
+        self.keys
+            .read()
+            .by_worker
+            .iter()
+            .position(|k| k.as_deref() == Some(key))
+    }
+
+    /// The worker holding `key`, refreshing the keys when it is not known. With `force`, a
+    /// refresh runs even if the key is known (its worker said it no longer has it).
+    async fn route(&self, key: &str, force: bool) -> Route {
+        if !force {
+            if let Some(i) = self.lookup(key) {
+                return Route::Worker(i);
+            }
+        }
+        let missed = Instant::now();
+        let _one_at_a_time = self.refreshing.lock().await;
+        let last = self.keys.read().refreshed;
+        // A refresh that started after the miss has already seen the workers' current keys.
+        let fresh = last.is_some_and(|t| t >= missed);
+        let too_soon = last.is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL);
+        if !fresh && (force || !too_soon) {
+            self.refresh_locked().await;
+        }
+        match self.lookup(key) {
+            Some(i) => Route::Worker(i),
+            None => Route::Unknown,
+        }
+    }
+
+    /// Sends the request to `base` and returns the worker's response.
+    async fn send(
+        &self,
+        base: &str,
+        parts: &axum::http::request::Parts,
+        path: &str,
+        body: Bytes,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut rb = self
+            .client
+            .request(parts.method.clone(), format!("{base}{path}"))
+            .body(body);
+        if let Some(ct) = parts.headers.get(axum::http::header::CONTENT_TYPE) {
+            rb = rb.header(axum::http::header::CONTENT_TYPE, ct.clone());
+        }
+        rb.send().await
+    }
+
+    /// A sealed query: to the worker holding its key, and only there.
+    async fn forward_sealed(
+        &self,
+        key: &str,
+        parts: &axum::http::request::Parts,
+        path: &str,
+        body: Bytes,
+    ) -> Response {
+        let mut force = false;
+        let deadline = Instant::now() + WORKER_RESTART_WAIT;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let i = match self.route(key, force).await {
+                Route::Worker(i) => i,
+                Route::Unknown => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "unknown_worker",
+                        format!(
+                            "no worker of this cluster has the key {key}; ask /v1/info for a \
+                             worker's key and open a new session"
+                        ),
+                    )
+                }
+            };
+            let base = &self.workers[i];
+            match self.send(base, parts, path, body.clone()).await {
+                Ok(resp) if resp.status() == StatusCode::BAD_REQUEST && !force => {
+                    // Small JSON error bodies only: read it to see whether the worker's key
+                    // changed under us.
+                    let status = resp.status();
+                    let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+                    let bytes = resp.bytes().await.unwrap_or_default();
+                    let wrong = serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .ok()
+                        .is_some_and(|v| v["error"]["kind"] == "wrong_worker");
+                    if wrong {
+                        force = true;
+                        continue;
+                    }
+                    return buffered(status, ct, bytes, base);
+                }
+                Ok(resp) => return streamed(resp, base),
+                Err(e) if e.is_connect() && Instant::now() < deadline => {
+                    // The worker is (re)starting: its key survives restarts (sealed on disk).
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_GATEWAY,
+                        "worker_failed",
+                        format!("{base}: {e}"),
+                    )
+                }
+            }
+        }
+    }
 }
 
 async fn cluster(State(g): State<Gateway>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "workers": *g.workers }))
-}
-
-impl Gateway {
-    /// The index of the worker whose identity key is `key`, asking workers whose key is not
-    /// known yet (or changed) for their info.
-    async fn worker_with_key(&self, key: &str) -> Option<usize> {
-        if let Some(i) = self
-            .keys
-            .lock()
-            .iter()
-            .position(|k| k.as_deref() == Some(key))
-        {
-            return Some(i);
-        }
-        {
-            let mut last = self.refreshed.lock();
-            if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
-                return None;
-            }
-            *last = Some(std::time::Instant::now());
-        }
-        for (i, base) in self.workers.iter().enumerate() {
-            let info = self
-                .client
-                .get(format!("{base}/v1/info"))
-                .timeout(std::time::Duration::from_secs(2))
-                .send()
-                .await;
-            let Ok(info) = info else { continue };
-            let Ok(info) = info.json::<serde_json::Value>().await else {
-                continue;
-            };
-            let k = info["worker_key"].as_str().map(str::to_owned);
-            let found = k.as_deref() == Some(key);
-            self.keys.lock()[i] = k;
-            if found {
-                return Some(i);
-            }
-        }
-        None
-    }
+    let keys = g.keys.read().by_worker.clone();
+    Json(serde_json::json!({ "workers": *g.workers, "worker_keys": keys }))
 }
 
 async fn forward(State(g): State<Gateway>, req: Request) -> Response {
@@ -115,50 +254,24 @@ async fn forward(State(g): State<Gateway>, req: Request) -> Response {
     let path = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let mut n = g.workers.len();
-    let mut start = g.next.fetch_add(1, Ordering::Relaxed);
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
     if parts.uri.path() == "/v1/query/sealed" {
         let key = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["worker"].as_str().map(str::to_lowercase));
-        if let Some(i) = match key {
-            Some(k) => g.worker_with_key(&k).await,
-            None => None,
-        } {
-            // Only that worker can open the query.
-            start = i;
-            n = 1;
+        if let Some(key) = key {
+            return g.forward_sealed(&key, &parts, &path, body).await;
         }
+        // Malformed: any worker explains what is wrong with it.
     }
+    let n = g.workers.len();
+    let start = g.next.fetch_add(1, Ordering::Relaxed);
     let mut last_err = String::from("no workers");
     for i in 0..n {
-        let base = &g.workers[(start + i) % g.workers.len()];
-        let mut rb = g
-            .client
-            .request(parts.method.clone(), format!("{base}{path}"))
-            .body(body.clone());
-        if let Some(ct) = parts.headers.get(axum::http::header::CONTENT_TYPE) {
-            rb = rb.header(axum::http::header::CONTENT_TYPE, ct.clone());
-        }
-        match rb.send().await {
-            Ok(resp) => {
-                let status = resp.status();
-                let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
-                let stream = resp.bytes_stream().map_err(std::io::Error::other);
-                let mut out = Response::new(Body::from_stream(stream));
-                *out.status_mut() = status;
-                if let Some(ct) = ct.and_then(|c| HeaderValue::from_bytes(c.as_bytes()).ok()) {
-                    out.headers_mut()
-                        .insert(axum::http::header::CONTENT_TYPE, ct);
-                }
-                out.headers_mut().insert(
-                    "x-phat-worker",
-                    HeaderValue::from_str(base).unwrap_or(HeaderValue::from_static("?")),
-                );
-                return out;
-            }
+        let base = &g.workers[(start + i) % n];
+        match g.send(base, &parts, &path, body.clone()).await {
+            Ok(resp) => return streamed(resp, base),
             Err(e) if e.is_connect() => last_err = format!("{base}: {e}"),
             Err(e) => {
                 return error(
@@ -174,6 +287,42 @@ async fn forward(State(g): State<Gateway>, req: Request) -> Response {
         "no_worker",
         format!("no worker answered ({last_err})"),
     )
+}
+
+/// The worker's answer, streamed back as it comes (log streams are long-lived).
+fn streamed(resp: reqwest::Response, base: &str) -> Response {
+    let status = resp.status();
+    let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    let stream = resp.bytes_stream().map_err(std::io::Error::other);
+    with_headers(Response::new(Body::from_stream(stream)), status, ct, base)
+}
+
+/// An answer already read in full.
+fn buffered(
+    status: StatusCode,
+    ct: Option<reqwest::header::HeaderValue>,
+    bytes: Bytes,
+    base: &str,
+) -> Response {
+    with_headers(Response::new(Body::from(bytes)), status, ct, base)
+}
+
+fn with_headers(
+    mut out: Response,
+    status: StatusCode,
+    ct: Option<reqwest::header::HeaderValue>,
+    base: &str,
+) -> Response {
+    *out.status_mut() = status;
+    if let Some(ct) = ct.and_then(|c| HeaderValue::from_bytes(c.as_bytes()).ok()) {
+        out.headers_mut()
+            .insert(axum::http::header::CONTENT_TYPE, ct);
+    }
+    out.headers_mut().insert(
+        "x-phat-worker",
+        HeaderValue::from_str(base).unwrap_or(HeaderValue::from_static("?")),
+    );
+    out
 }
 
 fn error(status: StatusCode, kind: &str, message: String) -> Response {

@@ -142,6 +142,8 @@ pub(crate) struct Inner {
     pub(crate) applied: watch::Sender<Seq>,
     /// The ledger head last seen by the apply loop.
     pub(crate) ledger_head: std::sync::atomic::AtomicU64,
+    /// Set while the apply loop keeps failing on the same entry (health and metrics show it).
+    pub(crate) stuck: Mutex<Option<apply::Stuck>>,
     /// Live log records of every contract.
     pub(crate) logs: broadcast::Sender<LogRecord>,
     /// Nonces of queries seen recently, and of commands submitted but not applied yet.
@@ -211,6 +213,7 @@ impl Worker {
                 ledger,
                 applied,
                 ledger_head: std::sync::atomic::AtomicU64::new(head.seq),
+                stuck: Mutex::new(None),
                 logs,
                 recent_nonces: Mutex::new(Default::default()),
                 metrics,

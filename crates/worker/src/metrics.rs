@@ -25,6 +25,10 @@ pub(crate) struct Metrics {
     pub(crate) batch_size: Histogram,
     pub(crate) batch_seconds: Histogram,
     pub(crate) applied_seq: Gauge,
+    /// Failed attempts to apply a batch.
+    pub(crate) apply_failures: Counter,
+    /// The seq the apply loop is stuck at (0 when it is not).
+    pub(crate) apply_stuck_seq: Gauge,
 }
 
 impl Metrics {
@@ -75,8 +79,22 @@ impl Metrics {
             "Last applied sequence number",
             applied_seq.clone(),
         );
+        let apply_failures = Counter::default();
+        registry.register(
+            "apply_failures",
+            "Failed attempts to apply a batch of ledger entries (retried)",
+            apply_failures.clone(),
+        );
+        let apply_stuck_seq = Gauge::default();
+        registry.register(
+            "apply_stuck_seq",
+            "The sequence number the apply loop keeps failing at (0: not stuck)",
+            apply_stuck_seq.clone(),
+        );
         Self {
             registry,
+            apply_failures,
+            apply_stuck_seq,
             queries,
             query_seconds,
             submissions,
