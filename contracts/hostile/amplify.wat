@@ -56,6 +56,11 @@
         (then
           (drop (call $debug (i32.const 512) (i32.const 39)))
           unreachable))
+      ;; 7: 16 KiB debug messages, forever
+      (if (i32.eq (i32.load8_u (i32.const 0)) (i32.const 7))
+        (then (loop $l
+          (drop (call $debug (i32.const 1024) (i32.const 16384)))
+          (br $l))))
       ;; 6: one small event and one small write (a normal call)
       (call $deposit_event (i32.const 0) (i32.const 0) (i32.const 1024) (i32.const 8))
       (call $set_storage (i32.const 64) (i32.const 1024) (i32.const 8)))))

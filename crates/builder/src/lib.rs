@@ -204,6 +204,14 @@ pub fn artifact_dir(target_dir: &Path) -> PathBuf {
     target_dir.join("ink")
 }
 
+/// Where [`build`] puts the `.contract` bundle of the contract at `manifest_path` (it may not
+/// exist yet): `<target>/ink/<name>.contract`, the target directory as cargo resolves it
+/// (`CARGO_TARGET_DIR` included).
+pub fn bundle_path(manifest_path: &Path) -> Result<PathBuf, BuildError> {
+    let info = package_info(manifest_path)?;
+    Ok(artifact_dir(&info.target_dir).join(format!("{}.contract", info.name)))
+}
+
 /// Builds the contract described by `opts`, reporting each step to `progress`.
 pub fn build(
     opts: &BuildOptions,

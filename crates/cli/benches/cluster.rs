@@ -148,9 +148,11 @@ async fn run(encryption: bool) {
     let _ledger = start_ledger(dir.path(), base);
     let root = dir.path().join("dev-root.key");
     let genesis = phat_worker::Genesis {
-        balances: Vec::new(),
+        // Uploads need a funded signer.
+        balances: vec![(Signer::from_suri("//Alice").unwrap().account(), 1 << 60)],
         encryption,
         dev_root: Some(phat_worker::dev_root_public(&root).unwrap()),
+        limits: None,
     };
     wait_ledger(&ledger_url).await;
     reqwest::Client::new()
@@ -193,7 +195,7 @@ async fn run(encryption: bool) {
     let alice = Signer::from_suri("//Alice").unwrap();
     let bob = Signer::from_suri("//Bob").unwrap();
     let code = c0
-        .upload_code(erc20.wasm().unwrap().to_vec())
+        .upload_code(&alice, erc20.wasm().unwrap().to_vec())
         .await
         .unwrap();
     let sub = c0

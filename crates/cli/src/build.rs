@@ -58,6 +58,9 @@ pub fn run(args: BuildArgs) -> Result<()> {
         {
             eprintln!("  {}", extra.display());
         }
+        if let Some(bundle) = &artifacts.bundle {
+            eprintln!("next:   phat deploy {}", bundle.display());
+        }
     }
     Ok(())
 }

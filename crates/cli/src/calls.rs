@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use futures::StreamExt;
-use phat_client::primitives::protocol::{CallResult, EventRecord, LogRecord, Receipt};
+use phat_client::primitives::protocol::{CallResult, EventRecord, LogEntry, Receipt};
 use phat_client::primitives::{AccountId, CodeHash};
 use phat_client::{Client, Contract, MessageKind, Signer};
 use serde_json::json;
@@ -22,14 +22,42 @@ pub struct Ctx {
     pub output: Output,
 }
 
+/// What the command line trusts (global flags): pins and the plaintext opt-in.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TrustArgs {
+    /// Pin the dev attestation root: its public key (hex) or a file holding it. `dev` reports
+    /// must be signed by it; on non-loopback endpoints they are accepted only with this pin.
+    #[arg(long, global = true, env = "PHAT_DEV_ROOT", value_name = "HEX|FILE")]
+    pub dev_root: Option<String>,
+    /// Require this software measurement (hex) in the worker's attestation report.
+    #[arg(long, global = true, env = "PHAT_MEASUREMENT", value_name = "HEX")]
+    pub measurement: Option<String>,
+    /// Talk to a cluster made with `--insecure-no-encryption` (refused by default).
+    #[arg(long, global = true, env = "PHAT_ALLOW_UNENCRYPTED")]
+    pub allow_unencrypted: bool,
+}
+
+static TRUST: std::sync::OnceLock<TrustArgs> = std::sync::OnceLock::new();
+
+/// Sets the trust flags every [`Ctx::client`] of this process applies (once, from `main`).
+pub fn set_trust(trust: TrustArgs) {
+    let _ = TRUST.set(trust);
+}
+
 impl Ctx {
     pub(crate) fn client(&self) -> Result<Client> {
-        let client = Client::new(&self.endpoint)?;
-        Ok(if self.accept_dev_attestation {
-            client.accept_dev_attestation(true)
-        } else {
-            client
-        })
+        let mut client = Client::new(&self.endpoint)?;
+        if self.accept_dev_attestation {
+            client = client.accept_dev_attestation(true);
+        }
+        let trust = TRUST.get().cloned().unwrap_or_default();
+        if let Some(root) = &trust.dev_root {
+            client = client.pin_dev_root(phat_client::parse_pin(root).context("--dev-root")?);
+        }
+        if let Some(m) = &trust.measurement {
+            client = client.pin_measurement(phat_client::parse_pin(m).context("--measurement")?);
+        }
+        Ok(client.allow_unencrypted(trust.allow_unencrypted))
     }
 
     fn print(&self, human: impl FnOnce() -> String, json: impl FnOnce() -> serde_json::Value) {
@@ -43,7 +71,8 @@ impl Ctx {
 /// Arguments of `phat deploy`.
 #[derive(Args)]
 pub struct DeployArgs {
-    /// A `.contract` bundle, or a `.wasm` with `--metadata`.
+    /// A `.contract` bundle, a `.wasm` with `--metadata`, or a contract project (its directory
+    /// or `Cargo.toml`) already built with `phat build`.
     pub bundle: PathBuf,
     /// The metadata JSON (required with a `.wasm`).
     #[arg(long)]
@@ -104,6 +133,9 @@ pub struct LogsArgs {
     /// Keep following new records.
     #[arg(short, long)]
     pub follow: bool,
+    /// Metadata to decode events with (default: the metadata stored on the cluster at deploy).
+    #[arg(long)]
+    pub metadata: Option<PathBuf>,
 }
 
 /// Arguments of `phat info`.
@@ -187,10 +219,13 @@ pub async fn deploy_code(
             "without metadata, name the constructor by its raw call data: --constructor 0x<selector><args>"
         ),
     };
-    let code_hash = client.upload_code(wasm).await.context("uploading code")?;
+    let code_hash = client
+        .upload_code(signer, wasm)
+        .await
+        .context("uploading code")?;
     if let Some(metadata) = metadata {
         client
-            .put_metadata(&code_hash, metadata)
+            .put_metadata(signer, &code_hash, metadata)
             .await
             .context("storing metadata")?;
     }
@@ -221,9 +256,10 @@ pub async fn deploy_code(
 }
 
 /// `phat deploy`.
-pub async fn deploy(args: DeployArgs, ctx: &Ctx) -> Result<()> {
+pub async fn deploy(mut args: DeployArgs, ctx: &Ctx) -> Result<()> {
     let client = ctx.client()?;
     let signer = Signer::from_suri(&args.suri)?;
+    args.bundle = built_bundle(args.bundle)?;
     let (contract, wasm, metadata) = if args.bundle.extension().is_some_and(|e| e == "wasm") {
         let wasm = std::fs::read(&args.bundle)
             .with_context(|| format!("reading {}", args.bundle.display()))?;
@@ -297,6 +333,35 @@ pub async fn deploy(args: DeployArgs, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// `path` itself, unless it is a contract project (a directory or a `Cargo.toml`): then the
+/// bundle `phat build` made of it.
+fn built_bundle(path: PathBuf) -> Result<PathBuf> {
+    let manifest = if path.is_dir() {
+        path.join("Cargo.toml")
+    } else if path.file_name().is_some_and(|n| n == "Cargo.toml") {
+        path.clone()
+    } else {
+        return Ok(path);
+    };
+    if !manifest.is_file() {
+        bail!(
+            "{} is a directory without a Cargo.toml: pass a .contract bundle",
+            path.display()
+        );
+    }
+    let bundle = phat_builder::bundle_path(&manifest)
+        .with_context(|| format!("finding the bundle of {}", manifest.display()))?;
+    if !bundle.exists() {
+        bail!(
+            "{} is not built yet (no {}): run `phat build {}` first",
+            path.display(),
+            bundle.display(),
+            path.display()
+        );
+    }
+    Ok(bundle)
+}
+
 /// The metadata to encode calls to `id` with.
 async fn contract_metadata(
     client: &Client,
@@ -306,9 +371,8 @@ async fn contract_metadata(
     if let Some(p) = path {
         return load_contract(p);
     }
-    let view = client.contract(id).await?;
     let meta = client
-        .metadata(&view.code_hash)
+        .contract_metadata(id)
         .await
         .with_context(|| format!("no metadata on the cluster for {id}; pass --metadata FILE"))?;
     Ok(Contract::from_json(&meta.to_string())?)
@@ -472,28 +536,56 @@ fn print_receipt(
     Ok(())
 }
 
-fn log_line(r: &LogRecord) -> String {
-    let origin = match r.seq {
-        Some(s) => format!("seq {s}"),
-        None => "query".into(),
-    };
-    format!("{} [{}] {}: {}", r.timestamp, origin, r.level, r.message)
+/// The event of an `event` log entry, decoded with the contract's metadata (`None` without
+/// an event, metadata, or a matching event in it).
+fn decoded_event(contract: Option<&Contract>, entry: &LogEntry) -> Option<String> {
+    let event = entry.event.as_ref()?;
+    let topics: Vec<[u8; 32]> = event.topics.iter().map(|t| t.0).collect();
+    contract?.decode_event(&topics, &event.data)
+}
+
+/// Prints one log entry: events decoded when the metadata allows, else the record's text. The
+/// JSON form keeps the raw event (topics and data hex) and adds `decoded`.
+fn print_log(ctx: &Ctx, contract: Option<&Contract>, entry: &LogEntry) {
+    let decoded = decoded_event(contract, entry);
+    ctx.print(
+        || {
+            let r = &entry.record;
+            let origin = match r.seq {
+                Some(s) => format!("seq {s}"),
+                None => "query".into(),
+            };
+            let text = decoded.as_deref().unwrap_or(&r.message);
+            format!("{} [{}] {}: {}", r.timestamp, origin, r.level, text)
+        },
+        || {
+            let mut v = json!(entry);
+            if let Some(d) = &decoded {
+                v["decoded"] = json!(d);
+            }
+            v
+        },
+    );
 }
 
 /// `phat logs`.
 pub async fn logs(args: LogsArgs, ctx: &Ctx) -> Result<()> {
     let client = ctx.client()?;
     let id = parse_id(&args.contract)?;
+    // Fetched once; without metadata on the cluster, events stay in their hex form.
+    let contract = match args.metadata.as_deref() {
+        Some(path) => Some(load_contract(path)?),
+        None => contract_metadata(&client, &id, None).await.ok(),
+    };
     if !args.follow {
-        for r in client.logs(&id).await? {
-            ctx.print(|| log_line(&r), || json!(r));
+        for entry in client.logs(&id).await? {
+            print_log(ctx, contract.as_ref(), &entry);
         }
         return Ok(());
     }
     let mut stream = Box::pin(client.follow_logs(&id).await?);
-    while let Some(r) = stream.next().await {
-        let r = r?;
-        ctx.print(|| log_line(&r), || json!(r));
+    while let Some(entry) = stream.next().await {
+        print_log(ctx, contract.as_ref(), &entry?);
     }
     bail!("the log stream ended (worker stopped?)")
 }
@@ -534,7 +626,7 @@ pub async fn info(args: InfoArgs, ctx: &Ctx) -> Result<()> {
             let id = parse_id(&c)?;
             let v = client.contract(&id).await?;
             let name = client
-                .metadata(&v.code_hash)
+                .contract_metadata(&id)
                 .await
                 .ok()
                 .and_then(|m| m["contract"]["name"].as_str().map(String::from));

@@ -47,6 +47,11 @@ pub struct DevArgs {
     /// Insecure: only to compare; a cluster's choice is fixed when it is created.
     #[arg(long)]
     pub insecure_no_encryption: bool,
+    /// Set a resource bound of a new cluster, `NAME=VALUE` (repeatable), e.g.
+    /// `--limit max_contract_storage=1048576`; the names and defaults are in docs/BOUNDS.md.
+    /// Bounds are fixed at genesis: they are ignored when the cluster already exists.
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    pub limits: Vec<String>,
 }
 
 /// Arguments of `phat worker`.
@@ -70,6 +75,10 @@ pub struct WorkerArgs {
     /// Only these hosts may be reached by contracts' HTTP requests (repeatable).
     #[arg(long = "allow-host")]
     pub allow_hosts: Vec<String>,
+    /// An address contracts' HTTP requests may never reach, even with
+    /// `--allow-private-egress` (repeatable; this worker's port and the ledger's are added).
+    #[arg(long = "deny-egress", value_name = "IP:PORT")]
+    pub deny_egress: Vec<SocketAddr>,
     /// Bytes of cache each contract may use.
     #[arg(long, default_value_t = phat_worker::DEFAULT_CACHE_QUOTA)]
     pub cache_quota: usize,
@@ -173,6 +182,14 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     if !args.allow_hosts.is_empty() {
         config.egress.allow_hosts = Some(args.allow_hosts.clone());
     }
+    // Contracts never reach this worker's API, the ledger or the listed addresses.
+    config.egress.deny_addrs = args.deny_egress.clone();
+    config.egress.deny_addrs.push(local(args.port));
+    config
+        .egress
+        .deny_url(&args.ledger)
+        .await
+        .with_context(|| format!("resolving the ledger URL {}", args.ledger))?;
     config.cache_quota = args.cache_quota;
     config.dev_attestation_root = args.dev_attestation_root.clone();
     let worker = Worker::open(config, ledger)
@@ -296,10 +313,24 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
                 DEV_BALANCE,
             ));
         }
+        let mut limits = phat_worker::ClusterLimits::default();
+        for l in &args.limits {
+            let (name, value) = l
+                .split_once('=')
+                .with_context(|| format!("--limit {l}: expected NAME=VALUE"))?;
+            let value: u64 = value
+                .trim()
+                .parse()
+                .with_context(|| format!("--limit {l}: the value is not a number"))?;
+            limits
+                .set(name.trim(), value)
+                .map_err(|e| anyhow::anyhow!("--limit {l}: {e}"))?;
+        }
         let genesis = phat_worker::Genesis {
             balances,
             encryption: !args.insecure_no_encryption,
             dev_root: Some(dev_root_public),
+            limits: Some(limits),
         };
         if args.insecure_no_encryption {
             eprintln!("warning: this cluster does NOT encrypt commands, queries or state");
@@ -332,7 +363,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
         let port = args.port + 2 + i as u16;
         let dir = data.join(format!("worker-{i}"));
         std::fs::create_dir_all(&dir)?;
-        let wargs = vec![
+        let mut wargs = vec![
             "worker".to_string(),
             "--ledger".into(),
             format!("http://127.0.0.1:{ledger_port}"),
@@ -348,6 +379,10 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             dev_root.display().to_string(),
             "--exit-with-parent".into(),
         ];
+        // The endpoint, the ledger and every worker are off limits to contracts.
+        for p in args.port as usize..=last_port {
+            wargs.extend(["--deny-egress".into(), format!("127.0.0.1:{p}")]);
+        }
         urls.push(format!("http://127.0.0.1:{port}"));
         supervisors.push(tokio::spawn(supervise(
             i,
@@ -358,7 +393,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
     }
     let gateway = Gateway::new(urls.clone(), 2 << 20);
     let gateway_server = tokio::spawn(
-        axum::serve(endpoint_listener, gateway.router())
+        axum::serve(endpoint_listener, gateway.clone().router())
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
@@ -366,6 +401,9 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
         for u in &urls {
             wait_ready(u, Duration::from_secs(60)).await?;
         }
+        // Every worker's key is known before the endpoint is announced: sealed queries reach
+        // their worker on the first try.
+        gateway.learn_keys().await;
         anyhow::Ok(())
     };
     let ready = tokio::select! {
@@ -402,7 +440,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
                     accept_dev_attestation: true,
                     output: ctx.output,
                 };
-                run_demo(&args.contracts, &demo_ctx, &urls).await
+                run_demo(&args.contracts, &demo_ctx, &urls, !args.exit_after_demo).await
             } else {
                 Ok(())
             };
@@ -437,7 +475,12 @@ fn examples_dir(dir: &std::path::Path) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contracts")
 }
 
-async fn run_demo(contracts: &std::path::Path, ctx: &Ctx, workers: &[String]) -> Result<()> {
+async fn run_demo(
+    contracts: &std::path::Path,
+    ctx: &Ctx,
+    workers: &[String],
+    serving: bool,
+) -> Result<()> {
     let step = |n: u32, s: &str| println!("\n[demo {n}/5] {s}");
     step(1, "building contracts/erc20 (wasm + metadata)");
     let manifest = examples_dir(contracts).join("erc20/Cargo.toml");
@@ -551,10 +594,40 @@ async fn run_demo(contracts: &std::path::Path, ctx: &Ctx, workers: &[String]) ->
     } else {
         println!("  workers are at different points (still applying?)");
     }
-    println!(
-        "\ntry: phat query {} balance_of {}",
-        d.id,
-        bob.account().to_hex()
-    );
+    for line in demo_hints(&d.id, &bob.account(), &ctx.endpoint, serving) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// What to try after the demo, as commands that work as printed.
+fn demo_hints(
+    id: &phat_client::primitives::AccountId,
+    bob: &phat_client::primitives::AccountId,
+    endpoint: &str,
+    serving: bool,
+) -> Vec<String> {
+    let endpoint = if endpoint == crate::DEFAULT_ENDPOINT {
+        String::new()
+    } else {
+        format!(" --endpoint {endpoint}")
+    };
+    let mut out = vec![String::new()];
+    if !serving {
+        out.push(
+            "the cluster stops now; `phat dev` (same --data and --port) starts it again as it was"
+                .into(),
+        );
+    }
+    out.push(
+        "try (`phat` is `cargo run -p phat-cli --` until `cargo install --path crates/cli --locked`):"
+            .into(),
+    );
+    let bob = bob.to_hex();
+    out.push(format!("  phat query {id} balance_of {bob}{endpoint}"));
+    out.push(format!(
+        "  phat tx    {id} transfer {bob} 100 --suri //Alice{endpoint}"
+    ));
+    out.push(format!("  phat logs  {id}{endpoint}"));
+    out
 }

@@ -19,10 +19,12 @@ struct Cli {
     /// The cluster endpoint (a worker, or the `phat dev` endpoint).
     #[arg(long, global = true, env = "PHAT_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     endpoint: String,
-    /// Trust workers attested by the insecure `dev` provider on non-loopback endpoints too
-    /// (loopback endpoints, where `phat dev` runs, accept them by default).
+    /// Trust workers attested by the insecure `dev` provider (loopback endpoints, where
+    /// `phat dev` runs, accept them by default; others need `--dev-root` as well).
     #[arg(long, global = true, env = "PHAT_ACCEPT_DEV_ATTESTATION")]
     accept_dev_attestation: bool,
+    #[command(flatten)]
+    trust: calls::TrustArgs,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     output: Output,
@@ -57,7 +59,8 @@ enum Command {
     Query(calls::CallArgs),
     /// Send a message as a command, wait for its receipt, print result, events and gas.
     Tx(calls::TxArgs),
-    /// Print a contract's log (events, debug output); `-f` follows it live.
+    /// Print a contract's log (events decoded with its metadata, debug output, pink log lines);
+    /// `-f` follows it live.
     Logs(calls::LogsArgs),
     /// Print the cluster's state, or a contract's.
     Info(calls::InfoArgs),
@@ -76,6 +79,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    calls::set_trust(cli.trust);
     let ctx = calls::Ctx {
         endpoint: cli.endpoint,
         accept_dev_attestation: cli.accept_dev_attestation,

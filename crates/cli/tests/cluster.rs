@@ -387,6 +387,55 @@ async fn a_new_project_builds_deploys_and_answers() {
     let tx = run_json(&ep, &["tx", &id, "increment", "3"]);
     assert_eq!(tx["decoded"], "Ok(8)", "{tx}");
     assert_eq!(run_json(&ep, &["query", &id, "get"])["decoded"], "Ok(8)");
+    let event = tx["events_decoded"][0].as_str().expect("a decoded event");
+    // The caller as ink! metadata shows an AccountId: SS58 (//Alice's).
+    assert_eq!(
+        event,
+        "Incremented { by: 5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY, value: 8 }"
+    );
+
+    // `phat logs` decodes the event as `phat tx` does, with the metadata stored at deploy.
+    let out = phat()
+        .args(["logs", &id, "--endpoint", &ep])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains(" event: "))
+        .unwrap_or_else(|| panic!("no event line: {text}"));
+    assert!(line.ends_with(&format!("event: {event}")), "{text}");
+    assert!(!line.contains("topics="), "{text}");
+    // With --output json, each event record has the decoded text and the raw topics and data.
+    let out = run(&ep, &["logs", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["level"] == "event").collect();
+    assert_eq!(events.len(), 1, "{records:?}");
+    let e = events[0];
+    assert_eq!(e["decoded"], event, "{e}");
+    assert_eq!(e["event"]["contract"], id.as_str(), "{e}");
+    let topics = e["event"]["topics"].as_array().unwrap();
+    assert!(!topics.is_empty(), "{e}");
+    assert!(
+        topics.iter().all(|t| t.as_str().unwrap().len() == 66),
+        "{e}"
+    );
+    let data = e["event"]["data"].as_str().unwrap();
+    assert_eq!(data, tx["receipt"]["events"][0]["data"], "{e}");
+    assert_eq!(
+        topics,
+        tx["receipt"]["events"][0]["topics"].as_array().unwrap(),
+        "{e}"
+    );
+    // The SCALE data ends with the value, 8 as a little-endian u64.
+    assert!(data.ends_with("0800000000000000"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains(&data[2..]), "{e}");
     // Only the owner resets.
     let err = run_fail(&ep, &["tx", &id, "reset", "--suri", "//Bob"]);
     assert!(err.contains("reverted"), "{err}");

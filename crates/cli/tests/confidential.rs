@@ -42,6 +42,12 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
 /// Deploys `notes`, stores the marker by a command and reads it back by queries on every
 /// worker; returns the contract id.
 fn use_marker(dev: &Dev) -> String {
+    use_marker_with(dev, &[])
+}
+
+/// [`use_marker`] with global `phat` flags (`--allow-unencrypted`) before every command.
+fn use_marker_with(dev: &Dev, flags: &[&str]) -> String {
+    let run_json = |ep: &str, args: &[&str]| support::run_json(ep, &[flags, args].concat());
     let notes = bundle("notes");
     let ep = &dev.endpoint;
     let id = run_json(ep, &["deploy", notes.to_str().unwrap()])["contract"]
@@ -71,7 +77,10 @@ async fn no_plaintext_outside_the_workers_and_the_scan_finds_it_without_encrypti
 
     // The same with encryption off: the scan does find it (so it can find it).
     let dev = Dev::start_with(2, &["--insecure-no-encryption"]).await;
-    use_marker(&dev);
+    // A client talks to it only when told to, and says why otherwise.
+    let err = run_fail(&dev.endpoint, &["info"]);
+    assert!(err.contains("encryption: false"), "{err}");
+    use_marker_with(&dev, &["--allow-unencrypted"]);
     let hits = files_containing(dev.dir.path(), MARKER);
     assert!(
         hits.iter().any(|h| h.ends_with("ledger.redb")),

@@ -24,7 +24,7 @@ async fn deploy_counter(client: &Client) -> Counter {
     let contract = Contract::load(bundle("counter")).unwrap();
     let alice = Signer::from_suri("//Alice").unwrap();
     let code = client
-        .upload_code(contract.wasm().unwrap().to_vec())
+        .upload_code(&alice, contract.wasm().unwrap().to_vec())
         .await
         .unwrap();
     let data = contract.encode_constructor("new", &["0"]).unwrap();

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::*;
 
 /// Deploys Phala's prebuilt flip contract; returns its id.
@@ -60,26 +58,6 @@ async fn concurrent_queries_of_nothing(ep: &str, n: usize) -> Vec<String> {
         }
     }
     failures
-}
-
-/// The pid of the worker process of `phat dev` whose data directory is `dir`.
-fn worker_pid(dir: &Path) -> Option<i32> {
-    let want = dir.to_str()?;
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_worker = args.get(1) == Some(&&b"worker"[..]);
-        if is_worker && args.iter().any(|a| *a == want.as_bytes()) {
-            return Some(pid);
-        }
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,8 +2,10 @@
 //!
 //! [`Client`] signs requests with a [`Signer`] (sr25519, `//Alice`-style dev seeds), sends
 //! them to a worker or the `phat dev` endpoint and decodes the answers. Before sending
-//! anything it checks the worker's attestation report (refusing the insecure `dev` provider
-//! except on loopback endpoints or when told to accept it); then commands are sealed to the
+//! anything it checks the worker's attestation report against what the client pins (a dev
+//! attestation root, a measurement), never against the signer the report names for itself
+//! except on loopback endpoints, where `phat dev` runs; and it refuses a cluster that does not
+//! encrypt unless told to [`Client::allow_unencrypted`]. Then commands are sealed to the
 //! cluster key and queries run in an encrypted session with the worker (one key exchange and
 //! one signature per session, AEAD-only afterwards), transparently. [`Contract`] reads a
 //! contract's ink! metadata (a `.contract` bundle or a metadata JSON) and encodes arguments
@@ -27,7 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parity_scale_codec::{Decode, Encode};
+use parity_scale_codec::{DecodeAll, Encode};
+use phat_crypto::attest::is_insecure;
 use phat_crypto::{AttestationPolicy, Purpose, SessionKeys};
 use phat_primitives::protocol::{
     CallResult, LedgerCommand, QueryOpen, SealedAnswer, SealedQuery, SealedReply, SessionQuery,
@@ -36,7 +39,7 @@ use phat_primitives::Hash;
 
 use futures::{Stream, StreamExt};
 use phat_primitives::protocol::{
-    ApiError, Bytes, Call, CodeUploaded, ContractView, LogRecord, QueryRequest, QueryResponse,
+    ApiError, Bytes, Call, CodeUploaded, ContractView, LogEntry, QueryRequest, QueryResponse,
     Receipt, RequestBody, Seq, SignedRequest, Submitted, WorkerInfo,
 };
 use phat_primitives::{AccountId, CodeHash, Gas, Mode};
@@ -88,6 +91,57 @@ pub enum ClientError {
     /// The worker's attestation report was refused, or its keys do not match it.
     #[error("the worker is not trusted: {0}")]
     Untrusted(String),
+    /// A non-loopback worker presents a `dev` report and no dev root is pinned to check it by.
+    #[error(
+        "the worker is not trusted: {endpoint} presents a `dev` attestation report signed by a \
+         key it names itself, and no dev root is pinned for this non-loopback endpoint (a \
+         measurement pin cannot vouch for a dev report); pin the cluster's dev root with \
+         --dev-root or PHAT_DEV_ROOT (Client::pin_dev_root)"
+    )]
+    Unpinned {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// The cluster does not encrypt and the client was not told to accept that.
+    #[error(
+        "refusing to talk to {endpoint} in the clear: its attested report says `encryption: \
+         false` and this client expects encryption; pass --allow-unencrypted \
+         (Client::allow_unencrypted) only to talk to a cluster made with \
+         --insecure-no-encryption"
+    )]
+    Unencrypted {
+        /// The endpoint.
+        endpoint: String,
+    },
+}
+
+/// A 32-byte pin (a dev root public key, a measurement) given as hex (`0x` optional) or as
+/// the path of a file holding that hex.
+pub fn parse_pin(value: &str) -> Result<[u8; 32], ClientError> {
+    let hex32 = |text: &str| {
+        let text = text.trim();
+        hex::decode(text.strip_prefix("0x").unwrap_or(text))
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+    };
+    if let Some(pin) = hex32(value) {
+        return Ok(pin);
+    }
+    let raw = std::fs::read(value).map_err(|e| {
+        ClientError::Invalid(format!(
+            "`{value}` is neither 32 bytes of hex nor a readable file: {e}"
+        ))
+    })?;
+    // Text only: a raw 32-byte file is more likely a secret key than a public pin.
+    std::str::from_utf8(&raw)
+        .ok()
+        .and_then(hex32)
+        .ok_or_else(|| {
+            ClientError::Invalid(format!(
+                "{value} does not hold 32 bytes of hex (a dev root pin is the root's public \
+                 key, not the root key file)"
+            ))
+        })
 }
 
 /// A message call with the default gas limit and no value.
@@ -130,7 +184,16 @@ pub fn sign(signer: &Signer, mode: Mode, call: Call) -> SignedRequest {
 pub struct Client {
     base: String,
     http: reqwest::Client,
-    policy: AttestationPolicy,
+    /// Whether the endpoint's host is a loopback address.
+    loopback: bool,
+    /// An explicit choice about `dev` reports (`None`: the default for the endpoint).
+    accept_dev: Option<bool>,
+    /// The dev root `dev` reports must be signed by.
+    dev_root: Option<[u8; 32]>,
+    /// The measurement reports must attest.
+    measurement: Option<[u8; 32]>,
+    /// Talk to a cluster that does not encrypt.
+    allow_unencrypted: bool,
     peer: Arc<tokio::sync::OnceCell<Arc<Peer>>>,
 }
 
@@ -192,22 +255,48 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let policy = AttestationPolicy {
-            accept_dev: is_loopback(&base),
-            ..Default::default()
-        };
         Ok(Self {
+            loopback: is_loopback(&base),
             base,
             http,
-            policy,
+            accept_dev: None,
+            dev_root: None,
+            measurement: None,
+            allow_unencrypted: false,
             peer: Default::default(),
         })
     }
 
     /// Accepts (or refuses) workers attested by the insecure `dev` provider. By default they
-    /// are accepted only on loopback endpoints, where `phat dev` runs.
+    /// are accepted on loopback endpoints, where `phat dev` runs, and elsewhere only when
+    /// signed by a pinned root ([`Client::pin_dev_root`]): accepting does not lift that.
     pub fn accept_dev_attestation(mut self, accept: bool) -> Self {
-        self.policy.accept_dev = accept;
+        self.accept_dev = Some(accept);
+        self.peer = Default::default();
+        self
+    }
+
+    /// Pins the dev attestation root: `dev` reports must be signed by this public key, on
+    /// every endpoint (and are accepted on non-loopback ones only with a pin).
+    pub fn pin_dev_root(mut self, root: [u8; 32]) -> Self {
+        self.dev_root = Some(root);
+        self.peer = Default::default();
+        self
+    }
+
+    /// Pins the software measurement the worker's report must attest.
+    pub fn pin_measurement(mut self, measurement: [u8; 32]) -> Self {
+        self.measurement = Some(measurement);
+        self.peer = Default::default();
+        self
+    }
+
+    /// Talks (or refuses to talk) to a cluster whose attested report says `encryption: false`
+    /// (`--insecure-no-encryption`). Refused by default: commands and queries would travel in
+    /// the clear.
+    pub fn allow_unencrypted(mut self, allow: bool) -> Self {
+        self.allow_unencrypted = allow;
+        self.peer = Default::default();
         self
     }
 
@@ -224,10 +313,38 @@ impl Client {
         let info: WorkerInfo = self
             .answer(self.http.get(self.url("/v1/info")).send().await)
             .await?;
-        self.policy
-            .verify(&info.attestation)
-            .map_err(|e| ClientError::Untrusted(e.to_string()))?;
+        self.check_peer(&info)?;
+        Ok(Arc::new(Peer {
+            info,
+            session: parking_lot::Mutex::new(None),
+        }))
+    }
+
+    /// Whether `info` may be trusted: its report verifies against what this client pins
+    /// (against the signer it names itself only on loopback, without a pin), it attests the
+    /// keys and the encryption flag `info` announces, and the cluster encrypts unless
+    /// [`Client::allow_unencrypted`].
+    fn check_peer(&self, info: &WorkerInfo) -> Result<(), ClientError> {
         let report = &info.attestation;
+        let policy = AttestationPolicy {
+            accept_dev: self
+                .accept_dev
+                .unwrap_or(self.loopback || self.dev_root.is_some()),
+            dev_root: self.dev_root,
+            measurement: self.measurement,
+        };
+        let verified =
+            if is_insecure(report) && self.dev_root.is_none() && self.accept_dev != Some(false) {
+                if !self.loopback {
+                    return Err(ClientError::Unpinned {
+                        endpoint: self.base.clone(),
+                    });
+                }
+                policy.verify_self_signed_dev(report)
+            } else {
+                policy.verify(report)
+            };
+        verified.map_err(|e| ClientError::Untrusted(e.to_string()))?;
         if report.worker_key != info.worker_key
             || report.cluster_key != Some(info.cluster_key)
             || report.encryption != info.encryption
@@ -236,10 +353,12 @@ impl Client {
                 "the keys the worker announces are not the ones its report attests".into(),
             ));
         }
-        Ok(Arc::new(Peer {
-            info,
-            session: parking_lot::Mutex::new(None),
-        }))
+        if !info.encryption && !self.allow_unencrypted {
+            return Err(ClientError::Unencrypted {
+                endpoint: self.base.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// The verified info of the worker this client talks to (its keys and attestation).
@@ -304,15 +423,32 @@ impl Client {
     }
 
     /// Uploads a contract's wasm to the cluster; returns its code hash.
-    pub async fn upload_code(&self, wasm: Vec<u8>) -> Result<CodeHash, ClientError> {
+    ///
+    /// Uploads are signed by a funded account of the cluster (the signature binds the
+    /// cluster, the code and an expiry).
+    pub async fn upload_code(
+        &self,
+        signer: &Signer,
+        wasm: Vec<u8>,
+    ) -> Result<CodeHash, ClientError> {
+        let cluster = self.peer().await?.info.cluster_key;
+        let hash = CodeHash::of(&wasm);
+        let expires_at = now_ms() + DEFAULT_TTL.as_millis() as u64;
+        let signature = signer.sign(&phat_primitives::protocol::upload_payload(
+            &cluster, &hash, expires_at,
+        ));
         let r: CodeUploaded = self
             .answer(
-                self.http
-                    .post(self.url("/v1/code"))
-                    .header("content-type", "application/octet-stream")
-                    .body(wasm)
-                    .send()
-                    .await,
+                signed_headers(
+                    self.http.post(self.url("/v1/code")),
+                    signer,
+                    &signature,
+                    expires_at,
+                )
+                .header("content-type", "application/octet-stream")
+                .body(wasm)
+                .send()
+                .await,
             )
             .await?;
         Ok(r.code_hash)
@@ -397,7 +533,7 @@ impl Client {
         }
         .encode();
         let (sealed, keys) = phat_crypto::seal(&peer.info.worker_key.0, Purpose::Query, &plain)?;
-        let expires_at = RequestBody::decode(&mut &req.body[..])
+        let expires_at = RequestBody::decode_all(&mut &req.body[..])
             .map(|b| b.expires_at)
             .unwrap_or(0);
         let session = Arc::new(ClientSession {
@@ -500,7 +636,7 @@ impl Client {
     }
 
     /// Stored log records of a contract (events and debug output of commands).
-    pub async fn logs(&self, id: &AccountId) -> Result<Vec<LogRecord>, ClientError> {
+    pub async fn logs(&self, id: &AccountId) -> Result<Vec<LogEntry>, ClientError> {
         self.answer(
             self.http
                 .get(self.url(&format!("/v1/contracts/{id}/logs")))
@@ -514,7 +650,7 @@ impl Client {
     pub async fn follow_logs(
         &self,
         id: &AccountId,
-    ) -> Result<impl Stream<Item = Result<LogRecord, ClientError>>, ClientError> {
+    ) -> Result<impl Stream<Item = Result<LogEntry, ClientError>>, ClientError> {
         let resp = self
             .http
             .get(self.url(&format!("/v1/contracts/{id}/logs/stream")))
@@ -529,7 +665,7 @@ impl Client {
         let endpoint = self.base.clone();
         let mut buf = String::new();
         let stream = resp.bytes_stream().flat_map(move |chunk| {
-            let mut out: Vec<Result<LogRecord, ClientError>> = Vec::new();
+            let mut out: Vec<Result<LogEntry, ClientError>> = Vec::new();
             match chunk {
                 Ok(bytes) => {
                     buf.push_str(&String::from_utf8_lossy(&bytes));
@@ -558,18 +694,37 @@ impl Client {
 
 impl Client {
     /// Stores the ink! metadata of uploaded code on the cluster.
+    ///
+    /// The metadata is published under `signer`'s account: readers ask for the metadata a
+    /// contract's deployer published, so deploy with the same signer.
     pub async fn put_metadata(
         &self,
+        signer: &Signer,
         code_hash: &CodeHash,
         metadata: &serde_json::Value,
     ) -> Result<(), ClientError> {
-        let resp = self
-            .http
-            .post(self.url(&format!("/v1/code/{code_hash}/metadata")))
-            .json(metadata)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let cluster = self.peer().await?.info.cluster_key;
+        let body = serde_json::to_vec(metadata).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let expires_at = now_ms() + DEFAULT_TTL.as_millis() as u64;
+        let payload = phat_primitives::protocol::metadata_payload(
+            &cluster,
+            code_hash,
+            &phat_primitives::blake2_256(&body),
+            expires_at,
+        );
+        let signature = signer.sign(&payload);
+        let resp = signed_headers(
+            self.http
+                .post(self.url(&format!("/v1/code/{code_hash}/metadata"))),
+            signer,
+            &signature,
+            expires_at,
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| self.unreachable(e))?;
         if resp.status().is_success() {
             return Ok(());
         }
@@ -580,24 +735,322 @@ impl Client {
             .unwrap_or_else(|| ClientError::Decode("error status without an error body".into())))
     }
 
-    /// The ink! metadata stored for code.
-    pub async fn metadata(&self, code_hash: &CodeHash) -> Result<serde_json::Value, ClientError> {
-        self.answer(
-            self.http
-                .get(self.url(&format!("/v1/code/{code_hash}/metadata")))
-                .send()
-                .await,
-        )
-        .await
+    /// The ink! metadata `publisher` published for code (pass a contract's deployer), or
+    /// with `None` metadata stored before publishing was signed.
+    pub async fn metadata(
+        &self,
+        code_hash: &CodeHash,
+        publisher: Option<&AccountId>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut url = self.url(&format!("/v1/code/{code_hash}/metadata"));
+        if let Some(p) = publisher {
+            url.push_str(&format!("?publisher={p}"));
+        }
+        self.answer(self.http.get(url).send().await).await
     }
+
+    /// The ink! metadata of a contract: what its deployer published for its code.
+    pub async fn contract_metadata(
+        &self,
+        id: &AccountId,
+    ) -> Result<serde_json::Value, ClientError> {
+        let view = self.contract(id).await?;
+        match self.metadata(&view.code_hash, Some(&view.deployer)).await {
+            Err(ClientError::Api { status: 404, .. }) => self.metadata(&view.code_hash, None).await,
+            r => r,
+        }
+    }
+}
+
+/// Adds the signer, signature and expiry headers of a signed upload or metadata write.
+fn signed_headers(
+    rb: reqwest::RequestBuilder,
+    signer: &Signer,
+    signature: &[u8; 64],
+    expires_at: u64,
+) -> reqwest::RequestBuilder {
+    use phat_primitives::protocol::{EXPIRES_HEADER, SIGNATURE_HEADER, SIGNER_HEADER};
+    rb.header(SIGNER_HEADER, signer.account().to_string())
+        .header(SIGNATURE_HEADER, format!("0x{}", hex::encode(signature)))
+        .header(EXPIRES_HEADER, expires_at.to_string())
 }
 
 /// Replaces a result sealed to the caller by its plaintext.
 fn open_result(keys: &SessionKeys, result: &mut CallResult) -> Result<(), ClientError> {
     if let CallResult::Sealed(ct) = result {
         let plain = keys.open_reply(0, ct)?;
-        *result = CallResult::decode(&mut &plain[..])
+        *result = CallResult::decode_all(&mut &plain[..])
             .map_err(|e| ClientError::Decode(format!("sealed result: {e}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phat_crypto::{Attestation, Claims, DevAttestation, Secret32};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const LOOPBACK: &str = "http://127.0.0.1:8700";
+    const REMOTE: &str = "http://10.1.2.3:8700";
+
+    fn root(n: u8) -> DevAttestation {
+        DevAttestation::new(&Secret32::from_bytes([n; 32]))
+    }
+
+    /// A worker's info with a report `root` signs, attesting its keys and `encryption`.
+    fn info(root: &DevAttestation, encryption: bool) -> WorkerInfo {
+        let claims = Claims {
+            measurement: [1; 32],
+            worker_key: [2; 32],
+            cluster_key: Some([3; 32]),
+            encryption,
+        };
+        WorkerInfo {
+            worker_key: Hash([2; 32]),
+            cluster_key: Hash([3; 32]),
+            encryption,
+            attestation: root.report(&claims, 1).unwrap(),
+            version: "test".into(),
+            name: "worker-0".into(),
+            seq: 0,
+            state_root: Hash::default(),
+            ledger_head: 0,
+            pid: 1,
+        }
+    }
+
+    #[test]
+    fn a_report_signed_by_another_key_than_the_pinned_root_is_refused() {
+        let (pinned, other) = (root(1), root(2));
+        for endpoint in [LOOPBACK, REMOTE] {
+            let client = Client::new(endpoint)
+                .unwrap()
+                .pin_dev_root(pinned.root_public());
+            client.check_peer(&info(&pinned, true)).unwrap();
+            match client.check_peer(&info(&other, true)) {
+                Err(ClientError::Untrusted(m)) => {
+                    assert!(m.contains("not by the pinned dev root"), "{m}")
+                }
+                r => panic!("{endpoint}: a foreign root accepted: {r:?}"),
+            }
+            // Naming the pinned root as its signer does not make another key's signature good.
+            let mut claimed = info(&other, true);
+            claimed.attestation.signer = Hash(pinned.root_public());
+            match client.check_peer(&claimed) {
+                Err(ClientError::Untrusted(m)) => assert!(m.contains("signature"), "{m}"),
+                r => panic!("{endpoint}: a mislabelled report accepted: {r:?}"),
+            }
+            // Refusing dev outright wins over the pin.
+            match client
+                .clone()
+                .accept_dev_attestation(false)
+                .check_peer(&info(&pinned, true))
+            {
+                Err(ClientError::Untrusted(m)) => assert!(m.contains("insecure"), "{m}"),
+                r => panic!("{endpoint}: dev accepted against the setting: {r:?}"),
+            }
+        }
+        // A pinned measurement is enforced too.
+        let client = Client::new(REMOTE)
+            .unwrap()
+            .pin_dev_root(pinned.root_public())
+            .pin_measurement([9; 32]);
+        match client.check_peer(&info(&pinned, true)) {
+            Err(ClientError::Untrusted(m)) => assert!(m.contains("required"), "{m}"),
+            r => panic!("another measurement accepted: {r:?}"),
+        }
+    }
+
+    #[test]
+    fn a_self_signed_report_is_refused_on_a_non_loopback_endpoint_without_a_pin() {
+        let signed = info(&root(1), true);
+        for endpoint in [
+            REMOTE,
+            "http://worker.example.com:8700",
+            "https://[2001:db8::1]:8700",
+        ] {
+            let plain = Client::new(endpoint).unwrap();
+            let accepting = plain.clone().accept_dev_attestation(true);
+            let measured = accepting.clone().pin_measurement([1; 32]);
+            for client in [plain, accepting, measured] {
+                match client.check_peer(&signed) {
+                    Err(e @ ClientError::Unpinned { .. }) => {
+                        let m = e.to_string();
+                        assert!(m.contains(endpoint) && m.contains("--dev-root"), "{m}");
+                    }
+                    r => panic!("{endpoint}: a self-signed report accepted: {r:?}"),
+                }
+            }
+        }
+        // On loopback (where `phat dev` runs) the self-declared signer is accepted by default,
+        // as long as its signature is intact.
+        for endpoint in [LOOPBACK, "http://localhost:8700", "http://[::1]:8700"] {
+            let client = Client::new(endpoint).unwrap();
+            client.check_peer(&signed).unwrap();
+            let mut altered = signed.clone();
+            altered.attestation.measurement = Hash([7; 32]);
+            assert!(matches!(
+                client.check_peer(&altered),
+                Err(ClientError::Untrusted(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn encryption_false_is_refused_unless_opted_in() {
+        let r = root(1);
+        let plain = info(&r, false);
+        let clients = [
+            Client::new(LOOPBACK).unwrap(),
+            Client::new(REMOTE).unwrap().pin_dev_root(r.root_public()),
+        ];
+        for client in clients {
+            match client.check_peer(&plain) {
+                Err(e @ ClientError::Unencrypted { .. }) => {
+                    let m = e.to_string();
+                    assert!(
+                        m.contains("encryption: false") && m.contains("--allow-unencrypted"),
+                        "{m}"
+                    );
+                }
+                r => panic!("{}: plaintext accepted: {r:?}", client.endpoint()),
+            }
+            let opted_in = client.clone().allow_unencrypted(true);
+            opted_in.check_peer(&plain).unwrap();
+            opted_in.check_peer(&info(&r, true)).unwrap();
+            // The flag the worker announces must be the one its report attests.
+            let mut flipped = info(&r, true);
+            flipped.encryption = false;
+            match opted_in.check_peer(&flipped) {
+                Err(ClientError::Untrusted(m)) => assert!(m.contains("attests"), "{m}"),
+                r => panic!("an unattested flag accepted: {r:?}"),
+            }
+        }
+    }
+
+    /// An HTTP server on 127.0.0.1 answering `GET /v1/info` with `info` and everything else
+    /// with 404; it records each request line.
+    async fn serve_info(
+        info: &WorkerInfo,
+    ) -> (std::net::SocketAddr, Arc<parking_lot::Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (body, log) = (serde_json::to_string(info).unwrap(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (body, log) = (body.clone(), log.clone());
+                tokio::spawn(async move {
+                    let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head)
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let (status, body) = if line.starts_with("GET /v1/info ") {
+                        ("200 OK", body)
+                    } else {
+                        (
+                            "404 Not Found",
+                            r#"{"error":{"kind":"not_found","message":"test server"}}"#.into(),
+                        )
+                    };
+                    log.lock().push(line);
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn a_downgrading_endpoint_gets_nothing_but_the_info_request() {
+        let r = root(1);
+        let (addr, seen) = serve_info(&info(&r, false)).await;
+        let client = Client::new(&format!("http://{addr}")).unwrap();
+        let alice = Signer::from_suri("//Alice").unwrap();
+        let call = call(AccountId([5; 32]), vec![1, 2, 3, 4]);
+        assert!(matches!(
+            client.submit(&alice, call.clone(), true).await,
+            Err(ClientError::Unencrypted { .. })
+        ));
+        assert!(matches!(
+            client.query(&alice, call, None).await,
+            Err(ClientError::Unencrypted { .. })
+        ));
+        assert!(matches!(
+            client.trusted_info().await,
+            Err(ClientError::Unencrypted { .. })
+        ));
+        let lines = seen.lock().clone();
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.starts_with("GET /v1/info ")),
+            "{lines:?}"
+        );
+        let opted_in = client.allow_unencrypted(true).trusted_info().await.unwrap();
+        assert!(!opted_in.encryption);
+    }
+
+    #[tokio::test]
+    async fn a_non_loopback_name_needs_the_pinned_root_over_http() {
+        let r = root(1);
+        let (addr, _) = serve_info(&info(&r, true)).await;
+        // A non-loopback name, resolved by this test to the local server only.
+        let host = "phat-worker.invalid";
+        let mut client = Client::new(&format!("http://{host}:{}", addr.port())).unwrap();
+        client.http = reqwest::Client::builder()
+            .resolve(host, addr)
+            .build()
+            .unwrap();
+        assert!(!client.loopback);
+        assert!(matches!(
+            client.trusted_info().await,
+            Err(ClientError::Unpinned { .. })
+        ));
+        let wrong = client.clone().pin_dev_root(root(2).root_public());
+        assert!(matches!(
+            wrong.trusted_info().await,
+            Err(ClientError::Untrusted(_))
+        ));
+        let pinned = client.pin_dev_root(r.root_public());
+        assert_eq!(
+            pinned.trusted_info().await.unwrap().attestation.signer,
+            Hash(r.root_public())
+        );
+    }
+
+    #[test]
+    fn pins_are_hex_or_a_file_of_hex() {
+        let key = [0xab; 32];
+        let text = hex::encode(key);
+        assert_eq!(parse_pin(&text).unwrap(), key);
+        assert_eq!(parse_pin(&format!("0x{text}")).unwrap(), key);
+        let dir = std::env::temp_dir().join(format!("phat-client-pin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("root.pub");
+        std::fs::write(&file, format!("0x{text}\n")).unwrap();
+        assert_eq!(parse_pin(file.to_str().unwrap()).unwrap(), key);
+        // Raw bytes (the shape of a root key file) are not taken for a public key.
+        std::fs::write(&file, key).unwrap();
+        match parse_pin(file.to_str().unwrap()) {
+            Err(ClientError::Invalid(m)) => assert!(m.contains("not the root key file"), "{m}"),
+            r => panic!("raw bytes accepted: {r:?}"),
+        }
+        assert!(parse_pin(dir.join("absent").to_str().unwrap()).is_err());
+        assert!(parse_pin("0x1234").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -105,15 +105,28 @@ impl Attestation for DevAttestation {
 pub struct AttestationPolicy {
     /// Accept reports of the insecure `dev` provider.
     pub accept_dev: bool,
-    /// If set, `dev` reports must be signed by this root.
+    /// The root `dev` reports must be signed by. [`AttestationPolicy::verify`] refuses every
+    /// `dev` report while it is unset: the signer a report names is the report's own claim.
     pub dev_root: Option<[u8; 32]>,
     /// If set, the measurement must equal this.
     pub measurement: Option<[u8; 32]>,
 }
 
 impl AttestationPolicy {
-    /// Checks `report` and returns what it proves.
+    /// Checks `report`: a `dev` report must be signed by the pinned `dev_root`, never merely
+    /// by the key it names itself.
     pub fn verify(&self, report: &AttestationReport) -> Result<(), CryptoError> {
+        self.check(report, false)
+    }
+
+    /// Like [`AttestationPolicy::verify`], but with no `dev_root` pinned accepts a `dev`
+    /// report signed by the key it names itself: an integrity check only, which proves
+    /// nothing about who made the report (for loopback development clusters).
+    pub fn verify_self_signed_dev(&self, report: &AttestationReport) -> Result<(), CryptoError> {
+        self.check(report, true)
+    }
+
+    fn check(&self, report: &AttestationReport, self_signed: bool) -> Result<(), CryptoError> {
         let fail = |m: String| Err(CryptoError::Attestation(m));
         if report.provider != DEV_PROVIDER {
             return fail(format!(
@@ -128,13 +141,22 @@ impl AttestationPolicy {
                     .into(),
             );
         }
-        if let Some(root) = self.dev_root {
-            if report.signer.0 != root {
+        match self.dev_root {
+            Some(root) if report.signer.0 != root => {
                 return fail(format!(
-                    "the report is signed by {}, not by the cluster's dev root {}",
+                    "the report is signed by {}, not by the pinned dev root {}",
                     report.signer,
                     Hash(root)
                 ));
+            }
+            Some(_) => {}
+            None if self_signed => {}
+            None => {
+                return fail(format!(
+                    "the `dev` report names its own signer {} and no dev root is pinned to \
+                     check it against (anybody can make a dev root)",
+                    report.signer
+                ))
             }
         }
         let key = ed25519_dalek::VerifyingKey::from_bytes(&report.signer.0)
@@ -207,5 +229,45 @@ mod tests {
         let mut provider = report;
         provider.provider = "sgx".into();
         assert!(policy.verify(&provider).is_err());
+    }
+
+    #[test]
+    fn a_dev_report_is_never_trusted_on_its_own_signer_unless_asked() {
+        let dev = DevAttestation::new(&Secret32::from_bytes([9; 32]));
+        let report = dev.report(&claims(), 5).unwrap();
+        let unpinned = AttestationPolicy {
+            accept_dev: true,
+            ..Default::default()
+        };
+        // `verify` wants a pinned root: the report's own signer proves nothing.
+        assert!(
+            matches!(unpinned.verify(&report), Err(CryptoError::Attestation(m)) if m.contains("no dev root is pinned"))
+        );
+        // The loopback check: the self-declared signer, but still an intact signature.
+        unpinned.verify_self_signed_dev(&report).unwrap();
+        let mut forged = report.clone();
+        forged.encryption = false;
+        assert!(unpinned.verify_self_signed_dev(&forged).is_err());
+        // A pinned root is enforced by both.
+        let other = DevAttestation::new(&Secret32::from_bytes([8; 32]));
+        let pinned = AttestationPolicy {
+            dev_root: Some(other.root_public()),
+            ..unpinned.clone()
+        };
+        for check in [
+            AttestationPolicy::verify,
+            AttestationPolicy::verify_self_signed_dev,
+        ] {
+            assert!(
+                matches!(check(&pinned, &report), Err(CryptoError::Attestation(m)) if m.contains("not by the pinned dev root"))
+            );
+        }
+        pinned.verify(&other.report(&claims(), 5).unwrap()).unwrap();
+        // Not accepting dev at all wins over everything.
+        let refused = AttestationPolicy {
+            accept_dev: false,
+            ..unpinned
+        };
+        assert!(refused.verify_self_signed_dev(&report).is_err());
     }
 }

@@ -22,7 +22,7 @@ pub use keys::{contract_key_material, derive, ClusterSecret, ContractKeyKind, Se
 pub use seal::SealingKey;
 pub use storage::StorageCipher;
 
-use parity_scale_codec::{Decode, Encode};
+use parity_scale_codec::{DecodeAll, Encode};
 use phat_primitives::protocol::{Bytes, RequestBody, SignedRequest};
 use phat_primitives::AccountId;
 
@@ -108,10 +108,17 @@ pub fn sr25519_verify(signer: &AccountId, message: &[u8], signature: &[u8]) -> b
     pk.verify_simple(b"substrate", message, &sig).is_ok()
 }
 
-/// Decodes a signed request's body and checks its signature.
+/// Decodes a signed request's body strictly: bytes after the `RequestBody` are refused, since
+/// the signature covers the decoded body only and they would make the same signed request
+/// travel under another identity.
+fn decode_body(req: &SignedRequest) -> Result<RequestBody, CryptoError> {
+    RequestBody::decode_all(&mut &req.body[..])
+        .map_err(|e| CryptoError::MalformedBody(e.to_string()))
+}
+
+/// Decodes a signed request's body (strictly: no trailing bytes) and checks its signature.
 pub fn verify_request(req: &SignedRequest) -> Result<RequestBody, CryptoError> {
-    let body = RequestBody::decode(&mut &req.body[..])
-        .map_err(|e| CryptoError::MalformedBody(e.to_string()))?;
+    let body = decode_body(req)?;
     if !sr25519_verify(&req.signer, &body.signing_payload(), &req.signature) {
         return Err(CryptoError::BadSignature(req.signer));
     }
@@ -125,10 +132,10 @@ pub fn verify_requests(reqs: &[&SignedRequest]) -> Vec<Result<RequestBody, Crypt
     let mut out: Vec<Result<RequestBody, CryptoError>> = Vec::with_capacity(reqs.len());
     let mut batch = Vec::new();
     for (i, req) in reqs.iter().enumerate() {
-        let body = match RequestBody::decode(&mut &req.body[..]) {
+        let body = match decode_body(req) {
             Ok(b) => b,
             Err(e) => {
-                out.push(Err(CryptoError::MalformedBody(e.to_string())));
+                out.push(Err(e));
                 continue;
             }
         };
@@ -246,6 +253,22 @@ mod tests {
         assert!(matches!(batch[1], Err(CryptoError::BadSignature(_))));
         assert!(matches!(batch[3], Err(CryptoError::MalformedBody(_))));
         assert!(matches!(batch[4], Err(CryptoError::BadSignature(_))));
+    }
+
+    #[test]
+    fn trailing_bytes_after_a_signed_body_are_refused() {
+        let alice = Signer::from_suri("//Alice").unwrap();
+        let req = alice.sign_request(&body());
+        // The signature still matches the decoded body: only strict decoding refuses it.
+        let mut padded = req.clone();
+        padded.body.0.push(0);
+        assert!(matches!(
+            verify_request(&padded),
+            Err(CryptoError::MalformedBody(m)) if m.contains("left after decoding")
+        ));
+        let batch = verify_requests(&[&req, &padded]);
+        assert_eq!(batch[0], Ok(body()));
+        assert!(matches!(batch[1], Err(CryptoError::MalformedBody(_))));
     }
 
     #[test]

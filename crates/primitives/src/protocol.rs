@@ -245,6 +245,37 @@ pub struct QueryRequest {
     pub min_seq: Option<Seq>,
 }
 
+/// Header naming the account that signs an upload or a metadata write.
+pub const SIGNER_HEADER: &str = "x-phat-signer";
+/// Header carrying the sr25519 signature (hex) of an upload or a metadata write.
+pub const SIGNATURE_HEADER: &str = "x-phat-signature";
+/// Header carrying the expiry (Unix ms) the signature of an upload or metadata write covers.
+pub const EXPIRES_HEADER: &str = "x-phat-expires";
+
+/// What the signer of a code upload signs: the cluster (its envelope key), the code and an
+/// expiry, under a domain tag of its own (a signed upload can never pass for anything else).
+pub fn upload_payload(cluster: &Hash, code_hash: &CodeHash, expires_at: u64) -> Vec<u8> {
+    (b"phat/upload/v1", cluster, code_hash, expires_at).encode()
+}
+
+/// What the deployer signs to publish the ink! metadata of their contracts' code: the cluster,
+/// the code, blake2-256 of the metadata's bytes exactly as sent, and an expiry.
+pub fn metadata_payload(
+    cluster: &Hash,
+    code_hash: &CodeHash,
+    metadata_hash: &[u8; 32],
+    expires_at: u64,
+) -> Vec<u8> {
+    (
+        b"phat/metadata/v1",
+        cluster,
+        code_hash,
+        metadata_hash,
+        expires_at,
+    )
+        .encode()
+}
+
 /// The answer to a code upload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeUploaded {
@@ -295,6 +326,23 @@ pub struct LogRecord {
     pub timestamp: Timestamp,
     /// The text (for events, a summary with hex data).
     pub message: String,
+}
+
+/// A log record as the worker API serves it (`/v1/contracts/{id}/logs[/stream]`): the stored
+/// [`LogRecord`], its place in the contract's log and, for an `event` record, the event itself,
+/// which clients decode with the contract's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The record.
+    #[serde(flatten)]
+    pub record: LogRecord,
+    /// Its index in the contract's stored log (`None` for a record streamed live).
+    #[serde(default)]
+    pub index: Option<u64>,
+    /// The event of an `event` record: topics and SCALE data (absent for other levels and
+    /// from workers that predate the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventRecord>,
 }
 
 /// Public facts about a worker.

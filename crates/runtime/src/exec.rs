@@ -637,6 +637,18 @@ fn panic_message(debug: &str) -> Option<String> {
     Some(msg)
 }
 
+/// What made a chain of nested failures start: a panic that followed a callee's failure is
+/// explained by the innermost failure, not by every frame in between.
+fn root_cause(e: &ExecError) -> String {
+    match e {
+        ExecError::Panicked(p) => match &p.after_callee {
+            Some(cause) => cause.clone(),
+            None => e.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
 fn classify_trap(
     e: &wasmtime::Error,
     tx: &TxState,
@@ -652,7 +664,7 @@ fn classify_trap(
             caller: who.caller,
             selector: who.selector,
             message: panic_message(&tx.debug),
-            after_callee: tx.nested_error.as_ref().map(ToString::to_string),
+            after_callee: tx.nested_error.as_ref().map(root_cause),
         })),
         Some(trap) => {
             let mut msg = trap.to_string();

@@ -17,11 +17,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::{Stream, StreamExt};
-use parity_scale_codec::{Decode, Encode};
+use parity_scale_codec::{Decode, DecodeAll, Encode};
 use phat_primitives::protocol::{
-    ApiError, Call, CallError, CodeUploaded, ContractKeys, ContractView, LedgerCommand, LogRecord,
-    QueryOpen, QueryRequest, QueryResponse, Receipt, RequestBody, Sealed, SealedAnswer,
-    SealedQuery, SealedReply, Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
+    ApiError, Call, CallError, CodeUploaded, ContractKeys, ContractView, EventRecord,
+    LedgerCommand, LogEntry, LogRecord, QueryOpen, QueryRequest, QueryResponse, Receipt,
+    RequestBody, Sealed, SealedAnswer, SealedQuery, SealedReply, Seq, SessionQuery, SignedRequest,
+    Submitted, WorkerInfo,
 };
 use phat_primitives::Hash;
 use phat_primitives::{AccountId, ContractInfo, Mode, StateKey};
@@ -61,12 +62,35 @@ pub(crate) fn router(worker: Worker) -> Router {
         .route("/v1/contracts/{id}/logs", get(logs))
         .route("/v1/contracts/{id}/logs/stream", get(log_stream))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            worker.clone(),
+            admit_address,
+        ))
         .with_state(worker)
+}
+
+/// Refuses clients that send faster than their address's rate (when the server knows the
+/// address: `Worker::serve` records it).
+async fn admit_address(
+    State(w): State<Worker>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let addr = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = addr {
+        if let Err(refused) = w.inner.admission.address(ip) {
+            return ApiErr::from(refused).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// An error answer.
 #[derive(Debug)]
-pub(crate) struct ApiErr(StatusCode, CallError);
+pub(crate) struct ApiErr(StatusCode, CallError, Option<std::time::Duration>);
 
 impl ApiErr {
     fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
@@ -76,6 +100,7 @@ impl ApiErr {
                 kind: kind.into(),
                 message: message.into(),
             },
+            None,
         )
     }
 
@@ -86,7 +111,32 @@ impl ApiErr {
 
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
-        (self.0, Json(ApiError { error: self.1 })).into_response()
+        let mut resp = (self.0, Json(ApiError { error: self.1 })).into_response();
+        if let Some(wait) = self.2 {
+            // Whole seconds, rounded up (`Retry-After` has no fractions).
+            let secs = wait.as_millis().div_ceil(1000).max(1);
+            if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<crate::admission::Refused> for ApiErr {
+    fn from(r: crate::admission::Refused) -> Self {
+        let kind = match r {
+            crate::admission::Refused::Busy(_) => "busy",
+            crate::admission::Refused::Rate { .. } => "rate_limited",
+        };
+        let wait = r.retry_after();
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            kind,
+            format!("{r}; retry after {} ms", wait.as_millis()),
+        );
+        e.2 = Some(wait);
+        e
     }
 }
 
@@ -116,6 +166,21 @@ impl From<phat_store::StoreError> for ApiErr {
 type ApiResult<T> = Result<Json<T>, ApiErr>;
 
 async fn healthz(State(w): State<Worker>) -> Response {
+    if let Some(s) = w.inner.stuck.lock().clone() {
+        if s.attempts >= crate::apply::STUCK_AFTER {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "apply stuck at seq {} for {} s ({} attempts): {}\n",
+                    s.seq,
+                    s.since.elapsed().as_secs(),
+                    s.attempts,
+                    s.error
+                ),
+            )
+                .into_response();
+        }
+    }
     match w.inner.store.head() {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
@@ -123,6 +188,14 @@ async fn healthz(State(w): State<Worker>) -> Response {
 }
 
 async fn metrics(State(w): State<Worker>) -> Response {
+    w.inner
+        .metrics
+        .queries_running
+        .set(w.inner.admission.queries_running() as i64);
+    w.inner
+        .metrics
+        .cache_bytes
+        .set(w.inner.pink.cache.footprint() as i64);
     (
         [(
             header::CONTENT_TYPE,
@@ -158,7 +231,11 @@ async fn info(State(w): State<Worker>) -> ApiResult<WorkerInfo> {
     }))
 }
 
-async fn upload_code(State(w): State<Worker>, body: BodyBytes) -> ApiResult<CodeUploaded> {
+async fn upload_code(
+    State(w): State<Worker>,
+    headers: header::HeaderMap,
+    body: BodyBytes,
+) -> ApiResult<CodeUploaded> {
     if body.is_empty() {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
@@ -166,6 +243,12 @@ async fn upload_code(State(w): State<Worker>, body: BodyBytes) -> ApiResult<Code
             "the body must be the contract's wasm bytes",
         ));
     }
+    let hash = phat_primitives::CodeHash::of(&body);
+    let cluster = cluster_id(&w);
+    let signer = signed_by(&w, &headers, |exp| {
+        phat_primitives::protocol::upload_payload(&cluster, &hash, exp)
+    })?;
+    w.inner.admission.upload(&signer)?;
     let rt = w.inner.runtime.clone();
     let wasm = body.to_vec();
     let wasm = tokio::task::spawn_blocking(move || rt.prepare_code(&wasm).map(|_| wasm))
@@ -174,6 +257,79 @@ async fn upload_code(State(w): State<Worker>, body: BodyBytes) -> ApiResult<Code
         .map_err(|e| ApiErr::new(StatusCode::BAD_REQUEST, "invalid_code", e.to_string()))?;
     let code_hash = w.inner.ledger.put_code(wasm).await.map_err(ledger_err)?;
     Ok(Json(CodeUploaded { code_hash }))
+}
+
+/// The cluster's identity in signed uploads and metadata writes: its envelope key.
+fn cluster_id(w: &Worker) -> Hash {
+    Hash(w.inner.enclave.keys().envelope.public())
+}
+
+/// The account that signed an upload or a metadata write: its headers name the signer, the
+/// expiry and an sr25519 signature of `payload(expiry)`. The signer must hold a balance
+/// (uploads grow every worker's ledger: strangers without funds cannot).
+fn signed_by(
+    w: &Worker,
+    headers: &header::HeaderMap,
+    payload: impl FnOnce(u64) -> Vec<u8>,
+) -> Result<AccountId, ApiErr> {
+    use phat_primitives::protocol::{EXPIRES_HEADER, SIGNATURE_HEADER, SIGNER_HEADER};
+    let unsigned = || {
+        ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "unsigned",
+            format!(
+                "uploads and metadata must be signed: headers {SIGNER_HEADER}, \
+                 {SIGNATURE_HEADER} and {EXPIRES_HEADER} (phat-client does this)"
+            ),
+        )
+    };
+    let text = |name: &str| -> Result<&str, ApiErr> {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(unsigned)
+    };
+    let malformed = |what: &str| ApiErr::new(StatusCode::BAD_REQUEST, "malformed", what);
+    let signer: AccountId = text(SIGNER_HEADER)?
+        .parse()
+        .map_err(|_| malformed("x-phat-signer must be a 0x-prefixed 32-byte account"))?;
+    let signature = hex::decode(text(SIGNATURE_HEADER)?.trim_start_matches("0x"))
+        .map_err(|_| malformed("x-phat-signature must be hex"))?;
+    let expires_at: u64 = text(EXPIRES_HEADER)?
+        .parse()
+        .map_err(|_| malformed("x-phat-expires must be Unix milliseconds"))?;
+    let now = now_ms();
+    if expires_at < now || expires_at > now + phat_primitives::protocol::MAX_REQUEST_TTL_MS {
+        return Err(ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "expired",
+            format!("the signature expires at {expires_at}, now is {now}"),
+        ));
+    }
+    if !phat_crypto::sr25519_verify(&signer, &payload(expires_at), &signature) {
+        return Err(ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            format!("the signature of {signer} does not match"),
+        ));
+    }
+    let snap = w.inner.store.snapshot()?;
+    // Before command 1 the genesis balances are not in the state yet.
+    let funded = snap.get(&StateKey::Balance(signer))?.is_some()
+        || (snap.head().seq == 0
+            && w.inner
+                .genesis
+                .balances
+                .iter()
+                .any(|(who, b)| *who == signer && *b > 0));
+    if !funded {
+        return Err(ApiErr::new(
+            StatusCode::FORBIDDEN,
+            "unfunded",
+            format!("{signer} holds no balance on this cluster: only funded accounts upload"),
+        ));
+    }
+    Ok(signer)
 }
 
 fn parse_code_hash(hash: &str) -> Result<phat_primitives::CodeHash, ApiErr> {
@@ -186,18 +342,33 @@ fn parse_code_hash(hash: &str) -> Result<phat_primitives::CodeHash, ApiErr> {
     })
 }
 
-fn metadata_key(hash: &phat_primitives::CodeHash) -> String {
+/// Where the metadata `publisher` published for code `hash` is kept in the ledger.
+fn metadata_key(hash: &phat_primitives::CodeHash, publisher: &AccountId) -> String {
+    format!("metadata/{hash}/{publisher}")
+}
+
+/// Where metadata was kept before it was signed (one per code, readable only).
+fn legacy_metadata_key(hash: &phat_primitives::CodeHash) -> String {
     format!("metadata/{hash}")
 }
 
-/// Stores the ink! metadata (JSON ABI) of uploaded code, so any client can encode calls.
+/// Stores the ink! metadata (JSON ABI) of uploaded code as published by its signer. Readers
+/// ask for the metadata a contract's deployer published, so nobody can swap the ABI that
+/// other people's calls are encoded with.
 async fn put_metadata(
     State(w): State<Worker>,
     Path(hash): Path<String>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
+    headers: header::HeaderMap,
+    body: BodyBytes,
 ) -> Result<StatusCode, ApiErr> {
     let hash = parse_code_hash(&hash)?;
-    let Json(metadata) = body?;
+    let metadata: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("metadata: {e}"),
+        )
+    })?;
     if !metadata.is_object() {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
@@ -205,6 +376,12 @@ async fn put_metadata(
             "metadata must be a JSON object",
         ));
     }
+    let cluster = cluster_id(&w);
+    let digest = phat_primitives::blake2_256(&body);
+    let signer = signed_by(&w, &headers, |exp| {
+        phat_primitives::protocol::metadata_payload(&cluster, &hash, &digest, exp)
+    })?;
+    w.inner.admission.upload(&signer)?;
     if w.inner
         .ledger
         .get_code(&hash)
@@ -218,33 +395,50 @@ async fn put_metadata(
             format!("code {hash} was never uploaded"),
         ));
     }
-    let bytes = serde_json::to_vec(&metadata).map_err(ApiErr::internal)?;
     w.inner
         .ledger
-        .put_meta(&metadata_key(&hash), bytes)
+        .put_meta(&metadata_key(&hash, &signer), body.to_vec())
         .await
         .map_err(ledger_err)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The ink! metadata stored for code.
+#[derive(Deserialize)]
+struct MetadataParams {
+    /// Whose published metadata (a contract's deployer).
+    publisher: Option<String>,
+}
+
+/// The ink! metadata `?publisher=0x…` published for code (without it: metadata stored before
+/// uploads were signed, if any).
 async fn get_metadata(
     State(w): State<Worker>,
     Path(hash): Path<String>,
+    Query(params): Query<MetadataParams>,
 ) -> Result<Response, ApiErr> {
     let hash = parse_code_hash(&hash)?;
-    match w
-        .inner
-        .ledger
-        .get_meta(&metadata_key(&hash))
-        .await
-        .map_err(ledger_err)?
-    {
+    let key = match &params.publisher {
+        Some(p) => {
+            let who: AccountId = p.parse().map_err(|_| {
+                ApiErr::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    "publisher must be a 0x-prefixed 32-byte account",
+                )
+            })?;
+            metadata_key(&hash, &who)
+        }
+        None => legacy_metadata_key(&hash),
+    };
+    match w.inner.ledger.get_meta(&key).await.map_err(ledger_err)? {
         Some(bytes) => Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response()),
         None => Err(ApiErr::new(
             StatusCode::NOT_FOUND,
             "unknown_metadata",
-            format!("no metadata stored for code {hash}"),
+            match &params.publisher {
+                Some(p) => format!("{p} published no metadata for code {hash}"),
+                None => format!("no metadata stored for code {hash}"),
+            },
         )),
     }
 }
@@ -271,7 +465,8 @@ fn verify(w: &Worker, req: &SignedRequest, mode: Mode) -> Result<RequestBody, Ap
         _ => ApiErr::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
     })?;
     let now = now_ms();
-    check_body(&body, mode, now).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e))?;
+    check_body(&body, mode, now).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e, None))?;
+    w.inner.admission.signer(&req.signer)?;
     let key = (req.signer, body.nonce);
     let seen_in_state = mode == Mode::Command
         && w.inner
@@ -280,8 +475,7 @@ fn verify(w: &Worker, req: &SignedRequest, mode: Mode) -> Result<RequestBody, Ap
             .nonce_expiry(&req.signer, body.nonce)?
             .is_some();
     let mut recent = w.inner.recent_nonces.lock();
-    recent.prune(now);
-    if seen_in_state || recent.map.insert(key, body.expires_at).is_some() {
+    if seen_in_state || !recent.insert(key, body.expires_at, now) {
         return Err(ApiErr::new(
             StatusCode::CONFLICT,
             "replayed",
@@ -339,7 +533,7 @@ async fn submit_sealed(
             .envelope
             .open(phat_crypto::Purpose::Command, &sealed)
             .map_err(envelope_err)?;
-        let req = SignedRequest::decode(&mut &plain[..]).map_err(|e| {
+        let req = SignedRequest::decode_all(&mut &plain[..]).map_err(|e| {
             ApiErr::new(
                 StatusCode::BAD_REQUEST,
                 "malformed",
@@ -387,7 +581,6 @@ async fn submit_inner(
         w.inner
             .recent_nonces
             .lock()
-            .map
             .remove(&(req.signer, body.nonce));
         return Err(e);
     }
@@ -402,7 +595,6 @@ async fn submit_inner(
             w.inner
                 .recent_nonces
                 .lock()
-                .map
                 .remove(&(req.signer, body.nonce));
             return Err(ledger_err(e));
         }
@@ -575,10 +767,14 @@ async fn run_checked(
     if let Some(dest) = call.dest() {
         known_contract(w, &dest).await?;
     }
+    // A bounded number of queries execute at once; the apply loop needs no slot.
+    let slot = w.inner.admission.query_slot().await?;
     let w2 = w.clone();
-    tokio::task::spawn_blocking(move || run_query(&w2, caller, call))
+    let result = tokio::task::spawn_blocking(move || run_query(&w2, caller, call))
         .await
-        .map_err(ApiErr::internal)?
+        .map_err(ApiErr::internal)?;
+    drop(slot);
+    result
 }
 
 async fn query_sealed(
@@ -640,7 +836,7 @@ async fn query_sealed_inner(
             .identity
             .open(phat_crypto::Purpose::Query, &sealed)
             .map_err(envelope_err)?;
-        let open = QueryOpen::decode(&mut &plain[..]).map_err(|e| {
+        let open = QueryOpen::decode_all(&mut &plain[..]).map_err(|e| {
             ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
         })?;
         let body = verify(w, &open.request, Mode::Query)?;
@@ -675,15 +871,16 @@ async fn query_sealed_inner(
             .lock()
             .accept(&q.session.0, q.counter)
             .map_err(session_err)?;
-        let query = SessionQuery::decode(&mut &plain[..]).map_err(|e| {
+        let query = SessionQuery::decode_all(&mut &plain[..]).map_err(|e| {
             ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
         })?;
+        w.inner.admission.signer(&caller)?;
         (keys, caller, query.call, query.min_seq)
     };
     // From here on the caller holds the session: errors travel sealed like answers.
     let answer = match run_checked(w, caller, call, min_seq).await {
         Ok(response) => SealedAnswer::Ok(response),
-        Err(ApiErr(status, error)) => SealedAnswer::Err {
+        Err(ApiErr(status, error, _)) => SealedAnswer::Err {
             status: status.as_u16(),
             error,
         },
@@ -828,12 +1025,37 @@ struct LogParams {
     limit: Option<usize>,
 }
 
-/// A stored log record with its index.
-#[derive(serde::Serialize)]
-struct IndexedLog {
-    index: Option<u64>,
-    #[serde(flatten)]
-    record: LogRecord,
+/// `record` as the API serves it: with its index and, for an `event` record, the event.
+fn log_entry(record: LogRecord, index: Option<u64>) -> LogEntry {
+    let event = if record.level == "event" {
+        parse_event_summary(record.contract, &record.message)
+    } else {
+        None
+    };
+    LogEntry {
+        record,
+        index,
+        event,
+    }
+}
+
+/// The event an `event` record's message summarises (`topics=[0x…,0x…] data=0x…`, as
+/// `apply::event_summary` writes it); `None` if the message is not such a summary. The summary
+/// is lossless, so records stored before the API served events get theirs too.
+fn parse_event_summary(contract: AccountId, message: &str) -> Option<EventRecord> {
+    let rest = message.strip_prefix("topics=[")?;
+    let (topics, data) = rest.split_once("] data=0x")?;
+    let topics = topics
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse::<Hash>().ok())
+        .collect::<Option<Vec<_>>>()?;
+    let data = hex::decode(data).ok()?;
+    Some(EventRecord {
+        contract,
+        topics,
+        data: data.into(),
+    })
 }
 
 fn stored_logs(
@@ -841,7 +1063,7 @@ fn stored_logs(
     id: &AccountId,
     after: Option<u64>,
     limit: usize,
-) -> Result<Vec<IndexedLog>, ApiErr> {
+) -> Result<Vec<LogEntry>, ApiErr> {
     Ok(w.inner
         .store
         .logs(id, after, limit)?
@@ -849,10 +1071,7 @@ fn stored_logs(
         .filter_map(|(index, raw)| {
             LogRecord::decode(&mut &raw[..])
                 .ok()
-                .map(|record| IndexedLog {
-                    index: Some(index),
-                    record,
-                })
+                .map(|record| log_entry(record, Some(index)))
         })
         .collect())
 }
@@ -861,7 +1080,7 @@ async fn logs(
     State(w): State<Worker>,
     Path(id): Path<String>,
     Query(p): Query<LogParams>,
-) -> Result<Json<Vec<IndexedLog>>, ApiErr> {
+) -> Result<Json<Vec<LogEntry>>, ApiErr> {
     let id = parse_id(&id)?;
     known_contract(&w, &id).await?;
     let limit = p.limit.unwrap_or(1000).min(10_000);
@@ -887,10 +1106,7 @@ async fn log_stream(
     let live = live.filter_map(move |r| {
         let keep = match r {
             Ok(record) if record.contract == id && record.seq.is_none_or(|s| s > last_seq) => {
-                Some(IndexedLog {
-                    index: None,
-                    record,
-                })
+                Some(log_entry(record, None))
             }
             _ => None,
         };
@@ -907,6 +1123,71 @@ async fn log_stream(
 
 #[cfg(test)]
 mod tests {
+    use phat_primitives::protocol::LogRecord;
+    use phat_primitives::{AccountId, Hash, Mode};
+
+    fn record(level: &str, message: String) -> LogRecord {
+        LogRecord {
+            contract: AccountId([7; 32]),
+            level: level.into(),
+            origin: Mode::Command,
+            seq: Some(3),
+            timestamp: 1,
+            message,
+        }
+    }
+
+    #[test]
+    fn event_records_carry_the_event_their_summary_describes() {
+        let topics = [Hash([1; 32]), Hash([0xab; 32])];
+        let data = [0u8, 5, 0xff];
+        let summary = crate::apply::event_summary(&topics, &data);
+        let entry = super::log_entry(record("event", summary), Some(4));
+        let event = entry.event.expect("structured event");
+        assert_eq!(event.contract, AccountId([7; 32]));
+        assert_eq!(event.topics, topics);
+        assert_eq!(event.data.0, data);
+        assert_eq!(entry.index, Some(4));
+        // No topics, no data.
+        let empty = super::log_entry(record("event", crate::apply::event_summary(&[], &[])), None)
+            .event
+            .expect("an event without topics or data");
+        assert!(empty.topics.is_empty() && empty.data.0.is_empty());
+        // Other levels (even with a look-alike text) and malformed summaries carry none.
+        let lookalike = crate::apply::event_summary(&topics, &data);
+        assert_eq!(
+            super::log_entry(record("info", lookalike), None).event,
+            None
+        );
+        for bad in ["hello", "topics=[0x12] data=0x", "topics=[] data=0xz1"] {
+            assert_eq!(
+                super::log_entry(record("event", bad.into()), None).event,
+                None,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_entries_serialize_the_event_only_when_present_and_decode_old_answers() {
+        let topics = [Hash([1; 32])];
+        let with = super::log_entry(
+            record("event", crate::apply::event_summary(&topics, &[9])),
+            Some(0),
+        );
+        let json = serde_json::to_value(&with).unwrap();
+        assert_eq!(json["event"]["data"], "0x09");
+        assert_eq!(json["event"]["topics"][0], Hash([1; 32]).to_hex());
+        assert_eq!(json["level"], "event");
+        assert_eq!(json["index"], 0);
+        let without = super::log_entry(record("debug", "hi".into()), None);
+        let json = serde_json::to_value(&without).unwrap();
+        assert!(json.get("event").is_none(), "{json}");
+        // An answer of a worker that predates the field still decodes.
+        let back: phat_primitives::protocol::LogEntry = serde_json::from_value(json).unwrap();
+        assert_eq!(back, without);
+    }
+
     #[test]
     fn eip55_checksums_match_the_spec_vectors() {
         for addr in [

@@ -374,7 +374,7 @@ fn apply_batch(
     // Commands submitted through this worker are now remembered by the store.
     let mut recent = inner.recent_nonces.lock();
     for key in &nonces {
-        recent.map.remove(key);
+        recent.remove(key);
     }
     Ok((head, logs))
 }

@@ -1,5 +1,6 @@
-//! The contract cache: worker-local, non-replicated key/value data per contract, with expiry
-//! and a per-contract quota. Entries never leak between contracts.
+//! The contract cache: worker-local, non-replicated key/value data per contract, with expiry,
+//! a per-contract quota (key and value bytes) and a worker-wide budget that counts what the
+//! entries really cost in memory (bookkeeping included). Entries never leak between contracts.
 
 use std::collections::HashMap;
 
@@ -8,6 +9,14 @@ use phat_primitives::AccountId;
 
 /// Bytes a contract may keep in the cache unless configured otherwise.
 pub const DEFAULT_CACHE_QUOTA: usize = 1 << 20;
+
+/// Bytes all contracts together may make one worker hold in its cache, unless configured
+/// otherwise.
+pub const DEFAULT_CACHE_BUDGET: usize = 128 << 20;
+
+/// What an entry costs the worker beyond its key and value (map slot, allocations, expiry),
+/// counted against the worker-wide budget: many tiny entries cost real memory too.
+pub const ENTRY_OVERHEAD: usize = 96;
 
 struct Entry {
     value: Vec<u8>,
@@ -57,15 +66,51 @@ pub struct QuotaExceeded {
 /// All contracts' caches of one worker.
 pub struct Cache {
     quota: usize,
-    contracts: Mutex<HashMap<AccountId, ContractCache>>,
+    budget: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    contracts: HashMap<AccountId, ContractCache>,
+    /// Sum of every contract's [`footprint`].
+    total: usize,
+}
+
+/// What a contract's entries cost the worker: keys, values and [`ENTRY_OVERHEAD`] each.
+fn footprint(c: &ContractCache) -> usize {
+    c.used + c.entries.len() * ENTRY_OVERHEAD
+}
+
+impl State {
+    /// Runs `f` on `contract`'s cache and keeps the total in step with what it changed.
+    fn with<T>(&mut self, contract: &AccountId, f: impl FnOnce(&mut ContractCache) -> T) -> T {
+        let c = self.contracts.entry(*contract).or_default();
+        let before = footprint(c);
+        let out = f(c);
+        let after = footprint(c);
+        if c.entries.is_empty() {
+            self.contracts.remove(contract);
+        }
+        self.total = self.total + after - before;
+        out
+    }
 }
 
 impl Cache {
-    /// A cache giving each contract `quota` bytes.
+    /// A cache giving each contract `quota` bytes, within the default worker-wide budget.
+    #[cfg(test)]
     pub fn new(quota: usize) -> Self {
+        Self::with_budget(quota, DEFAULT_CACHE_BUDGET)
+    }
+
+    /// A cache giving each contract `quota` bytes and all of them together `budget` bytes of
+    /// memory (entries counted with [`ENTRY_OVERHEAD`]).
+    pub fn with_budget(quota: usize, budget: usize) -> Self {
         Self {
             quota,
-            contracts: Mutex::new(HashMap::new()),
+            budget,
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -77,46 +122,55 @@ impl Cache {
         value: &[u8],
         now: u64,
     ) -> Result<(), QuotaExceeded> {
-        let mut all = self.contracts.lock();
-        let c = all.entry(*contract).or_default();
-        let old = c
-            .entries
-            .get(key)
-            .map(|e| key.len() + e.value.len())
-            .unwrap_or(0);
-        let size = key.len() + value.len();
-        if c.used - old + size > self.quota {
-            c.drop_expired(now);
-            let old = c
+        let (quota, budget) = (self.quota, self.budget);
+        let mut state = self.state.lock();
+        let total = state.total;
+        state.with(contract, |c| {
+            let size = key.len() + value.len();
+            let old =
+                |c: &ContractCache| c.entries.get(key).map_or(0, |e| key.len() + e.value.len());
+            if c.used - old(c) + size > quota {
+                c.drop_expired(now);
+                if c.used - old(c) + size > quota {
+                    return Err(QuotaExceeded {
+                        quota,
+                        used: c.used,
+                        size,
+                    });
+                }
+            }
+            // The worker-wide budget, entries' bookkeeping included.
+            let old_cost = c
                 .entries
                 .get(key)
-                .map(|e| key.len() + e.value.len())
-                .unwrap_or(0);
-            if c.used - old + size > self.quota {
+                .map_or(0, |e| key.len() + e.value.len() + ENTRY_OVERHEAD);
+            let new_cost = size + ENTRY_OVERHEAD;
+            if new_cost > old_cost && total + new_cost - old_cost > budget {
                 return Err(QuotaExceeded {
-                    quota: self.quota,
-                    used: c.used,
-                    size,
+                    quota: budget,
+                    used: total,
+                    size: new_cost,
                 });
             }
-        }
-        let expires_at = c.remove(key).and_then(|e| e.expires_at);
-        c.used += size;
-        c.entries.insert(
-            key.to_vec(),
-            Entry {
-                value: value.to_vec(),
-                expires_at,
-            },
-        );
-        Ok(())
+            let expires_at = c.remove(key).and_then(|e| e.expires_at);
+            c.used += size;
+            c.entries.insert(
+                key.to_vec(),
+                Entry {
+                    value: value.to_vec(),
+                    expires_at,
+                },
+            );
+            Ok(())
+        })
     }
 
     /// Makes `key` expire `secs` seconds from `now`.
     pub fn set_expiration(&self, contract: &AccountId, key: &[u8], secs: u64, now: u64) {
         if let Some(e) = self
-            .contracts
+            .state
             .lock()
+            .contracts
             .get_mut(contract)
             .and_then(|c| c.entries.get_mut(key))
         {
@@ -126,26 +180,36 @@ impl Cache {
 
     /// The value under `key`, unless expired.
     pub fn get(&self, contract: &AccountId, key: &[u8], now: u64) -> Option<Vec<u8>> {
-        let mut all = self.contracts.lock();
-        let c = all.get_mut(contract)?;
-        match c.entries.get(key) {
+        let mut state = self.state.lock();
+        if !state.contracts.contains_key(contract) {
+            return None;
+        }
+        state.with(contract, |c| match c.entries.get(key) {
             Some(e) if e.expires_at.is_some_and(|t| t <= now) => {
                 c.remove(key);
                 None
             }
             Some(e) => Some(e.value.clone()),
             None => None,
-        }
+        })
     }
 
     /// Removes `key`, returning its value unless it had expired.
     pub fn remove(&self, contract: &AccountId, key: &[u8], now: u64) -> Option<Vec<u8>> {
-        let mut all = self.contracts.lock();
-        let e = all.get_mut(contract)?.remove(key)?;
+        let mut state = self.state.lock();
+        if !state.contracts.contains_key(contract) {
+            return None;
+        }
+        let e = state.with(contract, |c| c.remove(key))?;
         if e.expires_at.is_some_and(|t| t <= now) {
             return None;
         }
         Some(e.value)
+    }
+
+    /// Memory all entries cost the worker now (see [`ENTRY_OVERHEAD`]).
+    pub fn footprint(&self) -> usize {
+        self.state.lock().total
     }
 }
 
@@ -190,5 +254,32 @@ mod tests {
         // Overwriting counts only the difference; other contracts have their own quota.
         c.set(&A, b"new", &[1; 7], 5).unwrap();
         c.set(&B, b"x", &[0; 19], 5).unwrap();
+    }
+
+    #[test]
+    fn a_worker_wide_budget_counts_every_entry_of_every_contract() {
+        // 10 contracts with a quota of 1,000 bytes each, 2,000 bytes for all of them.
+        let c = Cache::with_budget(1_000, 2_000);
+        let mut stored = 0;
+        'fill: for n in 0..10u8 {
+            let contract = AccountId([n; 32]);
+            for k in 0..100u8 {
+                // Tiny entries: 2 bytes each against the quota, 98 against the budget.
+                if c.set(&contract, &[k], &[0], 0).is_err() {
+                    break 'fill;
+                }
+                stored += 1;
+            }
+        }
+        assert_eq!(stored, 2_000 / (2 + ENTRY_OVERHEAD));
+        assert_eq!(c.footprint(), stored * (2 + ENTRY_OVERHEAD));
+        let err = c.set(&AccountId([99; 32]), b"k", b"v", 0).unwrap_err();
+        assert_eq!(err.quota, 2_000);
+        // Removing and expiring give the room back.
+        c.remove(&AccountId([0; 32]), &[0], 0).unwrap();
+        c.set(&AccountId([99; 32]), b"k", b"", 0).unwrap();
+        c.set_expiration(&AccountId([99; 32]), b"k", 1, 0);
+        assert_eq!(c.get(&AccountId([99; 32]), b"k", 5), None);
+        assert_eq!(c.footprint(), (stored - 1) * (2 + ENTRY_OVERHEAD));
     }
 }

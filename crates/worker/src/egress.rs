@@ -1,12 +1,27 @@
-//! HTTP egress for contracts' queries: limits, allow-list and the private-address rule.
+//! HTTP egress for contracts' queries: limits, allow-list, protected addresses and the
+//! private/special-address rule.
+//!
+//! A request's host is resolved once, every address it resolves to is checked, and the
+//! connection goes to those checked addresses only: the request's client knows no other
+//! answer for the host and refuses any other DNS lookup, so a second, different DNS answer
+//! (DNS rebinding: public first, `127.0.0.1` next) is never used. Redirects are not followed
+//! (a 3xx response goes back to the contract as it is), and proxies from the environment are
+//! ignored. The protected addresses (this worker's API, the gateway, the ledger) are refused
+//! even with `allow_private`.
 //!
 //! Every refusal maps to pink's `HttpRequestError` for the contract and to a log line with the
-//! reason in the contract's log stream, so a developer sees *which* limit was hit.
+//! reason in the contract's log stream, so a developer sees *which* limit was hit. URLs in
+//! those lines have their userinfo, query and fragment removed ([`redact_url`]).
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
+use parking_lot::Mutex;
 use phat_runtime::pink::{HttpRequest, HttpRequestError, HttpResponse};
 
 /// Limits of contracts' HTTP requests, per worker.
@@ -22,9 +37,13 @@ pub struct EgressConfig {
     pub max_batch: usize,
     /// When set, only these hosts may be reached.
     pub allow_hosts: Option<Vec<String>>,
-    /// Whether loopback, private, link-local and unspecified addresses may be reached
-    /// (`phat dev` allows them: local development talks to local services).
+    /// Whether loopback, private, link-local and other special-purpose addresses may be
+    /// reached (`phat dev` allows them: local development talks to local services).
     pub allow_private: bool,
+    /// Addresses never reached, even with `allow_private`: this worker's API, the gateway,
+    /// the ledger. One on this machine (loopback, unspecified or a local interface's address)
+    /// protects its port on every address of this machine.
+    pub deny_addrs: Vec<SocketAddr>,
 }
 
 impl Default for EgressConfig {
@@ -36,7 +55,33 @@ impl Default for EgressConfig {
             max_batch: 5,
             allow_hosts: None,
             allow_private: false,
+            deny_addrs: Vec::new(),
         }
+    }
+}
+
+impl EgressConfig {
+    /// Adds the addresses `url`'s host resolves to (at its port) to `deny_addrs`.
+    pub async fn deny_url(&mut self, url: &str) -> io::Result<()> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: {e}", redact_url(url)),
+            )
+        })?;
+        let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} has no host or port", redact_url(url)),
+            ));
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        for addr in tokio::net::lookup_host((host, port)).await? {
+            if !self.deny_addrs.contains(&addr) {
+                self.deny_addrs.push(addr);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -47,46 +92,289 @@ fn refuse(e: HttpRequestError, why: impl Into<String>) -> Refusal {
     Refusal(e, why.into())
 }
 
-/// True for addresses a production worker must not reach on a contract's behalf.
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // carrier-grade NAT
+/// `url` as it may appear in logs: without userinfo, and with its query and fragment
+/// replaced by `…` (`https://api.example/path?key=secret` → `https://api.example/path?…`).
+pub(crate) fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let query = u.query().is_some();
+            let fragment = u.fragment().is_some();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            let mut s = u.to_string();
+            if query {
+                s.push_str("?…");
+            }
+            if fragment {
+                s.push_str("#…");
+            }
+            s
         }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        Err(_) => {
+            // Not a URL: keep what precedes a query or fragment, without anything that looks
+            // like userinfo.
+            let cut = url.find(['?', '#']);
+            let (head, tail) = url.split_at(cut.unwrap_or(url.len()));
+            let start = match head.find("://") {
+                Some(i) => i + 3,
+                None if head.starts_with("//") => 2,
+                None => 0,
+            };
+            let authority_end = head[start..].find('/').map_or(head.len(), |i| start + i);
+            let head = match head[start..authority_end].rfind('@') {
+                Some(at) => format!("{}{}", &head[..start], &head[start + at + 1..]),
+                None => head.to_string(),
+            };
+            let marker = match tail.chars().next() {
+                Some(c) => format!("{c}…"),
+                None => String::new(),
+            };
+            let mut head: String = head.chars().take(200).collect();
+            head.push_str(&marker);
+            head
         }
     }
 }
+
+fn in_v4(ip: Ipv4Addr, net: [u8; 4], len: u32) -> bool {
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(Ipv4Addr::from(net)) & mask
+}
+
+fn in_v6(ip: Ipv6Addr, net: [u16; 8], len: u32) -> bool {
+    let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(Ipv6Addr::from(net)) & mask
+}
+
+/// IPv4 special-purpose ranges (IANA registry) that std has no stable method for.
+const V4_RANGES: &[([u8; 4], u32, &str)] = &[
+    ([0, 0, 0, 0], 8, "\"this network\" (0.0.0.0/8)"),
+    (
+        [100, 64, 0, 0],
+        10,
+        "shared carrier-grade NAT space (100.64.0.0/10)",
+    ),
+    (
+        [192, 0, 0, 0],
+        24,
+        "IETF protocol assignments (192.0.0.0/24)",
+    ),
+    ([192, 88, 99, 0], 24, "6to4 relay anycast (192.88.99.0/24)"),
+    ([198, 18, 0, 0], 15, "benchmarking (198.18.0.0/15)"),
+    ([240, 0, 0, 0], 4, "reserved (240.0.0.0/4)"),
+];
+
+/// Why `ip` is not a public unicast address, or `None` when it is one.
+fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("unspecified (0.0.0.0)")
+    } else if ip.is_loopback() {
+        Some("loopback (127.0.0.0/8)")
+    } else if ip.is_private() {
+        Some("private (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)")
+    } else if ip.is_link_local() {
+        Some("link-local (169.254.0.0/16)")
+    } else if ip.is_broadcast() {
+        Some("broadcast (255.255.255.255)")
+    } else if ip.is_multicast() {
+        Some("multicast (224.0.0.0/4)")
+    } else if ip.is_documentation() {
+        Some("documentation (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24)")
+    } else {
+        V4_RANGES
+            .iter()
+            .find(|(net, len, _)| in_v4(ip, *net, *len))
+            .map(|(_, _, why)| *why)
+    }
+}
+
+/// IPv6 special-purpose ranges (IANA registry) without a stable std method, checked after
+/// the embedded-IPv4 forms; 2001::/23 comes after its more specific entries.
+const V6_RANGES: &[([u16; 8], u32, &str)] = &[
+    (
+        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
+        48,
+        "local-use NAT64 (64:ff9b:1::/48)",
+    ),
+    ([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "discard-only (100::/64)"),
+    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 32, "Teredo (2001::/32)"),
+    (
+        [0x2001, 2, 0, 0, 0, 0, 0, 0],
+        48,
+        "benchmarking (2001:2::/48)",
+    ),
+    (
+        [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
+        32,
+        "documentation (2001:db8::/32)",
+    ),
+    (
+        [0x3fff, 0, 0, 0, 0, 0, 0, 0],
+        20,
+        "documentation (3fff::/20)",
+    ),
+    (
+        [0x2001, 0, 0, 0, 0, 0, 0, 0],
+        23,
+        "IETF protocol assignments (2001::/23)",
+    ),
+    ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "site-local (fec0::/10)"),
+];
+
+/// The IPv4 address embedded in a NAT64 (64:ff9b::/96) or 6to4 (2002::/16) address.
+fn translated_v4(ip: Ipv6Addr) -> Option<(Ipv4Addr, &'static str)> {
+    let o = ip.octets();
+    if in_v6(ip, [0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96) {
+        Some((
+            Ipv4Addr::new(o[12], o[13], o[14], o[15]),
+            "NAT64 (64:ff9b::/96)",
+        ))
+    } else if in_v6(ip, [0x2002, 0, 0, 0, 0, 0, 0, 0], 16) {
+        Some((Ipv4Addr::new(o[2], o[3], o[4], o[5]), "6to4 (2002::/16)"))
+    } else {
+        None
+    }
+}
+
+/// The IPv4 address of an IPv4-compatible address (::a.b.c.d, not :: or ::1).
+fn compatible_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    (s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1)).then(|| {
+        let o = ip.octets();
+        Ipv4Addr::new(o[12], o[13], o[14], o[15])
+    })
+}
+
+/// Why `ip` is not a public unicast address, or `None` when it is one.
+fn special_v6(ip: Ipv6Addr) -> Option<String> {
+    if ip.is_unspecified() {
+        return Some("unspecified (::)".into());
+    }
+    if ip.is_loopback() {
+        return Some("loopback (::1)".into());
+    }
+    if ip.is_multicast() {
+        return Some("multicast (ff00::/8)".into());
+    }
+    if ip.is_unique_local() {
+        return Some("unique local (fc00::/7)".into());
+    }
+    if ip.is_unicast_link_local() {
+        return Some("link-local (fe80::/10)".into());
+    }
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(format!("IPv4-mapped (::ffff:0:0/96) of {v4}"));
+    }
+    if let Some(v4) = compatible_v4(ip) {
+        return Some(format!("IPv4-compatible (::/96) of {v4}"));
+    }
+    if let Some((v4, form)) = translated_v4(ip) {
+        return special_v4(v4).map(|why| format!("{form} of {v4}, {why}"));
+    }
+    if let Some((_, _, why)) = V6_RANGES.iter().find(|(n, l, _)| in_v6(ip, *n, *l)) {
+        return Some((*why).into());
+    }
+    if !in_v6(ip, [0x2000, 0, 0, 0, 0, 0, 0, 0], 3) {
+        return Some("not global unicast (outside 2000::/3)".into());
+    }
+    None
+}
+
+/// Why a production worker must not reach `ip` on a contract's behalf, or `None`.
+fn special(ip: IpAddr) -> Option<String> {
+    match ip {
+        IpAddr::V4(v4) => special_v4(v4).map(str::to_string),
+        IpAddr::V6(v6) => special_v6(v6),
+    }
+}
+
+/// `ip` with IPv6 forms that stand for an IPv4 address (mapped, compatible, NAT64, 6to4)
+/// replaced by that address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .or_else(|| compatible_v4(v6))
+            .or_else(|| translated_v4(v6).map(|(v4, _)| v4))
+            .map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Whether `ip` is an address of this machine (connecting to it reaches a local socket).
+fn on_this_host(ip: IpAddr) -> bool {
+    // Binding succeeds only for a local address; nothing is sent.
+    ip.is_loopback() || ip.is_unspecified() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// Whether connecting to `target` may reach the protected address `protected`.
+fn reaches(target: SocketAddr, protected: SocketAddr) -> bool {
+    if target.port() != protected.port() {
+        return false;
+    }
+    let (t, p) = (canonical(target.ip()), canonical(protected.ip()));
+    t == p || (on_this_host(t) && on_this_host(p))
+}
+
+/// Resolves a host name at a port (the system resolver; tests substitute their own).
+type Lookup =
+    Arc<dyn Fn(String, u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> + Send + Sync>;
+
+fn system_lookup() -> Lookup {
+    Arc::new(|host, port| {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .collect())
+        })
+    })
+}
+
+/// The DNS resolver of egress clients: refuses every name, so a client only reaches the
+/// checked addresses it was built with (`resolve_to_addrs` overrides sit on top of it).
+struct NoDns;
+
+impl reqwest::dns::Resolve for NoDns {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let name = name.as_str().to_string();
+        Box::pin(async move {
+            Err(
+                format!("{name} was not resolved by the egress checks; refusing to look it up")
+                    .into(),
+            )
+        })
+    }
+}
+
+/// A host and the checked addresses a client is pinned to.
+type PinKey = (String, Vec<SocketAddr>);
+
+/// Most pinned clients kept (each keeps its idle connections for reuse).
+const MAX_CLIENTS: usize = 64;
 
 /// Sends contracts' requests under an [`EgressConfig`].
 #[derive(Clone)]
 pub(crate) struct Egress {
     pub(crate) config: EgressConfig,
-    client: reqwest::Client,
+    lookup: Lookup,
+    /// Clients pinned to a host's checked addresses, reused while DNS gives the same answer.
+    clients: Arc<Mutex<HashMap<PinKey, reqwest::Client>>>,
 }
 
 impl Egress {
     pub(crate) fn new(config: EgressConfig) -> Self {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
-        Self { config, client }
+        Self {
+            config,
+            lookup: system_lookup(),
+            clients: Arc::default(),
+        }
     }
 
-    /// Checks the target of `url` against the allow-list and the private-address rule.
-    async fn check_target(&self, url: &reqwest::Url) -> Result<(), Refusal> {
+    /// Checks the target of `url` against the allow-list, the protected addresses and the
+    /// private-address rule; returns the host and the checked addresses to connect to.
+    async fn check_target(&self, url: &reqwest::Url) -> Result<PinKey, Refusal> {
         let host = url
             .host_str()
             .ok_or_else(|| refuse(HttpRequestError::InvalidUrl, "the URL has no host"))?;
@@ -98,33 +386,86 @@ impl Egress {
                 ));
             }
         }
-        if self.config.allow_private {
-            return Ok(());
-        }
         let port = url.port_or_known_default().unwrap_or(80);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|e| {
-                    refuse(
-                        HttpRequestError::NetworkError,
-                        format!("cannot resolve {host}: {e}"),
-                    )
-                })?
-                .map(|a| a.ip())
-                .collect(),
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let literal = bare.parse::<IpAddr>().is_ok();
+        let found = match bare.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => (self.lookup)(bare.to_string(), port).await.map_err(|e| {
+                refuse(
+                    HttpRequestError::NetworkError,
+                    format!("cannot resolve {host}: {e}"),
+                )
+            })?,
         };
-        if let Some(ip) = addrs.into_iter().find(|ip| is_private(*ip)) {
+        let mut addrs: Vec<SocketAddr> = Vec::with_capacity(found.len());
+        for mut a in found {
+            a.set_port(port);
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+        if addrs.is_empty() {
             return Err(refuse(
-                HttpRequestError::NotAllowed,
-                format!(
-                    "{host} is a private or loopback address ({ip}); this worker refuses those"
-                ),
+                HttpRequestError::NetworkError,
+                format!("{host} resolves to no address"),
             ));
         }
-        Ok(())
+        for a in &addrs {
+            let what = if literal {
+                format!("{a}")
+            } else {
+                format!("{host} (resolved to {a})")
+            };
+            if let Some(p) = self.config.deny_addrs.iter().find(|p| reaches(*a, **p)) {
+                return Err(refuse(
+                    HttpRequestError::NotAllowed,
+                    format!(
+                        "{what} may reach {p}, a protected address of this cluster (worker, \
+                         gateway or ledger); contracts never reach those"
+                    ),
+                ));
+            }
+            if self.config.allow_private {
+                continue;
+            }
+            if let Some(why) = special(a.ip()) {
+                return Err(refuse(
+                    HttpRequestError::NotAllowed,
+                    format!(
+                        "{what} is a private or loopback address ({why}); this worker refuses \
+                         those"
+                    ),
+                ));
+            }
+        }
+        Ok((bare.to_string(), addrs))
+    }
+
+    /// The client that connects `target`'s host to its checked addresses and nowhere else.
+    fn client(&self, target: PinKey) -> Result<reqwest::Client, Refusal> {
+        let mut clients = self.clients.lock();
+        if let Some(c) = clients.get(&target) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(NoDns))
+            .resolve_to_addrs(&target.0, &target.1)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| {
+                refuse(
+                    HttpRequestError::FailedToCreateClient,
+                    format!("cannot create the HTTP client: {}", describe(e)),
+                )
+            })?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(target, client.clone());
+        Ok(client)
     }
 
     /// Sends one request.
@@ -133,8 +474,9 @@ impl Egress {
         req: HttpRequest,
         timeout: Duration,
     ) -> Result<HttpResponse, Refusal> {
+        let shown = redact_url(&req.url);
         let url = reqwest::Url::parse(&req.url)
-            .map_err(|e| refuse(HttpRequestError::InvalidUrl, format!("{}: {e}", req.url)))?;
+            .map_err(|e| refuse(HttpRequestError::InvalidUrl, format!("{shown}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(refuse(
                 HttpRequestError::InvalidUrl,
@@ -177,15 +519,20 @@ impl Egress {
         let max_body = self.config.max_body;
         let max_headers = self.config.max_headers;
         let work = async {
-            self.check_target(&url).await?;
-            let resp = self
-                .client
-                .request(method, url.clone())
+            let target = self.check_target(&url).await?;
+            let client = self.client(target)?;
+            let resp = client
+                .request(method.clone(), url.clone())
                 .headers(headers)
                 .body(req.body)
                 .send()
                 .await
-                .map_err(|e| refuse(HttpRequestError::NetworkError, format!("{}: {e}", req.url)))?;
+                .map_err(|e| {
+                    refuse(
+                        HttpRequestError::NetworkError,
+                        format!("{shown}: {}", describe(e)),
+                    )
+                })?;
             if resp.headers().len() > max_headers {
                 return Err(refuse(
                     HttpRequestError::ResponseTooLarge,
@@ -218,7 +565,7 @@ impl Egress {
                 let chunk = chunk.map_err(|e| {
                     refuse(
                         HttpRequestError::NetworkError,
-                        format!("reading the body: {e}"),
+                        format!("reading the body: {}", describe(e)),
                     )
                 })?;
                 if body.len() + chunk.len() > max_body {
@@ -236,18 +583,34 @@ impl Egress {
                 body,
             })
         };
-        match tokio::time::timeout(timeout, work).await {
+        let result = match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(refuse(
                 HttpRequestError::Timeout,
-                format!(
-                    "{} did not answer within {} ms",
-                    req.url,
-                    timeout.as_millis()
-                ),
+                format!("{shown} did not answer within {} ms", timeout.as_millis()),
             )),
+        };
+        match &result {
+            Ok(r) => tracing::debug!("egress {method} {shown}: {}", r.status_code),
+            Err(Refusal(e, why)) => {
+                tracing::debug!("egress {method} {shown} failed ({e:?}): {why}")
+            }
         }
+        result
     }
+}
+
+/// A reqwest error with its causes, without the URL (which may hold secrets).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 #[cfg(test)]
@@ -255,25 +618,157 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_addresses_are_recognised() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "172.16.5.5",
-            "169.254.1.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "100.64.0.1",
-        ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
+    fn special_addresses_are_classified() {
+        // (address, a word of the reason; `None`: a public address that is allowed).
+        let table: &[(&str, Option<&str>)] = &[
+            ("0.0.0.0", Some("unspecified")),
+            ("0.1.2.3", Some("this network")),
+            ("10.0.0.1", Some("private")),
+            ("172.16.5.5", Some("private")),
+            ("172.31.255.255", Some("private")),
+            ("192.168.0.1", Some("private")),
+            ("100.64.0.1", Some("carrier-grade NAT")),
+            ("100.127.255.255", Some("carrier-grade NAT")),
+            ("127.0.0.1", Some("loopback")),
+            ("127.255.0.7", Some("loopback")),
+            ("169.254.169.254", Some("link-local")),
+            ("192.0.0.9", Some("IETF protocol")),
+            ("192.0.2.1", Some("documentation")),
+            ("198.51.100.7", Some("documentation")),
+            ("203.0.113.200", Some("documentation")),
+            ("192.88.99.1", Some("6to4 relay")),
+            ("198.18.0.1", Some("benchmarking")),
+            ("198.19.255.255", Some("benchmarking")),
+            ("224.0.0.1", Some("multicast")),
+            ("239.255.255.250", Some("multicast")),
+            ("240.0.0.1", Some("reserved")),
+            ("255.255.255.255", Some("broadcast")),
+            ("8.8.8.8", None),
+            ("1.1.1.1", None),
+            ("100.63.255.255", None),
+            ("100.128.0.0", None),
+            ("172.32.0.1", None),
+            ("198.20.0.1", None),
+            ("223.255.255.255", None),
+            ("::", Some("unspecified")),
+            ("::1", Some("loopback")),
+            ("fd00::1", Some("unique local")),
+            ("fc00::1", Some("unique local")),
+            ("fe80::1", Some("link-local")),
+            ("fec0::1", Some("site-local")),
+            ("ff02::1", Some("multicast")),
+            ("::ffff:127.0.0.1", Some("IPv4-mapped")),
+            ("::ffff:10.0.0.1", Some("IPv4-mapped")),
+            ("::ffff:8.8.8.8", Some("IPv4-mapped")),
+            ("::127.0.0.1", Some("IPv4-compatible")),
+            ("::10.0.0.1", Some("IPv4-compatible")),
+            ("::8.8.8.8", Some("IPv4-compatible")),
+            (
+                "64:ff9b::127.0.0.1",
+                Some("NAT64 (64:ff9b::/96) of 127.0.0.1, loopback"),
+            ),
+            (
+                "64:ff9b::10.0.0.1",
+                Some("NAT64 (64:ff9b::/96) of 10.0.0.1, private"),
+            ),
+            ("64:ff9b::169.254.169.254", Some("link-local")),
+            ("64:ff9b::8.8.8.8", None),
+            ("64:ff9b:1::8.8.8.8", Some("local-use NAT64")),
+            ("64:ff9b:1:7f00:1::", Some("local-use NAT64")),
+            (
+                "2002:7f00:1::",
+                Some("6to4 (2002::/16) of 127.0.0.1, loopback"),
+            ),
+            (
+                "2002:a00:1::1",
+                Some("6to4 (2002::/16) of 10.0.0.1, private"),
+            ),
+            ("2002:808:808::1", None),
+            ("2001::1", Some("Teredo")),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", Some("Teredo")),
+            ("2001:2::1", Some("benchmarking")),
+            ("2001:10::1", Some("IETF protocol")),
+            ("2001:db8::1", Some("documentation")),
+            ("3fff::1", Some("documentation")),
+            ("100::1", Some("discard-only")),
+            ("4000::1", Some("outside 2000::/3")),
+            ("::2:0:0:1", Some("outside 2000::/3")),
+            ("2606:4700::1111", None),
+            ("2001:4860:4860::8888", None),
+            ("2a00:1450::1", None),
+        ];
+        for (addr, want) in table {
+            let ip: IpAddr = addr.parse().unwrap();
+            match (special(ip), want) {
+                (None, None) => {}
+                (Some(why), Some(w)) => assert!(why.contains(w), "{addr}: {why}, want {w}"),
+                (got, want) => panic!("{addr}: got {got:?}, want {want:?}"),
+            }
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+    }
+
+    #[test]
+    fn protected_addresses_are_matched_through_every_form() {
+        let worker: SocketAddr = "127.0.0.1:8702".parse().unwrap();
+        let remote: SocketAddr = "203.0.113.9:8701".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:8703".parse().unwrap();
+        let table: &[(&str, SocketAddr, bool)] = &[
+            ("127.0.0.1:8702", worker, true),
+            ("127.0.0.1:8703", worker, false),
+            ("127.0.0.2:8702", worker, true),
+            ("0.0.0.0:8702", worker, true),
+            ("[::1]:8702", worker, true),
+            ("[::]:8702", worker, true),
+            ("[::ffff:127.0.0.1]:8702", worker, true),
+            ("[::127.0.0.1]:8702", worker, true),
+            ("[64:ff9b::7f00:1]:8702", worker, true),
+            ("[2002:7f00:1::]:8702", worker, true),
+            ("8.8.8.8:8702", worker, false),
+            ("203.0.113.9:8701", remote, true),
+            ("[::ffff:203.0.113.9]:8701", remote, true),
+            ("[64:ff9b::cb00:7109]:8701", remote, true),
+            ("203.0.113.10:8701", remote, false),
+            ("203.0.113.9:8702", remote, false),
+            ("127.0.0.1:8703", any, true),
+            ("[::1]:8703", any, true),
+            ("8.8.8.8:8703", any, false),
+        ];
+        for (target, protected, want) in table {
+            let t: SocketAddr = target.parse().unwrap();
+            assert_eq!(reaches(t, *protected), *want, "{target} vs {protected}");
         }
+    }
+
+    #[test]
+    fn urls_in_logs_lose_userinfo_query_and_fragment() {
+        let table = [
+            (
+                "https://api.example/path?key=secret",
+                "https://api.example/path?…",
+            ),
+            (
+                "https://user:pw@api.example:8443/a/b?x=1#frag",
+                "https://api.example:8443/a/b?…#…",
+            ),
+            ("https://token@api.example/", "https://api.example/"),
+            ("http://127.0.0.1:8080/price", "http://127.0.0.1:8080/price"),
+            ("https://api.example/#secret", "https://api.example/#…"),
+            ("not a url?key=secret", "not a url?…"),
+            ("//user:pw@host/x?k=v", "//host/x?…"),
+            ("a://u:p@[oops/x", "a://[oops/x"),
+        ];
+        for (url, want) in table {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn in_range_handles_every_prefix_length() {
+        assert!(in_v4(Ipv4Addr::new(1, 2, 3, 4), [0, 0, 0, 0], 0));
+        assert!(in_v4(Ipv4Addr::new(1, 2, 3, 4), [1, 2, 3, 4], 32));
+        assert!(!in_v4(Ipv4Addr::new(1, 2, 3, 5), [1, 2, 3, 4], 32));
+        assert!(in_v6(Ipv6Addr::LOCALHOST, [0; 8], 0));
+        assert!(in_v6(Ipv6Addr::LOCALHOST, [0, 0, 0, 0, 0, 0, 0, 1], 128));
     }
 }
 
@@ -281,10 +776,10 @@ mod tests {
 mod http_tests {
     use super::*;
     use axum::routing::get as route_get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A local HTTP server: `/price` JSON, `/slow` (2 s), `/big` (3 MiB), `/headers` (80).
-    async fn server() -> String {
-        let app = axum::Router::new()
+    fn app() -> axum::Router {
+        axum::Router::new()
             .route("/price", route_get(|| async { r#"{"usd": 42.5}"# }))
             .route(
                 "/slow",
@@ -307,10 +802,24 @@ mod http_tests {
                     }
                     (h, "ok")
                 }),
-            );
+            )
+            .route(
+                "/redirect",
+                route_get(|| async { axum::response::Redirect::temporary("/price") }),
+            )
+    }
+
+    /// Serves `router` on `listener`.
+    fn serve(listener: tokio::net::TcpListener, router: axum::Router) {
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    }
+
+    /// A local HTTP server: `/price` JSON, `/slow` (2 s), `/big` (3 MiB), `/headers` (80),
+    /// `/redirect` (to `/price`).
+    async fn server() -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        serve(listener, app());
         format!("http://{addr}")
     }
 
@@ -337,22 +846,39 @@ mod http_tests {
         }
     }
 
+    const T: Duration = Duration::from_secs(5);
+
     #[tokio::test]
     async fn fetches_and_passes_statuses_through() {
         let base = server().await;
         let r = dev()
-            .send(get(format!("{base}/price")), Duration::from_secs(5))
+            .send(get(format!("{base}/price")), T)
             .await
             .ok()
             .unwrap();
         assert_eq!(r.status_code, 200);
         assert_eq!(r.body, br#"{"usd": 42.5}"#);
         let r = dev()
-            .send(get(format!("{base}/nope")), Duration::from_secs(5))
+            .send(get(format!("{base}/nope")), T)
             .await
             .ok()
             .unwrap();
         assert_eq!(r.status_code, 404);
+    }
+
+    #[tokio::test]
+    async fn redirects_are_returned_not_followed() {
+        let base = server().await;
+        let r = dev()
+            .send(get(format!("{base}/redirect")), T)
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(r.status_code, 307);
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| k == "location" && v == "/price"));
     }
 
     #[tokio::test]
@@ -362,44 +888,46 @@ mod http_tests {
             .send(get(format!("{base}/slow")), Duration::from_millis(200))
             .await);
         assert!(matches!(e, HttpRequestError::Timeout), "{why}");
-        let (e, why) = err(dev()
-            .send(get(format!("{base}/big")), Duration::from_secs(5))
-            .await);
+        let (e, why) = err(dev().send(get(format!("{base}/big")), T).await);
         assert!(matches!(e, HttpRequestError::ResponseTooLarge), "{why}");
         assert!(why.contains("2097152"), "{why}");
-        let (e, _) = err(dev()
-            .send(get(format!("{base}/headers")), Duration::from_secs(5))
-            .await);
+        let (e, _) = err(dev().send(get(format!("{base}/headers")), T).await);
         assert!(matches!(e, HttpRequestError::ResponseTooLarge));
-        let (e, _) = err(dev()
-            .send(get("not a url".into()), Duration::from_secs(5))
-            .await);
+        let (e, _) = err(dev().send(get("not a url".into()), T).await);
         assert!(matches!(e, HttpRequestError::InvalidUrl));
         let mut bad = get(format!("{base}/price"));
         bad.method = "GE T".into();
-        let (e, _) = err(dev().send(bad, Duration::from_secs(5)).await);
+        let (e, _) = err(dev().send(bad, T).await);
         assert!(matches!(e, HttpRequestError::InvalidMethod));
     }
 
     #[tokio::test]
     async fn private_addresses_and_unlisted_hosts_are_refused() {
         let base = server().await;
-        // A production worker refuses loopback.
+        let port = base.rsplit(':').next().unwrap();
+        // A production worker refuses loopback, by address or by a name resolving to it.
         let prod = Egress::new(EgressConfig::default());
-        let (e, why) = err(prod
-            .send(get(format!("{base}/price")), Duration::from_secs(5))
-            .await);
-        assert!(matches!(e, HttpRequestError::NotAllowed), "{why}");
-        assert!(why.contains("private or loopback"), "{why}");
+        for url in [
+            format!("{base}/price"),
+            format!("http://localhost:{port}/price"),
+            format!("http://[::ffff:127.0.0.1]:{port}/price"),
+            format!("http://[64:ff9b::7f00:1]:{port}/price"),
+            format!("http://[2002:7f00:1::]:{port}/price"),
+            format!("http://0x7f.1:{port}/price"),
+            format!("http://2130706433:{port}/price"),
+            format!("http://0:{port}/price"),
+        ] {
+            let (e, why) = err(prod.send(get(url.clone()), T).await);
+            assert!(matches!(e, HttpRequestError::NotAllowed), "{url}: {why}");
+            assert!(why.contains("private or loopback"), "{url}: {why}");
+        }
         // An allow-list refuses everything else.
         let listed = Egress::new(EgressConfig {
             allow_private: true,
             allow_hosts: Some(vec!["api.example".into()]),
             ..EgressConfig::default()
         });
-        let (e, why) = err(listed
-            .send(get(format!("{base}/price")), Duration::from_secs(5))
-            .await);
+        let (e, why) = err(listed.send(get(format!("{base}/price")), T).await);
         assert!(matches!(e, HttpRequestError::NotAllowed), "{why}");
         assert!(why.contains("allow-list"), "{why}");
         // Listed, it goes through.
@@ -408,9 +936,175 @@ mod http_tests {
             allow_hosts: Some(vec!["127.0.0.1".into()]),
             ..EgressConfig::default()
         });
-        assert!(ok
-            .send(get(format!("{base}/price")), Duration::from_secs(5))
+        assert!(ok.send(get(format!("{base}/price")), T).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn protected_addresses_are_refused_even_with_allow_private() {
+        // Stands for this worker's API; another local service stays reachable.
+        let worker = server().await;
+        let other = server().await;
+        let worker_addr: SocketAddr = worker.trim_start_matches("http://").parse().unwrap();
+        let port = worker_addr.port();
+        let mut config = EgressConfig {
+            allow_private: true,
+            deny_addrs: vec![worker_addr],
+            ..EgressConfig::default()
+        };
+        let ledger = server().await;
+        config.deny_url(&format!("{ledger}/v1")).await.unwrap();
+        let egress = Egress::new(config);
+        for url in [
+            format!("{worker}/price"),
+            format!("{ledger}/price"),
+            format!("http://localhost:{port}/price"),
+            format!("http://127.0.0.2:{port}/price"),
+            format!("http://0.0.0.0:{port}/price"),
+            format!("http://[::1]:{port}/price"),
+            format!("http://[::ffff:127.0.0.1]:{port}/price"),
+            format!("http://[64:ff9b::7f00:1]:{port}/price"),
+        ] {
+            let (e, why) = err(egress.send(get(url.clone()), T).await);
+            assert!(matches!(e, HttpRequestError::NotAllowed), "{url}: {why}");
+            assert!(why.contains("protected"), "{url}: {why}");
+        }
+        let r = egress.send(get(format!("{other}/price")), T).await.ok();
+        assert_eq!(r.unwrap().status_code, 200);
+    }
+
+    /// An [`Egress`] whose DNS answers `first` once, then `later` (a rebinding name server).
+    fn rebinding(config: EgressConfig, first: IpAddr, later: IpAddr) -> (Egress, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let mut egress = Egress::new(config);
+        egress.lookup = Arc::new(move |host, port| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                assert_eq!(host, "rebind.test");
+                let ip = if n == 0 { first } else { later };
+                Ok(vec![SocketAddr::new(ip, port)])
+            })
+        });
+        (egress, calls)
+    }
+
+    /// Two servers on one port: "checked" on 127.0.0.1 and "internal" on 127.0.0.2.
+    async fn twin_servers() -> u16 {
+        for _ in 0..20 {
+            let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = a.local_addr().unwrap().port();
+            if let Ok(b) = tokio::net::TcpListener::bind(("127.0.0.2", port)).await {
+                serve(
+                    a,
+                    axum::Router::new().route("/", route_get(|| async { "checked" })),
+                );
+                serve(
+                    b,
+                    axum::Router::new().route("/", route_get(|| async { "internal" })),
+                );
+                return port;
+            }
+        }
+        panic!("no port free on both 127.0.0.1 and 127.0.0.2");
+    }
+
+    #[tokio::test]
+    async fn the_connection_goes_to_the_checked_address_only() {
+        let port = twin_servers().await;
+        let (egress, calls) = rebinding(
+            EgressConfig {
+                allow_private: true,
+                ..EgressConfig::default()
+            },
+            "127.0.0.1".parse().unwrap(),
+            "127.0.0.2".parse().unwrap(),
+        );
+        // The name is looked up once, by the check; the client connects to that answer (the
+        // system resolver does not know `rebind.test`, and a second lookup would answer
+        // 127.0.0.2).
+        let r = egress
+            .send(get(format!("http://rebind.test:{port}/")), T)
             .await
-            .is_ok());
+            .ok()
+            .unwrap();
+        assert_eq!(r.body, b"checked");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The next request is checked again, with the next answer.
+        let r = egress
+            .send(get(format!("http://rebind.test:{port}/?n=2")), T)
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(r.body, b"internal");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_rebound_answer_is_checked_before_any_connection() {
+        let port = twin_servers().await;
+        // Public first, then the protected worker port: the second request is refused.
+        let (egress, _) = rebinding(
+            EgressConfig {
+                allow_private: true,
+                deny_addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+                ..EgressConfig::default()
+            },
+            "8.8.8.8".parse().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+        );
+        let url = format!("http://rebind.test:{port}/");
+        // The first answer passes the checks (no request is sent: it would leave loopback).
+        assert!(egress.check_target(&url.parse().unwrap()).await.is_ok());
+        let (e, why) = err(egress.send(get(url.clone()), T).await);
+        assert!(matches!(e, HttpRequestError::NotAllowed), "{why}");
+        assert!(why.contains("protected"), "{why}");
+        // A production worker refuses a loopback answer just the same.
+        let (egress, _) = rebinding(
+            EgressConfig::default(),
+            "8.8.8.8".parse().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+        );
+        assert!(egress.check_target(&url.parse().unwrap()).await.is_ok());
+        let (e, why) = err(egress.send(get(url), T).await);
+        assert!(matches!(e, HttpRequestError::NotAllowed), "{why}");
+        assert!(why.contains("private or loopback"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn one_special_address_among_the_answers_refuses_the_request() {
+        let mut egress = Egress::new(EgressConfig::default());
+        egress.lookup = Arc::new(|_, port| {
+            Box::pin(async move {
+                Ok(vec![
+                    SocketAddr::from(([8, 8, 8, 8], port)),
+                    SocketAddr::from(([10, 0, 0, 1], port)),
+                ])
+            })
+        });
+        let (e, why) = err(egress.send(get("http://mixed.test/".into()), T).await);
+        assert!(matches!(e, HttpRequestError::NotAllowed), "{why}");
+        assert!(why.contains("10.0.0.1"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn refusals_do_not_show_secrets_of_the_url() {
+        let base = server().await;
+        // Nothing listens on port 1 of loopback: a network error.
+        let (e, why) = err(dev()
+            .send(get("http://user:pw@127.0.0.1:1/x?key=secret".into()), T)
+            .await);
+        assert!(matches!(e, HttpRequestError::NetworkError), "{why}");
+        assert!(why.starts_with("http://127.0.0.1:1/x?…"), "{why}");
+        let (e, why) = err(dev()
+            .send(
+                get(format!("{base}/slow?key=secret")),
+                Duration::from_millis(200),
+            )
+            .await);
+        assert!(matches!(e, HttpRequestError::Timeout), "{why}");
+        let (_, bad) = err(dev().send(get("http://[::1?key=secret".into()), T).await);
+        for why in [why, bad] {
+            assert!(!why.contains("secret") && !why.contains("pw"), "{why}");
+        }
     }
 }

@@ -168,8 +168,11 @@ impl Gateway {
             .client
             .request(parts.method.clone(), format!("{base}{path}"))
             .body(body);
-        if let Some(ct) = parts.headers.get(axum::http::header::CONTENT_TYPE) {
-            rb = rb.header(axum::http::header::CONTENT_TYPE, ct.clone());
+        for (name, value) in &parts.headers {
+            // The body's type and phat's own headers (signed uploads); nothing hop-by-hop.
+            if name == axum::http::header::CONTENT_TYPE || name.as_str().starts_with("x-phat-") {
+                rb = rb.header(name.clone(), value.clone());
+            }
         }
         rb.send().await
     }

@@ -19,12 +19,14 @@
 //!   expiry (against ledger time) and replay checks are repeated at apply time and their
 //!   failures are receipts, not skipped entries.
 
+mod admission;
 mod api;
 mod apply;
 mod cache;
 mod egress;
 mod enclave;
 pub mod gateway;
+mod genesis;
 mod metrics;
 mod pink_host;
 mod state;
@@ -42,10 +44,12 @@ use phat_runtime::Runtime;
 use phat_store::Store;
 use tokio::sync::{broadcast, watch};
 
+pub use admission::{AdmissionConfig, Refused};
 pub use apply::GENESIS_KEY;
-pub use cache::DEFAULT_CACHE_QUOTA;
+pub use cache::{DEFAULT_CACHE_BUDGET, DEFAULT_CACHE_QUOTA};
 pub use egress::EgressConfig;
 pub use enclave::{dev_root_public, read_or_create_root, ClusterRecord, CLUSTER_KEY};
+pub use genesis::{ClusterLimits, Genesis};
 pub use phat_ledger as ledger;
 pub use phat_ledger::Ledger;
 
@@ -103,9 +107,13 @@ pub struct WorkerConfig {
     pub egress: EgressConfig,
     /// Bytes of cache each contract may use.
     pub cache_quota: usize,
+    /// Memory the cache may hold for all contracts together (entries' bookkeeping counted).
+    pub cache_budget: usize,
     /// The dev attestation root secret to sign reports with (every worker of a cluster uses
     /// the same; `None`: a root kept in the data directory).
     pub dev_attestation_root: Option<PathBuf>,
+    /// Limits on what clients can make this worker do at once (query slots, rates).
+    pub admission: AdmissionConfig,
 }
 
 impl WorkerConfig {
@@ -122,7 +130,9 @@ impl WorkerConfig {
             runtime: phat_runtime::Config::default(),
             egress: EgressConfig::default(),
             cache_quota: DEFAULT_CACHE_QUOTA,
+            cache_budget: cache::DEFAULT_CACHE_BUDGET,
             dev_attestation_root: None,
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -144,6 +154,8 @@ pub(crate) struct Inner {
     pub(crate) ledger_head: std::sync::atomic::AtomicU64,
     /// Set while the apply loop keeps failing on the same entry (health and metrics show it).
     pub(crate) stuck: Mutex<Option<apply::Stuck>>,
+    /// Query slots and request rates.
+    pub(crate) admission: admission::Admission,
     /// Live log records of every contract.
     pub(crate) logs: broadcast::Sender<LogRecord>,
     /// Nonces of queries seen recently, and of commands submitted but not applied yet.
@@ -158,20 +170,6 @@ pub(crate) struct Inner {
     /// Sealed commands this worker opened at submission, by the hash of their ledger payload,
     /// so applying them does not repeat the key exchange.
     pub(crate) opened: Mutex<std::collections::HashMap<[u8; 32], apply::Opened>>,
-}
-
-/// What a cluster starts from, kept in the ledger's metadata under [`GENESIS_KEY`].
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, parity_scale_codec::Encode, parity_scale_codec::Decode,
-)]
-pub struct Genesis {
-    /// Native balances before command 1.
-    pub balances: Vec<(AccountId, phat_primitives::Balance)>,
-    /// Whether commands, queries and state are encrypted (off only to compare, insecure).
-    pub encryption: bool,
-    /// The dev attestation root every worker's report must be signed by (`None`: each
-    /// worker's own root, which only suits a single worker).
-    pub dev_root: Option<[u8; 32]>,
 }
 
 impl Worker {
@@ -191,6 +189,10 @@ impl Worker {
         let cipher = genesis.encryption.then(|| keys.secret.storage_cipher());
         let store = Store::open_with(&dir.join("state.redb"), cipher)?;
         let mut rt_config = config.runtime.clone();
+        // Bounds that decide command outcomes are the cluster's, not this worker's.
+        if let Some(limits) = &genesis.limits {
+            limits.apply_to(&mut rt_config.limits);
+        }
         rt_config.cache_dir = Some(dir.join("code-cache"));
         rt_config.cache_key = secret_file(&dir, "cache.key")?;
         let runtime = Runtime::new(rt_config)?;
@@ -200,13 +202,19 @@ impl Worker {
         let metrics = metrics::Metrics::new(&config.name);
         metrics.applied_seq.set(head.seq as i64);
         let pink = Arc::new(pink_host::PinkShared {
-            egress: egress::Egress::new(config.egress.clone()),
-            cache: cache::Cache::new(config.cache_quota),
+            egress: egress::Egress::new({
+                // Contracts never reach this worker's own API, whatever else is allowed.
+                let mut e = config.egress.clone();
+                e.deny_addrs.push(config.listen);
+                e
+            }),
+            cache: cache::Cache::with_budget(config.cache_quota, config.cache_budget),
             worker_pubkey: enclave.identity.public(),
             key_seed: keys.contract_seed.clone(),
         });
         Ok(Self {
             inner: Arc::new(Inner {
+                admission: admission::Admission::new(config.admission.clone()),
                 config,
                 runtime,
                 store,
@@ -280,9 +288,13 @@ impl Worker {
             let rx = stop_rx.clone();
             tokio::spawn(async move { w.apply_loop(stop(rx)).await })
         };
-        let server = axum::serve(listener, self.router())
-            .with_graceful_shutdown(stop(stop_rx.clone()))
-            .into_future();
+        let server = axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop(stop_rx.clone()))
+        .into_future();
         tokio::pin!(server);
         tokio::pin!(shutdown);
         let result = tokio::select! {
@@ -318,8 +330,7 @@ async fn load_genesis(ledger: &dyn Ledger) -> Result<Genesis, WorkerError> {
         }
     };
     match raw {
-        Some(raw) => <Genesis as parity_scale_codec::Decode>::decode(&mut &raw[..])
-            .map_err(|e| WorkerError::Apply(format!("the genesis does not decode: {e}"))),
+        Some(raw) => Genesis::decode_stored(&raw),
         None => {
             tracing::warn!(
                 "the ledger holds no genesis: no funded accounts, encryption on, each worker's \
@@ -363,22 +374,49 @@ pub(crate) fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), 
     Ok(())
 }
 
-/// Nonces seen by this worker and not (yet) in its store: queries' until they expire, and
-/// submitted commands' until applied.
+/// Most nonces a worker remembers for its submission-time replay check. Past it the ones that
+/// expire soonest are forgotten: queries are read-only, and commands are checked again at
+/// apply time against the replicated nonce table.
+const MAX_RECENT_NONCES: usize = 1_000_000;
+
+/// Nonces of recent queries and of commands submitted but not applied yet, with an index by
+/// expiry so that pruning and making room cost O(log n) per entry.
 #[derive(Default)]
 pub(crate) struct NonceWindow {
     /// (signer, nonce) → expires_at.
-    pub(crate) map: std::collections::HashMap<(AccountId, u64), u64>,
-    pruned_at: u64,
+    map: std::collections::HashMap<(AccountId, u64), u64>,
+    by_expiry: std::collections::BTreeSet<(u64, AccountId, u64)>,
 }
 
 impl NonceWindow {
-    /// Forgets expired entries, at most once a second.
-    pub(crate) fn prune(&mut self, now: u64) {
-        if now >= self.pruned_at + 1000 {
-            self.map.retain(|_, exp| *exp >= now);
-            self.pruned_at = now;
+    /// Records `key` (valid until `expires_at`); false when it is already recorded.
+    pub(crate) fn insert(&mut self, key: (AccountId, u64), expires_at: u64, now: u64) -> bool {
+        while let Some(&(exp, who, nonce)) = self.by_expiry.first() {
+            if exp >= now && self.map.len() < MAX_RECENT_NONCES {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.map.remove(&(who, nonce));
         }
+        if self.map.contains_key(&key) {
+            return false;
+        }
+        self.map.insert(key, expires_at);
+        self.by_expiry.insert((expires_at, key.0, key.1));
+        true
+    }
+
+    /// Forgets `key`.
+    pub(crate) fn remove(&mut self, key: &(AccountId, u64)) {
+        if let Some(exp) = self.map.remove(key) {
+            self.by_expiry.remove(&(exp, key.0, key.1));
+        }
+    }
+
+    /// Entries held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
     }
 }
 
@@ -388,4 +426,33 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nonce_window_forgets_expired_then_soonest_ending_entries() {
+        let mut w = NonceWindow::default();
+        let alice = AccountId([1; 32]);
+        assert!(w.insert((alice, 1), 100, 0));
+        assert!(!w.insert((alice, 1), 100, 0), "a replay");
+        assert!(w.insert((alice, 2), 50, 0));
+        // At time 60, entry 2 has expired and goes; 1 stays.
+        assert!(w.insert((alice, 3), 200, 60));
+        assert_eq!(w.len(), 2);
+        assert!(
+            w.insert((alice, 2), 300, 60),
+            "expired nonces may come back"
+        );
+        w.remove(&(alice, 2));
+        assert!(w.insert((alice, 2), 300, 60));
+        // A flood never grows it past its bound.
+        for n in 10..(MAX_RECENT_NONCES as u64 + 1000) {
+            w.insert((alice, n), 1_000_000 + n, 60);
+        }
+        assert_eq!(w.len(), MAX_RECENT_NONCES);
+        assert_eq!(w.by_expiry.len(), MAX_RECENT_NONCES);
+    }
 }

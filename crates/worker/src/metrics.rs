@@ -29,6 +29,10 @@ pub(crate) struct Metrics {
     pub(crate) apply_failures: Counter,
     /// The seq the apply loop is stuck at (0 when it is not).
     pub(crate) apply_stuck_seq: Gauge,
+    /// Queries executing now.
+    pub(crate) queries_running: Gauge,
+    /// Memory the contract cache holds.
+    pub(crate) cache_bytes: Gauge,
 }
 
 impl Metrics {
@@ -91,8 +95,22 @@ impl Metrics {
             "The sequence number the apply loop keeps failing at (0: not stuck)",
             apply_stuck_seq.clone(),
         );
+        let queries_running = Gauge::default();
+        registry.register(
+            "queries_running",
+            "Queries executing now (bounded by the admission limit)",
+            queries_running.clone(),
+        );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Memory the contracts' cache entries cost this worker",
+            cache_bytes.clone(),
+        );
         Self {
             registry,
+            cache_bytes,
+            queries_running,
             apply_failures,
             apply_stuck_seq,
             queries,

@@ -26,7 +26,7 @@ async fn deploy_erc20(
 ) -> phat_client::primitives::AccountId {
     let alice = Signer::from_suri("//Alice").unwrap();
     let code = client
-        .upload_code(erc20.wasm().unwrap().to_vec())
+        .upload_code(&alice, erc20.wasm().unwrap().to_vec())
         .await
         .unwrap();
     let data = erc20.encode_constructor("new", &[supply]).unwrap();
@@ -54,9 +54,11 @@ async fn start(
     // Every worker of the cluster signs its attestation with the same dev root.
     let root = dir.join("dev-root.key");
     let genesis = phat_worker::Genesis {
-        balances: Vec::new(),
+        // Uploads need a funded signer.
+        balances: vec![(Signer::from_suri("//Alice").unwrap().account(), 1 << 60)],
         encryption: true,
         dev_root: Some(phat_worker::dev_root_public(&root).unwrap()),
+        limits: None,
     };
     ledger
         .create_meta(
@@ -225,7 +227,21 @@ async fn log_stream_delivers_history_then_live_records() {
     // The constructor's Transfer event is history by now.
     let history = client.logs(&id).await.unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
-    assert_eq!(history[0].level, "event");
+    assert_eq!(history[0].record.level, "event");
+    // The API serves the event itself next to its text summary.
+    let event = history[0].event.as_ref().expect("the structured event");
+    assert_eq!(event.contract, id);
+    assert!(
+        !event.topics.is_empty() && !event.data.0.is_empty(),
+        "{event:?}"
+    );
+    assert!(
+        history[0]
+            .record
+            .message
+            .contains(&hex::encode(&event.data.0)),
+        "{history:?}"
+    );
 
     let mut stream = Box::pin(client.follow_logs(&id).await.unwrap());
     let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -247,9 +263,16 @@ async fn log_stream_delivers_history_then_live_records() {
         .expect("live record")
         .unwrap()
         .unwrap();
-    assert_eq!(live.seq, Some(sub.seq));
-    assert_eq!(live.level, "event");
-    assert_eq!(live.contract, id);
+    assert_eq!(live.record.seq, Some(sub.seq));
+    assert_eq!(live.record.level, "event");
+    assert_eq!(live.record.contract, id);
+    assert_eq!(live.index, None);
+    let receipt = sub.receipt.expect("receipt");
+    assert_eq!(
+        live.event.as_ref(),
+        receipt.events.first(),
+        "the receipt's event"
+    );
     let _ = stop.send(());
 }
 

@@ -284,3 +284,22 @@ impl Dev {
         std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()
     }
 }
+
+/// The pid of the `phat worker` process whose data directory is `dir` (a worker of `phat dev`).
+pub fn worker_pid(dir: &Path) -> Option<i32> {
+    let want = dir.to_str()?;
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let entry = entry.ok()?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.get(1) == Some(&&b"worker"[..]) && args.contains(&want.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}

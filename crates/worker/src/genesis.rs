@@ -1,0 +1,183 @@
+//! The cluster's genesis: what every worker of a cluster starts from and must agree on (funded
+//! accounts, encryption, the dev attestation root, and the deterministic resource bounds).
+
+use parity_scale_codec::{Decode, Encode};
+use phat_primitives::AccountId;
+use phat_runtime::Limits;
+
+use crate::WorkerError;
+
+/// What a cluster starts from, kept in the ledger's metadata under [`crate::GENESIS_KEY`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Genesis {
+    /// Native balances before command 1.
+    pub balances: Vec<(AccountId, phat_primitives::Balance)>,
+    /// Whether commands, queries and state are encrypted (off only to compare, insecure).
+    pub encryption: bool,
+    /// The dev attestation root every worker's report must be signed by (`None`: each
+    /// worker's own root, which only suits a single worker).
+    pub dev_root: Option<[u8; 32]>,
+    /// The bounds every worker applies to commands (`None`: the runtime's defaults, as in
+    /// clusters created before bounds were part of the genesis).
+    pub limits: Option<ClusterLimits>,
+}
+
+/// The genesis of clusters created before [`Genesis::limits`] existed.
+#[derive(Decode)]
+struct GenesisV1 {
+    balances: Vec<(AccountId, phat_primitives::Balance)>,
+    encryption: bool,
+    dev_root: Option<[u8; 32]>,
+}
+
+impl Genesis {
+    /// Decodes a genesis as stored in the ledger, current or older layout.
+    pub fn decode_stored(raw: &[u8]) -> Result<Self, WorkerError> {
+        use parity_scale_codec::DecodeAll;
+        if let Ok(g) = Genesis::decode_all(&mut &raw[..]) {
+            return Ok(g);
+        }
+        let v1 = GenesisV1::decode_all(&mut &raw[..])
+            .map_err(|e| WorkerError::Apply(format!("the genesis does not decode: {e}")))?;
+        Ok(Genesis {
+            balances: v1.balances,
+            encryption: v1.encryption,
+            dev_root: v1.dev_root,
+            limits: None,
+        })
+    }
+}
+
+/// The resource bounds that decide command outcomes, so they are the cluster's (set at
+/// genesis, equal on every worker), not each worker's. The defaults, and why, are in
+/// `docs/BOUNDS.md`.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
+pub struct ClusterLimits {
+    /// [`Limits::max_code_size`].
+    pub max_code_size: u32,
+    /// [`Limits::max_memory_pages`].
+    pub max_memory_pages: u32,
+    /// [`Limits::max_call_depth`].
+    pub max_call_depth: u32,
+    /// [`Limits::max_storage_key_len`].
+    pub max_storage_key_len: u32,
+    /// [`Limits::max_storage_value_len`].
+    pub max_storage_value_len: u32,
+    /// [`Limits::max_output_len`].
+    pub max_output_len: u32,
+    /// [`Limits::max_event_len`].
+    pub max_event_len: u32,
+    /// [`Limits::max_event_topics`].
+    pub max_event_topics: u32,
+    /// [`Limits::max_debug_buffer_len`].
+    pub max_debug_buffer_len: u32,
+    /// [`Limits::max_events_per_call`].
+    pub max_events_per_call: u32,
+    /// [`Limits::max_event_bytes_per_call`].
+    pub max_event_bytes_per_call: u64,
+    /// [`Limits::max_storage_written_per_call`].
+    pub max_storage_written_per_call: u64,
+    /// [`Limits::max_contract_storage`].
+    pub max_contract_storage: u64,
+    /// [`Limits::max_gas_per_call`].
+    pub max_gas_per_call: u64,
+}
+
+impl From<&Limits> for ClusterLimits {
+    fn from(l: &Limits) -> Self {
+        let u32_of = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            max_code_size: u32_of(l.max_code_size),
+            max_memory_pages: u32::try_from(l.max_memory_pages).unwrap_or(u32::MAX),
+            max_call_depth: u32_of(l.max_call_depth),
+            max_storage_key_len: l.max_storage_key_len,
+            max_storage_value_len: l.max_storage_value_len,
+            max_output_len: l.max_output_len,
+            max_event_len: l.max_event_len,
+            max_event_topics: l.max_event_topics,
+            max_debug_buffer_len: u32_of(l.max_debug_buffer_len),
+            max_events_per_call: l.max_events_per_call,
+            max_event_bytes_per_call: l.max_event_bytes_per_call,
+            max_storage_written_per_call: l.max_storage_written_per_call,
+            max_contract_storage: l.max_contract_storage,
+            max_gas_per_call: l.max_gas_per_call,
+        }
+    }
+}
+
+impl Default for ClusterLimits {
+    fn default() -> Self {
+        Self::from(&Limits::default())
+    }
+}
+
+impl ClusterLimits {
+    /// Puts these bounds into a worker's runtime limits (the worker-local ones, such as the
+    /// query time limit and the wasm stack, stay as configured).
+    pub fn apply_to(&self, l: &mut Limits) {
+        l.max_code_size = self.max_code_size as usize;
+        l.max_memory_pages = u64::from(self.max_memory_pages);
+        l.max_call_depth = self.max_call_depth as usize;
+        l.max_storage_key_len = self.max_storage_key_len;
+        l.max_storage_value_len = self.max_storage_value_len;
+        l.max_output_len = self.max_output_len;
+        l.max_event_len = self.max_event_len;
+        l.max_event_topics = self.max_event_topics;
+        l.max_debug_buffer_len = self.max_debug_buffer_len as usize;
+        l.max_events_per_call = self.max_events_per_call;
+        l.max_event_bytes_per_call = self.max_event_bytes_per_call;
+        l.max_storage_written_per_call = self.max_storage_written_per_call;
+        l.max_contract_storage = self.max_contract_storage;
+        l.max_gas_per_call = self.max_gas_per_call;
+    }
+
+    /// Sets the bound named `name` (a field name, e.g. `max_contract_storage`) to `value`.
+    pub fn set(&mut self, name: &str, value: u64) -> Result<(), String> {
+        let small = |v: u64| u32::try_from(v).map_err(|_| format!("{name}: {v} is too large"));
+        match name {
+            "max_code_size" => self.max_code_size = small(value)?,
+            "max_memory_pages" => self.max_memory_pages = small(value)?,
+            "max_call_depth" => self.max_call_depth = small(value)?,
+            "max_storage_key_len" => self.max_storage_key_len = small(value)?,
+            "max_storage_value_len" => self.max_storage_value_len = small(value)?,
+            "max_output_len" => self.max_output_len = small(value)?,
+            "max_event_len" => self.max_event_len = small(value)?,
+            "max_event_topics" => self.max_event_topics = small(value)?,
+            "max_debug_buffer_len" => self.max_debug_buffer_len = small(value)?,
+            "max_events_per_call" => self.max_events_per_call = small(value)?,
+            "max_event_bytes_per_call" => self.max_event_bytes_per_call = value,
+            "max_storage_written_per_call" => self.max_storage_written_per_call = value,
+            "max_contract_storage" => self.max_contract_storage = value,
+            "max_gas_per_call" => self.max_gas_per_call = value,
+            other => return Err(format!("no bound named `{other}`")),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_genesis_still_decodes_and_a_new_one_round_trips() {
+        let old = (vec![(AccountId([1; 32]), 5u128)], true, Some([2u8; 32])).encode();
+        let g = Genesis::decode_stored(&old).unwrap();
+        assert_eq!(g.balances, vec![(AccountId([1; 32]), 5)]);
+        assert!(g.limits.is_none());
+        let mut limits = ClusterLimits::default();
+        limits.set("max_contract_storage", 1 << 20).unwrap();
+        let new = Genesis {
+            limits: Some(limits.clone()),
+            ..g
+        };
+        assert_eq!(Genesis::decode_stored(&new.encode()).unwrap(), new);
+        let mut applied = Limits::default();
+        limits.apply_to(&mut applied);
+        assert_eq!(applied.max_contract_storage, 1 << 20);
+        assert_eq!(ClusterLimits::from(&applied), limits);
+        assert!(limits.set("max_nonsense", 1).is_err());
+        assert!(limits.set("max_event_len", u64::MAX).is_err());
+        assert!(Genesis::decode_stored(&[1, 2, 3]).is_err());
+    }
+}
