@@ -4,7 +4,9 @@
 //! The pipeline is:
 //! 1. pick a toolchain ([`toolchain::detect`]): a rustup wasm32 target, else Debian's
 //!    `rustc-web` with `-Zbuild-std` (installed with apt-get when allowed);
-//! 2. `cargo rustc --crate-type cdylib` for `wasm32-unknown-unknown`, memory imported;
+//! 2. `cargo rustc --crate-type cdylib` for `wasm32-unknown-unknown`, memory imported (with
+//!    [`BuildOptions::debug_output`]: ink!'s `ink-debug` and `-Cpanic=abort`, so panics print
+//!    their message);
 //! 3. post-process ([`postprocess`]): only `call`/`deploy` exported, memory capped, then
 //!    `wasm-opt -Oz` when binaryen is installed;
 //! 4. metadata: a small generated host program links the contract (feature `std`) and prints
@@ -68,6 +70,12 @@ pub struct BuildOptions {
     pub metadata: bool,
     /// Largest memory (64 KiB pages) the contract may declare.
     pub max_memory_pages: u64,
+    /// Build so that panics print their message (ink!'s `ink-debug` feature, `-Cpanic=abort`).
+    ///
+    /// The contract's panic handler then writes `panicked at …` (and `debug_print!` output) through
+    /// `seal_debug_message`, which the runtime reports with a `panicked` error. The wasm is
+    /// larger (panic formatting is linked in); the default build aborts without a message.
+    pub debug_output: bool,
 }
 
 impl BuildOptions {
@@ -80,6 +88,7 @@ impl BuildOptions {
             optimize: true,
             metadata: true,
             max_memory_pages: postprocess::MAX_MEMORY_PAGES,
+            debug_output: false,
         }
     }
 }
@@ -112,6 +121,8 @@ pub struct Artifacts {
     pub wasm_size: usize,
     /// The toolchain used.
     pub toolchain: Toolchain,
+    /// Whether the wasm was built with debug output ([`BuildOptions::debug_output`]).
+    pub debug_output: bool,
 }
 
 struct PackageInfo {
@@ -122,6 +133,8 @@ struct PackageInfo {
     target_dir: PathBuf,
     workspace_root: PathBuf,
     ink_version: String,
+    /// The name the contract gives its `ink` dependency (`ink` unless renamed).
+    ink_dep: String,
 }
 
 fn run(cmd: &mut Command, what: &str, hint: &str) -> Result<(), BuildError> {
@@ -169,15 +182,18 @@ fn package_info(manifest: &Path) -> Result<PackageInfo, BuildError> {
         .ok_or_else(|| {
             BuildError::NotAContract(format!("{} has no [package]", manifest.display()))
         })?;
-    let depends_on_ink = pkg["dependencies"]
+    // The normal (not dev or build) dependency on the `ink` package, possibly renamed.
+    let ink_dep = pkg["dependencies"]
         .as_array()
-        .is_some_and(|deps| deps.iter().any(|d| d["name"] == "ink"));
-    if !depends_on_ink {
-        return Err(BuildError::NotAContract(format!(
-            "{} does not depend on `ink`",
-            manifest.display()
-        )));
-    }
+        .and_then(|deps| {
+            deps.iter()
+                .find(|d| d["name"] == "ink" && d["kind"].is_null())
+                .or_else(|| deps.iter().find(|d| d["name"] == "ink"))
+        })
+        .map(|d| d["rename"].as_str().unwrap_or("ink").to_owned())
+        .ok_or_else(|| {
+            BuildError::NotAContract(format!("{} does not depend on `ink`", manifest.display()))
+        })?;
     let ink_version = packages
         .iter()
         .find(|p| p["name"] == "ink")
@@ -196,6 +212,7 @@ fn package_info(manifest: &Path) -> Result<PackageInfo, BuildError> {
         target_dir: PathBuf::from(s(&meta["target_directory"])),
         workspace_root: PathBuf::from(s(&meta["workspace_root"])),
         ink_version,
+        ink_dep,
     })
 }
 
@@ -233,12 +250,17 @@ pub fn build(
     let info = package_info(&opts.manifest_path)?;
 
     report(format!(
-        "compiling {} {} to wasm with {}",
+        "compiling {} {} to wasm with {}{}",
         info.name,
         info.version,
-        toolchain.describe()
+        toolchain.describe(),
+        if opts.debug_output {
+            ", with debug output (feature ink-debug, -Cpanic=abort)"
+        } else {
+            ""
+        }
     ));
-    let raw = compile_wasm(&info, &toolchain, &opts.manifest_path)?;
+    let raw = compile_wasm(&info, &toolchain, &opts.manifest_path, opts.debug_output)?;
 
     report("post-processing: exports, memory limits, wasm-opt".into());
     let processed = postprocess::postprocess(&raw, opts.max_memory_pages)?;
@@ -287,7 +309,14 @@ pub fn build(
             Toolchain::BuildStd { rustc, .. } => toolchain::rustc_version(rustc),
         };
         let project = generate_metadata(&info)?;
-        let (meta, bundle) = assemble_metadata(&info, project, &wasm, &code_hash, &compiler);
+        let (meta, bundle) = assemble_metadata(
+            &info,
+            project,
+            &wasm,
+            &code_hash,
+            &compiler,
+            opts.debug_output,
+        );
         let meta_path = out_dir.join(format!("{}.json", info.name));
         let bundle_path = out_dir.join(format!("{}.contract", info.name));
         write(&meta_path, &to_pretty(&meta))?;
@@ -304,6 +333,7 @@ pub fn build(
         code_hash,
         wasm_size: wasm.len(),
         toolchain,
+        debug_output: opts.debug_output,
     })
 }
 
@@ -318,12 +348,39 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
 const LINK_FLAGS: &str =
     "-Clink-arg=-zstack-size=65536 -Clink-arg=--import-memory -Ctarget-cpu=mvp";
 
+/// The RUSTFLAGS of the wasm build. Release builds with build-std abort on panic without
+/// running the panic handler (`-Cpanic=immediate-abort`: no formatting code); debug-output
+/// builds use `-Cpanic=abort`, so ink!'s panic handler runs and prints the message.
+fn wasm_rustflags(toolchain: &Toolchain, debug_output: bool) -> String {
+    match (toolchain, debug_output) {
+        // The contract's release profile (`panic = "abort"`) decides, as it always has.
+        (Toolchain::Rustup, false) => LINK_FLAGS.to_owned(),
+        (Toolchain::Rustup, true) => format!("{LINK_FLAGS} -Cpanic=abort"),
+        (Toolchain::BuildStd { .. }, false) => {
+            format!("{LINK_FLAGS} -Zunstable-options -Cpanic=immediate-abort")
+        }
+        (Toolchain::BuildStd { .. }, true) => format!("{LINK_FLAGS} -Cpanic=abort"),
+    }
+}
+
+/// The cargo target directory of the wasm build. Debug-output builds get their own, so that
+/// switching between the two neither rebuilds `core`, `alloc` and ink! each time nor lets one
+/// build read the other's freshly uplifted `.wasm`.
+fn wasm_target_dir(target_dir: &Path, debug_output: bool) -> PathBuf {
+    target_dir.join(if debug_output {
+        "phat-wasm-debug"
+    } else {
+        "phat-wasm"
+    })
+}
+
 fn compile_wasm(
     info: &PackageInfo,
     toolchain: &Toolchain,
     manifest: &Path,
+    debug_output: bool,
 ) -> Result<Vec<u8>, BuildError> {
-    let wasm_target_dir = info.target_dir.join("phat-wasm");
+    let wasm_target_dir = wasm_target_dir(&info.target_dir, debug_output);
     let mut cmd = Command::new("cargo");
     cmd.args(["rustc", "--release", "--lib", "--crate-type", "cdylib"])
         .args(["--target", toolchain::WASM_TARGET, "--no-default-features"])
@@ -332,20 +389,18 @@ fn compile_wasm(
         .arg("--target-dir")
         .arg(&wasm_target_dir)
         .env_remove("CARGO_TARGET_DIR");
-    match toolchain {
-        Toolchain::Rustup => {
-            cmd.env("RUSTFLAGS", LINK_FLAGS);
-        }
-        Toolchain::BuildStd { rustc, linker } => {
-            cmd.args(["-Zbuild-std=core,alloc"])
-                .env("RUSTC", rustc)
-                .env("RUSTC_BOOTSTRAP", "1")
-                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker)
-                .env(
-                    "RUSTFLAGS",
-                    format!("{LINK_FLAGS} -Zunstable-options -Cpanic=immediate-abort"),
-                );
-        }
+    if debug_output {
+        // ink! 4 and 5: `debug_print!` (and the panic handler's message) reach
+        // `seal_debug_message` only with this feature.
+        cmd.arg("--features")
+            .arg(format!("{}/ink-debug", info.ink_dep));
+    }
+    cmd.env("RUSTFLAGS", wasm_rustflags(toolchain, debug_output));
+    if let Toolchain::BuildStd { rustc, linker } = toolchain {
+        cmd.args(["-Zbuild-std=core,alloc"])
+            .env("RUSTC", rustc)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker);
     }
     run(
         &mut cmd,
@@ -435,13 +490,20 @@ fn assemble_metadata(
     wasm: &[u8],
     code_hash: &CodeHash,
     compiler: &str,
+    debug_output: bool,
 ) -> (Value, Value) {
+    let mut build_info =
+        json!({ "builder": format!("phat-builder {}", env!("CARGO_PKG_VERSION")) });
+    if debug_output {
+        // Only debug builds carry the field, so default builds stay byte-for-byte as before.
+        build_info["debug_output"] = Value::Bool(true);
+    }
     let mut meta = json!({
         "source": {
             "hash": code_hash.to_hex(),
             "language": format!("ink! {}", info.ink_version),
             "compiler": compiler,
-            "build_info": { "builder": format!("phat-builder {}", env!("CARGO_PKG_VERSION")) },
+            "build_info": build_info,
         },
         "contract": {
             "name": info.name,
@@ -461,4 +523,64 @@ fn assemble_metadata(
 pub fn wasm_from_bundle(bundle: &Value) -> Option<Vec<u8>> {
     let hex_str = bundle["source"]["wasm"].as_str()?;
     hex::decode(hex_str.strip_prefix("0x").unwrap_or(hex_str)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build_std() -> Toolchain {
+        Toolchain::BuildStd {
+            rustc: toolchain::DEBIAN_RUSTC.into(),
+            linker: "rust-lld".into(),
+        }
+    }
+
+    #[test]
+    fn default_builds_keep_their_flags_and_directory() {
+        assert_eq!(wasm_rustflags(&Toolchain::Rustup, false), LINK_FLAGS);
+        assert_eq!(
+            wasm_rustflags(&build_std(), false),
+            format!("{LINK_FLAGS} -Zunstable-options -Cpanic=immediate-abort")
+        );
+        assert_eq!(
+            wasm_target_dir(Path::new("/t"), false),
+            Path::new("/t/phat-wasm")
+        );
+        assert!(!BuildOptions::new("Cargo.toml").debug_output);
+    }
+
+    #[test]
+    fn debug_output_runs_the_panic_handler_on_both_toolchains() {
+        for tc in [Toolchain::Rustup, build_std()] {
+            let flags = wasm_rustflags(&tc, true);
+            assert!(flags.ends_with("-Cpanic=abort"), "{flags}");
+            assert!(!flags.contains("immediate-abort"), "{flags}");
+            assert!(flags.starts_with(LINK_FLAGS), "{flags}");
+        }
+        assert_ne!(
+            wasm_target_dir(Path::new("/t"), true),
+            wasm_target_dir(Path::new("/t"), false)
+        );
+    }
+
+    #[test]
+    fn only_debug_bundles_say_so() {
+        let info = PackageInfo {
+            name: "c".into(),
+            version: "0.1.0".into(),
+            authors: vec![],
+            dir: PathBuf::from("/c"),
+            target_dir: PathBuf::from("/t"),
+            workspace_root: PathBuf::from("/"),
+            ink_version: "5.1.1".into(),
+            ink_dep: "ink".into(),
+        };
+        let hash = CodeHash::of(b"wasm");
+        let (meta, _) = assemble_metadata(&info, json!({}), b"wasm", &hash, "rustc", false);
+        assert!(meta["source"]["build_info"].get("debug_output").is_none());
+        let (meta, bundle) = assemble_metadata(&info, json!({}), b"wasm", &hash, "rustc", true);
+        assert_eq!(meta["source"]["build_info"]["debug_output"], true);
+        assert_eq!(bundle["source"]["build_info"]["debug_output"], true);
+    }
 }

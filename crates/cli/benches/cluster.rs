@@ -51,7 +51,9 @@ async fn session_load(urls: &[String], call: Call, conc: usize) -> Stats {
     let alice = Signer::from_suri("//Alice").unwrap();
     let mut clients = Vec::new();
     for t in 0..conc {
-        let client = Client::new(&urls[t % urls.len()]).unwrap();
+        let client = Client::new(&urls[t % urls.len()])
+            .unwrap()
+            .allow_unencrypted(true);
         // Open the session before the clock starts.
         client
             .query(&alice, call.clone(), None)
@@ -90,7 +92,9 @@ async fn query_load(urls: &[String], reqs: Vec<SignedRequest>, conc: usize) -> S
     let start = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..conc {
-        let client = Client::new(&urls[t % urls.len()]).unwrap();
+        let client = Client::new(&urls[t % urls.len()])
+            .unwrap()
+            .allow_unencrypted(true);
         client.trusted_info().await.expect("worker info");
         let (reqs, next) = (reqs.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
@@ -183,6 +187,11 @@ async fn run(encryption: bool) {
                 &port,
                 "--dev-attestation-root",
                 root.to_str().unwrap(),
+                // The bench drives one signer at full speed.
+                "--signer-rate",
+                "1000000",
+                "--max-queries",
+                "64",
             ],
             &dir.path().join(format!("w{i}.log")),
         ));
@@ -191,7 +200,7 @@ async fn run(encryption: bool) {
     for u in &urls {
         wait_up(u).await;
     }
-    let c0 = Client::new(&urls[0]).unwrap();
+    let c0 = Client::new(&urls[0]).unwrap().allow_unencrypted(true);
     let alice = Signer::from_suri("//Alice").unwrap();
     let bob = Signer::from_suri("//Bob").unwrap();
     let code = c0
@@ -285,7 +294,7 @@ async fn run(encryption: bool) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..64 {
-        let client = Client::new(&urls[t % 2]).unwrap();
+        let client = Client::new(&urls[t % 2]).unwrap().allow_unencrypted(true);
         let (reqs, next) = (reqs.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();

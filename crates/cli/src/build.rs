@@ -21,6 +21,10 @@ pub struct BuildArgs {
     /// Never install a toolchain with apt-get; fail instead.
     #[arg(long)]
     no_install: bool,
+    /// Build so that panics report their message (ink! `ink-debug`, `-Cpanic=abort`): larger
+    /// wasm, for development. Writes the same artifact files as a default build.
+    #[arg(long)]
+    debug_output: bool,
 }
 
 /// Runs `phat build`.
@@ -40,18 +44,32 @@ pub fn run(args: BuildArgs) -> Result<()> {
         opts.metadata = !args.no_metadata;
         opts.optimize = !args.no_optimize;
         opts.install_toolchain = !args.no_install;
+        opts.debug_output = args.debug_output;
         let started = Instant::now();
         let artifacts = build(&opts, |p| {
             eprintln!("[{}/{}] {}", p.step, p.of, p.message);
         })
         .with_context(|| format!("building {}", manifest.display()))?;
         eprintln!(
-            "built {} in {:.1}s: {} ({} bytes)",
+            "built {}{} in {:.1}s: {} ({} bytes)",
             artifacts.name,
+            if artifacts.debug_output {
+                " with debug output"
+            } else {
+                ""
+            },
             started.elapsed().as_secs_f64(),
             artifacts.wasm.display(),
             artifacts.wasm_size
         );
+        if artifacts.debug_output {
+            eprintln!(
+                "note:   these artifacts print panic messages and debug_print! output (not for \
+                 production); they replace any earlier build of {} until the next `phat build` \
+                 without --debug-output",
+                artifacts.name
+            );
+        }
         for extra in [&artifacts.metadata, &artifacts.bundle]
             .into_iter()
             .flatten()

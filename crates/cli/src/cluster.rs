@@ -82,6 +82,16 @@ pub struct WorkerArgs {
     /// Bytes of cache each contract may use.
     #[arg(long, default_value_t = phat_worker::DEFAULT_CACHE_QUOTA)]
     pub cache_quota: usize,
+    /// Queries this worker executes at once (default: 4 per core, at least 8); more wait up
+    /// to 2 s for a slot, then get 429.
+    #[arg(long)]
+    pub max_queries: Option<usize>,
+    /// Requests per second one signer may send to this worker.
+    #[arg(long, default_value_t = phat_worker::AdmissionConfig::default().per_signer_rate)]
+    pub signer_rate: u32,
+    /// Requests per second one client address may send to this worker (loopback exempt).
+    #[arg(long, default_value_t = phat_worker::AdmissionConfig::default().per_address_rate)]
+    pub address_rate: u32,
     /// The dev attestation root secret (32 bytes, raw or hex) every worker of the cluster
     /// signs its (insecure) attestation report with; default: one in the data directory.
     #[arg(long, env = "PHAT_DEV_ATTESTATION_ROOT")]
@@ -101,6 +111,17 @@ pub struct LedgerArgs {
     /// Port on 127.0.0.1.
     #[arg(long)]
     pub port: u16,
+    /// Write a genesis funding the dev accounts (`//Alice` … `//Ferdie`) when the ledger is
+    /// new (uploads need a funded signer).
+    #[arg(long)]
+    pub fund_dev_accounts: bool,
+    /// A resource bound of a new cluster, `NAME=VALUE` (repeatable; see docs/BOUNDS.md).
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    pub limits: Vec<String>,
+    /// Pin this dev attestation root in a new cluster's genesis (give every worker the same
+    /// `--dev-attestation-root`).
+    #[arg(long, env = "PHAT_DEV_ATTESTATION_ROOT")]
+    pub dev_attestation_root: Option<PathBuf>,
 }
 
 fn init_tracing() {
@@ -154,6 +175,32 @@ pub async fn ledger(args: LedgerArgs) -> Result<()> {
         EmbeddedLedger::open(&args.data.join("ledger.redb"), LedgerConfig::default())
             .context("opening the ledger")?,
     );
+    if args.fund_dev_accounts || !args.limits.is_empty() || args.dev_attestation_root.is_some() {
+        let dev_root = match &args.dev_attestation_root {
+            Some(path) => Some(phat_worker::dev_root_public(path)?),
+            None => None,
+        };
+        let genesis = phat_worker::Genesis {
+            balances: if args.fund_dev_accounts {
+                dev_balances()?
+            } else {
+                Vec::new()
+            },
+            encryption: true,
+            dev_root,
+            limits: Some(parse_limits(&args.limits)?),
+        };
+        // Only a new cluster gets a genesis; an existing one keeps its own.
+        let created = ledger
+            .create_meta(
+                phat_worker::GENESIS_KEY,
+                parity_scale_codec::Encode::encode(&genesis),
+            )
+            .await?;
+        if !created {
+            eprintln!("the ledger already holds a genesis: --fund-dev-accounts, --limit and --dev-attestation-root are ignored");
+        }
+    }
     let listener = tokio::net::TcpListener::bind(local(args.port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
@@ -162,6 +209,37 @@ pub async fn ledger(args: LedgerArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// The dev accounts (`//Alice` … `//Ferdie`), each with [`DEV_BALANCE`].
+fn dev_balances() -> Result<Vec<(phat_client::primitives::AccountId, u128)>> {
+    DEV_ACCOUNTS
+        .iter()
+        .map(|name| {
+            Ok((
+                Signer::from_suri(&format!("//{name}"))?.account(),
+                DEV_BALANCE,
+            ))
+        })
+        .collect()
+}
+
+/// The cluster bounds of `--limit NAME=VALUE` arguments, over the defaults.
+fn parse_limits(args: &[String]) -> Result<phat_worker::ClusterLimits> {
+    let mut limits = phat_worker::ClusterLimits::default();
+    for l in args {
+        let (name, value) = l
+            .split_once('=')
+            .with_context(|| format!("--limit {l}: expected NAME=VALUE"))?;
+        let value: u64 = value
+            .trim()
+            .parse()
+            .with_context(|| format!("--limit {l}: the value is not a number"))?;
+        limits
+            .set(name.trim(), value)
+            .map_err(|e| anyhow::anyhow!("--limit {l}: {e}"))?;
+    }
+    Ok(limits)
 }
 
 /// `phat worker`.
@@ -191,6 +269,11 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         .await
         .with_context(|| format!("resolving the ledger URL {}", args.ledger))?;
     config.cache_quota = args.cache_quota;
+    if let Some(n) = args.max_queries {
+        config.admission.max_concurrent_queries = n.max(1);
+    }
+    config.admission.per_signer_rate = args.signer_rate.max(1);
+    config.admission.per_address_rate = args.address_rate.max(1);
     config.dev_attestation_root = args.dev_attestation_root.clone();
     let worker = Worker::open(config, ledger)
         .await
@@ -306,31 +389,11 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
     if head == 0 && ledger.get_meta(phat_worker::GENESIS_KEY).await?.is_none() {
         // A fresh cluster: fund the dev accounts so contracts can move native value. The first
         // worker to start creates the cluster secret.
-        let mut balances = Vec::new();
-        for name in DEV_ACCOUNTS {
-            balances.push((
-                Signer::from_suri(&format!("//{name}"))?.account(),
-                DEV_BALANCE,
-            ));
-        }
-        let mut limits = phat_worker::ClusterLimits::default();
-        for l in &args.limits {
-            let (name, value) = l
-                .split_once('=')
-                .with_context(|| format!("--limit {l}: expected NAME=VALUE"))?;
-            let value: u64 = value
-                .trim()
-                .parse()
-                .with_context(|| format!("--limit {l}: the value is not a number"))?;
-            limits
-                .set(name.trim(), value)
-                .map_err(|e| anyhow::anyhow!("--limit {l}: {e}"))?;
-        }
         let genesis = phat_worker::Genesis {
-            balances,
+            balances: dev_balances()?,
             encryption: !args.insecure_no_encryption,
             dev_root: Some(dev_root_public),
-            limits: Some(limits),
+            limits: Some(parse_limits(&args.limits)?),
         };
         if args.insecure_no_encryption {
             eprintln!("warning: this cluster does NOT encrypt commands, queries or state");

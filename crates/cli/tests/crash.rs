@@ -189,6 +189,7 @@ async fn a_killed_ledger_loses_no_acknowledged_command() {
         ledger_dir.to_str().unwrap(),
         "--port",
         &base.to_string(),
+        "--fund-dev-accounts",
     ]
     .map(String::from);
     let args: Vec<&str> = ledger_args.iter().map(|s| s.as_str()).collect();

@@ -167,24 +167,53 @@ pub fn rewrite_memory(wasm: &[u8], max_pages: u64) -> Result<Vec<u8>, CodeError>
     Ok(out.finish())
 }
 
-/// Compiled contracts by code hash, in memory and optionally on disk.
+/// Compiled contracts by code hash, in memory (least recently used evicted past a byte budget)
+/// and optionally on disk.
 pub struct CodeCache {
-    modules: RwLock<HashMap<CodeHash, Arc<CompiledCode>>>,
+    modules: RwLock<Modules>,
+    /// Ticks on every hit, to order entries by last use.
+    clock: std::sync::atomic::AtomicU64,
+    /// Bytes of compiled code kept in memory at most.
+    budget: usize,
     dir: Option<PathBuf>,
     key: [u8; 32],
     fingerprint: String,
+}
+
+#[derive(Default)]
+struct Modules {
+    map: HashMap<CodeHash, Cached>,
+    /// Sum of the entries' `bytes`.
+    bytes: usize,
+}
+
+struct Cached {
+    code: Arc<CompiledCode>,
+    /// Size of the compiled image.
+    bytes: usize,
+    /// `clock` at the last use.
+    used: std::sync::atomic::AtomicU64,
 }
 
 type CacheMac = blake2::Blake2bMac<U32>;
 
 impl CodeCache {
     /// A cache for modules compiled by `engine` with memories capped at `max_pages`.
-    pub fn new(engine: &Engine, dir: Option<PathBuf>, key: [u8; 32], max_pages: u64) -> Self {
+    /// At most `budget` bytes of compiled code stay in memory.
+    pub fn new(
+        engine: &Engine,
+        dir: Option<PathBuf>,
+        key: [u8; 32],
+        max_pages: u64,
+        budget: usize,
+    ) -> Self {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         max_pages.hash(&mut hasher);
         Self {
-            modules: RwLock::new(HashMap::new()),
+            modules: RwLock::new(Modules::default()),
+            clock: Default::default(),
+            budget,
             dir,
             key,
             fingerprint: format!("{:016x}", hasher.finish()),
@@ -193,16 +222,63 @@ impl CodeCache {
 
     /// The compiled code for `hash`, if already in memory.
     pub fn get(&self, hash: &CodeHash) -> Option<Arc<CompiledCode>> {
-        self.modules
-            .read()
-            .expect("code cache lock poisoned")
-            .get(hash)
-            .cloned()
+        use std::sync::atomic::Ordering::Relaxed;
+        let modules = self.modules.read().expect("code cache lock poisoned");
+        let cached = modules.map.get(hash)?;
+        cached.used.store(self.clock.fetch_add(1, Relaxed), Relaxed);
+        Some(cached.code.clone())
     }
 
     /// Number of modules held in memory.
     pub fn len(&self) -> usize {
-        self.modules.read().expect("code cache lock poisoned").len()
+        self.modules
+            .read()
+            .expect("code cache lock poisoned")
+            .map
+            .len()
+    }
+
+    /// Bytes of compiled code held in memory.
+    pub fn bytes(&self) -> usize {
+        self.modules.read().expect("code cache lock poisoned").bytes
+    }
+
+    /// Keeps `code` (of `bytes`), evicting the least recently used modules past the budget.
+    /// Evicted modules stay usable by the calls holding them, and come back from the disk
+    /// cache (or a recompile) when called again.
+    fn insert(&self, hash: CodeHash, code: Arc<CompiledCode>, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut m = self.modules.write().expect("code cache lock poisoned");
+        let now = self.clock.fetch_add(1, Relaxed);
+        if let Some(old) = m.map.insert(
+            hash,
+            Cached {
+                code,
+                bytes,
+                used: now.into(),
+            },
+        ) {
+            m.bytes -= old.bytes;
+        }
+        m.bytes += bytes;
+        if m.bytes <= self.budget {
+            return;
+        }
+        let mut by_use: Vec<(u64, CodeHash)> = m
+            .map
+            .iter()
+            .filter(|(h, _)| **h != hash)
+            .map(|(h, c)| (c.used.load(Relaxed), *h))
+            .collect();
+        by_use.sort_unstable();
+        for (_, h) in by_use {
+            if m.bytes <= self.budget {
+                break;
+            }
+            if let Some(c) = m.map.remove(&h) {
+                m.bytes -= c.bytes;
+            }
+        }
     }
 
     fn mac(&self, bytes: &[u8]) -> [u8; 32] {
@@ -271,11 +347,10 @@ impl CodeCache {
                 module
             }
         };
+        let image = module.image_range();
+        let bytes = (image.end as usize).saturating_sub(image.start as usize) + wasm.len();
         let compiled = Arc::new(link(linker, &module)?);
-        self.modules
-            .write()
-            .expect("code cache lock poisoned")
-            .insert(hash, compiled.clone());
+        self.insert(hash, compiled.clone(), bytes);
         Ok(compiled)
     }
 }

@@ -139,11 +139,15 @@ pub struct Config {
     /// Directory for compiled modules, reused across restarts; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
     /// Key authenticating the files in `cache_dir` (compiled code is executable: a file that
-    /// fails the check is recompiled, never loaded). The worker passes a sealed key; without
-    /// one a fixed key is used, which only detects corruption, not tampering.
+    /// fails the check is recompiled, never loaded). The worker passes its own secret key,
+    /// kept across restarts; the default is random per process (files are then reused only
+    /// within the process that wrote them), never a fixed, guessable key.
     pub cache_key: [u8; 32],
     /// Instances that may exist at once (all concurrent calls, nested frames included).
     pub max_instances: u32,
+    /// Bytes of compiled code kept in memory; the least recently used modules go past it
+    /// (and come back from `cache_dir` when called again).
+    pub code_cache_bytes: usize,
     /// How often the epoch (wall-clock) interrupt ticks.
     pub epoch_tick: Duration,
 }
@@ -154,9 +158,17 @@ impl Default for Config {
             limits: Limits::default(),
             gas: GasSchedule::default(),
             cache_dir: None,
-            cache_key: *b"phat-runtime default cache key!!",
+            cache_key: random_key(),
             max_instances: 1000,
+            code_cache_bytes: 256 << 20,
             epoch_tick: Duration::from_millis(5),
         }
     }
+}
+
+/// 32 bytes from the operating system's random source.
+fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    getrandom::getrandom(&mut key).expect("the operating system's random source works");
+    key
 }

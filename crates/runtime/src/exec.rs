@@ -96,6 +96,7 @@ impl Runtime {
             config.cache_dir.clone(),
             config.cache_key,
             config.limits.max_memory_pages,
+            config.code_cache_bytes,
         );
         spawn_epoch_ticker(&engine, config.epoch_tick);
         Ok(Self {
@@ -130,6 +131,12 @@ impl Runtime {
     /// Number of compiled modules held in memory.
     pub fn cached_modules(&self) -> usize {
         self.inner.cache.len()
+    }
+
+    /// Bytes of compiled code held in memory (at most [`Config::code_cache_bytes`], plus the
+    /// module being added).
+    pub fn cached_code_bytes(&self) -> usize {
+        self.inner.cache.bytes()
     }
 
     /// Starts a session over `state`. Its writes accumulate until [`Session::into_changes`].
@@ -625,7 +632,11 @@ struct FrameId {
 /// when the contract is built with debug output), at most 1 KiB of it.
 fn panic_message(debug: &str) -> Option<String> {
     let start = debug.rfind("panicked at")?;
-    let mut msg = debug[start..].trim_end().to_string();
+    // ink! prints `panicked at FILE:LINE:COL:` and the message on the next line: one line.
+    let mut msg = debug[start..]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if msg.len() > 1024 {
         let mut end = 1024;
         while !msg.is_char_boundary(end) {

@@ -311,7 +311,7 @@ fn a_panic_reads_as_a_panic_with_its_message() {
     assert_eq!(p.selector, Some([5, 0, 0, 0]));
     assert_eq!(
         p.message.as_deref(),
-        Some("panicked at lib.rs:7:9:\nbalance too low")
+        Some("panicked at lib.rs:7:9: balance too low")
     );
     let text = err.to_string();
     assert!(
@@ -335,4 +335,41 @@ fn a_memory_fault_is_a_trap_not_a_panic() {
     let err = h.call(addr, vec![]).unwrap_err();
     assert_eq!(err.kind(), "trapped", "{err:?}");
     assert!(err.to_string().contains("out of bounds"), "{err}");
+}
+
+#[test]
+fn a_worker_dependent_failure_in_a_nested_call_aborts_the_whole_call() {
+    // One instance slot: the nested self-call cannot get an instance. That is this worker's
+    // situation, not the contract's: the call fails as `Busy` (the worker retries the
+    // command), rather than handing the contract a "callee trapped" code it could store.
+    let mut h = Harness::with_config(Config {
+        max_instances: 1,
+        ..Config::default()
+    });
+    let evil = h.deploy(&hostile("self_call"), Vec::new());
+    let err = h.call(evil, vec![]).unwrap_err();
+    assert!(matches!(err, ExecError::Busy(_)), "{err:?}");
+    assert!(!err.is_deterministic() && err.aborts_call());
+}
+
+#[test]
+fn the_compiled_code_cache_stays_within_its_byte_budget() {
+    let mut h = Harness::with_config(Config {
+        code_cache_bytes: 1,
+        ..Config::default()
+    });
+    let a = h.deploy(&hostile("amplify"), Vec::new());
+    let b = h.deploy(&hostile("memory_grow"), Vec::new());
+    // Only the module added last stays (the budget is smaller than any module).
+    assert_eq!(h.rt.cached_modules(), 1);
+    // Evicted code is compiled again when called.
+    assert_eq!(amplify(&mut h, a, 6, 0).unwrap().events.len(), 1);
+    assert_eq!(h.rt.cached_modules(), 1);
+    h.read(b, vec![]).unwrap();
+    // With room for all, all stay.
+    let mut h = Harness::new();
+    h.deploy(&hostile("amplify"), Vec::new());
+    h.deploy(&hostile("memory_grow"), Vec::new());
+    assert_eq!(h.rt.cached_modules(), 2);
+    assert!(h.rt.cached_code_bytes() > 0);
 }

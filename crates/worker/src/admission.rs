@@ -37,8 +37,8 @@ impl Default for AdmissionConfig {
         Self {
             max_concurrent_queries: (4 * cores).max(8),
             queue_wait: Duration::from_secs(2),
-            per_signer_rate: 100,
-            per_address_rate: 500,
+            per_signer_rate: 1_000,
+            per_address_rate: 2_000,
             uploads_per_minute: 30,
             max_tracked_keys: 100_000,
         }

@@ -34,6 +34,9 @@ use crate::metrics::Metrics;
 use crate::state::SnapshotState;
 use crate::{now_ms, Worker};
 
+/// `Retry-After` in milliseconds (the standard header has whole seconds).
+const RETRY_AFTER_MS: &str = "x-phat-retry-after-ms";
+
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -117,6 +120,10 @@ impl IntoResponse for ApiErr {
             let secs = wait.as_millis().div_ceil(1000).max(1);
             if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            // The same to the millisecond, for clients that can use it.
+            if let Ok(v) = header::HeaderValue::from_str(&wait.as_millis().to_string()) {
+                resp.headers_mut().insert(RETRY_AFTER_MS, v);
             }
         }
         resp
@@ -865,6 +872,8 @@ async fn query_sealed_inner(
         let plain = keys
             .open_request(q.counter, &q.ciphertext)
             .map_err(envelope_err)?;
+        // Before the counter is used up: a refused message may be sent again as it is.
+        w.inner.admission.signer(&caller)?;
         w.inner
             .enclave
             .sessions
@@ -874,7 +883,6 @@ async fn query_sealed_inner(
         let query = SessionQuery::decode_all(&mut &plain[..]).map_err(|e| {
             ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
         })?;
-        w.inner.admission.signer(&caller)?;
         (keys, caller, query.call, query.min_seq)
     };
     // From here on the caller holds the session: errors travel sealed like answers.

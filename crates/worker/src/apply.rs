@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parity_scale_codec::{Decode, Encode};
+use parity_scale_codec::{Decode, DecodeAll, Encode};
 use parking_lot::RwLock;
 use phat_primitives::protocol::{
     CallError, CallOutput, CallResult, EventRecord, LedgerCommand, LedgerEntry, LogRecord, Receipt,
@@ -214,7 +214,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         }),
         reply: None,
     };
-    let command = LedgerCommand::decode(&mut &payload[..]);
+    let command = LedgerCommand::decode_all(&mut &payload[..]);
     if let Ok(LedgerCommand::Sealed(_)) = &command {
         // Opened at submission by this worker: the same bytes open to the same request.
         if let Some((req, keys)) = worker.inner.opened.lock().remove(&blake2_256(payload)) {
@@ -241,7 +241,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             let envelope = &worker.inner.enclave.keys().envelope;
             match envelope.open(phat_crypto::Purpose::Command, &sealed) {
                 Err(e) => fail("bad_envelope", e.to_string()),
-                Ok((plain, keys)) => match SignedRequest::decode(&mut &plain[..]) {
+                Ok((plain, keys)) => match SignedRequest::decode_all(&mut &plain[..]) {
                     Err(e) => fail(
                         "malformed",
                         format!("the sealed command does not decode: {e}"),
@@ -634,4 +634,57 @@ fn command_logs(
 pub(crate) fn event_summary(topics: &[Hash], data: &[u8]) -> String {
     let topics: Vec<String> = topics.iter().map(|t| t.to_hex()).collect();
     format!("topics=[{}] data=0x{}", topics.join(","), hex::encode(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(kind: &str, message: &str) -> Receipt {
+        Receipt {
+            seq: 3,
+            request: Hash([1; 32]),
+            caller: AccountId([2; 32]),
+            timestamp: 4,
+            result: CallResult::Err(CallError {
+                kind: kind.into(),
+                message: message.into(),
+            }),
+            events: Vec::new(),
+            gas_used: 5,
+            state_root: Hash::default(),
+        }
+    }
+
+    #[test]
+    fn the_root_commits_to_error_kinds_not_their_wording() {
+        // Two worker versions word the same trap differently: same root.
+        let a = receipt("trapped", "wasm trap: out of bounds memory access");
+        let b = receipt("trapped", "memory access out of bounds");
+        assert_eq!(receipt_digest(&a), receipt_digest(&b));
+        // A different kind is a different outcome.
+        let c = receipt("panicked", "wasm trap: out of bounds memory access");
+        assert_ne!(receipt_digest(&a), receipt_digest(&c));
+        // Everything else still counts.
+        let mut d = a.clone();
+        d.gas_used += 1;
+        assert_ne!(receipt_digest(&a), receipt_digest(&d));
+        let ok = Receipt {
+            result: CallResult::Ok(CallOutput {
+                data: vec![1].into(),
+                reverted: false,
+                address: None,
+            }),
+            ..a.clone()
+        };
+        let other = Receipt {
+            result: CallResult::Ok(CallOutput {
+                data: vec![2].into(),
+                reverted: false,
+                address: None,
+            }),
+            ..a
+        };
+        assert_ne!(receipt_digest(&ok), receipt_digest(&other));
+    }
 }

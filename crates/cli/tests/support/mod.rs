@@ -103,7 +103,8 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `phat ledger` with its data in `dir/ledger` on `port`.
+/// Starts `phat ledger` with its data in `dir/ledger` on `port`: a new cluster funds the dev
+/// accounts and pins the test process's dev root.
 pub fn start_ledger(dir: &Path, port: u16) -> Proc {
     let data = dir.join("ledger");
     Proc::start(
@@ -114,6 +115,7 @@ pub fn start_ledger(dir: &Path, port: u16) -> Proc {
             data.to_str().unwrap(),
             "--port",
             &port.to_string(),
+            "--fund-dev-accounts",
         ],
         &dir.join("ledger.log"),
     )
