@@ -10,12 +10,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use phat_client::{Client, Contract, Signer};
-use phat_worker::gateway::Gateway;
+use crate::gateway::Gateway;
 use phat_worker::ledger::{http::RemoteLedger, EmbeddedLedger, Ledger, LedgerConfig};
 use phat_worker::{Worker, WorkerConfig};
 use tokio::sync::watch;
 
-use crate::calls::{deploy_code, Ctx, DeployRequest};
+use crate::commands::{deploy_code, Ctx, DeployRequest};
 
 /// Dev accounts funded at genesis by `phat dev` (`//Alice` …).
 const DEV_ACCOUNTS: [&str; 6] = ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"];

@@ -2,8 +2,9 @@
 //! local cluster, deploy and call contracts, follow their logs.
 
 mod build;
-mod calls;
 mod cluster;
+mod commands;
+mod gateway;
 mod new;
 
 use anyhow::Result;
@@ -24,7 +25,7 @@ struct Cli {
     #[arg(long, global = true, env = "PHAT_ACCEPT_DEV_ATTESTATION")]
     accept_dev_attestation: bool,
     #[command(flatten)]
-    trust: calls::TrustArgs,
+    trust: commands::TrustArgs,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     output: Output,
@@ -54,18 +55,18 @@ enum Command {
     /// Serve an embedded ledger over HTTP (what `phat dev` runs inside).
     Ledger(cluster::LedgerArgs),
     /// Upload a contract's code and instantiate it; prints the contract id.
-    Deploy(calls::DeployArgs),
+    Deploy(commands::deploy::DeployArgs),
     /// Call a message read-only on one worker and print the decoded result.
-    Query(calls::CallArgs),
+    Query(commands::query::CallArgs),
     /// Send a message as a command, wait for its receipt, print result, events and gas.
-    Tx(calls::TxArgs),
+    Tx(commands::tx::TxArgs),
     /// Print a contract's log (events decoded with its metadata, debug output, pink log lines);
     /// `-f` follows it live.
-    Logs(calls::LogsArgs),
+    Logs(commands::logs::LogsArgs),
     /// Print the cluster's state, or a contract's.
-    Info(calls::InfoArgs),
+    Info(commands::info::InfoArgs),
     /// Print the account of a secret URI (`//Alice`).
-    Keys(calls::KeysArgs),
+    Keys(commands::keys::KeysArgs),
 }
 
 fn main() {
@@ -79,8 +80,8 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    calls::set_trust(cli.trust);
-    let ctx = calls::Ctx {
+    commands::set_trust(cli.trust);
+    let ctx = commands::Ctx {
         endpoint: cli.endpoint,
         accept_dev_attestation: cli.accept_dev_attestation,
         output: cli.output,
@@ -91,12 +92,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dev(args) => runtime()?.block_on(cluster::dev(args, &ctx)),
         Command::Worker(args) => runtime()?.block_on(cluster::worker(args)),
         Command::Ledger(args) => runtime()?.block_on(cluster::ledger(args)),
-        Command::Deploy(args) => runtime()?.block_on(calls::deploy(args, &ctx)),
-        Command::Query(args) => runtime()?.block_on(calls::query(args, &ctx)),
-        Command::Tx(args) => runtime()?.block_on(calls::tx(args, &ctx)),
-        Command::Logs(args) => runtime()?.block_on(calls::logs(args, &ctx)),
-        Command::Info(args) => runtime()?.block_on(calls::info(args, &ctx)),
-        Command::Keys(args) => calls::keys(args, &ctx),
+        Command::Deploy(args) => runtime()?.block_on(commands::deploy::run(args, &ctx)),
+        Command::Query(args) => runtime()?.block_on(commands::query::run(args, &ctx)),
+        Command::Tx(args) => runtime()?.block_on(commands::tx::run(args, &ctx)),
+        Command::Logs(args) => runtime()?.block_on(commands::logs::run(args, &ctx)),
+        Command::Info(args) => runtime()?.block_on(commands::info::run(args, &ctx)),
+        Command::Keys(args) => commands::keys::run(args, &ctx),
     }
 }
 

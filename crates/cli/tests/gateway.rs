@@ -3,6 +3,7 @@
 
 mod support;
 
+use phat_client::primitives::protocol::CallResult;
 use support::*;
 
 /// Deploys Phala's prebuilt flip contract; returns its id.
@@ -107,8 +108,31 @@ async fn sealed_queries_reach_their_worker_first_time_and_after_a_restart() {
         failures.len()
     );
 
-    // Kill worker-1: `phat dev` restarts it (same data, same sealed key); queries sealed to it
-    // meanwhile wait for it instead of landing on the other worker.
+    // A client whose session is with worker-1 (the endpoint's round-robin hands out both).
+    let w1_key = phat_client::Client::new(&dev.workers[1])
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .worker_key;
+    let mut with_w1 = None;
+    for _ in 0..20 {
+        let c = phat_client::Client::new(&ep).unwrap();
+        if c.trusted_info().await.unwrap().worker_key == w1_key {
+            with_w1 = Some(c);
+            break;
+        }
+    }
+    let with_w1 = with_w1.expect("the endpoint never showed worker-1");
+    let alice = phat_client::Signer::from_suri("//Alice").unwrap();
+    let flip: phat_client::primitives::AccountId = id.parse().unwrap();
+    let get = || phat_client::call(flip, vec![0x2f, 0x86, 0x5b, 0xd9]);
+    let answer = with_w1.query(&alice, get(), None).await.unwrap();
+    assert!(matches!(answer.result, CallResult::Ok(_)), "{answer:?}");
+
+    // Kill worker-1: `phat dev` restarts it (same data, same sealed key). A query sealed to it
+    // meanwhile waits for it instead of landing on the other worker; its session died with
+    // the process, so the client opens a new one.
     let dir = dev.data().join("worker-1");
     let pid = worker_pid(&dir).expect("worker-1 process");
     nix::sys::signal::kill(
@@ -116,15 +140,20 @@ async fn sealed_queries_reach_their_worker_first_time_and_after_a_restart() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    let answer = with_w1
+        .query(&alice, get(), None)
+        .await
+        .unwrap_or_else(|e| panic!("query to the restarting worker: {e}\n{}", dev.log()));
+    assert!(matches!(answer.result, CallResult::Ok(_)), "{answer:?}");
+    let new_pid = worker_pid(&dir).expect("worker-1 restarted");
+    assert_ne!(new_pid, pid);
     let failures = concurrent_queries(&ep, &id, 24).await;
     assert!(
         failures.is_empty(),
-        "{} of 24 failed around a restart: {failures:#?}\n{}",
+        "{} of 24 failed after a restart: {failures:#?}\n{}",
         failures.len(),
         dev.log()
     );
-    let new_pid = worker_pid(&dir).expect("worker-1 restarted");
-    assert_ne!(new_pid, pid);
 
     // A query sealed to a key no worker has is refused, not sent to a random worker.
     let resp = reqwest::Client::new()

@@ -3,9 +3,9 @@
 //! `call_chain_extension(id, input) -> (status, output)` is dispatched to a [`ChainExtension`]
 //! the embedder provides. The id uses pink's layout: the extension id in the high 16 bits and
 //! the function id in the low 16 bits (pink's functions are extension 0). The runtime knows
-//! nothing of HTTP, caches or keys: the embedder implements the trait (or uses
-//! [`crate::pink::PinkExtension`], which decodes pink's calls and leaves the outside effects to a
-//! [`crate::pink::PinkHost`]). An extension reads chain state only through [`ExtensionState`].
+//! nothing of HTTP, caches or keys: the embedder implements the trait (or uses the `phat-pink`
+//! crate's `PinkExtension`, which decodes pink's calls and leaves the outside effects to a
+//! `PinkHost`). An extension reads chain state only through [`ExtensionState`].
 
 use std::time::Instant;
 

@@ -2,8 +2,8 @@
 //!
 //! The runtime implements the pallet-contracts host API that ink! 3, 4 and 5 contracts import
 //! (`seal0`/`seal1`/`seal2`), so contracts run unmodified, and dispatches
-//! `call_chain_extension` to an embedder-provided [`ChainExtension`] using pink's id layout;
-//! [`pink::PinkExtension`] is pink's own extension over the embedder's [`pink::PinkHost`].
+//! `call_chain_extension` to an embedder-provided [`ChainExtension`] using pink's id layout
+//! (pink's own extension is the `phat-pink` crate, which implements this seam).
 //!
 //! ```text
 //! Runtime::new(config) ─ engine, linker, code cache (memory + disk), epoch ticker
@@ -30,7 +30,6 @@ mod error;
 mod exec;
 mod extension;
 mod host;
-pub mod pink;
 mod state;
 
 pub use code::{rewrite_memory, MEMORY_EXPORT};

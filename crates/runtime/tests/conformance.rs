@@ -4,13 +4,13 @@ mod common;
 
 use common::*;
 use parity_scale_codec::{Decode, Encode};
-use phat_primitives::AccountId;
-use phat_primitives::CodeHash;
-use phat_primitives::Mode;
-use phat_runtime::pink::{
+use phat_pink::{
     BatchHttpResult, CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse,
     PinkExtension, PinkHost,
 };
+use phat_primitives::AccountId;
+use phat_primitives::CodeHash;
+use phat_primitives::Mode;
 use phat_runtime::{
     ChainExtension, ExecContext, ExecError, ExtensionEnv, ExtensionError, ExtensionId,
     ExtensionOutput, ExtensionState,

@@ -9,11 +9,11 @@ use std::time::Duration;
 use parity_scale_codec::{Decode, DecodeAll, Encode};
 use parking_lot::RwLock;
 use phat_primitives::protocol::{
-    CallError, CallOutput, CallResult, EventRecord, LedgerCommand, LedgerEntry, LogRecord, Receipt,
-    RequestBody, SignedRequest, MAX_REQUEST_TTL_MS,
+    Call, CallError, CallResult, LedgerCommand, LedgerEntry, LogRecord, Receipt, RequestBody,
+    SignedRequest, MAX_REQUEST_TTL_MS,
 };
 use phat_primitives::{blake2_256, AccountId, Hash, Mode, StateKey};
-use phat_runtime::{ChangeSet, ExecContext, ExecError, Outcome};
+use phat_runtime::{ChangeSet, ExecContext};
 use phat_store::{Batch, Head, Snapshot};
 
 use crate::state::Layered;
@@ -473,61 +473,36 @@ fn apply_one(
         ));
     }
     nonces.insert(key);
-    let host = Arc::new(crate::pink_host::WorkerHost::new(
-        worker.inner.pink.clone(),
-        Some(entry.seq),
-        entry.timestamp,
-    ));
-    let extension = Arc::new(phat_runtime::pink::PinkExtension::new(host.clone()));
-    let ctx = ExecContext {
-        mode: Mode::Command,
-        block_number: u32::try_from(entry.seq).unwrap_or(u32::MAX),
-        timestamp: entry.timestamp,
-        extension: extension.clone(),
-    };
     let state = Arc::new(Layered {
         base: snap.clone(),
         pending: pending.clone(),
     });
-    let mut session = worker.inner.runtime.session(state, ctx);
-    let result = match body.call.clone() {
-        phat_primitives::protocol::Call::Instantiate {
-            code_hash,
-            value,
-            data,
-            salt,
-            gas_limit,
-        } => {
-            let uploaded = match code.get(&code_hash) {
-                Some(blob) => session.upload_code(blob).map(|_| ()),
-                None => Ok(()),
-            };
-            uploaded.and_then(|_| {
-                session.instantiate(req.signer, code_hash, value, data.0, &salt, gas_limit)
-            })
-        }
-        phat_primitives::protocol::Call::Call {
-            dest,
-            value,
-            data,
-            gas_limit,
-        } => session.call(req.signer, dest, value, data.0, gas_limit),
+    let code = match &body.call {
+        Call::Instantiate { code_hash, .. } => code.get(code_hash).map(Vec::as_slice),
+        Call::Call { .. } => None,
     };
-    if let Err(e) = &result {
+    let executed = crate::execute::execute(
+        worker,
+        crate::execute::Run {
+            mode: Mode::Command,
+            state,
+            seq: Some(entry.seq),
+            block_number: u32::try_from(entry.seq).unwrap_or(u32::MAX),
+            timestamp: entry.timestamp,
+            caller: req.signer,
+            call: body.call.clone(),
+            code,
+        },
+    );
+    if let Err(e) = &executed.result {
         if !e.is_deterministic() {
-            // A store read failed: retry the batch rather than record a result other workers
-            // would not produce.
+            // This worker's own failure (no instance slot, a store read error): retry the
+            // batch rather than record a result other workers would not produce.
             return Err(WorkerError::Apply(format!("seq {}: {e}", entry.seq)));
         }
     }
-    let changes = match &result {
-        Ok(_) => session.into_changes(),
-        Err(_) => ChangeSet::new(),
-    };
-    let target = body.call.dest();
-    let mut logs = host.take_logs();
-    logs.extend(command_logs(entry, &result, target));
-    let (result, events, gas_used) = outcome_parts(result);
+    let (result, changes, logs) = (executed.result, executed.changes, executed.logs);
+    let (result, events, gas_used) = crate::execute::outcome_parts(result);
     Ok(Applied {
         executed: true,
         receipt: Receipt {
@@ -571,74 +546,10 @@ pub(crate) fn receipt_digest(r: &Receipt) -> [u8; 32] {
     )
 }
 
-/// Splits a runtime result into the API's result, events and gas.
-pub(crate) fn outcome_parts(
-    result: Result<Outcome, ExecError>,
-) -> (CallResult, Vec<EventRecord>, u64) {
-    match result {
-        Ok(o) => (
-            CallResult::Ok(CallOutput {
-                data: o.data.into(),
-                reverted: o.reverted,
-                address: o.address,
-            }),
-            o.events.into_iter().map(EventRecord::from).collect(),
-            o.gas_used,
-        ),
-        Err(e) => (CallResult::Err(exec_error(&e)), Vec::new(), 0),
-    }
-}
-
-/// The API form of a runtime error.
-pub(crate) fn exec_error(e: &ExecError) -> CallError {
-    CallError {
-        kind: e.kind().into(),
-        message: e.to_string(),
-    }
-}
-
-/// Log records of a command: its events and its debug output.
-fn command_logs(
-    entry: &LedgerEntry,
-    result: &Result<Outcome, ExecError>,
-    target: Option<AccountId>,
-) -> Vec<LogRecord> {
-    let Ok(o) = result else { return Vec::new() };
-    let mut out = Vec::new();
-    let contract = target.or(o.address);
-    if let Some(contract) = contract {
-        for line in o.debug_message.lines().filter(|l| !l.is_empty()) {
-            out.push(LogRecord {
-                contract,
-                level: "debug".into(),
-                origin: Mode::Command,
-                seq: Some(entry.seq),
-                timestamp: entry.timestamp,
-                message: line.to_string(),
-            });
-        }
-    }
-    for e in &o.events {
-        out.push(LogRecord {
-            contract: e.contract,
-            level: "event".into(),
-            origin: Mode::Command,
-            seq: Some(entry.seq),
-            timestamp: entry.timestamp,
-            message: event_summary(&e.topics, &e.data),
-        });
-    }
-    out
-}
-
-pub(crate) fn event_summary(topics: &[Hash], data: &[u8]) -> String {
-    let topics: Vec<String> = topics.iter().map(|t| t.to_hex()).collect();
-    format!("topics=[{}] data=0x{}", topics.join(","), hex::encode(data))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use phat_primitives::protocol::CallOutput;
 
     fn receipt(kind: &str, message: &str) -> Receipt {
         Receipt {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use phat_runtime::pink::{HttpRequest, HttpRequestError, HttpResponse};
+use phat_pink::{HttpRequest, HttpRequestError, HttpResponse};
 
 /// Limits of contracts' HTTP requests, per worker.
 #[derive(Clone, Debug)]

@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use phat_pink::{CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse, PinkHost};
 use phat_primitives::protocol::{LogRecord, Seq};
 use phat_primitives::{AccountId, Mode};
-use phat_runtime::pink::{
-    CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse, PinkHost,
-};
 
 use crate::cache::Cache;
 use crate::egress::{Egress, Refusal};

@@ -1,4 +1,5 @@
-//! The `phat dev` endpoint: one address in front of the cluster. It spreads requests over the
+//! The `phat dev` endpoint: one address in front of the cluster (it lives next to `phat dev`,
+//! its only user). It spreads requests over the
 //! workers round-robin (skipping ones that do not answer) and streams answers back unchanged;
 //! commands reach the ledger through whichever worker takes them, after that worker has
 //! checked them.

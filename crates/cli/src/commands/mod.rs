@@ -1,0 +1,15 @@
+//! Commands that talk to a cluster through `phat-client`, one module each: deploy, query,
+//! tx, logs, info, keys; with what they share (`ctx`: the endpoint, trust flags and output;
+//! `common`: contract ids, metadata, call encoding).
+
+mod common;
+mod ctx;
+pub mod deploy;
+pub mod info;
+pub mod keys;
+pub mod logs;
+pub mod query;
+pub mod tx;
+
+pub use ctx::{set_trust, Ctx, TrustArgs};
+pub use deploy::{deploy_code, DeployRequest};

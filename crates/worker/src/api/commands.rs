@@ -1,0 +1,172 @@
+//! Commands: submission (plain and sealed), the checks before appending to the ledger, and
+//! receipts.
+
+use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct SubmitParams {
+    #[serde(default)]
+    wait: bool,
+}
+
+pub(super) async fn submit(
+    State(w): State<Worker>,
+    Query(params): Query<SubmitParams>,
+    req: Result<Json<SignedRequest>, JsonRejection>,
+) -> ApiResult<Submitted> {
+    let result = async {
+        let Json(req) = req?;
+        if w.inner.genesis.encryption {
+            return Err(encryption_required("commands"));
+        }
+        let payload = LedgerCommand::Plain(req.clone()).encode();
+        submit_inner(&w, params, req, payload, None).await
+    }
+    .await;
+    count_submission(&w, result)
+}
+
+pub(super) async fn submit_sealed(
+    State(w): State<Worker>,
+    Query(params): Query<SubmitParams>,
+    sealed: Result<Json<Sealed>, JsonRejection>,
+) -> ApiResult<Submitted> {
+    let result = async {
+        let Json(sealed) = sealed?;
+        let (plain, keys) = w
+            .inner
+            .enclave
+            .keys()
+            .envelope
+            .open(phat_crypto::Purpose::Command, &sealed)
+            .map_err(envelope_err)?;
+        let req = SignedRequest::decode_all(&mut &plain[..]).map_err(|e| {
+            ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the sealed command is not a signed request: {e}"),
+            )
+        })?;
+        let payload = LedgerCommand::Sealed(sealed).encode();
+        submit_inner(&w, params, req, payload, Some(keys)).await
+    }
+    .await;
+    count_submission(&w, result)
+}
+
+/// Counts a submission's outcome in the metrics.
+pub(super) fn count_submission(w: &Worker, result: ApiResult<Submitted>) -> ApiResult<Submitted> {
+    Metrics::count(
+        &w.inner.metrics.submissions,
+        outcome_label(&result, |_| "ok"),
+    );
+    result
+}
+
+pub(super) async fn submit_inner(
+    w: &Worker,
+    params: SubmitParams,
+    req: SignedRequest,
+    payload: Vec<u8>,
+    opened: Option<phat_crypto::SessionKeys>,
+) -> ApiResult<Submitted> {
+    let body = verify(w, &req, Mode::Command)?;
+    let checked = precheck(w, &body.call).await;
+    if let Err(e) = checked {
+        w.inner
+            .recent_nonces
+            .lock()
+            .remove(&(req.signer, body.nonce));
+        return Err(e);
+    }
+    let request = req.hash();
+    if let Some(keys) = opened {
+        // Applying it here will not need the key exchange again.
+        crate::apply::remember_opened(w, &payload, (req.clone(), keys));
+    }
+    let appended = match w.inner.ledger.append(payload).await {
+        Ok(a) => a,
+        Err(e) => {
+            w.inner
+                .recent_nonces
+                .lock()
+                .remove(&(req.signer, body.nonce));
+            return Err(ledger_err(e));
+        }
+    };
+    let receipt = if params.wait {
+        Some(wait_receipt(w, appended.seq).await?)
+    } else {
+        None
+    };
+    Ok(Json(Submitted {
+        seq: appended.seq,
+        request,
+        receipt,
+    }))
+}
+
+/// Refuses commands that cannot do anything: calls to unknown contracts, unknown code. A
+/// contract this worker does not know yet may come from a command it has not applied: it
+/// catches up with the ledger head once before refusing.
+pub(super) async fn precheck(w: &Worker, call: &Call) -> Result<(), ApiErr> {
+    match precheck_once(w, call).await {
+        Err(e) if e.0 == StatusCode::NOT_FOUND => {
+            catch_up(w).await?;
+            precheck_once(w, call).await
+        }
+        r => r,
+    }
+}
+
+pub(super) async fn precheck_once(w: &Worker, call: &Call) -> Result<(), ApiErr> {
+    let snap = w.inner.store.snapshot()?;
+    match call {
+        Call::Call { dest, .. } => contract_info(&snap, dest).map(|_| ()),
+        Call::Instantiate { code_hash, .. } => {
+            if snap.get(&StateKey::Code(*code_hash))?.is_some() {
+                return Ok(());
+            }
+            match w
+                .inner
+                .ledger
+                .get_code(code_hash)
+                .await
+                .map_err(ledger_err)?
+            {
+                Some(_) => Ok(()),
+                None => Err(ApiErr::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_code",
+                    format!("code {code_hash} was never uploaded (POST /v1/code first)"),
+                )),
+            }
+        }
+    }
+}
+
+pub(super) async fn wait_receipt(w: &Worker, seq: Seq) -> Result<Receipt, ApiErr> {
+    wait_applied(w, seq).await?;
+    read_receipt(w, seq)
+}
+
+pub(super) fn read_receipt(w: &Worker, seq: Seq) -> Result<Receipt, ApiErr> {
+    let raw = w.inner.store.receipt(seq)?.ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "unknown_receipt",
+            format!(
+                "no receipt for seq {seq} (applied up to {})",
+                w.applied_seq()
+            ),
+        )
+    })?;
+    Receipt::decode(&mut &raw[..]).map_err(ApiErr::internal)
+}
+
+pub(super) async fn receipt(State(w): State<Worker>, Path(seq): Path<String>) -> ApiResult<Receipt> {
+    let seq: Seq = seq
+        .parse()
+        .map_err(|_| ApiErr::new(StatusCode::BAD_REQUEST, "malformed", "seq must be a number"))?;
+    read_receipt(&w, seq).map(Json)
+}

@@ -1,0 +1,313 @@
+//! The worker's HTTP API (`/v1`, JSON bodies) and its error mapping.
+//!
+//! Every error answers `{"error": {"kind": "...", "message": "..."}}` with a 4xx status for bad
+//! input (malformed body 400, bad signature 401, unknown contract or code 404, replay 409,
+//! oversized body 413, too many requests 429) and a 5xx status for the worker's own failures.
+//! One file per resource: `node`, `code`, `commands`, `queries`, `contracts`; this file has the
+//! router, the error type and the helpers they share.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes as BodyBytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::{Stream, StreamExt};
+use parity_scale_codec::{Decode, DecodeAll, Encode};
+use phat_primitives::protocol::{
+    ApiError, Call, CallError, CodeUploaded, ContractKeys, ContractView, EventRecord,
+    LedgerCommand, LogEntry, LogRecord, QueryOpen, QueryRequest, QueryResponse, Receipt,
+    RequestBody, Sealed, SealedAnswer, SealedQuery, SealedReply, Seq, SessionQuery, SignedRequest,
+    Submitted, WorkerInfo,
+};
+use phat_primitives::Hash;
+use phat_primitives::{AccountId, ContractInfo, Mode, StateKey};
+use serde::Deserialize;
+
+use crate::apply::check_body;
+use crate::execute::outcome_parts;
+use crate::metrics::Metrics;
+use crate::state::SnapshotState;
+use crate::{now_ms, Worker};
+
+mod code;
+mod commands;
+mod contracts;
+mod node;
+mod queries;
+
+use code::*;
+use commands::*;
+use contracts::*;
+use node::*;
+use queries::*;
+
+/// `Retry-After` in milliseconds (the standard header has whole seconds).
+const RETRY_AFTER_MS: &str = "x-phat-retry-after-ms";
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+pub(crate) fn router(worker: Worker) -> Router {
+    let max_body = worker.inner.config.max_body;
+    let max_code = worker.inner.config.max_code;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/info", get(info))
+        .route(
+            "/v1/code",
+            post(upload_code).layer(DefaultBodyLimit::max(max_code)),
+        )
+        .route(
+            "/v1/code/{hash}/metadata",
+            get(get_metadata).post(put_metadata),
+        )
+        .route("/v1/commands", post(submit))
+        .route("/v1/commands/sealed", post(submit_sealed))
+        .route("/v1/receipts/{seq}", get(receipt))
+        .route("/v1/query", post(query))
+        .route("/v1/query/sealed", post(query_sealed))
+        .route("/v1/contracts/{id}", get(contract))
+        .route("/v1/contracts/{id}/logs", get(logs))
+        .route("/v1/contracts/{id}/logs/stream", get(log_stream))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            worker.clone(),
+            admit_address,
+        ))
+        .with_state(worker)
+}
+
+/// Refuses clients that send faster than their address's rate (when the server knows the
+/// address: `Worker::serve` records it).
+async fn admit_address(
+    State(w): State<Worker>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let addr = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = addr {
+        if let Err(refused) = w.inner.admission.address(ip) {
+            return ApiErr::from(refused).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub(crate) struct ApiErr(StatusCode, CallError, Option<std::time::Duration>);
+
+impl ApiErr {
+    fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
+        Self(
+            status,
+            CallError {
+                kind: kind.into(),
+                message: message.into(),
+            },
+            None,
+        )
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        let mut resp = (self.0, Json(ApiError { error: self.1 })).into_response();
+        if let Some(wait) = self.2 {
+            // Whole seconds, rounded up (`Retry-After` has no fractions).
+            let secs = wait.as_millis().div_ceil(1000).max(1);
+            if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            // The same to the millisecond, for clients that can use it.
+            if let Ok(v) = header::HeaderValue::from_str(&wait.as_millis().to_string()) {
+                resp.headers_mut().insert(RETRY_AFTER_MS, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<crate::admission::Refused> for ApiErr {
+    fn from(r: crate::admission::Refused) -> Self {
+        let kind = match r {
+            crate::admission::Refused::Busy(_) => "busy",
+            crate::admission::Refused::Rate { .. } => "rate_limited",
+        };
+        let wait = r.retry_after();
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            kind,
+            format!("{r}; retry after {} ms", wait.as_millis()),
+        );
+        e.2 = Some(wait);
+        e
+    }
+}
+
+impl From<JsonRejection> for ApiErr {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "malformed"
+        };
+        let status = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(status, kind, r.body_text())
+    }
+}
+
+impl From<phat_store::StoreError> for ApiErr {
+    fn from(e: phat_store::StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiErr>;
+
+fn ledger_err(e: phat_ledger::LedgerError) -> ApiErr {
+    match e {
+        phat_ledger::LedgerError::TooLarge { .. } => {
+            ApiErr::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+        }
+        _ => ApiErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Verifies a request for `mode` at wall-clock time: signature, mode, expiry, replay.
+fn verify(w: &Worker, req: &SignedRequest, mode: Mode) -> Result<RequestBody, ApiErr> {
+    let body = phat_crypto::verify_request(req).map_err(|e| match e {
+        phat_crypto::CryptoError::BadSignature(_) => {
+            ApiErr::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string())
+        }
+        _ => ApiErr::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+    })?;
+    let now = now_ms();
+    check_body(&body, mode, now).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e, None))?;
+    w.inner.admission.signer(&req.signer)?;
+    let key = (req.signer, body.nonce);
+    let seen_in_state = mode == Mode::Command
+        && w.inner
+            .store
+            .snapshot()?
+            .nonce_expiry(&req.signer, body.nonce)?
+            .is_some();
+    let mut recent = w.inner.recent_nonces.lock();
+    if seen_in_state || !recent.insert(key, body.expires_at, now) {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            "replayed",
+            format!("nonce {} of {} was already used", body.nonce, req.signer),
+        ));
+    }
+    Ok(body)
+}
+
+fn contract_info(snap: &phat_store::Snapshot, id: &AccountId) -> Result<ContractInfo, ApiErr> {
+    let raw = snap.get(&StateKey::Contract(*id))?.ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "unknown_contract",
+            format!("no contract {id} on this cluster"),
+        )
+    })?;
+    ContractInfo::decode(&mut &raw[..]).map_err(ApiErr::internal)
+}
+
+fn envelope_err(e: phat_crypto::CryptoError) -> ApiErr {
+    ApiErr::new(StatusCode::BAD_REQUEST, "bad_envelope", e.to_string())
+}
+
+fn encryption_required(what: &str) -> ApiErr {
+    ApiErr::new(
+        StatusCode::BAD_REQUEST,
+        "encryption_required",
+        format!("this cluster accepts only encrypted {what} (POST /v1/{what}/sealed)"),
+    )
+}
+
+/// Waits until this worker has applied everything the ledger holds now.
+async fn catch_up(w: &Worker) -> Result<(), ApiErr> {
+    let head = w.inner.ledger.head().await.map_err(ledger_err)?;
+    if w.applied_seq() < head {
+        wait_applied(w, head).await?;
+    }
+    Ok(())
+}
+
+/// Waits until this worker has applied `seq`.
+async fn wait_applied(w: &Worker, seq: Seq) -> Result<(), ApiErr> {
+    let mut rx = w.inner.applied.subscribe();
+    let waited =
+        tokio::time::timeout(w.inner.config.wait_timeout, rx.wait_for(|s| *s >= seq)).await;
+    match waited {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(ApiErr::internal("the apply loop stopped")),
+        Err(_) => Err(ApiErr::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "not_applied_yet",
+            format!(
+                "seq {seq} not applied within {:?} (applied: {})",
+                w.inner.config.wait_timeout,
+                w.applied_seq()
+            ),
+        )),
+    }
+}
+
+/// The metrics label of an API outcome: `ok_label` of a success, the error's kind otherwise.
+fn outcome_label<'a, T>(
+    result: &'a Result<T, ApiErr>,
+    ok_label: impl Fn(&'a T) -> &'a str,
+) -> &'a str {
+    match result {
+        Ok(v) => ok_label(v),
+        Err(e) => e.1.kind.as_str(),
+    }
+}
+
+fn parse_id(id: &str) -> Result<AccountId, ApiErr> {
+    id.parse().map_err(|e| {
+        ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("contract id `{id}`: {e}"),
+        )
+    })
+}
+
+/// The contract `id`, catching up with the ledger once if this worker does not know it yet.
+async fn known_contract(w: &Worker, id: &AccountId) -> Result<ContractInfo, ApiErr> {
+    match contract_info(&w.inner.store.snapshot()?, id) {
+        Err(e) if e.0 == StatusCode::NOT_FOUND => {
+            catch_up(w).await?;
+            contract_info(&w.inner.store.snapshot()?, id)
+        }
+        r => r,
+    }
+}

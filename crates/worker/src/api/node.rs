@@ -1,0 +1,69 @@
+//! The node's own routes: health, metrics, the OpenAPI document, worker info.
+
+use super::*;
+
+pub(super) async fn healthz(State(w): State<Worker>) -> Response {
+    if let Some(s) = w.inner.stuck.lock().clone() {
+        if s.attempts >= crate::apply::STUCK_AFTER {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "apply stuck at seq {} for {} s ({} attempts): {}\n",
+                    s.seq,
+                    s.since.elapsed().as_secs(),
+                    s.attempts,
+                    s.error
+                ),
+            )
+                .into_response();
+        }
+    }
+    match w.inner.store.head() {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+    }
+}
+
+pub(super) async fn metrics(State(w): State<Worker>) -> Response {
+    w.inner
+        .metrics
+        .queries_running
+        .set(w.inner.admission.queries_running() as i64);
+    w.inner
+        .metrics
+        .cache_bytes
+        .set(w.inner.pink.cache.footprint() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        w.inner.metrics.encode(),
+    )
+        .into_response()
+}
+
+pub(super) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+pub(super) async fn info(State(w): State<Worker>) -> ApiResult<WorkerInfo> {
+    let head = w.inner.store.head()?;
+    let keys = w.inner.enclave.keys();
+    Ok(Json(WorkerInfo {
+        worker_key: Hash(w.worker_key()),
+        cluster_key: Hash(keys.envelope.public()),
+        encryption: w.inner.genesis.encryption,
+        attestation: keys.report.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        name: w.inner.config.name.clone(),
+        seq: head.seq,
+        state_root: head.state_root,
+        ledger_head: w
+            .inner
+            .ledger_head
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(head.seq),
+        pid: std::process::id(),
+    }))
+}

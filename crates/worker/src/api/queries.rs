@@ -1,0 +1,216 @@
+//! Queries: plain and sealed (session) queries, admission, and their execution on a snapshot
+//! through the worker's one execution path (`crate::execute`).
+
+use super::*;
+
+pub(super) async fn query(
+    State(w): State<Worker>,
+    req: Result<Json<QueryRequest>, JsonRejection>,
+) -> ApiResult<QueryResponse> {
+    let started = Instant::now();
+    let result = query_inner(&w, req).await;
+    let label = outcome_label(&result, |r| match &r.result {
+        phat_primitives::protocol::CallResult::Ok(_) => "ok",
+        phat_primitives::protocol::CallResult::Err(e) => e.kind.as_str(),
+        phat_primitives::protocol::CallResult::Sealed(_) => "sealed",
+    });
+    record_query(&w, started, label);
+    result.map(Json)
+}
+
+/// Counts a query by `label` and records its duration.
+pub(super) fn record_query(w: &Worker, started: Instant, label: &str) {
+    Metrics::count(&w.inner.metrics.queries, label);
+    w.inner
+        .metrics
+        .query_seconds
+        .observe(started.elapsed().as_secs_f64());
+}
+
+pub(super) async fn query_inner(
+    w: &Worker,
+    req: Result<Json<QueryRequest>, JsonRejection>,
+) -> Result<QueryResponse, ApiErr> {
+    let Json(QueryRequest { request, min_seq }) = req?;
+    if w.inner.genesis.encryption {
+        return Err(encryption_required("query"));
+    }
+    let body = verify(w, &request, Mode::Query)?;
+    run_checked(w, request.signer, body.call, min_seq).await
+}
+
+/// Runs a verified query: waits for `min_seq`, finds the contract, runs on a snapshot.
+pub(super) async fn run_checked(
+    w: &Worker,
+    caller: AccountId,
+    call: Call,
+    min_seq: Option<Seq>,
+) -> Result<QueryResponse, ApiErr> {
+    if let Some(min) = min_seq {
+        if w.applied_seq() < min {
+            wait_applied(w, min).await?;
+        }
+    }
+    if let Some(dest) = call.dest() {
+        known_contract(w, &dest).await?;
+    }
+    // A bounded number of queries execute at once; the apply loop needs no slot.
+    let slot = w.inner.admission.query_slot().await?;
+    let w2 = w.clone();
+    let result = tokio::task::spawn_blocking(move || run_query(&w2, caller, call))
+        .await
+        .map_err(ApiErr::internal)?;
+    drop(slot);
+    result
+}
+
+pub(super) async fn query_sealed(
+    State(w): State<Worker>,
+    req: Result<Json<SealedQuery>, JsonRejection>,
+) -> ApiResult<SealedReply> {
+    let started = Instant::now();
+    let result = query_sealed_inner(&w, req).await;
+    record_query(&w, started, outcome_label(&result, |_| "ok"));
+    result.map(Json)
+}
+
+/// An encrypted query: the first message opens a session (one key exchange, one signature
+/// check), later ones are AEAD-only under the session's keys.
+pub(super) async fn query_sealed_inner(
+    w: &Worker,
+    req: Result<Json<SealedQuery>, JsonRejection>,
+) -> Result<SealedReply, ApiErr> {
+    use crate::enclave::SessionError;
+    let Json(q) = req?;
+    if q.worker.0 != w.worker_key() {
+        return Err(ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "wrong_worker",
+            format!(
+                "the query is encrypted to worker {}, this is {}",
+                q.worker,
+                Hash(w.worker_key())
+            ),
+        ));
+    }
+    let now = now_ms();
+    let session_err = |e: SessionError| match e {
+        SessionError::Unknown => ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "unknown_session",
+            "no such session on this worker (restarted or expired): open a new one",
+        ),
+        SessionError::Expired => ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "session_expired",
+            "the session expired: open a new one",
+        ),
+        SessionError::Replayed => ApiErr::new(
+            StatusCode::CONFLICT,
+            "replayed",
+            format!("message {} of this session was already used", q.counter),
+        ),
+    };
+    let (keys, caller, call, min_seq) = if q.counter == 0 {
+        let sealed = Sealed {
+            version: phat_crypto::ENVELOPE_VERSION,
+            ephemeral: q.session,
+            ciphertext: q.ciphertext.clone(),
+        };
+        let (plain, keys) = w
+            .inner
+            .enclave
+            .identity
+            .open(phat_crypto::Purpose::Query, &sealed)
+            .map_err(envelope_err)?;
+        let open = QueryOpen::decode_all(&mut &plain[..]).map_err(|e| {
+            ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
+        })?;
+        let body = verify(w, &open.request, Mode::Query)?;
+        let keys = Arc::new(keys);
+        w.inner
+            .enclave
+            .sessions
+            .lock()
+            .open(
+                q.session.0,
+                keys.clone(),
+                open.request.signer,
+                body.expires_at,
+                now,
+            )
+            .map_err(session_err)?;
+        (keys, open.request.signer, body.call, open.min_seq)
+    } else {
+        let (keys, caller) = w
+            .inner
+            .enclave
+            .sessions
+            .lock()
+            .get(&q.session.0, now)
+            .map_err(session_err)?;
+        let plain = keys
+            .open_request(q.counter, &q.ciphertext)
+            .map_err(envelope_err)?;
+        // Before the counter is used up: a refused message may be sent again as it is.
+        w.inner.admission.signer(&caller)?;
+        w.inner
+            .enclave
+            .sessions
+            .lock()
+            .accept(&q.session.0, q.counter)
+            .map_err(session_err)?;
+        let query = SessionQuery::decode_all(&mut &plain[..]).map_err(|e| {
+            ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
+        })?;
+        (keys, caller, query.call, query.min_seq)
+    };
+    // From here on the caller holds the session: errors travel sealed like answers.
+    let answer = match run_checked(w, caller, call, min_seq).await {
+        Ok(response) => SealedAnswer::Ok(response),
+        Err(ApiErr(status, error, _)) => SealedAnswer::Err {
+            status: status.as_u16(),
+            error,
+        },
+    };
+    let json = serde_json::to_vec(&answer).map_err(ApiErr::internal)?;
+    Ok(SealedReply {
+        counter: q.counter,
+        ciphertext: keys.seal_reply(q.counter, &json).into(),
+    })
+}
+
+pub(super) fn run_query(w: &Worker, caller: AccountId, call: Call) -> Result<QueryResponse, ApiErr> {
+    let snap = Arc::new(w.inner.store.snapshot()?);
+    let head = snap.head();
+    let executed = crate::execute::execute(
+        w,
+        crate::execute::Run {
+            mode: Mode::Query,
+            state: Arc::new(SnapshotState(snap)),
+            seq: None,
+            block_number: u32::try_from(head.seq).unwrap_or(u32::MAX),
+            timestamp: now_ms(),
+            caller,
+            call,
+            code: None,
+        },
+    );
+    for record in executed.logs {
+        let _ = w.inner.logs.send(record);
+    }
+    let debug_message = executed
+        .result
+        .as_ref()
+        .map(|o| o.debug_message.clone())
+        .unwrap_or_default();
+    let (result, events, gas_used) = outcome_parts(executed.result);
+    Ok(QueryResponse {
+        result,
+        gas_used,
+        events,
+        debug_message,
+        seq: head.seq,
+        state_root: head.state_root,
+    })
+}

@@ -1,0 +1,155 @@
+//! The one execution path of the worker: queries (`api`) and commands (`apply`) both run a
+//! call through [`execute`], which builds the context, the pink host and extension, the
+//! runtime session, runs the call and collects its log lines. A rule added here holds for both.
+//!
+//! What differs between the two is passed in, never decided twice: the mode (a command's
+//! non-deterministic pink functions fail the same way on every worker), the state (a snapshot
+//! for a query; the batch's snapshot plus its pending writes for a command), the clock (wall
+//! time for a query, ledger time for a command) and the block number (the last applied seq for
+//! a query, the command's own seq). Gas limits and the query deadline are the runtime's
+//! (`Limits::max_gas_per_call`, `Limits::query_time_limit`).
+
+use std::sync::Arc;
+
+use phat_primitives::protocol::{
+    Call, CallError, CallOutput, CallResult, EventRecord, LogRecord, Seq,
+};
+use phat_primitives::{AccountId, Hash, Mode};
+use phat_runtime::{ChangeSet, ExecContext, ExecError, Outcome, StateRead};
+
+use crate::Worker;
+
+/// One call to run.
+pub(crate) struct Run<'a> {
+    /// Query or command.
+    pub mode: Mode,
+    /// The state it reads.
+    pub state: Arc<dyn StateRead>,
+    /// The command's sequence number (`None` for a query).
+    pub seq: Option<Seq>,
+    /// What contracts see as the block number.
+    pub block_number: u32,
+    /// Unix ms contracts see: ledger time for a command, wall time for a query.
+    pub timestamp: u64,
+    /// The signer.
+    pub caller: AccountId,
+    /// The call.
+    pub call: Call,
+    /// The code blob an instantiation needs and the state lacks (commands: from the ledger).
+    pub code: Option<&'a [u8]>,
+}
+
+/// What a call did.
+pub(crate) struct Executed {
+    /// The runtime's result.
+    pub result: Result<Outcome, ExecError>,
+    /// The writes to commit (empty for a failed call; a query's are for the caller to drop).
+    pub changes: ChangeSet,
+    /// Log lines: the pink extension's, the debug output's and, for commands, the events.
+    pub logs: Vec<LogRecord>,
+}
+
+/// Runs `run` on this worker's runtime.
+pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
+    let host = Arc::new(crate::pink_host::WorkerHost::new(
+        worker.inner.pink.clone(),
+        run.seq,
+        run.timestamp,
+    ));
+    let extension = Arc::new(phat_pink::PinkExtension::new(host.clone()));
+    let ctx = ExecContext {
+        mode: run.mode,
+        block_number: run.block_number,
+        timestamp: run.timestamp,
+        extension,
+    };
+    let mut session = worker.inner.runtime.session(run.state, ctx);
+    let target = run.call.dest();
+    let result = match run.call {
+        Call::Instantiate {
+            code_hash,
+            value,
+            data,
+            salt,
+            gas_limit,
+        } => {
+            let uploaded = match run.code {
+                Some(blob) => session.upload_code(blob).map(|_| ()),
+                None => Ok(()),
+            };
+            uploaded.and_then(|_| {
+                session.instantiate(run.caller, code_hash, value, data.0, &salt, gas_limit)
+            })
+        }
+        Call::Call {
+            dest,
+            value,
+            data,
+            gas_limit,
+        } => session.call(run.caller, dest, value, data.0, gas_limit),
+    };
+    let changes = match &result {
+        Ok(_) => session.into_changes(),
+        Err(_) => ChangeSet::new(),
+    };
+    let mut logs = host.take_logs();
+    if let Ok(o) = &result {
+        let record = |contract, level: &str, message: String| LogRecord {
+            contract,
+            level: level.into(),
+            origin: run.mode,
+            seq: run.seq,
+            timestamp: run.timestamp,
+            message,
+        };
+        if let Some(contract) = target.or(o.address) {
+            for line in o.debug_message.lines().filter(|l| !l.is_empty()) {
+                logs.push(record(contract, "debug", line.to_string()));
+            }
+        }
+        // A query's events are dropped with its writes; a command's are its record.
+        if run.mode == Mode::Command {
+            for e in &o.events {
+                logs.push(record(e.contract, "event", event_summary(&e.topics, &e.data)));
+            }
+        }
+    }
+    Executed {
+        result,
+        changes,
+        logs,
+    }
+}
+
+/// Splits a runtime result into the API's result, events and gas.
+pub(crate) fn outcome_parts(
+    result: Result<Outcome, ExecError>,
+) -> (CallResult, Vec<EventRecord>, u64) {
+    match result {
+        Ok(o) => (
+            CallResult::Ok(CallOutput {
+                data: o.data.into(),
+                reverted: o.reverted,
+                address: o.address,
+            }),
+            o.events.into_iter().map(EventRecord::from).collect(),
+            o.gas_used,
+        ),
+        Err(e) => (CallResult::Err(exec_error(&e)), Vec::new(), 0),
+    }
+}
+
+/// The API form of a runtime error.
+pub(crate) fn exec_error(e: &ExecError) -> CallError {
+    CallError {
+        kind: e.kind().into(),
+        message: e.to_string(),
+    }
+}
+
+/// The text of an `event` log record: its topics and data in hex (lossless; the API parses
+/// it back into the event).
+pub(crate) fn event_summary(topics: &[Hash], data: &[u8]) -> String {
+    let topics: Vec<String> = topics.iter().map(|t| t.to_hex()).collect();
+    format!("topics=[{}] data=0x{}", topics.join(","), hex::encode(data))
+}
