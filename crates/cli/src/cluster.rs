@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::gateway::Gateway;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use phat_client::{Client, Contract, Signer};
-use crate::gateway::Gateway;
 use phat_worker::ledger::{http::RemoteLedger, EmbeddedLedger, Ledger, LedgerConfig};
 use phat_worker::{Worker, WorkerConfig};
 use tokio::sync::watch;
@@ -57,9 +57,22 @@ pub struct DevArgs {
 /// Arguments of `phat worker`.
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// The ledger's URL (`phat ledger` or `phat dev`).
+    /// The ledger's URL (`phat ledger` or `phat dev`), or `nats://HOST:PORT[,...]` for the
+    /// JetStream ledger.
     #[arg(long)]
     pub ledger: String,
+    /// NATS user (with `--nats-password`), for a `nats://` ledger.
+    #[arg(long)]
+    pub nats_user: Option<String>,
+    /// NATS password.
+    #[arg(long, env = "PHAT_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS credentials file, instead of user and password.
+    #[arg(long)]
+    pub nats_creds: Option<PathBuf>,
+    /// The cluster's name on NATS (names its stream and buckets).
+    #[arg(long, default_value = "phat")]
+    pub nats_cluster: String,
     /// Data directory.
     #[arg(long)]
     pub data: PathBuf,
@@ -254,7 +267,14 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "worker".into())
     });
-    let ledger: Arc<dyn Ledger> = Arc::new(RemoteLedger::new(&args.ledger)?);
+    let ledger: Arc<dyn Ledger> = if args.ledger.starts_with("nats://") {
+        let mut nats = phat_worker::ledger::JetStreamConfig::new(&args.ledger, &args.nats_cluster);
+        (nats.user, nats.password) = (args.nats_user.clone(), args.nats_password.clone());
+        nats.creds_file = args.nats_creds.clone();
+        Arc::new(phat_worker::ledger::JetStreamLedger::connect(nats).await?)
+    } else {
+        Arc::new(RemoteLedger::new(&args.ledger)?)
+    };
     let mut config = WorkerConfig::new(name.clone(), &args.data, local(args.port));
     config.egress.allow_private = args.allow_private_egress;
     if !args.allow_hosts.is_empty() {
@@ -263,11 +283,13 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     // Contracts never reach this worker's API, the ledger or the listed addresses.
     config.egress.deny_addrs = args.deny_egress.clone();
     config.egress.deny_addrs.push(local(args.port));
-    config
-        .egress
-        .deny_url(&args.ledger)
-        .await
-        .with_context(|| format!("resolving the ledger URL {}", args.ledger))?;
+    for url in args.ledger.split(',') {
+        config
+            .egress
+            .deny_url(url.trim())
+            .await
+            .with_context(|| format!("resolving the ledger URL {url}"))?;
+    }
     config.cache_quota = args.cache_quota;
     if let Some(n) = args.max_queries {
         config.admission.max_concurrent_queries = n.max(1);

@@ -303,6 +303,19 @@ async fn a_cluster_survives_hostile_tenants() {
     );
     s.still_healthy("nested bound").await;
 
+    // State growth is paid for: an account without balance cannot add a byte.
+    let nobody = Signer::from_suri("//Nobody").unwrap();
+    let r = s
+        .client
+        .submit(&nobody, max_gas_call(amp, amplify(3, 1000)), true)
+        .await
+        .unwrap()
+        .receipt
+        .unwrap();
+    let got = outcome(&r.result);
+    assert_kind("unfunded growth", &got, "limit_exceeded: storage_deposit");
+    s.record("state growth by an account without balance", got);
+
     let mut growth = String::new();
     for call in 0..20 {
         growth = s.command(amp, amplify(3, call)).await;

@@ -158,6 +158,9 @@ impl IntoResponse for ApiError {
             ApiError::Ledger(LedgerError::Unavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None, None)
             }
+            ApiError::Ledger(LedgerError::Unauthorized(_)) => {
+                (StatusCode::FORBIDDEN, "unauthorized", None, None)
+            }
             ApiError::Ledger(LedgerError::Protocol(_)) => {
                 (StatusCode::BAD_REQUEST, "protocol", None, None)
             }
@@ -410,6 +413,7 @@ impl RemoteLedger {
             "io" => LedgerError::Io(error.message),
             "closed" => LedgerError::Closed,
             "unavailable" => LedgerError::Unavailable(error.message),
+            "unauthorized" => LedgerError::Unauthorized(error.message),
             _ => LedgerError::Protocol(error.message),
         })
     }

@@ -1,6 +1,7 @@
 //! The ordered command log every worker applies: the [`Ledger`] trait, an embedded
-//! implementation on a redb file ([`EmbeddedLedger`], used by `phat dev`) and an HTTP transport
-//! ([`http`]) so worker processes can use a ledger that lives in another process.
+//! implementation on a redb file ([`EmbeddedLedger`], used by `phat dev`), an HTTP transport
+//! ([`http`]) so worker processes can use a ledger that lives in another process, and the
+//! distributed ledger on NATS JetStream ([`JetStreamLedger`], see [`jetstream`]).
 //!
 //! A ledger holds three things:
 //!
@@ -9,14 +10,14 @@
 //! - the **code store**: Wasm blobs keyed by their [`CodeHash`];
 //! - **cluster metadata**: small values under string keys.
 //!
-//! The trait is shaped so that a NATS JetStream implementation can replace the embedded one
+//! The trait is shaped so that the NATS JetStream implementation replaces the embedded one
 //! without changing the worker:
 //!
 //! - [`Ledger::append`] maps to a JetStream publish on the log stream awaiting the `PubAck`
 //!   (its stream sequence is the [`Seq`]; the stored message time, clamped to be non-decreasing,
 //!   is the timestamp);
-//! - [`Ledger::read`] maps to a pull consumer starting at `from` (`DeliverPolicy::ByStartSequence`)
-//!   fetching up to `max` messages with `expires = wait`;
+//! - [`Ledger::read`] maps to an ordered consumer starting at `from`
+//!   (`DeliverPolicy::ByStartSequence`), kept open while the reader follows the log;
 //! - [`Ledger::head`] maps to the stream's `last_seq` from stream info;
 //! - [`Ledger::put_code`] / [`Ledger::get_code`] map to an Object Store bucket keyed by the hex
 //!   code hash;
@@ -33,8 +34,10 @@ pub use phat_primitives::protocol::{LedgerEntry, Seq};
 
 mod embedded;
 pub mod http;
+pub mod jetstream;
 
 pub use embedded::EmbeddedLedger;
+pub use jetstream::{JetStreamConfig, JetStreamLedger};
 
 /// The longest metadata key, in bytes.
 pub const MAX_META_KEY: usize = 256;
@@ -134,6 +137,9 @@ pub enum LedgerError {
     /// A bad request or response.
     #[error("ledger protocol error: {0}")]
     Protocol(String),
+    /// The ledger refused the credentials, or the user may not do this operation.
+    #[error("ledger refused access: {0}")]
+    Unauthorized(String),
     /// The ledger has shut down.
     #[error("ledger closed")]
     Closed,

@@ -1,12 +1,16 @@
-//! Behaviour of every ledger: the embedded one directly, and the same one served over HTTP on
-//! 127.0.0.1 and used through `RemoteLedger`.
+//! Behaviour of every ledger: the embedded one directly, the same one served over HTTP on
+//! 127.0.0.1 and used through `RemoteLedger`, and the JetStream ledger on a real `nats-server -js`
+//! (Debian's package; `scripts/setup` installs it) started by each test on 127.0.0.1 and killed
+//! when the test ends.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use phat_ledger::http::{router_with_config, RemoteLedger};
-use phat_ledger::{EmbeddedLedger, Ledger, LedgerConfig, LedgerError};
+use phat_ledger::{
+    EmbeddedLedger, JetStreamConfig, JetStreamLedger, Ledger, LedgerConfig, LedgerError,
+};
 use phat_primitives::CodeHash;
 use tempfile::TempDir;
 
@@ -15,6 +19,7 @@ struct Fixture {
     ledger: Arc<dyn Ledger>,
     _dir: TempDir,
     server: Option<tokio::task::JoinHandle<()>>,
+    _nats: Option<NatsServer>,
 }
 
 impl Drop for Fixture {
@@ -55,6 +60,7 @@ async fn embedded(config: LedgerConfig) -> Fixture {
         ledger: Arc::new(ledger),
         _dir: dir,
         server: None,
+        _nats: None,
     }
 }
 
@@ -66,10 +72,118 @@ async fn remote(config: LedgerConfig) -> Fixture {
         ledger: Arc::new(RemoteLedger::new(&url).unwrap()),
         _dir: dir,
         server: Some(server),
+        _nats: None,
     }
 }
 
-/// Runs one behaviour against the embedded ledger and against it over HTTP.
+/// The password of the `phat` user of the test server.
+const NATS_PASSWORD: &str = "s3cret-phat";
+/// The password of the `guest` user, who may read but not write.
+const GUEST_PASSWORD: &str = "guest-pw";
+
+/// A `nats-server -js` on 127.0.0.1 with a temp store and two users; killed on drop.
+struct NatsServer {
+    child: std::process::Child,
+    url: String,
+    _dir: TempDir,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NatsServer {
+    /// Starts a server: user `phat` may do anything; user `guest` may read (consumers, direct
+    /// gets) but not publish to the log, the buckets or the stream-management API.
+    fn start() -> Self {
+        let bin = which_nats_server();
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = dir.path().join("js");
+        let config = format!(
+            r#"
+listen: "127.0.0.1:{port}"
+server_name: "phat-test-{port}"
+jetstream {{
+  store_dir: "{store}"
+  max_memory_store: 64MB
+  max_file_store: 1GB
+}}
+authorization {{
+  users = [
+    {{ user: phat, password: "{NATS_PASSWORD}", permissions: {{ publish: ">", subscribe: ">" }} }}
+    {{ user: guest, password: "{GUEST_PASSWORD}", permissions: {{
+        publish: {{ deny: ["phat.>", "$KV.>", "$O.>", "$JS.API.STREAM.CREATE.>",
+                           "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>",
+                           "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>"] }}
+        subscribe: ">" }} }}
+  ]
+}}
+"#,
+            store = store.display()
+        );
+        let conf = dir.path().join("nats.conf");
+        std::fs::write(&conf, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("nats.log")).unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server");
+        let server = Self {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn config(&self, user: &str, password: &str) -> JetStreamConfig {
+        let mut config = JetStreamConfig::new(&self.url, "test");
+        config.user = Some(user.into());
+        config.password = Some(password.into());
+        config
+    }
+}
+
+fn which_nats_server() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("nats-server"))
+                .find(|p| p.is_file())
+        })
+        .expect("nats-server is not installed (run scripts/setup, or apt-get install nats-server)")
+}
+
+async fn nats(config: LedgerConfig) -> Fixture {
+    let server = NatsServer::start();
+    let mut js = server.config("phat", NATS_PASSWORD);
+    js.limits = config;
+    let ledger = JetStreamLedger::connect(js).await.unwrap();
+    Fixture {
+        ledger: Arc::new(ledger),
+        _dir: tempfile::tempdir().unwrap(),
+        server: None,
+        _nats: Some(server),
+    }
+}
+
+/// Runs one behaviour against the embedded ledger, against it over HTTP, and on JetStream.
 macro_rules! both {
     ($name:ident, $config:expr) => {
         mod $name {
@@ -81,6 +195,11 @@ macro_rules! both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn http() {
                 let f = super::remote($config).await;
+                super::$name(&f.ledger).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nats() {
+                let f = super::nats($config).await;
                 super::$name(&f.ledger).await;
             }
         }
@@ -413,4 +532,238 @@ async fn http_rejects_bad_requests_with_json_errors() {
         .unwrap();
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body, serde_json::json!({"seq": 0}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_retried_append_is_stored_once_and_survives_reconnect() {
+    let server = NatsServer::start();
+    let ledger = JetStreamLedger::connect(server.config("phat", NATS_PASSWORD))
+        .await
+        .unwrap();
+    let first = ledger.append(b"command".to_vec()).await.unwrap();
+    let other = ledger.append(b"other".to_vec()).await.unwrap();
+    // A retry (same bytes) within the dedupe window gets the first copy's seq and time.
+    let retry = ledger.append(b"command".to_vec()).await.unwrap();
+    assert_eq!(retry, first);
+    // The time is the server's stored time (Unix ms).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(first.timestamp.abs_diff(now) < 60_000, "{first:?} vs {now}");
+    assert!(other.timestamp >= first.timestamp);
+    assert_eq!(ledger.head().await.unwrap(), 2);
+    assert_eq!(other.seq, 2);
+
+    // A second connection (another worker) sees the same log, times, code and metadata.
+    let hash = ledger.put_code(b"\0asm code".to_vec()).await.unwrap();
+    ledger.put_meta("k", b"v".to_vec()).await.unwrap();
+    drop(ledger);
+    let again = JetStreamLedger::connect(server.config("phat", NATS_PASSWORD))
+        .await
+        .unwrap();
+    let entries = again.read(1, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!((entries[0].seq, entries[0].timestamp), (1, first.timestamp));
+    assert_eq!((entries[1].seq, entries[1].timestamp), (2, other.timestamp));
+    assert_eq!(entries[1].payload, b"other");
+    // Reading from the middle first computes the same clamped time.
+    let fresh = JetStreamLedger::connect(server.config("phat", NATS_PASSWORD))
+        .await
+        .unwrap();
+    assert_eq!(
+        fresh.read(2, 1, Duration::ZERO).await.unwrap()[0].timestamp,
+        other.timestamp
+    );
+    assert_eq!(
+        again.get_code(&hash).await.unwrap(),
+        Some(b"\0asm code".to_vec())
+    );
+    assert_eq!(again.get_meta("k").await.unwrap(), Some(b"v".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_unauthenticated_clients_cannot_write() {
+    let server = NatsServer::start();
+    let ledger = JetStreamLedger::connect(server.config("phat", NATS_PASSWORD))
+        .await
+        .unwrap();
+    ledger.append(b"one".to_vec()).await.unwrap();
+    ledger.put_meta("cluster", b"alpha".to_vec()).await.unwrap();
+
+    // No credentials, or a wrong password: the server refuses the connection.
+    let anonymous = JetStreamConfig::new(&server.url, "test");
+    assert!(matches!(
+        JetStreamLedger::connect(anonymous).await.err(),
+        Some(LedgerError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        JetStreamLedger::connect(server.config("phat", "wrong"))
+            .await
+            .err(),
+        Some(LedgerError::Unauthorized(_))
+    ));
+    let raw = async_nats::connect(&server.url).await;
+    assert!(raw.is_err(), "an anonymous NATS client must not connect");
+
+    // A user without publish permission can read but not append or write the buckets.
+    let mut guest_config = server.config("guest", GUEST_PASSWORD);
+    guest_config.request_timeout = Duration::from_secs(1);
+    let guest = JetStreamLedger::connect(guest_config).await.unwrap();
+    assert_eq!(guest.head().await.unwrap(), 1);
+    assert_eq!(
+        guest.read(1, 10, Duration::ZERO).await.unwrap()[0].payload,
+        b"one"
+    );
+    assert_eq!(
+        guest.get_meta("cluster").await.unwrap(),
+        Some(b"alpha".to_vec())
+    );
+    assert!(matches!(
+        guest.append(b"forged".to_vec()).await,
+        Err(LedgerError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        guest.put_meta("cluster", b"evil".to_vec()).await,
+        Err(LedgerError::Unauthorized(_))
+    ));
+    assert!(guest.create_meta("new", b"evil".to_vec()).await.is_err());
+    assert!(guest.put_code(b"evil code".to_vec()).await.is_err());
+
+    // The same through a plain NATS client: a JetStream publish gets no ack.
+    let client =
+        async_nats::ConnectOptions::with_user_and_password("guest".into(), GUEST_PASSWORD.into())
+            .connect(&server.url)
+            .await
+            .unwrap();
+    let mut js = async_nats::jetstream::new(client);
+    js.set_timeout(Duration::from_secs(1));
+    let published = async {
+        js.publish("phat.test.log", b"forged".to_vec().into())
+            .await?
+            .await
+    };
+    assert!(tokio::time::timeout(Duration::from_secs(10), published)
+        .await
+        .unwrap()
+        .is_err());
+    let kv = js.get_key_value("phat_test_meta").await.unwrap();
+    let put = kv.put("cluster", b"evil".to_vec().into());
+    assert!(tokio::time::timeout(Duration::from_secs(10), put)
+        .await
+        .unwrap()
+        .is_err());
+
+    // Nothing changed.
+    assert_eq!(ledger.head().await.unwrap(), 1);
+    assert_eq!(
+        ledger.get_meta("cluster").await.unwrap(),
+        Some(b"alpha".to_vec())
+    );
+    assert_eq!(ledger.get_meta("new").await.unwrap(), None);
+    assert_eq!(
+        ledger.get_code(&CodeHash::of(b"evil code")).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_unreachable_server_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = JetStreamConfig::new(format!("nats://127.0.0.1:{port}"), "test");
+    config.user = Some("phat".into());
+    config.password = Some(NATS_PASSWORD.into());
+    config.request_timeout = Duration::from_secs(1);
+    assert!(matches!(
+        JetStreamLedger::connect(config.clone()).await.err(),
+        Some(LedgerError::Unavailable(_))
+    ));
+    config.cluster = "bad.name".into();
+    assert!(matches!(
+        JetStreamLedger::connect(config).await.err(),
+        Some(LedgerError::Protocol(_))
+    ));
+}
+
+/// Append latency and throughput on one local R1 server (numbers, not a pass/fail check):
+/// `cargo test -p phat-ledger --release --test ledger nats_append_numbers -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn nats_append_numbers() {
+    let server = NatsServer::start();
+    let ledger = Arc::new(
+        JetStreamLedger::connect(server.config("phat", NATS_PASSWORD))
+            .await
+            .unwrap(),
+    );
+    let duration = Duration::from_secs(3);
+    // Payloads differ (a counter), or dedupe would store one.
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let payload = |c: &std::sync::atomic::AtomicU64| {
+        let mut p = vec![7u8; 128];
+        p[..8].copy_from_slice(
+            &c.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .to_le_bytes(),
+        );
+        p
+    };
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        let t = Instant::now();
+        ledger.append(payload(&counter)).await.unwrap();
+        lat.push(t.elapsed());
+    }
+    let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
+    lat.sort();
+    println!(
+        "R1 1 sequential: {} appends, {rate:.0}/s, p50 {:?}, p99 {:?}",
+        lat.len(),
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (ledger, counter) = (ledger.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while start.elapsed() < duration {
+                    let t = Instant::now();
+                    ledger.append(payload(&counter)).await.unwrap();
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    all.sort();
+    println!(
+        "R1 64 concurrent: {} appends, {rate:.0}/s, p50 {:?}, p99 {:?}",
+        all.len(),
+        all[all.len() / 2],
+        all[all.len() * 99 / 100]
+    );
+    let head = ledger.head().await.unwrap();
+    let reader = JetStreamLedger::connect(server.config("phat", NATS_PASSWORD))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut next = 1;
+    while next <= head {
+        next += reader.read(next, 1024, Duration::ZERO).await.unwrap().len() as u64;
+    }
+    println!(
+        "R1 read {head} entries from a fresh connection: {:.0}/s",
+        head as f64 / start.elapsed().as_secs_f64()
+    );
 }

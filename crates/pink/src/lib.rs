@@ -51,6 +51,8 @@
 //! 20 `import_latest_system_code` → `None`, 24 `js_eval` → `JsValue::Exception`,
 //! 25 `worker_sgx_quote` → `None`.
 
+#![warn(missing_docs)]
+
 mod config;
 mod dispatch;
 mod host;

@@ -42,6 +42,11 @@ pub struct Limits {
     /// Most bytes (keys plus values) a contract may keep in storage; growth past it fails the
     /// call that grows it. Bounds the replicated state one contract can make every worker hold.
     pub max_contract_storage: u64,
+    /// Balance the signer of a call pays per byte the call adds to the replicated state (keys
+    /// and values, any kind), and gets back per byte it frees: state growth is paid for, so
+    /// all accounts together can make every worker store at most the supply divided by this.
+    /// 0 (the runtime's default) charges nothing; a cluster's genesis sets the price.
+    pub storage_deposit_per_byte: u64,
     /// Most gas a single top-level call may be given.
     pub max_gas_per_call: Gas,
     /// Wall-time bound of a query (commands are bounded by gas alone, deterministically).
@@ -65,6 +70,8 @@ impl Default for Limits {
             max_event_bytes_per_call: 256 * 1024,
             max_storage_written_per_call: 2 * 1024 * 1024,
             max_contract_storage: 16 * 1024 * 1024,
+            // The runtime alone charges nothing; clusters set a price at genesis.
+            storage_deposit_per_byte: 0,
             max_gas_per_call: 5_000_000_000,
             query_time_limit: Duration::from_secs(5),
         }

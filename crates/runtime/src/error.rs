@@ -202,6 +202,9 @@ pub enum Bound {
     StorageWrittenPerCall,
     /// [`crate::Limits::max_contract_storage`].
     ContractStorage,
+    /// The signer's balance does not cover [`crate::Limits::storage_deposit_per_byte`] for
+    /// the bytes the call adds (`used`: bytes added, `limit`: bytes the balance pays for).
+    StorageDeposit,
 }
 
 impl Bound {
@@ -212,6 +215,7 @@ impl Bound {
             Bound::EventBytesPerCall => "event_bytes_per_call",
             Bound::StorageWrittenPerCall => "storage_written_per_call",
             Bound::ContractStorage => "contract_storage",
+            Bound::StorageDeposit => "storage_deposit",
         }
     }
 }

@@ -464,10 +464,12 @@ impl TxState {
     /// and the writes.
     fn settle_storage_usage(&mut self, cp: crate::state::Checkpoint) -> Result<(), ExecError> {
         let mut delta: std::collections::BTreeMap<Hash, i64> = Default::default();
+        // Bytes the call adds to the whole state (any key but the usage records).
+        let mut growth: i64 = 0;
         for (key, before) in self.overlay.first_writes_since(cp) {
-            let StateKey::Storage(sid, k) = key else {
+            if matches!(key, StateKey::StorageUsage(_)) {
                 continue;
-            };
+            }
             let before_len = match before {
                 Some(v) => v.as_ref().map(Vec::len),
                 None => self
@@ -482,8 +484,16 @@ impl TxState {
                 .changes()
                 .get(key)
                 .and_then(|v| v.as_ref().map(Vec::len));
-            let size = |v: Option<usize>| v.map_or(0, |l| (l + k.len()) as i64);
-            *delta.entry(*sid).or_default() += size(after_len) - size(before_len);
+            let key_len = match key {
+                StateKey::Storage(_, k) => k.len(),
+                _ => 32,
+            };
+            let size = |v: Option<usize>| v.map_or(0, |l| (l + key_len) as i64);
+            let d = size(after_len) - size(before_len);
+            growth += d;
+            if let StateKey::Storage(sid, _) = key {
+                *delta.entry(*sid).or_default() += d;
+            }
         }
         let limit = self.config().limits.max_contract_storage;
         for (sid, d) in delta {
@@ -509,6 +519,31 @@ impl TxState {
             }
             self.overlay.set(key, (now != 0).then(|| now.encode()));
         }
+        self.settle_deposit(growth)
+    }
+
+    /// Takes the storage deposit for `growth` bytes from the call's signer (or gives it back
+    /// when the call freed bytes).
+    fn settle_deposit(&mut self, growth: i64) -> Result<(), ExecError> {
+        let price = u128::from(self.config().limits.storage_deposit_per_byte);
+        if growth == 0 || price == 0 {
+            return Ok(());
+        }
+        let origin = self.origin;
+        let balance = self.balance(&origin)?;
+        let amount = price.saturating_mul(u128::from(growth.unsigned_abs()));
+        if growth < 0 {
+            self.set_balance(&origin, balance.saturating_add(amount));
+            return Ok(());
+        }
+        if balance < amount {
+            return Err(ExecError::LimitExceeded {
+                bound: Bound::StorageDeposit,
+                used: growth as u64,
+                limit: u64::try_from(balance / price).unwrap_or(u64::MAX),
+            });
+        }
+        self.set_balance(&origin, balance - amount);
         Ok(())
     }
 

@@ -373,3 +373,53 @@ fn the_compiled_code_cache_stays_within_its_byte_budget() {
     assert_eq!(h.rt.cached_modules(), 2);
     assert!(h.rt.cached_code_bytes() > 0);
 }
+
+#[test]
+fn state_growth_is_paid_for_by_the_signer_and_freeing_pays_back() {
+    let price = 1_000u64;
+    let mut h = Harness::with_config(Config {
+        limits: Limits {
+            storage_deposit_per_byte: price,
+            ..Limits::default()
+        },
+        ..Config::default()
+    });
+    let rich = AccountId([7; 32]);
+    let broke = AccountId([8; 32]);
+    h.command(|s| s.set_balance(&rich, 1 << 60));
+    let wasm = hostile("amplify");
+    let code = h.command(|s| s.upload_code(&wasm)).unwrap();
+    let evil = h
+        .command(|s| s.instantiate(rich, code, 0, vec![], b"", GAS))
+        .unwrap()
+        .address
+        .unwrap();
+    let balance = |h: &Harness, who| h.query(|s| s.balance(&who)).unwrap();
+    // 48 new cells of 32 + 16384 bytes: the signer pays for exactly those bytes.
+    let before = balance(&h, rich);
+    let mut input = vec![3];
+    input.extend_from_slice(&0u32.to_le_bytes());
+    h.command(|s| s.call(rich, evil, 0, input.clone(), u64::MAX))
+        .unwrap();
+    let paid = before - balance(&h, rich);
+    assert_eq!(paid, u128::from(price) * 48 * (32 + 16384));
+    // Overwriting the same cells adds nothing and costs nothing.
+    let before = balance(&h, rich);
+    h.command(|s| s.call(rich, evil, 0, input, u64::MAX))
+        .unwrap();
+    assert_eq!(balance(&h, rich), before);
+    // An account without balance cannot grow the state; its call leaves nothing behind.
+    let state = h.state.len();
+    let mut input = vec![3];
+    input.extend_from_slice(&1u32.to_le_bytes());
+    let err = h
+        .command(|s| s.call(broke, evil, 0, input, u64::MAX))
+        .unwrap_err();
+    assert_eq!(limit_of(&err), Some(Bound::StorageDeposit), "{err:?}");
+    assert_eq!(h.state.len(), state);
+    // It may still call what does not grow the state: attack 6 overwrites the 16 KiB cell
+    // at the zero key with 8 bytes, and the freed bytes are paid back to it.
+    h.command(|s| s.call(broke, evil, 0, vec![6], u64::MAX))
+        .unwrap();
+    assert_eq!(balance(&h, broke), u128::from(price) * (16384 - 8));
+}

@@ -110,7 +110,11 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
         // A query's events are dropped with its writes; a command's are its record.
         if run.mode == Mode::Command {
             for e in &o.events {
-                logs.push(record(e.contract, "event", event_summary(&e.topics, &e.data)));
+                logs.push(record(
+                    e.contract,
+                    "event",
+                    event_summary(&e.topics, &e.data),
+                ));
             }
         }
     }

@@ -81,6 +81,8 @@ pub struct ClusterLimits {
     pub max_contract_storage: u64,
     /// [`Limits::max_gas_per_call`].
     pub max_gas_per_call: u64,
+    /// [`Limits::storage_deposit_per_byte`].
+    pub storage_deposit_per_byte: u64,
 }
 
 impl From<&Limits> for ClusterLimits {
@@ -101,13 +103,21 @@ impl From<&Limits> for ClusterLimits {
             max_storage_written_per_call: l.max_storage_written_per_call,
             max_contract_storage: l.max_contract_storage,
             max_gas_per_call: l.max_gas_per_call,
+            storage_deposit_per_byte: l.storage_deposit_per_byte,
         }
     }
 }
 
+/// The storage deposit of a new cluster: with `phat dev`'s dev balances (10^21 each) an
+/// account pays for 100 MB of state.
+pub const DEFAULT_STORAGE_DEPOSIT: u64 = 10_000_000_000_000;
+
 impl Default for ClusterLimits {
     fn default() -> Self {
-        Self::from(&Limits::default())
+        Self {
+            storage_deposit_per_byte: DEFAULT_STORAGE_DEPOSIT,
+            ..Self::from(&Limits::default())
+        }
     }
 }
 
@@ -129,6 +139,7 @@ impl ClusterLimits {
         l.max_storage_written_per_call = self.max_storage_written_per_call;
         l.max_contract_storage = self.max_contract_storage;
         l.max_gas_per_call = self.max_gas_per_call;
+        l.storage_deposit_per_byte = self.storage_deposit_per_byte;
     }
 
     /// Sets the bound named `name` (a field name, e.g. `max_contract_storage`) to `value`.
@@ -149,6 +160,7 @@ impl ClusterLimits {
             "max_storage_written_per_call" => self.max_storage_written_per_call = value,
             "max_contract_storage" => self.max_contract_storage = value,
             "max_gas_per_call" => self.max_gas_per_call = value,
+            "storage_deposit_per_byte" => self.storage_deposit_per_byte = value,
             other => return Err(format!("no bound named `{other}`")),
         }
         Ok(())

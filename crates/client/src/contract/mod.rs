@@ -94,6 +94,7 @@ impl Codec {
     }
 }
 
+/// A metadata error (`ClientError::Metadata`) with `message`.
 fn err(message: impl Into<String>) -> ClientError {
     ClientError::Metadata(message.into())
 }

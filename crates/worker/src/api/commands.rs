@@ -164,7 +164,10 @@ pub(super) fn read_receipt(w: &Worker, seq: Seq) -> Result<Receipt, ApiErr> {
     Receipt::decode(&mut &raw[..]).map_err(ApiErr::internal)
 }
 
-pub(super) async fn receipt(State(w): State<Worker>, Path(seq): Path<String>) -> ApiResult<Receipt> {
+pub(super) async fn receipt(
+    State(w): State<Worker>,
+    Path(seq): Path<String>,
+) -> ApiResult<Receipt> {
     let seq: Seq = seq
         .parse()
         .map_err(|_| ApiErr::new(StatusCode::BAD_REQUEST, "malformed", "seq must be a number"))?;

@@ -2,7 +2,10 @@
 
 use super::*;
 
-pub(super) async fn contract(State(w): State<Worker>, Path(id): Path<String>) -> ApiResult<ContractView> {
+pub(super) async fn contract(
+    State(w): State<Worker>,
+    Path(id): Path<String>,
+) -> ApiResult<ContractView> {
     let id = parse_id(&id)?;
     let info = known_contract(&w, &id).await?;
     let seed = *w.inner.enclave.keys().contract_seed.expose();
@@ -167,9 +170,12 @@ mod tests {
         assert_eq!(event.data.0, data);
         assert_eq!(entry.index, Some(4));
         // No topics, no data.
-        let empty = super::log_entry(record("event", crate::execute::event_summary(&[], &[])), None)
-            .event
-            .expect("an event without topics or data");
+        let empty = super::log_entry(
+            record("event", crate::execute::event_summary(&[], &[])),
+            None,
+        )
+        .event
+        .expect("an event without topics or data");
         assert!(empty.topics.is_empty() && empty.data.0.is_empty());
         // Other levels (even with a look-alike text) and malformed summaries carry none.
         let lookalike = crate::execute::event_summary(&topics, &data);

@@ -180,7 +180,11 @@ pub(super) async fn query_sealed_inner(
     })
 }
 
-pub(super) fn run_query(w: &Worker, caller: AccountId, call: Call) -> Result<QueryResponse, ApiErr> {
+pub(super) fn run_query(
+    w: &Worker,
+    caller: AccountId,
+    call: Call,
+) -> Result<QueryResponse, ApiErr> {
     let snap = Arc::new(w.inner.store.snapshot()?);
     let head = snap.head();
     let executed = crate::execute::execute(

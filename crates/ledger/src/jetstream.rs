@@ -1,0 +1,877 @@
+//! The distributed ledger on NATS JetStream ([`JetStreamLedger`]).
+//!
+//! One cluster uses three JetStream assets, all named after [`JetStreamConfig::cluster`] (`C`
+//! below) and all with [`JetStreamConfig::replicas`] replicas on file storage:
+//!
+//! - the **log**: stream `PHAT_C_LOG` on subject `phat.C.log`. Its stream sequence is the
+//!   [`Seq`]. The timestamp of entry `n` is the server's stored time of `n`, clamped so it never
+//!   goes back: `ts(n) = max(stored(n), ts(n - 1))` (a new stream leader on another machine may
+//!   have a slower clock). Every reader computes this from the log itself, so every worker sees
+//!   the same timestamp for the same seq. The stream denies deletes (no gaps) and discards new
+//!   messages when full (never old ones);
+//! - **code blobs**: Object Store bucket `phat_C_code`, objects named by the hex code hash;
+//! - **metadata**: KV bucket `phat_C_meta` (history 1). KV keys allow only `[-/_=.a-zA-Z0-9]`,
+//!   so a metadata key is stored with every other byte (and `=` and `.`) escaped as `=XX`
+//!   (upper-case hex); listing decodes them.
+//!
+//! **Dedupe.** Every append carries `Nats-Msg-Id` = hex blake2-256 of the payload. Within the
+//! stream's duplicate window ([`JetStreamConfig::dedupe_window`], 2 minutes by default) the
+//! server stores a payload once and answers a repeat with the first copy's seq
+//! (`PubAck.duplicate`), so a client retrying after a lost ack, or two gateways forwarding the
+//! same signed command, get one entry and the same [`Appended`]. A repeat after the window is
+//! appended again; that is safe because every command is a signed request with a nonce and an
+//! expiry, and the workers' apply-time replay check rejects a second copy deterministically
+//! (every worker skips it the same way, so the state roots agree). The window only has to cover
+//! retries, which happen within seconds. Two *different* commands never share a payload, since
+//! their signatures cover distinct nonces.
+//!
+//! **Reads** use an ordered push consumer starting at `from` (kept open between calls, so a
+//! worker following the log costs no request per read); timestamps come from a second,
+//! headers-only ordered consumer that follows the log and remembers the last
+//! [`CLOCK_MEMORY`] timestamps.
+//!
+//! **Server version.** Built for Debian bookworm's `nats-server` 2.9.10: `create_key_value`,
+//! `create_object_store` and `query_account` of `async-nats` 0.51 cannot parse 2.9's
+//! account-info reply, so the `KV_`/`OBJ_` streams are created with `create_stream` exactly as
+//! those calls would, and opened with `get_key_value`/`get_object_store`. Servers from 2.10
+//! would add subject-filtered key listing (this lists all keys and filters here), 2.11 batched
+//! direct gets and per-message TTLs; none is needed.
+//!
+//! **Authentication.** [`JetStreamConfig`] takes a user and password or a credentials file;
+//! there is no anonymous default. Give workers and gateways a user allowed to publish to
+//! `phat.C.log`, `$KV.phat_C_meta.>`, `$O.phat_C_code.>` and `$JS.API.>`; any other user should
+//! have no publish permission on those subjects.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
+use futures::{FutureExt, StreamExt};
+use phat_primitives::{CodeHash, Timestamp};
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+use crate::{check_meta_key, Appended, Ledger, LedgerConfig, LedgerEntry, LedgerError, Seq};
+
+/// How many recent timestamps the ledger remembers (8 bytes each); asking for an older one
+/// recomputes the clamp from the start of the log.
+pub const CLOCK_MEMORY: usize = 1 << 20;
+
+/// Room left for headers when a payload is checked against the server's `max_payload`.
+const HEADER_ROOM: usize = 1024;
+
+/// How to reach a cluster's JetStream ledger.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JetStreamConfig {
+    /// Server URL(s), comma-separated: `nats://127.0.0.1:4222,nats://10.0.0.2:4222`.
+    pub url: String,
+    /// User name (with [`password`](Self::password)).
+    pub user: Option<String>,
+    /// Password of [`user`](Self::user).
+    pub password: Option<String>,
+    /// A NATS credentials file (JWT + nkey seed), instead of user/password.
+    pub creds_file: Option<PathBuf>,
+    /// The cluster name: `[A-Za-z0-9_-]`, 1..=64 bytes; names the stream and buckets.
+    pub cluster: String,
+    /// Replicas of the stream and buckets: 1 on a dev box, 3 in production.
+    pub replicas: usize,
+    /// The log's duplicate window (`Nats-Msg-Id` dedupe); default 2 minutes.
+    pub dedupe_window: Duration,
+    /// Timeout of one request to the server (connect, ack, API call); default 5 s.
+    pub request_timeout: Duration,
+    /// Payload and code limits.
+    pub limits: LedgerConfig,
+}
+
+impl JetStreamConfig {
+    /// A config for `url` and `cluster` with the defaults (R1, no credentials).
+    pub fn new(url: impl Into<String>, cluster: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            user: None,
+            password: None,
+            creds_file: None,
+            cluster: cluster.into(),
+            replicas: 1,
+            dedupe_window: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(5),
+            limits: LedgerConfig::default(),
+        }
+    }
+
+    fn log_stream(&self) -> String {
+        format!("PHAT_{}_LOG", self.cluster)
+    }
+    fn log_subject(&self) -> String {
+        format!("phat.{}.log", self.cluster)
+    }
+    fn meta_bucket(&self) -> String {
+        format!("phat_{}_meta", self.cluster)
+    }
+    fn code_bucket(&self) -> String {
+        format!("phat_{}_code", self.cluster)
+    }
+}
+
+impl fmt::Debug for JetStreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JetStreamConfig")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("creds_file", &self.creds_file)
+            .field("cluster", &self.cluster)
+            .field("replicas", &self.replicas)
+            .field("dedupe_window", &self.dedupe_window)
+            .field("request_timeout", &self.request_timeout)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// A [`Ledger`] on NATS JetStream; cheap to clone (clones share the connection).
+#[derive(Clone)]
+pub struct JetStreamLedger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    log: stream::Stream,
+    subject: String,
+    kv: kv::Store,
+    code: object_store::ObjectStore,
+    limits: LedgerConfig,
+    /// The largest payload the server accepts with our headers.
+    max_payload: usize,
+    timeout: Duration,
+    /// The last permission violation the server reported, if any.
+    denied: Arc<std::sync::Mutex<Option<String>>>,
+    cursor: tokio::sync::Mutex<Option<Feed>>,
+    clock: tokio::sync::Mutex<Clock>,
+}
+
+/// An ordered consumer and the seq it delivers next.
+struct Feed {
+    next: Seq,
+    messages: consumer::push::Ordered,
+}
+
+/// A raw log message: seq, stored time (Unix ms), payload.
+type Raw = (Seq, Timestamp, Vec<u8>);
+
+/// The clamped timestamps: `ts(n) = max(stored(n), ts(n - 1))`.
+struct Clock {
+    /// The first seq whose timestamp is not known yet.
+    next: Seq,
+    /// `ts(next - 1)` (0 before the first entry).
+    last: Timestamp,
+    /// The seq of `ring[0]`.
+    base: Seq,
+    ring: VecDeque<Timestamp>,
+    /// A headers-only ordered consumer at or below `next`.
+    feed: Option<Feed>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            next: 1,
+            last: 0,
+            base: 1,
+            ring: VecDeque::new(),
+            feed: None,
+        }
+    }
+
+    fn get(&self, seq: Seq) -> Option<Timestamp> {
+        if seq >= self.base && seq < self.next {
+            self.ring.get((seq - self.base) as usize).copied()
+        } else {
+            None
+        }
+    }
+
+    /// Records the stored time of `seq`, which must be `next` (or later, after a trimmed start).
+    fn push(&mut self, seq: Seq, stored: Timestamp) {
+        if seq < self.next {
+            return;
+        }
+        if seq > self.next {
+            // The log starts above `next` (trimmed): the clamp starts at its first entry.
+            self.ring.clear();
+            self.base = seq;
+            self.next = seq;
+        }
+        let ts = stored.max(self.last);
+        self.ring.push_back(ts);
+        if self.ring.len() > CLOCK_MEMORY {
+            self.ring.pop_front();
+            self.base += 1;
+        }
+        self.next += 1;
+        self.last = ts;
+    }
+}
+
+fn unavailable(e: impl fmt::Display) -> LedgerError {
+    LedgerError::Unavailable(e.to_string())
+}
+
+fn hex_hash(hash: &CodeHash) -> String {
+    hex::encode(hash.0)
+}
+
+/// Escapes a metadata key into the KV key alphabet (see the module docs).
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'/' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`encode_key`]; `None` for a key phat did not write.
+fn decode_key(key: &str) -> Option<String> {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' {
+            let hex = key.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn check_cluster(name: &str) -> Result<(), LedgerError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(LedgerError::Protocol(format!(
+            "cluster name must be 1..=64 of [A-Za-z0-9_-], got {name:?}"
+        )))
+    }
+}
+
+/// Maps a connect error to the ledger's kinds.
+fn connect_error(e: async_nats::ConnectError) -> LedgerError {
+    use async_nats::ConnectErrorKind as K;
+    match e.kind() {
+        K::AuthorizationViolation | K::Authentication => {
+            LedgerError::Unauthorized(format!("NATS refused the credentials: {e}"))
+        }
+        K::ServerParse => LedgerError::Protocol(format!("bad NATS url: {e}")),
+        _ => LedgerError::Unavailable(format!("cannot reach NATS: {e}")),
+    }
+}
+
+/// Opens stream `config.name`, creating it when missing (a user without the permission to
+/// create can still open an existing one).
+async fn ensure_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+    replicas: usize,
+) -> Result<stream::Stream, LedgerError> {
+    let name = config.name.clone();
+    let stream = match js.create_stream(config).await {
+        Ok(stream) => stream,
+        Err(create) => js.get_stream(&name).await.map_err(|get| {
+            LedgerError::Unavailable(format!(
+                "cannot create or open stream {name}: {create}; {get}"
+            ))
+        })?,
+    };
+    let have = stream.cached_info().config.num_replicas;
+    if have != replicas {
+        tracing::warn!(stream = %name, have, want = replicas, "stream exists with another replica count");
+    }
+    Ok(stream)
+}
+
+impl JetStreamLedger {
+    /// Connects, then opens the cluster's stream and buckets, creating any that are missing.
+    pub async fn connect(config: JetStreamConfig) -> Result<Self, LedgerError> {
+        check_cluster(&config.cluster)?;
+        if config.replicas == 0 || config.replicas > 5 {
+            return Err(LedgerError::Protocol(format!(
+                "replicas must be 1..=5, got {}",
+                config.replicas
+            )));
+        }
+        let denied: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let mut options = async_nats::ConnectOptions::new()
+            .name("phat-ledger")
+            .connection_timeout(config.request_timeout)
+            .request_timeout(Some(config.request_timeout))
+            .event_callback({
+                let denied = denied.clone();
+                move |event| {
+                    let denied = denied.clone();
+                    async move {
+                        if let async_nats::Event::ServerError(async_nats::ServerError::Other(m)) =
+                            &event
+                        {
+                            if m.to_ascii_lowercase().contains("permissions violation") {
+                                *denied.lock().unwrap() = Some(m.clone());
+                            }
+                        }
+                        tracing::debug!(%event, "nats event");
+                    }
+                }
+            });
+        match (&config.creds_file, &config.user, &config.password) {
+            (Some(path), None, None) => {
+                options = options.credentials_file(path).await.map_err(|e| {
+                    LedgerError::Unauthorized(format!(
+                        "cannot read NATS credentials {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            (None, Some(user), Some(password)) => {
+                options = options.user_and_password(user.clone(), password.clone());
+            }
+            (None, None, None) => {}
+            _ => {
+                return Err(LedgerError::Protocol(
+                    "give either a credentials file or a user and a password".into(),
+                ))
+            }
+        }
+        let urls: Vec<&str> = config
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(LedgerError::Protocol("no NATS url".into()));
+        }
+        let client = options.connect(urls).await.map_err(connect_error)?;
+        let server_max = client.server_info().max_payload;
+        let max_payload = config
+            .limits
+            .max_payload
+            .min(server_max.saturating_sub(HEADER_ROOM));
+        if max_payload < config.limits.max_payload {
+            tracing::warn!(
+                server_max,
+                configured = config.limits.max_payload,
+                "the NATS server's max_payload is below the ledger's payload limit"
+            );
+        }
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(config.request_timeout);
+
+        let replicas = config.replicas;
+        let log = ensure_stream(
+            &js,
+            stream::Config {
+                name: config.log_stream(),
+                description: Some(format!("phat cluster {}: the command log", config.cluster)),
+                subjects: vec![config.log_subject()],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                retention: stream::RetentionPolicy::Limits,
+                discard: stream::DiscardPolicy::New,
+                duplicate_window: config.dedupe_window,
+                max_message_size: i32::try_from(config.limits.max_payload + HEADER_ROOM)
+                    .unwrap_or(i32::MAX),
+                deny_delete: true,
+                allow_direct: true,
+                ..Default::default()
+            },
+            replicas,
+        )
+        .await?;
+
+        // The KV bucket, as `create_key_value` would create it (which fails on 2.9).
+        let meta = config.meta_bucket();
+        ensure_stream(
+            &js,
+            stream::Config {
+                name: format!("KV_{meta}"),
+                description: Some(format!("phat cluster {}: metadata", config.cluster)),
+                subjects: vec![format!("$KV.{meta}.>")],
+                max_messages_per_subject: 1,
+                max_message_size: i32::try_from(config.limits.max_payload + HEADER_ROOM)
+                    .unwrap_or(i32::MAX),
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                discard: stream::DiscardPolicy::New,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                ..Default::default()
+            },
+            replicas,
+        )
+        .await?;
+        let kv = js
+            .get_key_value(&meta)
+            .await
+            .map_err(|e| unavailable(format!("cannot open KV bucket {meta}: {e}")))?;
+
+        // The Object Store bucket, as `create_object_store` would create it.
+        let code_bucket = config.code_bucket();
+        ensure_stream(
+            &js,
+            stream::Config {
+                name: format!("OBJ_{code_bucket}"),
+                description: Some(format!("phat cluster {}: code blobs", config.cluster)),
+                subjects: vec![
+                    format!("$O.{code_bucket}.C.>"),
+                    format!("$O.{code_bucket}.M.>"),
+                ],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                discard: stream::DiscardPolicy::New,
+                allow_rollup: true,
+                allow_direct: true,
+                ..Default::default()
+            },
+            replicas,
+        )
+        .await?;
+        let code = js.get_object_store(&code_bucket).await.map_err(|e| {
+            unavailable(format!(
+                "cannot open Object Store bucket {code_bucket}: {e}"
+            ))
+        })?;
+
+        // Violations while probing (a user who may not create streams) are not the caller's.
+        denied.lock().unwrap().take();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                js,
+                log,
+                subject: config.log_subject(),
+                kv,
+                code,
+                limits: config.limits,
+                max_payload,
+                timeout: config.request_timeout,
+                denied,
+                cursor: tokio::sync::Mutex::new(None),
+                clock: tokio::sync::Mutex::new(Clock::new()),
+            }),
+        })
+    }
+
+    /// The underlying NATS client (for snapshots, checkpoints and tests).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+}
+
+impl Inner {
+    /// A timeout or a refused operation: [`LedgerError::Unauthorized`] when the server reported
+    /// a permission violation meanwhile, else [`LedgerError::Unavailable`].
+    fn failed(&self, what: &str, e: impl fmt::Display) -> LedgerError {
+        if let Some(m) = self.denied.lock().unwrap().take() {
+            return LedgerError::Unauthorized(format!("{what}: {m}"));
+        }
+        LedgerError::Unavailable(format!("{what}: {e}"))
+    }
+
+    async fn open_feed(&self, from: Seq, headers_only: bool) -> Result<Feed, LedgerError> {
+        let consumer = self
+            .log
+            .create_consumer(consumer::push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: self.subject.clone(),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                headers_only,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.failed("cannot create a consumer on the log", e))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| self.failed("cannot follow the log", e))?;
+        Ok(Feed {
+            next: from,
+            messages,
+        })
+    }
+
+    /// The next message of `feed` if it comes before `deadline` (`None` otherwise).
+    async fn next_raw(
+        &self,
+        feed: &mut Feed,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Raw>, LedgerError> {
+        let item = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, feed.messages.next()).await {
+                Ok(item) => item,
+                Err(_) => return Ok(None),
+            },
+            None => match feed.messages.next().now_or_never() {
+                Some(item) => item,
+                None => return Ok(None),
+            },
+        };
+        let message = match item {
+            None => return Err(unavailable("the log consumer ended")),
+            Some(Err(e)) => return Err(self.failed("reading the log", e)),
+            Some(Ok(message)) => message,
+        };
+        let info = message
+            .info()
+            .map_err(|e| LedgerError::Protocol(format!("bad log message metadata: {e}")))?;
+        let seq = info.stream_sequence;
+        let stored = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        feed.next = seq + 1;
+        Ok(Some((seq, stored, message.payload.to_vec())))
+    }
+
+    /// The clamped timestamp of `seq`, which is in the log.
+    async fn timestamp(&self, clock: &mut Clock, seq: Seq) -> Result<Timestamp, LedgerError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some(ts) = clock.get(seq) {
+                return Ok(ts);
+            }
+            if seq < clock.base {
+                // Older than the memory: recompute from the start of the log.
+                *clock = Clock::new();
+            }
+            if clock.feed.is_none() {
+                clock.feed = Some(self.open_feed(clock.next, true).await?);
+            }
+            let feed = clock.feed.as_mut().expect("opened above");
+            match self.next_raw(feed, Some(deadline)).await {
+                Ok(Some((s, stored, _))) => clock.push(s, stored),
+                Ok(None) => {
+                    clock.feed = None;
+                    return Err(unavailable(format!(
+                        "timed out waiting for the time of seq {seq}"
+                    )));
+                }
+                Err(e) => {
+                    clock.feed = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Reads raw messages `from..` (see [`Ledger::read`]).
+    async fn read_raw(
+        &self,
+        from: Seq,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Raw>, LedgerError> {
+        let mut cursor = self.cursor.lock().await;
+        if cursor.as_ref().map(|c| c.next) != Some(from) {
+            *cursor = None;
+            *cursor = Some(self.open_feed(from, false).await?);
+        }
+        let head = self
+            .log
+            .get_info()
+            .await
+            .map_err(|e| self.failed("cannot read the log's state", e))?
+            .state
+            .last_sequence;
+        let feed = cursor.as_mut().expect("opened above");
+        let mut out: Vec<Raw> = Vec::new();
+        let result = async {
+            if head >= from {
+                // Entries exist: take them up to `max` (or the head), however long they take.
+                let target = head.min(from + max as u64 - 1);
+                let deadline = Instant::now() + self.timeout;
+                while out.last().map_or(from, |r| r.0 + 1) <= target {
+                    match self.next_raw(feed, Some(deadline)).await? {
+                        Some(raw) => out.push(raw),
+                        None => {
+                            return Err(unavailable(format!(
+                                "timed out reading seq {} of the log",
+                                out.last().map_or(from, |r| r.0 + 1)
+                            )))
+                        }
+                    }
+                }
+            } else {
+                // None yet: wait up to `wait` for the first.
+                match self.next_raw(feed, Some(Instant::now() + wait)).await? {
+                    Some(raw) => out.push(raw),
+                    None => return Ok(()),
+                }
+            }
+            // Then whatever else has already arrived.
+            while out.len() < max {
+                match self.next_raw(feed, None).await? {
+                    Some(raw) => out.push(raw),
+                    None => break,
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            *cursor = None;
+            return Err(e);
+        }
+        // The stream denies deletes, so a gap means the log was trimmed below `from`.
+        for (i, raw) in out.iter().enumerate() {
+            if raw.0 != from + i as u64 {
+                *cursor = None;
+                return Err(LedgerError::Protocol(format!(
+                    "the log has no seq {} (it was trimmed; start from a snapshot)",
+                    from + i as u64
+                )));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl Ledger for JetStreamLedger {
+    async fn append(&self, payload: Vec<u8>) -> Result<Appended, LedgerError> {
+        let inner = &*self.inner;
+        if payload.len() > inner.max_payload {
+            return Err(LedgerError::TooLarge {
+                size: payload.len(),
+                max: inner.max_payload,
+            });
+        }
+        let id = hex::encode(phat_primitives::blake2_256(&payload));
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        let ack = inner
+            .js
+            .publish_with_headers(inner.subject.clone(), headers, payload.into())
+            .await
+            .map_err(|e| inner.failed("cannot publish to the log", e))?
+            .await
+            .map_err(|e| inner.failed("the log did not acknowledge the append", e))?;
+        if ack.duplicate {
+            tracing::debug!(seq = ack.sequence, "append deduplicated by Nats-Msg-Id");
+        }
+        let mut clock = inner.clock.lock().await;
+        let timestamp = inner.timestamp(&mut clock, ack.sequence).await?;
+        Ok(Appended {
+            seq: ack.sequence,
+            timestamp,
+        })
+    }
+
+    async fn read(
+        &self,
+        from: Seq,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<LedgerEntry>, LedgerError> {
+        let inner = &*self.inner;
+        let from = from.max(1);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let raw = inner.read_raw(from, max, wait).await?;
+        let mut clock = inner.clock.lock().await;
+        for (seq, stored, _) in &raw {
+            if *seq == clock.next {
+                clock.push(*seq, *stored);
+            }
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        for (seq, _, payload) in raw {
+            let timestamp = inner.timestamp(&mut clock, seq).await?;
+            out.push(LedgerEntry {
+                seq,
+                timestamp,
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn head(&self) -> Result<Seq, LedgerError> {
+        let inner = &*self.inner;
+        let info = inner
+            .log
+            .get_info()
+            .await
+            .map_err(|e| inner.failed("cannot read the log's state", e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    async fn put_code(&self, wasm: Vec<u8>) -> Result<CodeHash, LedgerError> {
+        let inner = &*self.inner;
+        if wasm.len() > inner.limits.max_code {
+            return Err(LedgerError::TooLarge {
+                size: wasm.len(),
+                max: inner.limits.max_code,
+            });
+        }
+        let hash = CodeHash::of(&wasm);
+        let name = hex_hash(&hash);
+        match inner.code.info(&name).await {
+            Ok(info) if !info.deleted && info.size == wasm.len() => return Ok(hash),
+            Ok(_) => {}
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => {}
+            Err(e) => return Err(inner.failed("cannot look up code", e)),
+        }
+        inner
+            .code
+            .put(name.as_str(), &mut wasm.as_slice())
+            .await
+            .map_err(|e| inner.failed("cannot store code", e))?;
+        Ok(hash)
+    }
+
+    async fn get_code(&self, hash: &CodeHash) -> Result<Option<Vec<u8>>, LedgerError> {
+        let inner = &*self.inner;
+        let mut object = match inner.code.get(hex_hash(hash)).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(inner.failed("cannot fetch code", e)),
+        };
+        let mut wasm = Vec::new();
+        object
+            .read_to_end(&mut wasm)
+            .await
+            .map_err(|e| inner.failed("cannot read code", e))?;
+        if CodeHash::of(&wasm) != *hash {
+            return Err(LedgerError::Protocol(format!(
+                "code stored under {} does not match its hash",
+                hex_hash(hash)
+            )));
+        }
+        Ok(Some(wasm))
+    }
+
+    async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<(), LedgerError> {
+        let inner = &*self.inner;
+        check_meta_key(key)?;
+        if value.len() > inner.max_payload {
+            return Err(LedgerError::TooLarge {
+                size: value.len(),
+                max: inner.max_payload,
+            });
+        }
+        inner
+            .kv
+            .put(encode_key(key), value.into())
+            .await
+            .map_err(|e| inner.failed("cannot write metadata", e))?;
+        Ok(())
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        let inner = &*self.inner;
+        check_meta_key(key)?;
+        let value = inner
+            .kv
+            .get(encode_key(key))
+            .await
+            .map_err(|e| inner.failed("cannot read metadata", e))?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
+    async fn create_meta(&self, key: &str, value: Vec<u8>) -> Result<bool, LedgerError> {
+        let inner = &*self.inner;
+        check_meta_key(key)?;
+        if value.len() > inner.max_payload {
+            return Err(LedgerError::TooLarge {
+                size: value.len(),
+                max: inner.max_payload,
+            });
+        }
+        match inner.kv.create(encode_key(key), value.into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(inner.failed("cannot create metadata", e)),
+        }
+    }
+
+    async fn meta_keys(&self, prefix: &str) -> Result<Vec<String>, LedgerError> {
+        let inner = &*self.inner;
+        let mut keys = inner
+            .kv
+            .keys()
+            .await
+            .map_err(|e| inner.failed("cannot list metadata", e))?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| inner.failed("cannot list metadata", e))?;
+            if let Some(key) = decode_key(&key) {
+                if key.starts_with(prefix) {
+                    out.push(key);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_the_kv_alphabet() {
+        for key in ["cluster/name", "a b%c", ".", "..", "x=y.z", "ünï", "-_/"] {
+            let encoded = encode_key(key);
+            assert!(encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_/=".contains(&b)));
+            assert_eq!(decode_key(&encoded).as_deref(), Some(key));
+        }
+        // A prefix encodes to a prefix.
+        assert!(encode_key("join/a b").starts_with(&encode_key("join/a")));
+        assert_eq!(decode_key("bad=Z"), None);
+    }
+
+    #[test]
+    fn clock_clamps_and_remembers() {
+        let mut c = Clock::new();
+        c.push(1, 100);
+        c.push(2, 90);
+        c.push(3, 120);
+        assert_eq!(
+            (c.get(1), c.get(2), c.get(3), c.get(4)),
+            (Some(100), Some(100), Some(120), None)
+        );
+        c.push(2, 0); // already known: ignored
+        assert_eq!(c.get(2), Some(100));
+        let mut t = Clock::new();
+        t.push(5, 50); // a trimmed log starts at 5
+        assert_eq!((t.get(4), t.get(5)), (None, Some(50)));
+    }
+
+    #[test]
+    fn cluster_names_are_checked() {
+        assert!(check_cluster("dev-1_a").is_ok());
+        for bad in ["", "a.b", "a b", "a>", &"x".repeat(65)] {
+            assert!(check_cluster(bad).is_err(), "{bad}");
+        }
+    }
+}
