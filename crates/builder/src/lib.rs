@@ -337,6 +337,7 @@ pub fn build(
     })
 }
 
+#[allow(clippy::expect_used, reason = "a serde_json::Value always serializes")]
 fn to_pretty(v: &Value) -> Vec<u8> {
     serde_json::to_vec_pretty(v).expect("a serde_json::Value always serializes")
 }

@@ -4,6 +4,11 @@
 //!
 //! `cargo bench -p phat-cli --bench cluster` (set `PHAT_BENCH_SECS` to change each phase's
 //! length). Clients and servers share the machine's cores, so the figures are a floor.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -221,7 +221,9 @@ impl Gateway {
                     return buffered(status, ct, bytes, base);
                 }
                 Ok(resp) => return streamed(resp, base),
-                Err(e) if e.is_connect() && Instant::now() < deadline => {
+                // Refused, or a pooled connection to a process that died: the query did not
+                // run (a restarted worker has no session; the client opens a new one).
+                Err(e) if (e.is_connect() || e.is_request()) && Instant::now() < deadline => {
                     // The worker is (re)starting: its key survives restarts (sealed on disk).
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
@@ -277,6 +279,10 @@ async fn forward(State(g): State<Gateway>, req: Request) -> Response {
         match g.send(base, &parts, &path, body.clone()).await {
             Ok(resp) => return streamed(resp, base),
             Err(e) if e.is_connect() => last_err = format!("{base}: {e}"),
+            // A pooled connection to a worker that died: reads may go to the next one.
+            Err(e) if e.is_request() && parts.method == axum::http::Method::GET => {
+                last_err = format!("{base}: {e}")
+            }
             Err(e) => {
                 return error(
                     StatusCode::BAD_GATEWAY,

@@ -1,5 +1,10 @@
 //! End to end through `phat dev` and the CLI: deploy, transactions, queries on each worker,
 //! the Phala conformance binaries, and bad input.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

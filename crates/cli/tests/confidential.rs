@@ -1,5 +1,10 @@
 //! Confidentiality end to end: nothing readable outside the workers, the cluster secret handed
 //! to a joining worker through the ledger, contract keys, and every kind of bad envelope.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

@@ -1,5 +1,10 @@
 //! Crash safety and concurrency with real processes: `kill -9` of workers and of the ledger
 //! under load, and queries racing commands.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

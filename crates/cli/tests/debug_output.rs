@@ -1,6 +1,11 @@
 //! `phat build --debug-output` end to end: `contracts/panic-demo` built with debug output
 //! reports its assert message when a `phat tx` panics; built by default it reports `panicked`
 //! with the "built without debug output" hint. Real `phat` processes, a real `phat dev`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

@@ -2,6 +2,11 @@
 //! `@foundry-rs/anvil-linux-amd64`, installed by `scripts/setup` into `tools/eth`) on
 //! 127.0.0.1, an OpenZeppelin 5 token compiled with solc-js, and the `erc20-operator`
 //! contract on a two-worker `phat dev` cluster, driven through the `phat` CLI.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

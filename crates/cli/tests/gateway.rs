@@ -1,5 +1,10 @@
 //! The `phat dev` endpoint routes every sealed query to the worker it is sealed to, on the first
 //! try: right after start, under concurrent load, and while a worker restarts.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

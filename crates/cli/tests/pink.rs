@@ -1,5 +1,10 @@
 //! The off-chain powers end to end: the `price-oracle` example (built on `phat-ink`) fetching
 //! from a local HTTP server through a `phat dev` cluster, and the documented errors.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

@@ -1,5 +1,10 @@
 //! What a new user copies must work as printed: the README's "Using a cluster" steps, run
 //! verbatim by a shell against a `phat dev` cluster, and the hints `phat dev --demo` ends with.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

@@ -195,6 +195,10 @@ fn nonce(counter: u64) -> Nonce {
     n.into()
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "ChaCha20-Poly1305 encryption fails only for messages over 256 GiB"
+)]
 fn aead_seal(key: &Secret32, counter: u64, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     ChaCha20Poly1305::new(&Key::from(*key.expose()))
         .encrypt(

@@ -28,6 +28,10 @@ impl SealingKey {
     }
 
     /// Seals `secret` under `label` (the file's purpose, bound as associated data).
+    #[allow(
+        clippy::expect_used,
+        reason = "XChaCha20-Poly1305 encryption fails only for messages over 256 GiB; sealed secrets are small"
+    )]
     pub fn seal(&self, label: &str, secret: &[u8]) -> Vec<u8> {
         let nonce: [u8; 24] = rand::random();
         let ct = XChaCha20Poly1305::new(self.0.expose().into())
@@ -49,10 +53,14 @@ impl SealingKey {
                 "{label}: not a sealed file of this format"
             )));
         }
-        let (nonce, ct) = sealed[MAGIC.len()..].split_at(24);
+        let Some((nonce, ct)) = sealed[MAGIC.len()..].split_first_chunk::<24>() else {
+            return Err(CryptoError::Unseal(format!(
+                "{label}: not a sealed file of this format"
+            )));
+        };
         XChaCha20Poly1305::new(self.0.expose().into())
             .decrypt(
-                &XNonce::from(<[u8; 24]>::try_from(nonce).expect("split at 24")),
+                &XNonce::from(*nonce),
                 Payload {
                     msg: ct,
                     aad: label.as_bytes(),

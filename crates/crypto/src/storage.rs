@@ -39,6 +39,10 @@ impl StorageCipher {
 
     /// A keyed BLAKE2b-256 MAC over length-prefixed `parts` (also used to commit to state
     /// changes in the state root without exposing them to offline guessing).
+    #[allow(
+        clippy::expect_used,
+        reason = "BLAKE2b-MAC accepts any key up to 64 bytes; this one is 32"
+    )]
     pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut mac = <Blake2bMac<U32> as Mac>::new_from_slice(self.name_key.expose())
             .expect("a 32-byte key is valid for BLAKE2b");
@@ -50,6 +54,10 @@ impl StorageCipher {
     }
 
     /// Seals `value` stored under `name` (the hashed name, or any binding label).
+    #[allow(
+        clippy::expect_used,
+        reason = "XChaCha20-Poly1305 encryption fails only for values over 256 GiB"
+    )]
     pub fn seal(&self, name: &[u8], value: &[u8]) -> Vec<u8> {
         let nonce: [u8; NONCE_LEN] = rand::random();
         let cipher = XChaCha20Poly1305::new(self.value_key.expose().into());
@@ -73,12 +81,11 @@ impl StorageCipher {
         if sealed.len() < NONCE_LEN + 16 {
             return Err(CryptoError::Decrypt);
         }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let Some((nonce, ct)) = sealed.split_first_chunk::<NONCE_LEN>() else {
+            return Err(CryptoError::Decrypt);
+        };
         XChaCha20Poly1305::new(self.value_key.expose().into())
-            .decrypt(
-                &XNonce::from(<[u8; 24]>::try_from(nonce).expect("split at 24")),
-                Payload { msg: ct, aad: name },
-            )
+            .decrypt(&XNonce::from(*nonce), Payload { msg: ct, aad: name })
             .map_err(|_| CryptoError::Decrypt)
     }
 }

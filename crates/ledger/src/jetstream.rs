@@ -309,6 +309,10 @@ async fn ensure_stream(
 
 impl JetStreamLedger {
     /// Connects, then opens the cluster's stream and buckets, creating any that are missing.
+    #[allow(
+        clippy::unwrap_used,
+        reason = "the permission-violation lock is poisoned only if a holder panicked, and no code panics while holding it"
+    )]
     pub async fn connect(config: JetStreamConfig) -> Result<Self, LedgerError> {
         check_cluster(&config.cluster)?;
         if config.replicas == 0 || config.replicas > 5 {
@@ -487,6 +491,10 @@ impl JetStreamLedger {
 impl Inner {
     /// A timeout or a refused operation: [`LedgerError::Unauthorized`] when the server reported
     /// a permission violation meanwhile, else [`LedgerError::Unavailable`].
+    #[allow(
+        clippy::unwrap_used,
+        reason = "the lock is poisoned only if a holder panicked, and no code panics while holding it"
+    )]
     fn failed(&self, what: &str, e: impl fmt::Display) -> LedgerError {
         if let Some(m) = self.denied.lock().unwrap().take() {
             return LedgerError::Unauthorized(format!("{what}: {m}"));
@@ -559,10 +567,10 @@ impl Inner {
                 // Older than the memory: recompute from the start of the log.
                 *clock = Clock::new();
             }
-            if clock.feed.is_none() {
-                clock.feed = Some(self.open_feed(clock.next, true).await?);
-            }
-            let feed = clock.feed.as_mut().expect("opened above");
+            let feed = match clock.feed {
+                Some(ref mut feed) => feed,
+                None => clock.feed.insert(self.open_feed(clock.next, true).await?),
+            };
             match self.next_raw(feed, Some(deadline)).await {
                 Ok(Some((s, stored, _))) => clock.push(s, stored),
                 Ok(None) => {
@@ -589,8 +597,11 @@ impl Inner {
         let mut cursor = self.cursor.lock().await;
         if cursor.as_ref().map(|c| c.next) != Some(from) {
             *cursor = None;
-            *cursor = Some(self.open_feed(from, false).await?);
         }
+        let feed = match *cursor {
+            Some(ref mut feed) => feed,
+            None => cursor.insert(self.open_feed(from, false).await?),
+        };
         let head = self
             .log
             .get_info()
@@ -598,7 +609,6 @@ impl Inner {
             .map_err(|e| self.failed("cannot read the log's state", e))?
             .state
             .last_sequence;
-        let feed = cursor.as_mut().expect("opened above");
         let mut out: Vec<Raw> = Vec::new();
         let result = async {
             if head >= from {

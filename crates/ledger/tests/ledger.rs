@@ -2,6 +2,11 @@
 //! 127.0.0.1 and used through `RemoteLedger`, and the JetStream ledger on a real `nats-server -js`
 //! (Debian's package; `scripts/setup` installs it) started by each test on 127.0.0.1 and killed
 //! when the test ends.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -36,6 +36,10 @@ pub fn derive_sr25519_secret(seed: &[u8; 32], contract: &AccountId, salt: &[u8])
 }
 
 /// The secp256k1 key `contract` signs Ethereum transactions with (see [`ETHEREUM_KEY_SALT`]).
+#[allow(
+    clippy::expect_used,
+    reason = "an sr25519 scalar (< 2^253) is a valid non-zero secp256k1 secret"
+)]
 pub fn contract_ethereum_key(seed: &[u8; 32], contract: &AccountId) -> k256::ecdsa::SigningKey {
     let secret = derive_sr25519_secret(seed, contract, ETHEREUM_KEY_SALT);
     let mut bytes = [0u8; 32];
@@ -70,6 +74,10 @@ pub fn contract_public_keys(seed: &[u8; 32], contract: &AccountId) -> ContractPu
         b"",
     ));
     let ecdsa = compressed(contract_ethereum_key(seed, contract).verifying_key());
+    #[allow(
+        clippy::expect_used,
+        reason = "a key's own compressed point always decompresses"
+    )]
     let ethereum_address = phat_runtime::crypto::ecdsa_to_eth_address(&ecdsa)
         .expect("a key's own compressed point decompresses");
     ContractPublicKeys {

@@ -6,6 +6,11 @@
 //!   compiled natively, as a ratio.
 //!
 //! Run with `cargo bench -p phat-runtime --bench runtime`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -221,6 +221,10 @@ impl CodeCache {
     }
 
     /// The compiled code for `hash`, if already in memory.
+    #[allow(
+        clippy::expect_used,
+        reason = "the code cache lock is poisoned only if a holder panicked, and no code panics while holding it"
+    )]
     pub fn get(&self, hash: &CodeHash) -> Option<Arc<CompiledCode>> {
         use std::sync::atomic::Ordering::Relaxed;
         let modules = self.modules.read().expect("code cache lock poisoned");
@@ -230,6 +234,10 @@ impl CodeCache {
     }
 
     /// Number of modules held in memory.
+    #[allow(
+        clippy::expect_used,
+        reason = "the code cache lock is poisoned only if a holder panicked, and no code panics while holding it"
+    )]
     pub fn len(&self) -> usize {
         self.modules
             .read()
@@ -239,6 +247,10 @@ impl CodeCache {
     }
 
     /// Bytes of compiled code held in memory.
+    #[allow(
+        clippy::expect_used,
+        reason = "the code cache lock is poisoned only if a holder panicked, and no code panics while holding it"
+    )]
     pub fn bytes(&self) -> usize {
         self.modules.read().expect("code cache lock poisoned").bytes
     }
@@ -246,6 +258,10 @@ impl CodeCache {
     /// Keeps `code` (of `bytes`), evicting the least recently used modules past the budget.
     /// Evicted modules stay usable by the calls holding them, and come back from the disk
     /// cache (or a recompile) when called again.
+    #[allow(
+        clippy::expect_used,
+        reason = "the code cache lock is poisoned only if a holder panicked, and no code panics while holding it"
+    )]
     fn insert(&self, hash: CodeHash, code: Arc<CompiledCode>, bytes: usize) {
         use std::sync::atomic::Ordering::Relaxed;
         let mut m = self.modules.write().expect("code cache lock poisoned");
@@ -281,6 +297,10 @@ impl CodeCache {
         }
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "an HMAC accepts a key of any length; this one is 32 bytes"
+    )]
     fn mac(&self, bytes: &[u8]) -> [u8; 32] {
         let mut mac = <CacheMac as Mac>::new_from_slice(&self.key).expect("32-byte key is valid");
         mac.update(bytes);

@@ -174,6 +174,10 @@ impl Default for Config {
 }
 
 /// 32 bytes from the operating system's random source.
+#[allow(
+    clippy::expect_used,
+    reason = "without the operating system's random source no key can be made; there is nothing to fall back to"
+)]
 fn random_key() -> [u8; 32] {
     let mut key = [0u8; 32];
     getrandom::getrandom(&mut key).expect("the operating system's random source works");

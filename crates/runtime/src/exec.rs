@@ -197,6 +197,10 @@ fn engine_config(config: &Config) -> wasmtime::Config {
 }
 
 /// Advances the engine's epoch every `tick` until the engine is dropped.
+#[allow(
+    clippy::expect_used,
+    reason = "a runtime without its epoch thread cannot bound wall time; failing to spawn one thread at start-up is fatal"
+)]
 fn spawn_epoch_ticker(engine: &Engine, tick: std::time::Duration) {
     let weak = engine.weak();
     std::thread::Builder::new()
@@ -263,6 +267,10 @@ pub struct Frame {
 
 impl Frame {
     /// The session state; present whenever wasm of this frame runs.
+    #[allow(
+        clippy::expect_used,
+        reason = "the transaction state is in the frame whenever the frame's code runs"
+    )]
     pub(crate) fn tx(&mut self) -> &mut TxState {
         self.tx
             .as_mut()
@@ -594,6 +602,7 @@ fn execute_frame(
             exit: None,
         },
     );
+    #[allow(clippy::expect_used, reason = "fuel is enabled in the engine config")]
     // Fuel must be set before instantiation: initializing data segments consumes it.
     store
         .set_fuel(p.gas_limit)
@@ -629,6 +638,10 @@ fn execute_frame(
     let fuel_left = store.get_fuel().unwrap_or(0);
     let gas_used = p.gas_limit.saturating_sub(fuel_left);
     let mut frame = store.into_data();
+    #[allow(
+        clippy::expect_used,
+        reason = "the transaction state returns to the frame after every nested call"
+    )]
     let mut tx = frame
         .tx
         .take()
@@ -873,12 +886,20 @@ pub struct Session {
 }
 
 impl Session {
+    #[allow(
+        clippy::expect_used,
+        reason = "the session state is present between calls"
+    )]
     fn tx(&self) -> &TxState {
         self.tx
             .as_ref()
             .expect("session state is present between calls")
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "the session state is present between calls"
+    )]
     fn tx_mut(&mut self) -> &mut TxState {
         self.tx
             .as_mut()
@@ -937,6 +958,10 @@ impl Session {
         })
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "the session state is present between calls"
+    )]
     fn top_level(
         &mut self,
         origin: AccountId,
@@ -1013,6 +1038,10 @@ impl Session {
     }
 
     /// Ends the session, returning its writes for the caller to commit or drop.
+    #[allow(
+        clippy::expect_used,
+        reason = "the session state is present between calls"
+    )]
     pub fn into_changes(mut self) -> ChangeSet {
         self.tx
             .take()

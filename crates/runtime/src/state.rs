@@ -156,7 +156,9 @@ impl Overlay {
     /// Undoes every write made since `cp`.
     pub fn rollback(&mut self, cp: Checkpoint) {
         while self.journal.len() > cp.0 {
-            let (key, previous) = self.journal.pop().expect("journal longer than checkpoint");
+            let Some((key, previous)) = self.journal.pop() else {
+                break;
+            };
             match previous {
                 Some(prev) => self.changes.insert(key, prev),
                 None => self.changes.remove(&key),

@@ -1,4 +1,9 @@
 //! Phala's own prebuilt pink contracts (ink! 3 and 4), loaded unmodified.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod common;
 

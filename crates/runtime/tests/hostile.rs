@@ -1,5 +1,10 @@
 //! Hostile contracts (`contracts/hostile/*.wat`): each ends in a typed error, and the runtime
 //! keeps serving other calls afterwards.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod common;
 

@@ -1,4 +1,9 @@
 //! The ink! 5 example contracts in `contracts/`, built from source with phat-builder.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod common;
 

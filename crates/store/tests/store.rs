@@ -1,4 +1,9 @@
 //! Behaviour of `phat-store` against real database files in temporary directories.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::collections::BTreeMap;
 

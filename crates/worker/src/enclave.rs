@@ -138,6 +138,10 @@ impl Enclave {
     }
 
     /// The cluster keys (after [`Enclave::join`]).
+    #[allow(
+        clippy::expect_used,
+        reason = "the worker joins the cluster before it serves anything"
+    )]
     pub(crate) fn keys(&self) -> &ClusterKeys {
         self.cluster
             .get()

@@ -1,5 +1,10 @@
 //! In-process workers over one embedded ledger: determinism across batch sizes, the API's
 //! documents (OpenAPI, metrics, health).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,10 @@
 //! Shared helpers of the end-to-end tests: real `phat` processes on 127.0.0.1, real files.
 #![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -132,21 +137,13 @@ pub fn bundle(name: &str) -> PathBuf {
     a.bundle.expect("bundle")
 }
 
-/// A Phala conformance file: `$PHAT_SHARED_DIR`, else `../shared` next to the clone, else
-/// `/work/shared`.
+#[path = "../../../../testing/shared.rs"]
+mod shared;
+
+/// A Phala conformance file from `<shared>/conformance/phala-pink` (see `testing/shared.rs`);
+/// panics naming every path looked at when it is missing.
 pub fn phala(rel: &str) -> PathBuf {
-    let shared = match std::env::var_os("PHAT_SHARED_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let sibling = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-            if sibling.exists() {
-                sibling
-            } else {
-                PathBuf::from("/work/shared")
-            }
-        }
-    };
-    shared.join("conformance/phala-pink").join(rel)
+    shared::phala_path(rel)
 }
 
 /// Runs `phat` with `args` and `--output json`; panics with its stderr unless it succeeds.

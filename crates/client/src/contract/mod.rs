@@ -357,20 +357,24 @@ impl fmt::Debug for Contract {
 }
 
 #[cfg(test)]
+#[path = "../../../../testing/shared.rs"]
+mod shared;
+
+#[cfg(test)]
 mod testing {
     //! What the tests of the metadata generations share: fixtures and helpers.
 
     use super::Contract;
 
-    /// Phala's prebuilt contracts (ink! 3 and 4 metadata).
-    pub(super) const PINK: &str = "/work/shared/conformance/phala-pink";
+    pub(super) use super::shared::phala_path;
     pub(super) const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
     pub(super) const ALICE_HEX: &str =
         "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";
 
-    /// A contract of [`PINK`].
+    /// One of Phala's prebuilt contracts (ink! 3 and 4 metadata), from the shared
+    /// conformance files ([`phala_path`]).
     pub(super) fn pink(file: &str) -> Contract {
-        Contract::load(format!("{PINK}/{file}")).unwrap()
+        Contract::load(phala_path(file)).unwrap()
     }
 
     /// The error of encoding `label(args)`.

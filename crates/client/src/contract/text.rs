@@ -109,6 +109,15 @@ pub(super) fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], Strin
     Ok(head)
 }
 
+/// The next `N` bytes of `input`, as an array.
+pub(super) fn take_array<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], String> {
+    let Some((head, rest)) = input.split_first_chunk::<N>() else {
+        return Err(format!("{N} bytes needed, {} left", input.len()));
+    };
+    *input = rest;
+    Ok(*head)
+}
+
 /// `0x`-prefixed hex as bytes.
 pub(super) fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits = text

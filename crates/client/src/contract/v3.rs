@@ -10,6 +10,7 @@ use parity_scale_codec::{Compact, Decode, Encode};
 use super::registry::{Def, Field, Registry, MAX_DEPTH};
 use super::text::{
     decode_primitive, encode_primitive, int_bits, parse_hex, parse_int, parse_list, take,
+    take_array,
 };
 
 impl Registry {
@@ -130,7 +131,7 @@ impl Registry {
         Ok(match &t.def {
             Def::Primitive(p) => decode_primitive(p, input)?,
             Def::Composite(_) if self.is_account(t) => {
-                AccountId32(take(input, 32)?.try_into().expect("32 bytes")).to_ss58check()
+                AccountId32(take_array::<32>(input)?).to_ss58check()
             }
             Def::Composite(fields) => self.decode_fields(name, fields, input, depth)?,
             Def::Variant(variants) => {

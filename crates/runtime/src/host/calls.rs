@@ -214,6 +214,10 @@ fn call_impl(
             let value = read_u128(c, value_ptr, "call value")?;
             let available = nested_gas(c, requested)?;
             let frame = c.data_mut();
+            #[allow(
+                clippy::expect_used,
+                reason = "the transaction state is in the frame while its code runs"
+            )]
             let tx = frame.tx.take().expect("tx present while running");
             let caller = frame.address;
             let allow_reentry = flags_bits & flags::ALLOW_REENTRY != 0;
@@ -228,6 +232,10 @@ fn call_impl(
             let code_hash = CodeHash(read_array(c, code_hash_ptr, "delegate_call code hash")?);
             let available = nested_gas(c, 0)?;
             let frame = c.data_mut();
+            #[allow(
+                clippy::expect_used,
+                reason = "the transaction state is in the frame while its code runs"
+            )]
             let tx = frame.tx.take().expect("tx present while running");
             let (tx, used, r) = do_delegate_call(tx, frame, code_hash, input, available);
             c.data_mut().tx = Some(tx);
@@ -366,6 +374,10 @@ fn instantiate_impl(
     let salt = read(c, salt_ptr, salt_len, "instantiate salt")?;
     let available = nested_gas(c, requested_gas)?;
     let frame = c.data_mut();
+    #[allow(
+        clippy::expect_used,
+        reason = "the transaction state is in the frame while its code runs"
+    )]
     let tx = frame.tx.take().expect("tx present while running");
     let deployer = frame.address;
     let (tx, used, result) =

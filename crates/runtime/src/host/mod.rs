@@ -111,6 +111,10 @@ fn gas(c: &mut C<'_>) -> crate::config::GasSchedule {
     c.data_mut().tx().config().gas.clone()
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "memory is set right after instantiation"
+)]
 fn memory(c: &C<'_>) -> wasmtime::Memory {
     c.data()
         .memory
@@ -126,6 +130,10 @@ fn read(c: &mut C<'_>, ptr: u32, len: u32, what: &'static str) -> R<Vec<u8>> {
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "read returns exactly N bytes or an error"
+)]
 fn read_array<const N: usize>(c: &mut C<'_>, ptr: u32, what: &'static str) -> R<[u8; N]> {
     let bytes = read(c, ptr, N as u32, what)?;
     Ok(bytes.try_into().expect("read returns exactly N bytes"))

@@ -1,5 +1,10 @@
 //! Shared test harness: a runtime over an in-memory state, and built example contracts.
 #![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,23 +23,12 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The project's shared read-only directory: `$PHAT_SHARED_DIR`, else `../shared` next to
-/// the clone, else `/work/shared`.
-pub fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PHAT_SHARED_DIR") {
-        return dir.into();
-    }
-    let sibling = repo().join("../shared");
-    if sibling.exists() {
-        sibling
-    } else {
-        PathBuf::from("/work/shared")
-    }
-}
+#[path = "../../../../testing/shared.rs"]
+mod shared;
 
-/// A Phala conformance file from `<shared>/conformance/phala-pink`.
+/// A Phala conformance file from `<shared>/conformance/phala-pink` (see `testing/shared.rs`).
 pub fn phala(rel: &str) -> Vec<u8> {
-    let path = shared_dir().join("conformance/phala-pink").join(rel);
+    let path = shared::phala_path(rel);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
