@@ -206,6 +206,7 @@ async fn run(encryption: bool) {
         wait_up(u).await;
     }
     let c0 = Client::new(&urls[0]).unwrap().allow_unencrypted(true);
+    let cluster = c0.trusted_info().await.unwrap().cluster_key;
     let alice = Signer::from_suri("//Alice").unwrap();
     let bob = Signer::from_suri("//Bob").unwrap();
     let code = c0
@@ -241,6 +242,7 @@ async fn run(encryption: bool) {
             .map(|_| {
                 phat_client::sign(
                     &alice,
+                    &cluster,
                     Mode::Query,
                     phat_client::call(id, balance_of.clone()),
                 )
@@ -288,6 +290,7 @@ async fn run(encryption: bool) {
         .map(|_| {
             phat_client::sign(
                 &alice,
+                &cluster,
                 Mode::Command,
                 phat_client::call(id, transfer.clone()),
             )

@@ -210,6 +210,7 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
 
     // A bad signature, and a replay of a good one.
     let client = Client::new(&w).unwrap();
+    let cluster = client.trusted_info().await.unwrap().cluster_key;
     let alice = Signer::from_suri("//Alice").unwrap();
     let dest: AccountId = id.parse().unwrap();
     let now = std::time::SystemTime::now()
@@ -227,7 +228,7 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
         nonce: 42,
         expires_at: now + 60_000,
     };
-    let mut forged = alice.sign_request(&body);
+    let mut forged = alice.sign_request(&cluster, &body);
     forged.signer = Signer::from_suri("//Bob").unwrap().account();
     match client.submit_signed(&forged, true).await {
         Err(ClientError::Api {
@@ -236,10 +237,13 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
         other => panic!("forged signature: {other:?}"),
     }
     // A query signature is not a command signature.
-    let as_query = alice.sign_request(&RequestBody {
-        mode: Mode::Query,
-        ..body.clone()
-    });
+    let as_query = alice.sign_request(
+        &cluster,
+        &RequestBody {
+            mode: Mode::Query,
+            ..body.clone()
+        },
+    );
     match client.submit_signed(&as_query, true).await {
         Err(ClientError::Api {
             status: 400, kind, ..
@@ -247,17 +251,20 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
         other => panic!("query as command: {other:?}"),
     }
     // Expired.
-    let expired = alice.sign_request(&RequestBody {
-        expires_at: now - 1,
-        ..body.clone()
-    });
+    let expired = alice.sign_request(
+        &cluster,
+        &RequestBody {
+            expires_at: now - 1,
+            ..body.clone()
+        },
+    );
     match client.submit_signed(&expired, true).await {
         Err(ClientError::Api {
             status: 400, kind, ..
         }) => assert_eq!(kind, "expired"),
         other => panic!("expired: {other:?}"),
     }
-    let good = alice.sign_request(&body);
+    let good = alice.sign_request(&cluster, &body);
     let first = client
         .submit_signed(&good, true)
         .await

@@ -183,19 +183,29 @@ async fn a_new_worker_joins_through_the_ledger_and_serves_the_same_state_and_key
 }
 
 /// A signed flip of `dest` with `nonce`, `expires_at`.
-fn flip(signer: &Signer, dest: &str, nonce: u64, expires_at: u64, mode: Mode) -> Vec<u8> {
+fn flip(
+    signer: &Signer,
+    cluster: &Hash,
+    dest: &str,
+    nonce: u64,
+    expires_at: u64,
+    mode: Mode,
+) -> Vec<u8> {
     signer
-        .sign_request(&RequestBody {
-            mode,
-            call: Call::Call {
-                dest: dest.parse().unwrap(),
-                value: 0,
-                data: Bytes(vec![0x63, 0x3a, 0xa5, 0x51]),
-                gas_limit: 1_000_000_000,
+        .sign_request(
+            cluster,
+            &RequestBody {
+                mode,
+                call: Call::Call {
+                    dest: dest.parse().unwrap(),
+                    value: 0,
+                    data: Bytes(vec![0x63, 0x3a, 0xa5, 0x51]),
+                    gas_limit: 1_000_000_000,
+                },
+                nonce,
+                expires_at,
             },
-            nonce,
-            expires_at,
-        })
+        )
         .encode()
 }
 
@@ -240,7 +250,14 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     };
 
     // Tampered ciphertext.
-    let mut tampered = seal_cmd(&flip(&alice, &id, 1, now() + 60_000, Mode::Command));
+    let mut tampered = seal_cmd(&flip(
+        &alice,
+        &info.cluster_key,
+        &id,
+        1,
+        now() + 60_000,
+        Mode::Command,
+    ));
     tampered.ciphertext.0[3] ^= 0x40;
     let (status, body) = post(&cmd, &tampered).await;
     assert_eq!(
@@ -253,7 +270,14 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     let (foreign, _) = crypto::seal(
         &stranger,
         Purpose::Command,
-        &flip(&alice, &id, 2, now() + 60_000, Mode::Command),
+        &flip(
+            &alice,
+            &info.cluster_key,
+            &id,
+            2,
+            now() + 60_000,
+            Mode::Command,
+        ),
     )
     .unwrap();
     let (status, body) = post(&cmd, &foreign).await;
@@ -263,7 +287,14 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         "{body}"
     );
     // Expired inside a good envelope.
-    let expired = seal_cmd(&flip(&alice, &id, 3, now() - 1, Mode::Command));
+    let expired = seal_cmd(&flip(
+        &alice,
+        &info.cluster_key,
+        &id,
+        3,
+        now() - 1,
+        Mode::Command,
+    ));
     let (status, body) = post(&cmd, &expired).await;
     assert_eq!(
         (status, body["error"]["kind"].as_str()),
@@ -281,7 +312,14 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     // Nothing of that reached the ledger.
     assert_eq!(Client::new(&w).unwrap().info().await.unwrap().seq, before);
     // A good one applies; the same envelope again is a replay.
-    let good = seal_cmd(&flip(&alice, &id, 4, now() + 60_000, Mode::Command));
+    let good = seal_cmd(&flip(
+        &alice,
+        &info.cluster_key,
+        &id,
+        4,
+        now() + 60_000,
+        Mode::Command,
+    ));
     let (status, body) = post(&cmd, &good).await;
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -302,7 +340,14 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         LedgerCommand::Sealed(tampered.clone()).encode(),
         LedgerCommand::Plain(
             parity_scale_codec::Decode::decode(
-                &mut &flip(&alice, &id, 5, now() + 60_000, Mode::Command)[..],
+                &mut &flip(
+                    &alice,
+                    &info.cluster_key,
+                    &id,
+                    5,
+                    now() + 60_000,
+                    Mode::Command,
+                )[..],
             )
             .unwrap(),
         )
@@ -335,7 +380,14 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     let q = format!("{w}/v1/query/sealed");
     let open = QueryOpen {
         request: parity_scale_codec::Decode::decode(
-            &mut &flip(&alice, &id, 6, now() + 60_000, Mode::Query)[..],
+            &mut &flip(
+                &alice,
+                &info.cluster_key,
+                &id,
+                6,
+                now() + 60_000,
+                Mode::Query,
+            )[..],
         )
         .unwrap(),
         min_seq: None,
@@ -453,7 +505,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     // An expired signed query cannot open a session.
     let stale = QueryOpen {
         request: parity_scale_codec::Decode::decode(
-            &mut &flip(&alice, &id, 7, now() - 1, Mode::Query)[..],
+            &mut &flip(&alice, &info.cluster_key, &id, 7, now() - 1, Mode::Query)[..],
         )
         .unwrap(),
         min_seq: None,

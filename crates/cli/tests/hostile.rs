@@ -471,8 +471,10 @@ async fn a_cluster_survives_hostile_tenants() {
     s.still_healthy("session flood").await;
 
     // The same signed command twice.
+    let cluster = s.client.trusted_info().await.unwrap().cluster_key;
     let req = phat_client::sign(
         &s.alice,
+        &cluster,
         Mode::Command,
         phat_client::call(amp, amplify(6, 0)),
     );
@@ -488,6 +490,7 @@ async fn a_cluster_survives_hostile_tenants() {
     // A command whose signature does not match its body.
     let mut forged = phat_client::sign(
         &s.alice,
+        &cluster,
         Mode::Command,
         phat_client::call(amp, amplify(6, 0)),
     );
@@ -506,7 +509,7 @@ async fn a_cluster_survives_hostile_tenants() {
         nonce: 7,
         expires_at: 1,
     };
-    let expired = s.alice.sign_request(&body);
+    let expired = s.alice.sign_request(&cluster, &body);
     let got = match s.client.submit_signed(&expired, true).await {
         Ok(r) => outcome(&r.receipt.unwrap().result),
         Err(e) => e.to_string(),

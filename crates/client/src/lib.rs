@@ -138,18 +138,27 @@ pub fn instantiate(code_hash: CodeHash, data: Vec<u8>, salt: Vec<u8>) -> Call {
     }
 }
 
-/// Signs `call` for `mode` with a fresh random nonce, valid for [`DEFAULT_TTL`].
-pub fn sign(signer: &Signer, mode: Mode, call: Call) -> SignedRequest {
+/// Signs `call` for `mode` on the cluster whose envelope key is `cluster` (a worker's
+/// `cluster_key`), with a fresh random nonce, valid for [`DEFAULT_TTL`].
+pub fn sign(
+    signer: &Signer,
+    cluster: &phat_primitives::Hash,
+    mode: Mode,
+    call: Call,
+) -> SignedRequest {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    signer.sign_request(&RequestBody {
-        mode,
-        call,
-        nonce: rand::random(),
-        expires_at: now + DEFAULT_TTL.as_millis() as u64,
-    })
+    signer.sign_request(
+        cluster,
+        &RequestBody {
+            mode,
+            call,
+            nonce: rand::random(),
+            expires_at: now + DEFAULT_TTL.as_millis() as u64,
+        },
+    )
 }
 
 /// A connection to a worker or to the `phat dev` endpoint.
@@ -388,7 +397,8 @@ impl Client {
         call: Call,
         wait: bool,
     ) -> Result<Submitted, ClientError> {
-        self.submit_signed(&sign(signer, Mode::Command, call), wait)
+        let cluster = self.peer().await?.info.cluster_key;
+        self.submit_signed(&sign(signer, &cluster, Mode::Command, call), wait)
             .await
     }
 
@@ -422,7 +432,8 @@ impl Client {
                 return r;
             }
         }
-        self.query_signed(&sign(signer, Mode::Query, call), min_seq)
+        let cluster = self.peer().await?.info.cluster_key;
+        self.query_signed(&sign(signer, &cluster, Mode::Query, call), min_seq)
             .await
     }
 

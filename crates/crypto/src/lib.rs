@@ -24,7 +24,7 @@ pub use storage::StorageCipher;
 
 use parity_scale_codec::{DecodeAll, Encode};
 use phat_primitives::protocol::{Bytes, RequestBody, SignedRequest};
-use phat_primitives::AccountId;
+use phat_primitives::{AccountId, Hash};
 
 /// Errors reading keys or checking requests.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -87,12 +87,12 @@ impl Signer {
         self.pair.sign(message).0
     }
 
-    /// Signs a request body.
-    pub fn sign_request(&self, body: &RequestBody) -> SignedRequest {
+    /// Signs a request body for the cluster whose envelope key is `cluster`.
+    pub fn sign_request(&self, cluster: &Hash, body: &RequestBody) -> SignedRequest {
         SignedRequest {
             body: Bytes(body.encode()),
             signer: self.account(),
-            signature: Bytes(self.sign(&body.signing_payload()).to_vec()),
+            signature: Bytes(self.sign(&body.signing_payload(cluster)).to_vec()),
         }
     }
 }
@@ -117,9 +117,9 @@ fn decode_body(req: &SignedRequest) -> Result<RequestBody, CryptoError> {
 }
 
 /// Decodes a signed request's body (strictly: no trailing bytes) and checks its signature.
-pub fn verify_request(req: &SignedRequest) -> Result<RequestBody, CryptoError> {
+pub fn verify_request(req: &SignedRequest, cluster: &Hash) -> Result<RequestBody, CryptoError> {
     let body = decode_body(req)?;
-    if !sr25519_verify(&req.signer, &body.signing_payload(), &req.signature) {
+    if !sr25519_verify(&req.signer, &body.signing_payload(cluster), &req.signature) {
         return Err(CryptoError::BadSignature(req.signer));
     }
     Ok(body)
@@ -128,7 +128,10 @@ pub fn verify_request(req: &SignedRequest) -> Result<RequestBody, CryptoError> {
 /// Checks many signed requests at once: one batch verification when all signatures are good
 /// (several times cheaper than one by one), each request on its own otherwise. The results
 /// are those [`verify_request`] gives for each request, in order.
-pub fn verify_requests(reqs: &[&SignedRequest]) -> Vec<Result<RequestBody, CryptoError>> {
+pub fn verify_requests(
+    reqs: &[&SignedRequest],
+    cluster: &Hash,
+) -> Vec<Result<RequestBody, CryptoError>> {
     let mut out: Vec<Result<RequestBody, CryptoError>> = Vec::with_capacity(reqs.len());
     let mut batch = Vec::new();
     for (i, req) in reqs.iter().enumerate() {
@@ -142,7 +145,7 @@ pub fn verify_requests(reqs: &[&SignedRequest]) -> Vec<Result<RequestBody, Crypt
         let sig = schnorrkel::Signature::from_bytes(&req.signature);
         let pk = schnorrkel::PublicKey::from_bytes(req.signer.as_bytes());
         match (sig, pk) {
-            (Ok(sig), Ok(pk)) => batch.push((i, body.signing_payload(), sig, pk)),
+            (Ok(sig), Ok(pk)) => batch.push((i, body.signing_payload(cluster), sig, pk)),
             _ => {
                 out.push(Err(CryptoError::BadSignature(req.signer)));
                 continue;
@@ -172,6 +175,8 @@ mod tests {
     use super::*;
     use phat_primitives::protocol::Call;
     use phat_primitives::Mode;
+
+    const CLUSTER: Hash = Hash([3; 32]);
 
     fn body() -> RequestBody {
         RequestBody {
@@ -204,12 +209,12 @@ mod tests {
     #[test]
     fn signed_requests_verify_and_tampering_fails() {
         let alice = Signer::from_suri("//Alice").unwrap();
-        let req = alice.sign_request(&body());
-        assert_eq!(verify_request(&req).unwrap(), body());
+        let req = alice.sign_request(&CLUSTER, &body());
+        assert_eq!(verify_request(&req, &CLUSTER).unwrap(), body());
         let mut forged = req.clone();
         forged.signer = Signer::from_suri("//Bob").unwrap().account();
         assert!(matches!(
-            verify_request(&forged),
+            verify_request(&forged, &CLUSTER),
             Err(CryptoError::BadSignature(_))
         ));
         let mut tampered = req.clone();
@@ -217,13 +222,13 @@ mod tests {
         b.nonce = 8;
         tampered.body = Bytes(b.encode());
         assert!(matches!(
-            verify_request(&tampered),
+            verify_request(&tampered, &CLUSTER),
             Err(CryptoError::BadSignature(_))
         ));
         let mut garbage = req;
         garbage.body = Bytes(vec![0xff]);
         assert!(matches!(
-            verify_request(&garbage),
+            verify_request(&garbage, &CLUSTER),
             Err(CryptoError::MalformedBody(_))
         ));
     }
@@ -235,19 +240,19 @@ mod tests {
         let mut reqs: Vec<SignedRequest> = (0..6)
             .map(|i| {
                 let signer = if i % 2 == 0 { &alice } else { &bob };
-                signer.sign_request(&RequestBody { nonce: i, ..body() })
+                signer.sign_request(&CLUSTER, &RequestBody { nonce: i, ..body() })
             })
             .collect();
         let all: Vec<&SignedRequest> = reqs.iter().collect();
-        assert!(verify_requests(&all).iter().all(|r| r.is_ok()));
+        assert!(verify_requests(&all, &CLUSTER).iter().all(|r| r.is_ok()));
         // One forged, one garbage, one with a short signature: only those fail.
         reqs[1].signer = alice.account();
         reqs[3].body = Bytes(vec![0xff]);
         reqs[4].signature = Bytes(vec![1, 2, 3]);
         let all: Vec<&SignedRequest> = reqs.iter().collect();
-        let batch = verify_requests(&all);
+        let batch = verify_requests(&all, &CLUSTER);
         for (req, got) in reqs.iter().zip(&batch) {
-            assert_eq!(got, &verify_request(req));
+            assert_eq!(got, &verify_request(req, &CLUSTER));
         }
         assert!(batch[0].is_ok() && batch[2].is_ok() && batch[5].is_ok());
         assert!(matches!(batch[1], Err(CryptoError::BadSignature(_))));
@@ -256,17 +261,30 @@ mod tests {
     }
 
     #[test]
+    fn a_request_signed_for_one_cluster_is_refused_by_another() {
+        let alice = Signer::from_suri("//Alice").unwrap();
+        let req = alice.sign_request(&CLUSTER, &body());
+        assert!(verify_request(&req, &CLUSTER).is_ok());
+        let other = Hash([4; 32]);
+        assert!(matches!(
+            verify_request(&req, &other),
+            Err(CryptoError::BadSignature(_))
+        ));
+        assert!(verify_requests(&[&req], &other)[0].is_err());
+    }
+
+    #[test]
     fn trailing_bytes_after_a_signed_body_are_refused() {
         let alice = Signer::from_suri("//Alice").unwrap();
-        let req = alice.sign_request(&body());
+        let req = alice.sign_request(&CLUSTER, &body());
         // The signature still matches the decoded body: only strict decoding refuses it.
         let mut padded = req.clone();
         padded.body.0.push(0);
         assert!(matches!(
-            verify_request(&padded),
+            verify_request(&padded, &CLUSTER),
             Err(CryptoError::MalformedBody(m)) if m.contains("left after decoding")
         ));
-        let batch = verify_requests(&[&req, &padded]);
+        let batch = verify_requests(&[&req, &padded], &CLUSTER);
         assert_eq!(batch[0], Ok(body()));
         assert!(matches!(batch[1], Err(CryptoError::MalformedBody(_))));
     }

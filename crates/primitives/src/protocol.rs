@@ -15,7 +15,7 @@ use crate::{blake2_256, AccountId, Balance, CodeHash, Event, Gas, Hash, Mode, Ti
 pub type Seq = u64;
 
 /// Domain tag prefixed to every signed request body.
-pub const REQUEST_SIGNING_DOMAIN: &[u8] = b"phat/request/v1:";
+pub const REQUEST_SIGNING_DOMAIN: &[u8] = b"phat/request/v2:";
 
 /// The longest a request may stay valid after it is signed (one hour, in ms). Bounds the
 /// replay-protection memory of every worker.
@@ -114,9 +114,12 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    /// The bytes the caller signs: a domain tag followed by the SCALE encoding.
-    pub fn signing_payload(&self) -> Vec<u8> {
+    /// The bytes the caller signs for the cluster whose envelope key is `cluster`: a domain
+    /// tag, the cluster, then the SCALE encoding. A signature for one cluster is never valid
+    /// on another.
+    pub fn signing_payload(&self, cluster: &Hash) -> Vec<u8> {
         let mut out = REQUEST_SIGNING_DOMAIN.to_vec();
+        out.extend_from_slice(&cluster.0);
         self.encode_to(&mut out);
         out
     }
@@ -536,12 +539,18 @@ mod tests {
             nonce: 1,
             expires_at: 2,
         };
-        let p = body.signing_payload();
+        let cluster = Hash([5; 32]);
+        let p = body.signing_payload(&cluster);
         assert!(p.starts_with(REQUEST_SIGNING_DOMAIN));
+        assert_ne!(
+            p,
+            body.signing_payload(&Hash([6; 32])),
+            "bound to the cluster"
+        );
         let cmd = RequestBody {
             mode: Mode::Command,
             ..body
         };
-        assert_ne!(p, cmd.signing_payload());
+        assert_ne!(p, cmd.signing_payload(&cluster));
     }
 }

@@ -159,7 +159,7 @@ async fn fetch_missing_code(
         };
         // Only a signed request may make the worker wait for code (a bogus entry would
         // otherwise stall the apply loop); the apply refuses the others anyway.
-        if phat_crypto::verify_request(req).is_err() {
+        if phat_crypto::verify_request(req, &worker.cluster_id()).is_err() {
             continue;
         }
         if out.contains_key(&code_hash)
@@ -302,7 +302,7 @@ fn apply_batch(
         .iter()
         .filter_map(|d| d.request.as_ref().ok())
         .collect();
-    let mut verified = phat_crypto::verify_requests(&signed).into_iter();
+    let mut verified = phat_crypto::verify_requests(&signed, &worker.cluster_id()).into_iter();
     let requests: Vec<_> = decoded
         .into_iter()
         .map(|d| {

@@ -238,6 +238,12 @@ impl Worker {
         *self.inner.applied.borrow()
     }
 
+    /// The cluster's identity: its envelope key. Signed requests, uploads and metadata
+    /// writes bind it, so a signature for one cluster is never valid on another.
+    pub fn cluster_id(&self) -> phat_primitives::Hash {
+        phat_primitives::Hash(self.inner.enclave.keys().envelope.public())
+    }
+
     /// The worker's X25519 identity key (queries are encrypted to it).
     pub fn worker_key(&self) -> [u8; 32] {
         self.inner.enclave.identity.public()

@@ -16,7 +16,7 @@ pub(super) async fn upload_code(
         ));
     }
     let hash = phat_primitives::CodeHash::of(&body);
-    let cluster = cluster_id(&w);
+    let cluster = w.cluster_id();
     let signer = signed_by(&w, &headers, |exp| {
         phat_primitives::protocol::upload_payload(&cluster, &hash, exp)
     })?;
@@ -29,11 +29,6 @@ pub(super) async fn upload_code(
         .map_err(|e| ApiErr::new(StatusCode::BAD_REQUEST, "invalid_code", e.to_string()))?;
     let code_hash = w.inner.ledger.put_code(wasm).await.map_err(ledger_err)?;
     Ok(Json(CodeUploaded { code_hash }))
-}
-
-/// The cluster's identity in signed uploads and metadata writes: its envelope key.
-pub(super) fn cluster_id(w: &Worker) -> Hash {
-    Hash(w.inner.enclave.keys().envelope.public())
 }
 
 /// The account that signed an upload or a metadata write: its headers name the signer, the
@@ -148,7 +143,7 @@ pub(super) async fn put_metadata(
             "metadata must be a JSON object",
         ));
     }
-    let cluster = cluster_id(&w);
+    let cluster = w.cluster_id();
     let digest = phat_primitives::blake2_256(&body);
     let signer = signed_by(&w, &headers, |exp| {
         phat_primitives::protocol::metadata_payload(&cluster, &hash, &digest, exp)

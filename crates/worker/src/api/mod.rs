@@ -201,7 +201,7 @@ fn ledger_err(e: phat_ledger::LedgerError) -> ApiErr {
 
 /// Verifies a request for `mode` at wall-clock time: signature, mode, expiry, replay.
 fn verify(w: &Worker, req: &SignedRequest, mode: Mode) -> Result<RequestBody, ApiErr> {
-    let body = phat_crypto::verify_request(req).map_err(|e| match e {
+    let body = phat_crypto::verify_request(req, &w.cluster_id()).map_err(|e| match e {
         phat_crypto::CryptoError::BadSignature(_) => {
             ApiErr::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string())
         }
