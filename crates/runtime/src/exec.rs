@@ -1,4 +1,5 @@
-//! Execution: the [`Runtime`] (engine, linker, code cache) and [`Session`]s that run calls.
+//! Execution: the [`Runtime`] (engine, linker, code cache) and the frames that run calls
+//! (`Session`, in `session.rs`, is the entry point; resource accounting is in `accounting.rs`).
 //!
 //! One wasmtime `Store` is created per contract frame; the session's transaction state moves
 //! into the store while the frame runs and moves out again for nested calls, so no frame can
@@ -15,11 +16,13 @@ use phat_primitives::{
 };
 use wasmtime::{Engine, Extern, Linker, Memory, Store, Trap};
 
+use crate::accounting::Usage;
 use crate::code::{CodeCache, CompiledCode};
 use crate::config::Config;
-use crate::error::{Bound, CodeError, ExecError, Panic};
+use crate::error::{CodeError, ExecError, Panic};
 use crate::extension::{ChainExtension, NoExtension};
-use crate::state::{ChangeSet, Overlay, StateRead};
+use crate::session::Session;
+use crate::state::{Overlay, StateRead};
 
 /// Errors creating a [`Runtime`].
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +35,7 @@ pub const FLAG_REVERT: u32 = 1;
 /// Runs contracts. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Runtime {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -233,16 +236,6 @@ pub(crate) struct TxState {
     pub(crate) usage: Usage,
 }
 
-/// Resources one top-level call has used so far, nested calls included. Counts only grow:
-/// a rolled-back nested call's events and writes were held by the host all the same.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Usage {
-    pub events: u64,
-    pub event_bytes: u64,
-    /// [`Overlay::written`](crate::Overlay::written) when the call started.
-    pub written_at_start: u64,
-}
-
 /// How a frame ended by the host's hand.
 pub(crate) enum Exit {
     /// `seal_return` with flags and data.
@@ -417,142 +410,6 @@ impl TxState {
             end -= 1;
         }
         self.debug.push_str(&msg[..end]);
-    }
-
-    /// Adds `amount` to a per-call counter, failing when it would pass `limit`.
-    pub(crate) fn consume(
-        counter: &mut u64,
-        amount: u64,
-        limit: u64,
-        bound: Bound,
-    ) -> Result<(), ExecError> {
-        let used = counter.saturating_add(amount);
-        if used > limit {
-            return Err(ExecError::LimitExceeded { bound, used, limit });
-        }
-        *counter = used;
-        Ok(())
-    }
-
-    /// Fails when the call's writes so far, plus `more` bytes about to be written, pass
-    /// [`crate::Limits::max_storage_written_per_call`]. Every host function checks it (in
-    /// `charge_base`), storage writes before writing, and the call once more at its end.
-    pub(crate) fn check_written(&self, more: u64) -> Result<(), ExecError> {
-        let limit = self.config().limits.max_storage_written_per_call;
-        let used = (self.overlay.written() - self.usage.written_at_start).saturating_add(more);
-        if used > limit {
-            return Err(ExecError::LimitExceeded {
-                bound: Bound::StorageWrittenPerCall,
-                used,
-                limit,
-            });
-        }
-        Ok(())
-    }
-
-    /// Accounts an event of `bytes` (data and topics) to this call.
-    pub(crate) fn account_event(&mut self, bytes: usize) -> Result<(), ExecError> {
-        let limits = &self.rt.config.limits;
-        let (max_events, max_bytes) = (
-            u64::from(limits.max_events_per_call),
-            limits.max_event_bytes_per_call,
-        );
-        Self::consume(&mut self.usage.events, 1, max_events, Bound::EventsPerCall)?;
-        Self::consume(
-            &mut self.usage.event_bytes,
-            bytes as u64,
-            max_bytes,
-            Bound::EventBytesPerCall,
-        )
-    }
-
-    /// Charges the storage growth of the writes made since `cp` to each contract's usage
-    /// record, failing when a contract would hold more than
-    /// [`crate::Limits::max_contract_storage`]. Deterministic: it depends only on the state
-    /// and the writes.
-    fn settle_storage_usage(&mut self, cp: crate::state::Checkpoint) -> Result<(), ExecError> {
-        let mut delta: std::collections::BTreeMap<Hash, i64> = Default::default();
-        // Bytes the call adds to the whole state (any key but the usage records).
-        let mut growth: i64 = 0;
-        for (key, before) in self.overlay.first_writes_since(cp) {
-            if matches!(key, StateKey::StorageUsage(_)) {
-                continue;
-            }
-            let before_len = match before {
-                Some(v) => v.as_ref().map(Vec::len),
-                None => self
-                    .overlay
-                    .base_get(key)
-                    .map_err(|e| ExecError::Backend(e.0))?
-                    .as_ref()
-                    .map(Vec::len),
-            };
-            let after_len = self
-                .overlay
-                .changes()
-                .get(key)
-                .and_then(|v| v.as_ref().map(Vec::len));
-            let key_len = match key {
-                StateKey::Storage(_, k) => k.len(),
-                _ => 32,
-            };
-            let size = |v: Option<usize>| v.map_or(0, |l| (l + key_len) as i64);
-            let d = size(after_len) - size(before_len);
-            growth += d;
-            if let StateKey::Storage(sid, _) = key {
-                *delta.entry(*sid).or_default() += d;
-            }
-        }
-        let limit = self.config().limits.max_contract_storage;
-        for (sid, d) in delta {
-            if d == 0 {
-                continue;
-            }
-            let key = StateKey::StorageUsage(sid);
-            let used = self
-                .get(&key)?
-                .and_then(|b| u64::decode(&mut &b[..]).ok())
-                .unwrap_or(0);
-            let now = if d > 0 {
-                used.saturating_add(d as u64)
-            } else {
-                used.saturating_sub(d.unsigned_abs())
-            };
-            if d > 0 && now > limit {
-                return Err(ExecError::LimitExceeded {
-                    bound: Bound::ContractStorage,
-                    used: now,
-                    limit,
-                });
-            }
-            self.overlay.set(key, (now != 0).then(|| now.encode()));
-        }
-        self.settle_deposit(growth)
-    }
-
-    /// Takes the storage deposit for `growth` bytes from the call's signer (or gives it back
-    /// when the call freed bytes).
-    fn settle_deposit(&mut self, growth: i64) -> Result<(), ExecError> {
-        let price = u128::from(self.config().limits.storage_deposit_per_byte);
-        if growth == 0 || price == 0 {
-            return Ok(());
-        }
-        let origin = self.origin;
-        let balance = self.balance(&origin)?;
-        let amount = price.saturating_mul(u128::from(growth.unsigned_abs()));
-        if growth < 0 {
-            self.set_balance(&origin, balance.saturating_add(amount));
-            return Ok(());
-        }
-        if balance < amount {
-            return Err(ExecError::LimitExceeded {
-                bound: Bound::StorageDeposit,
-                used: growth as u64,
-                limit: u64::try_from(balance / price).unwrap_or(u64::MAX),
-            });
-        }
-        self.set_balance(&origin, balance - amount);
-        Ok(())
     }
 
     fn check_depth(&self) -> Result<(), ExecError> {
@@ -876,177 +733,4 @@ fn finish(
         tx.events.truncate(cp.1);
     }
     (tx, gas, result.map_err(Failure::InCallee))
-}
-
-/// A sequence of top-level calls over one state snapshot. Each call is atomic; the writes of
-/// the successful ones accumulate until [`Session::into_changes`].
-pub struct Session {
-    /// Always `Some` between calls; taken only while a call runs.
-    tx: Option<Box<TxState>>,
-}
-
-impl Session {
-    #[allow(
-        clippy::expect_used,
-        reason = "the session state is present between calls"
-    )]
-    fn tx(&self) -> &TxState {
-        self.tx
-            .as_ref()
-            .expect("session state is present between calls")
-    }
-
-    #[allow(
-        clippy::expect_used,
-        reason = "the session state is present between calls"
-    )]
-    fn tx_mut(&mut self) -> &mut TxState {
-        self.tx
-            .as_mut()
-            .expect("session state is present between calls")
-    }
-
-    /// The mode this session runs in.
-    pub fn mode(&self) -> Mode {
-        self.tx().ctx.mode
-    }
-
-    /// Checks, compiles and stores `wasm`; returns its code hash. Uploading the same code twice
-    /// is harmless.
-    pub fn upload_code(&mut self, wasm: &[u8]) -> Result<CodeHash, ExecError> {
-        let hash = Runtime {
-            inner: self.tx().rt.clone(),
-        }
-        .prepare_code(wasm)?;
-        if !self.tx().code_exists(&hash)? {
-            self.tx_mut()
-                .overlay
-                .set(StateKey::Code(hash), Some(wasm.to_vec()));
-        }
-        Ok(hash)
-    }
-
-    /// Instantiates `code_hash` from `origin`, transferring `value` and running the constructor
-    /// selected by `input`.
-    pub fn instantiate(
-        &mut self,
-        origin: AccountId,
-        code_hash: CodeHash,
-        value: Balance,
-        input: Vec<u8>,
-        salt: &[u8],
-        gas_limit: Gas,
-    ) -> Result<Outcome, ExecError> {
-        self.top_level(origin, gas_limit, |tx, gas| {
-            let (tx, used, r) = do_instantiate(tx, origin, code_hash, value, input, salt, gas);
-            (tx, used, r.map(|(addr, data)| (Some(addr), data)))
-        })
-    }
-
-    /// Calls the contract `dest` from `origin` with `value` and `input`.
-    pub fn call(
-        &mut self,
-        origin: AccountId,
-        dest: AccountId,
-        value: Balance,
-        input: Vec<u8>,
-        gas_limit: Gas,
-    ) -> Result<Outcome, ExecError> {
-        self.top_level(origin, gas_limit, |tx, gas| {
-            let (tx, used, r) = do_call(tx, origin, dest, value, input, gas, false);
-            (tx, used, r.map(|data| (None, data)))
-        })
-    }
-
-    #[allow(
-        clippy::expect_used,
-        reason = "the session state is present between calls"
-    )]
-    fn top_level(
-        &mut self,
-        origin: AccountId,
-        gas_limit: Gas,
-        run: impl FnOnce(Box<TxState>, Gas) -> CallResult<(Option<AccountId>, ReturnData)>,
-    ) -> Result<Outcome, ExecError> {
-        let mut tx = self
-            .tx
-            .take()
-            .expect("session state is present between calls");
-        let limits = &tx.rt.config.limits;
-        let gas_limit = gas_limit.min(limits.max_gas_per_call);
-        let deadline = match tx.ctx.mode {
-            Mode::Query => Some(Instant::now() + limits.query_time_limit),
-            Mode::Command => None,
-        };
-        tx.origin = origin;
-        tx.deadline = deadline;
-        tx.debug.clear();
-        tx.nested_error = None;
-        tx.usage = Usage {
-            written_at_start: tx.overlay.written(),
-            ..Usage::default()
-        };
-        let events_before = tx.events.len();
-        let start = tx.overlay.checkpoint();
-        let (mut tx, gas_used, result) = run(tx, gas_limit);
-        let result = match result {
-            Ok(r) if !r.1.reverted() => match tx
-                .check_written(0)
-                .and_then(|()| tx.settle_storage_usage(start))
-            {
-                Ok(()) => Ok(r),
-                Err(e) => {
-                    tx.overlay.rollback(start);
-                    Err(Failure::InCallee(e))
-                }
-            },
-            other => other,
-        };
-        let events = tx.events.split_off(events_before);
-        let debug_message = std::mem::take(&mut tx.debug);
-        self.tx = Some(tx);
-        let (address, ret) = result.map_err(Failure::into_error)?;
-        let reverted = ret.reverted();
-        Ok(Outcome {
-            data: ret.data,
-            reverted,
-            gas_used,
-            events: if reverted { Vec::new() } else { events },
-            debug_message,
-            address: if reverted { None } else { address },
-        })
-    }
-
-    /// The native balance of `who`, including this session's writes.
-    pub fn balance(&self, who: &AccountId) -> Result<Balance, ExecError> {
-        self.tx().balance(who)
-    }
-
-    /// Sets the native balance of `who` (genesis and dev funding).
-    pub fn set_balance(&mut self, who: &AccountId, amount: Balance) {
-        self.tx_mut().set_balance(who, amount);
-    }
-
-    /// The contract at `addr`, if any.
-    pub fn contract_info(&self, addr: &AccountId) -> Result<Option<ContractInfo>, ExecError> {
-        self.tx().contract_info(addr)
-    }
-
-    /// The writes made so far.
-    pub fn changes(&self) -> &ChangeSet {
-        self.tx().overlay.changes()
-    }
-
-    /// Ends the session, returning its writes for the caller to commit or drop.
-    #[allow(
-        clippy::expect_used,
-        reason = "the session state is present between calls"
-    )]
-    pub fn into_changes(mut self) -> ChangeSet {
-        self.tx
-            .take()
-            .expect("session state is present between calls")
-            .overlay
-            .into_changes()
-    }
 }

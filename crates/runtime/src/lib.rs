@@ -23,6 +23,7 @@
 //! - nothing a contract does can crash or hang the host: memory, stack, call depth, gas, time
 //!   and every size crossing the host boundary are bounded and fail with a typed [`ExecError`].
 
+mod accounting;
 mod code;
 mod config;
 pub mod crypto;
@@ -30,14 +31,16 @@ mod error;
 mod exec;
 mod extension;
 mod host;
+mod session;
 mod state;
 
 pub use code::{rewrite_memory, MEMORY_EXPORT};
 pub use config::{Config, GasSchedule, Limits, WRITE_OVERHEAD};
 pub use error::{Bound, CodeError, ExecError, Panic};
-pub use exec::{ExecContext, Frame, Outcome, Runtime, RuntimeError, Session, FLAG_REVERT};
+pub use exec::{ExecContext, Frame, Outcome, Runtime, RuntimeError, FLAG_REVERT};
 pub use extension::{
     ChainExtension, ExtensionEnv, ExtensionError, ExtensionId, ExtensionOutput, ExtensionState,
     NoExtension,
 };
+pub use session::Session;
 pub use state::{BackendError, ChangeSet, Checkpoint, MemoryState, Overlay, StateRead};
