@@ -155,6 +155,7 @@ async fn run(encryption: bool) {
     let ledger_url = format!("http://127.0.0.1:{base}");
     let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
     let _ledger = start_ledger(dir.path(), base);
+    let token = ledger_token_file(&dir.path().join("ledger"));
     let root = dir.path().join("dev-root.key");
     let genesis = phat_worker::Genesis {
         // Uploads need a funded signer.
@@ -169,6 +170,7 @@ async fn run(encryption: bool) {
             "{ledger_url}/ledger/v1/meta/{}",
             phat_worker::GENESIS_KEY
         ))
+        .header(reqwest::header::AUTHORIZATION, ledger_bearer(&token))
         .body(parity_scale_codec::Encode::encode(&genesis))
         .send()
         .await
@@ -186,6 +188,8 @@ async fn run(encryption: bool) {
                 "worker",
                 "--ledger",
                 &ledger_url,
+                "--ledger-token-file",
+                token.to_str().unwrap(),
                 "--data",
                 &data,
                 "--port",

@@ -11,7 +11,8 @@ use crate::gateway::Gateway;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use phat_client::{Client, Contract, Signer};
-use phat_worker::ledger::{http::RemoteLedger, EmbeddedLedger, Ledger, LedgerConfig};
+use phat_worker::ledger::http::{LedgerToken, RemoteLedger, TOKEN_FILE};
+use phat_worker::ledger::{EmbeddedLedger, Ledger, LedgerConfig};
 use phat_worker::{Worker, WorkerConfig};
 use tokio::sync::watch;
 
@@ -73,6 +74,10 @@ pub struct WorkerArgs {
     /// The cluster's name on NATS (names its stream and buckets).
     #[arg(long, default_value = "phat")]
     pub nats_cluster: String,
+    /// The file holding the HTTP ledger's bearer token (`ledger.token` in the data directory
+    /// of `phat ledger`); required for an `http(s)://` ledger.
+    #[arg(long, env = "PHAT_LEDGER_TOKEN_FILE")]
+    pub ledger_token_file: Option<PathBuf>,
     /// Data directory.
     #[arg(long)]
     pub data: PathBuf,
@@ -118,7 +123,8 @@ pub struct WorkerArgs {
 /// Arguments of `phat ledger`.
 #[derive(Args)]
 pub struct LedgerArgs {
-    /// Data directory of the ledger file.
+    /// Data directory of the ledger file and of its bearer token (`ledger.token`, created with
+    /// mode 0600 on first start; workers need it: `phat worker --ledger-token-file`).
     #[arg(long)]
     pub data: PathBuf,
     /// Port on 127.0.0.1.
@@ -179,11 +185,19 @@ fn exit_with_parent() {
     });
 }
 
+/// Reads the ledger token in `data`, creating it (mode 0600) on first start.
+fn ledger_token(data: &std::path::Path) -> Result<(LedgerToken, PathBuf)> {
+    let path = data.join(TOKEN_FILE);
+    let (token, _) = LedgerToken::load_or_create(&path)?;
+    Ok((token, path))
+}
+
 /// `phat ledger`.
 pub async fn ledger(args: LedgerArgs) -> Result<()> {
     init_tracing();
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating {}", args.data.display()))?;
+    let (token, token_path) = ledger_token(&args.data)?;
     let ledger: Arc<dyn Ledger> = Arc::new(
         EmbeddedLedger::open(&args.data.join("ledger.redb"), LedgerConfig::default())
             .context("opening the ledger")?,
@@ -218,7 +232,12 @@ pub async fn ledger(args: LedgerArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
     eprintln!("ledger listening on http://127.0.0.1:{}", args.port);
-    axum::serve(listener, phat_worker::ledger::http::router(ledger))
+    eprintln!(
+        "ledger token in {} (give workers --ledger-token-file {})",
+        token_path.display(),
+        token_path.display()
+    );
+    axum::serve(listener, phat_worker::ledger::http::router(ledger, token))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
@@ -273,7 +292,14 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         nats.creds_file = args.nats_creds.clone();
         Arc::new(phat_worker::ledger::JetStreamLedger::connect(nats).await?)
     } else {
-        Arc::new(RemoteLedger::new(&args.ledger)?)
+        let Some(path) = &args.ledger_token_file else {
+            bail!(
+                "the HTTP ledger {} needs its token: pass --ledger-token-file PATH (the ledger.token in the ledger's data directory) or set PHAT_LEDGER_TOKEN_FILE",
+                args.ledger
+            );
+        };
+        let token = LedgerToken::read(path)?;
+        Arc::new(RemoteLedger::with_token(&args.ledger, &token)?)
     };
     let mut config = WorkerConfig::new(name.clone(), &args.data, local(args.port));
     config.egress.allow_private = args.allow_private_egress;
@@ -399,6 +425,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating {}", args.data.display()))?;
     let data = std::fs::canonicalize(&args.data)?;
+    let (ledger_token, ledger_token_path) = ledger_token(&data)?;
     let ledger_port = args.port + 1;
     let ledger: Arc<dyn Ledger> = Arc::new(
         EmbeddedLedger::open(&data.join("ledger.redb"), LedgerConfig::default())
@@ -438,9 +465,12 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let ledger_server = tokio::spawn(
-        axum::serve(ledger_listener, phat_worker::ledger::http::router(ledger))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
+        axum::serve(
+            ledger_listener,
+            phat_worker::ledger::http::router(ledger, ledger_token),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
     );
     let mut urls = Vec::new();
     let mut supervisors = Vec::new();
@@ -452,6 +482,8 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             "worker".to_string(),
             "--ledger".into(),
             format!("http://127.0.0.1:{ledger_port}"),
+            "--ledger-token-file".into(),
+            ledger_token_path.display().to_string(),
             "--data".into(),
             dir.display().to_string(),
             "--port".into(),
@@ -504,7 +536,10 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
                 data.display()
             );
             println!("  endpoint  {endpoint}");
-            println!("  ledger    http://127.0.0.1:{ledger_port}  (head seq {head})");
+            println!(
+                "  ledger    http://127.0.0.1:{ledger_port}  (head seq {head}; token in {})",
+                ledger_token_path.display()
+            );
             println!("  accounts  //Alice //Bob //Charlie //Dave //Eve //Ferdie (funded with {DEV_BALANCE})");
             let encryption = match Client::new(&urls[0])?.info().await {
                 Ok(i) if i.encryption => "on (commands, queries, state)",

@@ -286,6 +286,7 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
     );
     let r = http
         .post(format!("{ledger}/ledger/v1/append"))
+        .header("authorization", ledger_bearer(&dev.ledger_token_file()))
         .header("content-type", "application/octet-stream")
         .body(client.ledger_payload(&good).await.unwrap())
         .send()

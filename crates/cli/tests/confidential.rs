@@ -118,6 +118,8 @@ async fn a_new_worker_joins_through_the_ledger_and_serves_the_same_state_and_key
             "worker",
             "--ledger",
             &dev.ledger(),
+            "--ledger-token-file",
+            dev.ledger_token_file().to_str().unwrap(),
             "--data",
             dir.to_str().unwrap(),
             "--port",
@@ -159,6 +161,8 @@ async fn a_new_worker_joins_through_the_ledger_and_serves_the_same_state_and_key
             "worker",
             "--ledger",
             &dev.ledger(),
+            "--ledger-token-file",
+            dev.ledger_token_file().to_str().unwrap(),
             "--data",
             dev.dir.path().join("intruder").to_str().unwrap(),
             "--port",
@@ -355,6 +359,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     ] {
         let r = reqwest::Client::new()
             .post(format!("{ledger}/ledger/v1/append"))
+            .header("authorization", ledger_bearer(&dev.ledger_token_file()))
             .header("content-type", "application/octet-stream")
             .body(payload)
             .send()

@@ -79,12 +79,28 @@ impl Counter {
     }
 }
 
-fn worker_args<'a>(ledger: &'a str, data: &'a str, port: &'a str) -> [&'a str; 7] {
-    ["worker", "--ledger", ledger, "--data", data, "--port", port]
+fn worker_args<'a>(ledger: &'a str, token: &'a str, data: &'a str, port: &'a str) -> [&'a str; 9] {
+    [
+        "worker",
+        "--ledger",
+        ledger,
+        "--ledger-token-file",
+        token,
+        "--data",
+        data,
+        "--port",
+        port,
+    ]
 }
 
-async fn ledger_head(url: &str) -> u64 {
-    let v: serde_json::Value = reqwest::get(format!("{url}/ledger/v1/head"))
+async fn ledger_head(url: &str, token: &str) -> u64 {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/ledger/v1/head"))
+        .header(
+            reqwest::header::AUTHORIZATION,
+            ledger_bearer(std::path::Path::new(token)),
+        )
+        .send()
         .await
         .unwrap()
         .json()
@@ -100,15 +116,16 @@ async fn killed_workers_catch_up_with_the_same_state_and_no_lost_or_repeated_com
     let ledger_url = format!("http://127.0.0.1:{base}");
     let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
     let _ledger = start_ledger(dir.path(), base);
+    let token = path("ledger/ledger.token");
     let (p0, p1) = ((base + 1).to_string(), (base + 2).to_string());
     let (d0, d1) = (path("w0"), path("w1"));
     let _w0 = Proc::start(
         "w0",
-        &worker_args(&ledger_url, &d0, &p0),
+        &worker_args(&ledger_url, &token, &d0, &p0),
         &dir.path().join("w0.log"),
     );
     let w1_log = dir.path().join("w1.log");
-    let mut w1 = Proc::start("w1", &worker_args(&ledger_url, &d1, &p1), &w1_log);
+    let mut w1 = Proc::start("w1", &worker_args(&ledger_url, &token, &d1, &p1), &w1_log);
     let (u0, u1) = (
         format!("http://127.0.0.1:{p0}"),
         format!("http://127.0.0.1:{p1}"),
@@ -122,8 +139,13 @@ async fn killed_workers_catch_up_with_the_same_state_and_no_lost_or_repeated_com
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let stop = stop.clone();
-        let (ledger_url, d1, p1, w1_log) =
-            (ledger_url.clone(), d1.clone(), p1.clone(), w1_log.clone());
+        let (ledger_url, token, d1, p1, w1_log) = (
+            ledger_url.clone(),
+            token.clone(),
+            d1.clone(),
+            p1.clone(),
+            w1_log.clone(),
+        );
         std::thread::spawn(move || {
             let mut kills = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -131,7 +153,7 @@ async fn killed_workers_catch_up_with_the_same_state_and_no_lost_or_repeated_com
                 w1.kill9();
                 kills += 1;
                 std::thread::sleep(Duration::from_millis(50));
-                w1 = Proc::start("w1", &worker_args(&ledger_url, &d1, &p1), &w1_log);
+                w1 = Proc::start("w1", &worker_args(&ledger_url, &token, &d1, &p1), &w1_log);
             }
             (w1, kills)
         })
@@ -158,7 +180,7 @@ async fn killed_workers_catch_up_with_the_same_state_and_no_lost_or_repeated_com
     let (_w1, kills) = killer.join().unwrap();
     assert!(kills >= 3, "the worker was killed only {kills} times");
 
-    let head = ledger_head(&ledger_url).await;
+    let head = ledger_head(&ledger_url, &token).await;
     assert_eq!(head, counter.deployed_at + N);
     let i0 = wait_seq(&u0, head).await;
     wait_up(&u1).await;
@@ -199,11 +221,12 @@ async fn a_killed_ledger_loses_no_acknowledged_command() {
     .map(String::from);
     let args: Vec<&str> = ledger_args.iter().map(|s| s.as_str()).collect();
     let mut ledger = Proc::start("ledger", &args, &dir.path().join("ledger.log"));
+    let token = ledger_token_file(&ledger_dir).to_str().unwrap().to_string();
     let wport = (base + 1).to_string();
     let wdata = dir.path().join("w0");
     let _w = Proc::start(
         "w0",
-        &worker_args(&ledger_url, wdata.to_str().unwrap(), &wport),
+        &worker_args(&ledger_url, &token, wdata.to_str().unwrap(), &wport),
         &dir.path().join("w0.log"),
     );
     let url = format!("http://127.0.0.1:{wport}");
@@ -251,7 +274,7 @@ async fn a_killed_ledger_loses_no_acknowledged_command() {
         "too few acknowledged commands: {}",
         acked.len()
     );
-    let head = ledger_head(&ledger_url).await;
+    let head = ledger_head(&ledger_url, &token).await;
     wait_seq(&url, head).await;
     // Every acknowledged command is in the ledger at the seq it was given, and was applied.
     for (seq, request) in &acked {
@@ -334,4 +357,69 @@ async fn parallel_queries_see_consistent_snapshots_while_commands_apply() {
         "queries saw only {distinct} distinct snapshots while commands applied"
     );
     assert_eq!(counter.get(&client, Some(head)).await.0, N);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_ledger_serves_only_holders_of_its_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(2);
+    let ledger_url = format!("http://127.0.0.1:{base}");
+    let mut ledger = start_ledger(dir.path(), base);
+    let token = ledger_token_file(&dir.path().join("ledger"));
+    let mode = std::fs::metadata(&token).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
+    let first = std::fs::read_to_string(&token).unwrap();
+    assert_eq!(first.trim().len(), 64, "{first}");
+
+    // No token, a wrong one: 401 on reads and writes, and the genesis is not overwritten.
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        match client
+            .get(format!("{ledger_url}/ledger/v1/head"))
+            .send()
+            .await
+        {
+            Ok(r) => break r.status(),
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 401);
+    let genesis = format!("{ledger_url}/ledger/v1/meta/genesis");
+    for auth in [None, Some("Bearer 00")] {
+        let mut put = client.put(&genesis).body(b"evil".to_vec());
+        if let Some(a) = auth {
+            put = put.header(reqwest::header::AUTHORIZATION, a);
+        }
+        assert_eq!(put.send().await.unwrap().status(), 401, "{auth:?}");
+    }
+    let real = client
+        .get(&genesis)
+        .header(reqwest::header::AUTHORIZATION, ledger_bearer(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(real.status(), 200);
+    assert_ne!(real.bytes().await.unwrap().as_ref(), b"evil");
+
+    // A worker without the token does not start, and says which flag to pass.
+    let out = phat()
+        .env_remove("PHAT_LEDGER_TOKEN_FILE")
+        .args(["worker", "--ledger", &ledger_url, "--data"])
+        .arg(dir.path().join("w0"))
+        .args(["--port", &(base + 1).to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("--ledger-token-file"), "{err}");
+    assert!(last.starts_with("error:"), "{err}");
+
+    // A restarted ledger keeps its token.
+    assert!(ledger.terminate());
+    let _ledger = start_ledger(dir.path(), base);
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), first);
 }

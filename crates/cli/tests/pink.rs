@@ -96,6 +96,8 @@ async fn price_oracle_fetches_caches_and_reports_errors() {
             "worker",
             "--ledger",
             &format!("http://127.0.0.1:{}", base + 1),
+            "--ledger-token-file",
+            dev.ledger_token_file().to_str().unwrap(),
             "--data",
             dir.path().join("strict").to_str().unwrap(),
             "--port",

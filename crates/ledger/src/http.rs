@@ -14,23 +14,36 @@
 //!   `{"created": bool}`;
 //! - `GET /ledger/v1/meta-keys?prefix=` → JSON `{"keys": [..]}`.
 //!
+//! Every route, reads included (the log holds sealed commands, code and cluster metadata),
+//! requires `Authorization: Bearer <token>`, the cluster's ledger token: a [`LedgerToken`] of
+//! 32 random bytes in hex, which `phat ledger` and `phat dev` keep in `<data>/ledger.token`
+//! (created with mode 0600 by [`LedgerToken::load_or_create`]) and workers read with
+//! [`LedgerToken::read`] (`phat worker --ledger-token-file`). The server compares it in constant
+//! time; a missing or wrong token gets 401 with kind `unauthorized`, which [`RemoteLedger`]
+//! reports as [`LedgerError::Unauthorized`]. There is no unauthenticated router.
+//!
 //! Errors carry JSON `{"error": {"kind": "...", "message": "..."}}` (plus `size` and `max` for
-//! `too_large`) with status 413 (too large), 400 (bad request), 404 (not found) or 503 (storage
-//! failure, closed, unavailable).
+//! `too_large`) with status 413 (too large), 400 (bad request), 401 (missing or wrong token),
+//! 404 (not found) or 503 (storage failure, closed, unavailable).
 
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use parity_scale_codec::{Decode, Encode};
 use phat_primitives::CodeHash;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use super::{check_meta_key, Appended, Ledger, LedgerConfig, LedgerEntry, LedgerError, Seq};
 
@@ -49,16 +62,118 @@ const READ_TIMEOUT_SLACK: Duration = Duration::from_secs(10);
 /// The MIME type of binary bodies.
 const OCTET_STREAM: &str = "application/octet-stream";
 
-/// Serves any ledger over HTTP under /ledger/v1.
+/// The file, in a ledger's data directory, holding its [`LedgerToken`].
+pub const TOKEN_FILE: &str = "ledger.token";
+/// Bytes of randomness in a new [`LedgerToken`].
+const TOKEN_BYTES: usize = 32;
+
+/// The per-cluster bearer token of the HTTP ledger (hex). Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LedgerToken(String);
+
+impl std::fmt::Debug for LedgerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LedgerToken(..)")
+    }
+}
+
+impl LedgerToken {
+    /// A new random token (32 bytes from the OS, hex).
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        Self(hex::encode(bytes))
+    }
+
+    /// A token from its text (surrounding whitespace ignored); it must be non-empty, visible
+    /// ASCII without spaces.
+    pub fn parse(text: &str) -> Result<Self, LedgerError> {
+        let token = text.trim();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(LedgerError::Protocol(
+                "a ledger token must be non-empty visible ASCII".into(),
+            ));
+        }
+        Ok(Self(token.to_owned()))
+    }
+
+    /// Reads the token in `path`.
+    pub fn read(path: &FsPath) -> Result<Self, LedgerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            LedgerError::Io(format!("reading the ledger token {}: {e}", path.display()))
+        })?;
+        Self::parse(&text).map_err(|e| LedgerError::Protocol(format!("{}: {e}", path.display())))
+    }
+
+    /// Reads the token in `path`, or creates it there (mode 0600) when it does not exist.
+    /// The file appears whole (written aside, then linked into place), and a file another
+    /// process created meanwhile is never overwritten. Returns the token and whether it was
+    /// created.
+    pub fn load_or_create(path: &FsPath) -> Result<(Self, bool), LedgerError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => return Ok((Self::read(path)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(LedgerError::Io(format!(
+                    "reading the ledger token {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+        let io = |e: std::io::Error| {
+            LedgerError::Io(format!("creating the ledger token {}: {e}", path.display()))
+        };
+        let token = Self::generate();
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".{}.tmp", std::process::id()));
+        let aside = std::path::PathBuf::from(aside);
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&aside)?;
+            // The mode is masked by the umask: make sure it is exactly 0600.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            file.write_all(token.0.as_bytes())?;
+            file.write_all(b"\n")?;
+            file.sync_all()?;
+            std::fs::hard_link(&aside, path)
+        };
+        // A leftover of a crashed start with the same pid would block create_new.
+        let _ = std::fs::remove_file(&aside);
+        let linked = write();
+        let _ = std::fs::remove_file(&aside);
+        match linked {
+            Ok(()) => Ok((token, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok((Self::read(path)?, false))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The token's text, as sent after `Bearer `.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Serves any ledger over HTTP under /ledger/v1 to clients presenting `token`.
 ///
 /// Bodies are limited to the default [`LedgerConfig`] sizes; use [`router_with_config`] when the
 /// ledger was opened with larger limits.
-pub fn router(ledger: Arc<dyn Ledger>) -> Router {
-    router_with_config(ledger, &LedgerConfig::default())
+pub fn router(ledger: Arc<dyn Ledger>, token: LedgerToken) -> Router {
+    router_with_config(ledger, &LedgerConfig::default(), token)
 }
 
-/// Serves any ledger over HTTP under /ledger/v1, sizing body limits from `config`.
-pub fn router_with_config(ledger: Arc<dyn Ledger>, config: &LedgerConfig) -> Router {
+/// Serves any ledger over HTTP under /ledger/v1 to clients presenting `token`, sizing body
+/// limits from `config`.
+pub fn router_with_config(
+    ledger: Arc<dyn Ledger>,
+    config: &LedgerConfig,
+    token: LedgerToken,
+) -> Router {
     let state = ServerState {
         ledger,
         max_payload: config.max_payload,
@@ -81,6 +196,37 @@ pub fn router_with_config(ledger: Arc<dyn Ledger>, config: &LedgerConfig) -> Rou
         )
         .route("/ledger/v1/meta-keys", get(meta_keys))
         .with_state(state)
+        // On every route and the fallback: nothing is served to a caller without the token.
+        .layer(middleware::from_fn_with_state(
+            Arc::new(token),
+            require_token,
+        ))
+}
+
+/// Lets a request through only with `Authorization: Bearer <token>` (compared in constant
+/// time); anything else gets 401.
+async fn require_token(
+    State(token): State<Arc<LedgerToken>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    match presented {
+        Some(t) if bool::from(t.as_bytes().ct_eq(token.as_str().as_bytes())) => {
+            next.run(request).await
+        }
+        Some(_) => ApiError::Unauthenticated("wrong ledger token".into()).into_response(),
+        None => {
+            ApiError::Unauthenticated("missing ledger token (Authorization: Bearer <token>)".into())
+                .into_response()
+        }
+    }
 }
 
 /// What the handlers share.
@@ -134,6 +280,8 @@ enum ApiError {
     Ledger(LedgerError),
     /// The thing asked for does not exist.
     NotFound(String),
+    /// The request carries no ledger token, or a wrong one.
+    Unauthenticated(String),
 }
 
 impl From<LedgerError> for ApiError {
@@ -146,7 +294,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = match &self {
             ApiError::Ledger(e) => e.to_string(),
-            ApiError::NotFound(m) => m.clone(),
+            ApiError::NotFound(m) | ApiError::Unauthenticated(m) => m.clone(),
         };
         let (status, kind, size, max) = match self {
             ApiError::Ledger(LedgerError::Io(_)) => {
@@ -171,7 +319,9 @@ impl IntoResponse for ApiError {
                 Some(max),
             ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None, None),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None, None),
         };
+        let challenge = status == StatusCode::UNAUTHORIZED;
         let body = ErrorBody {
             error: ErrorDetail {
                 kind: kind.to_owned(),
@@ -180,7 +330,14 @@ impl IntoResponse for ApiError {
                 max,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"phat-ledger\""),
+            );
+        }
+        response
     }
 }
 
@@ -359,8 +516,19 @@ enum Reply {
 }
 
 impl RemoteLedger {
-    /// A client for the ledger served at `base_url` (e.g. `http://127.0.0.1:7000`).
+    /// A client for the ledger served at `base_url` (e.g. `http://127.0.0.1:7000`) that sends
+    /// `token` with every request.
+    pub fn with_token(base_url: &str, token: &LedgerToken) -> Result<Self, LedgerError> {
+        Self::build(base_url, Some(token))
+    }
+
+    /// A client that sends no token: every request to a [`router`] gets
+    /// [`LedgerError::Unauthorized`]. Use [`RemoteLedger::with_token`].
     pub fn new(base_url: &str) -> Result<Self, LedgerError> {
+        Self::build(base_url, None)
+    }
+
+    fn build(base_url: &str, token: Option<&LedgerToken>) -> Result<Self, LedgerError> {
         let base = reqwest::Url::parse(base_url)
             .map_err(|e| LedgerError::Protocol(format!("bad ledger url {base_url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
@@ -368,8 +536,16 @@ impl RemoteLedger {
                 "bad ledger url {base_url:?}: expected http(s)://host:port"
             )));
         }
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.as_str()))
+                .map_err(|e| LedgerError::Protocol(format!("bad ledger token: {e}")))?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .default_headers(headers)
             .no_proxy()
             .build()
             .map_err(|e| LedgerError::Io(format!("cannot build HTTP client: {e}")))?;

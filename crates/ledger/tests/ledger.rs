@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phat_ledger::http::{router_with_config, RemoteLedger};
+use phat_ledger::http::{router_with_config, LedgerToken, RemoteLedger, TOKEN_FILE};
 use phat_ledger::{
     EmbeddedLedger, JetStreamConfig, JetStreamLedger, Ledger, LedgerConfig, LedgerError,
 };
@@ -44,18 +44,19 @@ fn small_config() -> LedgerConfig {
     }
 }
 
-/// Serves `ledger` on 127.0.0.1 and returns its base URL.
+/// Serves `ledger` on 127.0.0.1 behind a new token; returns its base URL and the token.
 async fn serve(
     ledger: Arc<dyn Ledger>,
     config: &LedgerConfig,
-) -> (String, tokio::task::JoinHandle<()>) {
+) -> (String, tokio::task::JoinHandle<()>, LedgerToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router_with_config(ledger, config);
+    let token = LedgerToken::generate();
+    let app = router_with_config(ledger, config, token.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
-    (format!("http://{addr}"), server)
+    (format!("http://{addr}"), server, token)
 }
 
 async fn embedded(config: LedgerConfig) -> Fixture {
@@ -72,9 +73,9 @@ async fn embedded(config: LedgerConfig) -> Fixture {
 async fn remote(config: LedgerConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let inner = EmbeddedLedger::open(&dir.path().join("ledger.redb"), config.clone()).unwrap();
-    let (url, server) = serve(Arc::new(inner), &config).await;
+    let (url, server, token) = serve(Arc::new(inner), &config).await;
     Fixture {
-        ledger: Arc::new(RemoteLedger::new(&url).unwrap()),
+        ledger: Arc::new(RemoteLedger::with_token(&url, &token).unwrap()),
         _dir: dir,
         server: Some(server),
         _nats: None,
@@ -516,8 +517,17 @@ async fn remote_ledger_on_closed_port_is_unavailable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_rejects_bad_requests_with_json_errors() {
     let f = embedded(LedgerConfig::default()).await;
-    let (url, _server) = serve(f.ledger.clone(), &LedgerConfig::default()).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (url, _server, token) = serve(f.ledger.clone(), &LedgerConfig::default()).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token.as_str()).parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .build()
+        .unwrap();
 
     for path in [
         "/ledger/v1/entries",
@@ -771,4 +781,175 @@ async fn nats_append_numbers() {
         "R1 read {head} entries from a fresh connection: {:.0}/s",
         head as f64 / start.elapsed().as_secs_f64()
     );
+}
+
+/// Every call of `ledger` fails with `Unauthorized`.
+async fn every_call_is_unauthorized(ledger: &RemoteLedger, code: &CodeHash, who: &str) {
+    let unauthorized = |what: &str, r: Result<(), LedgerError>| {
+        assert!(
+            matches!(r, Err(LedgerError::Unauthorized(_))),
+            "{who}: {what} gave {r:?}"
+        );
+    };
+    unauthorized("append", ledger.append(b"evil".to_vec()).await.map(|_| ()));
+    unauthorized(
+        "put_meta",
+        ledger.put_meta("genesis", b"evil".to_vec()).await,
+    );
+    unauthorized(
+        "create_meta",
+        ledger
+            .create_meta("new", b"evil".to_vec())
+            .await
+            .map(|_| ()),
+    );
+    unauthorized(
+        "put_code",
+        ledger.put_code(b"evil".to_vec()).await.map(|_| ()),
+    );
+    unauthorized("read", ledger.read(1, 10, Duration::ZERO).await.map(|_| ()));
+    unauthorized("head", ledger.head().await.map(|_| ()));
+    unauthorized("get_code", ledger.get_code(code).await.map(|_| ()));
+    unauthorized("get_meta", ledger.get_meta("genesis").await.map(|_| ()));
+    unauthorized("meta_keys", ledger.meta_keys("").await.map(|_| ()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_ledger_refuses_a_missing_or_wrong_token_on_every_route() {
+    let f = embedded(LedgerConfig::default()).await;
+    let (url, _server, token) = serve(f.ledger.clone(), &LedgerConfig::default()).await;
+    let good = RemoteLedger::with_token(&url, &token).unwrap();
+    good.append(b"one".to_vec()).await.unwrap();
+    good.put_meta("genesis", b"real".to_vec()).await.unwrap();
+    let code = good.put_code(b"code".to_vec()).await.unwrap();
+
+    every_call_is_unauthorized(&RemoteLedger::new(&url).unwrap(), &code, "no token").await;
+    let wrong = LedgerToken::generate();
+    every_call_is_unauthorized(
+        &RemoteLedger::with_token(&url, &wrong).unwrap(),
+        &code,
+        "wrong token",
+    )
+    .await;
+    // A prefix, or the token with a character changed, is just as wrong.
+    let prefix = LedgerToken::parse(&token.as_str()[..10]).unwrap();
+    every_call_is_unauthorized(
+        &RemoteLedger::with_token(&url, &prefix).unwrap(),
+        &code,
+        "token prefix",
+    )
+    .await;
+
+    // Nothing changed, and the right token still reads and writes.
+    assert_eq!(good.head().await.unwrap(), 1);
+    assert_eq!(
+        good.get_meta("genesis").await.unwrap(),
+        Some(b"real".to_vec())
+    );
+    assert_eq!(good.get_meta("new").await.unwrap(), None);
+    assert_eq!(good.get_code(&code).await.unwrap(), Some(b"code".to_vec()));
+    let entries = good.read(1, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].payload, b"one".to_vec());
+    assert_eq!(good.append(b"two".to_vec()).await.unwrap().seq, 2);
+
+    // On the wire: 401, the ledger's JSON error body, a Bearer challenge; other schemes, a
+    // token in another header and unknown routes get the same.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let bearer = format!("Bearer {}", token.as_str());
+    let basic = format!("Basic {}", token.as_str());
+    let cases: Vec<(reqwest::Method, String, Option<&str>)> = vec![
+        (reqwest::Method::POST, "/ledger/v1/append".into(), None),
+        (reqwest::Method::PUT, "/ledger/v1/meta/genesis".into(), None),
+        (
+            reqwest::Method::GET,
+            "/ledger/v1/entries?from=1".into(),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/ledger/v1/code/{}", code.to_hex()),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            "/ledger/v1/head".into(),
+            Some("Bearer"),
+        ),
+        (
+            reqwest::Method::GET,
+            "/ledger/v1/head".into(),
+            Some("Bearer "),
+        ),
+        (reqwest::Method::GET, "/ledger/v1/head".into(), Some(&basic)),
+        (
+            reqwest::Method::GET,
+            "/ledger/v1/head".into(),
+            Some(token.as_str()),
+        ),
+        (reqwest::Method::GET, "/ledger/v1/nowhere".into(), None),
+    ];
+    for (method, path, auth) in cases {
+        let mut request = client
+            .request(method.clone(), format!("{url}{path}"))
+            .body(b"evil".to_vec());
+        if let Some(auth) = auth {
+            request = request.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{method} {path} {auth:?}");
+        assert!(
+            resp.headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .is_some_and(|v| v.to_str().unwrap().starts_with("Bearer")),
+            "{method} {path}"
+        );
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["kind"], "unauthorized", "{method} {path}");
+    }
+    // The scheme is case-insensitive.
+    let resp = client
+        .get(format!("{url}/ledger/v1/head"))
+        .header(
+            reqwest::header::AUTHORIZATION,
+            bearer.replacen("Bearer", "bearer", 1),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(good.head().await.unwrap(), 2);
+}
+
+#[test]
+fn ledger_token_file_is_created_0600_and_then_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(TOKEN_FILE);
+    let (token, created) = LedgerToken::load_or_create(&path).unwrap();
+    assert!(created);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    assert_eq!(token.as_str().len(), 64);
+    assert!(hex::decode(token.as_str()).is_ok());
+    assert!(!format!("{token:?}").contains(token.as_str()));
+    // Only the token file is left in the directory.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from(TOKEN_FILE)]);
+
+    let (again, created) = LedgerToken::load_or_create(&path).unwrap();
+    assert!(!created);
+    assert_eq!(again, token);
+    assert_eq!(LedgerToken::read(&path).unwrap(), token);
+    assert_ne!(LedgerToken::generate(), token);
+
+    // An empty or missing file is an error, not an empty token.
+    let empty = dir.path().join("empty.token");
+    std::fs::write(&empty, "\n").unwrap();
+    assert!(LedgerToken::read(&empty).is_err());
+    assert!(LedgerToken::load_or_create(&empty).is_err());
+    assert!(LedgerToken::read(&dir.path().join("missing.token")).is_err());
 }

@@ -109,10 +109,11 @@ impl Drop for Proc {
 }
 
 /// Starts `phat ledger` with its data in `dir/ledger` on `port`: a new cluster funds the dev
-/// accounts and pins the test process's dev root.
+/// accounts and pins the test process's dev root. Returns once its token file
+/// (`dir/ledger/ledger.token`, see [`ledger_token_file`]) exists.
 pub fn start_ledger(dir: &Path, port: u16) -> Proc {
     let data = dir.join("ledger");
-    Proc::start(
+    let proc = Proc::start(
         "ledger",
         &[
             "ledger",
@@ -123,7 +124,31 @@ pub fn start_ledger(dir: &Path, port: u16) -> Proc {
             "--fund-dev-accounts",
         ],
         &dir.join("ledger.log"),
-    )
+    );
+    ledger_token_file(&data);
+    proc
+}
+
+/// The token file of the `phat ledger` (or `phat dev`) whose data directory is `data`, once it
+/// exists (it appears whole); panics after 30 s.
+pub fn ledger_token_file(data: &Path) -> PathBuf {
+    let path = data.join("ledger.token");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    path
+}
+
+/// The `Authorization` header value for the ledger whose token is in `token_file`.
+pub fn ledger_bearer(token_file: &Path) -> String {
+    let token = std::fs::read_to_string(token_file).unwrap();
+    format!("Bearer {}", token.trim())
 }
 
 /// Builds `contracts/<name>` and returns its `.contract` bundle.
@@ -270,6 +295,11 @@ impl Dev {
     /// The cluster's data directory (ledger, workers, dev attestation root).
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The file holding the ledger's bearer token (`phat worker --ledger-token-file`).
+    pub fn ledger_token_file(&self) -> PathBuf {
+        ledger_token_file(&self.data())
     }
 
     /// The ledger's URL.
