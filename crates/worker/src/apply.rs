@@ -87,20 +87,16 @@ pub(crate) async fn run(
             Err(e) => {
                 let attempts = {
                     let mut stuck = worker.inner.stuck.lock();
-                    let s = stuck.get_or_insert_with(|| Stuck {
-                        seq: from,
-                        since: std::time::Instant::now(),
-                        attempts: 0,
-                        error: String::new(),
-                    });
-                    if s.seq != from {
-                        *s = Stuck {
+                    // A failure at another seq starts a new count.
+                    let s = match stuck.take() {
+                        Some(s) if s.seq == from => stuck.insert(s),
+                        _ => stuck.insert(Stuck {
                             seq: from,
                             since: std::time::Instant::now(),
                             attempts: 0,
                             error: String::new(),
-                        };
-                    }
+                        }),
+                    };
                     s.attempts += 1;
                     s.error = e.to_string();
                     s.attempts
