@@ -3,13 +3,13 @@
 
 use std::future::IntoFuture;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::gateway::Gateway;
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use phat_client::{Client, Contract, Signer};
 use phat_worker::ledger::http::{LedgerToken, RemoteLedger, TOKEN_FILE};
 use phat_worker::ledger::{EmbeddedLedger, Ledger, LedgerConfig};
@@ -23,12 +23,25 @@ const DEV_ACCOUNTS: [&str; 6] = ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferd
 /// Their native balance.
 const DEV_BALANCE: u128 = 1_000_000_000_000_000_000_000;
 
+/// The ledger `phat dev` orders its commands with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DevLedger {
+    /// In-process (redb), served to the workers over HTTP with a bearer token.
+    Embedded,
+    /// A local `nats-server` with JetStream (R1), started and stopped by `phat dev`.
+    Nats,
+}
+
 /// Arguments of `phat dev`.
 #[derive(Args)]
 pub struct DevArgs {
     /// Number of workers.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// The ledger: `embedded` (no server needed) or `nats` (a local `nats-server` with
+    /// JetStream on the ledger port, data in `<data>/nats`).
+    #[arg(long, value_enum, default_value_t = DevLedger::Embedded)]
+    pub ledger: DevLedger,
     /// Data directory (ledger and one directory per worker); reused across restarts.
     #[arg(long, default_value = ".phat/dev")]
     pub data: PathBuf,
@@ -336,8 +349,15 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs worker `i` as a child process, restarting it when it dies, until `stop`.
-async fn supervise(i: usize, args: Vec<String>, log: PathBuf, mut stop: watch::Receiver<bool>) {
+/// Runs worker `i` as a child process (with `args` and the extra environment `env`),
+/// restarting it when it dies, until `stop`.
+async fn supervise(
+    i: usize,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -353,6 +373,7 @@ async fn supervise(i: usize, args: Vec<String>, log: PathBuf, mut stop: watch::R
             .open(&log);
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.args(&args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true)
             .stdin(std::process::Stdio::null());
         if let Ok(f) = log_file {
@@ -408,6 +429,155 @@ async fn wait_ready(url: &str, timeout: Duration) -> Result<()> {
     }
 }
 
+/// The NATS user `phat dev --ledger nats` creates for its workers.
+const DEV_NATS_USER: &str = "phat";
+
+/// The local `nats-server` of `phat dev --ledger nats`: JetStream in `<data>/nats`, one user
+/// with a random password (`<data>/nats.password`, mode 0600), its log in `<data>/nats.log`.
+/// Killed when dropped; [`DevNats::stop`] stops it cleanly.
+struct DevNats {
+    child: tokio::process::Child,
+    url: String,
+    password: String,
+}
+
+impl DevNats {
+    /// Starts the server on 127.0.0.1:`port` and waits until it accepts connections.
+    async fn start(data: &Path, port: u16) -> Result<Self> {
+        let bin = std::env::var_os("PATH")
+            .and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join("nats-server"))
+                    .find(|p| p.is_file())
+            })
+            .context(
+                "--ledger nats needs nats-server on the PATH: `apt-get install nats-server` (or run scripts/setup)",
+            )?;
+        // A random password created once (mode 0600) and reused on restart.
+        let password_path = data.join("nats.password");
+        LedgerToken::load_or_create(&password_path)?;
+        let password = std::fs::read_to_string(&password_path)
+            .with_context(|| format!("reading {}", password_path.display()))?
+            .trim()
+            .to_string();
+        if password.is_empty() || !password.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            bail!(
+                "{}: the NATS password must be letters and digits",
+                password_path.display()
+            );
+        }
+        let store = data.join("nats");
+        std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
+        let store = store
+            .to_str()
+            .filter(|s| !s.contains(['"', '\\', '\n']))
+            .with_context(|| {
+                format!(
+                    "the data directory {} cannot be written in a NATS config",
+                    data.display()
+                )
+            })?;
+        let config = format!(
+            r#"# Written by `phat dev --ledger nats` on every start.
+listen: "127.0.0.1:{port}"
+server_name: "phat-dev-{port}"
+# Room for the ledger's 1 MiB payloads plus headers.
+max_payload: 2MB
+jetstream {{
+  store_dir: "{store}"
+  max_memory_store: 64MB
+}}
+authorization {{
+  users = [
+    {{ user: {DEV_NATS_USER}, password: "{password}", permissions: {{ publish: ">", subscribe: ">" }} }}
+  ]
+}}
+"#
+        );
+        let conf = data.join("nats.conf");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&conf)
+                .with_context(|| format!("writing {}", conf.display()))?;
+            // An older file, or the umask, may have other bits: exactly 0600.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            file.write_all(config.as_bytes())?;
+            file.sync_all()?;
+        }
+        let log_path = data.join("nats.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let mut child = tokio::process::Command::new(&bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "nats-server exited at start ({status}); see {}",
+                    log_path.display()
+                );
+            }
+            if tokio::net::TcpStream::connect(local(port)).await.is_ok() {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "nats-server did not listen on 127.0.0.1:{port}; see {}",
+                    log_path.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            password,
+        })
+    }
+
+    /// Connects to the cluster's JetStream ledger as the dev user.
+    async fn ledger(&self) -> Result<phat_worker::ledger::JetStreamLedger> {
+        let mut config = phat_worker::ledger::JetStreamConfig::new(&self.url, "phat");
+        config.user = Some(DEV_NATS_USER.into());
+        config.password = Some(self.password.clone());
+        phat_worker::ledger::JetStreamLedger::connect(config)
+            .await
+            .with_context(|| format!("connecting to the JetStream ledger at {}", self.url))
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s; reaps the process.
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
 /// `phat dev`.
 pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
     init_tracing();
@@ -425,12 +595,25 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating {}", args.data.display()))?;
     let data = std::fs::canonicalize(&args.data)?;
-    let (ledger_token, ledger_token_path) = ledger_token(&data)?;
     let ledger_port = args.port + 1;
-    let ledger: Arc<dyn Ledger> = Arc::new(
-        EmbeddedLedger::open(&data.join("ledger.redb"), LedgerConfig::default())
-            .context("opening the ledger")?,
-    );
+    // The embedded ledger is served over HTTP with a bearer token; the NATS one by its server.
+    let mut http_token = None;
+    let mut nats = None;
+    let ledger: Arc<dyn Ledger> = match args.ledger {
+        DevLedger::Embedded => {
+            http_token = Some(ledger_token(&data)?);
+            Arc::new(
+                EmbeddedLedger::open(&data.join("ledger.redb"), LedgerConfig::default())
+                    .context("opening the ledger")?,
+            )
+        }
+        DevLedger::Nats => {
+            let server = DevNats::start(&data, ledger_port).await?;
+            let ledger = server.ledger().await?;
+            nats = Some(server);
+            Arc::new(ledger)
+        }
+    };
     let head = ledger.head().await?;
     // Every worker signs its (insecure, dev) attestation with this root; the genesis pins it.
     let dev_root = data.join("dev-attestation-root.key");
@@ -454,9 +637,14 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             )
             .await?;
     }
-    let ledger_listener = tokio::net::TcpListener::bind(local(ledger_port))
-        .await
-        .with_context(|| format!("binding the ledger port {ledger_port}"))?;
+    let ledger_listener = match &http_token {
+        Some(_) => Some(
+            tokio::net::TcpListener::bind(local(ledger_port))
+                .await
+                .with_context(|| format!("binding the ledger port {ledger_port}"))?,
+        ),
+        None => None,
+    };
     let endpoint_listener = tokio::net::TcpListener::bind(local(args.port))
         .await
         .with_context(|| format!("binding the endpoint port {}", args.port))?;
@@ -464,26 +652,53 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let ledger_server = tokio::spawn(
-        axum::serve(
-            ledger_listener,
-            phat_worker::ledger::http::router(ledger, ledger_token),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future(),
-    );
+    let ledger_server = match (ledger_listener, &http_token) {
+        (Some(listener), Some((token, _))) => Some(tokio::spawn(
+            axum::serve(
+                listener,
+                phat_worker::ledger::http::router(ledger, token.clone()),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+        )),
+        _ => {
+            drop(ledger);
+            None
+        }
+    };
+    // How workers reach the ledger: its arguments and environment.
+    let (ledger_args, ledger_env): (Vec<String>, Vec<(String, String)>) = match (&http_token, &nats)
+    {
+        (Some((_, path)), _) => (
+            vec![
+                "--ledger".into(),
+                format!("http://127.0.0.1:{ledger_port}"),
+                "--ledger-token-file".into(),
+                path.display().to_string(),
+            ],
+            Vec::new(),
+        ),
+        (None, Some(server)) => (
+            vec![
+                "--ledger".into(),
+                server.url.clone(),
+                "--nats-user".into(),
+                DEV_NATS_USER.into(),
+            ],
+            // The password stays off the command line.
+            vec![("PHAT_NATS_PASSWORD".into(), server.password.clone())],
+        ),
+        (None, None) => bail!("no ledger"),
+    };
     let mut urls = Vec::new();
     let mut supervisors = Vec::new();
     for i in 0..args.workers {
         let port = args.port + 2 + i as u16;
         let dir = data.join(format!("worker-{i}"));
         std::fs::create_dir_all(&dir)?;
-        let mut wargs = vec![
-            "worker".to_string(),
-            "--ledger".into(),
-            format!("http://127.0.0.1:{ledger_port}"),
-            "--ledger-token-file".into(),
-            ledger_token_path.display().to_string(),
+        let mut wargs = vec!["worker".to_string()];
+        wargs.extend(ledger_args.iter().cloned());
+        wargs.extend([
             "--data".into(),
             dir.display().to_string(),
             "--port".into(),
@@ -495,7 +710,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             "--dev-attestation-root".into(),
             dev_root.display().to_string(),
             "--exit-with-parent".into(),
-        ];
+        ]);
         // The endpoint, the ledger and every worker are off limits to contracts.
         for p in args.port as usize..=last_port {
             wargs.extend(["--deny-egress".into(), format!("127.0.0.1:{p}")]);
@@ -504,6 +719,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
         supervisors.push(tokio::spawn(supervise(
             i,
             wargs,
+            ledger_env.clone(),
             dir.join("worker.log"),
             stop_rx.clone(),
         )));
@@ -536,10 +752,17 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
                 data.display()
             );
             println!("  endpoint  {endpoint}");
-            println!(
-                "  ledger    http://127.0.0.1:{ledger_port}  (head seq {head}; token in {})",
-                ledger_token_path.display()
-            );
+            match (&http_token, &nats) {
+                (Some((_, path)), _) => println!(
+                    "  ledger    http://127.0.0.1:{ledger_port}  (head seq {head}; token in {})",
+                    path.display()
+                ),
+                _ => println!(
+                    "  ledger    nats://127.0.0.1:{ledger_port} (JetStream, R1)  (head seq {head}; user {DEV_NATS_USER}, password in {}/nats.password, log {}/nats.log)",
+                    data.display(),
+                    data.display()
+                ),
+            }
             println!("  accounts  //Alice //Bob //Charlie //Dave //Eve //Ferdie (funded with {DEV_BALANCE})");
             let encryption = match Client::new(&urls[0])?.info().await {
                 Ok(i) if i.encryption => "on (commands, queries, state)",
@@ -582,7 +805,13 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
         let _ = s.await;
     }
     let _ = gateway_server.await;
-    let _ = ledger_server.await;
+    if let Some(s) = ledger_server {
+        let _ = s.await;
+    }
+    // The workers are stopped: the NATS server goes last.
+    if let Some(server) = nats {
+        server.stop().await;
+    }
     eprintln!("stopped");
     result
 }

@@ -1,0 +1,116 @@
+//! `phat dev --ledger nats`: a real local `nats-server` with JetStream orders the commands of
+//! two workers; `phat dev` stops it when it stops.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BOB: &str = "0x8eaf04151687736326c9fea17e25fc5287613693c912909cb226aa4794f26a48";
+const ALICE: &str = "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";
+
+/// Pids of the `nats-server` processes whose config is in `data` (zombies have no cmdline).
+fn nats_servers_of(data: &Path) -> Vec<i32> {
+    let conf = data.join("nats.conf");
+    let conf = conf.to_str().unwrap().as_bytes();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_nats = args.first().is_some_and(|a| a.ends_with(b"nats-server"));
+        if is_nats && args.contains(&conf) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn erc20_on_two_workers_over_jetstream() {
+    let erc20 = bundle("erc20");
+    let mut dev = Dev::start_with(2, &["--ledger", "nats"]).await;
+    let data = dev.data();
+    let port: u16 = dev.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let ledger = format!("nats://127.0.0.1:{} (JetStream, R1)", port + 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dev.log().contains(&ledger) {
+        assert!(Instant::now() < deadline, "no `{ledger}`:\n{}", dev.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(nats_servers_of(&data).len(), 1, "one nats-server");
+    assert_eq!(mode(&data.join("nats.conf")), 0o600);
+    assert_eq!(mode(&data.join("nats.password")), 0o600);
+    assert!(data.join("nats").is_dir(), "the JetStream store");
+    assert!(!data.join("ledger.redb").exists(), "no embedded ledger");
+    // The password never appears on a worker's command line.
+    let password = std::fs::read_to_string(data.join("nats.password")).unwrap();
+    let pid = worker_pid(&data.join("worker-0")).expect("worker-0 runs");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains(password.trim()),
+        "the NATS password is on the command line"
+    );
+
+    let ep = dev.endpoint.clone();
+    let deployed = tokio::task::spawn_blocking({
+        let ep = ep.clone();
+        move || {
+            run_json(
+                &ep,
+                &[
+                    "deploy",
+                    erc20.to_str().unwrap(),
+                    "--constructor",
+                    "new",
+                    "--args",
+                    "1000000",
+                    "--suri",
+                    "//Alice",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let id = deployed["contract"].as_str().unwrap().to_string();
+    let tx = run_json(
+        &ep,
+        &["tx", &id, "transfer", BOB, "2500", "--suri", "//Alice"],
+    );
+    assert_eq!(tx["decoded"], "Ok(Ok(()))", "{tx}");
+    let seq = tx["receipt"]["seq"].as_u64().unwrap();
+
+    let mut roots = Vec::new();
+    for w in &dev.workers {
+        roots.push(wait_seq(w, seq).await.state_root);
+        let bob = run_json(w, &["query", &id, "balance_of", BOB]);
+        assert_eq!(bob["decoded"], "Ok(2500)", "{w}: {bob}");
+        let alice = run_json(w, &["query", &id, "balance_of", ALICE]);
+        assert_eq!(alice["decoded"], "Ok(997500)", "{w}: {alice}");
+    }
+    assert_eq!(roots[0], roots[1], "state roots differ");
+
+    assert!(dev.proc.terminate(), "phat dev did not exit cleanly");
+    assert!(
+        nats_servers_of(&data).is_empty(),
+        "a nats-server of {} is left",
+        data.display()
+    );
+}
