@@ -441,6 +441,39 @@ struct DevNats {
     password: String,
 }
 
+/// Stops the `nats-server` recorded in `pid_path` if it still runs with `conf` (a pid alone
+/// may have been reused by another process since).
+async fn stop_stale_server(pid_path: &Path, conf: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_path)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let ours = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                c.split(|b| *b == 0)
+                    .any(|arg| arg == conf.as_os_str().as_encoded_bytes())
+            })
+            .unwrap_or(false)
+    };
+    if !ours(pid) {
+        return;
+    }
+    eprintln!("stopping the nats-server (pid {pid}) a killed `phat dev` left running");
+    let target = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..50 {
+        if !ours(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
 impl DevNats {
     /// Starts the server on 127.0.0.1:`port` and waits until it accepts connections.
     async fn start(data: &Path, port: u16) -> Result<Self> {
@@ -510,6 +543,10 @@ authorization {{
             file.write_all(config.as_bytes())?;
             file.sync_all()?;
         }
+        // A server left behind by a `phat dev` that was killed (SIGKILL leaves no time to stop
+        // it) holds the port: stop it first.
+        let pid_path = data.join("nats.pid");
+        stop_stale_server(&pid_path, &conf).await;
         let log_path = data.join("nats.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -525,6 +562,10 @@ authorization {{
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        if let Some(pid) = child.id() {
+            std::fs::write(&pid_path, pid.to_string())
+                .with_context(|| format!("writing {}", pid_path.display()))?;
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait()? {

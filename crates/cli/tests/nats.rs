@@ -114,3 +114,61 @@ async fn erc20_on_two_workers_over_jetstream() {
         data.display()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_left_by_a_killed_phat_dev_is_stopped_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let base = free_ports(3);
+    let args = [
+        "dev",
+        "--ledger",
+        "nats",
+        "--workers",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--port",
+        &base.to_string(),
+    ];
+    let ready = |log: &Path| {
+        let log = log.to_path_buf();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("(JetStream, R1)") {
+                    return text;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "phat dev did not come up:\n{text}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let first_log = dir.path().join("first.log");
+    let mut first = Proc::start("dev", &args, &first_log);
+    ready(&first_log).await;
+    let stale = nats_servers_of(&data);
+    assert_eq!(stale.len(), 1);
+    // SIGKILL: no time to stop anything. The worker follows its parent; the server stays.
+    first.kill9();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while worker_pid(&data.join("worker-0")).is_some() {
+        assert!(Instant::now() < deadline, "the worker outlived phat dev");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(nats_servers_of(&data), stale, "the server outlives SIGKILL");
+    // The next start stops it and serves with a server of its own.
+    let second_log = dir.path().join("second.log");
+    let mut second = Proc::start("dev", &args, &second_log);
+    let text = ready(&second_log).await;
+    assert!(text.contains("stopping the nats-server"), "{text}");
+    let now = nats_servers_of(&data);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, stale);
+    assert!(second.terminate(), "phat dev did not exit cleanly");
+    assert!(nats_servers_of(&data).is_empty());
+}
