@@ -5,7 +5,8 @@ use parity_scale_codec::Encode;
 use phat_primitives::{AccountId, CodeHash, Gas, StateKey};
 
 use super::{
-    charge_base, code, fail, gas, own_info, read, read_array, read_u128, write_output, HostFn, C, R,
+    at_most, charge_base, code, fail, gas, own_info, read, read_array, read_u128, write_output,
+    HostFn, C, R,
 };
 use crate::error::ExecError;
 use crate::exec::{do_call, do_delegate_call, do_instantiate, Exit, Failure};
@@ -192,16 +193,7 @@ fn call_impl(
         }
     } else {
         let max = c.data_mut().tx().config().limits.max_output_len;
-        if input_len > max {
-            return fail(
-                c,
-                ExecError::TooLarge {
-                    what: "call input",
-                    len: input_len.into(),
-                    max: max.into(),
-                },
-            );
-        }
+        at_most(c, "call input", input_len, max)?;
         read(c, input_ptr, input_len, "call input")?
     };
     let (available, outcome) = match kind {

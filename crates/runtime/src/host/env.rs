@@ -4,7 +4,9 @@
 use parity_scale_codec::{Compact, Encode};
 use phat_primitives::{blake2_256, AccountId, Balance, Hash};
 
-use super::{charge_base, code, fail, gas, own_info, read, read_array, write_output, HostFn, C, R};
+use super::{
+    at_most, charge_base, code, fail, gas, own_info, read, read_array, write_output, HostFn, C, R,
+};
 use crate::error::ExecError;
 use crate::exec::{Exit, Frame};
 
@@ -71,16 +73,7 @@ fn seal0_input(mut c: C<'_>, o: u32, ol: u32) -> R<()> {
 fn seal0_return(mut c: C<'_>, fl: u32, d: u32, dl: u32) -> R<()> {
     charge_base(&mut c, 0, dl)?;
     let max = c.data_mut().tx().config().limits.max_output_len;
-    if dl > max {
-        return fail(
-            &mut c,
-            ExecError::TooLarge {
-                what: "return value",
-                len: dl.into(),
-                max: max.into(),
-            },
-        );
-    }
+    at_most(&mut c, "return value", dl, max)?;
     let data = read(&mut c, d, dl, "seal_return")?;
     c.data_mut().exit = Some(Exit::Return(fl, data));
     Err(wasmtime::Error::msg("returned"))

@@ -2,7 +2,7 @@
 
 use phat_primitives::{Event, Gas, Hash};
 
-use super::{charge, charge_base, fail, gas, read, read_as, HostFn, C, R};
+use super::{at_most, charge, charge_base, fail, gas, read, read_as, HostFn, C, R};
 use crate::error::ExecError;
 
 /// The event host functions, linked by [`super::define`].
@@ -24,16 +24,7 @@ fn deposit_event(
     let g = gas(c);
     charge_base(c, g.event, data_len.saturating_add(topics_len))?;
     let limits = c.data_mut().tx().config().limits.clone();
-    if data_len > limits.max_event_len {
-        return fail(
-            c,
-            ExecError::TooLarge {
-                what: "event",
-                len: data_len.into(),
-                max: limits.max_event_len.into(),
-            },
-        );
-    }
+    at_most(c, "event", data_len, limits.max_event_len)?;
     // A SCALE Vec<[u8; 32]> of at most `max_event_topics` entries fits in this many bytes.
     let max_topic_bytes = 5 + 32 * limits.max_event_topics;
     if topics_len > max_topic_bytes {

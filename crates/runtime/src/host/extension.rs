@@ -3,7 +3,7 @@
 
 use phat_primitives::{AccountId, Balance, CodeHash};
 
-use super::{charge, charge_base, code, fail, gas, read, write_output, HostFn, C, R};
+use super::{at_most, charge, charge_base, code, fail, gas, read, write_output, HostFn, C, R};
 use crate::error::ExecError;
 use crate::exec::TxState;
 use crate::extension::{ExtensionEnv, ExtensionError, ExtensionId, ExtensionState};
@@ -46,16 +46,7 @@ fn call_chain_extension(
     let g = gas(c);
     charge_base(c, g.extension, input_len)?;
     let max = c.data_mut().tx().config().limits.max_output_len;
-    if input_len > max {
-        return fail(
-            c,
-            ExecError::TooLarge {
-                what: "extension input",
-                len: input_len.into(),
-                max: max.into(),
-            },
-        );
-    }
+    at_most(c, "extension input", input_len, max)?;
     let input = read(c, input_ptr, input_len, "call_chain_extension input")?;
     let gas_left = c.get_fuel()?;
     let frame = c.data_mut();

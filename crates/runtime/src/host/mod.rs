@@ -86,6 +86,21 @@ fn fail<T>(c: &mut C<'_>, err: ExecError) -> R<T> {
     Err(wasmtime::Error::msg(msg))
 }
 
+/// Ends the frame with `TooLarge` when `len` bytes of `what` exceed `max`.
+fn at_most(c: &mut C<'_>, what: &'static str, len: u32, max: u32) -> R<()> {
+    if len > max {
+        return fail(
+            c,
+            ExecError::TooLarge {
+                what,
+                len: len.into(),
+                max: max.into(),
+            },
+        );
+    }
+    Ok(())
+}
+
 fn charge(c: &mut C<'_>, gas: Gas) -> R<()> {
     let fuel = c.get_fuel()?;
     if fuel < gas {

@@ -3,8 +3,9 @@
 
 use phat_primitives::{Gas, StateKey};
 
-use super::{charge, charge_base, code, fail, gas, read, write_output, HostFn, C, R, SENTINEL};
-use crate::error::ExecError;
+use super::{
+    at_most, charge, charge_base, code, fail, gas, read, write_output, HostFn, C, R, SENTINEL,
+};
 
 /// The storage host functions, linked by [`super::define`].
 pub(super) const FUNCTIONS: &[HostFn] = host_fns! {
@@ -59,16 +60,7 @@ fn seal1_contains_storage(mut c: C<'_>, k: u32, kl: u32) -> R<u32> {
 fn read_key(c: &mut C<'_>, ptr: u32, len: Option<u32>, what: &'static str) -> R<Vec<u8>> {
     let len = len.unwrap_or(32);
     let max = c.data_mut().tx().config().limits.max_storage_key_len;
-    if len > max {
-        return fail(
-            c,
-            ExecError::TooLarge {
-                what: "storage key",
-                len: len.into(),
-                max: max.into(),
-            },
-        );
-    }
+    at_most(c, "storage key", len, max)?;
     read(c, ptr, len, what)
 }
 
@@ -93,16 +85,7 @@ fn set_storage_impl(
     let g = gas(c);
     charge_base(c, g.storage_access + g.storage_write, value_len)?;
     let max = c.data_mut().tx().config().limits.max_storage_value_len;
-    if value_len > max {
-        return fail(
-            c,
-            ExecError::TooLarge {
-                what: "storage value",
-                len: value_len.into(),
-                max: max.into(),
-            },
-        );
-    }
+    at_most(c, "storage value", value_len, max)?;
     let key = read_key(c, key_ptr, key_len, "set_storage")?;
     charge(
         c,
