@@ -25,28 +25,7 @@ async fn erc20_through_the_cli_on_two_workers() {
     let erc20 = bundle("erc20");
     let dev = Dev::start(2).await;
     let ep = dev.endpoint.clone();
-    let deployed = tokio::task::spawn_blocking({
-        let ep = ep.clone();
-        let erc20 = erc20.clone();
-        move || {
-            run_json(
-                &ep,
-                &[
-                    "deploy",
-                    erc20.to_str().unwrap(),
-                    "--constructor",
-                    "new",
-                    "--args",
-                    "1000000",
-                    "--suri",
-                    "//Alice",
-                ],
-            )
-        }
-    })
-    .await
-    .unwrap();
-    let id = id_of(&deployed);
+    let id = deploy_erc20(&ep, &erc20, "1000000").await;
 
     let tx = run_json(
         &ep,

@@ -237,27 +237,7 @@ async fn a_cluster_survives_hostile_tenants() {
     // A smaller per-contract storage quota keeps the state-growth case short.
     let dev = Dev::start_with(2, &["--limit", "max_contract_storage=4194304"]).await;
     let ep = dev.endpoint.clone();
-    let deployed = tokio::task::spawn_blocking({
-        let (ep, b) = (ep.clone(), erc20_bundle.clone());
-        move || {
-            run_json(
-                &ep,
-                &[
-                    "deploy",
-                    b.to_str().unwrap(),
-                    "--constructor",
-                    "new",
-                    "--args",
-                    "1000000000",
-                    "--suri",
-                    "//Alice",
-                ],
-            )
-        }
-    })
-    .await
-    .unwrap();
-    let erc20 = deployed["contract"].as_str().unwrap().to_string();
+    let erc20 = deploy_erc20(&ep, &erc20_bundle, "1000000000").await;
     let pids = (0..2)
         .map(|i| worker_pid(&dev.data().join(format!("worker-{i}"))).expect("worker pid"))
         .collect();

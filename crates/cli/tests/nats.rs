@@ -69,27 +69,7 @@ async fn erc20_on_two_workers_over_jetstream() {
     );
 
     let ep = dev.endpoint.clone();
-    let deployed = tokio::task::spawn_blocking({
-        let ep = ep.clone();
-        move || {
-            run_json(
-                &ep,
-                &[
-                    "deploy",
-                    erc20.to_str().unwrap(),
-                    "--constructor",
-                    "new",
-                    "--args",
-                    "1000000",
-                    "--suri",
-                    "//Alice",
-                ],
-            )
-        }
-    })
-    .await
-    .unwrap();
-    let id = deployed["contract"].as_str().unwrap().to_string();
+    let id = deploy_erc20(&ep, &erc20, "1000000").await;
     let tx = run_json(
         &ep,
         &["tx", &id, "transfer", BOB, "2500", "--suri", "//Alice"],

@@ -332,3 +332,30 @@ pub fn worker_pid(dir: &Path) -> Option<i32> {
     }
     None
 }
+
+/// Deploys the erc20 `bundle` through the endpoint `ep` with `phat deploy` as //Alice, with a
+/// total supply of `supply`; returns the contract id.
+pub async fn deploy_erc20(ep: &str, bundle: &Path, supply: &str) -> String {
+    let (ep, bundle, supply) = (ep.to_string(), bundle.to_path_buf(), supply.to_string());
+    let deployed = tokio::task::spawn_blocking(move || {
+        run_json(
+            &ep,
+            &[
+                "deploy",
+                bundle.to_str().unwrap(),
+                "--constructor",
+                "new",
+                "--args",
+                &supply,
+                "--suri",
+                "//Alice",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    deployed["contract"]
+        .as_str()
+        .expect("contract id")
+        .to_string()
+}
