@@ -19,7 +19,10 @@ use redb::{
 };
 use tokio::sync::{oneshot, watch};
 
-use crate::{check_meta_key, Appended, Ledger, LedgerConfig, LedgerEntry, LedgerError, Seq};
+use crate::{
+    check_meta_key, check_snapshot_name, Appended, Ledger, LedgerConfig, LedgerEntry, LedgerError,
+    Seq,
+};
 
 /// The command log: seq -> SCALE `(Timestamp, Vec<u8>)`.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -27,6 +30,8 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const CODE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("code");
 /// Cluster metadata.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// State snapshots by name.
+const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 
 /// A group-commit transaction stops draining once it holds this many payload bytes.
 const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -122,6 +127,7 @@ impl EmbeddedLedger {
             let log = txn.open_table(LOG).map_err(io)?;
             txn.open_table(CODE).map_err(io)?;
             txn.open_table(META).map_err(io)?;
+            txn.open_table(SNAPSHOTS).map_err(io)?;
             let last = log.last().map_err(io)?;
             match last {
                 Some((seq, value)) => {
@@ -206,6 +212,13 @@ fn decode_log_value(mut bytes: &[u8]) -> Result<(Timestamp, Vec<u8>), LedgerErro
 fn read_range(db: &Database, from: Seq, to: Seq) -> Result<Vec<LedgerEntry>, LedgerError> {
     let txn = db.begin_read().map_err(io)?;
     let log = txn.open_table(LOG).map_err(io)?;
+    if let Some((first, _)) = log.first().map_err(io)? {
+        if from < first.value() {
+            return Err(LedgerError::Trimmed {
+                first: first.value(),
+            });
+        }
+    }
     let mut out = Vec::new();
     let mut bytes = 0usize;
     for item in log.range(from..=to).map_err(io)? {
@@ -308,6 +321,85 @@ impl Ledger for EmbeddedLedger {
                 out.push(key.value().to_owned());
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn first_seq(&self) -> Result<Seq, LedgerError> {
+        let head = *self.inner.head.borrow();
+        self.with_db(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            let log = txn.open_table(LOG).map_err(io)?;
+            let first = log.first().map_err(io)?;
+            Ok(first.map_or(head + 1, |(seq, _)| seq.value()).max(1))
+        })
+        .await
+    }
+
+    async fn trim(&self, below: Seq) -> Result<(), LedgerError> {
+        let below = below.min(*self.inner.head.borrow());
+        self.with_db(move |db| {
+            // A second writer: redb serialises it with the append thread's transactions.
+            let txn = db.begin_write().map_err(io)?;
+            {
+                let mut log = txn.open_table(LOG).map_err(io)?;
+                log.retain_in(..below, |_, _| false).map_err(io)?;
+            }
+            txn.commit().map_err(io)
+        })
+        .await
+    }
+
+    async fn put_snapshot(&self, name: &str, data: Vec<u8>) -> Result<(), LedgerError> {
+        check_snapshot_name(name)?;
+        check_size(data.len(), self.inner.config.max_snapshot)?;
+        let name = name.to_owned();
+        self.with_db(move |db| {
+            let txn = db.begin_write().map_err(io)?;
+            txn.open_table(SNAPSHOTS)
+                .map_err(io)?
+                .insert(name.as_str(), data.as_slice())
+                .map_err(io)?;
+            txn.commit().map_err(io)
+        })
+        .await
+    }
+
+    async fn get_snapshot(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        check_snapshot_name(name)?;
+        let name = name.to_owned();
+        self.with_db(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            let table = txn.open_table(SNAPSHOTS).map_err(io)?;
+            let found = table.get(name.as_str()).map_err(io)?;
+            Ok(found.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn snapshot_names(&self) -> Result<Vec<String>, LedgerError> {
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(io)?;
+            let table = txn.open_table(SNAPSHOTS).map_err(io)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(io)? {
+                out.push(entry.map_err(io)?.0.value().to_owned());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_snapshot(&self, name: &str) -> Result<(), LedgerError> {
+        check_snapshot_name(name)?;
+        let name = name.to_owned();
+        self.with_db(move |db| {
+            let txn = db.begin_write().map_err(io)?;
+            txn.open_table(SNAPSHOTS)
+                .map_err(io)?
+                .remove(name.as_str())
+                .map_err(io)?;
+            txn.commit().map_err(io)
         })
         .await
     }

@@ -252,6 +252,9 @@ struct ErrorDetail {
     size: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max: Option<usize>,
+    /// The log's first seq, with kind `trimmed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first: Option<Seq>,
 }
 
 /// The `head` response.
@@ -296,6 +299,10 @@ impl IntoResponse for ApiError {
             ApiError::Ledger(e) => e.to_string(),
             ApiError::NotFound(m) | ApiError::Unauthenticated(m) => m.clone(),
         };
+        let first = match &self {
+            ApiError::Ledger(LedgerError::Trimmed { first }) => Some(*first),
+            _ => None,
+        };
         let (status, kind, size, max) = match self {
             ApiError::Ledger(LedgerError::Io(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "io", None, None)
@@ -318,6 +325,12 @@ impl IntoResponse for ApiError {
                 Some(size),
                 Some(max),
             ),
+            ApiError::Ledger(LedgerError::Trimmed { .. }) => {
+                (StatusCode::GONE, "trimmed", None, None)
+            }
+            ApiError::Ledger(LedgerError::Unsupported(_)) => {
+                (StatusCode::NOT_IMPLEMENTED, "unsupported", None, None)
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None, None),
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None, None),
         };
@@ -328,6 +341,7 @@ impl IntoResponse for ApiError {
                 message,
                 size,
                 max,
+                first,
             },
         };
         let mut response = (status, Json(body)).into_response();
@@ -588,6 +602,9 @@ impl RemoteLedger {
             },
             "io" => LedgerError::Io(error.message),
             "closed" => LedgerError::Closed,
+            "trimmed" => LedgerError::Trimmed {
+                first: error.first.unwrap_or(0),
+            },
             "unavailable" => LedgerError::Unavailable(error.message),
             "unauthorized" => LedgerError::Unauthorized(error.message),
             _ => LedgerError::Protocol(error.message),

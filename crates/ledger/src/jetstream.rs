@@ -54,7 +54,10 @@ use phat_primitives::{CodeHash, Timestamp};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
-use crate::{check_meta_key, Appended, Ledger, LedgerConfig, LedgerEntry, LedgerError, Seq};
+use crate::{
+    check_meta_key, check_snapshot_name, Appended, Ledger, LedgerConfig, LedgerEntry, LedgerError,
+    Seq,
+};
 
 /// How many recent timestamps the ledger remembers (8 bytes each); asking for an older one
 /// recomputes the clamp from the start of the log.
@@ -114,6 +117,9 @@ impl JetStreamConfig {
     fn code_bucket(&self) -> String {
         format!("phat_{}_code", self.cluster)
     }
+    fn snapshot_bucket(&self) -> String {
+        format!("phat_{}_snap", self.cluster)
+    }
 }
 
 impl fmt::Debug for JetStreamConfig {
@@ -145,6 +151,7 @@ struct Inner {
     subject: String,
     kv: kv::Store,
     code: object_store::ObjectStore,
+    snapshots: object_store::ObjectStore,
     limits: LedgerConfig,
     /// The largest payload the server accepts with our headers.
     max_payload: usize,
@@ -462,6 +469,32 @@ impl JetStreamLedger {
             ))
         })?;
 
+        let snap_bucket = config.snapshot_bucket();
+        ensure_stream(
+            &js,
+            stream::Config {
+                name: format!("OBJ_{snap_bucket}"),
+                description: Some(format!("phat cluster {}: state snapshots", config.cluster)),
+                subjects: vec![
+                    format!("$O.{snap_bucket}.C.>"),
+                    format!("$O.{snap_bucket}.M.>"),
+                ],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                discard: stream::DiscardPolicy::New,
+                allow_rollup: true,
+                allow_direct: true,
+                ..Default::default()
+            },
+            replicas,
+        )
+        .await?;
+        let snapshots = js.get_object_store(&snap_bucket).await.map_err(|e| {
+            unavailable(format!(
+                "cannot open Object Store bucket {snap_bucket}: {e}"
+            ))
+        })?;
+
         // Violations while probing (a user who may not create streams) are not the caller's.
         denied.lock().unwrap().take();
         Ok(Self {
@@ -472,6 +505,7 @@ impl JetStreamLedger {
                 subject: config.log_subject(),
                 kv,
                 code,
+                snapshots,
                 limits: config.limits,
                 max_payload,
                 timeout: config.request_timeout,
@@ -572,7 +606,12 @@ impl Inner {
                 None => clock.feed.insert(self.open_feed(clock.next, true).await?),
             };
             match self.next_raw(feed, Some(deadline)).await {
-                Ok(Some((s, stored, _))) => clock.push(s, stored),
+                Ok(Some((s, stored, _))) => {
+                    clock.push(s, stored);
+                    if clock.base > seq {
+                        return Err(LedgerError::Trimmed { first: clock.base });
+                    }
+                }
                 Ok(None) => {
                     clock.feed = None;
                     return Err(unavailable(format!(
@@ -651,10 +690,7 @@ impl Inner {
         for (i, raw) in out.iter().enumerate() {
             if raw.0 != from + i as u64 {
                 *cursor = None;
-                return Err(LedgerError::Protocol(format!(
-                    "the log has no seq {} (it was trimmed; start from a snapshot)",
-                    from + i as u64
-                )));
+                return Err(LedgerError::Trimmed { first: raw.0 });
             }
         }
         Ok(out)
@@ -839,6 +875,101 @@ impl Ledger for JetStreamLedger {
         }
         out.sort();
         Ok(out)
+    }
+
+    async fn first_seq(&self) -> Result<Seq, LedgerError> {
+        let inner = &*self.inner;
+        let state = inner
+            .log
+            .get_info()
+            .await
+            .map_err(|e| inner.failed("cannot read the log's state", e))?
+            .state;
+        // An empty stream reports first = last + 1.
+        Ok(state.first_sequence.max(1))
+    }
+
+    async fn trim(&self, below: Seq) -> Result<(), LedgerError> {
+        let inner = &*self.inner;
+        let head = self.head().await?;
+        let below = below.min(head);
+        if below <= 1 {
+            return Ok(());
+        }
+        // Purge keeps `below` and everything after it.
+        inner
+            .log
+            .purge()
+            .sequence(below)
+            .await
+            .map_err(|e| inner.failed("cannot trim the log", e))?;
+        Ok(())
+    }
+
+    async fn put_snapshot(&self, name: &str, data: Vec<u8>) -> Result<(), LedgerError> {
+        let inner = &*self.inner;
+        check_snapshot_name(name)?;
+        if data.len() > inner.limits.max_snapshot {
+            return Err(LedgerError::TooLarge {
+                size: data.len(),
+                max: inner.limits.max_snapshot,
+            });
+        }
+        inner
+            .snapshots
+            .put(name, &mut data.as_slice())
+            .await
+            .map_err(|e| inner.failed("cannot store a snapshot", e))?;
+        Ok(())
+    }
+
+    async fn get_snapshot(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        let inner = &*self.inner;
+        check_snapshot_name(name)?;
+        let mut object = match inner.snapshots.get(name).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(inner.failed("cannot fetch a snapshot", e)),
+        };
+        let mut data = Vec::new();
+        object
+            .read_to_end(&mut data)
+            .await
+            .map_err(|e| inner.failed("cannot read a snapshot", e))?;
+        Ok(Some(data))
+    }
+
+    async fn snapshot_names(&self) -> Result<Vec<String>, LedgerError> {
+        let inner = &*self.inner;
+        let mut list = inner
+            .snapshots
+            .list()
+            .await
+            .map_err(|e| inner.failed("cannot list snapshots", e))?;
+        let mut out = Vec::new();
+        // The listing ends when it has caught up; bound it by time as well.
+        loop {
+            match tokio::time::timeout(inner.timeout, list.next()).await {
+                Ok(Some(Ok(info))) if !info.deleted => out.push(info.name),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(inner.failed("cannot list snapshots", e)),
+                Ok(None) => break,
+                Err(_) => return Err(unavailable("timed out listing snapshots")),
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn delete_snapshot(&self, name: &str) -> Result<(), LedgerError> {
+        let inner = &*self.inner;
+        check_snapshot_name(name)?;
+        match inner.snapshots.delete(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
+            Err(e) => Err(inner.failed("cannot delete a snapshot", e)),
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub use jetstream::{JetStreamConfig, JetStreamLedger};
 /// The longest metadata key, in bytes.
 pub const MAX_META_KEY: usize = 256;
 
+/// The longest snapshot name, in bytes.
+pub const MAX_SNAPSHOT_NAME: usize = 128;
+
 /// Where and when the ledger put an appended command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Appended {
@@ -79,6 +82,37 @@ pub trait Ledger: Send + Sync + 'static {
     async fn create_meta(&self, key: &str, value: Vec<u8>) -> Result<bool, LedgerError>;
     /// The metadata keys starting with `prefix`, in order.
     async fn meta_keys(&self, prefix: &str) -> Result<Vec<String>, LedgerError>;
+    /// The lowest seq still in the log: 1 unless [`Ledger::trim`] dropped older entries.
+    async fn first_seq(&self) -> Result<Seq, LedgerError> {
+        Ok(1)
+    }
+    /// Drops the log entries below `below` (never the head); a later read below the new first
+    /// seq fails with [`LedgerError::Trimmed`]. Idempotent; a lower `below` than before does
+    /// nothing.
+    async fn trim(&self, below: Seq) -> Result<(), LedgerError> {
+        let _ = below;
+        Err(LedgerError::Unsupported("trimming the log"))
+    }
+    /// Stores a state snapshot (opaque, sealed by the worker) under `name`, replacing any.
+    /// Names are 1..=[`MAX_SNAPSHOT_NAME`] characters of `[A-Za-z0-9_-]`.
+    async fn put_snapshot(&self, name: &str, data: Vec<u8>) -> Result<(), LedgerError> {
+        let _ = (name, data);
+        Err(LedgerError::Unsupported("snapshots"))
+    }
+    /// The snapshot stored under `name`, if any.
+    async fn get_snapshot(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        let _ = name;
+        Err(LedgerError::Unsupported("snapshots"))
+    }
+    /// The names of the stored snapshots, sorted.
+    async fn snapshot_names(&self) -> Result<Vec<String>, LedgerError> {
+        Err(LedgerError::Unsupported("snapshots"))
+    }
+    /// Deletes the snapshot `name` (nothing when there is none).
+    async fn delete_snapshot(&self, name: &str) -> Result<(), LedgerError> {
+        let _ = name;
+        Err(LedgerError::Unsupported("snapshots"))
+    }
 }
 
 #[async_trait::async_trait]
@@ -115,6 +149,24 @@ impl<L: Ledger + ?Sized> Ledger for Arc<L> {
     async fn meta_keys(&self, prefix: &str) -> Result<Vec<String>, LedgerError> {
         (**self).meta_keys(prefix).await
     }
+    async fn first_seq(&self) -> Result<Seq, LedgerError> {
+        (**self).first_seq().await
+    }
+    async fn trim(&self, below: Seq) -> Result<(), LedgerError> {
+        (**self).trim(below).await
+    }
+    async fn put_snapshot(&self, name: &str, data: Vec<u8>) -> Result<(), LedgerError> {
+        (**self).put_snapshot(name, data).await
+    }
+    async fn get_snapshot(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        (**self).get_snapshot(name).await
+    }
+    async fn snapshot_names(&self) -> Result<Vec<String>, LedgerError> {
+        (**self).snapshot_names().await
+    }
+    async fn delete_snapshot(&self, name: &str) -> Result<(), LedgerError> {
+        (**self).delete_snapshot(name).await
+    }
 }
 
 /// Why a ledger operation failed.
@@ -143,6 +195,15 @@ pub enum LedgerError {
     /// The ledger has shut down.
     #[error("ledger closed")]
     Closed,
+    /// The entries asked for were trimmed: start from a snapshot.
+    #[error("the log was trimmed: its first seq is {first} (start from a snapshot)")]
+    Trimmed {
+        /// The lowest seq the log still holds.
+        first: Seq,
+    },
+    /// This ledger does not offer the operation.
+    #[error("this ledger does not support {0}")]
+    Unsupported(&'static str),
 }
 
 /// Limits and tuning of a ledger.
@@ -154,6 +215,8 @@ pub struct LedgerConfig {
     pub max_code: usize,
     /// Most writes committed in one group-commit transaction; default 4096.
     pub max_batch: usize,
+    /// Largest state snapshot, in bytes; default 1 GiB.
+    pub max_snapshot: usize,
 }
 
 impl Default for LedgerConfig {
@@ -162,8 +225,24 @@ impl Default for LedgerConfig {
             max_payload: 1 << 20,
             max_code: 1 << 20,
             max_batch: 4096,
+            max_snapshot: 1 << 30,
         }
     }
+}
+
+/// Checks a snapshot name against the rules every ledger enforces.
+pub(crate) fn check_snapshot_name(name: &str) -> Result<(), LedgerError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_SNAPSHOT_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(LedgerError::Protocol(format!(
+            "snapshot name must be 1..={MAX_SNAPSHOT_NAME} characters of [A-Za-z0-9_-], got {name:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a metadata key against the rules every ledger enforces.

@@ -212,6 +212,125 @@ macro_rules! both {
     };
 }
 
+/// Runs one behaviour against the ledgers that keep snapshots and trim: embedded and JetStream
+/// (the HTTP transport answers `Unsupported`, checked below).
+macro_rules! snapshotting {
+    ($name:ident, $config:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                let f = super::embedded($config).await;
+                super::$name(&f.ledger).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nats() {
+                let f = super::nats($config).await;
+                super::$name(&f.ledger).await;
+            }
+        }
+    };
+}
+
+snapshotting!(
+    trim_drops_old_entries_and_reads_below_say_trimmed,
+    super::small_config()
+);
+async fn trim_drops_old_entries_and_reads_below_say_trimmed(ledger: &Arc<dyn Ledger>) {
+    let wait = Duration::from_millis(100);
+    assert_eq!(ledger.first_seq().await.unwrap(), 1);
+    let mut stamps = Vec::new();
+    for i in 0..10u8 {
+        stamps.push(ledger.append(vec![i]).await.unwrap().timestamp);
+    }
+    ledger.trim(6).await.unwrap();
+    assert_eq!(ledger.first_seq().await.unwrap(), 6);
+    assert_eq!(ledger.head().await.unwrap(), 10);
+    match ledger.read(3, 10, wait).await {
+        Err(LedgerError::Trimmed { first: 6 }) => {}
+        other => panic!("reading a trimmed seq: {other:?}"),
+    }
+    let rest = ledger.read(6, 10, wait).await.unwrap();
+    let seqs: Vec<_> = rest.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![6, 7, 8, 9, 10]);
+    assert_eq!(rest[0].payload, vec![5]);
+    // Trimming is idempotent, never goes back, and never drops the head.
+    ledger.trim(2).await.unwrap();
+    ledger.trim(1_000).await.unwrap();
+    assert_eq!(ledger.first_seq().await.unwrap(), 10);
+    let last = ledger.read(10, 1, wait).await.unwrap();
+    assert_eq!(last[0].payload, vec![9]);
+    // Appends go on from the head.
+    assert_eq!(ledger.append(vec![10]).await.unwrap().seq, 11);
+}
+
+snapshotting!(snapshots_round_trip_list_and_delete, super::small_config());
+async fn snapshots_round_trip_list_and_delete(ledger: &Arc<dyn Ledger>) {
+    assert!(ledger.snapshot_names().await.unwrap().is_empty());
+    assert_eq!(ledger.get_snapshot("none").await.unwrap(), None);
+    // Larger than a payload and than one Object Store chunk.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    ledger
+        .put_snapshot("00000000000000000200-b", big.clone())
+        .await
+        .unwrap();
+    ledger
+        .put_snapshot("00000000000000000100-a", vec![1, 2, 3])
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.snapshot_names().await.unwrap(),
+        vec!["00000000000000000100-a", "00000000000000000200-b"]
+    );
+    assert_eq!(
+        ledger
+            .get_snapshot("00000000000000000200-b")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(big.as_slice())
+    );
+    ledger
+        .put_snapshot("00000000000000000100-a", vec![4])
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.get_snapshot("00000000000000000100-a").await.unwrap(),
+        Some(vec![4])
+    );
+    ledger
+        .delete_snapshot("00000000000000000100-a")
+        .await
+        .unwrap();
+    ledger.delete_snapshot("never-there").await.unwrap();
+    assert_eq!(
+        ledger.snapshot_names().await.unwrap(),
+        vec!["00000000000000000200-b"]
+    );
+    for bad in ["", "a/b", "../x", "a b", &"x".repeat(200)] {
+        assert!(
+            matches!(
+                ledger.put_snapshot(bad, vec![1]).await,
+                Err(LedgerError::Protocol(_))
+            ),
+            "name {bad:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_ledger_does_not_trim_or_keep_snapshots() {
+    let f = remote(small_config()).await;
+    assert!(matches!(
+        f.ledger.trim(1).await,
+        Err(LedgerError::Unsupported(_))
+    ));
+    assert!(matches!(
+        f.ledger.snapshot_names().await,
+        Err(LedgerError::Unsupported(_))
+    ));
+    assert_eq!(f.ledger.first_seq().await.unwrap(), 1);
+}
+
 async fn appends_are_contiguous_and_read_back_in_order(ledger: &Arc<dyn Ledger>) {
     assert_eq!(ledger.head().await.unwrap(), 0);
     let mut appended = Vec::new();
