@@ -212,6 +212,47 @@ impl Store {
         txn.commit().map_err(db_err)
     }
 
+    /// Replaces everything in the store with `image` (the replicated state and nonces of some
+    /// worker at `image.head`), in one durable transaction. Receipts and logs of the old
+    /// history are dropped: they are this worker's record of commands it will no longer hold.
+    /// The image must come from a store opened with the same cipher (the rows are kept as
+    /// they were sealed).
+    pub fn restore(&self, image: &StateImage) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(Durability::Immediate).map_err(db_err)?;
+        txn.delete_table(STATE).map_err(db_err)?;
+        txn.delete_table(RECEIPTS).map_err(db_err)?;
+        txn.delete_table(NONCES).map_err(db_err)?;
+        txn.delete_table(NONCE_EXPIRY).map_err(db_err)?;
+        txn.delete_table(LOGS).map_err(db_err)?;
+        txn.delete_table(LOG_NEXT).map_err(db_err)?;
+        {
+            txn.open_table(RECEIPTS).map_err(db_err)?;
+            txn.open_table(LOGS).map_err(db_err)?;
+            txn.open_table(LOG_NEXT).map_err(db_err)?;
+            let mut state = txn.open_table(STATE).map_err(db_err)?;
+            for (key, value) in &image.state {
+                state
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(db_err)?;
+            }
+            let mut nonces = txn.open_table(NONCES).map_err(db_err)?;
+            let mut expiry = txn.open_table(NONCE_EXPIRY).map_err(db_err)?;
+            for (signer, nonce, expires_at) in &image.nonces {
+                nonces
+                    .insert((*signer, *nonce), *expires_at)
+                    .map_err(db_err)?;
+                expiry
+                    .insert((*expires_at, *signer, *nonce), ())
+                    .map_err(db_err)?;
+            }
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let head = image.head().to_bytes();
+            meta.insert(HEAD_KEY, head.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
     /// The receipt stored for `seq`, if any.
     pub fn receipt(&self, seq: Seq) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
@@ -442,6 +483,34 @@ fn write_logs(
     Ok(())
 }
 
+/// The replicated part of a store at one head, as stored (state rows and nonce rows, sealed
+/// and with hashed names when the store encrypts): what a worker needs to go on applying from
+/// `seq + 1`. Receipts and logs are not part of it.
+#[derive(Clone, Debug, PartialEq, Eq, parity_scale_codec::Encode, parity_scale_codec::Decode)]
+pub struct StateImage {
+    /// The seq of the last command the state includes.
+    pub seq: Seq,
+    /// The state root after it.
+    pub state_root: Hash,
+    /// Its ledger time.
+    pub timestamp: Timestamp,
+    /// State rows: stored name and stored value.
+    pub state: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Nonce rows: stored signer name, nonce, expiry.
+    pub nonces: Vec<([u8; 32], u64, u64)>,
+}
+
+impl StateImage {
+    /// The head the image was taken at.
+    pub fn head(&self) -> Head {
+        Head {
+            seq: self.seq,
+            state_root: self.state_root,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 /// A consistent read view; `Send + Sync` so worker threads can share it.
 pub struct Snapshot {
     /// The head as of the snapshot.
@@ -483,6 +552,28 @@ impl Snapshot {
     /// The head as of the snapshot.
     pub fn head(&self) -> Head {
         self.head
+    }
+
+    /// The replicated state of this view, to seed another worker with [`Store::restore`].
+    pub fn image(&self) -> Result<StateImage, StoreError> {
+        let mut state = Vec::new();
+        for row in self.state.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            state.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        let mut nonces = Vec::new();
+        for row in self.nonces.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let (signer, nonce) = k.value();
+            nonces.push((signer, nonce, v.value()));
+        }
+        Ok(StateImage {
+            seq: self.head.seq,
+            state_root: self.head.state_root,
+            timestamp: self.head.timestamp,
+            state,
+            nonces,
+        })
     }
 
     /// The value of `key`, if set.

@@ -559,3 +559,61 @@ fn a_plain_store_is_readable_on_disk() {
     let raw = std::fs::read(&path).unwrap();
     assert!(raw.windows(marker.len()).any(|w| w == marker));
 }
+
+#[test]
+fn an_image_restores_state_nonces_and_head_in_another_store_with_the_same_key() {
+    use phat_crypto::{Secret32, StorageCipher};
+    let cipher = || Some(StorageCipher::new(&Secret32::from_bytes([5; 32])));
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open_with(&dir.path().join("a.redb"), cipher()).unwrap();
+    let signer = AccountId([7; 32]);
+    let cell = StateKey::Storage(Hash([3; 32]), b"cell".to_vec());
+    let mut batch = Batch {
+        head: head(5),
+        ..Batch::default()
+    };
+    batch.writes.insert(bal(1), Some(vec![1; 16]));
+    batch.writes.insert(cell.clone(), Some(b"value".to_vec()));
+    batch.nonces.push((signer, 42, 9_000));
+    batch.receipts.push((5, b"receipt".to_vec()));
+    source.commit(batch).unwrap();
+    let image = source.snapshot().unwrap().image().unwrap();
+    assert_eq!(image.head(), head(5));
+    assert_eq!(image.state.len(), 2);
+    assert_eq!(image.nonces.len(), 1);
+
+    // The target has a different history: it is replaced entirely.
+    let target = Store::open_with(&dir.path().join("b.redb"), cipher()).unwrap();
+    let mut other = Batch {
+        head: head(9),
+        ..Batch::default()
+    };
+    other.writes.insert(bal(2), Some(vec![2; 16]));
+    other.receipts.push((9, b"old receipt".to_vec()));
+    other.nonces.push((signer, 1, 9_000));
+    target.commit(other).unwrap();
+    let encoded = parity_scale_codec::Encode::encode(&image);
+    let decoded: phat_store::StateImage =
+        parity_scale_codec::Decode::decode(&mut encoded.as_slice()).unwrap();
+    target.restore(&decoded).unwrap();
+    assert_eq!(target.head().unwrap(), head(5));
+    let snap = target.snapshot().unwrap();
+    assert_eq!(snap.get(&bal(1)).unwrap(), Some(vec![1; 16]));
+    assert_eq!(snap.get(&cell).unwrap(), Some(b"value".to_vec()));
+    assert_eq!(snap.get(&bal(2)).unwrap(), None, "the old state is gone");
+    assert_eq!(snap.nonce_expiry(&signer, 42).unwrap(), Some(9_000));
+    assert_eq!(snap.nonce_expiry(&signer, 1).unwrap(), None);
+    assert_eq!(
+        target.receipt(9).unwrap(),
+        None,
+        "the old receipts are gone"
+    );
+    assert_eq!(snap.image().unwrap(), image);
+    // It goes on from the image's head.
+    let next = Batch {
+        head: head(6),
+        ..Batch::default()
+    };
+    target.commit(next).unwrap();
+    assert_eq!(target.head().unwrap().seq, 6);
+}
