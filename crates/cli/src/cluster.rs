@@ -66,6 +66,8 @@ pub struct DevArgs {
     /// Bounds are fixed at genesis: they are ignored when the cluster already exists.
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     pub limits: Vec<String>,
+    #[command(flatten)]
+    pub replica: ReplicaArgs,
 }
 
 /// Arguments of `phat worker`.
@@ -131,6 +133,63 @@ pub struct WorkerArgs {
     /// killed `phat dev` leaves no workers behind).
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
+    #[command(flatten)]
+    pub replica: ReplicaArgs,
+    /// Drop this worker's state and start from the newest snapshot the other workers confirm
+    /// (the way back after `diverged`); needs a ledger that keeps snapshots (NATS).
+    #[arg(long)]
+    pub resync: bool,
+    /// TESTS ONLY: apply one extra write at this seq, so that this worker diverges.
+    #[arg(long, hide = true)]
+    pub fault_at_seq: Option<u64>,
+}
+
+/// How workers check each other and keep snapshots (docs/cluster.md).
+#[derive(Args, Clone, Debug)]
+pub struct ReplicaArgs {
+    /// Commands between two published `(seq, state root)` checkpoints, which workers compare.
+    #[arg(long, default_value_t = phat_worker::ReplicaConfig::default().checkpoint_every)]
+    pub checkpoint_every: u64,
+    /// Commands between two state snapshots written to the ledger (a multiple of
+    /// --checkpoint-every; 0: none). Only ledgers that keep snapshots (NATS) use it.
+    #[arg(long, default_value_t = phat_worker::ReplicaConfig::default().snapshot_every.unwrap_or(0))]
+    pub snapshot_every: u64,
+    /// Snapshots each worker keeps; the log is trimmed below the oldest.
+    #[arg(long, default_value_t = phat_worker::ReplicaConfig::default().snapshots_kept)]
+    pub snapshots_kept: usize,
+    /// Keep the whole log (do not trim it below the oldest kept snapshot).
+    #[arg(long)]
+    pub no_trim: bool,
+}
+
+impl ReplicaArgs {
+    /// The worker flags that carry these settings (for `phat dev`'s workers).
+    fn to_args(&self) -> Vec<String> {
+        let mut out = vec![
+            "--checkpoint-every".into(),
+            self.checkpoint_every.to_string(),
+            "--snapshot-every".into(),
+            self.snapshot_every.to_string(),
+            "--snapshots-kept".into(),
+            self.snapshots_kept.to_string(),
+        ];
+        if self.no_trim {
+            out.push("--no-trim".into());
+        }
+        out
+    }
+
+    /// The worker's configuration.
+    fn config(&self, resync: bool, fault_at_seq: Option<u64>) -> phat_worker::ReplicaConfig {
+        phat_worker::ReplicaConfig {
+            checkpoint_every: self.checkpoint_every,
+            snapshot_every: (self.snapshot_every > 0).then_some(self.snapshot_every),
+            snapshots_kept: self.snapshots_kept,
+            trim_log: !self.no_trim,
+            resync,
+            fault_at_seq,
+        }
+    }
 }
 
 /// Arguments of `phat ledger`.
@@ -336,6 +395,8 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     config.admission.per_signer_rate = args.signer_rate.max(1);
     config.admission.per_address_rate = args.address_rate.max(1);
     config.dev_attestation_root = args.dev_attestation_root.clone();
+    config.replica = args.replica.config(args.resync, args.fault_at_seq);
+    config.replica.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let worker = Worker::open(config, ledger)
         .await
         .context("opening the worker")?;
@@ -752,6 +813,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             dev_root.display().to_string(),
             "--exit-with-parent".into(),
         ]);
+        wargs.extend(args.replica.to_args());
         // The endpoint, the ledger and every worker are off limits to contracts.
         for p in args.port as usize..=last_port {
             wargs.extend(["--deny-egress".into(), format!("127.0.0.1:{p}")]);

@@ -12,72 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parity_scale_codec::Decode;
-use phat_client::primitives::protocol::CallResult;
 use phat_client::primitives::AccountId;
 use phat_client::{Client, Contract, Signer};
 use support::*;
-
-/// A deployed `contracts/counter` starting at 0.
-struct Counter {
-    contract: Contract,
-    id: AccountId,
-    deployed_at: u64,
-}
-
-async fn deploy_counter(client: &Client) -> Counter {
-    let contract = Contract::load(bundle("counter")).unwrap();
-    let alice = Signer::from_suri("//Alice").unwrap();
-    let code = client
-        .upload_code(&alice, contract.wasm().unwrap().to_vec())
-        .await
-        .unwrap();
-    let data = contract.encode_constructor("new", &["0"]).unwrap();
-    let sub = client
-        .submit(
-            &alice,
-            phat_client::instantiate(code, data, b"crash".to_vec()),
-            true,
-        )
-        .await
-        .unwrap();
-    let receipt = sub.receipt.unwrap();
-    let id = match receipt.result {
-        CallResult::Ok(o) => o.address.unwrap(),
-        other => panic!("deploy: {other:?}"),
-    };
-    Counter {
-        contract,
-        id,
-        deployed_at: receipt.seq,
-    }
-}
-
-impl Counter {
-    fn inc(&self) -> phat_client::primitives::protocol::Call {
-        phat_client::call(
-            self.id,
-            self.contract.encode_message("inc", &["1"]).unwrap(),
-        )
-    }
-
-    /// (value, seq of the snapshot it was read from).
-    async fn get(&self, client: &Client, min_seq: Option<u64>) -> (u64, u64) {
-        let alice = Signer::from_suri("//Alice").unwrap();
-        let data = self.contract.encode_message("get", &[] as &[&str]).unwrap();
-        let r = client
-            .query(&alice, phat_client::call(self.id, data), min_seq)
-            .await
-            .unwrap();
-        let CallResult::Ok(o) = r.result else {
-            panic!("get: {:?}", r.result)
-        };
-        let v = <Result<u64, u8>>::decode(&mut &o.data[..])
-            .unwrap()
-            .unwrap();
-        (v, r.seq)
-    }
-}
 
 fn worker_args<'a>(ledger: &'a str, token: &'a str, data: &'a str, port: &'a str) -> [&'a str; 9] {
     [

@@ -159,6 +159,7 @@ mod tests {
             state_root: Hash::default(),
             ledger_head: 0,
             pid: 1,
+            diverged: None,
         }
     }
 

@@ -99,6 +99,11 @@ impl ClusterSecret {
         StorageCipher::new(&derive(self.expose(), "phat/v1/storage", &[]))
     }
 
+    /// The key that seals state snapshots a worker leaves in the ledger for other workers.
+    pub fn snapshot_cipher(&self) -> StorageCipher {
+        StorageCipher::new(&derive(self.expose(), "phat/v1/snapshot", &[]))
+    }
+
     /// The cluster's X25519 key: commands are encrypted to its public half.
     pub fn envelope_secret(&self) -> EnvelopeSecret {
         EnvelopeSecret::from_secret(&derive(self.expose(), "phat/v1/cluster-envelope", &[]))

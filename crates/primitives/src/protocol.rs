@@ -371,6 +371,10 @@ pub struct WorkerInfo {
     pub ledger_head: Seq,
     /// Operating-system process id (for operators and crash tests).
     pub pid: u32,
+    /// Set when this worker's state differs from what the other workers report (it then
+    /// answers no queries until resynced): what differs, and since which seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<String>,
 }
 
 /// A contract as the worker API shows it.

@@ -28,12 +28,11 @@ pub(crate) async fn run(
 ) -> Result<(), WorkerError> {
     tokio::pin!(shutdown);
     let batch = worker.inner.config.apply_batch;
+    crate::replica::on_start(&worker).await?;
     loop {
         let from = worker.applied_seq() + 1;
-        let read = worker
-            .inner
-            .ledger
-            .read(from, batch, Duration::from_secs(10));
+        let max = worker.inner.replica.batch_limit(from, batch);
+        let read = worker.inner.ledger.read(from, max, Duration::from_secs(10));
         let entries = tokio::select! {
             _ = &mut shutdown => return Ok(()),
             r = read => r,
@@ -41,6 +40,28 @@ pub(crate) async fn run(
         let entries = match entries {
             Ok(e) if e.is_empty() => continue,
             Ok(e) => e,
+            Err(phat_ledger::LedgerError::Trimmed { first }) => {
+                // The entries this worker needs are gone: start from a snapshot.
+                match crate::replica::restore_newest(&worker, first.saturating_sub(1)).await {
+                    Ok(Some(seq)) => {
+                        tracing::info!(worker = %worker.inner.config.name, seq, "the log was trimmed past this worker: restored a snapshot");
+                        continue;
+                    }
+                    Ok(None) => tracing::error!(
+                        worker = %worker.inner.config.name,
+                        "the log was trimmed below seq {first} and no snapshot reaches seq {}; waiting for one",
+                        first - 1
+                    ),
+                    Err(e) => {
+                        tracing::error!(worker = %worker.inner.config.name, "restoring a snapshot: {e}")
+                    }
+                }
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(worker = %worker.inner.config.name, "ledger read failed: {e}");
                 tokio::time::sleep(RETRY).await;
@@ -83,6 +104,7 @@ pub(crate) async fn run(
                 for l in logs {
                     let _ = worker.inner.logs.send(l);
                 }
+                crate::replica::after_commit(&worker, head);
             }
             Err(e) => {
                 let attempts = {
@@ -332,6 +354,8 @@ fn apply_batch(
             Ok(req) => apply_one(worker, &snap, &pending, &mut nonces, entry, req, code)?,
             Err(e) => reject(entry, None, &e.kind, e.message),
         };
+        let mut applied = applied;
+        inner.replica.inject_fault(entry.seq, &mut applied.changes);
         let mut receipt = applied.receipt;
         // The root commits to the plaintext receipt, error kinds but not their wording.
         let digest = receipt_digest(&receipt);

@@ -29,6 +29,7 @@ mod execute;
 mod genesis;
 mod metrics;
 mod pink_host;
+mod replica;
 mod state;
 
 use std::future::IntoFuture;
@@ -52,6 +53,7 @@ pub use enclave::{dev_root_public, read_or_create_root, ClusterRecord, CLUSTER_K
 pub use genesis::{ClusterLimits, Genesis};
 pub use phat_ledger as ledger;
 pub use phat_ledger::Ledger;
+pub use replica::{ReplicaConfig, CHECKPOINT_PREFIX};
 
 /// Errors starting or running a worker.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,8 @@ pub struct WorkerConfig {
     pub dev_attestation_root: Option<PathBuf>,
     /// Limits on what clients can make this worker do at once (query slots, rates).
     pub admission: AdmissionConfig,
+    /// Checkpoints, snapshots and resync.
+    pub replica: ReplicaConfig,
 }
 
 impl WorkerConfig {
@@ -133,6 +137,7 @@ impl WorkerConfig {
             cache_budget: cache::DEFAULT_CACHE_BUDGET,
             dev_attestation_root: None,
             admission: AdmissionConfig::default(),
+            replica: ReplicaConfig::default(),
         }
     }
 }
@@ -167,6 +172,8 @@ pub(crate) struct Inner {
     pub(crate) genesis: Genesis,
     /// Keys that exist in plaintext only inside this process.
     pub(crate) enclave: Arc<enclave::Enclave>,
+    /// Checkpoints and the divergence verdict.
+    pub(crate) replica: replica::Replica,
     /// Sealed commands this worker opened at submission, by the hash of their ledger payload,
     /// so applying them does not repeat the key exchange.
     pub(crate) opened: Mutex<std::collections::HashMap<[u8; 32], apply::Opened>>,
@@ -177,6 +184,7 @@ impl Worker {
     /// cluster genesis from `ledger`, gets the cluster secret (creating it as the first
     /// worker, or waiting for an existing worker to hand it over), then opens its store.
     pub async fn open(config: WorkerConfig, ledger: Arc<dyn Ledger>) -> Result<Self, WorkerError> {
+        config.replica.check().map_err(WorkerError::Apply)?;
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| data_dir_err(&dir, e))?;
         let enclave = Arc::new(enclave::Enclave::open(
@@ -215,6 +223,7 @@ impl Worker {
         Ok(Self {
             inner: Arc::new(Inner {
                 admission: admission::Admission::new(config.admission.clone()),
+                replica: replica::Replica::new(config.replica.clone()),
                 config,
                 runtime,
                 store,
@@ -285,6 +294,7 @@ impl Worker {
                 .clone()
                 .serve_joiners(self.inner.ledger.clone(), self.inner.genesis.clone()),
         );
+        let checkpoints = tokio::spawn(replica::watch(self.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = move |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -309,6 +319,7 @@ impl Worker {
         };
         let _ = stop_tx.send(true);
         joiners.abort();
+        checkpoints.abort();
         let applied = apply.await.map_err(|e| WorkerError::Apply(e.to_string()))?;
         result.and(applied)
     }

@@ -29,6 +29,10 @@ pub(crate) struct Metrics {
     pub(crate) apply_failures: Counter,
     /// The seq the apply loop is stuck at (0 when it is not).
     pub(crate) apply_stuck_seq: Gauge,
+    /// The first checkpoint seq where this worker's root is not the majority's (0: none).
+    pub(crate) diverged_seq: Gauge,
+    /// The first checkpoint seq where other workers differ from this one's majority (0: none).
+    pub(crate) disagreement_seq: Gauge,
     /// Queries executing now.
     pub(crate) queries_running: Gauge,
     /// Memory the contract cache holds.
@@ -95,6 +99,18 @@ impl Metrics {
             "The sequence number the apply loop keeps failing at (0: not stuck)",
             apply_stuck_seq.clone(),
         );
+        let diverged_seq = Gauge::default();
+        registry.register(
+            "diverged_seq",
+            "The first checkpoint seq where this worker's state root differs from the majority's (0: in agreement)",
+            diverged_seq.clone(),
+        );
+        let disagreement_seq = Gauge::default();
+        registry.register(
+            "disagreement_seq",
+            "The first checkpoint seq where some other worker's state root differs from this worker's majority (0: none)",
+            disagreement_seq.clone(),
+        );
         let queries_running = Gauge::default();
         registry.register(
             "queries_running",
@@ -113,6 +129,8 @@ impl Metrics {
             queries_running,
             apply_failures,
             apply_stuck_seq,
+            diverged_seq,
+            disagreement_seq,
             queries,
             query_seconds,
             submissions,

@@ -41,7 +41,7 @@ pub async fn run(args: InfoArgs, ctx: &Ctx) -> Result<()> {
                         if i.encryption { "on" } else { "OFF (insecure)" },
                         label,
                         i.attestation.measurement
-                    )
+                    ) + &i.diverged.as_ref().map(|d| format!("\n  DIVERGED     {d}")).unwrap_or_default()
                 },
                 || json!({"worker": i, "attestation_insecure": insecure}),
             );

@@ -359,3 +359,64 @@ pub async fn deploy_erc20(ep: &str, bundle: &Path, supply: &str) -> String {
         .expect("contract id")
         .to_string()
 }
+
+/// A deployed `contracts/counter` starting at 0.
+pub struct Counter {
+    pub contract: phat_client::Contract,
+    pub id: phat_client::primitives::AccountId,
+    pub deployed_at: u64,
+}
+
+pub async fn deploy_counter(client: &Client) -> Counter {
+    let contract = phat_client::Contract::load(bundle("counter")).unwrap();
+    let alice = phat_client::Signer::from_suri("//Alice").unwrap();
+    let code = client
+        .upload_code(&alice, contract.wasm().unwrap().to_vec())
+        .await
+        .unwrap();
+    let data = contract.encode_constructor("new", &["0"]).unwrap();
+    let sub = client
+        .submit(
+            &alice,
+            phat_client::instantiate(code, data, b"crash".to_vec()),
+            true,
+        )
+        .await
+        .unwrap();
+    let receipt = sub.receipt.unwrap();
+    let id = match receipt.result {
+        phat_client::primitives::protocol::CallResult::Ok(o) => o.address.unwrap(),
+        other => panic!("deploy: {other:?}"),
+    };
+    Counter {
+        contract,
+        id,
+        deployed_at: receipt.seq,
+    }
+}
+
+impl Counter {
+    pub fn inc(&self) -> phat_client::primitives::protocol::Call {
+        phat_client::call(
+            self.id,
+            self.contract.encode_message("inc", &["1"]).unwrap(),
+        )
+    }
+
+    /// (value, seq of the snapshot it was read from).
+    pub async fn get(&self, client: &Client, min_seq: Option<u64>) -> (u64, u64) {
+        let alice = phat_client::Signer::from_suri("//Alice").unwrap();
+        let data = self.contract.encode_message("get", &[] as &[&str]).unwrap();
+        let r = client
+            .query(&alice, phat_client::call(self.id, data), min_seq)
+            .await
+            .unwrap();
+        let phat_client::primitives::protocol::CallResult::Ok(o) = r.result else {
+            panic!("get: {:?}", r.result)
+        };
+        let v = <Result<u64, u8> as parity_scale_codec::Decode>::decode(&mut &o.data[..])
+            .unwrap()
+            .unwrap();
+        (v, r.seq)
+    }
+}

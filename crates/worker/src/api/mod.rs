@@ -81,9 +81,35 @@ pub(crate) fn router(worker: Worker) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             worker.clone(),
+            refuse_if_diverged,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            worker.clone(),
             admit_address,
         ))
         .with_state(worker)
+}
+
+/// A diverged worker's state is not the cluster's: it answers nothing that reads or changes
+/// it (only `/healthz`, `/metrics`, `/v1/info` and the API document) until it is resynced.
+async fn refuse_if_diverged(
+    State(w): State<Worker>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let open = !path.starts_with("/v1/") || path == "/v1/info" || path == "/v1/openapi.json";
+    if !open {
+        if let Some(d) = w.inner.replica.diverged() {
+            return ApiErr::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "diverged",
+                format!("this worker's state diverged from the cluster's: {d}"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Refuses clients that send faster than their address's rate (when the server knows the

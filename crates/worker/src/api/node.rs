@@ -3,6 +3,9 @@
 use super::*;
 
 pub(super) async fn healthz(State(w): State<Worker>) -> Response {
+    if let Some(d) = w.inner.replica.diverged() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("diverged: {d}\n")).into_response();
+    }
     if let Some(s) = w.inner.stuck.lock().clone() {
         if s.attempts >= crate::apply::STUCK_AFTER {
             return (
@@ -19,7 +22,21 @@ pub(super) async fn healthz(State(w): State<Worker>) -> Response {
         }
     }
     match w.inner.store.head() {
-        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(_) => match w.inner.replica.disagreement() {
+            Some(d) => (
+                StatusCode::OK,
+                format!(
+                    "ok; but {} report state root {} at seq {} where this worker has {} ({} agree)\n",
+                    d.who.join(", "),
+                    d.theirs,
+                    d.seq,
+                    d.ours,
+                    d.agreeing
+                ),
+            )
+                .into_response(),
+            None => (StatusCode::OK, "ok\n").into_response(),
+        },
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
     }
 }
@@ -65,5 +82,6 @@ pub(super) async fn info(State(w): State<Worker>) -> ApiResult<WorkerInfo> {
             .load(std::sync::atomic::Ordering::Relaxed)
             .max(head.seq),
         pid: std::process::id(),
+        diverged: w.inner.replica.diverged().map(|d| d.to_string()),
     }))
 }

@@ -1,0 +1,670 @@
+//! How the workers of a cluster check each other, and how a worker starts without replaying
+//! the whole log.
+//!
+//! - **Checkpoints.** Every [`ReplicaConfig::checkpoint_every`] commands a worker records its
+//!   `(seq, state_root)` and publishes its recent checkpoints under the ledger metadata key
+//!   `checkpoint/<worker key>`. A watcher task compares them with the other workers' records.
+//!   At a seq where roots differ, a worker that another root outvotes (more workers report
+//!   it than this worker's root) is **diverged**: `/healthz` answers 503 naming the seq and
+//!   who disagrees, queries and submissions get 503 `diverged`, and it stays so until
+//!   restarted with `--resync`. A worker not outvoted only reports the disagreement (log,
+//!   metric, `/healthz` text). A tie decides nothing: with two workers, or before the others
+//!   reported, nobody can tell who is right, and one faulty worker must not be able to stop a
+//!   healthy one. Run at least three workers for a verdict.
+//! - **Snapshots.** Every [`ReplicaConfig::snapshot_every`] commands a worker seals an image of
+//!   its replicated state (state and nonce rows, see [`phat_store::StateImage`]) with the
+//!   cluster's snapshot key and stores it in the ledger as `<seq>-<worker>`; it keeps its
+//!   newest [`ReplicaConfig::snapshots_kept`] and trims the log below the oldest of them.
+//! - **Starting from a snapshot.** A new worker, one whose next entry was trimmed, or one
+//!   started with `--resync` restores the newest snapshot whose root the other workers'
+//!   checkpoints confirm (or that none contradicts), then follows the log from there. Later
+//!   checkpoints check that replaying from it reaches the roots the others report.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parity_scale_codec::{Decode, DecodeAll, Encode};
+use parking_lot::Mutex;
+use phat_ledger::LedgerError;
+use phat_primitives::protocol::Seq;
+use phat_primitives::{Hash, StateKey};
+use phat_runtime::ChangeSet;
+use phat_store::{Head, StateImage};
+
+use crate::{Worker, WorkerError};
+
+/// Prefix of the metadata keys workers publish their checkpoints under.
+pub const CHECKPOINT_PREFIX: &str = "checkpoint/";
+
+/// Recent checkpoints a worker publishes (older ones are dropped, but those at the seqs of
+/// its kept snapshots stay, so a snapshot can be checked against them).
+const POINTS_KEPT: usize = 64;
+
+/// How often the watcher compares checkpoints when nothing new happened.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Domain of the snapshot seal's associated data.
+const SNAPSHOT_DOMAIN: &[u8] = b"phat/snapshot/v1";
+
+/// How checkpoints, snapshots and the fault switch are set up.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// Commands between two checkpoints (and the most one apply batch holds); at least 1.
+    pub checkpoint_every: u64,
+    /// Commands between two snapshots (a multiple of `checkpoint_every`); `None`: none.
+    pub snapshot_every: Option<u64>,
+    /// Snapshots of this worker kept in the ledger; the log is trimmed below the oldest.
+    pub snapshots_kept: usize,
+    /// Whether to trim the log below the oldest kept snapshot.
+    pub trim_log: bool,
+    /// Start by restoring the newest confirmed snapshot, dropping the local state (the way
+    /// out of `diverged`).
+    pub resync: bool,
+    /// **Tests only**: at this seq, apply one extra write that no other worker applies, so
+    /// that this worker diverges (the divergence test's fault switch).
+    pub fault_at_seq: Option<Seq>,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 100,
+            snapshot_every: Some(10_000),
+            snapshots_kept: 2,
+            trim_log: true,
+            resync: false,
+            fault_at_seq: None,
+        }
+    }
+}
+
+impl ReplicaConfig {
+    /// Checks that the intervals fit together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.checkpoint_every == 0 {
+            return Err("checkpoint interval must be at least 1".into());
+        }
+        if let Some(n) = self.snapshot_every {
+            if n == 0 || n % self.checkpoint_every != 0 {
+                return Err(format!(
+                    "the snapshot interval ({n}) must be a multiple of the checkpoint interval ({})",
+                    self.checkpoint_every
+                ));
+            }
+        }
+        if self.snapshots_kept == 0 {
+            return Err("keep at least one snapshot".into());
+        }
+        Ok(())
+    }
+}
+
+/// A worker's state differs from other workers' at some seq.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Divergence {
+    /// The first checkpoint seq where the roots differ.
+    pub seq: Seq,
+    /// This worker's root there.
+    pub ours: Hash,
+    /// The root the largest other group reports.
+    pub theirs: Hash,
+    /// The workers reporting `theirs`.
+    pub who: Vec<String>,
+    /// Workers (this one included) reporting `ours`.
+    pub agreeing: usize,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "at seq {} this worker's state root is {} ({} worker(s)), {} report {}; restart it with `phat worker --resync`",
+            self.seq,
+            self.ours,
+            self.agreeing,
+            self.who.join(", "),
+            self.theirs
+        )
+    }
+}
+
+/// What a worker publishes: its name and recent `(seq, root)` checkpoints, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+struct CheckpointRecord {
+    name: String,
+    points: Vec<(Seq, [u8; 32])>,
+}
+
+/// The header of a stored snapshot (in the clear, authenticated by the seal).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+struct SnapshotHeader {
+    seq: Seq,
+    state_root: [u8; 32],
+    timestamp: u64,
+    /// The identity key of the worker that wrote it.
+    worker: [u8; 32],
+}
+
+/// A stored snapshot: header and the sealed SCALE [`StateImage`].
+#[derive(Encode, Decode)]
+struct SnapshotBlob {
+    header: SnapshotHeader,
+    sealed: Vec<u8>,
+}
+
+/// Checkpoint and divergence state of a worker.
+pub(crate) struct Replica {
+    pub(crate) config: ReplicaConfig,
+    /// This worker's recent checkpoints.
+    points: Mutex<VecDeque<(Seq, Hash)>>,
+    /// Wakes the watcher when a checkpoint was recorded.
+    changed: tokio::sync::Notify,
+    diverged: Mutex<Option<Divergence>>,
+    /// Others that disagree with the majority this worker belongs to.
+    disagreement: Mutex<Option<Divergence>>,
+    /// A snapshot is being written.
+    snapshotting: AtomicBool,
+    /// The ledger said it keeps no snapshots (HTTP transport): stop trying.
+    no_snapshots: AtomicBool,
+}
+
+impl Replica {
+    pub(crate) fn new(config: ReplicaConfig) -> Self {
+        Self {
+            config,
+            points: Mutex::new(VecDeque::new()),
+            changed: tokio::sync::Notify::new(),
+            diverged: Mutex::new(None),
+            disagreement: Mutex::new(None),
+            snapshotting: AtomicBool::new(false),
+            no_snapshots: AtomicBool::new(false),
+        }
+    }
+
+    /// Why this worker must not answer, if it diverged.
+    pub(crate) fn diverged(&self) -> Option<Divergence> {
+        self.diverged.lock().clone()
+    }
+
+    /// Workers that disagree with this one while it holds the majority.
+    pub(crate) fn disagreement(&self) -> Option<Divergence> {
+        self.disagreement.lock().clone()
+    }
+
+    /// The most entries the apply batch starting at `from` may take, so that a batch ends
+    /// at every checkpoint seq.
+    pub(crate) fn batch_limit(&self, from: Seq, batch: usize) -> usize {
+        let k = self.config.checkpoint_every.max(1);
+        let to_boundary = k - (from.saturating_sub(1) % k);
+        usize::try_from(to_boundary)
+            .map_or(batch, |b| b.min(batch))
+            .max(1)
+    }
+
+    /// The fault switch: an extra write at the configured seq.
+    pub(crate) fn inject_fault(&self, seq: Seq, changes: &mut ChangeSet) {
+        if self.config.fault_at_seq == Some(seq) {
+            tracing::warn!(
+                seq,
+                "fault switch: applying a write no other worker applies"
+            );
+            changes.insert(
+                StateKey::Storage(Hash([0xfa; 32]), b"phat-fault".to_vec()),
+                Some(seq.to_le_bytes().to_vec()),
+            );
+        }
+    }
+
+    /// Records a checkpoint if `head` is at one.
+    fn record(&self, head: Head) -> bool {
+        if head.seq == 0 || head.seq % self.config.checkpoint_every != 0 {
+            return false;
+        }
+        let mut points = self.points.lock();
+        points.push_back((head.seq, head.state_root));
+        // Drop the oldest point that is not at a kept snapshot's seq.
+        if points.len() > POINTS_KEPT {
+            let keep_snap = |seq: Seq| match self.config.snapshot_every {
+                Some(n) => {
+                    seq % n == 0
+                        && head.seq - seq <= n.saturating_mul(self.config.snapshots_kept as u64)
+                }
+                None => false,
+            };
+            if let Some(i) = points.iter().position(|(s, _)| !keep_snap(*s)) {
+                points.remove(i);
+            }
+        }
+        true
+    }
+
+    /// Forgets this worker's checkpoints and verdicts (after a restore).
+    fn reset(&self) {
+        self.points.lock().clear();
+        *self.diverged.lock() = None;
+        *self.disagreement.lock() = None;
+    }
+}
+
+/// After a batch committed with `head`: records a checkpoint and starts a snapshot when due.
+pub(crate) fn after_commit(worker: &Worker, head: Head) {
+    let replica = &worker.inner.replica;
+    if replica.record(head) {
+        replica.changed.notify_one();
+    }
+    let Some(n) = replica.config.snapshot_every else {
+        return;
+    };
+    if head.seq == 0
+        || head.seq % n != 0
+        || replica.no_snapshots.load(Ordering::Relaxed)
+        || replica.diverged().is_some()
+        || replica.snapshotting.swap(true, Ordering::AcqRel)
+    {
+        return;
+    }
+    // The apply loop is the only writer and has not started the next batch: this view is
+    // exactly the state at `head`.
+    let view = match worker.inner.store.snapshot() {
+        Ok(view) if view.head().seq == head.seq => view,
+        Ok(_) | Err(_) => {
+            replica.snapshotting.store(false, Ordering::Release);
+            return;
+        }
+    };
+    let w = worker.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match write_snapshot(&w, view).await {
+            Ok(bytes) => tracing::info!(
+                worker = %w.inner.config.name,
+                seq = head.seq,
+                bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "snapshot stored"
+            ),
+            Err(WorkerError::Ledger(LedgerError::Unsupported(what))) => {
+                tracing::info!("the ledger keeps no snapshots ({what}): snapshots are off");
+                w.inner.replica.no_snapshots.store(true, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(seq = head.seq, "snapshot failed: {e}"),
+        }
+        w.inner.replica.snapshotting.store(false, Ordering::Release);
+    });
+}
+
+/// The name of this worker's snapshot at `seq`: sorts by seq.
+fn snapshot_name(seq: Seq, worker: &[u8; 32]) -> String {
+    format!("{seq:020}-{}", hex::encode(&worker[..8]))
+}
+
+/// The seq a snapshot name starts with.
+fn snapshot_seq(name: &str) -> Option<Seq> {
+    name.split('-').next()?.parse().ok()
+}
+
+/// Seals the image of `view`, stores it, deletes this worker's older snapshots and trims the
+/// log below the oldest kept. Returns the stored size.
+async fn write_snapshot(worker: &Worker, view: phat_store::Snapshot) -> Result<usize, WorkerError> {
+    let inner = &worker.inner;
+    let me = worker.worker_key();
+    let cipher = inner.enclave.keys().secret.snapshot_cipher();
+    let blob = tokio::task::spawn_blocking(move || -> Result<_, WorkerError> {
+        let image = view.image()?;
+        let header = SnapshotHeader {
+            seq: image.seq,
+            state_root: image.state_root.0,
+            timestamp: image.timestamp,
+            worker: me,
+        };
+        let aad = [SNAPSHOT_DOMAIN, &header.encode()].concat();
+        let sealed = cipher.seal(&aad, &image.encode());
+        Ok(SnapshotBlob { header, sealed }.encode())
+    })
+    .await
+    .map_err(|e| WorkerError::Apply(format!("snapshot task failed: {e}")))??;
+    let size = blob.len();
+    let seq = SnapshotBlob::decode(&mut blob.as_slice())
+        .map(|b| b.header.seq)
+        .unwrap_or_default();
+    inner
+        .ledger
+        .put_snapshot(&snapshot_name(seq, &me), blob)
+        .await?;
+    // Retention: this worker's newest `snapshots_kept`.
+    let suffix = format!("-{}", hex::encode(&me[..8]));
+    let mine: Vec<String> = inner
+        .ledger
+        .snapshot_names()
+        .await?
+        .into_iter()
+        .filter(|n| n.ends_with(&suffix))
+        .collect();
+    let kept = inner.replica.config.snapshots_kept;
+    let drop = mine.len().saturating_sub(kept);
+    for name in &mine[..drop] {
+        inner.ledger.delete_snapshot(name).await?;
+    }
+    if inner.replica.config.trim_log {
+        if let Some(oldest) = mine.get(drop).and_then(|n| snapshot_seq(n)) {
+            // A worker starting from the oldest kept snapshot needs the entries after it.
+            inner.ledger.trim(oldest + 1).await?;
+        }
+    }
+    Ok(size)
+}
+
+/// The other workers' checkpoint records, by their metadata key.
+async fn others(worker: &Worker) -> Result<Vec<CheckpointRecord>, LedgerError> {
+    let mine = checkpoint_key(&worker.worker_key());
+    let mut out = Vec::new();
+    for key in worker.inner.ledger.meta_keys(CHECKPOINT_PREFIX).await? {
+        if key == mine {
+            continue;
+        }
+        if let Some(raw) = worker.inner.ledger.get_meta(&key).await? {
+            match CheckpointRecord::decode_all(&mut raw.as_slice()) {
+                Ok(record) => out.push(record),
+                Err(e) => tracing::warn!(%key, "unreadable checkpoint record: {e}"),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn checkpoint_key(worker: &[u8; 32]) -> String {
+    format!("{CHECKPOINT_PREFIX}{}", hex::encode(worker))
+}
+
+/// The verdict on this worker's checkpoints against the others'.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Verdict {
+    /// This worker is not in the largest group at some seq.
+    diverged: Option<Divergence>,
+    /// Others differ from the majority this worker is in.
+    disagreement: Option<Divergence>,
+}
+
+/// Compares `ours` with `others` at every seq both have; the first seq that differs decides.
+fn judge(ours: &[(Seq, Hash)], others: &[CheckpointRecord]) -> Verdict {
+    let mut verdict = Verdict::default();
+    for &(seq, root) in ours {
+        let mut groups: BTreeMap<[u8; 32], Vec<String>> = BTreeMap::new();
+        for record in others {
+            if let Some((_, r)) = record.points.iter().find(|(s, _)| *s == seq) {
+                groups.entry(*r).or_default().push(record.name.clone());
+            }
+        }
+        let agreeing = 1 + groups.remove(&root.0).map_or(0, |v| v.len());
+        let Some((theirs, who)) = groups
+            .into_iter()
+            .max_by_key(|(r, who)| (who.len(), std::cmp::Reverse(*r)))
+        else {
+            continue;
+        };
+        let d = Divergence {
+            seq,
+            ours: root,
+            theirs: Hash(theirs),
+            who,
+            agreeing,
+        };
+        if agreeing >= d.who.len() {
+            verdict.disagreement.get_or_insert(d);
+        } else {
+            verdict.diverged = Some(d);
+            break;
+        }
+    }
+    verdict
+}
+
+/// Publishes this worker's checkpoints and compares them with the others' until `stop`.
+pub(crate) async fn watch(worker: Worker) {
+    let inner = &worker.inner;
+    let key = checkpoint_key(&worker.worker_key());
+    let mut published: Option<Seq> = None;
+    loop {
+        let _ = tokio::time::timeout(WATCH_EVERY, inner.replica.changed.notified()).await;
+        let ours: Vec<(Seq, Hash)> = inner.replica.points.lock().iter().copied().collect();
+        let last = ours.last().map(|p| p.0);
+        if last.is_some() && last != published {
+            let record = CheckpointRecord {
+                name: inner.config.name.clone(),
+                points: ours.iter().map(|(s, r)| (*s, r.0)).collect(),
+            };
+            match inner.ledger.put_meta(&key, record.encode()).await {
+                Ok(()) => published = last,
+                Err(e) => tracing::warn!("publishing checkpoints: {e}"),
+            }
+        }
+        if ours.is_empty() {
+            continue;
+        }
+        let others = match others(&worker).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!("reading other workers' checkpoints: {e}");
+                continue;
+            }
+        };
+        let verdict = judge(&ours, &others);
+        if let Some(d) = verdict.diverged {
+            let mut diverged = inner.replica.diverged.lock();
+            if diverged.is_none() {
+                tracing::error!(worker = %inner.config.name, "DIVERGED: {d}");
+                inner.metrics.diverged_seq.set(d.seq as i64);
+                *diverged = Some(d);
+            }
+        }
+        if let Some(d) = &verdict.disagreement {
+            if inner.replica.disagreement().as_ref() != Some(d) {
+                tracing::warn!(
+                    worker = %inner.config.name,
+                    "workers {} disagree with the majority at seq {} (their root {})",
+                    d.who.join(", "),
+                    d.seq,
+                    d.theirs
+                );
+                inner.metrics.disagreement_seq.set(d.seq as i64);
+            }
+        }
+        *inner.replica.disagreement.lock() = verdict.disagreement;
+    }
+}
+
+/// Before the apply loop starts: restores a snapshot when asked to (`--resync`), when the
+/// worker has no state yet, or when the log no longer holds its next entry.
+pub(crate) async fn on_start(worker: &Worker) -> Result<(), WorkerError> {
+    let inner = &worker.inner;
+    let head = inner.store.head()?;
+    if inner.replica.config.resync {
+        return match restore_newest(worker, 0).await? {
+            Some(seq) => {
+                tracing::info!(worker = %inner.config.name, seq, "resynced from a snapshot");
+                Ok(())
+            }
+            None => Err(WorkerError::Apply(
+                "--resync: the ledger holds no snapshot this worker can use".into(),
+            )),
+        };
+    }
+    let first = match inner.ledger.first_seq().await {
+        Ok(first) => first,
+        Err(_) => return Ok(()),
+    };
+    if head.seq == 0 || first > head.seq + 1 {
+        match restore_newest(worker, head.seq + 1).await {
+            Ok(Some(seq)) => {
+                tracing::info!(worker = %inner.config.name, seq, "started from a snapshot")
+            }
+            Ok(None) => {}
+            Err(WorkerError::Ledger(LedgerError::Unsupported(_))) => {}
+            Err(e) => tracing::warn!("no snapshot restored: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Restores the newest usable snapshot at a seq of at least `min_seq`; returns its seq, or
+/// `None` when there is none. Usable: it opens with the cluster's key and, where other
+/// workers published a checkpoint at its seq, most of them report its root.
+pub(crate) async fn restore_newest(
+    worker: &Worker,
+    min_seq: Seq,
+) -> Result<Option<Seq>, WorkerError> {
+    let inner = &worker.inner;
+    let mut names = inner.ledger.snapshot_names().await?;
+    names.sort_by_key(|n| std::cmp::Reverse(snapshot_seq(n)));
+    let others = others(worker).await.unwrap_or_default();
+    let cipher = inner.enclave.keys().secret.snapshot_cipher();
+    for name in names {
+        let Some(seq) = snapshot_seq(&name) else {
+            continue;
+        };
+        if seq < min_seq.max(1) {
+            break;
+        }
+        let Some(raw) = inner.ledger.get_snapshot(&name).await? else {
+            continue;
+        };
+        let Ok(blob) = SnapshotBlob::decode_all(&mut raw.as_slice()) else {
+            tracing::warn!(%name, "skipping an unreadable snapshot");
+            continue;
+        };
+        let header = blob.header;
+        let aad = [SNAPSHOT_DOMAIN, &header.encode()].concat();
+        let image = match cipher
+            .open(&aad, &blob.sealed)
+            .map(|plain| StateImage::decode_all(&mut plain.as_slice()).map_err(|e| e.to_string()))
+        {
+            Ok(Ok(image)) if image.seq == header.seq && image.state_root.0 == header.state_root => {
+                image
+            }
+            _ => {
+                tracing::warn!(%name, "skipping a snapshot that does not open with this cluster's key");
+                continue;
+            }
+        };
+        let verdict = judge(&[(image.seq, image.state_root)], &others);
+        if let Some(d) = verdict.diverged {
+            tracing::warn!(%name, "skipping a snapshot the other workers contradict: {d}");
+            continue;
+        }
+        let seq = image.seq;
+        let store = inner.store.clone();
+        tokio::task::spawn_blocking(move || store.restore(&image))
+            .await
+            .map_err(|e| WorkerError::Apply(format!("restore task failed: {e}")))??;
+        inner.replica.reset();
+        inner.metrics.diverged_seq.set(0);
+        inner.metrics.applied_seq.set(seq as i64);
+        inner.applied.send_replace(seq);
+        inner
+            .ledger_head
+            .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
+        return Ok(Some(seq));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, points: &[(Seq, u8)]) -> CheckpointRecord {
+        CheckpointRecord {
+            name: name.into(),
+            points: points.iter().map(|(s, r)| (*s, [*r; 32])).collect(),
+        }
+    }
+
+    #[test]
+    fn the_minority_diverges_and_the_majority_only_reports() {
+        let ours = [(10, Hash([1; 32])), (20, Hash([9; 32]))];
+        let others = [
+            record("a", &[(10, 1), (20, 2)]),
+            record("b", &[(10, 1), (20, 2)]),
+        ];
+        let v = judge(&ours, &others);
+        let d = v.diverged.expect("diverged");
+        assert_eq!((d.seq, d.theirs, d.agreeing), (20, Hash([2; 32]), 1));
+        assert_eq!(d.who, vec!["a".to_string(), "b".to_string()]);
+
+        // Seen from "a": the majority, with one worker disagreeing.
+        let ours = [(10, Hash([1; 32])), (20, Hash([2; 32]))];
+        let others = [
+            record("b", &[(10, 1), (20, 2)]),
+            record("bad", &[(10, 1), (20, 9)]),
+        ];
+        let v = judge(&ours, &others);
+        assert_eq!(v.diverged, None);
+        assert_eq!(
+            v.disagreement.expect("reported").who,
+            vec!["bad".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_tie_is_only_a_disagreement_and_agreement_or_no_overlap_is_fine() {
+        let ours = [(10, Hash([1; 32]))];
+        let tie = judge(&ours, &[record("x", &[(10, 2)])]);
+        assert_eq!(tie.diverged, None);
+        assert_eq!(
+            tie.disagreement.expect("reported").who,
+            vec!["x".to_string()]
+        );
+        assert_eq!(judge(&ours, &[record("x", &[(10, 1)])]), Verdict::default());
+        assert_eq!(judge(&ours, &[record("x", &[(20, 5)])]), Verdict::default());
+        assert_eq!(judge(&ours, &[]), Verdict::default());
+    }
+
+    #[test]
+    fn batches_end_at_checkpoints_and_intervals_are_checked() {
+        let r = Replica::new(ReplicaConfig {
+            checkpoint_every: 10,
+            ..ReplicaConfig::default()
+        });
+        assert_eq!(r.batch_limit(1, 1024), 10);
+        assert_eq!(r.batch_limit(7, 1024), 4);
+        assert_eq!(r.batch_limit(11, 3), 3);
+        assert!(ReplicaConfig {
+            checkpoint_every: 10,
+            snapshot_every: Some(25),
+            ..ReplicaConfig::default()
+        }
+        .check()
+        .is_err());
+        assert!(ReplicaConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn checkpoints_at_kept_snapshot_seqs_outlive_the_window() {
+        let r = Replica::new(ReplicaConfig {
+            checkpoint_every: 1,
+            snapshot_every: Some(50),
+            snapshots_kept: 2,
+            ..ReplicaConfig::default()
+        });
+        for seq in 1..=200 {
+            r.record(Head {
+                seq,
+                ..Head::default()
+            });
+        }
+        let points: Vec<Seq> = r.points.lock().iter().map(|p| p.0).collect();
+        assert_eq!(points.len(), POINTS_KEPT);
+        assert!(points.contains(&100) && points.contains(&150));
+        assert!(!points.contains(&50), "older than the kept snapshots");
+        assert_eq!(points.last(), Some(&200));
+    }
+
+    #[test]
+    fn snapshot_names_sort_by_seq() {
+        let a = snapshot_name(99, &[1; 32]);
+        let b = snapshot_name(100, &[0; 32]);
+        assert!(a < b);
+        assert_eq!(snapshot_seq(&b), Some(100));
+    }
+}
