@@ -73,26 +73,8 @@ pub struct DevArgs {
 /// Arguments of `phat worker`.
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// The ledger's URL (`phat ledger` or `phat dev`), or `nats://HOST:PORT[,...]` for the
-    /// JetStream ledger.
-    #[arg(long)]
-    pub ledger: String,
-    /// NATS user (with `--nats-password`), for a `nats://` ledger.
-    #[arg(long)]
-    pub nats_user: Option<String>,
-    /// NATS password.
-    #[arg(long, env = "PHAT_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
-    /// NATS credentials file, instead of user and password.
-    #[arg(long)]
-    pub nats_creds: Option<PathBuf>,
-    /// The cluster's name on NATS (names its stream and buckets).
-    #[arg(long, default_value = "phat")]
-    pub nats_cluster: String,
-    /// The file holding the HTTP ledger's bearer token (`ledger.token` in the data directory
-    /// of `phat ledger`); required for an `http(s)://` ledger.
-    #[arg(long, env = "PHAT_LEDGER_TOKEN_FILE")]
-    pub ledger_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: LedgerConnArgs,
     /// Data directory.
     #[arg(long)]
     pub data: PathBuf,
@@ -142,6 +124,128 @@ pub struct WorkerArgs {
     /// TESTS ONLY: apply one extra write at this seq, so that this worker diverges.
     #[arg(long, hide = true)]
     pub fault_at_seq: Option<u64>,
+}
+
+/// How to reach a cluster's ledger (`phat worker`, `phat genesis`).
+#[derive(Args, Clone, Debug)]
+pub struct LedgerConnArgs {
+    /// The ledger's URL (`phat ledger` or `phat dev`), or `nats://HOST:PORT[,...]` for the
+    /// JetStream ledger.
+    #[arg(long)]
+    pub ledger: String,
+    /// NATS user (with `--nats-password`), for a `nats://` ledger.
+    #[arg(long)]
+    pub nats_user: Option<String>,
+    /// NATS password.
+    #[arg(long, env = "PHAT_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS credentials file, instead of user and password.
+    #[arg(long)]
+    pub nats_creds: Option<PathBuf>,
+    /// The cluster's name on NATS (names its stream and buckets).
+    #[arg(long, default_value = "phat")]
+    pub nats_cluster: String,
+    /// Replicas of the cluster's stream and buckets when this process creates them (1 on one
+    /// server; 3 on a 3-node NATS cluster). Existing ones keep theirs.
+    #[arg(long, default_value_t = 1)]
+    pub nats_replicas: usize,
+    /// The file holding the HTTP ledger's bearer token (`ledger.token` in the data directory
+    /// of `phat ledger`); required for an `http(s)://` ledger.
+    #[arg(long, env = "PHAT_LEDGER_TOKEN_FILE")]
+    pub ledger_token_file: Option<PathBuf>,
+}
+
+impl LedgerConnArgs {
+    /// Connects to the ledger.
+    async fn connect(&self) -> Result<Arc<dyn Ledger>> {
+        if self.ledger.starts_with("nats://") {
+            let mut nats =
+                phat_worker::ledger::JetStreamConfig::new(&self.ledger, &self.nats_cluster);
+            (nats.user, nats.password) = (self.nats_user.clone(), self.nats_password.clone());
+            nats.creds_file = self.nats_creds.clone();
+            nats.replicas = self.nats_replicas;
+            return Ok(Arc::new(
+                phat_worker::ledger::JetStreamLedger::connect(nats).await?,
+            ));
+        }
+        let Some(path) = &self.ledger_token_file else {
+            bail!(
+                "the HTTP ledger {} needs its token: pass --ledger-token-file PATH (the ledger.token in the ledger's data directory) or set PHAT_LEDGER_TOKEN_FILE",
+                self.ledger
+            );
+        };
+        let token = LedgerToken::read(path)?;
+        Ok(Arc::new(RemoteLedger::with_token(&self.ledger, &token)?))
+    }
+}
+
+/// Arguments of `phat genesis`.
+#[derive(Args)]
+pub struct GenesisArgs {
+    #[command(flatten)]
+    pub conn: LedgerConnArgs,
+    #[command(flatten)]
+    pub genesis: GenesisOptions,
+}
+
+/// What a new cluster's genesis holds.
+#[derive(Args, Clone, Debug)]
+pub struct GenesisOptions {
+    /// Fund the dev accounts (`//Alice` … `//Ferdie`); uploads need a funded signer.
+    #[arg(long)]
+    pub fund_dev_accounts: bool,
+    /// A resource bound of the new cluster, `NAME=VALUE` (repeatable; see docs/BOUNDS.md).
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    pub limits: Vec<String>,
+    /// Pin this dev attestation root (give every worker the same `--dev-attestation-root`).
+    #[arg(long, env = "PHAT_DEV_ATTESTATION_ROOT")]
+    pub dev_attestation_root: Option<PathBuf>,
+}
+
+impl GenesisOptions {
+    fn any(&self) -> bool {
+        self.fund_dev_accounts || !self.limits.is_empty() || self.dev_attestation_root.is_some()
+    }
+
+    /// Writes the genesis unless the ledger holds one; returns whether it did.
+    async fn write(&self, ledger: &dyn Ledger) -> Result<bool> {
+        let dev_root = match &self.dev_attestation_root {
+            Some(path) => Some(phat_worker::dev_root_public(path)?),
+            None => None,
+        };
+        let genesis = phat_worker::Genesis {
+            balances: if self.fund_dev_accounts {
+                dev_balances()?
+            } else {
+                Vec::new()
+            },
+            encryption: true,
+            dev_root,
+            limits: Some(parse_limits(&self.limits)?),
+        };
+        // Only a new cluster gets a genesis; an existing one keeps its own.
+        Ok(ledger
+            .create_meta(
+                phat_worker::GENESIS_KEY,
+                parity_scale_codec::Encode::encode(&genesis),
+            )
+            .await?)
+    }
+}
+
+/// `phat genesis`: writes a new cluster's genesis to its ledger (before its first worker).
+pub async fn genesis(args: GenesisArgs) -> Result<()> {
+    init_tracing();
+    let ledger = args.conn.connect().await?;
+    if args.genesis.write(&*ledger).await? {
+        eprintln!("genesis written to {}", args.conn.ledger);
+        Ok(())
+    } else {
+        bail!(
+            "the ledger {} already holds a genesis (a cluster's genesis never changes)",
+            args.conn.ledger
+        )
+    }
 }
 
 /// How workers check each other and keep snapshots (docs/cluster.md).
@@ -202,17 +306,9 @@ pub struct LedgerArgs {
     /// Port on 127.0.0.1.
     #[arg(long)]
     pub port: u16,
-    /// Write a genesis funding the dev accounts (`//Alice` … `//Ferdie`) when the ledger is
-    /// new (uploads need a funded signer).
-    #[arg(long)]
-    pub fund_dev_accounts: bool,
-    /// A resource bound of a new cluster, `NAME=VALUE` (repeatable; see docs/BOUNDS.md).
-    #[arg(long = "limit", value_name = "NAME=VALUE")]
-    pub limits: Vec<String>,
-    /// Pin this dev attestation root in a new cluster's genesis (give every worker the same
-    /// `--dev-attestation-root`).
-    #[arg(long, env = "PHAT_DEV_ATTESTATION_ROOT")]
-    pub dev_attestation_root: Option<PathBuf>,
+    /// The genesis written when the ledger is new.
+    #[command(flatten)]
+    pub genesis: GenesisOptions,
 }
 
 fn init_tracing() {
@@ -274,31 +370,8 @@ pub async fn ledger(args: LedgerArgs) -> Result<()> {
         EmbeddedLedger::open(&args.data.join("ledger.redb"), LedgerConfig::default())
             .context("opening the ledger")?,
     );
-    if args.fund_dev_accounts || !args.limits.is_empty() || args.dev_attestation_root.is_some() {
-        let dev_root = match &args.dev_attestation_root {
-            Some(path) => Some(phat_worker::dev_root_public(path)?),
-            None => None,
-        };
-        let genesis = phat_worker::Genesis {
-            balances: if args.fund_dev_accounts {
-                dev_balances()?
-            } else {
-                Vec::new()
-            },
-            encryption: true,
-            dev_root,
-            limits: Some(parse_limits(&args.limits)?),
-        };
-        // Only a new cluster gets a genesis; an existing one keeps its own.
-        let created = ledger
-            .create_meta(
-                phat_worker::GENESIS_KEY,
-                parity_scale_codec::Encode::encode(&genesis),
-            )
-            .await?;
-        if !created {
-            eprintln!("the ledger already holds a genesis: --fund-dev-accounts, --limit and --dev-attestation-root are ignored");
-        }
+    if args.genesis.any() && !args.genesis.write(&*ledger).await? {
+        eprintln!("the ledger already holds a genesis: --fund-dev-accounts, --limit and --dev-attestation-root are ignored");
     }
     let listener = tokio::net::TcpListener::bind(local(args.port))
         .await
@@ -358,21 +431,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "worker".into())
     });
-    let ledger: Arc<dyn Ledger> = if args.ledger.starts_with("nats://") {
-        let mut nats = phat_worker::ledger::JetStreamConfig::new(&args.ledger, &args.nats_cluster);
-        (nats.user, nats.password) = (args.nats_user.clone(), args.nats_password.clone());
-        nats.creds_file = args.nats_creds.clone();
-        Arc::new(phat_worker::ledger::JetStreamLedger::connect(nats).await?)
-    } else {
-        let Some(path) = &args.ledger_token_file else {
-            bail!(
-                "the HTTP ledger {} needs its token: pass --ledger-token-file PATH (the ledger.token in the ledger's data directory) or set PHAT_LEDGER_TOKEN_FILE",
-                args.ledger
-            );
-        };
-        let token = LedgerToken::read(path)?;
-        Arc::new(RemoteLedger::with_token(&args.ledger, &token)?)
-    };
+    let ledger = args.conn.connect().await?;
     let mut config = WorkerConfig::new(name.clone(), &args.data, local(args.port));
     config.egress.allow_private = args.allow_private_egress;
     if !args.allow_hosts.is_empty() {
@@ -381,7 +440,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     // Contracts never reach this worker's API, the ledger or the listed addresses.
     config.egress.deny_addrs = args.deny_egress.clone();
     config.egress.deny_addrs.push(local(args.port));
-    for url in args.ledger.split(',') {
+    for url in args.conn.ledger.split(',') {
         config
             .egress
             .deny_url(url.trim())

@@ -54,6 +54,9 @@ enum Command {
     Worker(cluster::WorkerArgs),
     /// Serve an embedded ledger over HTTP (what `phat dev` runs inside).
     Ledger(cluster::LedgerArgs),
+    /// Write a new cluster's genesis to its ledger (funded accounts, bounds, dev root), before
+    /// its first worker starts.
+    Genesis(cluster::GenesisArgs),
     /// Upload a contract's code and instantiate it; prints the contract id.
     Deploy(commands::deploy::DeployArgs),
     /// Call a message read-only on one worker and print the decoded result.
@@ -92,6 +95,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dev(args) => runtime()?.block_on(cluster::dev(args, &ctx)),
         Command::Worker(args) => runtime()?.block_on(cluster::worker(args)),
         Command::Ledger(args) => runtime()?.block_on(cluster::ledger(args)),
+        Command::Genesis(args) => runtime()?.block_on(cluster::genesis(args)),
         Command::Deploy(args) => runtime()?.block_on(commands::deploy::run(args, &ctx)),
         Command::Query(args) => runtime()?.block_on(commands::query::run(args, &ctx)),
         Command::Tx(args) => runtime()?.block_on(commands::tx::run(args, &ctx)),

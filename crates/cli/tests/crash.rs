@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use phat_client::primitives::AccountId;
-use phat_client::{Client, Contract, Signer};
+use phat_client::primitives::protocol::CallResult;
+use phat_client::{Client, Signer};
 use support::*;
 
 fn worker_args<'a>(ledger: &'a str, token: &'a str, data: &'a str, port: &'a str) -> [&'a str; 9] {

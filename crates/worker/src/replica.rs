@@ -218,7 +218,7 @@ impl Replica {
 
     /// Records a checkpoint if `head` is at one.
     fn record(&self, head: Head) -> bool {
-        if head.seq == 0 || head.seq % self.config.checkpoint_every != 0 {
+        if head.seq == 0 || !head.seq.is_multiple_of(self.config.checkpoint_every) {
             return false;
         }
         let mut points = self.points.lock();
@@ -227,7 +227,7 @@ impl Replica {
         if points.len() > POINTS_KEPT {
             let keep_snap = |seq: Seq| match self.config.snapshot_every {
                 Some(n) => {
-                    seq % n == 0
+                    seq.is_multiple_of(n)
                         && head.seq - seq <= n.saturating_mul(self.config.snapshots_kept as u64)
                 }
                 None => false,
@@ -257,7 +257,7 @@ pub(crate) fn after_commit(worker: &Worker, head: Head) {
         return;
     };
     if head.seq == 0
-        || head.seq % n != 0
+        || !head.seq.is_multiple_of(n)
         || replica.no_snapshots.load(Ordering::Relaxed)
         || replica.diverged().is_some()
         || replica.snapshotting.swap(true, Ordering::AcqRel)
