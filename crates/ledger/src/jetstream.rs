@@ -59,6 +59,10 @@ use crate::{
     Seq,
 };
 
+/// How long an append keeps retrying while the stream has no leader (a JetStream leader
+/// election after a server died took up to 9 s with nats-server 2.9.10 here).
+const FAILOVER_WAIT: Duration = Duration::from_secs(15);
+
 /// How many recent timestamps the ledger remembers (8 bytes each); asking for an older one
 /// recomputes the clamp from the start of the log.
 pub const CLOCK_MEMORY: usize = 1 << 20;
@@ -710,13 +714,29 @@ impl Ledger for JetStreamLedger {
         let id = hex::encode(phat_primitives::blake2_256(&payload));
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-        let ack = inner
-            .js
-            .publish_with_headers(inner.subject.clone(), headers, payload.into())
-            .await
-            .map_err(|e| inner.failed("cannot publish to the log", e))?
-            .await
-            .map_err(|e| inner.failed("the log did not acknowledge the append", e))?;
+        let payload = bytes::Bytes::from(payload);
+        // While a stream leader is being elected (a server died) publishes fail; retrying
+        // with the same `Nats-Msg-Id` is safe, since the stream stores a payload once.
+        let deadline = Instant::now() + FAILOVER_WAIT;
+        let ack = loop {
+            let attempt = async {
+                inner
+                    .js
+                    .publish_with_headers(inner.subject.clone(), headers.clone(), payload.clone())
+                    .await
+                    .map_err(|e| inner.failed("cannot publish to the log", e))?
+                    .await
+                    .map_err(|e| inner.failed("the log did not acknowledge the append", e))
+            };
+            match attempt.await {
+                Ok(ack) => break ack,
+                Err(e @ LedgerError::Unavailable(_)) if Instant::now() < deadline => {
+                    tracing::debug!("append failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         if ack.duplicate {
             tracing::debug!(seq = ack.sequence, "append deduplicated by Nats-Msg-Id");
         }
