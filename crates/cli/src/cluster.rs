@@ -3,10 +3,11 @@
 
 use std::future::IntoFuture;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dev_nats::{DevNats, DEV_NATS_USER};
 use crate::gateway::Gateway;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -42,6 +43,10 @@ pub struct DevArgs {
     /// JetStream on the ledger port, data in `<data>/nats`).
     #[arg(long, value_enum, default_value_t = DevLedger::Embedded)]
     pub ledger: DevLedger,
+    /// With `--ledger nats`: how many `nats-server` nodes to run (1, 3 or 5); streams get as
+    /// many replicas. Nodes after the first take ports after the workers'.
+    #[arg(long, default_value_t = 1, value_parser = parse_nats_nodes)]
+    pub nats_nodes: usize,
     /// Data directory (ledger and one directory per worker); reused across restarts.
     #[arg(long, default_value = ".phat/dev")]
     pub data: PathBuf,
@@ -68,6 +73,14 @@ pub struct DevArgs {
     pub limits: Vec<String>,
     #[command(flatten)]
     pub replica: ReplicaArgs,
+}
+
+/// `--nats-nodes`: an odd node count a JetStream cluster can elect leaders with.
+fn parse_nats_nodes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ (1 | 3 | 5)) => Ok(n),
+        _ => Err(format!("{s:?}: give 1, 3 or 5 nodes")),
+    }
 }
 
 /// Arguments of `phat worker`.
@@ -549,203 +562,23 @@ async fn wait_ready(url: &str, timeout: Duration) -> Result<()> {
     }
 }
 
-/// The NATS user `phat dev --ledger nats` creates for its workers.
-const DEV_NATS_USER: &str = "phat";
-
-/// The local `nats-server` of `phat dev --ledger nats`: JetStream in `<data>/nats`, one user
-/// with a random password (`<data>/nats.password`, mode 0600), its log in `<data>/nats.log`.
-/// Killed when dropped; [`DevNats::stop`] stops it cleanly.
-struct DevNats {
-    child: tokio::process::Child,
-    url: String,
-    password: String,
-}
-
-/// Stops the `nats-server` recorded in `pid_path` if it still runs with `conf` (a pid alone
-/// may have been reused by another process since).
-async fn stop_stale_server(pid_path: &Path, conf: &Path) {
-    let Some(pid) = std::fs::read_to_string(pid_path)
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-    else {
-        return;
-    };
-    let ours = |pid: i32| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| {
-                c.split(|b| *b == 0)
-                    .any(|arg| arg == conf.as_os_str().as_encoded_bytes())
-            })
-            .unwrap_or(false)
-    };
-    if !ours(pid) {
-        return;
-    }
-    eprintln!("stopping the nats-server (pid {pid}) a killed `phat dev` left running");
-    let target = nix::unistd::Pid::from_raw(pid);
-    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
-    for _ in 0..50 {
-        if !ours(pid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-}
-
-impl DevNats {
-    /// Starts the server on 127.0.0.1:`port` and waits until it accepts connections.
-    async fn start(data: &Path, port: u16) -> Result<Self> {
-        let bin = std::env::var_os("PATH")
-            .and_then(|path| {
-                std::env::split_paths(&path)
-                    .map(|d| d.join("nats-server"))
-                    .find(|p| p.is_file())
-            })
-            .context(
-                "--ledger nats needs nats-server on the PATH: `apt-get install nats-server` (or run scripts/setup)",
-            )?;
-        // A random password created once (mode 0600) and reused on restart.
-        let password_path = data.join("nats.password");
-        LedgerToken::load_or_create(&password_path)?;
-        let password = std::fs::read_to_string(&password_path)
-            .with_context(|| format!("reading {}", password_path.display()))?
-            .trim()
-            .to_string();
-        if password.is_empty() || !password.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            bail!(
-                "{}: the NATS password must be letters and digits",
-                password_path.display()
-            );
-        }
-        let store = data.join("nats");
-        std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
-        let store = store
-            .to_str()
-            .filter(|s| !s.contains(['"', '\\', '\n']))
-            .with_context(|| {
-                format!(
-                    "the data directory {} cannot be written in a NATS config",
-                    data.display()
-                )
-            })?;
-        let config = format!(
-            r#"# Written by `phat dev --ledger nats` on every start.
-listen: "127.0.0.1:{port}"
-server_name: "phat-dev-{port}"
-# Room for the ledger's 1 MiB payloads plus headers.
-max_payload: 2MB
-jetstream {{
-  store_dir: "{store}"
-  max_memory_store: 64MB
-}}
-authorization {{
-  users = [
-    {{ user: {DEV_NATS_USER}, password: "{password}", permissions: {{ publish: ">", subscribe: ">" }} }}
-  ]
-}}
-"#
-        );
-        let conf = data.join("nats.conf");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&conf)
-                .with_context(|| format!("writing {}", conf.display()))?;
-            // An older file, or the umask, may have other bits: exactly 0600.
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            file.write_all(config.as_bytes())?;
-            file.sync_all()?;
-        }
-        // A server left behind by a `phat dev` that was killed (SIGKILL leaves no time to stop
-        // it) holds the port: stop it first.
-        let pid_path = data.join("nats.pid");
-        stop_stale_server(&pid_path, &conf).await;
-        let log_path = data.join("nats.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        let mut child = tokio::process::Command::new(&bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        if let Some(pid) = child.id() {
-            std::fs::write(&pid_path, pid.to_string())
-                .with_context(|| format!("writing {}", pid_path.display()))?;
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "nats-server exited at start ({status}); see {}",
-                    log_path.display()
-                );
-            }
-            if tokio::net::TcpStream::connect(local(port)).await.is_ok() {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "nats-server did not listen on 127.0.0.1:{port}; see {}",
-                    log_path.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(Self {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-            password,
-        })
-    }
-
-    /// Connects to the cluster's JetStream ledger as the dev user.
-    async fn ledger(&self) -> Result<phat_worker::ledger::JetStreamLedger> {
-        let mut config = phat_worker::ledger::JetStreamConfig::new(&self.url, "phat");
-        config.user = Some(DEV_NATS_USER.into());
-        config.password = Some(self.password.clone());
-        phat_worker::ledger::JetStreamLedger::connect(config)
-            .await
-            .with_context(|| format!("connecting to the JetStream ledger at {}", self.url))
-    }
-
-    /// SIGTERM, then SIGKILL after 10 s; reaps the process.
-    async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-    }
-}
-
 /// `phat dev`.
 pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
     init_tracing();
     if args.workers == 0 {
         bail!("--workers must be at least 1");
     }
-    let last_port = args.port as usize + 1 + args.workers;
+    if args.nats_nodes > 1 && args.ledger != DevLedger::Nats {
+        bail!("--nats-nodes needs --ledger nats");
+    }
+    let workers_end = args.port as usize + 1 + args.workers;
+    // Further NATS nodes' client ports, then every node's route port, after the workers'.
+    let extra_nats = if args.nats_nodes > 1 {
+        2 * args.nats_nodes - 1
+    } else {
+        0
+    };
+    let last_port = workers_end + extra_nats;
     if last_port > u16::MAX as usize {
         bail!(
             "--port {} leaves no room for {} workers",
@@ -769,7 +602,18 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             )
         }
         DevLedger::Nats => {
-            let server = DevNats::start(&data, ledger_port).await?;
+            let n = args.nats_nodes;
+            let first_extra = workers_end as u16 + 1;
+            let mut clients = vec![ledger_port];
+            clients.extend((0..n as u16 - 1).map(|i| first_extra + i));
+            let routes: Vec<u16> = if n > 1 {
+                (0..n as u16)
+                    .map(|i| first_extra + n as u16 - 1 + i)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let server = DevNats::start(&data, &clients, &routes).await?;
             let ledger = server.ledger().await?;
             nats = Some(server);
             Arc::new(ledger)
@@ -845,6 +689,8 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
                 server.url.clone(),
                 "--nats-user".into(),
                 DEV_NATS_USER.into(),
+                "--nats-replicas".into(),
+                server.replicas.to_string(),
             ],
             // The password stays off the command line.
             vec![("PHAT_NATS_PASSWORD".into(), server.password.clone())],
@@ -918,6 +764,13 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
                 (Some((_, path)), _) => println!(
                     "  ledger    http://127.0.0.1:{ledger_port}  (head seq {head}; token in {})",
                     path.display()
+                ),
+                (_, Some(server)) if server.replicas > 1 => println!(
+                    "  ledger    {} (JetStream, R{})  (head seq {head}; user {DEV_NATS_USER}, password in {}/nats.password, logs {}/nats-*.log)",
+                    server.url,
+                    server.replicas,
+                    data.display(),
+                    data.display()
                 ),
                 _ => println!(
                     "  ledger    nats://127.0.0.1:{ledger_port} (JetStream, R1)  (head seq {head}; user {DEV_NATS_USER}, password in {}/nats.password, log {}/nats.log)",

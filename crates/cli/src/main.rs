@@ -4,6 +4,7 @@
 mod build;
 mod cluster;
 mod commands;
+mod dev_nats;
 mod gateway;
 mod new;
 

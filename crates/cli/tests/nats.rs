@@ -1,5 +1,7 @@
-//! `phat dev --ledger nats`: a real local `nats-server` with JetStream orders the commands of
-//! two workers; `phat dev` stops it when it stops.
+//! `phat dev --ledger nats`: a real local `nats-server` (or three, `--nats-nodes 3`) with
+//! JetStream orders the commands of two workers; `phat dev` stops them when it stops. The
+//! 3-node cluster loses its stream leader and a worker under load and still applies every
+//! command exactly once.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,18 +10,22 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use phat_client::primitives::Mode;
+use phat_client::{Client, Signer};
+use phat_worker::ledger::{JetStreamConfig, JetStreamLedger, Ledger};
 use support::*;
 
 const BOB: &str = "0x8eaf04151687736326c9fea17e25fc5287613693c912909cb226aa4794f26a48";
 const ALICE: &str = "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";
 
-/// Pids of the `nats-server` processes whose config is in `data` (zombies have no cmdline).
-fn nats_servers_of(data: &Path) -> Vec<i32> {
-    let conf = data.join("nats.conf");
+/// Pids of the `nats-server` processes started with config `conf` (zombies have no cmdline).
+fn nats_servers_with(conf: &Path) -> Vec<i32> {
     let conf = conf.to_str().unwrap().as_bytes();
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -36,6 +42,11 @@ fn nats_servers_of(data: &Path) -> Vec<i32> {
         }
     }
     pids
+}
+
+/// Pids of the single dev `nats-server` of `data`.
+fn nats_servers_of(data: &Path) -> Vec<i32> {
+    nats_servers_with(&data.join("nats.conf"))
 }
 
 fn mode(path: &Path) -> u32 {
@@ -151,4 +162,155 @@ async fn a_server_left_by_a_killed_phat_dev_is_stopped_at_the_next_start() {
     assert_ne!(now, stale);
     assert!(second.terminate(), "phat dev did not exit cleanly");
     assert!(nats_servers_of(&data).is_empty());
+}
+
+/// The pid of the dev NATS node whose server name is `name` (`phat-dev-<client port>`).
+fn nats_node_pid(data: &Path, name: &str) -> i32 {
+    for i in 0..3 {
+        let conf = std::fs::read_to_string(data.join(format!("nats-{i}.conf"))).unwrap();
+        if conf.contains(&format!("server_name: \"{name}\"")) {
+            let pid = std::fs::read_to_string(data.join(format!("nats-{i}.pid"))).unwrap();
+            return pid.trim().parse().unwrap();
+        }
+    }
+    panic!("no dev NATS node is named {name}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_lose_the_stream_leader_and_a_worker_under_load_and_apply_every_command_once() {
+    let mut dev = Dev::start_with(2, &["--ledger", "nats", "--nats-nodes", "3"]).await;
+    let data = dev.data();
+    assert_eq!(nats_servers_of3(&data).len(), 3, "three nats-servers");
+    let w0 = dev.workers[0].clone();
+    let counter = Arc::new(deploy_counter(&Client::new(&w0).unwrap()).await);
+    let ledger_url = dev
+        .log()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ledger    ").map(String::from))
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .expect("the ledger line");
+    let mut config = JetStreamConfig::new(&ledger_url, "phat");
+    config.user = Some("phat".into());
+    config.password = Some(
+        std::fs::read_to_string(data.join("nats.password"))
+            .unwrap()
+            .trim()
+            .into(),
+    );
+    config.replicas = 3;
+    let ledger = JetStreamLedger::connect(config).await.unwrap();
+    let leader = ledger
+        .log_leader()
+        .await
+        .unwrap()
+        .expect("an R3 stream has a leader");
+
+    // Requests are signed up front: a submitter re-sends the same request until one attempt
+    // is acknowledged, so each is applied exactly once (a second copy, appended after an
+    // ambiguous failure, is refused as a replay when applied).
+    const SUBMITTERS: usize = 32;
+    const EACH: usize = 15;
+    let cluster = Client::new(&w0).unwrap().info().await.unwrap().cluster_key;
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let errors: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for t in 0..SUBMITTERS {
+        let reqs: Vec<_> = (0..EACH)
+            .map(|_| phat_client::sign(&alice, &cluster, Mode::Command, counter.inc()))
+            .collect();
+        let (workers, errors) = (dev.workers.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let clients: Vec<Client> = workers.iter().map(|w| Client::new(w).unwrap()).collect();
+            let mut which = t;
+            for req in reqs {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let client = &clients[which % clients.len()];
+                    match client.submit_signed(&req, false).await {
+                        Ok(_) => break,
+                        // An earlier attempt was acknowledged but its answer was lost.
+                        Err(phat_client::ClientError::Api { kind, .. }) if kind == "replayed" => {
+                            *errors.lock().unwrap().entry(kind).or_default() += 1;
+                            break;
+                        }
+                        Err(e) => {
+                            let kind = match &e {
+                                phat_client::ClientError::Api { kind, .. } => kind.clone(),
+                                _ => "transport".into(),
+                            };
+                            *errors.lock().unwrap().entry(kind).or_default() += 1;
+                            assert!(Instant::now() < deadline, "never acknowledged: {e}");
+                            // Try the other worker.
+                            which += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    // Mid-load: kill -9 the stream leader's nats-server (phat dev restarts it), then a worker.
+    let head = Client::new(&w0).unwrap();
+    let start = head.info().await.unwrap().ledger_head;
+    while head.info().await.unwrap().ledger_head < start + 100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = nats_node_pid(&data, &leader);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let worker = worker_pid(&data.join("worker-1")).expect("worker-1 runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let errors = errors.lock().unwrap().clone();
+    eprintln!("retried submissions by error kind: {errors:?}");
+
+    // Every request applied exactly once, on both workers, with equal roots.
+    let total = (SUBMITTERS * EACH) as u64;
+    let last = ledger.head().await.unwrap();
+    let mut roots = Vec::new();
+    for w in &dev.workers {
+        roots.push(wait_seq(w, last).await.state_root);
+        let (value, _) = counter.get(&Client::new(w).unwrap(), Some(last)).await;
+        assert_eq!(value, total, "{w}: the counter");
+    }
+    assert_eq!(roots[0], roots[1], "state roots differ");
+    assert!(
+        ledger.log_leader().await.unwrap().is_some(),
+        "the stream has a leader"
+    );
+    assert_ne!(
+        nats_node_pid(&data, &leader),
+        pid,
+        "the killed node was restarted"
+    );
+    let log = dev.log();
+    assert!(
+        log.contains("nats-server node"),
+        "phat dev restarted the node:\n{log}"
+    );
+    assert!(
+        log.contains("worker-1 exited"),
+        "phat dev restarted worker-1:\n{log}"
+    );
+    assert_eq!(nats_servers_of3(&data).len(), 3, "the killed node is back");
+
+    assert!(dev.proc.terminate(), "phat dev did not exit cleanly");
+    assert!(nats_servers_of3(&data).is_empty(), "a nats-server is left");
+}
+
+/// Pids of the `nats-server` processes of a 3-node dev cluster in `data`.
+fn nats_servers_of3(data: &Path) -> Vec<i32> {
+    (0..3)
+        .flat_map(|i| nats_servers_with(&data.join(format!("nats-{i}.conf"))))
+        .collect()
 }

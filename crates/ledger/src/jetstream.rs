@@ -524,6 +524,17 @@ impl JetStreamLedger {
     pub fn client(&self) -> &async_nats::Client {
         &self.inner.client
     }
+
+    /// The name of the NATS server leading the log stream now (`None` on a single server).
+    pub async fn log_leader(&self) -> Result<Option<String>, LedgerError> {
+        let inner = &*self.inner;
+        let mut log = inner.log.clone();
+        let info = log
+            .info()
+            .await
+            .map_err(|e| inner.failed("cannot read the log's state", e))?;
+        Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
+    }
 }
 
 impl Inner {

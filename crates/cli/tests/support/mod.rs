@@ -255,7 +255,14 @@ impl Dev {
     /// Like [`Dev::start`] with more `phat dev` arguments.
     pub async fn start_with(n: u16, extra: &[&str]) -> Dev {
         let dir = tempfile::tempdir().unwrap();
-        let base = free_ports(n + 2);
+        // `--nats-nodes K` takes 2K - 1 more ports after the workers'.
+        let nodes: u16 = extra
+            .iter()
+            .position(|a| *a == "--nats-nodes")
+            .and_then(|i| extra.get(i + 1))
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(1);
+        let base = free_ports(n + 2 + if nodes > 1 { 2 * nodes - 1 } else { 0 });
         let data = dir.path().join("data");
         let (n_text, base_text) = (n.to_string(), base.to_string());
         let mut args = vec![
