@@ -13,42 +13,16 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::*;
 use phat_client::primitives::protocol::{Call, CallResult, SignedRequest};
 use phat_client::primitives::Mode;
 use phat_client::{Client, Contract, Signer};
 use support::*;
-
-fn secs() -> u64 {
-    std::env::var("PHAT_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5)
-}
-
-struct Stats {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    per_sec: f64,
-}
-
-fn stats(mut lat: Vec<Duration>, took: Duration) -> Stats {
-    lat.sort();
-    let pick = |q: f64| {
-        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1e6)
-            .unwrap_or(0.0)
-    };
-    Stats {
-        n: lat.len(),
-        p50: pick(0.5),
-        p99: pick(0.99),
-        per_sec: lat.len() as f64 / took.as_secs_f64(),
-    }
-}
 
 /// Sends `call` from `conc` tasks on `urls` for `secs` through each client's session (after
 /// the first query of each task, AEAD only).
@@ -116,22 +90,6 @@ async fn query_load(urls: &[String], reqs: Vec<SignedRequest>, conc: usize) -> S
         }));
     }
     stats(gather(tasks).await, start.elapsed())
-}
-
-/// The latencies every task measured.
-async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    lat
-}
-
-fn row(case: &str, s: &Stats) {
-    println!(
-        "| {case:<44} | {:>7} | {:>9.0} | {:>9.0} | {:>9.0} |",
-        s.n, s.p50, s.p99, s.per_sec
-    );
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -73,6 +73,9 @@ pub struct DevArgs {
     pub limits: Vec<String>,
     #[command(flatten)]
     pub replica: ReplicaArgs,
+    /// Requests per second one signer may send to each worker (benchmarks raise it).
+    #[arg(long, default_value_t = phat_worker::AdmissionConfig::default().per_signer_rate)]
+    pub signer_rate: u32,
 }
 
 /// `--nats-nodes`: an odd node count a JetStream cluster can elect leaders with.
@@ -277,6 +280,10 @@ pub struct ReplicaArgs {
     /// Keep the whole log (do not trim it below the oldest kept snapshot).
     #[arg(long)]
     pub no_trim: bool,
+    /// Replay the log from seq 1 instead of starting from a snapshot (to verify snapshots or
+    /// measure the replay; the log must not have been trimmed).
+    #[arg(long)]
+    pub replay_log: bool,
 }
 
 impl ReplicaArgs {
@@ -293,6 +300,9 @@ impl ReplicaArgs {
         if self.no_trim {
             out.push("--no-trim".into());
         }
+        if self.replay_log {
+            out.push("--replay-log".into());
+        }
         out
     }
 
@@ -303,6 +313,7 @@ impl ReplicaArgs {
             snapshot_every: (self.snapshot_every > 0).then_some(self.snapshot_every),
             snapshots_kept: self.snapshots_kept,
             trim_log: !self.no_trim,
+            start_from_snapshot: !self.replay_log,
             resync,
             fault_at_seq,
         }
@@ -719,6 +730,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             "--exit-with-parent".into(),
         ]);
         wargs.extend(args.replica.to_args());
+        wargs.extend(["--signer-rate".into(), args.signer_rate.to_string()]);
         // The endpoint, the ledger and every worker are off limits to contracts.
         for p in args.port as usize..=last_port {
             wargs.extend(["--deny-egress".into(), format!("127.0.0.1:{p}")]);

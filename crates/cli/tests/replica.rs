@@ -27,36 +27,6 @@ const REPLICA: [&str; 6] = [
     "1",
 ];
 
-/// Starts `phat worker` on the cluster of `dev` (its NATS server and dev root).
-fn start_worker(dev: &Dev, name: &str, port: u16, extra: &[&str]) -> Proc {
-    let data = dev.data();
-    let nats = format!("nats://127.0.0.1:{}", endpoint_port(&dev.endpoint) + 1);
-    let password = std::fs::read_to_string(data.join("nats.password")).unwrap();
-    let dir = dev.dir.path().join(name);
-    let root = data.join("dev-attestation-root.key");
-    let port = port.to_string();
-    let mut args = vec![
-        "worker",
-        "--ledger",
-        &nats,
-        "--nats-user",
-        "phat",
-        "--nats-password",
-        password.trim(),
-        "--data",
-        dir.to_str().unwrap(),
-        "--port",
-        &port,
-        "--name",
-        name,
-        "--dev-attestation-root",
-        root.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&REPLICA);
-    args.extend_from_slice(extra);
-    Proc::start(name, &args, &dev.dir.path().join(format!("{name}.log")))
-}
-
 fn endpoint_port(url: &str) -> u16 {
     url.rsplit(':').next().unwrap().parse().unwrap()
 }
@@ -145,7 +115,7 @@ async fn a_worker_joins_from_a_snapshot_and_a_diverged_worker_is_caught_and_resy
     // A new worker cannot replay from seq 1: it starts from the snapshot and catches up.
     let ports = free_ports(2);
     let late_url = format!("http://127.0.0.1:{ports}");
-    let mut late = start_worker(&dev, "late", ports, &[]);
+    let mut late = dev.start_worker("late", ports, &REPLICA);
     wait_up(&late_url).await;
     let info = wait_seq(&late_url, head).await;
     assert_eq!(info.state_root, roots[0], "the late worker's root");
@@ -161,7 +131,11 @@ async fn a_worker_joins_from_a_snapshot_and_a_diverged_worker_is_caught_and_resy
     let caught_at = fault.div_ceil(10) * 10;
     let bad_url = format!("http://127.0.0.1:{}", ports + 1);
     let fault_text = fault.to_string();
-    let mut bad = start_worker(&dev, "bad", ports + 1, &["--fault-at-seq", &fault_text]);
+    let mut bad = dev.start_worker(
+        "bad",
+        ports + 1,
+        &[&REPLICA[..], &["--fault-at-seq", &fault_text]].concat(),
+    );
     wait_up(&bad_url).await;
     wait_seq(&bad_url, head).await;
     let head = increments(&w0, &counter, 20).await;
@@ -215,10 +189,15 @@ async fn a_worker_joins_from_a_snapshot_and_a_diverged_worker_is_caught_and_resy
 
     // `--resync` drops its state and starts again from a snapshot the others confirm.
     assert!(bad.terminate());
-    let mut bad = start_worker(&dev, "bad", ports + 1, &["--resync"]);
+    let mut bad = dev.start_worker("bad", ports + 1, &[&REPLICA[..], &["--resync"]].concat());
     wait_up(&bad_url).await;
     let info = wait_seq(&bad_url, head).await;
-    assert_eq!(info.state_root, good_root, "after --resync");
+    assert_eq!(
+        info.state_root,
+        good_root,
+        "after --resync:\n{}",
+        read(&dev.dir.path().join("bad.log"))
+    );
     assert_eq!(info.diverged, None);
     assert_eq!(health(&bad_url).await.0, 200);
     let (value, _) = counter

@@ -28,7 +28,6 @@ pub(crate) async fn run(
 ) -> Result<(), WorkerError> {
     tokio::pin!(shutdown);
     let batch = worker.inner.config.apply_batch;
-    crate::replica::on_start(&worker).await?;
     loop {
         let from = worker.applied_seq() + 1;
         let max = worker.inner.replica.batch_limit(from, batch);

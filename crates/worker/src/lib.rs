@@ -220,7 +220,7 @@ impl Worker {
             worker_pubkey: enclave.identity.public(),
             key_seed: keys.contract_seed.clone(),
         });
-        Ok(Self {
+        let worker = Self {
             inner: Arc::new(Inner {
                 admission: admission::Admission::new(config.admission.clone()),
                 replica: replica::Replica::new(config.replica.clone()),
@@ -239,7 +239,11 @@ impl Worker {
                 enclave,
                 opened: Mutex::new(Default::default()),
             }),
-        })
+        };
+        // A snapshot to start from (`--resync`, no state yet, a trimmed log) is restored
+        // before the worker answers anything.
+        replica::on_start(&worker).await?;
+        Ok(worker)
     }
 
     /// The last applied command's sequence number.

@@ -58,6 +58,8 @@ pub struct ReplicaConfig {
     pub snapshots_kept: usize,
     /// Whether to trim the log below the oldest kept snapshot.
     pub trim_log: bool,
+    /// Whether a worker with no state starts from a snapshot (else it replays the log).
+    pub start_from_snapshot: bool,
     /// Start by restoring the newest confirmed snapshot, dropping the local state (the way
     /// out of `diverged`).
     pub resync: bool,
@@ -73,6 +75,7 @@ impl Default for ReplicaConfig {
             snapshot_every: Some(10_000),
             snapshots_kept: 2,
             trim_log: true,
+            start_from_snapshot: true,
             resync: false,
             fault_at_seq: None,
         }
@@ -494,7 +497,8 @@ pub(crate) async fn on_start(worker: &Worker) -> Result<(), WorkerError> {
         Ok(first) => first,
         Err(_) => return Ok(()),
     };
-    if head.seq == 0 || first > head.seq + 1 {
+    let fresh = head.seq == 0 && inner.replica.config.start_from_snapshot;
+    if fresh || first > head.seq + 1 {
         match restore_newest(worker, head.seq + 1).await {
             Ok(Some(seq)) => {
                 tracing::info!(worker = %inner.config.name, seq, "started from a snapshot")

@@ -299,6 +299,37 @@ impl Dev {
         }
     }
 
+    /// Starts one more `phat worker` named `name` on this cluster's NATS ledger (with its
+    /// password and dev root) on `port`, its data and log in the temporary directory.
+    pub fn start_worker(&self, name: &str, port: u16, extra: &[&str]) -> Proc {
+        let data = self.data();
+        let base: u16 = self.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+        let nats = format!("nats://127.0.0.1:{}", base + 1);
+        let password = std::fs::read_to_string(data.join("nats.password")).unwrap();
+        let dir = self.dir.path().join(name);
+        let root = data.join("dev-attestation-root.key");
+        let port = port.to_string();
+        let mut args = vec![
+            "worker",
+            "--ledger",
+            &nats,
+            "--nats-user",
+            "phat",
+            "--nats-password",
+            password.trim(),
+            "--data",
+            dir.to_str().unwrap(),
+            "--port",
+            &port,
+            "--name",
+            name,
+            "--dev-attestation-root",
+            root.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Proc::start(name, &args, &self.dir.path().join(format!("{name}.log")))
+    }
+
     /// The cluster's data directory (ledger, workers, dev attestation root).
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
