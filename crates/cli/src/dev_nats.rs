@@ -55,6 +55,44 @@ fn node_files(data: &Path, i: usize, n: usize) -> NodeFiles {
     }
 }
 
+/// `nats-server` on the PATH, if any.
+fn find_nats_server() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Installs Debian's `nats-server` with apt-get when running as root (as `phat build` does
+/// with the contract toolchain); otherwise says how to.
+fn install_nats_server() -> Result<PathBuf> {
+    let how = "--ledger nats needs nats-server on the PATH: `apt-get install nats-server` (or run scripts/setup)";
+    let uid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if uid.as_deref() != Some("0") {
+        bail!("{how}");
+    }
+    eprintln!("nats-server is not installed: installing Debian's package with apt-get…");
+    for args in [
+        &["update", "-q"][..],
+        &["install", "-y", "-q", "nats-server"][..],
+    ] {
+        let status = std::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?;
+        if !status.success() {
+            bail!("apt-get {} failed ({status}); {how}", args.join(" "));
+        }
+    }
+    find_nats_server().context(how)
+}
+
 /// Stops the `nats-server` recorded in `pid_path` if it still runs with `conf` (a pid alone
 /// may have been reused by another process since).
 async fn stop_stale_server(pid_path: &Path, conf: &Path) {
@@ -179,15 +217,10 @@ impl DevNats {
         if n == 0 || (n > 1 && route_ports.len() != n) {
             bail!("a dev NATS cluster needs a client port per node and, with several, a route port each");
         }
-        let bin = std::env::var_os("PATH")
-            .and_then(|path| {
-                std::env::split_paths(&path)
-                    .map(|d| d.join("nats-server"))
-                    .find(|p| p.is_file())
-            })
-            .context(
-                "--ledger nats needs nats-server on the PATH: `apt-get install nats-server` (or run scripts/setup)",
-            )?;
+        let bin = match find_nats_server() {
+            Some(bin) => bin,
+            None => install_nats_server()?,
+        };
         // The node count is fixed when the cluster is created: R1 streams do not become R3.
         let nodes_path = data.join("nats.nodes");
         match std::fs::read_to_string(&nodes_path) {

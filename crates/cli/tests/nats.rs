@@ -97,6 +97,15 @@ async fn erc20_on_two_workers_over_jetstream() {
         assert_eq!(alice["decoded"], "Ok(997500)", "{w}: {alice}");
     }
     assert_eq!(roots[0], roots[1], "state roots differ");
+    // Logs keep the Transfer event, decoded.
+    let out = run(&ep, &["logs", &id]);
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("Transfer") && l.contains("2500")),
+        "{logs}"
+    );
 
     assert!(dev.proc.terminate(), "phat dev did not exit cleanly");
     assert!(

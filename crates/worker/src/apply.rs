@@ -92,7 +92,11 @@ pub(crate) async fn run(
                 .await
                 .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
         match result {
-            Ok((head, logs)) => {
+            Ok(BatchApplied {
+                head,
+                logs,
+                checkpoints,
+            }) => {
                 if worker.inner.stuck.lock().take().is_some() {
                     worker.inner.metrics.apply_stuck_seq.set(0);
                     tracing::info!(worker = %worker.inner.config.name, "apply resumed at seq {}", head.seq);
@@ -103,7 +107,7 @@ pub(crate) async fn run(
                 for l in logs {
                     let _ = worker.inner.logs.send(l);
                 }
-                crate::replica::after_commit(&worker, head);
+                crate::replica::after_commit(&worker, head, &checkpoints);
             }
             Err(e) => {
                 let attempts = {
@@ -284,12 +288,13 @@ fn apply_batch(
     decoded: Vec<Decoded>,
     code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
     genesis: &[(AccountId, phat_primitives::Balance)],
-) -> Result<(Head, Vec<LogRecord>), WorkerError> {
+) -> Result<BatchApplied, WorkerError> {
     let inner = &worker.inner;
     let snap = Arc::new(inner.store.snapshot()?);
     let mut head = snap.head();
     let pending: Arc<RwLock<ChangeSet>> = Arc::default();
     let mut batch = Batch::default();
+    let mut checkpoints = Vec::new();
     if head.seq == 0 && !genesis.is_empty() {
         let mut session = inner.runtime.session(
             Arc::new(crate::state::SnapshotState(snap.clone())),
@@ -373,6 +378,9 @@ fn apply_batch(
             state_root: receipt.state_root,
             timestamp: entry.timestamp,
         };
+        if inner.replica.is_checkpoint(head.seq) {
+            checkpoints.push((head.seq, head.state_root));
+        }
         if let Some((signer, nonce, expiry)) = applied.nonce {
             batch.nonces.push((signer, nonce, expiry));
         }
@@ -395,7 +403,21 @@ fn apply_batch(
     for key in &nonces {
         recent.remove(key);
     }
-    Ok((head, logs))
+    Ok(BatchApplied {
+        head,
+        logs,
+        checkpoints,
+    })
+}
+
+/// What one batch applied.
+pub(crate) struct BatchApplied {
+    /// The head after the batch.
+    head: Head,
+    /// The log records it produced.
+    logs: Vec<LogRecord>,
+    /// `(seq, root)` at the checkpoint seqs inside the batch.
+    checkpoints: Vec<(phat_primitives::protocol::Seq, Hash)>,
 }
 
 struct Applied {

@@ -196,13 +196,20 @@ impl Replica {
     }
 
     /// The most entries the apply batch starting at `from` may take, so that a batch ends
-    /// at every checkpoint seq.
+    /// at every snapshot seq (a snapshot is the committed state exactly there).
     pub(crate) fn batch_limit(&self, from: Seq, batch: usize) -> usize {
-        let k = self.config.checkpoint_every.max(1);
-        let to_boundary = k - (from.saturating_sub(1) % k);
+        let Some(n) = self.config.snapshot_every.filter(|n| *n > 0) else {
+            return batch;
+        };
+        let to_boundary = n - (from.saturating_sub(1) % n);
         usize::try_from(to_boundary)
             .map_or(batch, |b| b.min(batch))
             .max(1)
+    }
+
+    /// Whether `seq` is a checkpoint seq.
+    pub(crate) fn is_checkpoint(&self, seq: Seq) -> bool {
+        seq > 0 && seq.is_multiple_of(self.config.checkpoint_every.max(1))
     }
 
     /// The fault switch: an extra write at the configured seq.
@@ -219,19 +226,17 @@ impl Replica {
         }
     }
 
-    /// Records a checkpoint if `head` is at one.
-    fn record(&self, head: Head) -> bool {
-        if head.seq == 0 || !head.seq.is_multiple_of(self.config.checkpoint_every) {
-            return false;
-        }
+    /// Records the checkpoint `(seq, root)`.
+    fn record(&self, seq: Seq, root: Hash) {
+        let newest = seq;
         let mut points = self.points.lock();
-        points.push_back((head.seq, head.state_root));
+        points.push_back((seq, root));
         // Drop the oldest point that is not at a kept snapshot's seq.
         if points.len() > POINTS_KEPT {
             let keep_snap = |seq: Seq| match self.config.snapshot_every {
                 Some(n) => {
                     seq.is_multiple_of(n)
-                        && head.seq - seq <= n.saturating_mul(self.config.snapshots_kept as u64)
+                        && newest - seq <= n.saturating_mul(self.config.snapshots_kept as u64)
                 }
                 None => false,
             };
@@ -239,7 +244,6 @@ impl Replica {
                 points.remove(i);
             }
         }
-        true
     }
 
     /// Forgets this worker's checkpoints and verdicts (after a restore).
@@ -250,10 +254,14 @@ impl Replica {
     }
 }
 
-/// After a batch committed with `head`: records a checkpoint and starts a snapshot when due.
-pub(crate) fn after_commit(worker: &Worker, head: Head) {
+/// After a batch committed with `head` and passed the `checkpoints`: records them and starts
+/// a snapshot when due.
+pub(crate) fn after_commit(worker: &Worker, head: Head, checkpoints: &[(Seq, Hash)]) {
     let replica = &worker.inner.replica;
-    if replica.record(head) {
+    for &(seq, root) in checkpoints {
+        replica.record(seq, root);
+    }
+    if !checkpoints.is_empty() {
         replica.changed.notify_one();
     }
     let Some(n) = replica.config.snapshot_every else {
@@ -625,14 +633,21 @@ mod tests {
     }
 
     #[test]
-    fn batches_end_at_checkpoints_and_intervals_are_checked() {
+    fn batches_end_at_snapshots_and_intervals_are_checked() {
         let r = Replica::new(ReplicaConfig {
             checkpoint_every: 10,
             ..ReplicaConfig::default()
         });
-        assert_eq!(r.batch_limit(1, 1024), 10);
-        assert_eq!(r.batch_limit(7, 1024), 4);
-        assert_eq!(r.batch_limit(11, 3), 3);
+        // Batches end at snapshot seqs only (checkpoints are taken inside batches).
+        assert_eq!(r.batch_limit(1, 1024), 1024);
+        assert_eq!(r.batch_limit(9_995, 1024), 6);
+        assert_eq!(r.batch_limit(10_001, 3), 3);
+        assert!(r.is_checkpoint(20) && !r.is_checkpoint(21) && !r.is_checkpoint(0));
+        let none = Replica::new(ReplicaConfig {
+            snapshot_every: None,
+            ..ReplicaConfig::default()
+        });
+        assert_eq!(none.batch_limit(9_995, 1024), 1024);
         assert!(ReplicaConfig {
             checkpoint_every: 10,
             snapshot_every: Some(25),
@@ -652,10 +667,7 @@ mod tests {
             ..ReplicaConfig::default()
         });
         for seq in 1..=200 {
-            r.record(Head {
-                seq,
-                ..Head::default()
-            });
+            r.record(seq, Hash::default());
         }
         let points: Vec<Seq> = r.points.lock().iter().map(|p| p.0).collect();
         assert_eq!(points.len(), POINTS_KEPT);
