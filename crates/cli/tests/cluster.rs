@@ -287,7 +287,7 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dev_resumes_from_its_data_directory() {
     let flipper = bundle("flipper");
-    let dev = Dev::start(1).await;
+    let mut dev = Dev::start(1).await;
     let ep = dev.endpoint.clone();
     let id = id_of(&run_json(
         &ep,
@@ -295,13 +295,8 @@ async fn dev_resumes_from_its_data_directory() {
     ));
     run_json(&ep, &["tx", &id, "flip"]);
     let before = Client::new(&dev.workers[0]).unwrap().info().await.unwrap();
-    let Dev {
-        mut proc,
-        dir,
-        workers,
-        ..
-    } = dev;
-    assert!(proc.terminate(), "phat dev did not stop cleanly");
+    assert!(dev.proc.terminate(), "phat dev did not stop cleanly");
+    let (dir, workers) = (&dev.dir, dev.workers.clone());
     // Same data directory and ports: the state is still there.
     let base: u16 = ep.rsplit(':').next().unwrap().parse().unwrap();
     let data = dir.path().join("data");

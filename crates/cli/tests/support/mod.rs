@@ -246,6 +246,16 @@ pub struct Dev {
     pub workers: Vec<String>,
 }
 
+impl Drop for Dev {
+    /// SIGTERM first, so that `phat dev` stops its `nats-server`s too (a SIGKILL would leave
+    /// them running), also when a test fails.
+    fn drop(&mut self) {
+        if let Ok(None) = self.proc.child.try_wait() {
+            self.proc.terminate();
+        }
+    }
+}
+
 impl Dev {
     /// Starts `phat dev --workers n` and waits for every worker.
     pub async fn start(n: u16) -> Dev {
