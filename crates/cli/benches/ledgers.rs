@@ -163,7 +163,18 @@ async fn join_rows(n: usize) {
         let port = ports + i as u16;
         let url = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
-        let mut args = vec!["--signer-rate", "1000000"];
+        // The cluster's own settings, so that the joiner neither snapshots nor trims early.
+        let mut args = vec![
+            "--signer-rate",
+            "1000000",
+            "--checkpoint-every",
+            "1000",
+            "--snapshot-every",
+            &n_text,
+            "--snapshots-kept",
+            "1",
+            "--no-trim",
+        ];
         args.extend_from_slice(extra);
         let mut worker = dev.start_worker(&format!("join-{i}"), port, &args);
         wait_up(&url).await;
