@@ -6,8 +6,8 @@
 //!
 //! `cargo bench -p phat-cli --bench ledgers`. `PHAT_BENCH_SECS` sets the latency phase (5 s),
 //! `PHAT_BENCH_COMMANDS` the throughput phase (10,000 commands), `PHAT_BENCH_JOIN` the log the
-//! join is measured on (100,000 commands; 0 skips it). Clients, ledgers and workers share the
-//! machine's cores, so the figures are a floor.
+//! join is measured on (100,000 commands; 0 skips it; `PHAT_BENCH_JOIN_ONLY=1` runs only the
+//! join). Clients, ledgers and workers share the machine's cores, so the figures are a floor.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -198,9 +198,11 @@ async fn main() {
     );
     println!("| case                                         |       n |   p50 µs |   p99 µs |      op/s |");
     println!("| -------------------------------------------- | ------- | --------- | --------- | --------- |");
-    ledger_rows("embedded", &[]).await;
-    ledger_rows("NATS R1", &["--ledger", "nats"]).await;
-    ledger_rows("NATS R3", &["--ledger", "nats", "--nats-nodes", "3"]).await;
+    if std::env::var_os("PHAT_BENCH_JOIN_ONLY").is_none() {
+        ledger_rows("embedded", &[]).await;
+        ledger_rows("NATS R1", &["--ledger", "nats"]).await;
+        ledger_rows("NATS R3", &["--ledger", "nats", "--nats-nodes", "3"]).await;
+    }
     let join = env_count("PHAT_BENCH_JOIN", 100_000);
     if join > 1 {
         println!();

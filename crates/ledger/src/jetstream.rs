@@ -34,7 +34,8 @@
 //! `create_object_store` and `query_account` of `async-nats` 0.51 cannot parse 2.9's
 //! account-info reply, so the `KV_`/`OBJ_` streams are created with `create_stream` exactly as
 //! those calls would, and opened with `get_key_value`/`get_object_store`. Servers from 2.10
-//! would add subject-filtered key listing (this lists all keys and filters here), 2.11 batched
+//! would add subject-filtered key listing (this lists every key subject from stream info and
+//! filters here), 2.11 batched
 //! direct gets and per-message TTLs; none is needed.
 //!
 //! **Authentication.** [`JetStreamConfig`] takes a user and password or a credentials file;
@@ -890,15 +891,23 @@ impl Ledger for JetStreamLedger {
 
     async fn meta_keys(&self, prefix: &str) -> Result<Vec<String>, LedgerError> {
         let inner = &*self.inner;
-        let mut keys = inner
+        // The stream's subject list, not `kv.keys()`: a consumer's pending count goes stale
+        // when a key is rewritten during the listing, and the listing then waits for an idle
+        // heartbeat (5 s); workers rewrite their checkpoint records all the time.
+        let kv_prefix = inner.kv.prefix.clone();
+        let mut subjects = inner
             .kv
-            .keys()
+            .stream
+            .info_with_subjects(format!("{kv_prefix}>"))
             .await
             .map_err(|e| inner.failed("cannot list metadata", e))?;
         let mut out = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| inner.failed("cannot list metadata", e))?;
-            if let Some(key) = decode_key(&key) {
+        while let Some(subject) = subjects.next().await {
+            let (subject, _) = subject.map_err(|e| inner.failed("cannot list metadata", e))?;
+            let Some(key) = subject.strip_prefix(&kv_prefix) else {
+                continue;
+            };
+            if let Some(key) = decode_key(key) {
                 if key.starts_with(prefix) {
                     out.push(key);
                 }
