@@ -123,23 +123,19 @@ async fn ledger_rows(label: &str, args: &[&str]) {
 /// replaying from seq 1 (same NATS R1 cluster, log kept whole).
 async fn join_rows(n: usize) {
     let n_text = n.to_string();
-    let mut dev = Dev::start_with(
-        2,
-        &[
-            "--ledger",
-            "nats",
-            "--signer-rate",
-            "1000000",
-            "--checkpoint-every",
-            "1000",
-            "--snapshot-every",
-            &n_text,
-            "--snapshots-kept",
-            "1",
-            "--no-trim",
-        ],
-    )
-    .await;
+    // Every worker here, the joiners too: a snapshot at seq `n` only, the log kept whole.
+    let settings = [
+        "--signer-rate",
+        "1000000",
+        "--checkpoint-every",
+        "1000",
+        "--snapshot-every",
+        &n_text,
+        "--snapshots-kept",
+        "1",
+        "--no-trim",
+    ];
+    let mut dev = Dev::start_with(2, &[&["--ledger", "nats"][..], &settings].concat()).await;
     let c0 = Client::new(&dev.workers[0]).unwrap();
     let counter = deploy_counter(&c0).await;
     let cluster = c0.info().await.unwrap().cluster_key;
@@ -163,19 +159,7 @@ async fn join_rows(n: usize) {
         let port = ports + i as u16;
         let url = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
-        // The cluster's own settings, so that the joiner neither snapshots nor trims early.
-        let mut args = vec![
-            "--signer-rate",
-            "1000000",
-            "--checkpoint-every",
-            "1000",
-            "--snapshot-every",
-            &n_text,
-            "--snapshots-kept",
-            "1",
-            "--no-trim",
-        ];
-        args.extend_from_slice(extra);
+        let args = [&settings[..], extra].concat();
         let mut worker = dev.start_worker(&format!("join-{i}"), port, &args);
         wait_up(&url).await;
         let info = wait_seq(&url, head).await;

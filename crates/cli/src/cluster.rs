@@ -543,15 +543,7 @@ async fn supervise(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                if let Some(pid) = child.id() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                }
-                if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
-                    let _ = child.kill().await;
-                }
+                stop_child(&mut child).await;
                 return;
             }
         }
@@ -570,6 +562,22 @@ async fn wait_ready(url: &str, timeout: Duration) -> Result<()> {
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
+    }
+}
+
+/// Stops a child process: SIGTERM, then SIGKILL after 10 s; reaps it.
+pub(crate) async fn stop_child(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
     }
 }
 

@@ -14,6 +14,8 @@ use anyhow::{bail, Context, Result};
 use phat_worker::ledger::http::LedgerToken;
 use tokio::sync::watch;
 
+use crate::cluster::stop_child;
+
 /// The NATS user `phat dev --ledger nats` creates for its workers.
 pub const DEV_NATS_USER: &str = "phat";
 
@@ -194,15 +196,7 @@ async fn supervise_node(
                 }
             }
             _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                if let Some(pid) = child.id() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                }
-                if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
-                    let _ = child.kill().await;
-                }
+                stop_child(&mut child).await;
                 return;
             }
         }

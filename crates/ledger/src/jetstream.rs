@@ -319,6 +319,35 @@ async fn ensure_stream(
     Ok(stream)
 }
 
+/// Creates (or opens) the Object Store `bucket` the way `create_object_store` would (which
+/// fails on 2.9), with the config's replica count.
+async fn ensure_object_store(
+    js: &jetstream::Context,
+    bucket: &str,
+    what: &str,
+    config: &JetStreamConfig,
+) -> Result<object_store::ObjectStore, LedgerError> {
+    ensure_stream(
+        js,
+        stream::Config {
+            name: format!("OBJ_{bucket}"),
+            description: Some(format!("phat cluster {}: {what}", config.cluster)),
+            subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: true,
+            ..Default::default()
+        },
+        config.replicas,
+    )
+    .await?;
+    js.get_object_store(bucket)
+        .await
+        .map_err(|e| unavailable(format!("cannot open Object Store bucket {bucket}: {e}")))
+}
+
 impl JetStreamLedger {
     /// Connects, then opens the cluster's stream and buckets, creating any that are missing.
     #[allow(
@@ -447,58 +476,9 @@ impl JetStreamLedger {
             .await
             .map_err(|e| unavailable(format!("cannot open KV bucket {meta}: {e}")))?;
 
-        // The Object Store bucket, as `create_object_store` would create it.
-        let code_bucket = config.code_bucket();
-        ensure_stream(
-            &js,
-            stream::Config {
-                name: format!("OBJ_{code_bucket}"),
-                description: Some(format!("phat cluster {}: code blobs", config.cluster)),
-                subjects: vec![
-                    format!("$O.{code_bucket}.C.>"),
-                    format!("$O.{code_bucket}.M.>"),
-                ],
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                discard: stream::DiscardPolicy::New,
-                allow_rollup: true,
-                allow_direct: true,
-                ..Default::default()
-            },
-            replicas,
-        )
-        .await?;
-        let code = js.get_object_store(&code_bucket).await.map_err(|e| {
-            unavailable(format!(
-                "cannot open Object Store bucket {code_bucket}: {e}"
-            ))
-        })?;
-
-        let snap_bucket = config.snapshot_bucket();
-        ensure_stream(
-            &js,
-            stream::Config {
-                name: format!("OBJ_{snap_bucket}"),
-                description: Some(format!("phat cluster {}: state snapshots", config.cluster)),
-                subjects: vec![
-                    format!("$O.{snap_bucket}.C.>"),
-                    format!("$O.{snap_bucket}.M.>"),
-                ],
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                discard: stream::DiscardPolicy::New,
-                allow_rollup: true,
-                allow_direct: true,
-                ..Default::default()
-            },
-            replicas,
-        )
-        .await?;
-        let snapshots = js.get_object_store(&snap_bucket).await.map_err(|e| {
-            unavailable(format!(
-                "cannot open Object Store bucket {snap_bucket}: {e}"
-            ))
-        })?;
+        let code = ensure_object_store(&js, &config.code_bucket(), "code blobs", &config).await?;
+        let snapshots =
+            ensure_object_store(&js, &config.snapshot_bucket(), "state snapshots", &config).await?;
 
         // Violations while probing (a user who may not create streams) are not the caller's.
         denied.lock().unwrap().take();

@@ -189,45 +189,34 @@ async fn nats(config: LedgerConfig) -> Fixture {
     }
 }
 
-/// Runs one behaviour against the embedded ledger, against it over HTTP, and on JetStream.
-macro_rules! both {
-    ($name:ident, $config:expr) => {
+/// Runs one behaviour against each named ledger fixture (`embedded`, `remote` over HTTP,
+/// `nats` on JetStream), one test each.
+macro_rules! on {
+    ([$($fixture:ident),+], $name:ident, $config:expr) => {
         mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                let f = super::embedded($config).await;
-                super::$name(&f.ledger).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn http() {
-                let f = super::remote($config).await;
-                super::$name(&f.ledger).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn nats() {
-                let f = super::nats($config).await;
-                super::$name(&f.ledger).await;
-            }
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $fixture() {
+                    let f = super::$fixture($config).await;
+                    super::$name(&f.ledger).await;
+                }
+            )+
         }
     };
 }
 
-/// Runs one behaviour against the ledgers that keep snapshots and trim: embedded and JetStream
-/// (the HTTP transport answers `Unsupported`, checked below).
+/// Every ledger.
+macro_rules! both {
+    ($name:ident, $config:expr) => {
+        on!([embedded, remote, nats], $name, $config);
+    };
+}
+
+/// The ledgers that keep snapshots and trim: embedded and JetStream (the HTTP transport
+/// answers `Unsupported`, checked below).
 macro_rules! snapshotting {
     ($name:ident, $config:expr) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                let f = super::embedded($config).await;
-                super::$name(&f.ledger).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn nats() {
-                let f = super::nats($config).await;
-                super::$name(&f.ledger).await;
-            }
-        }
+        on!([embedded, nats], $name, $config);
     };
 }
 
