@@ -129,6 +129,22 @@ async fn a_worker_joins_from_a_snapshot_and_a_diverged_worker_is_caught_and_resy
         .await;
     assert_eq!(value, 120);
 
+    // Five votes forged by someone who can write the metadata but holds no cluster key, all
+    // for one made-up root at every checkpoint: they count for nothing (unsigned, they would
+    // outvote the three honest workers and stop them).
+    for i in 0..5u8 {
+        let points: Vec<(u64, [u8; 32])> = (1..=30).map(|k| (k * 10, [7; 32])).collect();
+        let record = parity_scale_codec::Encode::encode(&(format!("forger-{i}"), points));
+        let forged = parity_scale_codec::Encode::encode(&(record, [i; 32]));
+        ledger
+            .put_meta(
+                &format!("checkpoint/{}", "ab".repeat(31) + &format!("{i:02x}")),
+                forged,
+            )
+            .await
+            .unwrap();
+    }
+
     // A worker that applies one write no other applies is caught at the next checkpoint.
     let fault = head + 3;
     let caught_at = fault.div_ceil(10) * 10;

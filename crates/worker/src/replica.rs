@@ -139,6 +139,24 @@ struct CheckpointRecord {
     points: Vec<(Seq, [u8; 32])>,
 }
 
+/// A published record: the SCALE record and its MAC under a key of the cluster secret, bound
+/// to the publishing worker's key, so that nobody outside the cluster (a NATS user, anyone
+/// who can write the metadata) can add votes.
+#[derive(Encode, Decode)]
+struct SignedRecord {
+    record: Vec<u8>,
+    mac: [u8; 32],
+}
+
+/// The MAC of `record` published by `worker`.
+fn record_mac(worker: &Worker, publisher: &[u8; 32], record: &[u8]) -> [u8; 32] {
+    worker.inner.enclave.keys().secret.snapshot_cipher().mac(&[
+        b"phat/checkpoint/v1",
+        publisher,
+        record,
+    ])
+}
+
 /// The header of a stored snapshot (in the clear, authenticated by the seal).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 struct SnapshotHeader {
@@ -374,10 +392,22 @@ async fn others(worker: &Worker) -> Result<Vec<CheckpointRecord>, LedgerError> {
         if key == mine {
             continue;
         }
-        if let Some(raw) = worker.inner.ledger.get_meta(&key).await? {
-            match CheckpointRecord::decode_all(&mut raw.as_slice()) {
-                Ok(record) => out.push(record),
-                Err(e) => tracing::warn!(%key, "unreadable checkpoint record: {e}"),
+        let publisher = key
+            .strip_prefix(CHECKPOINT_PREFIX)
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok());
+        let (Some(publisher), Some(raw)) = (publisher, worker.inner.ledger.get_meta(&key).await?)
+        else {
+            continue;
+        };
+        let record = SignedRecord::decode_all(&mut raw.as_slice())
+            .ok()
+            .filter(|s| s.mac == record_mac(worker, &publisher, &s.record))
+            .and_then(|s| CheckpointRecord::decode_all(&mut s.record.as_slice()).ok());
+        match record {
+            Some(record) => out.push(record),
+            None => {
+                tracing::warn!(%key, "ignoring a checkpoint record that is not a cluster worker's")
             }
         }
     }
@@ -445,7 +475,12 @@ pub(crate) async fn watch(worker: Worker) {
                 name: inner.config.name.clone(),
                 points: ours.iter().map(|(s, r)| (*s, r.0)).collect(),
             };
-            match inner.ledger.put_meta(&key, record.encode()).await {
+            let record = record.encode();
+            let signed = SignedRecord {
+                mac: record_mac(&worker, &worker.worker_key(), &record),
+                record,
+            };
+            match inner.ledger.put_meta(&key, signed.encode()).await {
                 Ok(()) => published = last,
                 Err(e) => tracing::warn!("publishing checkpoints: {e}"),
             }
