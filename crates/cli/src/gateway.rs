@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::TryStreamExt;
+use phat_client::primitives::protocol::DIVERGED_HEADER;
 
 /// How long a sealed query waits for its worker to come back when the connection is refused.
 pub const WORKER_RESTART_WAIT: Duration = Duration::from_secs(10);
@@ -277,6 +278,10 @@ async fn forward(State(g): State<Gateway>, req: Request) -> Response {
     for i in 0..n {
         let base = &g.workers[(start + i) % n];
         match g.send(base, &parts, &path, body.clone()).await {
+            // A diverged worker refused it unread: the next one answers instead.
+            Ok(resp) if i + 1 < n && resp.headers().contains_key(DIVERGED_HEADER) => {
+                last_err = format!("{base}: diverged");
+            }
             Ok(resp) => return streamed(resp, base),
             Err(e) if e.is_connect() => last_err = format!("{base}: {e}"),
             // A pooled connection to a worker that died: reads may go to the next one.
@@ -341,4 +346,49 @@ fn error(status: StatusCode, kind: &str, message: String) -> Response {
         Json(serde_json::json!({"error": {"kind": kind, "message": message}})),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "test code: a failed unwrap is a failed test"
+    )]
+    use super::*;
+
+    /// Serves `app` on 127.0.0.1; returns its base URL.
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    #[tokio::test]
+    async fn requests_go_around_a_diverged_worker() {
+        let diverged = serve(Router::new().fallback(|| async {
+            let mut r = (StatusCode::SERVICE_UNAVAILABLE, "diverged").into_response();
+            r.headers_mut()
+                .insert(DIVERGED_HEADER, axum::http::HeaderValue::from_static("1"));
+            r
+        }))
+        .await;
+        let healthy = serve(Router::new().fallback(|| async { "healthy" })).await;
+        let gateway = serve(Gateway::new(vec![diverged.clone(), healthy], 1 << 20).router()).await;
+        // Round-robin starts at each worker in turn: every request reaches the healthy one.
+        for _ in 0..4 {
+            let r = reqwest::get(format!("{gateway}/v1/contracts/0x00"))
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.text().await.unwrap(), "healthy");
+        }
+        // With only diverged workers, their 503 comes back.
+        let alone = serve(Gateway::new(vec![diverged], 1 << 20).router()).await;
+        let r = reqwest::get(format!("{alone}/v1/contracts/0x00"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+    }
 }

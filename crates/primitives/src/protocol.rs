@@ -255,6 +255,10 @@ pub const SIGNATURE_HEADER: &str = "x-phat-signature";
 /// Header carrying the expiry (Unix ms) the signature of an upload or metadata write covers.
 pub const EXPIRES_HEADER: &str = "x-phat-expires";
 
+/// Set on a worker's 503 `diverged` answer: the request was refused unread, so an endpoint
+/// may send it to another worker.
+pub const DIVERGED_HEADER: &str = "x-phat-diverged";
+
 /// What the signer of a code upload signs: the cluster (its envelope key), the code and an
 /// expiry, under a domain tag of its own (a signed upload can never pass for anything else).
 pub fn upload_payload(cluster: &Hash, code_hash: &CodeHash, expires_at: u64) -> Vec<u8> {

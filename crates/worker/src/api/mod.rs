@@ -101,12 +101,18 @@ async fn refuse_if_diverged(
     let open = !path.starts_with("/v1/") || path == "/v1/info" || path == "/v1/openapi.json";
     if !open {
         if let Some(d) = w.inner.replica.diverged() {
-            return ApiErr::new(
+            let mut resp = ApiErr::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "diverged",
                 format!("this worker's state diverged from the cluster's: {d}"),
             )
             .into_response();
+            // The request was not looked at: an endpoint may send it to another worker.
+            resp.headers_mut().insert(
+                phat_primitives::protocol::DIVERGED_HEADER,
+                header::HeaderValue::from_static("1"),
+            );
+            return resp;
         }
     }
     next.run(req).await
