@@ -36,12 +36,28 @@ pub enum TeeKind {
     TdxDcap,
 }
 
-impl std::fmt::Display for TeeKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl TeeKind {
+    /// The provider name phat reports of this kind carry.
+    pub fn provider(self) -> &'static str {
+        match self {
             TeeKind::SgxDcap => "sgx-dcap",
             TeeKind::TdxDcap => "tdx-dcap",
-        })
+        }
+    }
+
+    /// The kind whose provider name is `provider`.
+    pub fn from_provider(provider: &str) -> Option<Self> {
+        match provider {
+            "sgx-dcap" => Some(TeeKind::SgxDcap),
+            "tdx-dcap" => Some(TeeKind::TdxDcap),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TeeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.provider())
     }
 }
 
@@ -94,6 +110,24 @@ impl Verified {
             return Err(AttestError::Binding);
         }
         Ok(())
+    }
+
+    /// The 32-byte measurement phat reports carry for this TEE: MRENCLAVE for SGX; for TDX,
+    /// BLAKE2b-256 of MRTD and RTMR0..=3 (the whole software stack of the TD).
+    pub fn measurement(&self) -> [u8; 32] {
+        match (&self.sgx, &self.tdx) {
+            (Some(s), _) => s.mr_enclave,
+            (_, Some(t)) => {
+                let mut h = blake2::Blake2b::<blake2::digest::consts::U32>::new();
+                h.update(b"phat/tdx-measurement/v1");
+                h.update(t.mr_td);
+                for r in &t.rtmr {
+                    h.update(r);
+                }
+                h.finalize().into()
+            }
+            _ => [0; 32],
+        }
     }
 
     /// The main measurement, hex: MRENCLAVE for SGX, MRTD for TDX.

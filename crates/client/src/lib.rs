@@ -46,6 +46,7 @@ use retry::SendRetrying;
 use trust::{is_loopback, Peer};
 
 pub use contract::{Contract, MessageKind};
+pub use phat_attest::TeePolicy;
 pub use phat_crypto as crypto;
 pub use phat_crypto::Signer;
 pub use phat_primitives as primitives;
@@ -174,6 +175,8 @@ pub struct Client {
     dev_root: Option<[u8; 32]>,
     /// The measurement reports must attest.
     measurement: Option<[u8; 32]>,
+    /// What hardware (SGX, TDX) reports must satisfy.
+    tee_policy: Option<phat_attest::TeePolicy>,
     /// Talk to a cluster that does not encrypt.
     allow_unencrypted: bool,
     peer: Arc<tokio::sync::OnceCell<Arc<Peer>>>,
@@ -215,6 +218,7 @@ impl Client {
             accept_dev: None,
             dev_root: None,
             measurement: None,
+            tee_policy: None,
             allow_unencrypted: false,
             peer: Default::default(),
         })
@@ -240,6 +244,14 @@ impl Client {
     /// Pins the software measurement the worker's report must attest.
     pub fn pin_measurement(mut self, measurement: [u8; 32]) -> Self {
         self.measurement = Some(measurement);
+        self.peer = Default::default();
+        self
+    }
+
+    /// Judges hardware reports (`sgx-dcap`, `tdx-dcap`) with `policy`; without one they are
+    /// refused.
+    pub fn tee_policy(mut self, policy: phat_attest::TeePolicy) -> Self {
+        self.tee_policy = Some(policy);
         self.peer = Default::default();
         self
     }

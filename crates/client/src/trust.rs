@@ -95,6 +95,8 @@ impl Client {
                 .unwrap_or(self.loopback || self.dev_root.is_some()),
             dev_root: self.dev_root,
             measurement: self.measurement,
+            tee: self.tee_policy.clone(),
+            tee_time: None,
         };
         let verified =
             if is_insecure(report) && self.dev_root.is_none() && self.accept_dev != Some(false) {

@@ -110,6 +110,62 @@ pub struct AttestationPolicy {
     pub dev_root: Option<[u8; 32]>,
     /// If set, the measurement must equal this.
     pub measurement: Option<[u8; 32]>,
+    /// What hardware reports (`sgx-dcap`, `tdx-dcap`) must satisfy; `None` refuses them.
+    pub tee: Option<phat_attest::TeePolicy>,
+    /// The time (Unix s) hardware evidence is verified at; `None`: now. For re-checking old
+    /// evidence and for tests.
+    pub tee_time: Option<u64>,
+}
+
+/// The evidence a hardware report carries in its `signature` field: the DCAP quote and the
+/// Intel collateral (JSON) it verifies with. The quote's report data is
+/// [`phat_attest::report_data_for`] of the report's [`signed_payload`].
+#[derive(Clone, Debug, PartialEq, Eq, Encode, parity_scale_codec::Decode)]
+pub struct DcapEvidence {
+    /// The raw quote.
+    pub quote: Vec<u8>,
+    /// The collateral, JSON.
+    pub collateral_json: Vec<u8>,
+}
+
+impl DcapEvidence {
+    /// Verifies `report`'s evidence under `policy` at `now_secs`: the quote and collateral, the
+    /// kind named by the provider, the TEE policy, the binding of the quote to this report, and
+    /// the report's measurement. Returns what the quote proves.
+    pub fn verify(
+        report: &AttestationReport,
+        policy: &phat_attest::TeePolicy,
+        now_secs: u64,
+    ) -> Result<phat_attest::Verified, CryptoError> {
+        use parity_scale_codec::DecodeAll;
+        let fail = |m: String| CryptoError::Attestation(m);
+        let kind = phat_attest::TeeKind::from_provider(&report.provider)
+            .ok_or_else(|| fail(format!("`{}` is not a DCAP provider", report.provider)))?;
+        let evidence = DcapEvidence::decode_all(&mut &report.signature[..])
+            .map_err(|e| fail(format!("malformed DCAP evidence: {e}")))?;
+        let collateral = phat_attest::collateral_from_json(&evidence.collateral_json)
+            .map_err(|e| fail(e.to_string()))?;
+        let v =
+            phat_attest::verify_quote(&evidence.quote, &collateral, now_secs, policy.allow_debug)
+                .map_err(|e| fail(e.to_string()))?;
+        if v.kind != kind {
+            return Err(fail(format!(
+                "the report says {kind} but its quote is {}",
+                v.kind
+            )));
+        }
+        policy.check(&v).map_err(|e| fail(e.to_string()))?;
+        if report.measurement.0 != v.measurement() {
+            return Err(fail(format!(
+                "the report's measurement {} is not its quote's {}",
+                report.measurement,
+                Hash(v.measurement())
+            )));
+        }
+        v.check_binding(&signed_payload(report))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(v)
+    }
 }
 
 impl AttestationPolicy {
@@ -128,9 +184,27 @@ impl AttestationPolicy {
 
     fn check(&self, report: &AttestationReport, self_signed: bool) -> Result<(), CryptoError> {
         let fail = |m: String| Err(CryptoError::Attestation(m));
+        if phat_attest::TeeKind::from_provider(&report.provider).is_some() {
+            let Some(tee) = &self.tee else {
+                return fail(format!(
+                    "the worker presents a `{}` attestation and no TEE policy is configured \
+                     to judge it (--tee-policy FILE)",
+                    report.provider
+                ));
+            };
+            let now = self.tee_time.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            });
+            DcapEvidence::verify(report, tee, now)?;
+            return self.check_measurement(report);
+        }
         if report.provider != DEV_PROVIDER {
             return fail(format!(
-                "unknown attestation provider `{}` (this build verifies `dev` only)",
+                "unknown attestation provider `{}` (this build verifies `dev`, `sgx-dcap` and \
+                 `tdx-dcap`)",
                 report.provider
             ));
         }
@@ -166,13 +240,18 @@ impl AttestationPolicy {
         if key.verify(&signed_payload(report), &sig).is_err() {
             return fail("the report's signature does not verify (forged or altered)".into());
         }
+        self.check_measurement(report)
+    }
+
+    /// The pinned measurement, if any, against the report's.
+    fn check_measurement(&self, report: &AttestationReport) -> Result<(), CryptoError> {
         if let Some(m) = self.measurement {
             if report.measurement.0 != m {
-                return fail(format!(
+                return Err(CryptoError::Attestation(format!(
                     "the worker runs software {} where {} is required",
                     report.measurement,
                     Hash(m)
-                ));
+                )));
             }
         }
         Ok(())
@@ -205,6 +284,7 @@ mod tests {
             accept_dev: true,
             dev_root: Some(dev.root_public()),
             measurement: Some([1; 32]),
+            ..Default::default()
         };
         policy.verify(&report).unwrap();
         // A different worker key under the same signature: forged.
@@ -229,6 +309,88 @@ mod tests {
         let mut provider = report;
         provider.provider = "sgx".into();
         assert!(policy.verify(&provider).is_err());
+    }
+
+    /// A hardware report carrying `quote` and `collateral` as its evidence.
+    fn dcap_report(
+        provider: &str,
+        quote: &[u8],
+        collateral: &[u8],
+        measurement: [u8; 32],
+    ) -> AttestationReport {
+        AttestationReport {
+            provider: provider.into(),
+            measurement: Hash(measurement),
+            worker_key: Hash([2; 32]),
+            cluster_key: None,
+            encryption: true,
+            issued_at: 5,
+            signer: Hash::default(),
+            signature: Bytes(
+                DcapEvidence {
+                    quote: quote.to_vec(),
+                    collateral_json: collateral.to_vec(),
+                }
+                .encode(),
+            ),
+        }
+    }
+
+    #[test]
+    fn hardware_reports_are_judged_by_the_tee_policy_and_must_bind_the_report() {
+        let quote = include_bytes!("../../attest/tests/data/sgx_quote");
+        let collateral = include_bytes!("../../attest/tests/data/sgx_quote_collateral.json");
+        // Inside the sample collateral's validity (2025-06-19 .. 2025-07-19).
+        let at = Some(1_751_328_000);
+        let accepting = phat_attest::TeePolicy {
+            kinds: vec![phat_attest::TeeKind::SgxDcap],
+            tcb_statuses: vec!["ConfigurationAndSWHardeningNeeded".into()],
+            advisories: vec!["INTEL-SA-00289".into(), "INTEL-SA-00615".into()],
+            ..Default::default()
+        };
+        let refused =
+            |policy: &AttestationPolicy, report: &AttestationReport| match policy.verify(report) {
+                Err(CryptoError::Attestation(m)) => m,
+                other => panic!("accepted: {other:?}"),
+            };
+        let mr_enclave: [u8; 32] = quote[112..144].try_into().unwrap();
+        let report = dcap_report("sgx-dcap", quote, collateral, mr_enclave);
+        // No TEE policy: refused, whatever else is accepted.
+        let no_tee = AttestationPolicy {
+            accept_dev: true,
+            tee_time: at,
+            ..Default::default()
+        };
+        assert!(refused(&no_tee, &report).contains("no TEE policy"));
+        let policy = AttestationPolicy {
+            tee: Some(accepting.clone()),
+            ..no_tee
+        };
+        // The sample verifies and satisfies the policy, but was made for another program:
+        // its report data does not bind this report.
+        assert!(refused(&policy, &report).contains("report data does not bind"));
+        // Each earlier step names what failed.
+        let strict = AttestationPolicy {
+            tee: Some(phat_attest::TeePolicy {
+                kinds: vec![phat_attest::TeeKind::SgxDcap],
+                ..Default::default()
+            }),
+            ..policy.clone()
+        };
+        assert!(refused(&strict, &report).contains("tcb_status"));
+        let other_measurement = dcap_report("sgx-dcap", quote, collateral, [9; 32]);
+        assert!(refused(&policy, &other_measurement).contains("is not its quote's"));
+        let wrong_kind = dcap_report("tdx-dcap", quote, collateral, mr_enclave);
+        assert!(refused(&policy, &wrong_kind).contains("says tdx-dcap but its quote is sgx-dcap"));
+        let mut malformed = report.clone();
+        malformed.signature = Bytes(vec![1, 2, 3]);
+        assert!(refused(&policy, &malformed).contains("malformed DCAP evidence"));
+        // Verified now, the 2025 collateral has expired.
+        let today = AttestationPolicy {
+            tee_time: None,
+            ..policy
+        };
+        assert!(refused(&today, &report).contains("quote verification failed"));
     }
 
     #[test]

@@ -134,6 +134,9 @@ impl Enclave {
             accept_dev: true,
             dev_root: Some(genesis.dev_root.unwrap_or(self.dev_root())),
             measurement: Some(self.measurement),
+            // Joiners on real hardware need the cluster's TEE policy in its genesis: not yet.
+            tee: None,
+            tee_time: None,
         }
     }
 

@@ -27,6 +27,10 @@ pub struct TrustArgs {
     /// Require this software measurement (hex) in the worker's attestation report.
     #[arg(long, global = true, env = "PHAT_MEASUREMENT", value_name = "HEX")]
     pub measurement: Option<String>,
+    /// Accept hardware-attested workers (SGX, TDX) that satisfy this policy (a JSON file:
+    /// kinds, measurements, TCB statuses, advisories; see docs/ENVELOPES.md).
+    #[arg(long, global = true, env = "PHAT_TEE_POLICY", value_name = "FILE")]
+    pub tee_policy: Option<std::path::PathBuf>,
     /// Talk to a cluster made with `--insecure-no-encryption` (refused by default).
     #[arg(long, global = true, env = "PHAT_ALLOW_UNENCRYPTED")]
     pub allow_unencrypted: bool,
@@ -51,6 +55,13 @@ impl Ctx {
         }
         if let Some(m) = &trust.measurement {
             client = client.pin_measurement(phat_client::parse_pin(m).context("--measurement")?);
+        }
+        if let Some(path) = &trust.tee_policy {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--tee-policy {}", path.display()))?;
+            let policy = phat_client::TeePolicy::from_json(&text)
+                .with_context(|| format!("--tee-policy {}", path.display()))?;
+            client = client.tee_policy(policy);
         }
         Ok(client.allow_unencrypted(trust.allow_unencrypted))
     }
