@@ -12,16 +12,20 @@
 //! - [`report_data_for`] is what a worker puts in its quote's report data: a hash of the phat
 //!   report it vouches for (worker key, cluster key, measurement, flags), so a quote cannot be
 //!   replayed for another key; [`Verified::check_binding`] checks it.
+//! - [`QuoteSource`] gets a quote from the TEE the worker runs in: [`GramineAttestation`]
+//!   (SGX under Gramine) and [`ConfigfsTsm`] (TDX, Linux configfs-tsm).
 
 #![warn(missing_docs)]
 
 mod policy;
+mod source;
 
 use blake2::{Blake2b512, Digest};
 use dcap_qvl::quote::Report;
 
 pub use dcap_qvl::QuoteCollateralV3 as Collateral;
 pub use policy::{PolicyError, SgxPolicy, TdxPolicy, TeePolicy};
+pub use source::{ConfigfsTsm, GramineAttestation, QuoteSource, SourceError};
 
 /// Domain tag of the report data hash.
 const REPORT_DATA_DOMAIN: &[u8] = b"phat/tee-report-data/v1";
@@ -241,6 +245,49 @@ fn finish(
         sgx,
         tdx,
     })
+}
+
+/// The kind and phat measurement (see [`Verified::measurement`]) a quote claims, read without
+/// verifying it: what a worker learns about itself from its own first quote.
+pub fn claimed_measurement(quote: &[u8]) -> Result<(TeeKind, [u8; 32]), AttestError> {
+    use parity_scale_codec::Decode;
+    let parsed = dcap_qvl::quote::Quote::decode(&mut &quote[..])
+        .map_err(|e| AttestError::Quote(format!("unparsable quote: {e}")))?;
+    let (kind, sgx, tdx) = match &parsed.report {
+        Report::SgxEnclave(r) => (
+            TeeKind::SgxDcap,
+            Some(SgxMeasurements {
+                mr_enclave: r.mr_enclave,
+                mr_signer: r.mr_signer,
+                isv_prod_id: r.isv_prod_id,
+                isv_svn: r.isv_svn,
+            }),
+            None,
+        ),
+        other => {
+            let td = other
+                .as_td10()
+                .ok_or_else(|| AttestError::Unsupported("an unknown report body".into()))?;
+            (
+                TeeKind::TdxDcap,
+                None,
+                Some(TdxMeasurements {
+                    mr_td: td.mr_td,
+                    rtmr: [td.rt_mr0, td.rt_mr1, td.rt_mr2, td.rt_mr3],
+                }),
+            )
+        }
+    };
+    let v = Verified {
+        kind,
+        tcb_status: String::new(),
+        advisories: Vec::new(),
+        debug: false,
+        report_data: [0; 64],
+        sgx,
+        tdx,
+    };
+    Ok((kind, v.measurement()))
 }
 
 /// Parses Intel collateral in the JSON form `dcap-qvl` and Phala's PCCS tools use.

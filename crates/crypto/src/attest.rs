@@ -100,6 +100,80 @@ impl Attestation for DevAttestation {
     }
 }
 
+/// The hardware provider: reports whose evidence is a DCAP quote from the TEE the worker runs
+/// in ([`phat_attest::QuoteSource`]) plus the Intel collateral it verifies with. The quote's
+/// report data binds the report ([`phat_attest::report_data_for`]); the measurement is the
+/// hardware's (MRENCLAVE, or the TD's MRTD and RTMRs), whatever the claims say.
+pub struct DcapAttestation {
+    source: Box<dyn phat_attest::QuoteSource>,
+    collateral_json: Vec<u8>,
+    kind: phat_attest::TeeKind,
+    measurement: [u8; 32],
+}
+
+impl DcapAttestation {
+    /// Asks `source` for a first quote to learn this TEE's measurement; `collateral_json` is
+    /// the Intel collateral for this platform (from a PCCS).
+    pub fn new(
+        source: Box<dyn phat_attest::QuoteSource>,
+        collateral_json: Vec<u8>,
+    ) -> Result<Self, CryptoError> {
+        let probe = source
+            .quote(&[0; 64])
+            .map_err(|e| CryptoError::Attestation(e.to_string()))?;
+        let (kind, measurement) = phat_attest::claimed_measurement(&probe)
+            .map_err(|e| CryptoError::Attestation(e.to_string()))?;
+        if kind != source.kind() {
+            return Err(CryptoError::Attestation(format!(
+                "the {} interface returned a {kind} quote",
+                source.kind()
+            )));
+        }
+        Ok(Self {
+            source,
+            collateral_json,
+            kind,
+            measurement,
+        })
+    }
+
+    /// The hardware measurement this provider reports.
+    pub fn measurement(&self) -> [u8; 32] {
+        self.measurement
+    }
+}
+
+impl Attestation for DcapAttestation {
+    fn provider(&self) -> &'static str {
+        self.kind.provider()
+    }
+
+    fn report(&self, claims: &Claims, now_ms: u64) -> Result<AttestationReport, CryptoError> {
+        let mut report = AttestationReport {
+            provider: self.kind.provider().into(),
+            measurement: Hash(self.measurement),
+            worker_key: Hash(claims.worker_key),
+            cluster_key: claims.cluster_key.map(Hash),
+            encryption: claims.encryption,
+            issued_at: now_ms,
+            signer: Hash::default(),
+            signature: Bytes(Vec::new()),
+        };
+        let quote = self
+            .source
+            .quote(&phat_attest::report_data_for(&signed_payload(&report)))
+            .map_err(|e| CryptoError::Attestation(e.to_string()))?;
+        report.signature = Bytes(
+            DcapEvidence {
+                quote,
+                collateral_json: self.collateral_json.clone(),
+            }
+            .encode(),
+        );
+        Ok(report)
+    }
+}
+
 /// What a verifier accepts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AttestationPolicy {
@@ -391,6 +465,50 @@ mod tests {
             ..policy
         };
         assert!(refused(&today, &report).contains("quote verification failed"));
+    }
+
+    /// A TEE interface that answers every request with the same sample quote.
+    struct Canned(&'static [u8], phat_attest::TeeKind);
+
+    impl phat_attest::QuoteSource for Canned {
+        fn kind(&self) -> phat_attest::TeeKind {
+            self.1
+        }
+        fn quote(&self, _: &[u8; 64]) -> Result<Vec<u8>, phat_attest::SourceError> {
+            Ok(self.0.to_vec())
+        }
+    }
+
+    #[test]
+    fn the_dcap_provider_reports_the_hardware_measurement_with_its_evidence() {
+        let quote: &'static [u8] = include_bytes!("../../attest/tests/data/sgx_quote");
+        let collateral = include_bytes!("../../attest/tests/data/sgx_quote_collateral.json");
+        let provider = DcapAttestation::new(
+            Box::new(Canned(quote, phat_attest::TeeKind::SgxDcap)),
+            collateral.to_vec(),
+        )
+        .unwrap();
+        assert_eq!(provider.provider(), "sgx-dcap");
+        let mr_enclave: [u8; 32] = quote[112..144].try_into().unwrap();
+        assert_eq!(provider.measurement(), mr_enclave);
+        let report = provider.report(&claims(), 5).unwrap();
+        assert_eq!(
+            report.measurement,
+            Hash(mr_enclave),
+            "the hardware's, not the claim's"
+        );
+        assert_eq!(report.worker_key, Hash([2; 32]));
+        let evidence =
+            <DcapEvidence as parity_scale_codec::Decode>::decode(&mut &report.signature[..])
+                .unwrap();
+        assert_eq!(evidence.quote, quote);
+        assert_eq!(evidence.collateral_json, collateral);
+        // A TDX interface that returns an SGX quote is refused at start.
+        assert!(DcapAttestation::new(
+            Box::new(Canned(quote, phat_attest::TeeKind::TdxDcap)),
+            collateral.to_vec()
+        )
+        .is_err());
     }
 
     #[test]
