@@ -205,7 +205,16 @@ fn finish(
     report: Result<dcap_qvl::verify::VerifiedReport, impl std::fmt::Display>,
 ) -> Result<Verified, AttestError> {
     let report = report.map_err(|e| AttestError::Quote(format!("{e:#}")))?;
-    let (kind, debug, report_data, sgx, tdx) = match &report.report {
+    Ok(Verified {
+        tcb_status: report.status,
+        advisories: report.advisory_ids,
+        ..from_body(&report.report)?
+    })
+}
+
+/// Kind, debug flag, report data and measurements of a report body (no TCB status yet).
+fn from_body(body: &Report) -> Result<Verified, AttestError> {
+    let (kind, debug, report_data, sgx, tdx) = match body {
         Report::SgxEnclave(r) => (
             TeeKind::SgxDcap,
             // SGX ATTRIBUTES.DEBUG is bit 1 of the first byte.
@@ -238,8 +247,8 @@ fn finish(
     };
     Ok(Verified {
         kind,
-        tcb_status: report.status,
-        advisories: report.advisory_ids,
+        tcb_status: String::new(),
+        advisories: Vec::new(),
         debug,
         report_data,
         sgx,
@@ -253,41 +262,8 @@ pub fn claimed_measurement(quote: &[u8]) -> Result<(TeeKind, [u8; 32]), AttestEr
     use parity_scale_codec::Decode;
     let parsed = dcap_qvl::quote::Quote::decode(&mut &quote[..])
         .map_err(|e| AttestError::Quote(format!("unparsable quote: {e}")))?;
-    let (kind, sgx, tdx) = match &parsed.report {
-        Report::SgxEnclave(r) => (
-            TeeKind::SgxDcap,
-            Some(SgxMeasurements {
-                mr_enclave: r.mr_enclave,
-                mr_signer: r.mr_signer,
-                isv_prod_id: r.isv_prod_id,
-                isv_svn: r.isv_svn,
-            }),
-            None,
-        ),
-        other => {
-            let td = other
-                .as_td10()
-                .ok_or_else(|| AttestError::Unsupported("an unknown report body".into()))?;
-            (
-                TeeKind::TdxDcap,
-                None,
-                Some(TdxMeasurements {
-                    mr_td: td.mr_td,
-                    rtmr: [td.rt_mr0, td.rt_mr1, td.rt_mr2, td.rt_mr3],
-                }),
-            )
-        }
-    };
-    let v = Verified {
-        kind,
-        tcb_status: String::new(),
-        advisories: Vec::new(),
-        debug: false,
-        report_data: [0; 64],
-        sgx,
-        tdx,
-    };
-    Ok((kind, v.measurement()))
+    let v = from_body(&parsed.report)?;
+    Ok((v.kind, v.measurement()))
 }
 
 /// Parses Intel collateral in the JSON form `dcap-qvl` and Phala's PCCS tools use.
