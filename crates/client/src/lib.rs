@@ -46,7 +46,7 @@ use retry::SendRetrying;
 use trust::{is_loopback, Peer};
 
 pub use contract::{Contract, MessageKind};
-pub use phat_attest::TeePolicy;
+pub use phat_attest::{TeeKind, TeePolicy};
 pub use phat_crypto as crypto;
 pub use phat_crypto::Signer;
 pub use phat_primitives as primitives;

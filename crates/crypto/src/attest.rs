@@ -203,6 +203,22 @@ pub struct DcapEvidence {
 }
 
 impl DcapEvidence {
+    /// What `report`'s quote proves at `now_secs` (quote and collateral verified, debug
+    /// enclaves shown), before any policy or binding check: for `phat info`.
+    pub fn inspect(
+        report: &AttestationReport,
+        now_secs: u64,
+    ) -> Result<phat_attest::Verified, CryptoError> {
+        use parity_scale_codec::DecodeAll;
+        let fail = |m: String| CryptoError::Attestation(m);
+        let evidence = DcapEvidence::decode_all(&mut &report.signature[..])
+            .map_err(|e| fail(format!("malformed DCAP evidence: {e}")))?;
+        let collateral = phat_attest::collateral_from_json(&evidence.collateral_json)
+            .map_err(|e| fail(e.to_string()))?;
+        phat_attest::verify_quote(&evidence.quote, &collateral, now_secs, true)
+            .map_err(|e| fail(e.to_string()))
+    }
+
     /// Verifies `report`'s evidence under `policy` at `now_secs`: the quote and collateral, the
     /// kind named by the provider, the TEE policy, the binding of the quote to this report, and
     /// the report's measurement. Returns what the quote proves.
@@ -465,6 +481,10 @@ mod tests {
             ..policy
         };
         assert!(refused(&today, &report).contains("quote verification failed"));
+        // `phat info` shows what the quote proves, policy or not.
+        let seen = DcapEvidence::inspect(&report, 1_751_328_000).unwrap();
+        assert_eq!(seen.tcb_status, "ConfigurationAndSWHardeningNeeded");
+        assert_eq!(seen.measurement(), mr_enclave);
     }
 
     /// A TEE interface that answers every request with the same sample quote.
