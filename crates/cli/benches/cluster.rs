@@ -121,6 +121,7 @@ async fn run(encryption: bool) {
         encryption,
         dev_root: Some(phat_worker::dev_root_public(&root).unwrap()),
         limits: None,
+        tee_policy: None,
     };
     wait_ledger(&ledger_url).await;
     reqwest::Client::new()

@@ -137,6 +137,14 @@ pub struct WorkerArgs {
     /// (the way back after `diverged`); needs a ledger that keeps snapshots (NATS).
     #[arg(long)]
     pub resync: bool,
+    /// Run as a hardware-attested worker: `gramine` (SGX, `/dev/attestation`) or `tdx`
+    /// (configfs-tsm, `/sys/kernel/config/tsm/report`), optionally `:DIR` for another
+    /// directory. The cluster's genesis must carry a TEE policy (`phat genesis --tee-policy`).
+    #[arg(long, value_name = "gramine|tdx[:DIR]", requires = "tee_collateral")]
+    pub tee: Option<String>,
+    /// Intel collateral for this platform (JSON) that clients verify the quotes with.
+    #[arg(long, value_name = "FILE")]
+    pub tee_collateral: Option<PathBuf>,
     /// TESTS ONLY: apply one extra write at this seq, so that this worker diverges.
     #[arg(long, hide = true)]
     pub fault_at_seq: Option<u64>,
@@ -216,11 +224,18 @@ pub struct GenesisOptions {
     /// Pin this dev attestation root (give every worker the same `--dev-attestation-root`).
     #[arg(long, env = "PHAT_DEV_ATTESTATION_ROOT")]
     pub dev_attestation_root: Option<PathBuf>,
+    /// The TEE policy (JSON, see docs/ENVELOPES.md) hardware workers judge joiners by; a
+    /// cluster with one accepts no `dev` worker.
+    #[arg(long = "tee-policy", value_name = "FILE")]
+    pub tee_policy: Option<PathBuf>,
 }
 
 impl GenesisOptions {
     fn any(&self) -> bool {
-        self.fund_dev_accounts || !self.limits.is_empty() || self.dev_attestation_root.is_some()
+        self.fund_dev_accounts
+            || !self.limits.is_empty()
+            || self.dev_attestation_root.is_some()
+            || self.tee_policy.is_some()
     }
 
     /// Writes the genesis unless the ledger holds one; returns whether it did.
@@ -238,6 +253,17 @@ impl GenesisOptions {
             encryption: true,
             dev_root,
             limits: Some(parse_limits(&self.limits)?),
+            tee_policy: match &self.tee_policy {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("--tee-policy {}", path.display()))?;
+                    // Checked here, so a bad file never becomes a cluster's genesis.
+                    phat_attest::TeePolicy::from_json(&text)
+                        .with_context(|| format!("--tee-policy {}", path.display()))?;
+                    Some(text)
+                }
+                None => None,
+            },
         };
         // Only a new cluster gets a genesis; an existing one keeps its own.
         Ok(ledger
@@ -479,6 +505,22 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     config.admission.per_address_rate = args.address_rate.max(1);
     config.dev_attestation_root = args.dev_attestation_root.clone();
     config.replica = args.replica.config(args.resync, args.fault_at_seq);
+    if let (Some(tee), Some(collateral)) = (&args.tee, &args.tee_collateral) {
+        let (kind, dir) = tee.split_once(':').unwrap_or((tee.as_str(), ""));
+        let source = match (kind, dir) {
+            ("gramine", "") => phat_worker::TeeSource::Gramine("/dev/attestation".into()),
+            ("gramine", dir) => phat_worker::TeeSource::Gramine(dir.into()),
+            ("tdx", "") => {
+                phat_worker::TeeSource::ConfigfsTsm("/sys/kernel/config/tsm/report".into())
+            }
+            ("tdx", dir) => phat_worker::TeeSource::ConfigfsTsm(dir.into()),
+            _ => bail!("--tee {tee}: give gramine or tdx, optionally :DIR"),
+        };
+        config.tee = Some(phat_worker::TeeConfig {
+            source,
+            collateral: collateral.clone(),
+        });
+    }
     config.replica.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let worker = Worker::open(config, ledger)
         .await
@@ -650,6 +692,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             encryption: !args.insecure_no_encryption,
             dev_root: Some(dev_root_public),
             limits: Some(parse_limits(&args.limits)?),
+            tee_policy: None,
         };
         if args.insecure_no_encryption {
             eprintln!("warning: this cluster does NOT encrypt commands, queries or state");

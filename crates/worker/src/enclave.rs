@@ -61,14 +61,35 @@ struct Handover {
 pub(crate) struct Enclave {
     /// The worker's X25519 identity key.
     pub(crate) identity: EnvelopeSecret,
-    /// The attestation provider.
+    /// The attestation provider of a worker outside a TEE.
     provider: DevAttestation,
-    /// SHA-256 of the worker executable.
+    /// The hardware provider, inside a TEE (then it makes every report).
+    hardware: Option<phat_crypto::attest::DcapAttestation>,
+    /// SHA-256 of the worker executable, or the TEE's measurement inside one.
     pub(crate) measurement: [u8; 32],
     /// The cluster secret and derived keys (set once the worker holds them).
     pub(crate) cluster: OnceLock<ClusterKeys>,
     /// Open query sessions.
     pub(crate) sessions: Mutex<Sessions>,
+}
+
+/// The hardware provider `tee` describes: its quote interface and the collateral file.
+fn hardware_provider(
+    tee: &crate::TeeConfig,
+) -> Result<phat_crypto::attest::DcapAttestation, WorkerError> {
+    let fail = |e: String| WorkerError::Enclave(e);
+    let source: Box<dyn phat_attest::QuoteSource> = match &tee.source {
+        crate::TeeSource::Gramine(dir) => {
+            Box::new(phat_attest::GramineAttestation::open(dir).map_err(|e| fail(e.to_string()))?)
+        }
+        crate::TeeSource::ConfigfsTsm(dir) => {
+            Box::new(phat_attest::ConfigfsTsm::open(dir, "phat").map_err(|e| fail(e.to_string()))?)
+        }
+    };
+    let collateral = std::fs::read(&tee.collateral)
+        .map_err(|e| fail(format!("TEE collateral {}: {e}", tee.collateral.display())))?;
+    phat_attest::collateral_from_json(&collateral).map_err(|e| fail(e.to_string()))?;
+    phat_crypto::attest::DcapAttestation::new(source, collateral).map_err(|e| fail(e.to_string()))
 }
 
 /// What derives from the cluster secret.
@@ -82,7 +103,11 @@ pub(crate) struct ClusterKeys {
 
 impl Enclave {
     /// Loads (or creates at first start) the identity in `dir`.
-    pub(crate) fn open(dir: &Path, dev_root: Option<&Path>) -> Result<Self, WorkerError> {
+    pub(crate) fn open(
+        dir: &Path,
+        dev_root: Option<&Path>,
+        tee: Option<&crate::TeeConfig>,
+    ) -> Result<Self, WorkerError> {
         let sealing = sealing_key();
         let identity = match read_sealed(dir, "identity", &sealing)? {
             Some(bytes) => EnvelopeSecret::from_secret(&to_secret(&bytes)?),
@@ -96,10 +121,15 @@ impl Enclave {
             Some(path) => read_root(path)?,
             None => read_or_create_root(&dir.join("dev-attestation-root.key"))?,
         };
+        let hardware = tee.map(hardware_provider).transpose()?;
+        let measurement = hardware
+            .as_ref()
+            .map_or_else(measurement, |h| h.measurement());
         Ok(Self {
             identity,
             provider: DevAttestation::new(&root),
-            measurement: measurement(),
+            hardware,
+            measurement,
             cluster: OnceLock::new(),
             sessions: Mutex::new(Sessions::default()),
         })
@@ -115,27 +145,36 @@ impl Enclave {
         cluster_key: Option<[u8; 32]>,
         encryption: bool,
     ) -> Result<AttestationReport, WorkerError> {
-        self.provider
-            .report(
-                &Claims {
-                    measurement: self.measurement,
-                    worker_key: self.identity.public(),
-                    cluster_key,
-                    encryption,
-                },
-                crate::now_ms(),
-            )
-            .map_err(|e| WorkerError::Enclave(e.to_string()))
+        let claims = Claims {
+            measurement: self.measurement,
+            worker_key: self.identity.public(),
+            cluster_key,
+            encryption,
+        };
+        match &self.hardware {
+            Some(h) => h.report(&claims, crate::now_ms()),
+            None => self.provider.report(&claims, crate::now_ms()),
+        }
+        .map_err(|e| WorkerError::Enclave(e.to_string()))
     }
 
     /// The policy joiners are checked against: the cluster's dev root, our own software.
     fn policy(&self, genesis: &Genesis) -> AttestationPolicy {
+        // A cluster with a TEE policy accepts hardware workers only; a policy that does not
+        // parse accepts nobody (never a silent fall back to `dev`).
+        let tee = genesis.tee_policy.as_deref().map(|json| {
+            phat_attest::TeePolicy::from_json(json).unwrap_or_else(|e| {
+                tracing::error!(
+                    "the genesis TEE policy does not parse ({e}): refusing every joiner"
+                );
+                phat_attest::TeePolicy::default()
+            })
+        });
         AttestationPolicy {
-            accept_dev: true,
+            accept_dev: tee.is_none(),
             dev_root: Some(genesis.dev_root.unwrap_or(self.dev_root())),
             measurement: Some(self.measurement),
-            // Joiners on real hardware need the cluster's TEE policy in its genesis: not yet.
-            tee: None,
+            tee,
             tee_time: None,
         }
     }
@@ -646,6 +685,33 @@ pub fn dev_root_public(path: &Path) -> Result<[u8; 32], WorkerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_with_a_tee_policy_accepts_no_dev_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let enclave = Enclave::open(dir.path(), None, None).unwrap();
+        let dev = enclave.report(None, true).unwrap();
+        let dev_cluster = Genesis {
+            dev_root: Some(enclave.dev_root()),
+            ..Genesis::default()
+        };
+        enclave.policy(&dev_cluster).verify(&dev).unwrap();
+        for tee_policy in [r#"{"kinds": ["sgx-dcap"]}"#, "not json"] {
+            let hardware_cluster = Genesis {
+                tee_policy: Some(tee_policy.into()),
+                ..dev_cluster.clone()
+            };
+            let policy = enclave.policy(&hardware_cluster);
+            assert!(!policy.accept_dev);
+            assert!(policy.tee.is_some(), "a bad policy refuses everything");
+            match policy.verify(&dev) {
+                Err(phat_crypto::CryptoError::Attestation(m)) => {
+                    assert!(m.contains("insecure `dev` attestation"), "{m}")
+                }
+                other => panic!("a dev worker was accepted: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn the_bitmap_window_matches_a_set_of_seen_counters() {

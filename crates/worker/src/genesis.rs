@@ -20,6 +20,18 @@ pub struct Genesis {
     /// The bounds every worker applies to commands (`None`: the runtime's defaults, as in
     /// clusters created before bounds were part of the genesis).
     pub limits: Option<ClusterLimits>,
+    /// The TEE policy (JSON, [`phat_attest::TeePolicy`]) hardware workers judge joiners by;
+    /// `None`: hardware reports are refused (a `dev` cluster).
+    pub tee_policy: Option<String>,
+}
+
+/// The genesis of clusters created before [`Genesis::tee_policy`] existed.
+#[derive(Decode)]
+struct GenesisV2 {
+    balances: Vec<(AccountId, phat_primitives::Balance)>,
+    encryption: bool,
+    dev_root: Option<[u8; 32]>,
+    limits: Option<ClusterLimits>,
 }
 
 /// The genesis of clusters created before [`Genesis::limits`] existed.
@@ -37,6 +49,15 @@ impl Genesis {
         if let Ok(g) = Genesis::decode_all(&mut &raw[..]) {
             return Ok(g);
         }
+        if let Ok(v2) = GenesisV2::decode_all(&mut &raw[..]) {
+            return Ok(Genesis {
+                balances: v2.balances,
+                encryption: v2.encryption,
+                dev_root: v2.dev_root,
+                limits: v2.limits,
+                tee_policy: None,
+            });
+        }
         let v1 = GenesisV1::decode_all(&mut &raw[..])
             .map_err(|e| WorkerError::Apply(format!("the genesis does not decode: {e}")))?;
         Ok(Genesis {
@@ -44,6 +65,7 @@ impl Genesis {
             encryption: v1.encryption,
             dev_root: v1.dev_root,
             limits: None,
+            tee_policy: None,
         })
     }
 }
@@ -184,6 +206,23 @@ mod tests {
             ..g
         };
         assert_eq!(Genesis::decode_stored(&new.encode()).unwrap(), new);
+        // The layout before the TEE policy: the same fields without it.
+        let v2 = (
+            new.balances.clone(),
+            new.encryption,
+            new.dev_root,
+            new.limits.clone(),
+        )
+            .encode();
+        assert_eq!(Genesis::decode_stored(&v2).unwrap(), new);
+        let with_tee = Genesis {
+            tee_policy: Some(r#"{"kinds": ["sgx-dcap"]}"#.into()),
+            ..new.clone()
+        };
+        assert_eq!(
+            Genesis::decode_stored(&with_tee.encode()).unwrap(),
+            with_tee
+        );
         let mut applied = Limits::default();
         limits.apply_to(&mut applied);
         assert_eq!(applied.max_contract_storage, 1 << 20);

@@ -118,6 +118,26 @@ pub struct WorkerConfig {
     pub admission: AdmissionConfig,
     /// Checkpoints, snapshots and resync.
     pub replica: ReplicaConfig,
+    /// Inside a TEE: where quotes come from (then every report is a hardware one).
+    pub tee: Option<TeeConfig>,
+}
+
+/// A worker inside a TEE.
+#[derive(Clone, Debug)]
+pub struct TeeConfig {
+    /// The interface quotes come from.
+    pub source: TeeSource,
+    /// Intel collateral for this platform (JSON, as a PCCS serves it through `dcap-qvl`).
+    pub collateral: PathBuf,
+}
+
+/// The TEE interface quotes come from.
+#[derive(Clone, Debug)]
+pub enum TeeSource {
+    /// Gramine's `/dev/attestation` (SGX).
+    Gramine(PathBuf),
+    /// Linux configfs-tsm reports, `/sys/kernel/config/tsm/report` (TDX).
+    ConfigfsTsm(PathBuf),
 }
 
 impl WorkerConfig {
@@ -138,6 +158,7 @@ impl WorkerConfig {
             dev_attestation_root: None,
             admission: AdmissionConfig::default(),
             replica: ReplicaConfig::default(),
+            tee: None,
         }
     }
 }
@@ -190,6 +211,7 @@ impl Worker {
         let enclave = Arc::new(enclave::Enclave::open(
             &dir,
             config.dev_attestation_root.as_deref(),
+            config.tee.as_ref(),
         )?);
         let genesis = load_genesis(&*ledger).await?;
         enclave.join(&dir, &*ledger, &genesis).await?;

@@ -64,6 +64,7 @@ async fn start(
         encryption: true,
         dev_root: Some(phat_worker::dev_root_public(&root).unwrap()),
         limits: None,
+        tee_policy: None,
     };
     ledger
         .create_meta(

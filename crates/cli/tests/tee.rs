@@ -1,0 +1,188 @@
+//! A hardware-attested cluster with real processes, on a fake Gramine `/dev/attestation` that
+//! answers with a real SGX quote (dcap-qvl's sample): the genesis carries a TEE policy, the
+//! worker reports `sgx-dcap` with the quote's MRENCLAVE and its evidence, a client judges that
+//! evidence (and refuses it: the sample's collateral expired in 2025 and it binds no phat
+//! report), and a `dev` worker does not get into the hardware cluster.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn sample(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../attest/tests/data")
+        .join(name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hardware_cluster_reports_dcap_evidence_and_refuses_dev_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    let ledger_url = format!("http://127.0.0.1:{base}");
+    let ledger_data = dir.path().join("ledger");
+    let policy = dir.path().join("tee-policy.json");
+    std::fs::write(&policy, r#"{"kinds": ["sgx-dcap"]}"#).unwrap();
+    let _ledger = Proc::start(
+        "ledger",
+        &[
+            "ledger",
+            "--data",
+            ledger_data.to_str().unwrap(),
+            "--port",
+            &base.to_string(),
+            "--fund-dev-accounts",
+            "--tee-policy",
+            policy.to_str().unwrap(),
+        ],
+        &dir.path().join("ledger.log"),
+    );
+    let token = ledger_token_file(&ledger_data);
+    wait_http(&format!("{ledger_url}/ledger/v1/head")).await;
+    // A policy that does not parse never becomes a genesis, and a genesis is written once.
+    let genesis = |policy: &Path| {
+        phat()
+            .args(["genesis", "--ledger", &ledger_url, "--ledger-token-file"])
+            .arg(&token)
+            .arg("--tee-policy")
+            .arg(policy)
+            .output()
+            .unwrap()
+    };
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"kinds": ["sgx-dcap"], "allow_debg": true}"#).unwrap();
+    let out = genesis(&bad);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("allow_debg"),
+        "{out:?}"
+    );
+    let out = genesis(&policy);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already holds a genesis"),
+        "{out:?}"
+    );
+
+    // The fake /dev/attestation of an SGX enclave under Gramine.
+    let dev_attestation = dir.path().join("dev-attestation");
+    std::fs::create_dir(&dev_attestation).unwrap();
+    std::fs::write(dev_attestation.join("attestation_type"), "dcap").unwrap();
+    std::fs::copy(sample("sgx_quote"), dev_attestation.join("quote")).unwrap();
+    let tee = format!("gramine:{}", dev_attestation.display());
+    let worker_url = format!("http://127.0.0.1:{}", base + 1);
+    let w0_data = dir.path().join("w0");
+    let _w0 = Proc::start(
+        "w0",
+        &[
+            "worker",
+            "--ledger",
+            &ledger_url,
+            "--ledger-token-file",
+            token.to_str().unwrap(),
+            "--data",
+            w0_data.to_str().unwrap(),
+            "--port",
+            &(base + 1).to_string(),
+            "--tee",
+            &tee,
+            "--tee-collateral",
+            sample("sgx_quote_collateral.json").to_str().unwrap(),
+        ],
+        &dir.path().join("w0.log"),
+    );
+    wait_http(&format!("{worker_url}/healthz")).await;
+    let info: serde_json::Value = reqwest::get(format!("{worker_url}/v1/info"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let report = &info["attestation"];
+    assert_eq!(report["provider"], "sgx-dcap", "{info}");
+    let quote = std::fs::read(sample("sgx_quote")).unwrap();
+    assert_eq!(
+        report["measurement"],
+        format!("0x{}", hex::encode(&quote[112..144])),
+        "the report carries the quote's MRENCLAVE"
+    );
+    // The quote was asked for with this report's binding.
+    assert_eq!(
+        std::fs::read(dev_attestation.join("user_report_data"))
+            .unwrap()
+            .len(),
+        64
+    );
+
+    // A client judges the evidence: without a TEE policy it refuses to judge; with one, the
+    // quote is checked (and this 2025 sample's collateral has expired).
+    let no_policy = phat()
+        .args(["info", "--endpoint", &worker_url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&no_policy.stderr);
+    assert!(!no_policy.status.success());
+    assert!(text.contains("no TEE policy"), "{text}");
+    let judged = phat()
+        .args(["info", "--endpoint", &worker_url, "--tee-policy"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&judged.stderr);
+    assert!(!judged.status.success());
+    assert!(text.contains("quote verification failed"), "{text}");
+
+    // A `dev` worker asks to join the hardware cluster and does not get in.
+    let w1_data = dir.path().join("w1");
+    let mut w1 = Proc::start(
+        "w1",
+        &[
+            "worker",
+            "--ledger",
+            &ledger_url,
+            "--ledger-token-file",
+            token.to_str().unwrap(),
+            "--data",
+            w1_data.to_str().unwrap(),
+            "--port",
+            &(base + 2).to_string(),
+        ],
+        &dir.path().join("w1.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = w1.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the dev worker was not refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    // Here the joiner stops first: it checks the cluster's creator under the genesis TEE
+    // policy, and the sample's collateral has expired. (With valid evidence the creator would
+    // refuse it instead: a cluster with a TEE policy accepts no `dev` report, see the
+    // enclave's unit test.)
+    let log = std::fs::read_to_string(dir.path().join("w1.log")).unwrap();
+    assert!(
+        log.contains(
+            "the cluster record's creator: attestation refused: quote verification failed"
+        ) || log.contains("the cluster refused this worker"),
+        "{log}"
+    );
+}
+
+/// Waits up to 30 s for `url` to answer at all.
+async fn wait_http(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(url).await.is_err() {
+        assert!(Instant::now() < deadline, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
