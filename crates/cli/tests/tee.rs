@@ -78,25 +78,37 @@ async fn a_hardware_cluster_reports_dcap_evidence_and_refuses_dev_workers() {
     std::fs::copy(sample("sgx_quote"), dev_attestation.join("quote")).unwrap();
     let tee = format!("gramine:{}", dev_attestation.display());
     let worker_url = format!("http://127.0.0.1:{}", base + 1);
-    let w0_data = dir.path().join("w0");
-    let _w0 = Proc::start(
-        "w0",
-        &[
+    // `phat worker` number `i` on this cluster, with `extra` arguments.
+    let start_worker = |i: u16, extra: &[&str]| {
+        let data = dir.path().join(format!("w{i}"));
+        let port = (base + 1 + i).to_string();
+        let mut args = vec![
             "worker",
             "--ledger",
             &ledger_url,
             "--ledger-token-file",
             token.to_str().unwrap(),
             "--data",
-            w0_data.to_str().unwrap(),
+            data.to_str().unwrap(),
             "--port",
-            &(base + 1).to_string(),
+            &port,
+        ];
+        args.extend_from_slice(extra);
+        Proc::start(
+            &format!("w{i}"),
+            &args,
+            &dir.path().join(format!("w{i}.log")),
+        )
+    };
+    let collateral = sample("sgx_quote_collateral.json");
+    let _w0 = start_worker(
+        0,
+        &[
             "--tee",
             &tee,
             "--tee-collateral",
-            sample("sgx_quote_collateral.json").to_str().unwrap(),
+            collateral.to_str().unwrap(),
         ],
-        &dir.path().join("w0.log"),
     );
     wait_http(&format!("{worker_url}/healthz")).await;
     let info: serde_json::Value = reqwest::get(format!("{worker_url}/v1/info"))
@@ -140,22 +152,7 @@ async fn a_hardware_cluster_reports_dcap_evidence_and_refuses_dev_workers() {
     assert!(text.contains("quote verification failed"), "{text}");
 
     // A `dev` worker asks to join the hardware cluster and does not get in.
-    let w1_data = dir.path().join("w1");
-    let mut w1 = Proc::start(
-        "w1",
-        &[
-            "worker",
-            "--ledger",
-            &ledger_url,
-            "--ledger-token-file",
-            token.to_str().unwrap(),
-            "--data",
-            w1_data.to_str().unwrap(),
-            "--port",
-            &(base + 2).to_string(),
-        ],
-        &dir.path().join("w1.log"),
-    );
+    let mut w1 = start_worker(1, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = w1.child.try_wait().unwrap() {
