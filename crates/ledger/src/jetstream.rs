@@ -532,6 +532,36 @@ impl Inner {
         LedgerError::Unavailable(format!("{what}: {e}"))
     }
 
+    /// The log stream's current state (first and last seq).
+    async fn log_state(&self) -> Result<stream::State, LedgerError> {
+        Ok(self
+            .log
+            .get_info()
+            .await
+            .map_err(|e| self.failed("cannot read the log's state", e))?
+            .state)
+    }
+
+    /// The whole object `name` of `store` (`None` when there is none).
+    async fn read_object(
+        &self,
+        store: &object_store::ObjectStore,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<Vec<u8>>, LedgerError> {
+        let mut object = match store.get(name).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.failed(&format!("cannot fetch {what}"), e)),
+        };
+        let mut data = Vec::new();
+        object
+            .read_to_end(&mut data)
+            .await
+            .map_err(|e| self.failed(&format!("cannot read {what}"), e))?;
+        Ok(Some(data))
+    }
+
     async fn open_feed(&self, from: Seq, headers_only: bool) -> Result<Feed, LedgerError> {
         let consumer = self
             .log
@@ -637,13 +667,7 @@ impl Inner {
             Some(ref mut feed) => feed,
             None => cursor.insert(self.open_feed(from, false).await?),
         };
-        let head = self
-            .log
-            .get_info()
-            .await
-            .map_err(|e| self.failed("cannot read the log's state", e))?
-            .state
-            .last_sequence;
+        let head = self.log_state().await?.last_sequence;
         let mut out: Vec<Raw> = Vec::new();
         let result = async {
             if head >= from {
@@ -771,13 +795,7 @@ impl Ledger for JetStreamLedger {
     }
 
     async fn head(&self) -> Result<Seq, LedgerError> {
-        let inner = &*self.inner;
-        let info = inner
-            .log
-            .get_info()
-            .await
-            .map_err(|e| inner.failed("cannot read the log's state", e))?;
-        Ok(info.state.last_sequence)
+        Ok(self.inner.log_state().await?.last_sequence)
     }
 
     async fn put_code(&self, wasm: Vec<u8>) -> Result<CodeHash, LedgerError> {
@@ -806,16 +824,12 @@ impl Ledger for JetStreamLedger {
 
     async fn get_code(&self, hash: &CodeHash) -> Result<Option<Vec<u8>>, LedgerError> {
         let inner = &*self.inner;
-        let mut object = match inner.code.get(hex_hash(hash)).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(inner.failed("cannot fetch code", e)),
+        let Some(wasm) = inner
+            .read_object(&inner.code, &hex_hash(hash), "code")
+            .await?
+        else {
+            return Ok(None);
         };
-        let mut wasm = Vec::new();
-        object
-            .read_to_end(&mut wasm)
-            .await
-            .map_err(|e| inner.failed("cannot read code", e))?;
         if CodeHash::of(&wasm) != *hash {
             return Err(LedgerError::Protocol(format!(
                 "code stored under {} does not match its hash",
@@ -898,15 +912,8 @@ impl Ledger for JetStreamLedger {
     }
 
     async fn first_seq(&self) -> Result<Seq, LedgerError> {
-        let inner = &*self.inner;
-        let state = inner
-            .log
-            .get_info()
-            .await
-            .map_err(|e| inner.failed("cannot read the log's state", e))?
-            .state;
         // An empty stream reports first = last + 1.
-        Ok(state.first_sequence.max(1))
+        Ok(self.inner.log_state().await?.first_sequence.max(1))
     }
 
     async fn trim(&self, below: Seq) -> Result<(), LedgerError> {
@@ -946,17 +953,9 @@ impl Ledger for JetStreamLedger {
     async fn get_snapshot(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         let inner = &*self.inner;
         check_snapshot_name(name)?;
-        let mut object = match inner.snapshots.get(name).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(inner.failed("cannot fetch a snapshot", e)),
-        };
-        let mut data = Vec::new();
-        object
-            .read_to_end(&mut data)
+        inner
+            .read_object(&inner.snapshots, name, "a snapshot")
             .await
-            .map_err(|e| inner.failed("cannot read a snapshot", e))?;
-        Ok(Some(data))
     }
 
     async fn snapshot_names(&self) -> Result<Vec<String>, LedgerError> {
