@@ -52,6 +52,10 @@ pub use phat_crypto::Signer;
 pub use phat_primitives as primitives;
 pub use trust::parse_pin;
 
+/// The largest answer the client reads from an endpoint (a worker's answers are far smaller:
+/// the biggest, a hardware report with its collateral, is tens of KB).
+pub const MAX_ANSWER: usize = 32 << 20;
+
 /// Gas limit used when the caller does not give one.
 pub const DEFAULT_GAS_LIMIT: Gas = 5_000_000_000;
 
@@ -290,9 +294,18 @@ impl Client {
         &self,
         resp: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<T, ClientError> {
-        let resp = resp.map_err(|e| self.unreachable(e))?;
+        let mut resp = resp.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        // An endpoint is untrusted until its report verifies: read at most MAX_ANSWER bytes.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.unreachable(e))? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(ClientError::Decode(format!(
+                    "the answer is over {MAX_ANSWER} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()));
         }
