@@ -122,6 +122,7 @@ async fn run(encryption: bool) {
         dev_root: Some(phat_worker::dev_root_public(&root).unwrap()),
         limits: None,
         tee_policy: None,
+        owner: None,
     };
     wait_ledger(&ledger_url).await;
     reqwest::Client::new()

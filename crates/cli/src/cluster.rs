@@ -71,6 +71,10 @@ pub struct DevArgs {
     /// Bounds are fixed at genesis: they are ignored when the cluster already exists.
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     pub limits: Vec<String>,
+    /// The owner of a new cluster (an account or a secret URI): the signer of `phat cluster
+    /// rotate-key` and `phat cluster revoke`.
+    #[arg(long, value_name = "ACCOUNT", default_value = "//Alice")]
+    pub owner: String,
     #[command(flatten)]
     pub replica: ReplicaArgs,
     /// Requests per second one signer may send to each worker (benchmarks raise it).
@@ -228,6 +232,20 @@ pub struct GenesisOptions {
     /// cluster with one accepts no `dev` worker.
     #[arg(long = "tee-policy", value_name = "FILE")]
     pub tee_policy: Option<PathBuf>,
+    /// The cluster owner (an account, or a secret URI such as `//Alice`): the only signer of
+    /// `phat cluster rotate-key` and `phat cluster revoke`. Without one nobody may.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub owner: Option<String>,
+}
+
+/// An account given as a secret URI (`//Alice`, a mnemonic) or as the account itself.
+pub fn parse_account(s: &str) -> Result<phat_client::primitives::AccountId> {
+    if let Ok(a) = s.parse::<phat_client::primitives::AccountId>() {
+        return Ok(a);
+    }
+    Ok(phat_client::Signer::from_suri(s)
+        .with_context(|| format!("`{s}` is neither an account (0x…, SS58) nor a secret URI"))?
+        .account())
 }
 
 impl GenesisOptions {
@@ -236,6 +254,7 @@ impl GenesisOptions {
             || !self.limits.is_empty()
             || self.dev_attestation_root.is_some()
             || self.tee_policy.is_some()
+            || self.owner.is_some()
     }
 
     /// Writes the genesis unless the ledger holds one; returns whether it did.
@@ -264,6 +283,7 @@ impl GenesisOptions {
                 }
                 None => None,
             },
+            owner: self.owner.as_deref().map(parse_account).transpose()?,
         };
         // Only a new cluster gets a genesis; an existing one keeps its own.
         Ok(ledger
@@ -693,6 +713,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             dev_root: Some(dev_root_public),
             limits: Some(parse_limits(&args.limits)?),
             tee_policy: None,
+            owner: Some(parse_account(&args.owner)?),
         };
         if args.insecure_no_encryption {
             eprintln!("warning: this cluster does NOT encrypt commands, queries or state");

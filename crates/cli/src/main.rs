@@ -71,6 +71,8 @@ enum Command {
     Info(commands::info::InfoArgs),
     /// Print the account of a secret URI (`//Alice`).
     Keys(commands::keys::KeysArgs),
+    /// Change the cluster as its owner: rotate its key, revoke a worker.
+    Cluster(commands::cluster::ClusterArgs),
 }
 
 fn main() {
@@ -103,6 +105,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logs(args) => runtime()?.block_on(commands::logs::run(args, &ctx)),
         Command::Info(args) => runtime()?.block_on(commands::info::run(args, &ctx)),
         Command::Keys(args) => commands::keys::run(args, &ctx),
+        Command::Cluster(args) => runtime()?.block_on(commands::cluster::run(args, &ctx)),
     }
 }
 

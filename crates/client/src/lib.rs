@@ -183,7 +183,7 @@ pub struct Client {
     tee_policy: Option<phat_attest::TeePolicy>,
     /// Talk to a cluster that does not encrypt.
     allow_unencrypted: bool,
-    peer: Arc<tokio::sync::OnceCell<Arc<Peer>>>,
+    peer: Arc<parking_lot::Mutex<Option<Arc<Peer>>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -390,12 +390,31 @@ impl Client {
                 .answer(self.http.post(url).json(req).send_retrying().await)
                 .await;
         }
-        let (sealed, keys) =
-            phat_crypto::seal(&peer.info.cluster_key.0, Purpose::Command, &req.encode())?;
         let url = self.url(&format!("/v1/commands/sealed?wait={wait}"));
-        let mut submitted: Submitted = self
-            .answer(self.http.post(url).json(&sealed).send_retrying().await)
-            .await?;
+        let mut peer = peer;
+        let mut refreshed = false;
+        let (mut submitted, keys) = loop {
+            let (sealed, keys) =
+                phat_crypto::seal(&peer.info.sealing_key().0, Purpose::Command, &req.encode())?;
+            match self
+                .answer::<Submitted>(
+                    self.http
+                        .post(url.clone())
+                        .json(&sealed)
+                        .send_retrying()
+                        .await,
+                )
+                .await
+            {
+                // The cluster rotated its key since this client read it: read it again.
+                Err(ClientError::Api { kind, .. }) if kind == "stale_cluster_key" && !refreshed => {
+                    refreshed = true;
+                    *self.peer.lock() = None;
+                    peer = self.peer().await?;
+                }
+                other => break (other?, keys),
+            }
+        };
         if let Some(receipt) = &mut submitted.receipt {
             open_result(&keys, &mut receipt.result)?;
         }
@@ -408,8 +427,12 @@ impl Client {
         let peer = self.peer().await?;
         Ok(if peer.info.encryption {
             let (sealed, _) =
-                phat_crypto::seal(&peer.info.cluster_key.0, Purpose::Command, &req.encode())?;
-            LedgerCommand::Sealed(sealed).encode()
+                phat_crypto::seal(&peer.info.sealing_key().0, Purpose::Command, &req.encode())?;
+            match peer.info.epoch {
+                0 => LedgerCommand::Sealed(sealed),
+                epoch => LedgerCommand::SealedAt { epoch, sealed },
+            }
+            .encode()
         } else {
             LedgerCommand::Plain(req.clone()).encode()
         })
@@ -425,6 +448,16 @@ impl Client {
         let cluster = self.peer().await?.info.cluster_key;
         self.submit_signed(&sign(signer, &cluster, Mode::Command, call), wait)
             .await
+    }
+
+    /// Orders a change to the cluster (`signer` must be its owner): a key rotation or a
+    /// worker's revocation. Answers once the receipt exists; its result is the new epoch.
+    pub async fn change_cluster(
+        &self,
+        signer: &Signer,
+        op: phat_primitives::protocol::ClusterOp,
+    ) -> Result<Submitted, ClientError> {
+        self.submit(signer, Call::Cluster { op }, true).await
     }
 
     /// Sends a signed query, answered after the worker applied `min_seq` when given.

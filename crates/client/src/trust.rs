@@ -65,10 +65,12 @@ pub(crate) fn is_loopback(endpoint: &str) -> bool {
 impl Client {
     /// The verified worker behind the endpoint (fetched and checked once).
     pub(crate) async fn peer(&self) -> Result<Arc<Peer>, ClientError> {
-        self.peer
-            .get_or_try_init(|| self.verified_peer())
-            .await
-            .cloned()
+        if let Some(peer) = self.peer.lock().clone() {
+            return Ok(peer);
+        }
+        let peer = self.verified_peer().await?;
+        *self.peer.lock() = Some(peer.clone());
+        Ok(peer)
     }
 
     /// Fetches the worker's info and checks its attestation report.
@@ -111,7 +113,7 @@ impl Client {
             };
         verified.map_err(|e| ClientError::Untrusted(e.to_string()))?;
         if report.worker_key != info.worker_key
-            || report.cluster_key != Some(info.cluster_key)
+            || report.cluster_key != Some(info.sealing_key())
             || report.encryption != info.encryption
         {
             return Err(ClientError::Untrusted(
@@ -153,6 +155,8 @@ mod tests {
         WorkerInfo {
             worker_key: Hash([2; 32]),
             cluster_key: Hash([3; 32]),
+            epoch: 0,
+            envelope_key: None,
             encryption,
             attestation: root.report(&claims, 1).unwrap(),
             version: "test".into(),

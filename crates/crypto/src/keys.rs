@@ -96,12 +96,23 @@ impl ClusterSecret {
 
     /// The key that encrypts state, receipts and logs at rest.
     pub fn storage_cipher(&self) -> StorageCipher {
-        StorageCipher::new(&derive(self.expose(), "phat/v1/storage", &[]))
+        StorageCipher::new(&self.storage_master())
+    }
+
+    /// The storage master key of this secret (a rotated epoch adds it to the cipher with
+    /// [`StorageCipher::push_epoch`]).
+    pub fn storage_master(&self) -> Secret32 {
+        derive(self.expose(), "phat/v1/storage", &[])
     }
 
     /// The key that seals state snapshots a worker leaves in the ledger for other workers.
     pub fn snapshot_cipher(&self) -> StorageCipher {
-        StorageCipher::new(&derive(self.expose(), "phat/v1/snapshot", &[]))
+        StorageCipher::new(&self.snapshot_master())
+    }
+
+    /// The snapshot master key of this secret (see [`ClusterSecret::storage_master`]).
+    pub fn snapshot_master(&self) -> Secret32 {
+        derive(self.expose(), "phat/v1/snapshot", &[])
     }
 
     /// The cluster's X25519 key: commands are encrypted to its public half.

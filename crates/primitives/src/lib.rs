@@ -163,6 +163,8 @@ pub enum StateKey {
     InstantiationNonce,
     /// Bytes (keys plus values) a contract keeps in storage, by its `storage_id` (SCALE `u64`).
     StorageUsage(Hash),
+    /// The cluster's key epochs and revoked workers (SCALE [`protocol::ClusterEpochs`]).
+    ClusterEpochs,
 }
 
 impl StateKey {

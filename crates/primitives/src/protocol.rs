@@ -88,6 +88,60 @@ pub enum Call {
         /// Gas limit.
         gas_limit: Gas,
     },
+    /// Change the cluster itself (commands signed by the cluster owner only).
+    Cluster {
+        /// What to change.
+        op: ClusterOp,
+    },
+}
+
+/// A change to the cluster that only its owner (named in the genesis) may order.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum ClusterOp {
+    /// Start a new key epoch: a new cluster secret, handed to the workers of the cluster.
+    RotateKey,
+    /// Remove a worker (by its identity key) from the cluster, then start a new key epoch
+    /// it does not get.
+    RevokeWorker {
+        /// The worker's X25519 identity key.
+        worker: Hash,
+    },
+}
+
+/// The cluster's key epochs, kept in replicated state ([`crate::StateKey::ClusterEpochs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusterEpochs {
+    /// Every change, oldest first; epoch `n` is the `n`-th (epoch 0 is the genesis key).
+    pub changes: Vec<EpochChange>,
+}
+
+/// One key epoch's start.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EpochChange {
+    /// The seq of the command that started it.
+    pub seq: Seq,
+    /// The worker revoked with it, if any.
+    pub revoked: Option<Hash>,
+}
+
+impl ClusterEpochs {
+    /// The current epoch.
+    pub fn epoch(&self) -> u32 {
+        u32::try_from(self.changes.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Whether `worker` was revoked.
+    pub fn is_revoked(&self, worker: &Hash) -> bool {
+        self.changes
+            .iter()
+            .any(|c| c.revoked.as_ref() == Some(worker))
+    }
+
+    /// The revoked workers.
+    pub fn revoked(&self) -> impl Iterator<Item = &Hash> {
+        self.changes.iter().filter_map(|c| c.revoked.as_ref())
+    }
 }
 
 impl Call {
@@ -95,7 +149,7 @@ impl Call {
     pub fn dest(&self) -> Option<AccountId> {
         match self {
             Call::Call { dest, .. } => Some(*dest),
-            Call::Instantiate { .. } => None,
+            Call::Instantiate { .. } | Call::Cluster { .. } => None,
         }
     }
 }
@@ -357,8 +411,15 @@ pub struct LogEntry {
 pub struct WorkerInfo {
     /// The worker's X25519 identity key (queries are encrypted to it).
     pub worker_key: Hash,
-    /// The cluster's envelope key (commands are encrypted to it).
+    /// The cluster's identity: the envelope key of epoch 0 (requests sign it; commands are
+    /// sealed to `envelope_key` when it is set, else to this).
     pub cluster_key: Hash,
+    /// The key epoch (0 until the cluster secret is first rotated).
+    #[serde(default)]
+    pub epoch: u32,
+    /// The current epoch's envelope key, after a rotation (commands are sealed to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope_key: Option<Hash>,
     /// Whether the cluster requires encrypted commands and queries.
     pub encryption: bool,
     /// The worker's attestation report (covering both keys).
@@ -379,6 +440,13 @@ pub struct WorkerInfo {
     /// answers no queries until resynced): what differs, and since which seq.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged: Option<String>,
+}
+
+impl WorkerInfo {
+    /// The key commands are sealed to: the current epoch's envelope key.
+    pub fn sealing_key(&self) -> Hash {
+        self.envelope_key.unwrap_or(self.cluster_key)
+    }
 }
 
 /// A contract as the worker API shows it.
@@ -420,9 +488,17 @@ pub enum LedgerCommand {
     /// A signed request in the clear.
     #[codec(index = 0)]
     Plain(SignedRequest),
-    /// A SCALE-encoded [`SignedRequest`] sealed to the cluster key.
+    /// A SCALE-encoded [`SignedRequest`] sealed to the cluster key of epoch 0.
     #[codec(index = 1)]
     Sealed(Sealed),
+    /// A SCALE-encoded [`SignedRequest`] sealed to the cluster key of a later epoch.
+    #[codec(index = 2)]
+    SealedAt {
+        /// The key epoch (at least 1).
+        epoch: u32,
+        /// The envelope.
+        sealed: Sealed,
+    },
 }
 
 /// An encrypted query: the first message of a session (`counter` 0, `session` is the

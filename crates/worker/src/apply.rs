@@ -9,8 +9,8 @@ use std::time::Duration;
 use parity_scale_codec::{Decode, DecodeAll, Encode};
 use parking_lot::RwLock;
 use phat_primitives::protocol::{
-    Call, CallError, CallResult, LedgerCommand, LedgerEntry, LogRecord, Receipt, RequestBody,
-    SignedRequest, MAX_REQUEST_TTL_MS,
+    Call, CallError, CallResult, ClusterEpochs, ClusterOp, EpochChange, LedgerCommand, LedgerEntry,
+    LogRecord, Receipt, RequestBody, SignedRequest, MAX_REQUEST_TTL_MS,
 };
 use phat_primitives::{blake2_256, AccountId, Hash, Mode, StateKey};
 use phat_runtime::{ChangeSet, ExecContext};
@@ -29,6 +29,18 @@ pub(crate) async fn run(
     tokio::pin!(shutdown);
     let batch = worker.inner.config.apply_batch;
     loop {
+        // A key epoch the state started and this worker does not hold yet: take it first.
+        match ensure_epochs(&worker, &mut shutdown).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(pause) => {
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                continue;
+            }
+        }
         let from = worker.applied_seq() + 1;
         let max = worker.inner.replica.batch_limit(from, batch);
         let read = worker.inner.ledger.read(from, max, Duration::from_secs(10));
@@ -156,6 +168,72 @@ pub(crate) struct Stuck {
     pub error: String,
 }
 
+/// The cluster's key epochs in the committed state.
+pub(crate) fn stored_epochs(snap: &Snapshot) -> Result<ClusterEpochs, WorkerError> {
+    match snap.get(&StateKey::ClusterEpochs)? {
+        Some(raw) => ClusterEpochs::decode_all(&mut &raw[..])
+            .map_err(|e| WorkerError::Apply(format!("the key epochs in state do not decode: {e}"))),
+        None => Ok(ClusterEpochs::default()),
+    }
+}
+
+/// Makes sure this worker holds every key epoch the committed state has started. `Ok(false)`
+/// on shutdown; `Err(pause)` to try again after a pause (and, for a revoked worker, for ever).
+async fn ensure_epochs(
+    worker: &Worker,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<bool, Duration> {
+    let inner = &worker.inner;
+    let epochs = match inner
+        .store
+        .snapshot()
+        .map_err(WorkerError::from)
+        .and_then(|s| stored_epochs(&s))
+    {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(worker = %inner.config.name, "reading the key epochs: {e}");
+            return Err(RETRY);
+        }
+    };
+    *inner.enclave.revoked.lock() = epochs.revoked().copied().collect();
+    if epochs.epoch() <= inner.enclave.keys().held() {
+        inner.epoch_pending.store(false, Ordering::Release);
+        return Ok(true);
+    }
+    inner.epoch_pending.store(true, Ordering::Release);
+    let ensure = inner.enclave.ensure_epochs(
+        &inner.config.data_dir,
+        &*inner.ledger,
+        &inner.genesis,
+        &epochs,
+    );
+    let result = tokio::select! {
+        _ = shutdown.as_mut() => return Ok(false),
+        r = ensure => r,
+    };
+    match result {
+        Ok(()) => {
+            inner.epoch_pending.store(false, Ordering::Release);
+            Ok(true)
+        }
+        Err(crate::enclave::EpochError::Revoked { seq }) => {
+            if inner.revoked_at.swap(seq, Ordering::AcqRel) == 0 {
+                tracing::error!(
+                    worker = %inner.config.name,
+                    "this worker was revoked from the cluster at seq {seq}: it gets no new key \
+                     and applies nothing after it"
+                );
+            }
+            Err(Duration::from_secs(2))
+        }
+        Err(crate::enclave::EpochError::Worker(e)) => {
+            tracing::warn!(worker = %inner.config.name, "taking a new key epoch: {e}");
+            Err(Duration::from_secs(1))
+        }
+    }
+}
+
 /// Attempts after which a failing entry makes the worker report itself unhealthy.
 pub(crate) const STUCK_AFTER: u32 = 3;
 
@@ -223,6 +301,8 @@ pub(crate) struct Decoded {
     request: Result<SignedRequest, CallError>,
     /// The envelope's keys, to seal the result to the caller.
     reply: Option<phat_crypto::SessionKeys>,
+    /// Sealed to the key of an epoch this worker does not hold (yet).
+    needs_epoch: Option<u32>,
 }
 
 /// Decodes a ledger payload ([`LedgerCommand`]); a sealed one is opened with the cluster key.
@@ -234,14 +314,16 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             message,
         }),
         reply: None,
+        needs_epoch: None,
     };
     let command = LedgerCommand::decode_all(&mut &payload[..]);
-    if let Ok(LedgerCommand::Sealed(_)) = &command {
+    if let Ok(LedgerCommand::Sealed(_) | LedgerCommand::SealedAt { .. }) = &command {
         // Opened at submission by this worker: the same bytes open to the same request.
         if let Some((req, keys)) = worker.inner.opened.lock().remove(&blake2_256(payload)) {
             return Decoded {
                 request: Ok(req),
                 reply: Some(keys),
+                needs_epoch: None,
             };
         }
     }
@@ -257,23 +339,49 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         Ok(LedgerCommand::Plain(req)) => Decoded {
             request: Ok(req),
             reply: None,
+            needs_epoch: None,
         },
-        Ok(LedgerCommand::Sealed(sealed)) => {
-            let envelope = &worker.inner.enclave.keys().envelope;
-            match envelope.open(phat_crypto::Purpose::Command, &sealed) {
-                Err(e) => fail("bad_envelope", e.to_string()),
-                Ok((plain, keys)) => match SignedRequest::decode_all(&mut &plain[..]) {
-                    Err(e) => fail(
-                        "malformed",
-                        format!("the sealed command does not decode: {e}"),
-                    ),
-                    Ok(req) => Decoded {
-                        request: Ok(req),
-                        reply: Some(keys),
-                    },
-                },
-            }
-        }
+        Ok(LedgerCommand::Sealed(sealed)) => open_sealed(worker, 0, &sealed),
+        Ok(LedgerCommand::SealedAt { epoch: 0, .. }) => fail(
+            "malformed",
+            "a command of key epoch 0 is sealed without an epoch".into(),
+        ),
+        Ok(LedgerCommand::SealedAt { epoch, sealed }) => open_sealed(worker, epoch, &sealed),
+    }
+}
+
+/// Opens a command sealed to the cluster key of `epoch`.
+fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::Sealed) -> Decoded {
+    let fail = |kind: &str, message: String, needs_epoch: Option<u32>| Decoded {
+        request: Err(CallError {
+            kind: kind.into(),
+            message,
+        }),
+        reply: None,
+        needs_epoch,
+    };
+    let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
+        // Unknown to the state too, it is refused at apply; else the worker waits for it.
+        return fail(
+            "unknown_epoch",
+            format!("the command is sealed to the key of epoch {epoch}, which the cluster has not started"),
+            Some(epoch),
+        );
+    };
+    match keys.envelope.open(phat_crypto::Purpose::Command, sealed) {
+        Err(e) => fail("bad_envelope", e.to_string(), None),
+        Ok((plain, keys)) => match SignedRequest::decode_all(&mut &plain[..]) {
+            Err(e) => fail(
+                "malformed",
+                format!("the sealed command does not decode: {e}"),
+                None,
+            ),
+            Ok(req) => Decoded {
+                request: Ok(req),
+                reply: Some(keys),
+                needs_epoch: None,
+            },
+        },
     }
 }
 
@@ -313,6 +421,7 @@ fn apply_batch(
     }
     let mut nonces: HashSet<(AccountId, u64)> = HashSet::new();
     let mut logs = Vec::new();
+    let mut epochs = stored_epochs(&snap)?;
     // Skip entries already applied (a re-read after a restart).
     let (entries, decoded): (Vec<LedgerEntry>, Vec<Decoded>) = entries
         .into_iter()
@@ -336,10 +445,14 @@ fn apply_batch(
                 });
                 (r, body)
             });
-            (request, d.reply)
+            (request, d.reply, d.needs_epoch)
         })
         .collect();
-    for (entry, (req, reply)) in entries.into_iter().zip(requests) {
+    for (entry, (req, reply, needs_epoch)) in entries.into_iter().zip(requests) {
+        if needs_epoch.is_some_and(|e| e <= epochs.epoch()) {
+            // Started earlier in this batch: commit up to here, take the key, go on.
+            break;
+        }
         if entry.seq != head.seq + 1 {
             return Err(WorkerError::Apply(format!(
                 "ledger gap: expected seq {}, got {}",
@@ -355,7 +468,16 @@ fn apply_batch(
         };
         let entry = &entry;
         let applied = match req {
-            Ok(req) => apply_one(worker, &snap, &pending, &mut nonces, entry, req, code)?,
+            Ok(req) => apply_one(
+                worker,
+                &snap,
+                &pending,
+                &mut nonces,
+                &mut epochs,
+                entry,
+                req,
+                code,
+            )?,
             Err(e) => reject(entry, None, &e.kind, e.message),
         };
         let mut applied = applied;
@@ -489,6 +611,7 @@ fn apply_one(
     snap: &Arc<Snapshot>,
     pending: &Arc<RwLock<ChangeSet>>,
     nonces: &mut HashSet<(AccountId, u64)>,
+    epochs: &mut ClusterEpochs,
     entry: &LedgerEntry,
     request: (SignedRequest, Result<RequestBody, phat_crypto::CryptoError>),
     code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
@@ -514,13 +637,16 @@ fn apply_one(
         ));
     }
     nonces.insert(key);
+    if let Call::Cluster { op } = &body.call {
+        return Ok(apply_cluster_op(worker, epochs, entry, &req, &body, op));
+    }
     let state = Arc::new(Layered {
         base: snap.clone(),
         pending: pending.clone(),
     });
     let code = match &body.call {
         Call::Instantiate { code_hash, .. } => code.get(code_hash).map(Vec::as_slice),
-        Call::Call { .. } => None,
+        Call::Call { .. } | Call::Cluster { .. } => None,
     };
     let executed = crate::execute::execute(
         worker,
@@ -560,6 +686,63 @@ fn apply_one(
         nonce: Some((req.signer, body.nonce, body.expires_at)),
         logs,
     })
+}
+
+/// Applies an owner's change to the cluster: a new key epoch (with a revocation).
+fn apply_cluster_op(
+    worker: &Worker,
+    epochs: &mut ClusterEpochs,
+    entry: &LedgerEntry,
+    req: &SignedRequest,
+    body: &RequestBody,
+    op: &ClusterOp,
+) -> Applied {
+    let nonce = Some((req.signer, body.nonce, body.expires_at));
+    let refuse = |kind: &str, message: String| Applied {
+        nonce,
+        ..reject(entry, Some(req), kind, message)
+    };
+    match worker.inner.genesis.owner {
+        None => {
+            return refuse(
+                "not_owner",
+                "this cluster has no owner (none was named at genesis): nobody may change it"
+                    .into(),
+            )
+        }
+        Some(owner) if owner != req.signer => {
+            return refuse(
+                "not_owner",
+                format!("only the cluster owner {owner} may change the cluster"),
+            )
+        }
+        Some(_) => {}
+    }
+    let revoked = match op {
+        ClusterOp::RotateKey => None,
+        ClusterOp::RevokeWorker { worker } if epochs.is_revoked(worker) => {
+            return refuse(
+                "already_revoked",
+                format!("worker {worker} was already revoked"),
+            )
+        }
+        ClusterOp::RevokeWorker { worker } => Some(*worker),
+    };
+    epochs.changes.push(EpochChange {
+        seq: entry.seq,
+        revoked,
+    });
+    let mut changes = ChangeSet::new();
+    changes.insert(StateKey::ClusterEpochs, Some(epochs.encode()));
+    let mut applied = reject(entry, Some(req), "", String::new());
+    applied.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
+        data: epochs.epoch().encode().into(),
+        reverted: false,
+        address: None,
+    });
+    applied.changes = changes;
+    applied.nonce = nonce;
+    applied
 }
 
 /// What the state root commits to of a receipt: all of it, but with error messages left out.

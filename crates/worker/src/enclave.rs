@@ -14,6 +14,20 @@
 //! - `cluster-key/<worker key>`: the cluster secret sealed to that worker's key by an existing
 //!   worker that verified the report (same measurement, the cluster's dev root).
 //! - `cluster-refused/<worker key>`: why a report was refused.
+//!
+//! Key epochs (`phat cluster rotate-key`, `phat cluster revoke`): the owner's command at seq S
+//! starts epoch e in replicated state; every worker then stops applying until it holds the
+//! epoch's secret:
+//! - `epoch/<e>/<attempt>`: written once by the first worker to apply S (the dealer): the new
+//!   envelope key and the dealer's report covering it. Every worker takes the first attempt
+//!   whose dealer is attested, was not revoked before epoch e and attests that key, so all
+//!   agree on one key whatever order they see the records in; a record failing that is
+//!   skipped and the next attempt dealt.
+//! - `epoch-key/<e>/<worker key>`: the epoch's secret sealed to one worker of the cluster (a
+//!   worker the cluster handed its secret to, minus the revoked), by any worker holding it.
+//!
+//! Names and the contract seed stay those of epoch 0 (lookups and contract keys must not
+//! change); envelopes, values at rest and snapshots use the newest epoch a worker holds.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,10 +65,44 @@ pub struct ClusterRecord {
 /// The sealed handover of the cluster secret to one worker.
 #[derive(Clone, Debug, Encode, Decode)]
 struct Handover {
-    /// The cluster secret sealed to the joiner's key.
+    /// The cluster secrets sealed to the joiner's key: epoch 0's, then each later epoch's
+    /// (32 bytes each); an epoch share holds that epoch's only.
     sealed: Sealed,
     /// The report of the worker that handed it over.
     from: AttestationReport,
+}
+
+/// A key epoch's record (`epoch/<e>/<attempt>`).
+#[derive(Clone, Debug, Encode, Decode)]
+struct EpochRecord {
+    epoch: u32,
+    /// The epoch's envelope key.
+    key: Hash,
+    /// The dealer's report, covering `key`.
+    dealer: AttestationReport,
+}
+
+/// Most attempts at dealing one epoch (each a record someone wrote that did not verify).
+const MAX_DEAL_ATTEMPTS: u32 = 16;
+
+/// Why a worker cannot take a key epoch.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EpochError {
+    /// This worker was revoked: it gets no later epoch.
+    #[error("this worker was revoked from the cluster at seq {seq}")]
+    Revoked {
+        /// The seq of the revocation.
+        seq: u64,
+    },
+    /// Anything else (retried).
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+impl From<phat_ledger::LedgerError> for EpochError {
+    fn from(e: phat_ledger::LedgerError) -> Self {
+        Self::Worker(WorkerError::Ledger(e))
+    }
 }
 
 /// Keys and state that exist in plaintext only inside this process.
@@ -71,6 +119,8 @@ pub(crate) struct Enclave {
     pub(crate) cluster: OnceLock<ClusterKeys>,
     /// Open query sessions.
     pub(crate) sessions: Mutex<Sessions>,
+    /// Workers revoked in the state applied so far (refused handovers and epoch shares).
+    pub(crate) revoked: Mutex<Vec<Hash>>,
 }
 
 /// The hardware provider `tee` describes: its quote interface and the collateral file.
@@ -92,13 +142,57 @@ fn hardware_provider(
     phat_crypto::attest::DcapAttestation::new(source, collateral).map_err(|e| fail(e.to_string()))
 }
 
-/// What derives from the cluster secret.
+/// What derives from the cluster secrets of every epoch this worker holds.
 pub(crate) struct ClusterKeys {
+    /// The cluster's identity: epoch 0's envelope key (requests and records bind it).
+    pub(crate) id: [u8; 32],
+    /// The seed of contract keys (epoch 0's: contract keys never change).
+    pub(crate) contract_seed: Secret32,
+    /// Values at rest (shared with the store; a new epoch is pushed into it).
+    pub(crate) storage: phat_crypto::StorageCipher,
+    /// Snapshots in the ledger, and the checkpoint MAC (its name key is epoch 0's).
+    pub(crate) snapshot: phat_crypto::StorageCipher,
+    /// The keys of each epoch held, index = epoch.
+    epochs: parking_lot::RwLock<Vec<Arc<EpochKeys>>>,
+}
+
+/// One epoch's secret and what derives from it.
+pub(crate) struct EpochKeys {
     pub(crate) secret: ClusterSecret,
     pub(crate) envelope: EnvelopeSecret,
-    pub(crate) contract_seed: Secret32,
-    /// This worker's report covering its key and the cluster key.
+    /// This worker's report covering its key and this epoch's envelope key.
     pub(crate) report: AttestationReport,
+}
+
+impl ClusterKeys {
+    /// The newest epoch held.
+    pub(crate) fn current(&self) -> Arc<EpochKeys> {
+        let epochs = self.epochs.read();
+        match epochs.last() {
+            Some(k) => k.clone(),
+            None => unreachable!("cluster keys are made with epoch 0"),
+        }
+    }
+
+    /// The keys of `epoch`, if held.
+    pub(crate) fn epoch(&self, epoch: u32) -> Option<Arc<EpochKeys>> {
+        self.epochs.read().get(epoch as usize).cloned()
+    }
+
+    /// The newest epoch held.
+    pub(crate) fn held(&self) -> u32 {
+        u32::try_from(self.epochs.read().len().saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    /// The secrets of every epoch, oldest first (for a handover).
+    fn keyring(&self) -> Vec<u8> {
+        let epochs = self.epochs.read();
+        let mut out = Vec::with_capacity(32 * epochs.len());
+        for k in epochs.iter() {
+            out.extend_from_slice(k.secret.expose());
+        }
+        out
+    }
 }
 
 impl Enclave {
@@ -132,6 +226,7 @@ impl Enclave {
             measurement,
             cluster: OnceLock::new(),
             sessions: Mutex::new(Sessions::default()),
+            revoked: Mutex::new(Vec::new()),
         })
     }
 
@@ -196,23 +291,203 @@ impl Enclave {
         &self,
         dir: &Path,
         secret: ClusterSecret,
+        later: &[u8],
         genesis: &Genesis,
     ) -> Result<(), WorkerError> {
-        let sealed = [secret.expose().as_slice(), &genesis_digest(genesis)].concat();
+        let sealed = [secret.expose().as_slice(), &genesis.digest()].concat();
         write_sealed(dir, "cluster", &sealing_key(), &sealed)?;
         let envelope = secret.envelope_secret();
         let report = self.report(Some(envelope.public()), genesis.encryption)?;
-        let _ = self.cluster.set(ClusterKeys {
+        let keys = ClusterKeys {
+            id: envelope.public(),
             contract_seed: secret.contract_seed(),
-            envelope,
+            storage: secret.storage_cipher(),
+            snapshot: secret.snapshot_cipher(),
+            epochs: parking_lot::RwLock::new(vec![Arc::new(EpochKeys {
+                secret,
+                envelope,
+                report,
+            })]),
+        };
+        let _ = self.cluster.set(keys);
+        // Later epochs: this worker's own (sealed on disk) or a handover's, if longer.
+        let mine = read_sealed(dir, "epochs", &sealing_key())?.unwrap_or_default();
+        let later = if later.len() > mine.len() {
+            later
+        } else {
+            &mine
+        };
+        for chunk in later.chunks(32) {
+            let secret = ClusterSecret::from_bytes(*to_secret(chunk)?.expose());
+            self.push_epoch(dir, secret, genesis)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the next epoch's secret: sealed to disk first, then used.
+    fn push_epoch(
+        &self,
+        dir: &Path,
+        secret: ClusterSecret,
+        genesis: &Genesis,
+    ) -> Result<(), WorkerError> {
+        let keys = self.keys();
+        let envelope = secret.envelope_secret();
+        let report = self.report(Some(envelope.public()), genesis.encryption)?;
+        let mut ring = keys.keyring();
+        ring.extend_from_slice(secret.expose());
+        write_sealed(dir, "epochs", &sealing_key(), &ring[32..])?;
+        keys.storage.push_epoch(&secret.storage_master());
+        keys.snapshot.push_epoch(&secret.snapshot_master());
+        keys.epochs.write().push(Arc::new(EpochKeys {
             secret,
+            envelope,
             report,
-        });
+        }));
+        Ok(())
+    }
+
+    /// Waits until this worker holds every epoch up to `state`'s: deals the next one when
+    /// nobody has, else waits for its share. Fails with [`EpochError::Revoked`] for a revoked
+    /// worker (it never gets a later epoch).
+    pub(crate) async fn ensure_epochs(
+        &self,
+        dir: &Path,
+        ledger: &dyn Ledger,
+        genesis: &Genesis,
+        state: &phat_primitives::protocol::ClusterEpochs,
+    ) -> Result<(), EpochError> {
+        let me = Hash(self.identity.public());
+        let policy = self.policy(genesis);
+        let mut waited = 0u32;
+        while self.keys().held() < state.epoch() {
+            let e = self.keys().held() + 1;
+            // Revocations before epoch e decide who may deal it; this worker's own, whenever
+            // it happened, means it gets nothing more.
+            if let Some(change) = state.changes.iter().find(|c| c.revoked == Some(me)) {
+                return Err(EpochError::Revoked { seq: change.seq });
+            }
+            let revoked: Vec<Hash> = state.changes[..e as usize]
+                .iter()
+                .filter_map(|c| c.revoked)
+                .collect();
+            let (chosen, free) = self.epoch_record(ledger, &policy, e, &revoked).await?;
+            let Some(record) = chosen else {
+                let Some(attempt) = free else {
+                    return Err(WorkerError::Enclave(format!(
+                        "no valid record for key epoch {e} after {MAX_DEAL_ATTEMPTS} attempts"
+                    ))
+                    .into());
+                };
+                self.deal(dir, ledger, genesis, e, attempt).await?;
+                continue;
+            };
+            // This worker dealt it and stopped before keeping it.
+            if let Some(bytes) = read_sealed(dir, "epoch-candidate", &sealing_key())? {
+                let secret = ClusterSecret::from_bytes(*to_secret(&bytes)?.expose());
+                if secret.envelope_secret().public() == record.key.0 {
+                    self.push_epoch(dir, secret, genesis)?;
+                    continue;
+                }
+            }
+            if let Some(raw) = ledger.get_meta(&format!("epoch-key/{e}/{me}")).await? {
+                let share = Handover::decode(&mut &raw[..])
+                    .map_err(|err| WorkerError::Enclave(format!("malformed epoch share: {err}")))?;
+                let (bytes, _) = self
+                    .identity
+                    .open(Purpose::Handover, &share.sealed)
+                    .map_err(|err| WorkerError::Enclave(format!("epoch share: {err}")))?;
+                let secret = ClusterSecret::from_bytes(*to_secret(&bytes)?.expose());
+                if secret.envelope_secret().public() != record.key.0 {
+                    return Err(WorkerError::Enclave(format!(
+                        "the share of key epoch {e} is not the epoch's key"
+                    ))
+                    .into());
+                }
+                self.push_epoch(dir, secret, genesis)?;
+                tracing::info!(epoch = e, key = %record.key, "received the key of a new epoch");
+                continue;
+            }
+            waited += 1;
+            if waited.is_multiple_of(40) {
+                tracing::warn!(epoch = e, "still waiting for the secret of key epoch {e}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        // Keys received in a handover are checked against the records too.
+        for e in 1..=state.epoch() {
+            let revoked: Vec<Hash> = state.changes[..e as usize]
+                .iter()
+                .filter_map(|c| c.revoked)
+                .collect();
+            let held = self.keys().epoch(e).map(|k| k.envelope.public());
+            let (chosen, _) = self.epoch_record(ledger, &policy, e, &revoked).await?;
+            if held.is_none() || chosen.map(|r| r.key.0) != held {
+                return Err(WorkerError::Enclave(format!(
+                    "the secret this worker holds for key epoch {e} is not the epoch's"
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The first valid record of epoch `e`, and the first attempt nobody wrote yet.
+    async fn epoch_record(
+        &self,
+        ledger: &dyn Ledger,
+        policy: &AttestationPolicy,
+        e: u32,
+        revoked: &[Hash],
+    ) -> Result<(Option<EpochRecord>, Option<u32>), WorkerError> {
+        for attempt in 0..MAX_DEAL_ATTEMPTS {
+            let Some(raw) = ledger.get_meta(&format!("epoch/{e}/{attempt}")).await? else {
+                return Ok((None, Some(attempt)));
+            };
+            let valid = EpochRecord::decode(&mut &raw[..]).ok().filter(|r| {
+                r.epoch == e
+                    && r.dealer.cluster_key == Some(r.key)
+                    && !revoked.contains(&r.dealer.worker_key)
+                    && policy.verify(&r.dealer).is_ok()
+            });
+            match valid {
+                Some(r) => return Ok((Some(r), None)),
+                None => tracing::warn!(epoch = e, attempt, "skipping an invalid key epoch record"),
+            }
+        }
+        Ok((None, None))
+    }
+
+    /// Deals epoch `e` as `attempt`: a fresh secret, kept only if this worker's record wins.
+    async fn deal(
+        &self,
+        dir: &Path,
+        ledger: &dyn Ledger,
+        genesis: &Genesis,
+        e: u32,
+        attempt: u32,
+    ) -> Result<(), WorkerError> {
+        let secret = ClusterSecret::generate();
+        let key = secret.envelope_secret().public();
+        let record = EpochRecord {
+            epoch: e,
+            key: Hash(key),
+            dealer: self.report(Some(key), genesis.encryption)?,
+        };
+        // Sealed to disk before it can win, so a crash right after cannot lose the epoch.
+        write_sealed(dir, "epoch-candidate", &sealing_key(), secret.expose())?;
+        if ledger
+            .create_meta(&format!("epoch/{e}/{attempt}"), record.encode())
+            .await?
+        {
+            self.push_epoch(dir, secret, genesis)?;
+            tracing::info!(epoch = e, key = %record.key, "dealt the secret of a new key epoch");
+        }
         Ok(())
     }
 
     /// Gets the cluster secret: unsealed from disk, created (first worker) or handed over
-    /// through the ledger by an existing worker.
+    /// through the ledger by an existing worker (with the secrets of later epochs).
     pub(crate) async fn join(
         &self,
         dir: &Path,
@@ -231,7 +506,7 @@ impl Enclave {
             }
             // The genesis (funds, encryption, the dev root joiners are checked against) must
             // be the one this worker joined under: the ledger's metadata is not trusted.
-            if bytes[32..] != genesis_digest(genesis) {
+            if bytes[32..] != genesis.digest() {
                 return Err(WorkerError::Enclave(
                     "the cluster genesis in the ledger differs from the one this worker joined \
                      under; refusing to start"
@@ -250,7 +525,7 @@ impl Enclave {
                     )));
                 }
             }
-            return self.install(dir, secret, genesis);
+            return self.install(dir, secret, &[], genesis);
         }
         if let Some(r) = &record {
             check_record(&policy, r)?;
@@ -268,7 +543,7 @@ impl Enclave {
                 .map_err(WorkerError::Ledger)?
             {
                 tracing::info!(cluster_key = %record.cluster_key, "created the cluster secret");
-                return self.install(dir, secret, genesis);
+                return self.install(dir, secret, &[], genesis);
             }
         }
         // Join: publish the report, wait for an existing worker to hand the secret over.
@@ -304,7 +579,13 @@ impl Enclave {
                     .identity
                     .open(Purpose::Handover, &handover.sealed)
                     .map_err(|e| WorkerError::Enclave(format!("handover: {e}")))?;
-                let secret = ClusterSecret::from_bytes(*to_secret(&bytes)?.expose());
+                if bytes.len() < 32 || !bytes.len().is_multiple_of(32) {
+                    return Err(WorkerError::Enclave(format!(
+                        "a handover holds {} bytes (32 per key epoch)",
+                        bytes.len()
+                    )));
+                }
+                let secret = ClusterSecret::from_bytes(*to_secret(&bytes[..32])?.expose());
                 let record = get_record(ledger)
                     .await?
                     .ok_or_else(|| WorkerError::Enclave("the cluster record disappeared".into()))?;
@@ -314,7 +595,7 @@ impl Enclave {
                     ));
                 }
                 tracing::info!(cluster_key = %record.cluster_key, "received the cluster secret");
-                return self.install(dir, secret, genesis);
+                return self.install(dir, secret, &bytes[32..], genesis);
             }
             if let Some(reason) = ledger.get_meta(&format!("cluster-refused/{me}")).await? {
                 return Err(WorkerError::Enclave(format!(
@@ -337,12 +618,67 @@ impl Enclave {
         let policy = self.policy(&genesis);
         // Joins answered (by any worker): their answer is written once and never changes.
         let mut settled = std::collections::HashSet::new();
+        let mut shared = std::collections::HashSet::new();
         loop {
             if let Err(e) = self.hand_over_once(&*ledger, &policy, &mut settled).await {
                 tracing::warn!("cluster handover: {e}");
             }
+            if let Err(e) = self.share_epochs_once(&*ledger, &mut shared).await {
+                tracing::warn!("key epoch shares: {e}");
+            }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Seals each epoch after 0 this worker holds to every worker of the cluster that has no
+    /// share of it yet and was not revoked: the workers the cluster secret was handed to, and
+    /// its creator.
+    async fn share_epochs_once(
+        &self,
+        ledger: &dyn Ledger,
+        shared: &mut std::collections::HashSet<(u32, Hash)>,
+    ) -> Result<(), WorkerError> {
+        let keys = self.keys();
+        let held = keys.held();
+        if held == 0 {
+            return Ok(());
+        }
+        let me = Hash(self.identity.public());
+        let mut members: Vec<Hash> = ledger
+            .meta_keys("cluster-key/")
+            .await?
+            .iter()
+            .filter_map(|k| k.strip_prefix("cluster-key/"))
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        if let Some(record) = get_record(ledger).await? {
+            members.push(record.creator.worker_key);
+        }
+        let revoked = self.revoked.lock().clone();
+        members.retain(|w| *w != me && !revoked.contains(w));
+        for e in 1..=held {
+            let Some(epoch) = keys.epoch(e) else { continue };
+            for w in &members {
+                if shared.contains(&(e, *w)) {
+                    continue;
+                }
+                let name = format!("epoch-key/{e}/{w}");
+                if ledger.get_meta(&name).await?.is_none() {
+                    let (sealed, _) =
+                        phat_crypto::seal(&w.0, Purpose::Handover, epoch.secret.expose())
+                            .map_err(|err| WorkerError::Enclave(err.to_string()))?;
+                    let share = Handover {
+                        sealed,
+                        from: epoch.report.clone(),
+                    };
+                    if ledger.create_meta(&name, share.encode()).await? {
+                        tracing::info!(epoch = e, worker_key = %w, "shared a key epoch");
+                    }
+                }
+                shared.insert((e, *w));
+            }
+        }
+        Ok(())
     }
 
     async fn hand_over_once(
@@ -373,9 +709,15 @@ impl Enclave {
             let Some(raw) = ledger.get_meta(&key).await? else {
                 continue;
             };
+            let revoked = self.revoked.lock().iter().any(|w| w.to_string() == who);
             let verdict = AttestationReport::decode(&mut &raw[..])
                 .map_err(|e| phat_crypto::CryptoError::Attestation(format!("malformed: {e}")))
                 .and_then(|r| {
+                    if revoked {
+                        return Err(phat_crypto::CryptoError::Attestation(
+                            "this worker was revoked from the cluster".into(),
+                        ));
+                    }
                     policy.verify(&r)?;
                     if r.worker_key.to_string() != who {
                         return Err(phat_crypto::CryptoError::Attestation(
@@ -387,15 +729,13 @@ impl Enclave {
             match verdict {
                 Ok(report) => {
                     let keys = self.keys();
-                    let (sealed, _) = phat_crypto::seal(
-                        &report.worker_key.0,
-                        Purpose::Handover,
-                        keys.secret.expose(),
-                    )
-                    .map_err(|e| WorkerError::Enclave(e.to_string()))?;
+                    let epoch0 = keys.epoch(0).unwrap_or_else(|| keys.current());
+                    let (sealed, _) =
+                        phat_crypto::seal(&report.worker_key.0, Purpose::Handover, &keys.keyring())
+                            .map_err(|e| WorkerError::Enclave(e.to_string()))?;
                     let handover = Handover {
                         sealed,
-                        from: keys.report.clone(),
+                        from: epoch0.report.clone(),
                     };
                     if ledger
                         .create_meta(&format!("cluster-key/{who}"), handover.encode())
@@ -433,11 +773,6 @@ fn check_record(policy: &AttestationPolicy, record: &ClusterRecord) -> Result<()
     Ok(())
 }
 
-/// blake2-256 of the SCALE genesis.
-fn genesis_digest(genesis: &Genesis) -> [u8; 32] {
-    phat_primitives::blake2_256(&genesis.encode())
-}
-
 async fn get_record(ledger: &dyn Ledger) -> Result<Option<ClusterRecord>, WorkerError> {
     match ledger.get_meta(CLUSTER_KEY).await? {
         Some(raw) => ClusterRecord::decode(&mut &raw[..])
@@ -445,6 +780,49 @@ async fn get_record(ledger: &dyn Ledger) -> Result<Option<ClusterRecord>, Worker
             .map_err(|e| WorkerError::Enclave(format!("malformed cluster record: {e}"))),
         None => Ok(None),
     }
+}
+
+/// What someone holding this machine and a worker's data directory can read of the ledger:
+/// opens a ledger `payload` (a sealed command) with the cluster secrets sealed in `dir`, of
+/// every epoch that worker was given. Revocation is shown with it: a revoked worker's
+/// directory opens the commands of the epochs it held and none after.
+pub fn open_with_data_dir(
+    dir: &Path,
+    payload: &[u8],
+) -> Result<phat_primitives::protocol::SignedRequest, WorkerError> {
+    use parity_scale_codec::DecodeAll;
+    use phat_primitives::protocol::{LedgerCommand, SignedRequest};
+    let sealing = sealing_key();
+    let identity = read_sealed(dir, "cluster", &sealing)?.ok_or_else(|| {
+        WorkerError::Enclave(format!("{} holds no cluster secret", dir.display()))
+    })?;
+    let mut secrets = vec![identity.get(..32).unwrap_or_default().to_vec()];
+    secrets.extend(
+        read_sealed(dir, "epochs", &sealing)?
+            .unwrap_or_default()
+            .chunks(32)
+            .map(<[u8]>::to_vec),
+    );
+    let (epoch, sealed) = match LedgerCommand::decode_all(&mut &payload[..]) {
+        Ok(LedgerCommand::Sealed(s)) => (0, s),
+        Ok(LedgerCommand::SealedAt { epoch, sealed }) => (epoch, sealed),
+        Ok(LedgerCommand::Plain(req)) => return Ok(req),
+        Err(e) => return Err(WorkerError::Enclave(format!("not a ledger command: {e}"))),
+    };
+    let secret = secrets.get(epoch as usize).ok_or_else(|| {
+        WorkerError::Enclave(format!(
+            "{} holds no secret of key epoch {epoch} (it holds epochs 0 to {})",
+            dir.display(),
+            secrets.len() - 1
+        ))
+    })?;
+    let secret = ClusterSecret::from_bytes(*to_secret(secret)?.expose());
+    let (plain, _) = secret
+        .envelope_secret()
+        .open(Purpose::Command, &sealed)
+        .map_err(|e| WorkerError::Enclave(format!("the command does not open: {e}")))?;
+    SignedRequest::decode_all(&mut &plain[..])
+        .map_err(|e| WorkerError::Enclave(format!("the command does not decode: {e}")))
 }
 
 /// Most sessions a worker keeps open.

@@ -87,6 +87,10 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
             data,
             gas_limit,
         } => session.call(run.caller, dest, value, data.0, gas_limit),
+        // Applied by the apply loop itself, never executed (queries refuse them first).
+        Call::Cluster { .. } => Err(phat_runtime::ExecError::Decode(
+            "a change to the cluster runs no contract",
+        )),
     };
     let changes = match &result {
         Ok(_) => session.into_changes(),

@@ -23,6 +23,19 @@ pub struct Genesis {
     /// The TEE policy (JSON, [`phat_attest::TeePolicy`]) hardware workers judge joiners by;
     /// `None`: hardware reports are refused (a `dev` cluster).
     pub tee_policy: Option<String>,
+    /// The cluster owner: the only account whose commands may rotate the cluster secret or
+    /// revoke a worker (`None`: nobody may, as in clusters created before owners existed).
+    pub owner: Option<AccountId>,
+}
+
+/// The genesis of clusters created before [`Genesis::owner`] existed.
+#[derive(Encode, Decode)]
+struct GenesisV3 {
+    balances: Vec<(AccountId, phat_primitives::Balance)>,
+    encryption: bool,
+    dev_root: Option<[u8; 32]>,
+    limits: Option<ClusterLimits>,
+    tee_policy: Option<String>,
 }
 
 /// The genesis of clusters created before [`Genesis::tee_policy`] existed.
@@ -49,6 +62,16 @@ impl Genesis {
         if let Ok(g) = Genesis::decode_all(&mut &raw[..]) {
             return Ok(g);
         }
+        if let Ok(v3) = GenesisV3::decode_all(&mut &raw[..]) {
+            return Ok(Genesis {
+                balances: v3.balances,
+                encryption: v3.encryption,
+                dev_root: v3.dev_root,
+                limits: v3.limits,
+                tee_policy: v3.tee_policy,
+                owner: None,
+            });
+        }
         if let Ok(v2) = GenesisV2::decode_all(&mut &raw[..]) {
             return Ok(Genesis {
                 balances: v2.balances,
@@ -56,6 +79,7 @@ impl Genesis {
                 dev_root: v2.dev_root,
                 limits: v2.limits,
                 tee_policy: None,
+                owner: None,
             });
         }
         let v1 = GenesisV1::decode_all(&mut &raw[..])
@@ -66,7 +90,27 @@ impl Genesis {
             dev_root: v1.dev_root,
             limits: None,
             tee_policy: None,
+            owner: None,
         })
+    }
+
+    /// The digest a worker binds its sealed cluster secret to: blake2-256 of the SCALE
+    /// genesis, in the layout of clusters without an owner when it has none (so workers that
+    /// joined before owners existed still start).
+    pub fn digest(&self) -> [u8; 32] {
+        match self.owner {
+            Some(_) => phat_primitives::blake2_256(&self.encode()),
+            None => phat_primitives::blake2_256(
+                &GenesisV3 {
+                    balances: self.balances.clone(),
+                    encryption: self.encryption,
+                    dev_root: self.dev_root,
+                    limits: self.limits.clone(),
+                    tee_policy: self.tee_policy.clone(),
+                }
+                .encode(),
+            ),
+        }
     }
 }
 

@@ -49,7 +49,9 @@ pub use admission::{AdmissionConfig, Refused};
 pub use apply::GENESIS_KEY;
 pub use cache::{DEFAULT_CACHE_BUDGET, DEFAULT_CACHE_QUOTA};
 pub use egress::EgressConfig;
-pub use enclave::{dev_root_public, read_or_create_root, ClusterRecord, CLUSTER_KEY};
+pub use enclave::{
+    dev_root_public, open_with_data_dir, read_or_create_root, ClusterRecord, CLUSTER_KEY,
+};
 pub use genesis::{ClusterLimits, Genesis};
 pub use phat_ledger as ledger;
 pub use phat_ledger::Ledger;
@@ -198,6 +200,10 @@ pub(crate) struct Inner {
     /// Sealed commands this worker opened at submission, by the hash of their ledger payload,
     /// so applying them does not repeat the key exchange.
     pub(crate) opened: Mutex<std::collections::HashMap<[u8; 32], apply::Opened>>,
+    /// The seq this worker was revoked at (0: it was not).
+    pub(crate) revoked_at: std::sync::atomic::AtomicU64,
+    /// Set while the state has started a key epoch this worker does not hold yet.
+    pub(crate) epoch_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -216,7 +222,7 @@ impl Worker {
         let genesis = load_genesis(&*ledger).await?;
         enclave.join(&dir, &*ledger, &genesis).await?;
         let keys = enclave.keys();
-        let cipher = genesis.encryption.then(|| keys.secret.storage_cipher());
+        let cipher = genesis.encryption.then(|| keys.storage.clone());
         let store = Store::open_with(&dir.join("state.redb"), cipher)?;
         let mut rt_config = config.runtime.clone();
         // Bounds that decide command outcomes are the cluster's, not this worker's.
@@ -260,6 +266,8 @@ impl Worker {
                 genesis,
                 enclave,
                 opened: Mutex::new(Default::default()),
+                revoked_at: std::sync::atomic::AtomicU64::new(0),
+                epoch_pending: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         // A snapshot to start from (`--resync`, no state yet, a trimmed log) is restored
@@ -273,10 +281,22 @@ impl Worker {
         *self.inner.applied.borrow()
     }
 
-    /// The cluster's identity: its envelope key. Signed requests, uploads and metadata
+    /// The cluster's identity: its envelope key of epoch 0. Signed requests, uploads and metadata
     /// writes bind it, so a signature for one cluster is never valid on another.
     pub fn cluster_id(&self) -> phat_primitives::Hash {
-        phat_primitives::Hash(self.inner.enclave.keys().envelope.public())
+        phat_primitives::Hash(self.inner.enclave.keys().id)
+    }
+
+    /// The seq this worker was revoked from the cluster at, once it has applied it.
+    pub fn revoked_at(&self) -> Option<Seq> {
+        match self
+            .inner
+            .revoked_at
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            0 => None,
+            seq => Some(seq),
+        }
     }
 
     /// The worker's X25519 identity key (queries are encrypted to it).

@@ -150,11 +150,12 @@ struct SignedRecord {
 
 /// The MAC of `record` published by `worker`.
 fn record_mac(worker: &Worker, publisher: &[u8; 32], record: &[u8]) -> [u8; 32] {
-    worker.inner.enclave.keys().secret.snapshot_cipher().mac(&[
-        b"phat/checkpoint/v1",
-        publisher,
-        record,
-    ])
+    worker
+        .inner
+        .enclave
+        .keys()
+        .snapshot
+        .mac(&[b"phat/checkpoint/v1", publisher, record])
 }
 
 /// The header of a stored snapshot (in the clear, authenticated by the seal).
@@ -338,7 +339,7 @@ fn snapshot_seq(name: &str) -> Option<Seq> {
 async fn write_snapshot(worker: &Worker, view: phat_store::Snapshot) -> Result<usize, WorkerError> {
     let inner = &worker.inner;
     let me = worker.worker_key();
-    let cipher = inner.enclave.keys().secret.snapshot_cipher();
+    let cipher = inner.enclave.keys().snapshot.clone();
     let blob = tokio::task::spawn_blocking(move || -> Result<_, WorkerError> {
         let image = view.image()?;
         let header = SnapshotHeader {
@@ -565,7 +566,7 @@ pub(crate) async fn restore_newest(
     let mut names = inner.ledger.snapshot_names().await?;
     names.sort_by_key(|n| std::cmp::Reverse(snapshot_seq(n)));
     let others = others(worker).await.unwrap_or_default();
-    let cipher = inner.enclave.keys().secret.snapshot_cipher();
+    let cipher = inner.enclave.keys().snapshot.clone();
     for name in names {
         let Some(seq) = snapshot_seq(&name) else {
             continue;

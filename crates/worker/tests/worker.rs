@@ -65,6 +65,7 @@ async fn start(
         dev_root: Some(phat_worker::dev_root_public(&root).unwrap()),
         limits: None,
         tee_policy: None,
+        owner: Some(Signer::from_suri("//Alice").unwrap().account()),
     };
     ledger
         .create_meta(

@@ -1,7 +1,8 @@
 //! Commands that talk to a cluster through `phat-client`, one module each: deploy, query,
-//! tx, logs, info, keys; with what they share (`ctx`: the endpoint, trust flags and output;
+//! tx, logs, info, keys, cluster; with what they share (`ctx`: the endpoint, trust flags and output;
 //! `common`: contract ids, metadata, call encoding).
 
+pub mod cluster;
 mod common;
 mod ctx;
 pub mod deploy;

@@ -451,6 +451,12 @@ impl Counter {
         )
     }
 
+    /// The `get` message.
+    pub fn get_call(&self) -> phat_client::primitives::protocol::Call {
+        let data = self.contract.encode_message("get", &[] as &[&str]).unwrap();
+        phat_client::call(self.id, data)
+    }
+
     /// (value, seq of the snapshot it was read from).
     pub async fn get(&self, client: &Client, min_seq: Option<u64>) -> (u64, u64) {
         let alice = phat_client::Signer::from_suri("//Alice").unwrap();

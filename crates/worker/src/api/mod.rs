@@ -100,13 +100,23 @@ async fn refuse_if_diverged(
     let path = req.uri().path();
     let open = !path.starts_with("/v1/") || path == "/v1/info" || path == "/v1/openapi.json";
     if !open {
-        if let Some(d) = w.inner.replica.diverged() {
-            let mut resp = ApiErr::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+        let refusal = match (w.inner.replica.diverged(), w.revoked_at()) {
+            (Some(d), _) => Some((
                 "diverged",
                 format!("this worker's state diverged from the cluster's: {d}"),
-            )
-            .into_response();
+            )),
+            (None, Some(seq)) => Some((
+                "revoked",
+                format!(
+                    "this worker was revoked from the cluster at seq {seq}: it holds no \
+                     current key and applies nothing after it"
+                ),
+            )),
+            (None, None) => None,
+        };
+        if let Some((kind, message)) = refusal {
+            let mut resp =
+                ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, kind, message).into_response();
             // The request was not looked at: an endpoint may send it to another worker.
             resp.headers_mut().insert(
                 phat_primitives::protocol::DIVERGED_HEADER,
@@ -158,9 +168,20 @@ impl ApiErr {
     }
 }
 
+/// The error of a sealed command a worker cannot open yet because it is still taking a new
+/// key epoch (sent with the route-elsewhere header: it was not looked at).
+pub(crate) const KEY_EPOCH_PENDING: &str = "key_epoch_pending";
+
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
+        let elsewhere = self.1.kind == KEY_EPOCH_PENDING;
         let mut resp = (self.0, Json(ApiError { error: self.1 })).into_response();
+        if elsewhere {
+            resp.headers_mut().insert(
+                phat_primitives::protocol::DIVERGED_HEADER,
+                header::HeaderValue::from_static("1"),
+            );
+        }
         if let Some(wait) = self.2 {
             // Whole seconds, rounded up (`Retry-After` has no fractions).
             let secs = wait.as_millis().div_ceil(1000).max(1);

@@ -6,6 +6,13 @@ pub(super) async fn healthz(State(w): State<Worker>) -> Response {
     if let Some(d) = w.inner.replica.diverged() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("diverged: {d}\n")).into_response();
     }
+    if let Some(seq) = w.revoked_at() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("revoked: this worker was removed from the cluster at seq {seq}\n"),
+        )
+            .into_response();
+    }
     if let Some(s) = w.inner.stuck.lock().clone() {
         if s.attempts >= crate::apply::STUCK_AFTER {
             return (
@@ -64,14 +71,31 @@ pub(super) async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-pub(super) async fn info(State(w): State<Worker>) -> ApiResult<WorkerInfo> {
+pub(super) async fn info(State(w): State<Worker>) -> Response {
+    let revoked = w.revoked_at().is_some();
+    let mut resp = info_json(&w).into_response();
+    if revoked {
+        // A revoked worker's keys are not the cluster's: an endpoint asks another worker.
+        resp.headers_mut().insert(
+            phat_primitives::protocol::DIVERGED_HEADER,
+            header::HeaderValue::from_static("1"),
+        );
+    }
+    resp
+}
+
+fn info_json(w: &Worker) -> ApiResult<WorkerInfo> {
     let head = w.inner.store.head()?;
     let keys = w.inner.enclave.keys();
+    let current = keys.current();
+    let epoch = keys.held();
     Ok(Json(WorkerInfo {
         worker_key: Hash(w.worker_key()),
-        cluster_key: Hash(keys.envelope.public()),
+        cluster_key: Hash(keys.id),
+        epoch,
+        envelope_key: (epoch > 0).then(|| Hash(current.envelope.public())),
         encryption: w.inner.genesis.encryption,
-        attestation: keys.report.clone(),
+        attestation: current.report.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         name: w.inner.config.name.clone(),
         seq: head.seq,

@@ -46,6 +46,13 @@ pub(super) async fn run_checked(
     call: Call,
     min_seq: Option<Seq>,
 ) -> Result<QueryResponse, ApiErr> {
+    if let Call::Cluster { .. } = call {
+        return Err(ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "wrong_mode",
+            "a change to the cluster is a command, not a query",
+        ));
+    }
     if let Some(min) = min_seq {
         if w.applied_seq() < min {
             wait_applied(w, min).await?;

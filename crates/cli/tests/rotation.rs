@@ -1,0 +1,207 @@
+//! Key rotation and worker revocation on a real 3-worker `phat dev`: the owner rotates the
+//! cluster secret, then revokes one worker; the others keep applying with equal roots, old
+//! state stays readable, and the revoked worker's own data directory opens the commands of
+//! the epochs it held and none after.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use phat_client::primitives::protocol::{Call, ClusterOp, LedgerCommand, RequestBody};
+use phat_client::{Client, Signer};
+use phat_worker::ledger::http::{LedgerToken, RemoteLedger};
+use phat_worker::ledger::Ledger;
+use support::*;
+
+/// Waits until every worker in `urls` reports key epoch `epoch`; returns their infos.
+async fn wait_epoch(
+    urls: &[String],
+    epoch: u32,
+) -> Vec<phat_client::primitives::protocol::WorkerInfo> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut infos = Vec::new();
+    for url in urls {
+        let c = Client::new(url).unwrap();
+        loop {
+            match c.info().await {
+                Ok(i) if i.epoch >= epoch => {
+                    infos.push(i);
+                    break;
+                }
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{url} did not reach key epoch {epoch}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    infos
+}
+
+/// `phat cluster ARGS` as //Alice (the owner `phat dev` names); its JSON answer.
+fn cluster(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["cluster"];
+    all.extend_from_slice(args);
+    run_json(endpoint, &all)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
+    let dev = Dev::start(3).await;
+    let ep = dev.endpoint.clone();
+    let client = Client::new(&ep).unwrap();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let counter = deploy_counter(&client).await;
+    for _ in 0..3 {
+        client.submit(&alice, counter.inc(), true).await.unwrap();
+    }
+
+    // Only the owner may change the cluster: the refusal is a receipt like any other.
+    let bob = run_fail(&ep, &["cluster", "rotate-key", "--suri", "//Bob"]);
+    assert!(bob.contains("not_owner"), "{bob}");
+    let w = &dev.workers;
+    let before = wait_epoch(w, 0).await;
+    assert!(before
+        .iter()
+        .all(|i| i.epoch == 0 && i.envelope_key.is_none()));
+
+    // Rotation: every worker takes epoch 1, the same new key; the cluster's id stays.
+    let rotated = cluster(&ep, &["rotate-key"]);
+    assert_eq!(rotated["epoch"], 1, "{rotated}");
+    let epoch1 = wait_epoch(w, 1).await;
+    let key1 = epoch1[0].envelope_key.unwrap();
+    for i in &epoch1 {
+        assert_eq!(i.envelope_key, Some(key1), "{}", i.name);
+        assert_eq!(
+            i.cluster_key, before[0].cluster_key,
+            "the cluster id never changes"
+        );
+        assert_eq!(
+            i.attestation.cluster_key,
+            Some(key1),
+            "the report covers the new key"
+        );
+    }
+    assert_ne!(key1, before[0].cluster_key);
+    // A client that read the old key is told to seal again, and does so by itself.
+    let sub = client.submit(&alice, counter.inc(), true).await.unwrap();
+    let (value, _) = counter.get(&client, Some(sub.seq)).await;
+    assert_eq!(value, 4, "state written under epoch 0 is still read");
+
+    // Revocation of worker-2: the others take epoch 2 without it.
+    let victim = epoch1[2].worker_key;
+    let revoked = cluster(&ep, &["revoke", &victim.to_string()]);
+    assert_eq!(revoked["epoch"], 2, "{revoked}");
+    let revoked_at = revoked["seq"].as_u64().unwrap();
+    let again = run_fail(&ep, &["cluster", "revoke", &victim.to_string()]);
+    assert!(again.contains("already_revoked"), "{again}");
+    let epoch2 = wait_epoch(&w[..2], 2).await;
+    let key2 = epoch2[0].envelope_key.unwrap();
+    assert_eq!(epoch2[1].envelope_key, Some(key2));
+    // The revoked worker says so and serves nothing of the cluster's state.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = reqwest::get(format!("{}/healthz", w[2])).await.unwrap();
+        let (status, body) = (r.status().as_u16(), r.text().await.unwrap());
+        if status == 503 && body.contains("revoked") {
+            assert!(body.contains(&format!("seq {revoked_at}")), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker-2 did not report itself revoked: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let direct = Client::new(&w[2]).unwrap();
+    let refused = direct.info().await.unwrap();
+    assert_eq!(refused.epoch, 1, "the revoked worker never got epoch 2");
+    let err = err_of(&direct, counter.get_call()).await;
+    assert!(err.contains("revoked"), "{err}");
+
+    // The others keep applying, with equal roots; the endpoint goes around worker-2.
+    let mut last = 0;
+    for _ in 0..5 {
+        last = client
+            .submit(&alice, counter.inc(), true)
+            .await
+            .unwrap()
+            .seq;
+    }
+    let a = wait_seq(&w[0], last).await;
+    let b = wait_seq(&w[1], last).await;
+    assert_eq!((a.seq, a.state_root), (b.seq, b.state_root));
+    let (value, _) = counter.get(&client, Some(last)).await;
+    assert_eq!(value, 9);
+    let stuck = direct.info().await.unwrap();
+    assert_eq!(
+        stuck.seq, revoked_at,
+        "worker-2 applies nothing after its revocation"
+    );
+
+    // The proof from worker-2's own data directory and keys: the ledger's commands of epochs
+    // 0 and 1 open with them, none of epoch 2 does; worker-0's directory opens all.
+    let data = dev.data();
+    let token = LedgerToken::read(&ledger_token_file(&data)).unwrap();
+    let ledger = RemoteLedger::with_token(&dev.ledger(), &token).unwrap();
+    let entries = ledger
+        .read(1, 10_000, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (mut opened, mut refused_by_revoked) = ([0usize; 3], 0);
+    for e in &entries {
+        let epoch = match parity_scale_codec::Decode::decode(&mut &e.payload[..]).unwrap() {
+            LedgerCommand::Sealed(_) => 0usize,
+            LedgerCommand::SealedAt { epoch, .. } => epoch as usize,
+            LedgerCommand::Plain(_) => panic!("a plain command on an encrypted cluster"),
+        };
+        let honest = phat_worker::open_with_data_dir(&data.join("worker-0"), &e.payload)
+            .unwrap_or_else(|err| panic!("worker-0 cannot open seq {}: {err}", e.seq));
+        match phat_worker::open_with_data_dir(&data.join("worker-2"), &e.payload) {
+            Ok(req) => {
+                assert!(epoch < 2, "worker-2 opened seq {} of epoch {epoch}", e.seq);
+                assert_eq!(req, honest);
+                opened[epoch] += 1;
+            }
+            Err(err) => {
+                assert_eq!(epoch, 2, "worker-2 cannot open seq {}: {err}", e.seq);
+                assert!(
+                    err.to_string().contains("no secret of key epoch 2"),
+                    "{err}"
+                );
+                refused_by_revoked += 1;
+            }
+        }
+        if e.seq == revoked_at {
+            let body: RequestBody =
+                parity_scale_codec::Decode::decode(&mut &honest.body.0[..]).unwrap();
+            assert!(matches!(
+                body.call,
+                Call::Cluster {
+                    op: ClusterOp::RevokeWorker { .. }
+                }
+            ));
+        }
+    }
+    assert!(opened[0] >= 5 && opened[1] >= 2, "{opened:?}");
+    assert!(
+        refused_by_revoked >= 5,
+        "{refused_by_revoked} epoch-2 commands"
+    );
+}
+
+/// The error a query through `client` meets, as text.
+async fn err_of(client: &Client, call: Call) -> String {
+    let alice = Signer::from_suri("//Alice").unwrap();
+    match client.query(&alice, call, None).await {
+        Ok(r) => panic!("the revoked worker answered: {r:?}"),
+        Err(e) => e.to_string(),
+    }
+}
