@@ -157,6 +157,9 @@ struct Inner {
     kv: kv::Store,
     code: object_store::ObjectStore,
     snapshots: object_store::ObjectStore,
+    /// The snapshot bucket's stream and the subject prefix of its object records.
+    snapshot_stream: stream::Stream,
+    snapshot_meta: String,
     limits: LedgerConfig,
     /// The largest payload the server accepts with our headers.
     max_payload: usize,
@@ -326,8 +329,8 @@ async fn ensure_object_store(
     bucket: &str,
     what: &str,
     config: &JetStreamConfig,
-) -> Result<object_store::ObjectStore, LedgerError> {
-    ensure_stream(
+) -> Result<(object_store::ObjectStore, stream::Stream), LedgerError> {
+    let stream = ensure_stream(
         js,
         stream::Config {
             name: format!("OBJ_{bucket}"),
@@ -343,9 +346,11 @@ async fn ensure_object_store(
         config.replicas,
     )
     .await?;
-    js.get_object_store(bucket)
+    let store = js
+        .get_object_store(bucket)
         .await
-        .map_err(|e| unavailable(format!("cannot open Object Store bucket {bucket}: {e}")))
+        .map_err(|e| unavailable(format!("cannot open Object Store bucket {bucket}: {e}")))?;
+    Ok((store, stream))
 }
 
 impl JetStreamLedger {
@@ -476,8 +481,9 @@ impl JetStreamLedger {
             .await
             .map_err(|e| unavailable(format!("cannot open KV bucket {meta}: {e}")))?;
 
-        let code = ensure_object_store(&js, &config.code_bucket(), "code blobs", &config).await?;
-        let snapshots =
+        let (code, _) =
+            ensure_object_store(&js, &config.code_bucket(), "code blobs", &config).await?;
+        let (snapshots, snapshot_stream) =
             ensure_object_store(&js, &config.snapshot_bucket(), "state snapshots", &config).await?;
 
         // Violations while probing (a user who may not create streams) are not the caller's.
@@ -491,6 +497,8 @@ impl JetStreamLedger {
                 kv,
                 code,
                 snapshots,
+                snapshot_stream,
+                snapshot_meta: format!("$O.{}.M.", config.snapshot_bucket()),
                 limits: config.limits,
                 max_payload,
                 timeout: config.request_timeout,
@@ -960,19 +968,39 @@ impl Ledger for JetStreamLedger {
 
     async fn snapshot_names(&self) -> Result<Vec<String>, LedgerError> {
         let inner = &*self.inner;
-        let mut list = inner
-            .snapshots
-            .list()
+        // The object records' subjects, then each one's last record: not the Object Store's
+        // `list()`, whose consumer waits for an idle heartbeat (5 s) when another worker puts
+        // or deletes a snapshot during the listing (its pending count goes stale).
+        let mut subjects = inner
+            .snapshot_stream
+            .info_with_subjects(format!("{}>", inner.snapshot_meta))
             .await
             .map_err(|e| inner.failed("cannot list snapshots", e))?;
+        let mut records = Vec::new();
+        while let Some(subject) = subjects.next().await {
+            let (subject, _) = subject.map_err(|e| inner.failed("cannot list snapshots", e))?;
+            records.push(subject);
+        }
         let mut out = Vec::new();
-        // The listing ends when it has caught up; bound it by time as well.
-        loop {
-            match tokio::time::timeout(inner.timeout, list.next()).await {
-                Ok(Some(Ok(info))) if !info.deleted => out.push(info.name),
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(e))) => return Err(inner.failed("cannot list snapshots", e)),
-                Ok(None) => break,
+        for subject in records {
+            let last = tokio::time::timeout(
+                inner.timeout,
+                inner
+                    .snapshot_stream
+                    .get_last_raw_message_by_subject(&subject),
+            )
+            .await;
+            match last {
+                Ok(Ok(message)) => {
+                    match serde_json::from_slice::<object_store::ObjectInfo>(&message.payload) {
+                        Ok(info) if !info.deleted => out.push(info.name),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(%subject, "an unreadable snapshot record: {e}"),
+                    }
+                }
+                // Purged between the two calls.
+                Ok(Err(e)) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
+                Ok(Err(e)) => return Err(inner.failed("cannot list snapshots", e)),
                 Err(_) => return Err(unavailable("timed out listing snapshots")),
             }
         }
