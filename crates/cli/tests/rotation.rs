@@ -195,6 +195,120 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
         refused_by_revoked >= 5,
         "{refused_by_revoked} epoch-2 commands"
     );
+
+    // A worker joining now gets every epoch's secret and replays all three epochs to the
+    // same root.
+    let port = free_ports(1);
+    let late = start_worker(&dev, "late", port, None);
+    let url = format!("http://127.0.0.1:{port}");
+    up_or_log(&dev, "late", &url).await;
+    let joined = wait_seq(&url, last).await;
+    assert_eq!((joined.seq, joined.state_root), (a.seq, a.state_root));
+    assert_eq!((joined.epoch, joined.envelope_key), (2, Some(key2)));
+    drop(late);
+
+    // The revoked identity started again from a fresh directory gets nothing newer than it
+    // held: refused outright (when it was the cluster's creator, it had no handover to find
+    // again), or back to the epochs of its old handover and shares, stopping at its
+    // revocation. No share of epoch 2 exists for it either way.
+    let port = free_ports(1);
+    let again = dev.dir.path().join("again");
+    std::fs::create_dir_all(&again).unwrap();
+    std::fs::copy(
+        data.join("worker-2/identity.sealed"),
+        again.join("identity.sealed"),
+    )
+    .unwrap();
+    let mut rejoin = start_worker(&dev, "again", port, Some(&again));
+    let url = format!("http://127.0.0.1:{port}");
+    let probe = Client::new(&url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = rejoin.child.try_wait().unwrap() {
+            assert!(!status.success());
+            let log = std::fs::read_to_string(dev.dir.path().join("again.log")).unwrap();
+            assert!(
+                log.contains("the cluster refused this worker") && log.contains("revoked"),
+                "{log}"
+            );
+            break;
+        }
+        if probe.info().await.is_ok() {
+            wait_revoked(&url, revoked_at).await;
+            let info = probe.info().await.unwrap();
+            assert_eq!((info.seq, info.epoch), (revoked_at, 1));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revoked identity neither stopped nor came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ledger
+        .get_meta(&format!("epoch-key/2/{victim}"))
+        .await
+        .unwrap()
+        .is_none());
+    let joined_key = joined.worker_key;
+    assert!(ledger
+        .get_meta(&format!("epoch-key/2/{joined_key}"))
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// Waits until the worker `name` at `url` answers; panics with its log if it does not.
+async fn up_or_log(dev: &Dev, name: &str, url: &str) {
+    if !try_wait_up(url).await {
+        let log = std::fs::read_to_string(dev.dir.path().join(format!("{name}.log")));
+        panic!("{name} did not come up:\n{}", log.unwrap_or_default());
+    }
+}
+
+/// Waits until the worker at `url` reports itself revoked at `seq` on `/healthz`.
+async fn wait_revoked(url: &str, seq: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = reqwest::get(format!("{url}/healthz")).await.unwrap();
+        let (status, body) = (r.status().as_u16(), r.text().await.unwrap());
+        if status == 503 && body.contains("revoked") {
+            assert!(body.contains(&format!("seq {seq}")), "{body}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not report itself revoked: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `phat worker` named `name` on the `phat dev` ledger (HTTP, with its token and dev
+/// root) on `port`, its data in `dir` (default: a new directory named after it).
+fn start_worker(dev: &Dev, name: &str, port: u16, dir: Option<&std::path::Path>) -> Proc {
+    let data = dev.data();
+    let dir = dir.map_or_else(|| dev.dir.path().join(name), std::path::Path::to_path_buf);
+    let token = ledger_token_file(&data);
+    let root = data.join("dev-attestation-root.key");
+    let port = port.to_string();
+    let ledger = dev.ledger();
+    let args = [
+        "worker",
+        "--ledger",
+        &ledger,
+        "--ledger-token-file",
+        token.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+        "--port",
+        &port,
+        "--name",
+        name,
+        "--dev-attestation-root",
+        root.to_str().unwrap(),
+    ];
+    Proc::start(name, &args, &dev.dir.path().join(format!("{name}.log")))
 }
 
 /// The error a query through `client` meets, as text.

@@ -197,6 +197,10 @@ async fn ensure_epochs(
         }
     };
     *inner.enclave.revoked.lock() = epochs.revoked().copied().collect();
+    inner
+        .enclave
+        .state_epoch
+        .store(epochs.epoch(), Ordering::Release);
     if epochs.epoch() <= inner.enclave.keys().held() {
         inner.epoch_pending.store(false, Ordering::Release);
         return Ok(true);

@@ -121,6 +121,9 @@ pub(crate) struct Enclave {
     pub(crate) sessions: Mutex<Sessions>,
     /// Workers revoked in the state applied so far (refused handovers and epoch shares).
     pub(crate) revoked: Mutex<Vec<Hash>>,
+    /// The key epoch of the state applied so far: this worker hands over and shares no
+    /// later epoch (it cannot know yet who was revoked before it).
+    pub(crate) state_epoch: std::sync::atomic::AtomicU32,
 }
 
 /// The hardware provider `tee` describes: its quote interface and the collateral file.
@@ -184,11 +187,11 @@ impl ClusterKeys {
         u32::try_from(self.epochs.read().len().saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
-    /// The secrets of every epoch, oldest first (for a handover).
-    fn keyring(&self) -> Vec<u8> {
+    /// The secrets of the epochs up to `last`, oldest first (for a handover).
+    fn keyring(&self, last: u32) -> Vec<u8> {
         let epochs = self.epochs.read();
         let mut out = Vec::with_capacity(32 * epochs.len());
-        for k in epochs.iter() {
+        for k in epochs.iter().take(last as usize + 1) {
             out.extend_from_slice(k.secret.expose());
         }
         out
@@ -227,6 +230,7 @@ impl Enclave {
             cluster: OnceLock::new(),
             sessions: Mutex::new(Sessions::default()),
             revoked: Mutex::new(Vec::new()),
+            state_epoch: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -334,7 +338,7 @@ impl Enclave {
         let keys = self.keys();
         let envelope = secret.envelope_secret();
         let report = self.report(Some(envelope.public()), genesis.encryption)?;
-        let mut ring = keys.keyring();
+        let mut ring = keys.keyring(u32::MAX);
         ring.extend_from_slice(secret.expose());
         write_sealed(dir, "epochs", &sealing_key(), &ring[32..])?;
         keys.storage.push_epoch(&secret.storage_master());
@@ -730,9 +734,12 @@ impl Enclave {
                 Ok(report) => {
                     let keys = self.keys();
                     let epoch0 = keys.epoch(0).unwrap_or_else(|| keys.current());
-                    let (sealed, _) =
-                        phat_crypto::seal(&report.worker_key.0, Purpose::Handover, &keys.keyring())
-                            .map_err(|e| WorkerError::Enclave(e.to_string()))?;
+                    let (sealed, _) = phat_crypto::seal(
+                        &report.worker_key.0,
+                        Purpose::Handover,
+                        &keys.keyring(self.state_epoch.load(std::sync::atomic::Ordering::Acquire)),
+                    )
+                    .map_err(|e| WorkerError::Enclave(e.to_string()))?;
                     let handover = Handover {
                         sealed,
                         from: epoch0.report.clone(),

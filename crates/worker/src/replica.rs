@@ -388,9 +388,18 @@ async fn write_snapshot(worker: &Worker, view: phat_store::Snapshot) -> Result<u
 /// The other workers' checkpoint records, by their metadata key.
 async fn others(worker: &Worker) -> Result<Vec<CheckpointRecord>, LedgerError> {
     let mine = checkpoint_key(&worker.worker_key());
+    // A revoked worker still holds the epoch-0 MAC key: its votes no longer count.
+    let revoked: Vec<String> = worker
+        .inner
+        .enclave
+        .revoked
+        .lock()
+        .iter()
+        .map(|w| checkpoint_key(&w.0))
+        .collect();
     let mut out = Vec::new();
     for key in worker.inner.ledger.meta_keys(CHECKPOINT_PREFIX).await? {
-        if key == mine {
+        if key == mine || revoked.contains(&key) {
             continue;
         }
         let publisher = key
