@@ -474,13 +474,15 @@ fn apply_batch(
         let applied = match req {
             Ok(req) => apply_one(
                 worker,
-                &snap,
-                &pending,
+                &BatchView {
+                    snap: &snap,
+                    pending: &pending,
+                    code,
+                },
                 &mut nonces,
                 &mut epochs,
                 entry,
                 req,
-                code,
             )?,
             Err(e) => reject(entry, None, &e.kind, e.message),
         };
@@ -610,16 +612,26 @@ pub(crate) fn check_body(body: &RequestBody, mode: Mode, now: u64) -> Result<(),
     Ok(())
 }
 
+/// What the commands of one batch read: its snapshot, the writes before them, fetched code.
+struct BatchView<'a> {
+    snap: &'a Arc<Snapshot>,
+    pending: &'a Arc<RwLock<ChangeSet>>,
+    code: &'a std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
+}
+
 fn apply_one(
     worker: &Worker,
-    snap: &Arc<Snapshot>,
-    pending: &Arc<RwLock<ChangeSet>>,
+    view: &BatchView<'_>,
     nonces: &mut HashSet<(AccountId, u64)>,
     epochs: &mut ClusterEpochs,
     entry: &LedgerEntry,
     request: (SignedRequest, Result<RequestBody, phat_crypto::CryptoError>),
-    code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
 ) -> Result<Applied, WorkerError> {
+    let BatchView {
+        snap,
+        pending,
+        code,
+    } = *view;
     let (req, body) = request;
     let body = match body {
         Ok(b) => b,
