@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod pccs;
 mod policy;
 mod source;
 

@@ -144,11 +144,20 @@ pub struct WorkerArgs {
     /// Run as a hardware-attested worker: `gramine` (SGX, `/dev/attestation`) or `tdx`
     /// (configfs-tsm, `/sys/kernel/config/tsm/report`), optionally `:DIR` for another
     /// directory. The cluster's genesis must carry a TEE policy (`phat genesis --tee-policy`).
-    #[arg(long, value_name = "gramine|tdx[:DIR]", requires = "tee_collateral")]
+    #[arg(long, value_name = "gramine|tdx[:DIR]")]
     pub tee: Option<String>,
     /// Intel collateral for this platform (JSON) that clients verify the quotes with.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tee",
+        conflicts_with = "pccs_url"
+    )]
     pub tee_collateral: Option<PathBuf>,
+    /// Fetch the Intel collateral for this platform from this PCCS (v4 API), cached for an
+    /// hour in the data directory (and used from there while the PCCS is unreachable).
+    #[arg(long, value_name = "URL", requires = "tee", env = "PHAT_PCCS_URL")]
+    pub pccs_url: Option<String>,
     /// TESTS ONLY: apply one extra write at this seq, so that this worker diverges.
     #[arg(long, hide = true)]
     pub fault_at_seq: Option<u64>,
@@ -501,8 +510,34 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "worker".into())
     });
+    // Checked before anything connects: a bad TEE setting is the first thing said.
+    let tee = match &args.tee {
+        None => None,
+        Some(tee) => {
+            let collateral = match (&args.tee_collateral, &args.pccs_url) {
+                (Some(file), _) => phat_worker::CollateralSource::File(file.clone()),
+                (None, Some(url)) => phat_worker::CollateralSource::Pccs(url.clone()),
+                (None, None) => bail!(
+                    "--tee {tee} needs Intel's collateral for this platform: --pccs-url URL (a \
+                     PCCS) or --tee-collateral FILE"
+                ),
+            };
+            let (kind, dir) = tee.split_once(':').unwrap_or((tee.as_str(), ""));
+            let source = match (kind, dir) {
+                ("gramine", "") => phat_worker::TeeSource::Gramine("/dev/attestation".into()),
+                ("gramine", dir) => phat_worker::TeeSource::Gramine(dir.into()),
+                ("tdx", "") => {
+                    phat_worker::TeeSource::ConfigfsTsm("/sys/kernel/config/tsm/report".into())
+                }
+                ("tdx", dir) => phat_worker::TeeSource::ConfigfsTsm(dir.into()),
+                _ => bail!("--tee {tee}: give gramine or tdx, optionally :DIR"),
+            };
+            Some(phat_worker::TeeConfig { source, collateral })
+        }
+    };
     let ledger = args.conn.connect().await?;
     let mut config = WorkerConfig::new(name.clone(), &args.data, local(args.port));
+    config.tee = tee;
     config.egress.allow_private = args.allow_private_egress;
     if !args.allow_hosts.is_empty() {
         config.egress.allow_hosts = Some(args.allow_hosts.clone());
@@ -525,22 +560,6 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     config.admission.per_address_rate = args.address_rate.max(1);
     config.dev_attestation_root = args.dev_attestation_root.clone();
     config.replica = args.replica.config(args.resync, args.fault_at_seq);
-    if let (Some(tee), Some(collateral)) = (&args.tee, &args.tee_collateral) {
-        let (kind, dir) = tee.split_once(':').unwrap_or((tee.as_str(), ""));
-        let source = match (kind, dir) {
-            ("gramine", "") => phat_worker::TeeSource::Gramine("/dev/attestation".into()),
-            ("gramine", dir) => phat_worker::TeeSource::Gramine(dir.into()),
-            ("tdx", "") => {
-                phat_worker::TeeSource::ConfigfsTsm("/sys/kernel/config/tsm/report".into())
-            }
-            ("tdx", dir) => phat_worker::TeeSource::ConfigfsTsm(dir.into()),
-            _ => bail!("--tee {tee}: give gramine or tdx, optionally :DIR"),
-        };
-        config.tee = Some(phat_worker::TeeConfig {
-            source,
-            collateral: collateral.clone(),
-        });
-    }
     config.replica.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let worker = Worker::open(config, ledger)
         .await

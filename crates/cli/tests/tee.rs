@@ -2,7 +2,8 @@
 //! answers with a real SGX quote (dcap-qvl's sample): the genesis carries a TEE policy, the
 //! worker reports `sgx-dcap` with the quote's MRENCLAVE and its evidence, a client judges that
 //! evidence (and refuses it: the sample's collateral expired in 2025 and it binds no phat
-//! report), and a `dev` worker does not get into the hardware cluster.
+//! report), and a `dev` worker does not get into the hardware cluster. The worker fetches its
+//! Intel collateral from a (fake, local) PCCS and caches it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,6 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::*;
+
+#[path = "../../../testing/pccs_fixture.rs"]
+mod pccs_fixture;
 
 fn sample(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -100,17 +104,43 @@ async fn a_hardware_cluster_reports_dcap_evidence_and_refuses_dev_workers() {
             &dir.path().join(format!("w{i}.log")),
         )
     };
-    let collateral = sample("sgx_quote_collateral.json");
-    let _w0 = start_worker(
-        0,
-        &[
+    let collateral = phat_attest::collateral_from_json(
+        &std::fs::read(sample("sgx_quote_collateral.json")).unwrap(),
+    )
+    .unwrap();
+    let (pccs, asked) = pccs_fixture::start(
+        std::collections::HashMap::from([("sgx", collateral.clone())]),
+        pccs_fixture::Mode::Honest,
+    )
+    .await;
+    // Without collateral a hardware worker does not start, and says what it needs.
+    let nowhere = dir.path().join("nowhere");
+    let out = phat()
+        .args([
+            "worker",
+            "--ledger",
+            &ledger_url,
             "--tee",
             &tee,
-            "--tee-collateral",
-            collateral.to_str().unwrap(),
-        ],
-    );
+            "--port",
+            "1",
+        ])
+        .arg("--data")
+        .arg(&nowhere)
+        .arg("--dev-attestation-root")
+        .arg(&nowhere)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("--pccs-url"), "{text}");
+    let _w0 = start_worker(0, &["--tee", &tee, "--pccs-url", &pccs]);
     wait_http(&format!("{worker_url}/healthz")).await;
+    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+    let cached = std::fs::read_dir(dir.path().join("w0/pccs-cache"))
+        .unwrap()
+        .count();
+    assert_eq!(cached, 1, "the collateral is cached in the data directory");
     let info: serde_json::Value = reqwest::get(format!("{worker_url}/v1/info"))
         .await
         .unwrap()

@@ -126,23 +126,65 @@ pub(crate) struct Enclave {
     pub(crate) state_epoch: std::sync::atomic::AtomicU32,
 }
 
-/// The hardware provider `tee` describes: its quote interface and the collateral file.
-fn hardware_provider(
-    tee: &crate::TeeConfig,
-) -> Result<phat_crypto::attest::DcapAttestation, WorkerError> {
-    let fail = |e: String| WorkerError::Enclave(e);
-    let source: Box<dyn phat_attest::QuoteSource> = match &tee.source {
+/// The quote interface `source` names.
+fn quote_source(
+    source: &crate::TeeSource,
+) -> Result<Box<dyn phat_attest::QuoteSource>, WorkerError> {
+    let fail = |e: phat_attest::SourceError| WorkerError::Enclave(e.to_string());
+    Ok(match source {
         crate::TeeSource::Gramine(dir) => {
-            Box::new(phat_attest::GramineAttestation::open(dir).map_err(|e| fail(e.to_string()))?)
+            Box::new(phat_attest::GramineAttestation::open(dir).map_err(fail)?)
         }
         crate::TeeSource::ConfigfsTsm(dir) => {
-            Box::new(phat_attest::ConfigfsTsm::open(dir, "phat").map_err(|e| fail(e.to_string()))?)
+            Box::new(phat_attest::ConfigfsTsm::open(dir, "phat").map_err(fail)?)
         }
-    };
-    let collateral = std::fs::read(&tee.collateral)
-        .map_err(|e| fail(format!("TEE collateral {}: {e}", tee.collateral.display())))?;
-    phat_attest::collateral_from_json(&collateral).map_err(|e| fail(e.to_string()))?;
-    phat_crypto::attest::DcapAttestation::new(source, collateral).map_err(|e| fail(e.to_string()))
+    })
+}
+
+/// The Intel collateral (JSON) for the platform `tee` runs on: read from its file, or fetched
+/// from its PCCS for a first quote (cached in `dir/pccs-cache`).
+pub(crate) async fn tee_collateral(
+    tee: &crate::TeeConfig,
+    dir: &Path,
+) -> Result<Vec<u8>, WorkerError> {
+    let fail = |e: String| WorkerError::Enclave(e);
+    match &tee.collateral {
+        crate::CollateralSource::File(path) => {
+            let json = std::fs::read(path)
+                .map_err(|e| fail(format!("TEE collateral {}: {e}", path.display())))?;
+            phat_attest::collateral_from_json(&json).map_err(|e| fail(e.to_string()))?;
+            Ok(json)
+        }
+        crate::CollateralSource::Pccs(url) => {
+            let probe = quote_source(&tee.source)?
+                .quote(&[0; 64])
+                .map_err(|e| fail(e.to_string()))?;
+            let pccs = phat_attest::pccs::Pccs::new(url)
+                .map_err(|e| fail(e.to_string()))?
+                .with_cache(dir.join("pccs-cache"), Duration::from_secs(3600));
+            let (collateral, how) = pccs
+                .collateral(&probe)
+                .await
+                .map_err(|e| fail(format!("TEE collateral from the PCCS: {e}")))?;
+            match how {
+                phat_attest::pccs::Fetched::StaleCache { age, error } => tracing::warn!(
+                    "the PCCS failed ({error}); using collateral cached {} s ago",
+                    age.as_secs()
+                ),
+                how => tracing::info!(%url, "TEE collateral: {how:?}"),
+            }
+            serde_json::to_vec(&collateral).map_err(|e| fail(e.to_string()))
+        }
+    }
+}
+
+/// The hardware provider `tee` describes: its quote interface and its collateral.
+fn hardware_provider(
+    tee: &crate::TeeConfig,
+    collateral: Vec<u8>,
+) -> Result<phat_crypto::attest::DcapAttestation, WorkerError> {
+    phat_crypto::attest::DcapAttestation::new(quote_source(&tee.source)?, collateral)
+        .map_err(|e| WorkerError::Enclave(e.to_string()))
 }
 
 /// What derives from the cluster secrets of every epoch this worker holds.
@@ -203,7 +245,7 @@ impl Enclave {
     pub(crate) fn open(
         dir: &Path,
         dev_root: Option<&Path>,
-        tee: Option<&crate::TeeConfig>,
+        tee: Option<(&crate::TeeConfig, Vec<u8>)>,
     ) -> Result<Self, WorkerError> {
         let sealing = sealing_key();
         let identity = match read_sealed(dir, "identity", &sealing)? {
@@ -218,7 +260,9 @@ impl Enclave {
             Some(path) => read_root(path)?,
             None => read_or_create_root(&dir.join("dev-attestation-root.key"))?,
         };
-        let hardware = tee.map(hardware_provider).transpose()?;
+        let hardware = tee
+            .map(|(tee, collateral)| hardware_provider(tee, collateral))
+            .transpose()?;
         let measurement = hardware
             .as_ref()
             .map_or_else(measurement, |h| h.measurement());

@@ -129,8 +129,18 @@ pub struct WorkerConfig {
 pub struct TeeConfig {
     /// The interface quotes come from.
     pub source: TeeSource,
-    /// Intel collateral for this platform (JSON, as a PCCS serves it through `dcap-qvl`).
-    pub collateral: PathBuf,
+    /// Where Intel's collateral for this platform comes from.
+    pub collateral: CollateralSource,
+}
+
+/// Where a hardware worker gets the Intel collateral its quotes are verified with.
+#[derive(Clone, Debug)]
+pub enum CollateralSource {
+    /// A JSON file (as `dcap-qvl` and Phala's PCCS tools write it).
+    File(PathBuf),
+    /// A PCCS (v4 API) at this URL, cached for an hour in the data directory's `pccs-cache`
+    /// (and used from there while the PCCS is unreachable).
+    Pccs(String),
 }
 
 /// The TEE interface quotes come from.
@@ -214,10 +224,14 @@ impl Worker {
         config.replica.check().map_err(WorkerError::Apply)?;
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| data_dir_err(&dir, e))?;
+        let tee = match &config.tee {
+            Some(tee) => Some((tee, enclave::tee_collateral(tee, &dir).await?)),
+            None => None,
+        };
         let enclave = Arc::new(enclave::Enclave::open(
             &dir,
             config.dev_attestation_root.as_deref(),
-            config.tee.as_ref(),
+            tee,
         )?);
         let genesis = load_genesis(&*ledger).await?;
         enclave.join(&dir, &*ledger, &genesis).await?;
