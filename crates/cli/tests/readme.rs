@@ -184,12 +184,19 @@ async fn the_readme_steps_work_as_printed() {
                 assert!(out.contains("ethereum  0x"), "{line}: {out}");
             }
             ("phat", "keys") => assert_eq!(out.trim(), format!("account {BOB}"), "{line}"),
+            ("phat", "cluster") => assert!(
+                out.starts_with("key rotated at seq ")
+                    && out.trim_end().ends_with("the cluster is at key epoch 1"),
+                "{line}: {out}"
+            ),
             ("phat", "new") => assert!(cwd.path().join("my-counter/Cargo.toml").exists()),
             _ => {}
         }
         ran.push(words[1].to_string());
     }
-    for cmd in ["new", "deploy", "tx", "query", "logs", "info", "keys"] {
+    for cmd in [
+        "new", "deploy", "tx", "query", "logs", "info", "keys", "cluster",
+    ] {
         assert!(
             ran.iter().any(|r| r == cmd),
             "no `phat {cmd}` step: {steps:?}"

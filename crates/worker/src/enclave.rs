@@ -687,7 +687,11 @@ impl Enclave {
         shared: &mut std::collections::HashSet<(u32, Hash)>,
     ) -> Result<(), WorkerError> {
         let keys = self.keys();
-        let held = keys.held();
+        // Only epochs the applied state has reached: their revocations are known here. (The
+        // revoked list is written before the state epoch, so it is at least as new.)
+        let held = keys
+            .held()
+            .min(self.state_epoch.load(std::sync::atomic::Ordering::Acquire));
         if held == 0 {
             return Ok(());
         }
