@@ -73,6 +73,10 @@ enum Command {
     Keys(commands::keys::KeysArgs),
     /// Change the cluster as its owner: rotate its key, revoke a worker.
     Cluster(commands::cluster::ClusterArgs),
+    /// Run a contract's message on a schedule (cron or period), once per tick per cluster.
+    Schedule(commands::schedule::ScheduleArgs),
+    /// The runs a contract's triggers started: seq, tick, outcome.
+    Triggers(commands::schedule::TriggersArgs),
 }
 
 fn main() {
@@ -106,6 +110,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => runtime()?.block_on(commands::info::run(args, &ctx)),
         Command::Keys(args) => commands::keys::run(args, &ctx),
         Command::Cluster(args) => runtime()?.block_on(commands::cluster::run(args, &ctx)),
+        Command::Schedule(args) => runtime()?.block_on(commands::schedule::run(args, &ctx)),
+        Command::Triggers(args) => runtime()?.block_on(commands::schedule::triggers(args, &ctx)),
     }
 }
 

@@ -155,7 +155,9 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
         let epoch = match parity_scale_codec::Decode::decode(&mut &e.payload[..]).unwrap() {
             LedgerCommand::Sealed(_) => 0usize,
             LedgerCommand::SealedAt { epoch, .. } => epoch as usize,
-            LedgerCommand::Plain(_) => panic!("a plain command on an encrypted cluster"),
+            LedgerCommand::Plain(_) | LedgerCommand::Trigger(_) => {
+                panic!("seq {}: not a sealed command", e.seq)
+            }
         };
         let honest = phat_worker::open_with_data_dir(&data.join("worker-0"), &e.payload)
             .unwrap_or_else(|err| panic!("worker-0 cannot open seq {}: {err}", e.seq));

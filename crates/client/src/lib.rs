@@ -528,6 +528,38 @@ impl Client {
         .await
     }
 
+    /// A contract's schedules.
+    pub async fn schedules(
+        &self,
+        id: &AccountId,
+    ) -> Result<Vec<phat_primitives::protocol::Schedule>, ClientError> {
+        self.answer(
+            self.http
+                .get(self.url(&format!("/v1/contracts/{id}/schedules")))
+                .send_retrying()
+                .await,
+        )
+        .await
+    }
+
+    /// Adds or removes a schedule (`signer` must be the contract's deployer); answers once
+    /// the receipt exists (an added schedule's id is its output, SCALE `u32`).
+    pub async fn change_schedule(
+        &self,
+        signer: &Signer,
+        op: phat_primitives::protocol::ScheduleOp,
+    ) -> Result<Submitted, ClientError> {
+        self.submit(signer, Call::Schedule { op }, true).await
+    }
+
+    /// The runs triggers started for a contract: its stored log records of level `trigger`
+    /// (seq, tick, outcome).
+    pub async fn triggers(&self, id: &AccountId) -> Result<Vec<LogEntry>, ClientError> {
+        let mut logs = self.logs(id).await?;
+        logs.retain(|l| l.record.level == "trigger");
+        Ok(logs)
+    }
+
     /// Stored log records, then live ones as they happen (server-sent events).
     pub async fn follow_logs(
         &self,

@@ -165,6 +165,8 @@ pub enum StateKey {
     StorageUsage(Hash),
     /// The cluster's key epochs and revoked workers (SCALE [`protocol::ClusterEpochs`]).
     ClusterEpochs,
+    /// Every schedule of the cluster (SCALE [`protocol::ScheduleTable`]).
+    Schedules,
 }
 
 impl StateKey {

@@ -93,6 +93,117 @@ pub enum Call {
         /// What to change.
         op: ClusterOp,
     },
+    /// Add or remove a contract's schedule (commands signed by the contract's deployer).
+    Schedule {
+        /// What to change.
+        op: ScheduleOp,
+    },
+}
+
+/// When a schedule's ticks fall, in UTC on ledger time.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ScheduleSpec {
+    /// Every `ms` milliseconds from the registration (at least 1000).
+    Every {
+        /// The period.
+        ms: u64,
+    },
+    /// A cron expression with seconds: `sec min hour day-of-month month day-of-week [year]`.
+    Cron {
+        /// The expression.
+        expr: String,
+    },
+}
+
+/// What a schedule does with ticks that passed while nobody could run them (the cluster was
+/// down): either way a tick runs at most once and missed ticks collapse into one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissedTicks {
+    /// Missed ticks are dropped: the run gets the message's arguments as given.
+    #[default]
+    Skip,
+    /// The run gets one more argument, `ticks: u64`: how many ticks it stands for (1, or 1
+    /// plus the ticks missed).
+    RunOnce,
+}
+
+/// What a schedule runs.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ScheduleDef {
+    /// When.
+    pub spec: ScheduleSpec,
+    /// The message: selector and SCALE-encoded arguments.
+    pub data: Bytes,
+    /// The gas limit of each run.
+    pub gas_limit: Gas,
+    /// Missed-tick policy.
+    pub missed: MissedTicks,
+}
+
+/// A change to a contract's schedules.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum ScheduleOp {
+    /// Register a schedule; the receipt's output is its id (SCALE `u32`).
+    Add {
+        /// The contract it runs.
+        contract: AccountId,
+        /// What and when.
+        def: ScheduleDef,
+    },
+    /// Remove schedule `id` of `contract`.
+    Remove {
+        /// The contract.
+        contract: AccountId,
+        /// The schedule's id.
+        id: u32,
+    },
+}
+
+/// A registered schedule, as replicated state keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Schedule {
+    /// The contract it runs.
+    pub contract: AccountId,
+    /// Its id (unique in the cluster).
+    pub id: u32,
+    /// What and when.
+    pub def: ScheduleDef,
+    /// Ledger time of its registration (ticks of `Every` count from here).
+    pub since: Timestamp,
+    /// The last tick that ran (or was dropped); the next run is for a later tick.
+    pub last_tick: Timestamp,
+    /// Runs so far.
+    pub runs: u64,
+}
+
+/// Every schedule of the cluster (state key [`crate::StateKey::Schedules`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ScheduleTable {
+    /// The id the next schedule gets.
+    pub next_id: u32,
+    /// The schedules, by id.
+    pub schedules: Vec<Schedule>,
+}
+
+/// A worker's proposal that schedule `schedule` of `contract` has a due tick (a ledger entry;
+/// whoever appends it, it runs only if the tick is due on ledger time and has not run).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct TriggerEntry {
+    /// The contract.
+    pub contract: AccountId,
+    /// The schedule.
+    pub schedule: u32,
+    /// The tick proposed (Unix ms).
+    pub tick: Timestamp,
+}
+
+/// The caller a schedule's runs see: an account nobody holds a key for, so a contract knows a
+/// call from it came from one of its schedules (blake2-256 of `phat/v1/trigger/schedule`).
+pub fn schedule_caller() -> AccountId {
+    AccountId(blake2_256(b"phat/v1/trigger/schedule"))
 }
 
 /// A change to the cluster that only its owner (named in the genesis) may order.
@@ -149,7 +260,7 @@ impl Call {
     pub fn dest(&self) -> Option<AccountId> {
         match self {
             Call::Call { dest, .. } => Some(*dest),
-            Call::Instantiate { .. } | Call::Cluster { .. } => None,
+            Call::Instantiate { .. } | Call::Cluster { .. } | Call::Schedule { .. } => None,
         }
     }
 }
@@ -499,6 +610,9 @@ pub enum LedgerCommand {
         /// The envelope.
         sealed: Sealed,
     },
+    /// A schedule's due tick, proposed by a worker (in the clear: it carries no secret).
+    #[codec(index = 3)]
+    Trigger(TriggerEntry),
 }
 
 /// An encrypted query: the first message of a session (`counter` 0, `session` is the

@@ -307,6 +307,8 @@ pub(crate) struct Decoded {
     reply: Option<phat_crypto::SessionKeys>,
     /// Sealed to the key of an epoch this worker does not hold (yet).
     needs_epoch: Option<u32>,
+    /// A schedule's proposed tick (then `request` is unused).
+    trigger: Option<phat_primitives::protocol::TriggerEntry>,
 }
 
 /// Decodes a ledger payload ([`LedgerCommand`]); a sealed one is opened with the cluster key.
@@ -319,6 +321,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         }),
         reply: None,
         needs_epoch: None,
+        trigger: None,
     };
     let command = LedgerCommand::decode_all(&mut &payload[..]);
     if let Ok(LedgerCommand::Sealed(_) | LedgerCommand::SealedAt { .. }) = &command {
@@ -328,6 +331,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
                 request: Ok(req),
                 reply: Some(keys),
                 needs_epoch: None,
+                trigger: None,
             };
         }
     }
@@ -344,6 +348,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             request: Ok(req),
             reply: None,
             needs_epoch: None,
+            trigger: None,
         },
         Ok(LedgerCommand::Sealed(sealed)) => open_sealed(worker, 0, &sealed),
         Ok(LedgerCommand::SealedAt { epoch: 0, .. }) => fail(
@@ -351,6 +356,10 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             "a command of key epoch 0 is sealed without an epoch".into(),
         ),
         Ok(LedgerCommand::SealedAt { epoch, sealed }) => open_sealed(worker, epoch, &sealed),
+        Ok(LedgerCommand::Trigger(t)) => Decoded {
+            trigger: Some(t),
+            ..fail("trigger", String::new())
+        },
     }
 }
 
@@ -363,6 +372,7 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
         }),
         reply: None,
         needs_epoch,
+        trigger: None,
     };
     let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
         // Unknown to the state too, it is refused at apply; else the worker waits for it.
@@ -384,6 +394,7 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
                 request: Ok(req),
                 reply: Some(keys),
                 needs_epoch: None,
+                trigger: None,
             },
         },
     }
@@ -425,7 +436,10 @@ fn apply_batch(
     }
     let mut nonces: HashSet<(AccountId, u64)> = HashSet::new();
     let mut logs = Vec::new();
-    let mut epochs = stored_epochs(&snap)?;
+    let mut local = Local {
+        epochs: stored_epochs(&snap)?,
+        schedules: crate::schedule::stored(&snap)?,
+    };
     // Skip entries already applied (a re-read after a restart).
     let (entries, decoded): (Vec<LedgerEntry>, Vec<Decoded>) = entries
         .into_iter()
@@ -449,11 +463,11 @@ fn apply_batch(
                 });
                 (r, body)
             });
-            (request, d.reply, d.needs_epoch)
+            (request, d.reply, d.needs_epoch, d.trigger)
         })
         .collect();
-    for (entry, (req, reply, needs_epoch)) in entries.into_iter().zip(requests) {
-        if needs_epoch.is_some_and(|e| e <= epochs.epoch()) {
+    for (entry, (req, reply, needs_epoch, trigger)) in entries.into_iter().zip(requests) {
+        if needs_epoch.is_some_and(|e| e <= local.epochs.epoch()) {
             // Started earlier in this batch: commit up to here, take the key, go on.
             break;
         }
@@ -471,20 +485,15 @@ fn apply_batch(
             ..entry
         };
         let entry = &entry;
-        let applied = match req {
-            Ok(req) => apply_one(
-                worker,
-                &BatchView {
-                    snap: &snap,
-                    pending: &pending,
-                    code,
-                },
-                &mut nonces,
-                &mut epochs,
-                entry,
-                req,
-            )?,
-            Err(e) => reject(entry, None, &e.kind, e.message),
+        let view = BatchView {
+            snap: &snap,
+            pending: &pending,
+            code,
+        };
+        let applied = match (trigger, req) {
+            (Some(t), _) => apply_trigger(worker, &view, &mut local.schedules, entry, &t)?,
+            (None, Ok(req)) => apply_one(worker, &view, &mut nonces, &mut local, entry, req)?,
+            (None, Err(e)) => reject(entry, None, &e.kind, e.message),
         };
         let mut applied = applied;
         inner.replica.inject_fault(entry.seq, &mut applied.changes);
@@ -612,6 +621,12 @@ pub(crate) fn check_body(body: &RequestBody, mode: Mode, now: u64) -> Result<(),
     Ok(())
 }
 
+/// Replicated tables the commands of a batch change, kept decoded for the batch.
+struct Local {
+    epochs: ClusterEpochs,
+    schedules: phat_primitives::protocol::ScheduleTable,
+}
+
 /// What the commands of one batch read: its snapshot, the writes before them, fetched code.
 struct BatchView<'a> {
     snap: &'a Arc<Snapshot>,
@@ -623,15 +638,11 @@ fn apply_one(
     worker: &Worker,
     view: &BatchView<'_>,
     nonces: &mut HashSet<(AccountId, u64)>,
-    epochs: &mut ClusterEpochs,
+    local: &mut Local,
     entry: &LedgerEntry,
     request: (SignedRequest, Result<RequestBody, phat_crypto::CryptoError>),
 ) -> Result<Applied, WorkerError> {
-    let BatchView {
-        snap,
-        pending,
-        code,
-    } = *view;
+    let BatchView { snap, code, .. } = *view;
     let (req, body) = request;
     let body = match body {
         Ok(b) => b,
@@ -653,17 +664,69 @@ fn apply_one(
         ));
     }
     nonces.insert(key);
-    if let Call::Cluster { op } = &body.call {
-        return Ok(apply_cluster_op(worker, epochs, entry, &req, &body, op));
+    let nonce = Some((req.signer, body.nonce, body.expires_at));
+    match &body.call {
+        Call::Cluster { op } => {
+            return Ok(apply_cluster_op(
+                worker,
+                &mut local.epochs,
+                entry,
+                &req,
+                &body,
+                op,
+            ))
+        }
+        Call::Schedule { op } => {
+            let result = apply_schedule_op(worker, snap, &mut local.schedules, entry, &req, op);
+            let mut applied = match result {
+                Ok((output, changes)) => {
+                    let mut ok = reject(entry, Some(&req), "", String::new());
+                    ok.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
+                        data: output.into(),
+                        reverted: false,
+                        address: None,
+                    });
+                    ok.changes = changes;
+                    ok
+                }
+                Err((kind, message)) => reject(entry, Some(&req), kind, message),
+            };
+            applied.nonce = nonce;
+            return Ok(applied);
+        }
+        Call::Call { .. } | Call::Instantiate { .. } => {}
     }
-    let state = Arc::new(Layered {
-        base: snap.clone(),
-        pending: pending.clone(),
-    });
     let code = match &body.call {
         Call::Instantiate { code_hash, .. } => code.get(code_hash).map(Vec::as_slice),
-        Call::Call { .. } | Call::Cluster { .. } => None,
+        _ => None,
     };
+    let mut applied = run_command(
+        worker,
+        view,
+        entry,
+        req.signer,
+        req.hash(),
+        body.call.clone(),
+        code,
+    )?;
+    applied.nonce = nonce;
+    Ok(applied)
+}
+
+/// Runs `call` for `caller` as the command at `entry` on the batch's state.
+fn run_command(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    entry: &LedgerEntry,
+    caller: AccountId,
+    request: Hash,
+    call: Call,
+    code: Option<&[u8]>,
+) -> Result<Applied, WorkerError> {
+    let state = Arc::new(Layered {
+        base: view.snap.clone(),
+        pending: view.pending.clone(),
+    });
     let executed = crate::execute::execute(
         worker,
         crate::execute::Run {
@@ -672,8 +735,8 @@ fn apply_one(
             seq: Some(entry.seq),
             block_number: u32::try_from(entry.seq).unwrap_or(u32::MAX),
             timestamp: entry.timestamp,
-            caller: req.signer,
-            call: body.call.clone(),
+            caller,
+            call,
             code,
         },
     );
@@ -690,8 +753,8 @@ fn apply_one(
         executed: true,
         receipt: Receipt {
             seq: entry.seq,
-            request: req.hash(),
-            caller: req.signer,
+            request,
+            caller,
             timestamp: entry.timestamp,
             result,
             events,
@@ -699,9 +762,179 @@ fn apply_one(
             state_root: Hash::default(),
         },
         changes,
-        nonce: Some((req.signer, body.nonce, body.expires_at)),
+        nonce: None,
         logs,
     })
+}
+
+/// Applies a deployer's change to its contract's schedules: the receipt's output and the
+/// table's write, or the refusal's kind and message.
+fn apply_schedule_op(
+    worker: &Worker,
+    snap: &Snapshot,
+    table: &mut phat_primitives::protocol::ScheduleTable,
+    entry: &LedgerEntry,
+    req: &SignedRequest,
+    op: &phat_primitives::protocol::ScheduleOp,
+) -> Result<(Vec<u8>, ChangeSet), (&'static str, String)> {
+    use phat_primitives::protocol::{Schedule, ScheduleOp};
+    let contract = match op {
+        ScheduleOp::Add { contract, .. } | ScheduleOp::Remove { contract, .. } => *contract,
+    };
+    // The contract's deployer decides its schedules (its info is unchanged by the batch's
+    // earlier commands unless it was instantiated in them; then it is in `pending`).
+    let info = snap
+        .get(&StateKey::Contract(contract))
+        .ok()
+        .flatten()
+        .and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
+    let Some(info) = info else {
+        return Err(("unknown_contract", format!("no contract {contract}")));
+    };
+    if info.deployer != req.signer {
+        return Err((
+            "not_deployer",
+            format!(
+                "only {contract}'s deployer {} may change its schedules",
+                info.deployer
+            ),
+        ));
+    }
+    let output = match op {
+        ScheduleOp::Add { def, .. } => {
+            let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
+            crate::schedule::check(def, max_gas).map_err(|m| ("bad_schedule", m))?;
+            let mine = table
+                .schedules
+                .iter()
+                .filter(|s| s.contract == contract)
+                .count();
+            if mine >= crate::schedule::MAX_PER_CONTRACT
+                || table.schedules.len() >= crate::schedule::MAX_SCHEDULES
+            {
+                return Err((
+                    "too_many_schedules",
+                    format!(
+                        "at most {} schedules per contract and {} in a cluster",
+                        crate::schedule::MAX_PER_CONTRACT,
+                        crate::schedule::MAX_SCHEDULES
+                    ),
+                ));
+            }
+            let id = table.next_id;
+            table.next_id = id.saturating_add(1);
+            table.schedules.push(Schedule {
+                contract,
+                id,
+                def: def.clone(),
+                since: entry.timestamp,
+                last_tick: entry.timestamp,
+                runs: 0,
+            });
+            id.encode()
+        }
+        ScheduleOp::Remove { id, .. } => {
+            let before = table.schedules.len();
+            table
+                .schedules
+                .retain(|s| !(s.id == *id && s.contract == contract));
+            if table.schedules.len() == before {
+                return Err((
+                    "unknown_schedule",
+                    format!("{contract} has no schedule {id}"),
+                ));
+            }
+            id.encode()
+        }
+    };
+    let mut changes = ChangeSet::new();
+    changes.insert(StateKey::Schedules, Some(table.encode()));
+    Ok((output, changes))
+}
+
+/// Applies a proposed tick: runs the schedule once for its latest due tick if one is due on
+/// ledger time after its last run; otherwise a receipt says why not (`already_run`,
+/// `not_due`, `unknown_schedule`) and nothing changes.
+fn apply_trigger(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    table: &mut phat_primitives::protocol::ScheduleTable,
+    entry: &LedgerEntry,
+    t: &phat_primitives::protocol::TriggerEntry,
+) -> Result<Applied, WorkerError> {
+    let caller = phat_primitives::protocol::schedule_caller();
+    let request = Hash(blake2_256(&t.encode()));
+    let refuse = |kind: &str, message: String| {
+        let mut r = reject(entry, None, kind, message);
+        r.receipt.request = request;
+        r.receipt.caller = caller;
+        r
+    };
+    let Some(index) = table
+        .schedules
+        .iter()
+        .position(|s| s.id == t.schedule && s.contract == t.contract)
+    else {
+        return Ok(refuse(
+            "unknown_schedule",
+            format!("{} has no schedule {}", t.contract, t.schedule),
+        ));
+    };
+    let s = &table.schedules[index];
+    if t.tick <= s.last_tick {
+        return Ok(refuse(
+            "already_run",
+            format!("schedule {} already ran up to tick {}", s.id, s.last_tick),
+        ));
+    }
+    let (count, latest) = crate::schedule::due(s, s.last_tick, entry.timestamp);
+    let Some(latest) = latest else {
+        return Ok(refuse(
+            "not_due",
+            format!(
+                "schedule {} has no tick due at ledger time {}",
+                s.id, entry.timestamp
+            ),
+        ));
+    };
+    let call = Call::Call {
+        dest: s.contract,
+        value: 0,
+        data: crate::schedule::run_data(&s.def, count).into(),
+        gas_limit: s.def.gas_limit,
+    };
+    let (id, policy) = (s.id, s.def.missed);
+    let mut applied = run_command(worker, view, entry, caller, request, call, None)?;
+    let s = &mut table.schedules[index];
+    s.last_tick = latest;
+    s.runs += 1;
+    applied
+        .changes
+        .insert(StateKey::Schedules, Some(table.encode()));
+    let outcome = match &applied.receipt.result {
+        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
+        CallResult::Ok(_) => "ok".to_string(),
+        CallResult::Err(e) => e.kind.clone(),
+        CallResult::Sealed(_) => "sealed".to_string(),
+    };
+    let missed = match policy {
+        phat_primitives::protocol::MissedTicks::Skip => format!("{} skipped", count - 1),
+        phat_primitives::protocol::MissedTicks::RunOnce => format!("{count} ticks"),
+    };
+    applied.logs.push(LogRecord {
+        contract: t.contract,
+        level: "trigger".into(),
+        origin: Mode::Command,
+        seq: Some(entry.seq),
+        timestamp: entry.timestamp,
+        message: format!(
+            "schedule {id} tick {} ({missed}): {outcome}",
+            crate::schedule::format_tick(latest)
+        ),
+    });
+    // A run's result is readable by anyone who may read the contract's receipts.
+    applied.executed = false;
+    Ok(applied)
 }
 
 /// Applies an owner's change to the cluster: a new key epoch (with a revocation).

@@ -863,6 +863,11 @@ pub fn open_with_data_dir(
         Ok(LedgerCommand::Sealed(s)) => (0, s),
         Ok(LedgerCommand::SealedAt { epoch, sealed }) => (epoch, sealed),
         Ok(LedgerCommand::Plain(req)) => return Ok(req),
+        Ok(LedgerCommand::Trigger(_)) => {
+            return Err(WorkerError::Enclave(
+                "a schedule's trigger, not a command".into(),
+            ))
+        }
         Err(e) => return Err(WorkerError::Enclave(format!("not a ledger command: {e}"))),
     };
     let secret = secrets.get(epoch as usize).ok_or_else(|| {

@@ -88,8 +88,8 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
             gas_limit,
         } => session.call(run.caller, dest, value, data.0, gas_limit),
         // Applied by the apply loop itself, never executed (queries refuse them first).
-        Call::Cluster { .. } => Err(phat_runtime::ExecError::Decode(
-            "a change to the cluster runs no contract",
+        Call::Cluster { .. } | Call::Schedule { .. } => Err(phat_runtime::ExecError::Decode(
+            "a change to the cluster or a schedule runs no contract",
         )),
     };
     let changes = match &result {

@@ -30,6 +30,7 @@ mod genesis;
 mod metrics;
 mod pink_host;
 mod replica;
+mod schedule;
 mod state;
 
 use std::future::IntoFuture;
@@ -355,6 +356,7 @@ impl Worker {
                 .serve_joiners(self.inner.ledger.clone(), self.inner.genesis.clone()),
         );
         let checkpoints = tokio::spawn(replica::watch(self.clone()));
+        let proposer = tokio::spawn(schedule::propose(self.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = move |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -378,6 +380,7 @@ impl Worker {
             _ = &mut shutdown => Ok(()),
         };
         let _ = stop_tx.send(true);
+        proposer.abort();
         joiners.abort();
         checkpoints.abort();
         let applied = apply.await.map_err(|e| WorkerError::Apply(e.to_string()))?;

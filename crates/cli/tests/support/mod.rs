@@ -244,6 +244,8 @@ pub struct Dev {
     pub dir: tempfile::TempDir,
     pub endpoint: String,
     pub workers: Vec<String>,
+    /// The `phat dev` arguments, to start it again.
+    pub args: Vec<String>,
 }
 
 impl Drop for Dev {
@@ -290,23 +292,44 @@ impl Dev {
         let workers: Vec<String> = (0..n)
             .map(|i| format!("http://127.0.0.1:{}", base + 2 + i))
             .collect();
-        for (i, w) in workers.iter().enumerate() {
-            if !try_wait_up(w).await {
-                let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-                panic!(
-                    "{w} did not come up\n--- phat dev ---\n{}\n--- worker-{i} ---\n{}",
-                    read(dir.path().join("dev.log")),
-                    read(data.join(format!("worker-{i}/worker.log")))
-                );
-            }
-        }
-        wait_up(&endpoint).await;
-        Dev {
+        let dev = Dev {
             proc,
             dir,
             endpoint,
             workers,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        dev.wait_all().await;
+        dev
+    }
+
+    /// Waits for every worker and the endpoint; panics with the logs of one that does not
+    /// come up.
+    async fn wait_all(&self) {
+        let data = self.data();
+        for (i, w) in self.workers.iter().enumerate() {
+            if !try_wait_up(w).await {
+                let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+                panic!(
+                    "{w} did not come up\n--- phat dev ---\n{}\n--- worker-{i} ---\n{}",
+                    read(self.dir.path().join("dev.log")),
+                    read(data.join(format!("worker-{i}/worker.log")))
+                );
+            }
         }
+        wait_up(&self.endpoint).await;
+    }
+
+    /// Stops `phat dev` (SIGTERM: workers and servers with it).
+    pub fn stop(&mut self) {
+        assert!(self.proc.terminate(), "phat dev did not stop cleanly");
+    }
+
+    /// Starts `phat dev` again on the same data and ports, and waits for it.
+    pub async fn restart(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.proc = Proc::start("dev", &args, &self.dir.path().join("dev-again.log"));
+        self.wait_all().await;
     }
 
     /// Starts one more `phat worker` named `name` on this cluster's NATS ledger (with its
@@ -416,6 +439,11 @@ pub struct Counter {
 }
 
 pub async fn deploy_counter(client: &Client) -> Counter {
+    deploy_counter_salted(client, b"crash").await
+}
+
+/// [`deploy_counter`] with its own `salt` (another address for the same code).
+pub async fn deploy_counter_salted(client: &Client, salt: &[u8]) -> Counter {
     let contract = phat_client::Contract::load(bundle("counter")).unwrap();
     let alice = phat_client::Signer::from_suri("//Alice").unwrap();
     let code = client
@@ -426,7 +454,7 @@ pub async fn deploy_counter(client: &Client) -> Counter {
     let sub = client
         .submit(
             &alice,
-            phat_client::instantiate(code, data, b"crash".to_vec()),
+            phat_client::instantiate(code, data, salt.to_vec()),
             true,
         )
         .await

@@ -168,6 +168,11 @@ pub(super) async fn precheck_once(w: &Worker, call: &Call) -> Result<(), ApiErr>
         Call::Call { dest, .. } => contract_info(&snap, dest).map(|_| ()),
         // The owner check is the apply's (the receipt says `not_owner`).
         Call::Cluster { .. } => Ok(()),
+        Call::Schedule {
+            op:
+                phat_primitives::protocol::ScheduleOp::Add { contract, .. }
+                | phat_primitives::protocol::ScheduleOp::Remove { contract, .. },
+        } => contract_info(&snap, contract).map(|_| ()),
         Call::Instantiate { code_hash, .. } => {
             if snap.get(&StateKey::Code(*code_hash))?.is_some() {
                 return Ok(());

@@ -23,6 +23,24 @@ pub(super) async fn contract(
     }))
 }
 
+/// The contract's schedules, with their last tick and runs so far.
+pub(super) async fn schedules(
+    State(w): State<Worker>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<phat_primitives::protocol::Schedule>> {
+    let id = parse_id(&id)?;
+    known_contract(&w, &id).await?;
+    let snap = w.inner.store.snapshot()?;
+    let table = crate::schedule::stored(&snap).map_err(ApiErr::internal)?;
+    Ok(Json(
+        table
+            .schedules
+            .into_iter()
+            .filter(|s| s.contract == id)
+            .collect(),
+    ))
+}
+
 /// An Ethereum address in EIP-55 mixed-case checksum form.
 pub(super) fn eip55(address: &[u8; 20]) -> String {
     use sha3::Digest;

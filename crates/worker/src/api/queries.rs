@@ -46,11 +46,11 @@ pub(super) async fn run_checked(
     call: Call,
     min_seq: Option<Seq>,
 ) -> Result<QueryResponse, ApiErr> {
-    if let Call::Cluster { .. } = call {
+    if let Call::Cluster { .. } | Call::Schedule { .. } = call {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
             "wrong_mode",
-            "a change to the cluster is a command, not a query",
+            "a change to the cluster or a schedule is a command, not a query",
         ));
     }
     if let Some(min) = min_seq {

@@ -1,0 +1,284 @@
+//! Schedules on a real 2-worker `phat dev`, on the embedded ledger and on NATS JetStream:
+//! every 1-second tick runs exactly once across the workers (a counter's value is the ticks
+//! elapsed), also while a worker is killed with SIGKILL and restarted; with the whole cluster
+//! stopped for a few ticks, `run_once` catches up in one run and `skip` drops them; runs are
+//! called by the schedule caller; triggers appended by a stranger run nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use phat_client::primitives::protocol::{
+    schedule_caller, CallResult, LedgerCommand, Schedule, TriggerEntry,
+};
+use phat_client::Client;
+use support::*;
+
+/// The schedule of `counter` (it has one).
+async fn schedule_of(client: &Client, counter: &Counter) -> Schedule {
+    let mut list = client.schedules(&counter.id).await.unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    list.remove(0)
+}
+
+/// Waits until `counter`'s schedule has run at least `runs` times; returns it.
+async fn wait_runs(client: &Client, counter: &Counter, runs: u64) -> Schedule {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(list) = client.schedules(&counter.id).await {
+            if let Some(s) = list.into_iter().find(|s| s.runs >= runs) {
+                return s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the schedule did not reach {runs} runs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The counter's value at the state where its schedule has `s.runs` runs: read at the seq of
+/// the schedule's last run, so value and table are of one state.
+async fn value_and_schedule(client: &Client, counter: &Counter) -> (u64, Schedule) {
+    // Two reads agree when no run happened in between.
+    loop {
+        let before = schedule_of(client, counter).await;
+        let runs = client.triggers(&counter.id).await.unwrap();
+        let last = runs.last().and_then(|r| r.record.seq).unwrap_or(0);
+        let (value, _) = counter.get(client, Some(last)).await;
+        let after = schedule_of(client, counter).await;
+        if before == after {
+            return (value, after);
+        }
+    }
+}
+
+/// N in a trigger log line `schedule 0 tick … (N what): ok`.
+fn counted(message: &str, what: &str) -> Option<u64> {
+    let inside = message.split_once('(')?.1.split_once(')')?.0;
+    inside.strip_suffix(what)?.trim().parse().ok()
+}
+
+/// `(last_tick - since) / period`: the ticks a 1-second schedule has passed.
+fn ticks(s: &Schedule) -> u64 {
+    (s.last_tick - s.since) / 1_000
+}
+
+async fn schedules_run_once_per_tick(extra: &[&str]) {
+    let mut dev = Dev::start_with(2, extra).await;
+    let ep = dev.endpoint.clone();
+    let client = Client::new(&ep).unwrap();
+    let catch_up = deploy_counter_salted(&client, b"run-once").await;
+    let skip = deploy_counter_salted(&client, b"skip").await;
+    let (a, b) = (catch_up.id.to_string(), skip.id.to_string());
+    let meta = bundle("counter");
+    let meta = meta.to_str().unwrap();
+    // `inc(by: u64)`: run_once fills `by` with the ticks each run stands for; skip adds 1.
+    let added = run_json(
+        &ep,
+        &[
+            "schedule",
+            "add",
+            "--metadata",
+            meta,
+            &a,
+            "inc",
+            "--every",
+            "1s",
+            "--missed",
+            "run-once",
+        ],
+    );
+    assert!(added["schedule"].is_u64(), "{added}");
+    run_json(
+        &ep,
+        &[
+            "schedule",
+            "add",
+            "--metadata",
+            meta,
+            &b,
+            "inc",
+            "1",
+            "--every",
+            "1s",
+        ],
+    );
+    // Bad definitions are refused with the reason; only the deployer may add.
+    let fast = run_fail(
+        &ep,
+        &[
+            "schedule",
+            "add",
+            "--metadata",
+            meta,
+            &b,
+            "inc",
+            "1",
+            "--every",
+            "200ms",
+        ],
+    );
+    assert!(
+        fast.contains("bad_schedule") && fast.contains("minimum"),
+        "{fast}"
+    );
+    let cron = run_fail(
+        &ep,
+        &[
+            "schedule",
+            "add",
+            "--metadata",
+            meta,
+            &b,
+            "inc",
+            "1",
+            "--cron",
+            "every minute",
+        ],
+    );
+    assert!(cron.contains("not a cron expression"), "{cron}");
+    let bob = run_fail(
+        &ep,
+        &[
+            "schedule",
+            "add",
+            "--metadata",
+            meta,
+            &b,
+            "inc",
+            "1",
+            "--every",
+            "1s",
+            "--suri",
+            "//Bob",
+        ],
+    );
+    assert!(bob.contains("not_deployer"), "{bob}");
+    let arity = run_fail(
+        &ep,
+        &[
+            "schedule",
+            "add",
+            "--metadata",
+            meta,
+            &b,
+            "get",
+            "--every",
+            "1s",
+            "--missed",
+            "run-once",
+        ],
+    );
+    assert!(arity.contains("ticks: u64"), "{arity}");
+
+    // Three ticks, then worker-1 is killed (`phat dev` restarts it), then three more.
+    wait_runs(&client, &catch_up, 3).await;
+    let dir = dev.data().join("worker-1");
+    let pid = worker_pid(&dir).expect("worker-1 process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let s = wait_runs(&client, &catch_up, 6).await;
+    let (value, s2) = value_and_schedule(&client, &catch_up).await;
+    assert!(s2.runs >= s.runs);
+    assert_eq!(value, ticks(&s2), "every tick ran exactly once: {s2:?}");
+    let (value_b, sb) = value_and_schedule(&client, &skip).await;
+    assert_eq!(value_b, sb.runs, "skip: one increment per run");
+
+    // The whole cluster stops for a few ticks, then starts again from its data.
+    dev.stop();
+    let stopped = Instant::now();
+    // Time passing is what is tested here: ticks fall due while nobody runs.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    dev.restart().await;
+    let down = stopped.elapsed();
+    let before = schedule_of(&client, &catch_up).await;
+    wait_runs(&client, &catch_up, before.runs + 2).await;
+    wait_runs(&client, &skip, schedule_of(&client, &skip).await.runs + 2).await;
+    let (value, s) = value_and_schedule(&client, &catch_up).await;
+    assert_eq!(value, ticks(&s), "run_once counted the missed ticks: {s:?}");
+    let (value_b, sb) = value_and_schedule(&client, &skip).await;
+    assert_eq!(value_b, sb.runs);
+    assert!(
+        ticks(&sb) - sb.runs >= 2,
+        "skip dropped the ticks missed in {down:?}: {sb:?}"
+    );
+    // The logs say so: one run stood for several ticks, another skipped some.
+    let runs = client.triggers(&catch_up.id).await.unwrap();
+    let most = |logs: &[phat_client::primitives::protocol::LogEntry], what: &str| {
+        logs.iter()
+            .filter_map(|r| counted(&r.record.message, what))
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(most(&runs, "ticks") >= 3, "{runs:#?}");
+    let skipped = client.triggers(&skip.id).await.unwrap();
+    assert!(most(&skipped, "skipped") >= 2, "{skipped:#?}");
+    // One run per seq, ticks increasing, all started by the schedule caller.
+    let mut last_seq = 0;
+    for r in runs.iter().rev().take(3) {
+        let seq = r.record.seq.unwrap();
+        assert_ne!(seq, last_seq);
+        last_seq = seq;
+        let receipt = client.receipt(seq).await.unwrap();
+        assert_eq!(receipt.caller, schedule_caller());
+        assert!(matches!(receipt.result, CallResult::Ok(_)), "{receipt:?}");
+    }
+    let listed = run(&ep, &["triggers", &a]);
+    assert!(listed.status.success());
+
+    // A stranger appends triggers straight to the ledger: a tick already run and a tick not
+    // due yet run nothing.
+    if !extra.contains(&"nats") {
+        let token =
+            phat_worker::ledger::http::LedgerToken::read(&ledger_token_file(&dev.data())).unwrap();
+        let ledger =
+            phat_worker::ledger::http::RemoteLedger::with_token(&dev.ledger(), &token).unwrap();
+        let s = schedule_of(&client, &catch_up).await;
+        for (tick, kind) in [
+            (s.last_tick, "already_run"),
+            (s.last_tick + 3_600_000, "not_due"),
+        ] {
+            let entry = LedgerCommand::Trigger(TriggerEntry {
+                contract: catch_up.id,
+                schedule: s.id,
+                tick,
+            });
+            let appended = phat_worker::ledger::Ledger::append(
+                &ledger,
+                parity_scale_codec::Encode::encode(&entry),
+            )
+            .await
+            .unwrap();
+            wait_seq(&dev.workers[0], appended.seq).await;
+            let receipt = client.receipt(appended.seq).await.unwrap();
+            match receipt.result {
+                CallResult::Err(e) => assert_eq!(e.kind, kind, "{e:?}"),
+                other => panic!("a forged trigger ran: {other:?}"),
+            }
+        }
+    }
+    // Removing the schedule stops it.
+    let id = schedule_of(&client, &skip).await.id.to_string();
+    run_json(&ep, &["schedule", "rm", &b, &id]);
+    assert!(client.schedules(&skip.id).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_run_once_per_tick_on_the_embedded_ledger() {
+    schedules_run_once_per_tick(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_run_once_per_tick_on_nats() {
+    schedules_run_once_per_tick(&["--ledger", "nats"]).await;
+}

@@ -1,0 +1,336 @@
+//! Schedules: a contract's messages run on a cron expression or a fixed period, exactly once
+//! per tick across the cluster.
+//!
+//! The schedule table is replicated state ([`StateKey::Schedules`]), changed by the
+//! deployer's commands. Every worker watches it and, when a tick is due on its clock, appends
+//! a [`TriggerEntry`] to the ledger. Whoever appended it, the entry runs only if, on ledger
+//! time, a tick after the schedule's `last_tick` is due; it then runs once for the latest due
+//! tick and moves `last_tick` there, so proposals of the same tick by several workers (or
+//! again after a crash) run once, and ticks missed while the cluster was down collapse into
+//! that one run ([`MissedTicks`]).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use parity_scale_codec::{DecodeAll, Encode};
+use phat_primitives::protocol::{
+    LedgerCommand, MissedTicks, Schedule, ScheduleDef, ScheduleSpec, ScheduleTable, TriggerEntry,
+};
+use phat_primitives::{StateKey, Timestamp};
+use phat_store::Snapshot;
+
+use crate::{Worker, WorkerError};
+
+/// The shortest period of a schedule (and of a cron expression's ticks, checked on its first
+/// two).
+pub const MIN_PERIOD_MS: u64 = 1_000;
+/// Most schedules one contract may have.
+pub const MAX_PER_CONTRACT: usize = 8;
+/// Most schedules in a cluster.
+pub const MAX_SCHEDULES: usize = 1_024;
+/// Most bytes of a schedule's message (selector and arguments).
+pub const MAX_DATA: usize = 4_096;
+/// Most ticks one run counts when it catches up (beyond it, the next run goes on counting).
+const MAX_COUNTED: u64 = 100_000;
+/// How long a worker waits before proposing a tick again that has not run.
+const REPROPOSE: Duration = Duration::from_secs(3);
+
+/// The schedule table in `snap`.
+pub(crate) fn stored(snap: &Snapshot) -> Result<ScheduleTable, WorkerError> {
+    match snap.get(&StateKey::Schedules)? {
+        Some(raw) => ScheduleTable::decode_all(&mut &raw[..])
+            .map_err(|e| WorkerError::Apply(format!("the schedule table does not decode: {e}"))),
+        None => Ok(ScheduleTable::default()),
+    }
+}
+
+/// Why a schedule definition is refused (the receipt's message; kind `bad_schedule`).
+pub(crate) fn check(def: &ScheduleDef, max_gas: u64) -> Result<(), String> {
+    match &def.spec {
+        ScheduleSpec::Every { ms } if *ms < MIN_PERIOD_MS => {
+            return Err(format!(
+                "a period of {ms} ms is under the minimum of {MIN_PERIOD_MS} ms"
+            ))
+        }
+        ScheduleSpec::Every { .. } => {}
+        ScheduleSpec::Cron { expr } => {
+            let cron = parse_cron(expr)?;
+            let mut next = cron.after(&chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
+            if let (Some(a), Some(b)) = (next.next(), next.next()) {
+                if (b - a).num_milliseconds() < MIN_PERIOD_MS as i64 {
+                    return Err(format!(
+                        "`{expr}` fires more often than once per {MIN_PERIOD_MS} ms"
+                    ));
+                }
+            }
+        }
+    }
+    if def.data.0.len() < 4 || def.data.0.len() > MAX_DATA {
+        return Err(format!(
+            "the message is {} bytes: a 4-byte selector and arguments, at most {MAX_DATA}",
+            def.data.0.len()
+        ));
+    }
+    if def.gas_limit == 0 || def.gas_limit > max_gas {
+        return Err(format!(
+            "a gas limit of {} is outside 1..={max_gas}",
+            def.gas_limit
+        ));
+    }
+    Ok(())
+}
+
+fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
+    if expr.len() > 256 {
+        return Err("a cron expression is at most 256 bytes".into());
+    }
+    cron::Schedule::from_str(expr).map_err(|e| {
+        format!("`{expr}` is not a cron expression (sec min hour day month weekday [year]): {e}")
+    })
+}
+
+fn utc(ms: Timestamp) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+/// The first tick of `s` after `after`, if any.
+pub(crate) fn next_tick(s: &Schedule, after: Timestamp) -> Option<Timestamp> {
+    match &s.def.spec {
+        ScheduleSpec::Every { ms } => {
+            let ms = (*ms).max(1);
+            let k = after.saturating_sub(s.since) / ms + 1;
+            s.since.checked_add(k.checked_mul(ms)?)
+        }
+        ScheduleSpec::Cron { expr } => {
+            let t = parse_cron(expr).ok()?.after(&utc(after)).next()?;
+            u64::try_from(t.timestamp_millis()).ok()
+        }
+    }
+}
+
+/// The ticks of `s` in `(after, until]`: how many (at most [`MAX_COUNTED`]) and the latest
+/// counted. The same on every worker: it depends on the schedule and the two times only.
+pub(crate) fn due(s: &Schedule, after: Timestamp, until: Timestamp) -> (u64, Option<Timestamp>) {
+    if until <= after {
+        return (0, None);
+    }
+    match &s.def.spec {
+        ScheduleSpec::Every { ms } => {
+            let ms = (*ms).max(1);
+            let first = after.saturating_sub(s.since) / ms + 1;
+            let last = until.saturating_sub(s.since) / ms;
+            if until < s.since || last < first {
+                return (0, None);
+            }
+            let count = (last - first + 1).min(MAX_COUNTED);
+            let latest = first + count - 1;
+            (count, Some(s.since + latest * ms))
+        }
+        ScheduleSpec::Cron { expr } => {
+            let Ok(cron) = parse_cron(expr) else {
+                return (0, None);
+            };
+            let (mut count, mut latest) = (0, None);
+            for t in cron.after(&utc(after)) {
+                let Ok(t) = u64::try_from(t.timestamp_millis()) else {
+                    break;
+                };
+                if t > until || count == MAX_COUNTED {
+                    break;
+                }
+                count += 1;
+                latest = Some(t);
+            }
+            (count, latest)
+        }
+    }
+}
+
+/// A tick as people read it (RFC 3339, UTC, milliseconds).
+pub(crate) fn format_tick(ms: Timestamp) -> String {
+    utc(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The call data of a run standing for `ticks` ticks.
+pub(crate) fn run_data(def: &ScheduleDef, ticks: u64) -> Vec<u8> {
+    let mut data = def.data.0.clone();
+    if def.missed == MissedTicks::RunOnce {
+        ticks.encode_to(&mut data);
+    }
+    data
+}
+
+/// The worker's proposer: appends a trigger for every due tick its applied state has not run
+/// (until `stop`). Ticks are proposed on this worker's clock and judged on ledger time.
+pub(crate) async fn propose(worker: Worker) {
+    let me = worker.worker_key();
+    let mut proposed: HashMap<(u32, Timestamp), Instant> = HashMap::new();
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        let inner = &worker.inner;
+        // A worker behind the log judges from an old table: it leaves proposing to others.
+        let head = inner.ledger_head.load(std::sync::atomic::Ordering::Relaxed);
+        if worker.applied_seq() < head
+            || inner.replica.diverged().is_some()
+            || worker.revoked_at().is_some()
+        {
+            continue;
+        }
+        let Ok(table) = inner
+            .store
+            .snapshot()
+            .map_err(WorkerError::from)
+            .and_then(|s| stored(&s))
+        else {
+            continue;
+        };
+        let now = crate::now_ms();
+        proposed.retain(|_, at| at.elapsed() < REPROPOSE);
+        for s in &table.schedules {
+            let Some(tick) = next_tick(s, s.last_tick) else {
+                continue;
+            };
+            // Workers wait a different moment (under 300 ms) per tick, so that usually one
+            // proposal is applied before the others look again.
+            let jitter = u64::from_le_bytes(
+                phat_primitives::blake2_256(&(me, s.id, tick).encode())[..8]
+                    .try_into()
+                    .unwrap_or_default(),
+            ) % 300;
+            if tick.saturating_add(jitter) > now || proposed.contains_key(&(s.id, tick)) {
+                continue;
+            }
+            proposed.insert((s.id, tick), Instant::now());
+            let entry = LedgerCommand::Trigger(TriggerEntry {
+                contract: s.contract,
+                schedule: s.id,
+                tick,
+            });
+            if let Err(e) = inner.ledger.append(entry.encode()).await {
+                tracing::warn!(schedule = s.id, tick, "proposing a tick: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phat_primitives::protocol::Bytes;
+    use phat_primitives::AccountId;
+
+    fn schedule(spec: ScheduleSpec, since: Timestamp) -> Schedule {
+        Schedule {
+            contract: AccountId([1; 32]),
+            id: 0,
+            def: ScheduleDef {
+                spec,
+                data: Bytes(vec![1, 2, 3, 4]),
+                gas_limit: 1,
+                missed: MissedTicks::RunOnce,
+            },
+            since,
+            last_tick: since,
+            runs: 0,
+        }
+    }
+
+    #[test]
+    fn periods_tick_from_the_registration_and_collapse_missed_ticks() {
+        let s = schedule(ScheduleSpec::Every { ms: 1_000 }, 10_500);
+        assert_eq!(next_tick(&s, 10_500), Some(11_500));
+        assert_eq!(next_tick(&s, 11_499), Some(11_500));
+        assert_eq!(next_tick(&s, 11_500), Some(12_500));
+        // Nothing due before the first tick; exactly one at it; several after a gap.
+        assert_eq!(due(&s, 10_500, 11_499), (0, None));
+        assert_eq!(due(&s, 10_500, 11_500), (1, Some(11_500)));
+        assert_eq!(due(&s, 11_500, 15_700), (4, Some(15_500)));
+        assert_eq!(due(&s, 15_500, 15_500), (0, None));
+        // A day of 1-second ticks is counted up to the cap, deterministically.
+        let (n, latest) = due(&s, 10_500, 10_500 + 200_000 * 1_000);
+        assert_eq!(n, MAX_COUNTED);
+        assert_eq!(latest, Some(10_500 + MAX_COUNTED * 1_000));
+    }
+
+    #[test]
+    fn cron_expressions_tick_in_utc_with_seconds() {
+        // Every 10 s at :00, :10, …
+        let s = schedule(
+            ScheduleSpec::Cron {
+                expr: "*/10 * * * * *".into(),
+            },
+            1_000_003_000,
+        );
+        assert_eq!(next_tick(&s, 1_000_003_000), Some(1_000_010_000));
+        assert_eq!(due(&s, 1_000_003_000, 1_000_009_999), (0, None));
+        assert_eq!(
+            due(&s, 1_000_003_000, 1_000_035_000),
+            (3, Some(1_000_030_000))
+        );
+        assert_eq!(format_tick(1_000_030_000), "1970-01-12T13:47:10.000Z");
+        assert_eq!(format_tick(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn definitions_are_checked() {
+        let ok = schedule(ScheduleSpec::Every { ms: 1_000 }, 0).def;
+        assert_eq!(check(&ok, 10), Ok(()));
+        let fast = ScheduleDef {
+            spec: ScheduleSpec::Every { ms: 999 },
+            ..ok.clone()
+        };
+        assert!(check(&fast, 10).unwrap_err().contains("minimum"));
+        let every_second = ScheduleDef {
+            spec: ScheduleSpec::Cron {
+                expr: "* * * * * *".into(),
+            },
+            ..ok.clone()
+        };
+        assert_eq!(check(&every_second, 10), Ok(()));
+        for bad in ["* * * * *x", "", "61 * * * * *"] {
+            let def = ScheduleDef {
+                spec: ScheduleSpec::Cron { expr: bad.into() },
+                ..ok.clone()
+            };
+            assert!(
+                check(&def, 10)
+                    .unwrap_err()
+                    .contains("not a cron expression"),
+                "{bad}"
+            );
+        }
+        let long = ScheduleDef {
+            spec: ScheduleSpec::Cron {
+                expr: "*".repeat(300),
+            },
+            ..ok.clone()
+        };
+        assert!(check(&long, 10).unwrap_err().contains("at most 256"));
+        let no_selector = ScheduleDef {
+            data: Bytes(vec![1]),
+            ..ok.clone()
+        };
+        assert!(check(&no_selector, 10).is_err());
+        let huge = ScheduleDef {
+            data: Bytes(vec![0; MAX_DATA + 1]),
+            ..ok.clone()
+        };
+        assert!(check(&huge, 10).is_err());
+        let gas = ScheduleDef {
+            gas_limit: 11,
+            ..ok.clone()
+        };
+        assert!(check(&gas, 10).unwrap_err().contains("gas"));
+        // `run_once` appends the ticks as a u64; `skip` sends the message as given.
+        assert_eq!(run_data(&ok, 3), vec![1, 2, 3, 4, 3, 0, 0, 0, 0, 0, 0, 0]);
+        let skip = ScheduleDef {
+            missed: MissedTicks::Skip,
+            ..ok
+        };
+        assert_eq!(run_data(&skip, 3), vec![1, 2, 3, 4]);
+    }
+}
