@@ -235,6 +235,47 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
     }
     let listed = run(&ep, &["triggers", &a]);
     assert!(listed.status.success());
+    // Latency, tick due → ordered by the ledger (the run's ledger time), over the on-time runs.
+    let mut late: Vec<i64> = runs
+        .iter()
+        .filter(|r| counted(&r.record.message, "ticks") == Some(1))
+        .filter_map(|r| {
+            let tick = r.record.message.split(' ').nth(3)?;
+            let tick = chrono::DateTime::parse_from_rfc3339(tick).ok()?;
+            Some(r.record.timestamp as i64 - tick.timestamp_millis())
+        })
+        .collect();
+    late.sort();
+    assert!(!late.is_empty());
+    eprintln!(
+        "tick due -> ordered ({} runs, {extra:?}): p50 {} ms, p99 {} ms, max {} ms",
+        late.len(),
+        late[late.len() / 2],
+        late[(late.len() * 99 / 100).min(late.len() - 1)],
+        late[late.len() - 1]
+    );
+    // Proposals of one tick by both workers mostly collapse: a duplicate is refused, once.
+    let duplicates = {
+        let head = Client::new(&dev.workers[0])
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .seq;
+        let mut n = 0;
+        for seq in 1..=head {
+            if let Ok(r) = client.receipt(seq).await {
+                if matches!(&r.result, CallResult::Err(e) if e.kind == "already_run") {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    eprintln!(
+        "duplicate proposals refused: {duplicates} for {} runs",
+        runs.len()
+    );
 
     // A stranger appends triggers straight to the ledger: a tick already run and a tick not
     // due yet run nothing.

@@ -189,9 +189,16 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<()> {
                                 ScheduleSpec::Every { ms } => format!("every {ms} ms"),
                                 ScheduleSpec::Cron { expr } => format!("cron \"{expr}\""),
                             };
+                            let missed = match s.def.missed {
+                                MissedTicks::Skip => "skip",
+                                MissedTicks::RunOnce => "run-once",
+                            };
+                            let last = chrono::DateTime::from_timestamp_millis(s.last_tick as i64)
+                                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                                .unwrap_or_default();
                             format!(
-                                "schedule {}  {when}  missed: {:?}  runs {}  last tick {}",
-                                s.id, s.def.missed, s.runs, s.last_tick
+                                "schedule {}  {when}  missed: {missed}  runs {}  last tick {last}",
+                                s.id, s.runs
                             )
                         })
                         .collect::<Vec<_>>()
