@@ -1,6 +1,6 @@
 //! A contract written the Phala way (ink! 4 and the `pink-extension` crate from crates.io),
 //! kept to check that phat runs such contracts unmodified: HTTP with `http_get!`, the cache,
-//! contract keys and signatures, and logging.
+//! contract keys and signatures, logging, and JavaScript through `js_eval`.
 #![cfg_attr(not(feature = "std"), no_std, no_main)]
 
 extern crate alloc;
@@ -10,6 +10,7 @@ mod pink_compat {
     use alloc::string::String;
     use alloc::vec::Vec;
     use pink::chain_extension::signing::{self, SigType};
+    use pink::chain_extension::{JsCode, JsValue};
     use pink::PinkEnvironment;
     use pink_extension as pink;
 
@@ -22,6 +23,18 @@ mod pink_compat {
         #[ink(constructor)]
         pub fn default() -> Self {
             Self {}
+        }
+
+        /// Runs `script` with `args` (`scriptArgs`) on the cluster's JavaScript engine.
+        #[ink(message)]
+        pub fn js(&self, script: String, args: Vec<String>) -> JsValue {
+            pink::ext().js_eval(alloc::vec![JsCode::Source(script)], args)
+        }
+
+        /// The same as a command: every worker refuses it alike (JavaScript is for queries).
+        #[ink(message)]
+        pub fn js_command(&mut self, script: String) -> JsValue {
+            pink::ext().js_eval(alloc::vec![JsCode::Source(script)], alloc::vec![])
         }
 
         /// `GET url`: the status and the body (a query).

@@ -191,4 +191,79 @@ async fn a_contract_built_with_pink_extension_runs_unmodified() {
         .collect();
     assert!(keys[0].starts_with("Ok(0x"), "{keys:?}");
     assert_eq!(keys[0], keys[1]);
+
+    // JavaScript (`js_eval`) in queries: values, bytes, scriptArgs, exceptions; a loop ends at
+    // the query's deadline and a memory bomb at the heap limit, and the worker keeps serving.
+    let js = |script: &str, args: &[&str]| {
+        let mut all = vec!["query", &id, "js", script];
+        let list = format!(
+            "[{}]",
+            args.iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        all.push(&list);
+        // Decoded as contract-transcode prints it (strings without quotes).
+        run_json(&ep, &all)["decoded"]
+            .as_str()
+            .unwrap()
+            .replace('"', "")
+    };
+    assert_eq!(js("6 * 7", &[]), "Ok(Other(42))");
+    assert_eq!(js("'ab'.toUpperCase()", &[]), "Ok(String(AB))");
+    assert_eq!(js("new Uint8Array([1, 2])", &[]), "Ok(Bytes(0x0102))");
+    assert_eq!(js("scriptArgs.join('+')", &["a", "b"]), "Ok(String(a+b))");
+    assert_eq!(
+        js("throw new Error('boom')", &[]),
+        "Ok(Exception(Error: boom))"
+    );
+    let endless = js("while (true) {}", &[]);
+    assert!(endless.contains("interrupted"), "{endless}");
+    let bomb = js(
+        "let a = []; while (true) a.push(new Array(1e5).fill(1))",
+        &[],
+    );
+    assert!(bomb.contains("out of memory"), "{bomb}");
+    assert_eq!(js("1 + 1", &[]), "Ok(Other(2))", "the worker serves on");
+    // console.log reaches the live log of the worker that ran the query.
+    let w0 = dev.workers[0].clone();
+    let client = Client::new(&w0).unwrap();
+    let contract: phat_client::primitives::AccountId = id.parse().unwrap();
+    let mut live = Box::pin(client.follow_logs(&contract).await.unwrap());
+    run_json(
+        &w0,
+        &[
+            "query",
+            &id,
+            "js",
+            "console.log('hello from js', 42); 0",
+            "[]",
+        ],
+    );
+    let line = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let entry = futures::StreamExt::next(&mut live).await.unwrap().unwrap();
+            if entry.record.message.contains("hello from js") {
+                return entry.record;
+            }
+        }
+    })
+    .await
+    .expect("the console line did not reach the log stream");
+    assert_eq!(line.message, "js: hello from js 42");
+    // In a command every worker refuses it the same way (JavaScript is not deterministic).
+    let out = run(&ep, &["tx", &id, "js_command", "1"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("only available in queries"), "{text}");
+    let seq: u64 = text
+        .split("seq ")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    let a = wait_seq(&dev.workers[0], seq).await;
+    let b = wait_seq(&dev.workers[1], seq).await;
+    assert_eq!((a.seq, a.state_root), (b.seq, b.state_root));
 }

@@ -353,10 +353,15 @@ impl<H: PinkHost> PinkExtension<H> {
                 Reply::value(event_chain_head(env.block_number.into()))
             }
             F::JsEval => {
-                let (_codes, _args): (Vec<JsCode>, Vec<String>) = args(func, input)?;
-                Reply::value(JsValue::Exception(
-                    "js_eval is not supported by phat".into(),
-                ))
+                let (codes, script_args): (Vec<JsCode>, Vec<String>) = args(func, input)?;
+                meter.charge(gas.http)?;
+                let timeout = self.http_timeout(env, self.config.max_http_timeout);
+                if timeout.is_zero() {
+                    return Ok(Reply::value(JsValue::Exception(
+                        "the query has no time left".into(),
+                    )));
+                }
+                Reply::value(self.host.js_eval(contract, codes, script_args, timeout))
             }
             F::WorkerSgxQuote => {
                 args::<()>(func, input)?;

@@ -52,6 +52,18 @@ pub trait PinkHost: Send + Sync {
     fn worker_pubkey(&self) -> [u8; 32];
     /// The cluster-wide secret seed contract keys derive from (identical on every worker).
     fn key_seed(&self) -> [u8; 32];
+    /// Runs JavaScript for `contract` (queries only) within `timeout`, already bounded by the
+    /// query's time left; `console` output goes to the contract's log.
+    fn js_eval(
+        &self,
+        contract: &AccountId,
+        codes: Vec<crate::JsCode>,
+        args: Vec<String>,
+        timeout: Duration,
+    ) -> crate::JsValue {
+        let _ = (contract, codes, args, timeout);
+        crate::JsValue::Exception("this host runs no JavaScript".into())
+    }
 }
 
 impl<T: PinkHost + ?Sized> PinkHost for Arc<T> {
@@ -102,5 +114,14 @@ impl<T: PinkHost + ?Sized> PinkHost for Arc<T> {
     }
     fn key_seed(&self) -> [u8; 32] {
         (**self).key_seed()
+    }
+    fn js_eval(
+        &self,
+        contract: &AccountId,
+        codes: Vec<crate::JsCode>,
+        args: Vec<String>,
+        timeout: Duration,
+    ) -> crate::JsValue {
+        (**self).js_eval(contract, codes, args, timeout)
     }
 }

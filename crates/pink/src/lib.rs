@@ -47,8 +47,9 @@
 //! public keys 33 bytes compressed, signatures 65 bytes `r ‖ s ‖ v` over `blake2_256(message)`
 //! (or the given prehash).
 //!
-//! Functions phat does not provide answer "not supported" in the reply type where it allows:
-//! 20 `import_latest_system_code` → `None`, 24 `js_eval` → `JsValue::Exception`,
+//! 24 `js_eval` runs JavaScript through the host ([`PinkHost::js_eval`]; the worker's is
+//! QuickJS, in `phat-js`), in queries only. Functions phat does not provide answer "not
+//! supported" in the reply type where it allows: 20 `import_latest_system_code` → `None`,
 //! 25 `worker_sgx_quote` → `None`.
 
 #![warn(missing_docs)]
@@ -71,6 +72,6 @@ pub use keys::{
     ContractPublicKeys, KeyKind, ETHEREUM_KEY_SALT,
 };
 pub use types::{
-    BatchHttpResult, CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse, PinkFunction,
-    SigType,
+    BatchHttpResult, CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse, JsCode,
+    JsValue, PinkFunction, SigType,
 };

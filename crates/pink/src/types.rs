@@ -94,9 +94,9 @@ impl CacheQuotaExceeded {
 /// The answer to `batch_http_request` (pink's `BatchHttpResult`).
 pub type BatchHttpResult = Result<Vec<Result<HttpResponse, HttpRequestError>>, HttpRequestError>;
 
-/// Script source or bytecode passed to `js_eval` (pink-types' `JsCode`; decoded, never run).
+/// Script source or bytecode passed to `js_eval` (pink-types' `JsCode`).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub(crate) enum JsCode {
+pub enum JsCode {
     /// JavaScript source text.
     Source(String),
     /// Compiled bytecode.
@@ -105,7 +105,7 @@ pub(crate) enum JsCode {
 
 /// The result of `js_eval` (pink-types' `JsValue`).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub(crate) enum JsValue {
+pub enum JsValue {
     /// `undefined`.
     Undefined,
     /// `null`.
@@ -250,6 +250,7 @@ impl PinkFunction {
                 | PinkFunction::BatchHttpRequest
                 | PinkFunction::Getrandom
                 | PinkFunction::UntrustedMillisSinceUnixEpoch
+                | PinkFunction::JsEval
         )
     }
 }

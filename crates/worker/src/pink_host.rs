@@ -204,4 +204,41 @@ impl PinkHost for WorkerHost {
     fn key_seed(&self) -> [u8; 32] {
         *self.shared.key_seed.expose()
     }
+
+    fn js_eval(
+        &self,
+        contract: &AccountId,
+        codes: Vec<phat_pink::JsCode>,
+        args: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> phat_pink::JsValue {
+        let codes: Vec<phat_js::JsCode> = codes
+            .into_iter()
+            .map(|c| match c {
+                phat_pink::JsCode::Source(s) => phat_js::JsCode::Source(s),
+                phat_pink::JsCode::Bytecode(b) => phat_js::JsCode::Bytecode(b),
+            })
+            .collect();
+        let out = phat_js::eval(&codes, &args, &phat_js::JsLimits::with_time(timeout));
+        for (level, line) in out.logs {
+            let level = match level {
+                phat_js::LogLevel::Error => "error",
+                phat_js::LogLevel::Warn => "warn",
+                phat_js::LogLevel::Info => "info",
+            };
+            self.push_log(contract, Mode::Query, level, format!("js: {line}"));
+        }
+        if out.dropped_logs > 0 {
+            let dropped = format!("js: {} more console lines dropped", out.dropped_logs);
+            self.push_log(contract, Mode::Query, "warn", dropped);
+        }
+        match out.value {
+            phat_js::JsValue::Undefined => phat_pink::JsValue::Undefined,
+            phat_js::JsValue::Null => phat_pink::JsValue::Null,
+            phat_js::JsValue::String(s) => phat_pink::JsValue::String(s),
+            phat_js::JsValue::Bytes(b) => phat_pink::JsValue::Bytes(b),
+            phat_js::JsValue::Other(s) => phat_pink::JsValue::Other(s),
+            phat_js::JsValue::Exception(s) => phat_pink::JsValue::Exception(s),
+        }
+    }
 }
