@@ -242,11 +242,19 @@ fn unsupported_functions_answer_in_their_types() {
         24,
         (vec![JsCode::Source("1+1".into())], vec!["a".to_string()]),
     );
+    // The host runs the script (this mock runs none); a command may not call it at all.
     assert_eq!(
         JsValue::decode(&mut &js[..]).unwrap(),
-        JsValue::Exception("js_eval is not supported by phat".into())
+        JsValue::Exception("this host runs no JavaScript".into())
     );
     assert_eq!(js[0], 5, "Exception is JsValue's sixth variant");
+    assert!(f
+        .call(
+            Command,
+            24,
+            (vec![JsCode::Source("1".into())], Vec::<String>::new())
+        )
+        .is_err());
     assert_eq!(f.ok(Query, 25, ()), [0], "worker_sgx_quote: None");
     let _ = (JsValue::Undefined, JsValue::Null, JsCode::Bytecode(vec![]));
     let _ = (JsValue::String(String::new()), JsValue::Bytes(vec![]));
