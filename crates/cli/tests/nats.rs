@@ -285,7 +285,18 @@ async fn three_nodes_lose_the_stream_leader_and_a_worker_under_load_and_apply_ev
 
     // Every request applied exactly once, on both workers, with equal roots.
     let total = (SUBMITTERS * EACH) as u64;
-    let last = ledger.head().await.unwrap();
+    // The test's own connection may meet the election the kill started: it asks again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let last = loop {
+        match ledger.head().await {
+            Ok(head) => break head,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("the log's head, again: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the log's head: {e}"),
+        }
+    };
     let mut roots = Vec::new();
     for w in &dev.workers {
         roots.push(wait_seq(w, last).await.state_root);

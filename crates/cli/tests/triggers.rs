@@ -300,8 +300,13 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
             )
             .await
             .unwrap();
+            // Asked of the worker that was waited for (the endpoint may pick the other).
             wait_seq(&dev.workers[0], appended.seq).await;
-            let receipt = client.receipt(appended.seq).await.unwrap();
+            let receipt = Client::new(&dev.workers[0])
+                .unwrap()
+                .receipt(appended.seq)
+                .await
+                .unwrap();
             match receipt.result {
                 CallResult::Err(e) => assert_eq!(e.kind, kind, "{e:?}"),
                 other => panic!("a forged trigger ran: {other:?}"),
