@@ -196,7 +196,7 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
     // A worker joining now gets every epoch's secret and replays all three epochs to the
     // same root.
     let port = free_ports(1);
-    let late = start_worker(&dev, "late", port, None);
+    let late = dev.start_worker("late", port, &[]);
     let url = format!("http://127.0.0.1:{port}");
     up_or_log(&dev, "late", &url).await;
     let joined = wait_seq(&url, last).await;
@@ -217,7 +217,7 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
         again.join("identity.sealed"),
     )
     .unwrap();
-    let mut rejoin = start_worker(&dev, "again", port, Some(&again));
+    let mut rejoin = dev.start_worker_in("again", port, &again, &[]);
     let url = format!("http://127.0.0.1:{port}");
     let probe = Client::new(&url).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -290,33 +290,6 @@ async fn wait_revoked(url: &str, seq: u64) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Starts `phat worker` named `name` on the `phat dev` ledger (HTTP, with its token and dev
-/// root) on `port`, its data in `dir` (default: a new directory named after it).
-fn start_worker(dev: &Dev, name: &str, port: u16, dir: Option<&std::path::Path>) -> Proc {
-    let data = dev.data();
-    let dir = dir.map_or_else(|| dev.dir.path().join(name), std::path::Path::to_path_buf);
-    let token = ledger_token_file(&data);
-    let root = data.join("dev-attestation-root.key");
-    let port = port.to_string();
-    let ledger = dev.ledger();
-    let args = [
-        "worker",
-        "--ledger",
-        &ledger,
-        "--ledger-token-file",
-        token.to_str().unwrap(),
-        "--data",
-        dir.to_str().unwrap(),
-        "--port",
-        &port,
-        "--name",
-        name,
-        "--dev-attestation-root",
-        root.to_str().unwrap(),
-    ];
-    Proc::start(name, &args, &dev.dir.path().join(format!("{name}.log")))
 }
 
 /// The error a query through `client` meets, as text.

@@ -79,103 +79,33 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
     let (a, b) = (catch_up.id.to_string(), skip.id.to_string());
     let meta = bundle("counter");
     let meta = meta.to_str().unwrap();
+    // `phat schedule add --metadata META CONTRACT REST…`.
+    let add = |contract: &str, rest: &[&str]| -> Vec<String> {
+        ["schedule", "add", "--metadata", meta, contract]
+            .iter()
+            .chain(rest)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let ok =
+        |args: Vec<String>| run_json(&ep, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let refused =
+        |args: Vec<String>| run_fail(&ep, &args.iter().map(String::as_str).collect::<Vec<_>>());
     // `inc(by: u64)`: run_once fills `by` with the ticks each run stands for; skip adds 1.
-    let added = run_json(
-        &ep,
-        &[
-            "schedule",
-            "add",
-            "--metadata",
-            meta,
-            &a,
-            "inc",
-            "--every",
-            "1s",
-            "--missed",
-            "run-once",
-        ],
-    );
+    let added = ok(add(&a, &["inc", "--every", "1s", "--missed", "run-once"]));
     assert!(added["schedule"].is_u64(), "{added}");
-    run_json(
-        &ep,
-        &[
-            "schedule",
-            "add",
-            "--metadata",
-            meta,
-            &b,
-            "inc",
-            "1",
-            "--every",
-            "1s",
-        ],
-    );
+    ok(add(&b, &["inc", "1", "--every", "1s"]));
     // Bad definitions are refused with the reason; only the deployer may add.
-    let fast = run_fail(
-        &ep,
-        &[
-            "schedule",
-            "add",
-            "--metadata",
-            meta,
-            &b,
-            "inc",
-            "1",
-            "--every",
-            "200ms",
-        ],
-    );
+    let fast = refused(add(&b, &["inc", "1", "--every", "200ms"]));
     assert!(
         fast.contains("bad_schedule") && fast.contains("minimum"),
         "{fast}"
     );
-    let cron = run_fail(
-        &ep,
-        &[
-            "schedule",
-            "add",
-            "--metadata",
-            meta,
-            &b,
-            "inc",
-            "1",
-            "--cron",
-            "every minute",
-        ],
-    );
+    let cron = refused(add(&b, &["inc", "1", "--cron", "every minute"]));
     assert!(cron.contains("not a cron expression"), "{cron}");
-    let bob = run_fail(
-        &ep,
-        &[
-            "schedule",
-            "add",
-            "--metadata",
-            meta,
-            &b,
-            "inc",
-            "1",
-            "--every",
-            "1s",
-            "--suri",
-            "//Bob",
-        ],
-    );
+    let bob = refused(add(&b, &["inc", "1", "--every", "1s", "--suri", "//Bob"]));
     assert!(bob.contains("not_deployer"), "{bob}");
-    let arity = run_fail(
-        &ep,
-        &[
-            "schedule",
-            "add",
-            "--metadata",
-            meta,
-            &b,
-            "get",
-            "--every",
-            "1s",
-            "--missed",
-            "run-once",
-        ],
-    );
+    let arity = refused(add(&b, &["get", "--every", "1s", "--missed", "run-once"]));
     assert!(arity.contains("ticks: u64"), "{arity}");
 
     // Three ticks, then worker-1 is killed (`phat dev` restarts it), then three more.

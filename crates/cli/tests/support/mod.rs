@@ -332,24 +332,36 @@ impl Dev {
         self.wait_all().await;
     }
 
-    /// Starts one more `phat worker` named `name` on this cluster's NATS ledger (with its
-    /// password and dev root) on `port`, its data and log in the temporary directory.
+    /// Starts one more `phat worker` named `name` on this cluster's ledger (NATS with its
+    /// password, or the HTTP ledger with its token) and dev root, on `port`, its data and log
+    /// in the temporary directory.
     pub fn start_worker(&self, name: &str, port: u16, extra: &[&str]) -> Proc {
+        self.start_worker_in(name, port, &self.dir.path().join(name), extra)
+    }
+
+    /// [`Dev::start_worker`] with its data in `dir`.
+    pub fn start_worker_in(&self, name: &str, port: u16, dir: &Path, extra: &[&str]) -> Proc {
         let data = self.data();
         let base: u16 = self.endpoint.rsplit(':').next().unwrap().parse().unwrap();
-        let nats = format!("nats://127.0.0.1:{}", base + 1);
-        let password = std::fs::read_to_string(data.join("nats.password")).unwrap();
-        let dir = self.dir.path().join(name);
+        let ledger = match std::fs::read_to_string(data.join("nats.password")) {
+            Ok(password) => vec![
+                format!("nats://127.0.0.1:{}", base + 1),
+                "--nats-user".into(),
+                "phat".into(),
+                "--nats-password".into(),
+                password.trim().into(),
+            ],
+            Err(_) => vec![
+                self.ledger(),
+                "--ledger-token-file".into(),
+                ledger_token_file(&data).to_str().unwrap().into(),
+            ],
+        };
         let root = data.join("dev-attestation-root.key");
         let port = port.to_string();
-        let mut args = vec![
-            "worker",
-            "--ledger",
-            &nats,
-            "--nats-user",
-            "phat",
-            "--nats-password",
-            password.trim(),
+        let mut args = vec!["worker", "--ledger"];
+        args.extend(ledger.iter().map(String::as_str));
+        args.extend([
             "--data",
             dir.to_str().unwrap(),
             "--port",
@@ -358,7 +370,7 @@ impl Dev {
             name,
             "--dev-attestation-root",
             root.to_str().unwrap(),
-        ];
+        ]);
         args.extend_from_slice(extra);
         Proc::start(name, &args, &self.dir.path().join(format!("{name}.log")))
     }
