@@ -14,7 +14,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use phat_client::primitives::protocol::{
-    schedule_caller, CallResult, LedgerCommand, Schedule, TriggerEntry,
+    schedule_caller, CallResult, LedgerCommand, MissedTicks, Schedule, ScheduleDef, ScheduleOp,
+    ScheduleSpec, TriggerEntry,
 };
 use phat_client::Client;
 use support::*;
@@ -247,6 +248,36 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
     let id = schedule_of(&client, &skip).await.id.to_string();
     run_json(&ep, &["schedule", "rm", &b, &id]);
     assert!(client.schedules(&skip.id).await.unwrap().is_empty());
+
+    // A contract gets at most 8 schedules; the ninth is refused and changes nothing.
+    let many = deploy_counter_salted(&client, b"many").await;
+    let alice = phat_client::Signer::from_suri("//Alice").unwrap();
+    let def = ScheduleDef {
+        spec: ScheduleSpec::Cron {
+            expr: "0 0 0 1 1 *".into(),
+        },
+        data: many.get_call_data().into(),
+        gas_limit: 1_000_000_000,
+        missed: MissedTicks::Skip,
+    };
+    for i in 0..9 {
+        let op = ScheduleOp::Add {
+            contract: many.id,
+            def: def.clone(),
+        };
+        let receipt = client
+            .change_schedule(&alice, op)
+            .await
+            .unwrap()
+            .receipt
+            .unwrap();
+        match (i, receipt.result) {
+            (0..8, CallResult::Ok(_)) => {}
+            (8, CallResult::Err(e)) => assert_eq!(e.kind, "too_many_schedules", "{e:?}"),
+            (i, other) => panic!("schedule {i}: {other:?}"),
+        }
+    }
+    assert_eq!(client.schedules(&many.id).await.unwrap().len(), 8);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -493,8 +493,12 @@ impl Counter {
 
     /// The `get` message.
     pub fn get_call(&self) -> phat_client::primitives::protocol::Call {
-        let data = self.contract.encode_message("get", &[] as &[&str]).unwrap();
-        phat_client::call(self.id, data)
+        phat_client::call(self.id, self.get_call_data())
+    }
+
+    /// The call data of `get`.
+    pub fn get_call_data(&self) -> Vec<u8> {
+        self.contract.encode_message("get", &[] as &[&str]).unwrap()
     }
 
     /// (value, seq of the snapshot it was read from).
