@@ -677,7 +677,11 @@ fn apply_one(
             ))
         }
         Call::Schedule { op } => {
-            let result = apply_schedule_op(worker, snap, &mut local.schedules, entry, &req, op);
+            let state = Layered {
+                base: snap.clone(),
+                pending: view.pending.clone(),
+            };
+            let result = apply_schedule_op(worker, &state, &mut local.schedules, entry, &req, op);
             let mut applied = match result {
                 Ok((output, changes)) => {
                     let mut ok = reject(entry, Some(&req), "", String::new());
@@ -771,7 +775,7 @@ fn run_command(
 /// table's write, or the refusal's kind and message.
 fn apply_schedule_op(
     worker: &Worker,
-    snap: &Snapshot,
+    state: &Layered,
     table: &mut phat_primitives::protocol::ScheduleTable,
     entry: &LedgerEntry,
     req: &SignedRequest,
@@ -781,10 +785,9 @@ fn apply_schedule_op(
     let contract = match op {
         ScheduleOp::Add { contract, .. } | ScheduleOp::Remove { contract, .. } => *contract,
     };
-    // The contract's deployer decides its schedules (its info is unchanged by the batch's
-    // earlier commands unless it was instantiated in them; then it is in `pending`).
-    let info = snap
-        .get(&StateKey::Contract(contract))
+    // The contract's deployer decides its schedules. Read through the batch's earlier writes:
+    // a contract instantiated earlier in the same batch exists (workers batch differently).
+    let info = phat_runtime::StateRead::get(state, &StateKey::Contract(contract))
         .ok()
         .flatten()
         .and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use phat_client::primitives::protocol::CallResult;
+use phat_client::primitives::protocol::{
+    Call, CallResult, MissedTicks, ScheduleDef, ScheduleOp, ScheduleSpec,
+};
 use phat_client::{Client, Contract, Signer};
 use phat_worker::ledger::{EmbeddedLedger, Ledger, LedgerConfig};
 use phat_worker::{Worker, WorkerConfig};
@@ -126,6 +128,45 @@ async fn state_roots_do_not_depend_on_batching_or_timing() {
             .unwrap()
             .seq,
     );
+    // A contract instantiated and given a schedule by consecutive commands: A applies them in
+    // two commits, B (below) in one batch; the schedule must see the new contract in both.
+    let code = phat_client::primitives::CodeHash::of(erc20.wasm().unwrap());
+    let ctor = erc20.encode_constructor("new", &["5"]).unwrap();
+    let salt = b"batched".to_vec();
+    let second = phat_client::primitives::contract_address(&alice.account(), &code, &ctor, &salt);
+    client
+        .submit(&alice, phat_client::instantiate(code, ctor, salt), true)
+        .await
+        .unwrap();
+    let def = ScheduleDef {
+        spec: ScheduleSpec::Cron {
+            expr: "0 0 0 1 1 *".into(),
+        },
+        data: erc20
+            .encode_message("total_supply", &[] as &[&str])
+            .unwrap()
+            .into(),
+        gas_limit: 1_000_000_000,
+        missed: MissedTicks::Skip,
+    };
+    let added = client
+        .submit(
+            &alice,
+            Call::Schedule {
+                op: ScheduleOp::Add {
+                    contract: second,
+                    def,
+                },
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(added.receipt.as_ref().unwrap().result, CallResult::Ok(_)),
+        "{added:?}"
+    );
+    last = last.max(added.seq);
     let (b, url_b, stop_b) = start("b", dir.path(), ledger.clone(), 4096).await;
     for w in [&a, &b] {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
