@@ -63,7 +63,7 @@ async fn serve_pccs(
     // Collateral is served under the TEE that asks; the PCK CRL and root CRL under `sgx`.
     let pick = |t: &str| f.by_tee.get(t).cloned();
     let mut headers = HeaderMap::new();
-    let (c, body): (Collateral, Vec<u8>) = match rest.as_str() {
+    let body: Vec<u8> = match rest.as_str() {
         "pckcrl" => {
             let Some(c) = pick(&tee).or_else(|| pick("tdx")) else {
                 return StatusCode::NOT_FOUND.into_response();
@@ -73,8 +73,7 @@ async fn serve_pccs(
                 HeaderName::from_static("sgx-pck-crl-issuer-chain"),
                 encoded(&c.pck_crl_issuer_chain),
             );
-            let body = c.pck_crl.clone();
-            (c, body)
+            c.pck_crl.clone()
         }
         "tcb" => {
             let Some(c) = pick(&tee) else {
@@ -90,13 +89,7 @@ async fn serve_pccs(
                     encoded(&c.tcb_info_issuer_chain),
                 );
             }
-            let body = format!(
-                r#"{{"tcbInfo":{},"signature":"{}"}}"#,
-                c.tcb_info,
-                hex::encode(&c.tcb_info_signature)
-            )
-            .into_bytes();
-            (c, body)
+            signed("tcbInfo", &c.tcb_info, &c.tcb_info_signature)
         }
         "qe/identity" => {
             let Some(c) = pick(&tee) else {
@@ -106,23 +99,24 @@ async fn serve_pccs(
                 HeaderName::from_static("sgx-enclave-identity-issuer-chain"),
                 encoded(&c.qe_identity_issuer_chain),
             );
-            let body = format!(
-                r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
-                c.qe_identity,
-                hex::encode(&c.qe_identity_signature)
-            )
-            .into_bytes();
-            (c, body)
+            signed("enclaveIdentity", &c.qe_identity, &c.qe_identity_signature)
         }
         "rootcacrl" => {
             let c = pick("sgx").or_else(|| pick("tdx")).unwrap();
-            let body = hex::encode(&c.root_ca_crl).into_bytes();
-            (c, body)
+            hex::encode(&c.root_ca_crl).into_bytes()
         }
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    drop(c);
     (headers, body).into_response()
+}
+
+/// A PCCS answer wrapping Intel's signed JSON: `{"<field>": <json>, "signature": "<hex>"}`.
+fn signed(field: &str, json: &str, signature: &[u8]) -> Vec<u8> {
+    format!(
+        r#"{{"{field}":{json},"signature":"{}"}}"#,
+        hex::encode(signature)
+    )
+    .into_bytes()
 }
 
 /// Starts the fake PCCS for `collateral` (by TEE); its base URL and request counter.
