@@ -123,6 +123,7 @@ async fn run(encryption: bool) {
         limits: None,
         tee_policy: None,
         owner: None,
+        system: None,
     };
     wait_ledger(&ledger_url).await;
     reqwest::Client::new()

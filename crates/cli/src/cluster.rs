@@ -293,6 +293,7 @@ impl GenesisOptions {
                 None => None,
             },
             owner: self.owner.as_deref().map(parse_account).transpose()?,
+            system: Some(phat_worker::SystemSetup::bundled()),
         };
         // Only a new cluster gets a genesis; an existing one keeps its own.
         Ok(ledger
@@ -733,6 +734,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             limits: Some(parse_limits(&args.limits)?),
             tee_policy: None,
             owner: Some(parse_account(&args.owner)?),
+            system: Some(phat_worker::SystemSetup::bundled()),
         };
         if args.insecure_no_encryption {
             eprintln!("warning: this cluster does NOT encrypt commands, queries or state");

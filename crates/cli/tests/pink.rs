@@ -165,7 +165,7 @@ async fn price_oracle_fetches_caches_and_reports_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_contract_built_with_pink_extension_runs_unmodified() {
-    let bundle = bundle("pink-compat");
+    let bundle = bundle("phala/pink-compat");
     let api = api().await;
     let dev = Dev::start(2).await;
     let ep = dev.endpoint.clone();
@@ -266,4 +266,140 @@ async fn a_contract_built_with_pink_extension_runs_unmodified() {
     let a = wait_seq(&dev.workers[0], seq).await;
     let b = wait_seq(&dev.workers[1], seq).await;
     assert_eq!((a.seq, a.state_root), (b.seq, b.state_root));
+}
+
+/// The hex form of `wasm`'s code hash.
+fn code_id(wasm: &[u8]) -> String {
+    phat_client::primitives::CodeHash::of(wasm).to_string()
+}
+
+/// An account id (0x hex) as decoded results print it: SS58.
+fn ss58(hex: &str) -> String {
+    let id: phat_client::primitives::AccountId = hex.parse().unwrap();
+    contract_transcode::AccountId32(id.0).to_ss58check()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_system_contract_answers_systemref_and_runs_phat_js() {
+    let bundle = bundle("phala/pink-compat");
+    let dev = Dev::start(2).await;
+    let ep = dev.endpoint.clone();
+    let info = wait_seq(&dev.workers[0], 0).await;
+    let system = info.system_contract.expect("a system contract").to_string();
+    let id = run_json(&ep, &["deploy", bundle.to_str().unwrap()])["contract"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let query = |args: &[&str]| -> String {
+        let mut all = vec!["query"];
+        all.extend_from_slice(args);
+        run_json(&ep, &all)["decoded"]
+            .as_str()
+            .unwrap()
+            .replace('"', "")
+    };
+    // A command's decoded result, also when it reverted (ink! reverts on `Err`).
+    let tx = |args: &[&str]| -> String {
+        let mut all = vec!["tx"];
+        all.extend_from_slice(args);
+        let out = run(&ep, &all);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("phat {all:?}: {e}: {text}"));
+        v["decoded"].as_str().unwrap().replace('"', "")
+    };
+
+    // `SystemRef::instance()` finds the genesis's system contract.
+    assert_eq!(
+        query(&[&id, "system"]),
+        format!("Ok(({}, (1, 0, 0)))", ss58(&system))
+    );
+    // The JavaScript delegate is registered at genesis by its code hash.
+    let js = ss58(&code_id(phat_system::JS_DELEGATE_WASM));
+    assert_eq!(
+        query(&[&id, "driver", "JsDelegate2"]),
+        format!("Ok((Some({js}), Some([(0, {js})])))")
+    );
+    assert_eq!(query(&[&id, "driver", "Nope"]), "Ok((None, None))");
+    // `phat_js::eval`: get_driver, then a delegate call into that code, then js_eval.
+    assert_eq!(
+        query(&[
+            &id,
+            "js_driver",
+            "scriptArgs[0] + scriptArgs[1]",
+            r#"["foo","bar"]"#
+        ]),
+        "Ok(Ok(String(foobar)))"
+    );
+    assert_eq!(
+        query(&[&id, "js_driver", "new Uint8Array([7])", "[]"]),
+        "Ok(Ok(Bytes(0x07)))"
+    );
+    assert_eq!(
+        query(&[&id, "js_driver", "throw new Error('no')", "[]"]),
+        "Ok(Err(Error: no))"
+    );
+    // Balances and code lookups through the system contract.
+    let alice = phat_client::Signer::from_suri("//Alice")
+        .unwrap()
+        .account()
+        .to_string();
+    let balances = query(&[&id, "balances", &alice]);
+    let (total, free) = balances
+        .trim_start_matches("Ok((")
+        .trim_end_matches("))")
+        .split_once(", ")
+        .unwrap();
+    assert_eq!(total, free, "{balances}");
+    assert!(total.parse::<u128>().unwrap() > 0, "{balances}");
+    let system_code = code_id(phat_system::SYSTEM_WASM);
+    assert_eq!(
+        query(&[&id, "code", &system_code, &system]),
+        format!("Ok((true, false, Some({system_code})))")
+    );
+    assert_eq!(
+        query(&[&id, "code", &format!("0x{}", "00".repeat(32)), &alice]),
+        "Ok((false, false, None))"
+    );
+
+    // Drivers: a contract that is not an administrator is refused; the owner (//Alice, the
+    // genesis owner of `phat dev`) grants it, then it may register; strangers may not grant.
+    assert_eq!(
+        tx(&[&id, "register_as", "Mine"]),
+        "Ok(Err(PermisionDenied))"
+    );
+    assert_eq!(
+        tx(&[&system, "System::grant_admin", &id, "--suri", "//Bob"]),
+        "Ok(Err(PermisionDenied))"
+    );
+    assert_eq!(tx(&[&system, "System::grant_admin", &id]), "Ok(Ok(()))");
+    assert_eq!(query(&[&system, "System::is_admin", &id]), "Ok(true)");
+    assert_eq!(tx(&[&id, "register_as", "Mine"]), "Ok(Ok(()))");
+    let driver = query(&[&id, "driver", "Mine"]);
+    assert!(
+        driver.starts_with(&format!("Ok((Some({}), Some([(", ss58(&id))),
+        "{driver}"
+    );
+    // What phat does not do answers an error, not a trap.
+    assert_eq!(tx(&[&id, "sidevm"]), "Ok(Err(ConditionNotMet))");
+    assert_eq!(
+        query(&[&system, "System::upgrade_runtime", "(1, 1)"]),
+        "Ok(Err(ConditionNotMet))"
+    );
+    // The function Phala reserves for the system contract traps in any other contract, the
+    // same way on both workers.
+    let out = run(&ep, &["tx", &id, "import_system_code"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("reserved for the system contract"), "{text}");
+    let seq: u64 = text
+        .split("seq ")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    let a = wait_seq(&dev.workers[0], seq).await;
+    let b = wait_seq(&dev.workers[1], seq).await;
+    assert_eq!((a.seq, a.state_root), (b.seq, b.state_root));
+    assert_eq!(a.system_contract, b.system_contract);
 }

@@ -166,6 +166,7 @@ mod tests {
             ledger_head: 0,
             pid: 1,
             diverged: None,
+            system_contract: None,
         }
     }
 

@@ -58,9 +58,9 @@ impl Default for PinkConfig {
     }
 }
 
-/// The well-known id `system_contract_id` answers by default:
-/// `blake2_256(b"phat/system-contract")`. phat has no system contract; the id is fixed so that
-/// contracts comparing against it behave the same on every worker.
+/// The id `system_contract_id` answers in a cluster without a system contract (created before
+/// genesis carried one): `blake2_256(b"phat/system-contract")`, fixed so that contracts
+/// comparing against it behave the same on every worker.
 pub fn default_system_contract_id() -> AccountId {
     AccountId(blake2_256(b"phat/system-contract"))
 }

@@ -342,6 +342,12 @@ impl<H: PinkHost> PinkExtension<H> {
             }
             F::ImportLatestSystemCode => {
                 let _payer: AccountId = args(func, input)?;
+                // Phala reserves it for the system contract; phat has no chain storage to
+                // import from, so the system contract gets `None` (its upgrade path is
+                // `set_code`).
+                if *contract != self.config.system_contract {
+                    return Err(failed(func, "reserved for the system contract"));
+                }
                 Reply::value(None::<[u8; 32]>)
             }
             F::RuntimeVersion => {

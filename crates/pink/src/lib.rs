@@ -49,8 +49,9 @@
 //!
 //! 24 `js_eval` runs JavaScript through the host ([`PinkHost::js_eval`]; the worker's is
 //! QuickJS, in `phat-js`), in queries only. Functions phat does not provide answer "not
-//! supported" in the reply type where it allows: 20 `import_latest_system_code` → `None`,
-//! 25 `worker_sgx_quote` → `None`.
+//! supported" in the reply type where it allows: 25 `worker_sgx_quote` → `None`. 20
+//! `import_latest_system_code` is the system contract's alone (others trap, as on Phala); it
+//! answers `None`, phat having no chain storage to import from.
 
 #![warn(missing_docs)]
 

@@ -162,7 +162,7 @@ pub enum PinkFunction {
     UntrustedMillisSinceUnixEpoch = 18,
     /// 19: whether a code hash is uploaded.
     CodeExists = 19,
-    /// 20: import the system contract's code (not supported: answers `None`).
+    /// 20: import the system contract's code (the system contract only; answers `None`).
     ImportLatestSystemCode = 20,
     /// 21: the runtime version.
     RuntimeVersion = 21,
@@ -170,7 +170,7 @@ pub enum PinkFunction {
     BatchHttpRequest = 22,
     /// 23: the event chain head.
     CurrentEventChainHead = 23,
-    /// 24: evaluate JavaScript (not supported: answers an exception).
+    /// 24: evaluate JavaScript (queries only; the host runs it).
     JsEval = 24,
     /// 25: the worker's SGX quote (not supported: answers `None`).
     WorkerSgxQuote = 25,

@@ -551,6 +551,9 @@ pub struct WorkerInfo {
     /// answers no queries until resynced): what differs, and since which seq.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged: Option<String>,
+    /// The cluster's system contract (`None` in clusters created before genesis carried one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_contract: Option<AccountId>,
 }
 
 impl WorkerInfo {

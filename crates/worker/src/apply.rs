@@ -91,18 +91,15 @@ pub(crate) async fn run(
             .map(|e| decode_entry(&worker, &e.payload))
             .collect();
         let code = fetch_missing_code(&worker, &decoded).await;
-        let genesis = if from == 1 {
-            worker.inner.genesis.balances.clone()
-        } else {
-            Vec::new()
-        };
+        let genesis = (from == 1).then(|| worker.inner.genesis.clone());
         let w = worker.clone();
         let started = std::time::Instant::now();
         let n = entries.len();
-        let result =
-            tokio::task::spawn_blocking(move || apply_batch(&w, entries, decoded, &code, &genesis))
-                .await
-                .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || {
+            apply_batch(&w, entries, decoded, &code, genesis.as_ref())
+        })
+        .await
+        .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
         match result {
             Ok(BatchApplied {
                 head,
@@ -410,7 +407,7 @@ fn apply_batch(
     entries: Vec<LedgerEntry>,
     decoded: Vec<Decoded>,
     code: &std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
-    genesis: &[(AccountId, phat_primitives::Balance)],
+    genesis: Option<&crate::Genesis>,
 ) -> Result<BatchApplied, WorkerError> {
     let inner = &worker.inner;
     let snap = Arc::new(inner.store.snapshot()?);
@@ -418,13 +415,23 @@ fn apply_batch(
     let pending: Arc<RwLock<ChangeSet>> = Arc::default();
     let mut batch = Batch::default();
     let mut checkpoints = Vec::new();
-    if head.seq == 0 && !genesis.is_empty() {
-        let mut session = inner.runtime.session(
-            Arc::new(crate::state::SnapshotState(snap.clone())),
-            ExecContext::new(Mode::Command),
-        );
-        for (who, amount) in genesis {
+    let genesis =
+        genesis.filter(|g| head.seq == 0 && (!g.balances.is_empty() || g.system.is_some()));
+    if let Some(genesis) = genesis {
+        // Block 0: command seq n runs at block n.
+        let ctx = ExecContext {
+            block_number: 0,
+            ..ExecContext::new(Mode::Command)
+        };
+        let mut session = inner
+            .runtime
+            .session(Arc::new(crate::state::SnapshotState(snap.clone())), ctx);
+        for (who, amount) in &genesis.balances {
             session.set_balance(who, *amount);
+        }
+        if let Some(setup) = &genesis.system {
+            let gas = inner.runtime.config().limits.max_gas_per_call;
+            crate::genesis::set_up_system(&mut session, genesis, setup, gas)?;
         }
         let changes = session.into_changes();
         head.state_root =

@@ -56,7 +56,10 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
         run.seq,
         run.timestamp,
     ));
-    let extension = Arc::new(phat_pink::PinkExtension::new(host.clone()));
+    let extension = Arc::new(phat_pink::PinkExtension::with_config(
+        host.clone(),
+        worker.inner.pink_config.clone(),
+    ));
     let ctx = ExecContext {
         mode: run.mode,
         block_number: run.block_number,

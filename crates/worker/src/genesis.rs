@@ -4,6 +4,7 @@
 use parity_scale_codec::{Decode, Encode};
 use phat_primitives::AccountId;
 use phat_runtime::Limits;
+pub use phat_system::SystemSetup;
 
 use crate::WorkerError;
 
@@ -26,6 +27,21 @@ pub struct Genesis {
     /// The cluster owner: the only account whose commands may rotate the cluster secret or
     /// revoke a worker (`None`: nobody may, as in clusters created before owners existed).
     pub owner: Option<AccountId>,
+    /// The system contract every worker instantiates (from [`SystemSetup::instantiator`])
+    /// while applying the genesis, with its drivers (`None`: no system contract, as in
+    /// clusters created before it existed; `system_contract_id` then answers a fixed id).
+    pub system: Option<SystemSetup>,
+}
+
+/// The genesis of clusters created before [`Genesis::system`] existed.
+#[derive(Encode, Decode)]
+struct GenesisV4 {
+    balances: Vec<(AccountId, phat_primitives::Balance)>,
+    encryption: bool,
+    dev_root: Option<[u8; 32]>,
+    limits: Option<ClusterLimits>,
+    tee_policy: Option<String>,
+    owner: Option<AccountId>,
 }
 
 /// The genesis of clusters created before [`Genesis::owner`] existed.
@@ -62,6 +78,17 @@ impl Genesis {
         if let Ok(g) = Genesis::decode_all(&mut &raw[..]) {
             return Ok(g);
         }
+        if let Ok(v4) = GenesisV4::decode_all(&mut &raw[..]) {
+            return Ok(Genesis {
+                balances: v4.balances,
+                encryption: v4.encryption,
+                dev_root: v4.dev_root,
+                limits: v4.limits,
+                tee_policy: v4.tee_policy,
+                owner: v4.owner,
+                system: None,
+            });
+        }
         if let Ok(v3) = GenesisV3::decode_all(&mut &raw[..]) {
             return Ok(Genesis {
                 balances: v3.balances,
@@ -70,6 +97,7 @@ impl Genesis {
                 limits: v3.limits,
                 tee_policy: v3.tee_policy,
                 owner: None,
+                system: None,
             });
         }
         if let Ok(v2) = GenesisV2::decode_all(&mut &raw[..]) {
@@ -80,6 +108,7 @@ impl Genesis {
                 limits: v2.limits,
                 tee_policy: None,
                 owner: None,
+                system: None,
             });
         }
         let v1 = GenesisV1::decode_all(&mut &raw[..])
@@ -91,16 +120,33 @@ impl Genesis {
             limits: None,
             tee_policy: None,
             owner: None,
+            system: None,
         })
     }
 
+    /// The system contract's address, if the genesis sets one up.
+    pub fn system_contract(&self) -> Option<AccountId> {
+        self.system.as_ref().map(|s| s.address(self.owner))
+    }
+
     /// The digest a worker binds its sealed cluster secret to: blake2-256 of the SCALE
-    /// genesis, in the layout of clusters without an owner when it has none (so workers that
-    /// joined before owners existed still start).
+    /// genesis, in the oldest layout that holds all it sets (so workers that joined before
+    /// owners or system contracts existed still start).
     pub fn digest(&self) -> [u8; 32] {
-        match self.owner {
-            Some(_) => phat_primitives::blake2_256(&self.encode()),
-            None => phat_primitives::blake2_256(
+        match (&self.system, self.owner) {
+            (Some(_), _) => phat_primitives::blake2_256(&self.encode()),
+            (None, Some(owner)) => phat_primitives::blake2_256(
+                &GenesisV4 {
+                    balances: self.balances.clone(),
+                    encryption: self.encryption,
+                    dev_root: self.dev_root,
+                    limits: self.limits.clone(),
+                    tee_policy: self.tee_policy.clone(),
+                    owner: Some(owner),
+                }
+                .encode(),
+            ),
+            (None, None) => phat_primitives::blake2_256(
                 &GenesisV3 {
                     balances: self.balances.clone(),
                     encryption: self.encryption,
@@ -111,6 +157,67 @@ impl Genesis {
                 .encode(),
             ),
         }
+    }
+}
+
+/// Sets up the genesis's system contract in `session` (the genesis session, before command 1):
+/// uploads the drivers' code and the system contract's, and instantiates it from
+/// [`SystemSetup::instantiator`]. Genesis state is free: the instantiator pays no storage
+/// deposit. A setup the runtime refuses (code over the cluster's bounds) leaves the cluster
+/// without a system contract, the same way on every worker, and says so in the log; only a
+/// failure of this worker's own store is an error (the batch is retried).
+pub(crate) fn set_up_system(
+    session: &mut phat_runtime::Session,
+    genesis: &Genesis,
+    setup: &SystemSetup,
+    gas_limit: phat_primitives::Gas,
+) -> Result<Option<AccountId>, WorkerError> {
+    let refused = |what: &str, e: phat_runtime::ExecError| {
+        if e.is_deterministic() {
+            tracing::error!("genesis: the system contract was not set up ({what}: {e})");
+            Ok(None)
+        } else {
+            Err(WorkerError::Apply(format!("genesis: {what}: {e}")))
+        }
+    };
+    if let Err(m) = setup.check() {
+        tracing::error!("genesis: the system contract was not set up: {m}");
+        return Ok(None);
+    }
+    for (name, code) in &setup.drivers {
+        if let Err(e) = session.upload_code(code) {
+            return refused(&format!("uploading driver {name}"), e);
+        }
+    }
+    let code_hash = match session.upload_code(&setup.code) {
+        Ok(h) => h,
+        Err(e) => return refused("uploading its code", e),
+    };
+    let origin = SystemSetup::instantiator(genesis.owner);
+    let before = match session.balance(&origin) {
+        Ok(b) => b,
+        Err(e) => return refused("reading the owner's balance", e),
+    };
+    session.set_balance(&origin, phat_primitives::Balance::MAX / 2);
+    let outcome = session.instantiate(
+        origin,
+        code_hash,
+        0,
+        setup.constructor_input(),
+        phat_system::SALT,
+        gas_limit,
+    );
+    session.set_balance(&origin, before);
+    match outcome {
+        Ok(o) if !o.reverted && o.address.is_some() => {
+            tracing::debug!("genesis: system contract {:?}", o.address);
+            Ok(o.address)
+        }
+        Ok(_) => {
+            tracing::error!("genesis: the system contract's constructor reverted");
+            Ok(None)
+        }
+        Err(e) => refused("instantiating it", e),
     }
 }
 
@@ -267,6 +374,36 @@ mod tests {
             Genesis::decode_stored(&with_tee.encode()).unwrap(),
             with_tee
         );
+        // The layout before the system contract, and its digest, are kept.
+        let owned = Genesis {
+            owner: Some(AccountId([3; 32])),
+            ..with_tee.clone()
+        };
+        let v4 = GenesisV4 {
+            balances: owned.balances.clone(),
+            encryption: owned.encryption,
+            dev_root: owned.dev_root,
+            limits: owned.limits.clone(),
+            tee_policy: owned.tee_policy.clone(),
+            owner: owned.owner,
+        }
+        .encode();
+        assert_eq!(Genesis::decode_stored(&v4).unwrap(), owned);
+        assert_eq!(owned.digest(), phat_primitives::blake2_256(&v4));
+        let with_system = Genesis {
+            system: Some(SystemSetup::bundled()),
+            ..owned.clone()
+        };
+        assert_eq!(
+            Genesis::decode_stored(&with_system.encode()).unwrap(),
+            with_system
+        );
+        assert_ne!(with_system.digest(), owned.digest());
+        assert_eq!(
+            with_system.system_contract(),
+            Some(SystemSetup::bundled().address(owned.owner))
+        );
+        assert_eq!(owned.system_contract(), None);
         let mut applied = Limits::default();
         limits.apply_to(&mut applied);
         assert_eq!(applied.max_contract_storage, 1 << 20);

@@ -53,7 +53,7 @@ pub use egress::EgressConfig;
 pub use enclave::{
     dev_root_public, open_with_data_dir, read_or_create_root, ClusterRecord, CLUSTER_KEY,
 };
-pub use genesis::{ClusterLimits, Genesis};
+pub use genesis::{ClusterLimits, Genesis, SystemSetup};
 pub use phat_ledger as ledger;
 pub use phat_ledger::Ledger;
 pub use replica::{ReplicaConfig, CHECKPOINT_PREFIX};
@@ -204,6 +204,8 @@ pub(crate) struct Inner {
     pub(crate) pink: Arc<pink_host::PinkShared>,
     /// The cluster's genesis, read from the ledger when the worker starts.
     pub(crate) genesis: Genesis,
+    /// The pink dispatcher's settings: the system contract's id comes from the genesis.
+    pub(crate) pink_config: phat_pink::PinkConfig,
     /// Keys that exist in plaintext only inside this process.
     pub(crate) enclave: Arc<enclave::Enclave>,
     /// Checkpoints and the divergence verdict.
@@ -278,6 +280,12 @@ impl Worker {
                 recent_nonces: Mutex::new(Default::default()),
                 metrics,
                 pink,
+                pink_config: phat_pink::PinkConfig {
+                    system_contract: genesis
+                        .system_contract()
+                        .unwrap_or_else(phat_pink::default_system_contract_id),
+                    ..Default::default()
+                },
                 genesis,
                 enclave,
                 opened: Mutex::new(Default::default()),

@@ -68,6 +68,7 @@ async fn start(
         limits: None,
         tee_policy: None,
         owner: Some(Signer::from_suri("//Alice").unwrap().account()),
+        system: Some(phat_worker::SystemSetup::bundled()),
     };
     ledger
         .create_meta(

@@ -232,10 +232,13 @@ fn chain_facts() {
 #[test]
 fn unsupported_functions_answer_in_their_types() {
     let f = Fixture::new();
+    // Only the system contract may import system code; it gets `None`.
+    let system = crate::default_system_contract_id();
+    let out = f.call_as(Command, system, 20, CONTRACT).unwrap();
+    assert_eq!(out.output, [0], "import_latest_system_code: None");
     assert_eq!(
-        f.ok(Command, 20, CONTRACT),
-        [0],
-        "import_latest_system_code: None"
+        f.failed(Command, 20, CONTRACT),
+        "import_latest_system_code: reserved for the system contract"
     );
     let js = f.ok(
         Query,

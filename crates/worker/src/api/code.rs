@@ -197,7 +197,14 @@ pub(super) async fn get_metadata(
         }
         None => legacy_metadata_key(&hash),
     };
-    match w.inner.ledger.get_meta(&key).await.map_err(ledger_err)? {
+    let stored = w.inner.ledger.get_meta(&key).await.map_err(ledger_err)?;
+    // The system contract's metadata ships with the worker: nobody publishes it.
+    let stored = stored.or_else(|| {
+        let system = w.inner.genesis.system.as_ref()?;
+        (system.code == phat_system::SYSTEM_WASM && system.code_hash() == hash)
+            .then(|| phat_system::SYSTEM_METADATA.as_bytes().to_vec())
+    });
+    match stored {
         Some(bytes) => Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response()),
         None => Err(ApiErr::new(
             StatusCode::NOT_FOUND,

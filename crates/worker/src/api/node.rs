@@ -107,5 +107,6 @@ fn info_json(w: &Worker) -> ApiResult<WorkerInfo> {
             .max(head.seq),
         pid: std::process::id(),
         diverged: w.inner.replica.diverged().map(|d| d.to_string()),
+        system_contract: w.inner.genesis.system_contract(),
     }))
 }

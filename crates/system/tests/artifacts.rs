@@ -1,0 +1,35 @@
+//! The committed artifacts are what their source builds to: a stale system contract would
+//! give new clusters code nobody can review.
+
+use std::path::Path;
+
+/// Builds `contracts/phala/<name>` with `phat build`'s defaults; the wasm.
+fn build(name: &str) -> Vec<u8> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../contracts/phala")
+        .join(name)
+        .join("Cargo.toml");
+    let mut opts = phat_builder::BuildOptions::new(&manifest);
+    opts.metadata = false;
+    let a = phat_builder::build(&opts, |_| {}).unwrap_or_else(|e| panic!("building {name}: {e}"));
+    std::fs::read(&a.wasm).unwrap_or_else(|e| panic!("reading {}: {e}", a.wasm.display()))
+}
+
+#[test]
+fn the_committed_system_contract_and_js_delegate_match_their_source() {
+    for (name, committed) in [
+        ("system", phat_system::SYSTEM_WASM),
+        ("js-delegate", phat_system::JS_DELEGATE_WASM),
+    ] {
+        let built = build(name);
+        assert!(
+            built == committed,
+            "crates/system/artifacts/{name}.wasm ({} bytes, code hash {}) is not what \
+             contracts/phala/{name} builds to ({} bytes, code hash {}): run scripts/system-contract",
+            committed.len(),
+            phat_primitives::CodeHash::of(committed),
+            built.len(),
+            phat_primitives::CodeHash::of(&built),
+        );
+    }
+}
