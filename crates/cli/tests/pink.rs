@@ -226,6 +226,24 @@ async fn a_contract_built_with_pink_extension_runs_unmodified() {
     );
     assert!(bomb.contains("out of memory"), "{bomb}");
     assert_eq!(js("1 + 1", &[]), "Ok(Other(2))", "the worker serves on");
+    // Scripts fetch with the contract's egress rules: the local API answers; the worker's own
+    // API is refused (a thrown error the script sees).
+    let price = format!("{api}/price");
+    assert_eq!(
+        js(
+            "pink.httpRequest({url: scriptArgs[0], returnTextBody: true}).body",
+            &[&price]
+        ),
+        "Ok(String({usd: 42.5}))"
+    );
+    let inward = js(
+        "pink.httpRequest({url: scriptArgs[0]}).statusCode",
+        &[&format!("{}/v1/info", dev.workers[0])],
+    );
+    assert!(
+        inward.starts_with("Ok(Exception(Error: http request failed:"),
+        "{inward}"
+    );
     // console.log reaches the live log of the worker that ran the query.
     let w0 = dev.workers[0].clone();
     let client = Client::new(&w0).unwrap();

@@ -4,7 +4,10 @@
 //! by [`JsLimits`]: a heap limit (an allocation past it throws), a stack limit (deep recursion
 //! throws), a deadline (checked by QuickJS's interrupt handler, so a loop ends), and caps on
 //! the result and on `console` output. The scripts see `scriptArgs` (the call's string
-//! arguments) and `console.log/info/warn/error`; no timers, modules, files or network.
+//! arguments), `console.log/info/warn/error` and, when the embedder gives a [`JsHost`],
+//! `pink.httpRequest` (synchronous, as in Phala's engine; at most
+//! [`JsLimits::max_http_requests`] per call, each bounded by the time left). No timers,
+//! modules or files.
 //!
 //! Why QuickJS: a heap limit and an interrupt handler are part of its runtime, so a hostile
 //! script is stopped by the engine itself; Boa (pure Rust) has loop and recursion limits but no
@@ -33,11 +36,13 @@ pub struct JsLimits {
     pub max_log_lines: usize,
     /// Bytes of one `console` line (longer ones are cut).
     pub max_log_line: usize,
+    /// `pink.httpRequest` calls allowed (later ones throw).
+    pub max_http_requests: usize,
 }
 
 impl JsLimits {
     /// The defaults with `time` to run: 16 MiB of heap, 256 KiB of stack, 64 KiB of
-    /// result, 100 log lines of at most 1 KiB.
+    /// result, 100 log lines of at most 1 KiB, 5 HTTP requests.
     pub fn with_time(time: Duration) -> Self {
         Self {
             memory: 16 << 20,
@@ -46,6 +51,7 @@ impl JsLimits {
             max_output: 64 << 10,
             max_log_lines: 100,
             max_log_line: 1 << 10,
+            max_http_requests: 5,
         }
     }
 }
@@ -98,11 +104,54 @@ pub enum LogLevel {
     Info,
 }
 
+/// An HTTP request a script made (`pink.httpRequest`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Absolute URL.
+    pub url: String,
+    /// Method (`GET` when the script names none).
+    pub method: String,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// Body (a string's UTF-8, or a `Uint8Array`'s bytes).
+    pub body: Vec<u8>,
+}
+
+/// The answer to an [`HttpRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status_code: u16,
+    /// Reason phrase.
+    pub reason_phrase: String,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// What scripts reach outside the engine, provided by the embedder (the worker's egress).
+pub trait JsHost {
+    /// Sends `req`, waiting at most `timeout` (already bounded by the call's deadline); the
+    /// error is thrown to the script as it is.
+    fn http_request(&self, req: HttpRequest, timeout: Duration) -> Result<HttpResponse, String>;
+}
+
 /// Runs `codes` in order in one fresh runtime with `scriptArgs` = `args`; the value of the
-/// last is the result.
+/// last is the result. Scripts get no `pink.httpRequest`.
 pub fn eval(codes: &[JsCode], args: &[String], limits: &JsLimits) -> JsOutcome {
+    eval_with_host(codes, args, limits, None)
+}
+
+/// [`eval`], with `pink.httpRequest` served by `host` when it is given.
+pub fn eval_with_host(
+    codes: &[JsCode],
+    args: &[String],
+    limits: &JsLimits,
+    host: Option<Rc<dyn JsHost>>,
+) -> JsOutcome {
     let logs = Rc::new(RefCell::new(Logs::default()));
-    let value = run(codes, args, limits, &logs);
+    let value = run(codes, args, limits, &logs, host);
     let logs = Rc::try_unwrap(logs)
         .map(RefCell::into_inner)
         .unwrap_or_else(|shared| shared.borrow().clone());
@@ -119,7 +168,13 @@ struct Logs {
     dropped: usize,
 }
 
-fn run(codes: &[JsCode], args: &[String], limits: &JsLimits, logs: &Rc<RefCell<Logs>>) -> JsValue {
+fn run(
+    codes: &[JsCode],
+    args: &[String],
+    limits: &JsLimits,
+    logs: &Rc<RefCell<Logs>>,
+    host: Option<Rc<dyn JsHost>>,
+) -> JsValue {
     if codes.iter().any(|c| matches!(c, JsCode::Bytecode(_))) {
         return JsValue::Exception(
             "compiled bytecode is not accepted (phat runs JavaScript source only)".into(),
@@ -141,7 +196,11 @@ fn run(codes: &[JsCode], args: &[String], limits: &JsLimits, logs: &Rc<RefCell<L
         Err(e) => return JsValue::Exception(format!("cannot start the engine: {e}")),
     };
     context.with(|ctx| {
-        if let Err(e) = install_globals(&ctx, args, limits, logs) {
+        let installed = install_globals(&ctx, args, limits, logs).and_then(|()| match host {
+            Some(host) => install_http(&ctx, host, limits),
+            None => Ok(()),
+        });
+        if let Err(e) = installed {
             return JsValue::Exception(format!("cannot set up the script's globals: {e}"));
         }
         let mut last = JsValue::Undefined;
@@ -199,6 +258,86 @@ fn install_globals<'js>(
         console.set(name, f)?;
     }
     globals.set("console", console)
+}
+
+/// `pink.httpRequest({url, method, headers, body, returnTextBody})`: Phala's synchronous
+/// request, answered `{statusCode, reasonPhrase, headers, body}` (`body` a string when
+/// `returnTextBody`, else a `Uint8Array`); a failed request throws.
+fn install_http<'js>(
+    ctx: &Ctx<'js>,
+    host: Rc<dyn JsHost>,
+    limits: &JsLimits,
+) -> rquickjs::Result<()> {
+    let (deadline, max) = (limits.deadline, limits.max_http_requests);
+    let sent = Rc::new(std::cell::Cell::new(0usize));
+    let f = Function::new(
+        ctx.clone(),
+        move |ctx: Ctx<'js>, opts: Object<'js>| -> rquickjs::Result<Object<'js>> {
+            let throw = |m: String| Err(rquickjs::Exception::throw_message(&ctx, &m));
+            if sent.get() >= max {
+                return throw(format!("at most {max} HTTP requests per call"));
+            }
+            sent.set(sent.get() + 1);
+            let Some(url) = opts.get::<_, Option<String>>("url")? else {
+                return throw("httpRequest needs a `url` string".into());
+            };
+            let method = opts
+                .get::<_, Option<String>>("method")?
+                .unwrap_or_else(|| "GET".into());
+            let mut headers = Vec::new();
+            if let Some(h) = opts.get::<_, Option<Object<'js>>>("headers")? {
+                for pair in h.props::<String, rquickjs::convert::Coerced<String>>() {
+                    let (name, value) = pair?;
+                    headers.push((name, value.0));
+                }
+            }
+            let body: Value<'js> = opts.get("body")?;
+            let body = if body.is_undefined() || body.is_null() {
+                Vec::new()
+            } else if let Some(s) = body.as_string() {
+                s.to_string()?.into_bytes()
+            } else if let Ok(bytes) = TypedArray::<u8>::from_value(body) {
+                let b: &[u8] = bytes.as_ref();
+                b.to_vec()
+            } else {
+                return throw("httpRequest's `body` is a string or a Uint8Array".into());
+            };
+            let text = opts
+                .get::<_, Option<bool>>("returnTextBody")?
+                .unwrap_or(false);
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            if timeout.is_zero() {
+                return throw("the query has no time left".into());
+            }
+            let request = HttpRequest {
+                url,
+                method,
+                headers,
+                body,
+            };
+            let response = match host.http_request(request, timeout) {
+                Ok(r) => r,
+                Err(m) => return throw(format!("http request failed: {m}")),
+            };
+            let out = Object::new(ctx.clone())?;
+            out.set("statusCode", response.status_code)?;
+            out.set("reasonPhrase", response.reason_phrase)?;
+            let headers = Object::new(ctx.clone())?;
+            for (name, value) in response.headers {
+                headers.set(name, value)?;
+            }
+            out.set("headers", headers)?;
+            if text {
+                out.set("body", String::from_utf8_lossy(&response.body).into_owned())?;
+            } else {
+                out.set("body", TypedArray::<u8>::new(ctx.clone(), response.body)?)?;
+            }
+            Ok(out)
+        },
+    )?;
+    let pink = Object::new(ctx.clone())?;
+    pink.set("httpRequest", f)?;
+    ctx.globals().set("pink", pink)
 }
 
 /// `v` as `String(v)` would print it.

@@ -134,3 +134,99 @@ fn hostile_scripts_are_stopped_by_the_limits() {
     // The engine is fine afterwards.
     assert_eq!(js("6 * 7"), JsValue::Other("42".into()));
 }
+
+/// A host answering every request with its own description, or failing on `/fail`.
+struct Echo {
+    seen: std::cell::RefCell<Vec<(phat_js::HttpRequest, Duration)>>,
+}
+
+impl phat_js::JsHost for Echo {
+    fn http_request(
+        &self,
+        req: phat_js::HttpRequest,
+        timeout: Duration,
+    ) -> Result<phat_js::HttpResponse, String> {
+        self.seen.borrow_mut().push((req.clone(), timeout));
+        if req.url.ends_with("/fail") {
+            return Err("Timeout: no answer".into());
+        }
+        Ok(phat_js::HttpResponse {
+            status_code: 201,
+            reason_phrase: "Created".into(),
+            headers: vec![("x-method".into(), req.method.clone())],
+            body: format!("{} {} bytes", req.url, req.body.len()).into_bytes(),
+        })
+    }
+}
+
+fn with_http(source: &str, time: Duration) -> (JsValue, Vec<(phat_js::HttpRequest, Duration)>) {
+    let host = std::rc::Rc::new(Echo {
+        seen: Default::default(),
+    });
+    let out = phat_js::eval_with_host(
+        &[JsCode::Source(source.into())],
+        &[],
+        &JsLimits::with_time(time),
+        Some(host.clone()),
+    );
+    (out.value, host.seen.take())
+}
+
+#[test]
+fn scripts_make_http_requests_through_the_host() {
+    let second = Duration::from_secs(5);
+    let (v, seen) = with_http(
+        "const r = pink.httpRequest({url: 'http://api/x', returnTextBody: true}); \
+         [r.statusCode, r.reasonPhrase, r.headers['x-method'], r.body].join('|')",
+        second,
+    );
+    assert_eq!(
+        v,
+        JsValue::String("201|Created|GET|http://api/x 0 bytes".into())
+    );
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].1 <= second && seen[0].1 > Duration::from_secs(4));
+    // A body, a method and headers go out as given; the answer's body is bytes by default.
+    let (v, seen) = with_http(
+        "const r = pink.httpRequest({url: 'http://api/y', method: 'POST', \
+           headers: {'content-type': 'text/plain', n: 7}, body: new Uint8Array([1, 2, 3])}); \
+         r.body instanceof Uint8Array ? r.body.length : -1",
+        second,
+    );
+    assert_eq!(v, JsValue::Other("20".into()));
+    let req = &seen[0].0;
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.body, vec![1, 2, 3]);
+    assert_eq!(
+        req.headers,
+        vec![
+            ("content-type".to_string(), "text/plain".to_string()),
+            ("n".to_string(), "7".to_string())
+        ]
+    );
+    // Failures and bad arguments throw; the script may catch them.
+    let (v, _) = with_http(
+        "try { pink.httpRequest({url: 'http://api/fail'}) } catch (e) { 'caught: ' + e.message }",
+        second,
+    );
+    assert_eq!(
+        v,
+        JsValue::String("caught: http request failed: Timeout: no answer".into())
+    );
+    assert!(exception(with_http("pink.httpRequest({})", second).0).contains("`url`"));
+    assert!(
+        exception(with_http("pink.httpRequest({url: 'u', body: 5})", second).0)
+            .contains("string or a Uint8Array")
+    );
+}
+
+#[test]
+fn http_requests_are_bounded_per_call_and_absent_without_a_host() {
+    let (v, seen) = with_http(
+        "for (let i = 0; i < 100; i++) pink.httpRequest({url: 'http://api/' + i})",
+        Duration::from_secs(5),
+    );
+    assert!(exception(v).contains("at most 5 HTTP requests"));
+    assert_eq!(seen.len(), 5, "the sixth was never sent");
+    assert_eq!(js("typeof pink"), JsValue::String("undefined".into()));
+}

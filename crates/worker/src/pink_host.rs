@@ -219,7 +219,20 @@ impl PinkHost for WorkerHost {
                 phat_pink::JsCode::Bytecode(b) => phat_js::JsCode::Bytecode(b),
             })
             .collect();
-        let out = phat_js::eval(&codes, &args, &phat_js::JsLimits::with_time(timeout));
+        let http = std::rc::Rc::new(ScriptHttp {
+            egress: self.shared.egress.clone(),
+            handle: tokio::runtime::Handle::try_current().ok(),
+            failures: Default::default(),
+        });
+        let out = phat_js::eval_with_host(
+            &codes,
+            &args,
+            &phat_js::JsLimits::with_time(timeout),
+            Some(http.clone()),
+        );
+        for failure in http.failures.take() {
+            self.push_log(contract, Mode::Query, "warn", failure);
+        }
         for (level, line) in out.logs {
             let level = match level {
                 phat_js::LogLevel::Error => "error",
@@ -239,6 +252,48 @@ impl PinkHost for WorkerHost {
             phat_js::JsValue::Bytes(b) => phat_pink::JsValue::Bytes(b),
             phat_js::JsValue::Other(s) => phat_pink::JsValue::Other(s),
             phat_js::JsValue::Exception(s) => phat_pink::JsValue::Exception(s),
+        }
+    }
+}
+
+/// `pink.httpRequest` for scripts: the contract's own egress rules, on this worker's runtime.
+struct ScriptHttp {
+    egress: Egress,
+    handle: Option<tokio::runtime::Handle>,
+    /// Refused requests, for the contract's log.
+    failures: std::cell::RefCell<Vec<String>>,
+}
+
+impl phat_js::JsHost for ScriptHttp {
+    fn http_request(
+        &self,
+        req: phat_js::HttpRequest,
+        timeout: Duration,
+    ) -> Result<phat_js::HttpResponse, String> {
+        let Some(handle) = &self.handle else {
+            return Err("no runtime to send it on".into());
+        };
+        let req = HttpRequest {
+            url: req.url,
+            method: req.method,
+            headers: req.headers,
+            body: req.body,
+        };
+        let egress = self.egress.clone();
+        match handle.block_on(async move { egress.send(req, timeout).await }) {
+            Ok(r) => Ok(phat_js::HttpResponse {
+                status_code: r.status_code,
+                reason_phrase: r.reason_phrase,
+                headers: r.headers,
+                body: r.body,
+            }),
+            Err(Refusal(kind, why)) => {
+                let message = format!("{kind:?}: {why}");
+                self.failures
+                    .borrow_mut()
+                    .push(format!("js: http request failed ({message})"));
+                Err(message)
+            }
         }
     }
 }
