@@ -271,10 +271,25 @@ async fn a_contract_built_with_pink_extension_runs_unmodified() {
     .expect("the console line did not reach the log stream");
     assert_eq!(line.message, "js: hello from js 42");
     // In a command every worker refuses it the same way (JavaScript is not deterministic).
-    let out = run(&ep, &["tx", &id, "js_command", "1"]);
+    fails_alike(&dev, &[&id, "js_command", "1"], "only available in queries").await;
+}
+
+/// Runs `tx args`, which must fail with `expected` in its error; both workers reach its seq
+/// with the same state root. Returns their infos.
+async fn fails_alike(
+    dev: &Dev,
+    args: &[&str],
+    expected: &str,
+) -> (
+    phat_client::primitives::protocol::WorkerInfo,
+    phat_client::primitives::protocol::WorkerInfo,
+) {
+    let mut all = vec!["tx"];
+    all.extend_from_slice(args);
+    let out = run(&dev.endpoint, &all);
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("only available in queries"), "{text}");
+    assert!(text.contains(expected), "{text}");
     let seq: u64 = text
         .split("seq ")
         .nth(1)
@@ -284,6 +299,7 @@ async fn a_contract_built_with_pink_extension_runs_unmodified() {
     let a = wait_seq(&dev.workers[0], seq).await;
     let b = wait_seq(&dev.workers[1], seq).await;
     assert_eq!((a.seq, a.state_root), (b.seq, b.state_root));
+    (a, b)
 }
 
 /// The hex form of `wasm`'s code hash.
@@ -406,18 +422,11 @@ async fn the_system_contract_answers_systemref_and_runs_phat_js() {
     );
     // The function Phala reserves for the system contract traps in any other contract, the
     // same way on both workers.
-    let out = run(&ep, &["tx", &id, "import_system_code"]);
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("reserved for the system contract"), "{text}");
-    let seq: u64 = text
-        .split("seq ")
-        .nth(1)
-        .and_then(|s| s.split(':').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{text}"));
-    let a = wait_seq(&dev.workers[0], seq).await;
-    let b = wait_seq(&dev.workers[1], seq).await;
-    assert_eq!((a.seq, a.state_root), (b.seq, b.state_root));
+    let (a, b) = fails_alike(
+        &dev,
+        &[&id, "import_system_code"],
+        "reserved for the system contract",
+    )
+    .await;
     assert_eq!(a.system_contract, b.system_contract);
 }
