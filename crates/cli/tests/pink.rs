@@ -420,6 +420,29 @@ async fn the_system_contract_answers_systemref_and_runs_phat_js() {
         query(&[&system, "System::upgrade_runtime", "(1, 1)"]),
         "Ok(Err(ConditionNotMet))"
     );
+    // The upgrade path: only the owner sets the system contract's code, to uploaded code;
+    // Phala's `upgrade_system_contract` has no chain storage to import from.
+    assert_eq!(
+        tx(&[&system, "set_code", &system_code, "--suri", "//Bob"]),
+        "Ok(Err(PermisionDenied))"
+    );
+    assert_eq!(
+        tx(&[&system, "set_code", &format!("0x{}", "11".repeat(32))]),
+        "Ok(Err(CodeNotFound))"
+    );
+    assert_eq!(
+        tx(&[&system, "System::upgrade_system_contract"]),
+        "Ok(Err(CodeNotFound))"
+    );
+    let upgraded = run_json(&ep, &["tx", &system, "set_code", &system_code]);
+    assert_eq!(upgraded["decoded"], "Ok(Ok(()))", "{upgraded}");
+    let events = upgraded["events_decoded"].to_string();
+    assert!(events.contains("CodeUpgraded"), "{events}");
+    assert_eq!(
+        query(&[&system, "System::version"]),
+        "Ok((1, 0, 0))",
+        "the system contract still answers"
+    );
     // The function Phala reserves for the system contract traps in any other contract, the
     // same way on both workers.
     let (a, b) = fails_alike(

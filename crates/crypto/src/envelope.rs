@@ -116,7 +116,17 @@ pub fn seal(
     purpose: Purpose,
     plaintext: &[u8],
 ) -> Result<(Sealed, SessionKeys), CryptoError> {
-    let ephemeral = EnvelopeSecret::generate();
+    seal_with_ephemeral(&EnvelopeSecret::generate(), recipient, purpose, plaintext)
+}
+
+/// [`seal`] with a given ephemeral key: only for reproducible test vectors (an ephemeral key
+/// used twice would reuse the envelope's keys and nonces).
+pub fn seal_with_ephemeral(
+    ephemeral: &EnvelopeSecret,
+    recipient: &[u8; 32],
+    purpose: Purpose,
+    plaintext: &[u8],
+) -> Result<(Sealed, SessionKeys), CryptoError> {
     let epk = ephemeral.public();
     let shared = ephemeral.0.diffie_hellman(&PublicKey::from(*recipient));
     if !shared.was_contributory() {

@@ -43,12 +43,12 @@ pub fn derive(ikm: &[u8], domain: &str, parts: &[&[u8]]) -> Secret32 {
     out
 }
 
-/// Like [`derive`], filling `out` (any length up to 8160 bytes).
+/// Like [`derive`], filling `out` (any length up to 8160 bytes; longer panics).
 #[allow(
     clippy::expect_used,
     reason = "HKDF-SHA256 fails only past 8160 bytes of output; callers ask for far less"
 )]
-pub(crate) fn expand(ikm: &[u8], domain: &str, parts: &[&[u8]], out: &mut [u8]) {
+pub fn expand(ikm: &[u8], domain: &str, parts: &[&[u8]], out: &mut [u8]) {
     let mut info = Vec::with_capacity(domain.len() + 64);
     info.extend_from_slice(&(domain.len() as u32).to_le_bytes());
     info.extend_from_slice(domain.as_bytes());

@@ -17,8 +17,10 @@ pub mod seal;
 pub mod storage;
 
 pub use attest::{Attestation, AttestationPolicy, AttestationReport, Claims, DevAttestation};
-pub use envelope::{seal, EnvelopeSecret, Purpose, Sealed, SessionKeys, ENVELOPE_VERSION};
-pub use keys::{contract_key_material, derive, ClusterSecret, ContractKeyKind, Secret32};
+pub use envelope::{
+    seal, seal_with_ephemeral, EnvelopeSecret, Purpose, Sealed, SessionKeys, ENVELOPE_VERSION,
+};
+pub use keys::{contract_key_material, derive, expand, ClusterSecret, ContractKeyKind, Secret32};
 pub use seal::SealingKey;
 pub use storage::StorageCipher;
 

@@ -1,0 +1,90 @@
+/** SCALE codecs of phat's protocol types (`crates/primitives/src/protocol.rs`), on `scale-ts`.
+ * Field order and enum indexes follow the Rust definitions exactly: the bytes are what the
+ * worker decodes and what signatures cover. */
+import {
+  _void,
+  Bytes,
+  Enum,
+  Option,
+  Struct,
+  str,
+  u8,
+  u32,
+  u64,
+  u128,
+  Vector,
+  bool,
+  type CodecType,
+} from "scale-ts";
+import { concatBytes, utf8ToBytes } from "./bytes.js";
+
+/** 32 bytes: account ids, hashes, keys. */
+export const H256 = Bytes(32);
+/** Variable-length bytes (`Vec<u8>`). */
+export const VecU8 = Bytes();
+
+/** `Mode`: query or command. */
+export const Mode = Enum({ Query: _void, Command: _void });
+
+/** `ClusterOp`: the owner's changes to the cluster. */
+export const ClusterOp = Enum({ RotateKey: _void, RevokeWorker: Struct({ worker: H256 }) });
+
+/** `ScheduleDef` and its parts. */
+export const ScheduleSpec = Enum({ Every: Struct({ ms: u64 }), Cron: Struct({ expr: str }) });
+/** `MissedTicks`. */
+export const MissedTicks = Enum({ Skip: _void, RunOnce: _void });
+/** `ScheduleDef`. */
+export const ScheduleDef = Struct({ spec: ScheduleSpec, data: VecU8, gas_limit: u64, missed: MissedTicks });
+/** `ScheduleOp`. */
+export const ScheduleOp = Enum({
+  Add: Struct({ contract: H256, def: ScheduleDef }),
+  Remove: Struct({ contract: H256, id: u32 }),
+});
+
+/** `Call`: what a request asks for. */
+export const Call = Enum({
+  Instantiate: Struct({ code_hash: H256, value: u128, data: VecU8, salt: VecU8, gas_limit: u64 }),
+  Call: Struct({ dest: H256, value: u128, data: VecU8, gas_limit: u64 }),
+  Cluster: Struct({ op: ClusterOp }),
+  Schedule: Struct({ op: ScheduleOp }),
+});
+/** A `Call` value. */
+export type CallValue = CodecType<typeof Call>;
+
+/** `RequestBody`: the signed part of a request. */
+export const RequestBody = Struct({ mode: Mode, call: Call, nonce: u64, expires_at: u64 });
+/** A `RequestBody` value. */
+export type RequestBodyValue = CodecType<typeof RequestBody>;
+
+/** `SignedRequest`: the SCALE body, the signer and its sr25519 signature. */
+export const SignedRequest = Struct({ body: VecU8, signer: H256, signature: VecU8 });
+/** A `SignedRequest` value. */
+export type SignedRequestValue = CodecType<typeof SignedRequest>;
+
+/** `Sealed`: an envelope's first message. */
+export const Sealed = Struct({ version: u8, ephemeral: H256, ciphertext: VecU8 });
+
+/** `QueryOpen`: a session's first message. */
+export const QueryOpen = Struct({ request: SignedRequest, min_seq: Option(u64) });
+/** `SessionQuery`: a later message of a session. */
+export const SessionQuery = Struct({ call: Call, min_seq: Option(u64) });
+
+/** `CallOutput`. */
+export const CallOutput = Struct({ data: VecU8, reverted: bool, address: Option(H256) });
+/** `CallError`. */
+export const CallError = Struct({ kind: str, message: str });
+/** `CallResult`: output, typed error, or the result sealed to the caller. */
+export const CallResult = Enum({ Ok: CallOutput, Err: CallError, Sealed: VecU8 });
+/** A `CallResult` value. */
+export type CallResultValue = CodecType<typeof CallResult>;
+
+/** `EventRecord`. */
+export const EventRecord = Struct({ contract: H256, topics: Vector(H256), data: VecU8 });
+
+/** The domain tag of request signatures (`REQUEST_SIGNING_DOMAIN`). */
+export const REQUEST_SIGNING_DOMAIN = utf8ToBytes("phat/request/v2:");
+
+/** The bytes a caller signs: the domain tag, the cluster's envelope key, the SCALE body. */
+export function signingPayload(cluster: Uint8Array, body: Uint8Array): Uint8Array {
+  return concatBytes(REQUEST_SIGNING_DOMAIN, cluster, body);
+}

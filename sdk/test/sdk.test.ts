@@ -1,0 +1,41 @@
+/** Unit tests of the protocol core, and the cross-implementation vectors. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { x25519 } from "@noble/curves/ed25519.js";
+import { EnvelopeError, openSealed, seal, Signer, SuriError, toHex, utf8ToBytes } from "../src/index.js";
+import { check, load, produce } from "./vectors.js";
+
+test("dev accounts match Substrate's", () => {
+  // The well-known public keys of //Alice and //Bob.
+  assert.equal(toHex(Signer.fromSuri("//Alice").publicKey), "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d");
+  assert.equal(toHex(Signer.fromSuri("//Bob").publicKey), "0x8eaf04151687736326c9fea17e25fc5287613693c912909cb226aa4794f26a48");
+  assert.throws(() => Signer.fromSuri("not a mnemonic at all"), SuriError);
+  assert.throws(() => Signer.fromSuri("0x1234"), TypeError);
+});
+
+test("envelopes open only with the right key, purpose and counter", () => {
+  const secret = new Uint8Array(32).fill(5);
+  const { sealed, keys } = seal(x25519.getPublicKey(secret), "query", utf8ToBytes("hi"));
+  const { plaintext, keys: server } = openSealed(secret, "query", sealed);
+  assert.deepEqual(plaintext, utf8ToBytes("hi"));
+  assert.deepEqual(keys.openReply(3n, server.sealReply(3n, utf8ToBytes("yo"))), utf8ToBytes("yo"));
+  assert.throws(() => openSealed(secret, "command", sealed), EnvelopeError);
+  assert.throws(() => openSealed(new Uint8Array(32).fill(6), "query", sealed), EnvelopeError);
+  assert.throws(() => keys.openReply(4n, server.sealReply(3n, utf8ToBytes("yo"))), EnvelopeError);
+  const tampered = { ...sealed, ciphertext: sealed.ciphertext.map((b, i) => (i === 0 ? b ^ 1 : b)) };
+  assert.throws(() => openSealed(secret, "query", tampered), EnvelopeError);
+});
+
+test("this SDK's own vectors check", () => {
+  check(produce());
+});
+
+test("the committed TypeScript vectors still check (regenerate: npm run vectors)", () => {
+  check(load("ts"));
+});
+
+test("the Rust client's vectors check here", () => {
+  const v = load("rust");
+  assert.equal(v.producer, "rust");
+  check(v);
+});
