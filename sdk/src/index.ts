@@ -1,8 +1,9 @@
-/** `@phat/sdk`: talk to a phat cluster from Node and the browser. This release has the
- * protocol core, byte-compatible with the Rust client: SCALE codecs of the protocol types,
- * envelopes (sealed commands, query sessions), sr25519 signers from secret URIs, and signed
- * requests. */
+/** `@phat/sdk`: talk to a phat cluster from Node and the browser, byte-compatible with the
+ * Rust client: attested workers (`PhatClient.connect`), sealed commands, encrypted query
+ * sessions, signed uploads; SCALE codecs of the protocol types, envelopes, and sr25519
+ * signers from secret URIs. */
 export * from "./bytes.js";
+export * from "./client.js";
 export * as codec from "./codec.js";
 export { signingPayload } from "./codec.js";
 export * from "./envelope.js";

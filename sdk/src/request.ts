@@ -3,8 +3,8 @@ import { randomBytes } from "@noble/hashes/utils.js";
 import { RequestBody, SignedRequest, signingPayload, type CallValue, type SignedRequestValue } from "./codec.js";
 import type { Signer } from "./signer.js";
 
-/** How long a request stays valid by default (ms); workers accept at most one hour. */
-export const DEFAULT_TTL_MS = 5 * 60 * 1000;
+/** How long a request stays valid by default (ms), as the Rust client; workers accept at most one hour. */
+export const DEFAULT_TTL_MS = 120 * 1000;
 
 /** A fresh random request nonce. */
 export function randomNonce(): bigint {

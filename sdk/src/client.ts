@@ -1,0 +1,413 @@
+/** `PhatClient`: one endpoint of a cluster (a worker, or `phat dev`'s endpoint). It checks the
+ * worker's attestation before sending anything, seals commands to the cluster key and queries
+ * to the worker's key (in a session reused while it lasts), and opens sealed results. The
+ * same rules as the Rust client (`crates/client`). */
+import { ed25519 } from "@noble/curves/ed25519.js";
+import { blake2b } from "@noble/hashes/blake2.js";
+import { concatBytes, equalBytes, fromHex, toHex, u64le, utf8ToBytes } from "./bytes.js";
+import * as codec from "./codec.js";
+import { seal, type SessionKeys } from "./envelope.js";
+import { DEFAULT_TTL_MS, signRequest } from "./request.js";
+import type { Signer } from "./signer.js";
+
+/** An attestation report as `/v1/info` shows it (hex strings). */
+export interface AttestationReport {
+  provider: string;
+  measurement: string;
+  worker_key: string;
+  cluster_key: string | null;
+  encryption: boolean;
+  issued_at: number;
+  signer: string;
+  signature: string;
+}
+
+/** A worker's `/v1/info`. */
+export interface WorkerInfo {
+  worker_key: string;
+  cluster_key: string;
+  epoch?: number;
+  envelope_key?: string;
+  encryption: boolean;
+  attestation: AttestationReport;
+  version: string;
+  name: string;
+  seq: number;
+  state_root: string;
+  ledger_head: number;
+  system_contract?: string;
+  diverged?: string;
+}
+
+/** A call's outcome: output, typed error. */
+export type CallResult =
+  | { ok: { data: string; reverted: boolean; address: string | null } }
+  | { err: { kind: string; message: string } };
+
+/** An event a call emitted. */
+export interface EventRecord {
+  contract: string;
+  topics: string[];
+  data: string;
+}
+
+/** A query's answer. */
+export interface QueryResponse {
+  result: CallResult;
+  gas_used: number;
+  events: EventRecord[];
+  debug_message: string;
+  seq: number;
+  state_root: string;
+}
+
+/** A command's receipt, identical on every worker (its result opened for the caller). */
+export interface Receipt {
+  seq: number;
+  request: string;
+  caller: string;
+  timestamp: number;
+  result: CallResult;
+  events: EventRecord[];
+  gas_used: number;
+  state_root: string;
+}
+
+/** The answer to a command submission. */
+export interface Submitted {
+  seq: number;
+  request: string;
+  receipt?: Receipt | null;
+}
+
+/** A line of a contract's log. */
+export interface LogEntry {
+  contract: string;
+  level: string;
+  origin: string;
+  seq: number | null;
+  timestamp: number;
+  message: string;
+  index?: number | null;
+}
+
+/** What the worker said no to: its HTTP status and typed error (`kind` is stable). */
+export class ApiError extends Error {
+  override name = "ApiError";
+  constructor(
+    readonly status: number,
+    readonly kind: string,
+    message: string,
+  ) {
+    super(`${kind}: ${message}`);
+  }
+}
+
+/** The endpoint did not answer (down, wrong address, or not a phat worker). */
+export class UnreachableError extends Error {
+  override name = "UnreachableError";
+}
+
+/** The worker's attestation did not satisfy this client: nothing was sent to it. */
+export class UntrustedError extends Error {
+  override name = "UntrustedError";
+}
+
+/** What the client trusts. */
+export interface ClientOptions {
+  /** The dev attestation root (ed25519 public key, 0x hex) every report must be signed by.
+   * Without it, a `dev` report is accepted only from a loopback endpoint, checked against the
+   * key it names itself (an integrity check that proves nothing about who made it). */
+  devRoot?: string;
+  /** The software measurement (0x hex) workers must report. */
+  measurement?: string;
+  /** Accept a cluster that does not encrypt (insecure; off by default). */
+  allowUnencrypted?: boolean;
+  /** The `fetch` to use (default: the global one). */
+  fetch?: typeof fetch;
+}
+
+const ATTESTATION_DOMAIN = utf8ToBytes("phat/attestation/v1");
+
+/** The bytes a report's signer signs (`phat_crypto::attest::signed_payload`). */
+export function reportPayload(r: AttestationReport): Uint8Array {
+  const cluster = r.cluster_key === null ? Uint8Array.of(0) : concatBytes(Uint8Array.of(1), fromHex(r.cluster_key, "cluster_key", 32));
+  return concatBytes(
+    ATTESTATION_DOMAIN,
+    codec.VecU8.enc(utf8ToBytes(r.provider)),
+    fromHex(r.measurement, "measurement", 32),
+    fromHex(r.worker_key, "worker_key", 32),
+    cluster,
+    Uint8Array.of(r.encryption ? 1 : 0),
+    u64le(BigInt(r.issued_at)),
+    fromHex(r.signer, "signer", 32),
+  );
+}
+
+function isLoopback(endpoint: string): boolean {
+  const host = new URL(endpoint).hostname;
+  return host === "localhost" || host === "[::1]" || host === "::1" || /^127\./.test(host);
+}
+
+/** Checks `info`'s report under `options` for `endpoint`; throws [`UntrustedError`]. */
+export function checkWorker(endpoint: string, info: WorkerInfo, options: ClientOptions = {}): void {
+  const r = info.attestation;
+  if (r.provider !== "dev") {
+    throw new UntrustedError(`the worker presents a \`${r.provider}\` attestation: this SDK verifies \`dev\` reports only`);
+  }
+  if (options.devRoot !== undefined) {
+    if (r.signer.toLowerCase() !== options.devRoot.toLowerCase()) {
+      throw new UntrustedError(`the report is signed by ${r.signer}, not by the pinned dev root ${options.devRoot}`);
+    }
+  } else if (!isLoopback(endpoint)) {
+    throw new UntrustedError(
+      `${endpoint} presents a dev attestation and no dev root is pinned: pass devRoot (anybody can make a dev root)`,
+    );
+  }
+  let valid = false;
+  try {
+    valid = ed25519.verify(fromHex(r.signature, "signature", 64), reportPayload(r), fromHex(r.signer, "signer", 32));
+  } catch {
+    valid = false;
+  }
+  if (!valid) throw new UntrustedError("the report's signature does not verify (forged or altered)");
+  if (options.measurement !== undefined && r.measurement.toLowerCase() !== options.measurement.toLowerCase()) {
+    throw new UntrustedError(`the worker runs software ${r.measurement} where ${options.measurement} is required`);
+  }
+  const sealing = info.envelope_key ?? info.cluster_key;
+  if (r.worker_key !== info.worker_key || r.cluster_key !== sealing || r.encryption !== info.encryption) {
+    throw new UntrustedError("the keys the worker announces are not the ones its report attests");
+  }
+  if (!info.encryption && !options.allowUnencrypted) {
+    throw new UntrustedError(`${endpoint} does not encrypt: pass allowUnencrypted to talk to it anyway`);
+  }
+}
+
+/** The client's half of a query session. */
+interface Session {
+  id: Uint8Array;
+  caller: Uint8Array;
+  keys: SessionKeys;
+  next: bigint;
+  renewAt: number;
+}
+
+/** A connection to one endpoint of a cluster. */
+export class PhatClient {
+  private session: Session | undefined;
+
+  private constructor(
+    readonly endpoint: string,
+    private worker: WorkerInfo,
+    private readonly options: ClientOptions,
+  ) {}
+
+  /** Connects to `endpoint` (e.g. `http://127.0.0.1:8000`): reads `/v1/info` and checks the
+   * worker's attestation. */
+  static async connect(endpoint: string, options: ClientOptions = {}): Promise<PhatClient> {
+    const base = endpoint.replace(/\/+$/, "");
+    const client = new PhatClient(base, undefined as never, options);
+    client.worker = await client.trustedInfo();
+    return client;
+  }
+
+  /** The worker's info as checked at connection. */
+  get info(): WorkerInfo {
+    return this.worker;
+  }
+
+  /** The cluster's id (epoch 0's envelope key), which requests sign. */
+  get clusterId(): Uint8Array {
+    return fromHex(this.worker.cluster_key, "cluster_key", 32);
+  }
+
+  private async http(path: string, init?: RequestInit): Promise<Response> {
+    const f = this.options.fetch ?? fetch;
+    try {
+      return await f(this.endpoint + path, init);
+    } catch (e) {
+      throw new UnreachableError(`${this.endpoint} does not answer (${(e as Error).message})`);
+    }
+  }
+
+  private async json<T>(path: string, init?: RequestInit): Promise<T> {
+    const resp = await this.http(path, init);
+    const text = await resp.text();
+    let body: unknown;
+    try {
+      body = text === "" ? null : JSON.parse(text);
+    } catch {
+      throw new UnreachableError(`${this.endpoint}${path} answered ${resp.status} with something that is not JSON`);
+    }
+    if (!resp.ok) {
+      const err = (body as { error?: { kind?: string; message?: string } } | null)?.error;
+      throw new ApiError(resp.status, err?.kind ?? "http_error", err?.message ?? text.slice(0, 200));
+    }
+    return body as T;
+  }
+
+  private post<T>(path: string, body: unknown): Promise<T> {
+    return this.json<T>(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  }
+
+  /** The worker's info, checked again. */
+  async trustedInfo(): Promise<WorkerInfo> {
+    const info = await this.json<WorkerInfo>("/v1/info");
+    checkWorker(this.endpoint, info, this.options);
+    return info;
+  }
+
+  /** Runs `call` as a query signed by `signer` (sealed in a session when the cluster
+   * encrypts); answered once the worker applied `minSeq` when given. */
+  async query(signer: Signer, call: codec.CallValue, options: { minSeq?: number } = {}): Promise<QueryResponse> {
+    const minSeq = options.minSeq === undefined ? undefined : BigInt(options.minSeq);
+    if (!this.worker.encryption) {
+      const req = signRequest(signer, this.clusterId, "Query", call);
+      return this.post<QueryResponse>("/v1/query", { ...jsonRequest(req), min_seq: options.minSeq ?? null });
+    }
+    const s = this.session;
+    if (s !== undefined && s.renewAt > Date.now() && equalBytes(s.caller, signer.publicKey)) {
+      const counter = s.next++;
+      const plain = codec.SessionQuery.enc({ call, min_seq: minSeq });
+      try {
+        return await this.sealedQuery(s, counter, s.keys.sealRequest(counter, plain));
+      } catch (e) {
+        if (!(e instanceof ApiError && (e.kind === "unknown_session" || e.kind === "session_expired"))) throw e;
+      }
+    }
+    const req = signRequest(signer, this.clusterId, "Query", call);
+    const plain = codec.QueryOpen.enc({ request: req, min_seq: minSeq });
+    const { sealed, keys } = seal(fromHex(this.worker.worker_key, "worker_key", 32), "query", plain);
+    const expiresAt = Number(codec.RequestBody.dec(req.body).expires_at);
+    const session: Session = { id: sealed.ephemeral, caller: signer.publicKey, keys, next: 1n, renewAt: expiresAt - 10_000 };
+    const response = await this.sealedQuery(session, 0n, sealed.ciphertext);
+    this.session = session;
+    return response;
+  }
+
+  private async sealedQuery(s: Session, counter: bigint, ciphertext: Uint8Array): Promise<QueryResponse> {
+    const reply = await this.post<{ counter: number; ciphertext: string }>("/v1/query/sealed", {
+      worker: this.worker.worker_key,
+      session: toHex(s.id),
+      counter: Number(counter),
+      ciphertext: toHex(ciphertext),
+    });
+    if (BigInt(reply.counter) !== counter) {
+      throw new UnreachableError(`the worker answered message ${reply.counter} for message ${counter}`);
+    }
+    const answer = JSON.parse(new TextDecoder().decode(s.keys.openReply(counter, fromHex(reply.ciphertext)))) as
+      | { ok: QueryResponse }
+      | { err: { status: number; error: { kind: string; message: string } } };
+    if ("err" in answer) throw new ApiError(answer.err.status, answer.err.error.kind, answer.err.error.message);
+    return answer.ok;
+  }
+
+  /** Signs `call` as a command of `signer` and submits it; with `wait` (the default),
+   * answers once its receipt exists, the result opened. */
+  async submit(signer: Signer, call: codec.CallValue, options: { wait?: boolean } = {}): Promise<Submitted> {
+    const wait = options.wait ?? true;
+    const req = signRequest(signer, this.clusterId, "Command", call);
+    if (!this.worker.encryption) {
+      return this.post<Submitted>(`/v1/commands?wait=${wait}`, jsonRequest(req));
+    }
+    for (let attempt = 0; ; attempt++) {
+      const key = this.worker.envelope_key ?? this.worker.cluster_key;
+      const { sealed, keys } = seal(fromHex(key, "cluster key", 32), "command", codec.SignedRequest.enc(req));
+      try {
+        const submitted = await this.post<Submitted>(`/v1/commands/sealed?wait=${wait}`, {
+          version: sealed.version,
+          ephemeral: toHex(sealed.ephemeral),
+          ciphertext: toHex(sealed.ciphertext),
+        });
+        if (submitted.receipt) submitted.receipt.result = openResult(keys, submitted.receipt.result as SealedOr);
+        return submitted;
+      } catch (e) {
+        // The cluster rotated its key since this client read it: read it again, once.
+        if (e instanceof ApiError && e.kind === "stale_cluster_key" && attempt === 0) {
+          this.worker = await this.trustedInfo();
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** Uploads contract code signed by `signer` (a funded account); returns its code hash. */
+  async uploadCode(signer: Signer, wasm: Uint8Array): Promise<string> {
+    const codeHash = blake2b(wasm, { dkLen: 32 });
+    const expiresAt = BigInt(Date.now() + DEFAULT_TTL_MS);
+    const payload = concatBytes(utf8ToBytes("phat/upload/v1"), this.clusterId, codeHash, u64le(expiresAt));
+    const r = await this.json<{ code_hash: string }>("/v1/code", {
+      method: "POST",
+      headers: {
+        "content-type": "application/octet-stream",
+        "x-phat-signer": toHex(signer.publicKey),
+        "x-phat-signature": toHex(signer.sign(payload)),
+        "x-phat-expires": expiresAt.toString(),
+      },
+      body: wasm as unknown as BodyInit,
+    });
+    return r.code_hash;
+  }
+
+  /** The receipt of command `seq` (a sealed result stays sealed: only its sender opens it). */
+  receipt(seq: number): Promise<Receipt> {
+    return this.json<Receipt>(`/v1/receipts/${seq}`);
+  }
+
+  /** A contract's stored log (events and debug output of commands, pink log lines). */
+  logs(contract: string): Promise<LogEntry[]> {
+    return this.json<LogEntry[]>(`/v1/contracts/${contract}/logs`);
+  }
+
+  /** A contract's code hash and deployer. */
+  contract(contract: string): Promise<{ id: string; code_hash: string; deployer: string }> {
+    return this.json(`/v1/contracts/${contract}`);
+  }
+}
+
+type SealedOr = CallResult | { sealed: string };
+
+/** A result sealed to the caller, opened with the command's envelope keys. */
+function openResult(keys: SessionKeys, result: SealedOr): CallResult {
+  if (!("sealed" in result)) return result;
+  const r = codec.CallResult.dec(keys.openReply(0n, fromHex(result.sealed)));
+  switch (r.tag) {
+    case "Ok":
+      return { ok: { data: toHex(r.value.data), reverted: r.value.reverted, address: r.value.address ? toHex(r.value.address) : null } };
+    case "Err":
+      return { err: r.value };
+    default:
+      throw new UnreachableError("a sealed result sealed again");
+  }
+}
+
+function jsonRequest(req: codec.SignedRequestValue): { body: string; signer: string; signature: string } {
+  return { body: toHex(req.body), signer: toHex(req.signer), signature: toHex(req.signature) };
+}
+
+/** A `Call` of message data `data` (selector and SCALE arguments) on `contract`. */
+export function callOf(contract: string, data: Uint8Array, options: { value?: bigint; gasLimit?: bigint } = {}): codec.CallValue {
+  return {
+    tag: "Call",
+    value: { dest: fromHex(contract, "contract", 32), value: options.value ?? 0n, data, gas_limit: options.gasLimit ?? 5_000_000_000n },
+  };
+}
+
+/** An `Instantiate` of uploaded code `codeHash` with constructor data `data`. */
+export function instantiateOf(
+  codeHash: string,
+  data: Uint8Array,
+  options: { salt?: Uint8Array; value?: bigint; gasLimit?: bigint } = {},
+): codec.CallValue {
+  return {
+    tag: "Instantiate",
+    value: {
+      code_hash: fromHex(codeHash, "code hash", 32),
+      value: options.value ?? 0n,
+      data,
+      salt: options.salt ?? crypto.getRandomValues(new Uint8Array(16)),
+      gas_limit: options.gasLimit ?? 5_000_000_000n,
+    },
+  };
+}
