@@ -332,22 +332,44 @@ export class PhatClient {
     }
   }
 
+  /** The headers of an upload or metadata write: `signer` signs `domain`, the cluster, `parts`
+   * and an expiry. */
+  private signedHeaders(signer: Signer, domain: string, parts: Uint8Array[]): Record<string, string> {
+    const expiresAt = BigInt(Date.now() + DEFAULT_TTL_MS);
+    const payload = concatBytes(utf8ToBytes(domain), this.clusterId, ...parts, u64le(expiresAt));
+    return {
+      "x-phat-signer": toHex(signer.publicKey),
+      "x-phat-signature": toHex(signer.sign(payload)),
+      "x-phat-expires": expiresAt.toString(),
+    };
+  }
+
   /** Uploads contract code signed by `signer` (a funded account); returns its code hash. */
   async uploadCode(signer: Signer, wasm: Uint8Array): Promise<string> {
     const codeHash = blake2b(wasm, { dkLen: 32 });
-    const expiresAt = BigInt(Date.now() + DEFAULT_TTL_MS);
-    const payload = concatBytes(utf8ToBytes("phat/upload/v1"), this.clusterId, codeHash, u64le(expiresAt));
     const r = await this.json<{ code_hash: string }>("/v1/code", {
       method: "POST",
-      headers: {
-        "content-type": "application/octet-stream",
-        "x-phat-signer": toHex(signer.publicKey),
-        "x-phat-signature": toHex(signer.sign(payload)),
-        "x-phat-expires": expiresAt.toString(),
-      },
+      headers: { "content-type": "application/octet-stream", ...this.signedHeaders(signer, "phat/upload/v1", [codeHash]) },
       body: wasm as unknown as BodyInit,
     });
     return r.code_hash;
+  }
+
+  /** Publishes the ink! metadata of uploaded code under `signer`'s account (readers ask for
+   * what a contract's deployer published, so publish with the deployer). */
+  async putMetadata(signer: Signer, codeHash: string, metadata: Record<string, unknown>): Promise<void> {
+    const body = utf8ToBytes(JSON.stringify(metadata));
+    const parts = [fromHex(codeHash, "code hash", 32), blake2b(body, { dkLen: 32 })];
+    await this.json<null>(`/v1/code/${codeHash}/metadata`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...this.signedHeaders(signer, "phat/metadata/v1", parts) },
+      body: body as unknown as BodyInit,
+    });
+  }
+
+  /** The ink! metadata `publisher` published for code `codeHash`. */
+  metadata(codeHash: string, publisher: string): Promise<Record<string, unknown>> {
+    return this.json(`/v1/code/${codeHash}/metadata?publisher=${publisher}`);
   }
 
   /** The receipt of command `seq` (a sealed result stays sealed: only its sender opens it). */
@@ -358,6 +380,41 @@ export class PhatClient {
   /** A contract's stored log (events and debug output of commands, pink log lines). */
   logs(contract: string): Promise<LogEntry[]> {
     return this.json<LogEntry[]>(`/v1/contracts/${contract}/logs`);
+  }
+
+  /** A contract's stored log records, then live ones as they happen (server-sent events),
+   * until `signal` aborts or the worker ends the stream. */
+  async *followLogs(contract: string, signal?: AbortSignal): AsyncGenerator<LogEntry> {
+    const resp = await this.http(`/v1/contracts/${contract}/logs/stream`, { signal });
+    if (!resp.ok || !resp.body) {
+      const body = (await resp.json().catch(() => null)) as { error?: { kind?: string; message?: string } } | null;
+      throw new ApiError(resp.status, body?.error?.kind ?? "http_error", body?.error?.message ?? resp.statusText);
+    }
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    try {
+      for (;;) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          if (signal?.aborted) return;
+          throw new UnreachableError(`${this.endpoint}: the log stream broke (${(e as Error).message})`);
+        }
+        if (chunk.done) return;
+        buf += decoder.decode(chunk.value, { stream: true });
+        for (let end = buf.indexOf("\n\n"); end >= 0; end = buf.indexOf("\n\n")) {
+          const event = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          for (const line of event.split("\n")) {
+            if (line.startsWith("data:")) yield JSON.parse(line.slice(5).trim()) as LogEntry;
+          }
+        }
+      }
+    } finally {
+      reader.releaseLock();
+    }
   }
 
   /** A contract's code hash and deployer. */

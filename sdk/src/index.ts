@@ -5,6 +5,7 @@
 export * from "./bytes.js";
 export * from "./client.js";
 export * as codec from "./codec.js";
+export * from "./contract.js";
 export { signingPayload } from "./codec.js";
 export * from "./envelope.js";
 export * from "./kdf.js";

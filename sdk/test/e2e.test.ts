@@ -1,20 +1,15 @@
 /** The SDK against a real `phat dev` started here (two workers, embedded ledger): deploy
  * flipper and erc20, commands and queries on both workers, a reverted call, logs, and the
  * refusals (an unreachable endpoint, a forged attestation, an unpinned remote, an unencrypted
- * cluster). The `phat` binary comes from `PHAT_BIN`, else `$CARGO_TARGET_DIR/debug/phat`, else
- * `target/debug/phat`; `scripts/test` builds it first. */
+ * cluster). */
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { u128 as scaleU128 } from "scale-ts";
-import { fileURLToPath } from "node:url";
 import {
   ApiError,
+  ArgumentError,
   callOf,
+  ContractApi,
   concatBytes,
   fromHex,
   instantiateOf,
@@ -25,88 +20,7 @@ import {
   UntrustedError,
   type WorkerInfo,
 } from "../src/index.js";
-
-const REPO = resolve(fileURLToPath(new URL("../../..", import.meta.url)));
-
-function phatBin(): string {
-  const candidates = [
-    process.env.PHAT_BIN,
-    process.env.CARGO_TARGET_DIR && join(process.env.CARGO_TARGET_DIR, "debug/phat"),
-    join(REPO, "target/debug/phat"),
-  ].filter((p): p is string => !!p);
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new Error(`no phat binary (looked at ${candidates.join(", ")}): run cargo build -p phat-cli`);
-  return found;
-}
-
-/** A contract bundle built by `phat build` (quick when it is built already). */
-function bundle(name: string): { wasm: Uint8Array; selectors: Record<string, Uint8Array> } {
-  const out = spawnSync(phatBin(), ["build", join(REPO, "contracts", name)], { encoding: "utf8" });
-  assert.equal(out.status, 0, out.stderr);
-  const path = (out.stdout + out.stderr).split(/\s+/).find((w) => w.endsWith(`${name}.contract`));
-  assert.ok(path, `no .contract path in: ${out.stdout}`);
-  const b = JSON.parse(readFileSync(path, "utf8"));
-  const selectors: Record<string, Uint8Array> = {};
-  for (const m of [...b.spec.constructors, ...b.spec.messages]) selectors[m.label] = fromHex(m.selector);
-  return { wasm: fromHex(b.source.wasm), selectors };
-}
-
-async function freePorts(n: number): Promise<number> {
-  for (;;) {
-    const base = 20000 + Math.floor(Math.random() * 40000);
-    const free = await Promise.all(
-      Array.from({ length: n }, (_, i) =>
-        new Promise<boolean>((ok) => {
-          const s = createServer();
-          s.once("error", () => ok(false));
-          s.listen(base + i, "127.0.0.1", () => s.close(() => ok(true)));
-        }),
-      ),
-    );
-    if (free.every(Boolean)) return base;
-  }
-}
-
-/** `phat dev` with two workers in a temporary directory. */
-class Dev {
-  private constructor(
-    readonly proc: ChildProcess,
-    readonly dir: string,
-    readonly endpoint: string,
-    readonly workers: string[],
-  ) {}
-
-  static async start(extra: string[] = []): Promise<Dev> {
-    const dir = mkdtempSync(join(tmpdir(), "phat-sdk-"));
-    const base = await freePorts(4);
-    const log = openSync(join(dir, "dev.log"), "w");
-    const proc = spawn(phatBin(), ["dev", "--workers", "2", "--data", join(dir, "data"), "--port", String(base), ...extra], {
-      stdio: ["ignore", log, log],
-    });
-    const dev = new Dev(proc, dir, `http://127.0.0.1:${base}`, [`http://127.0.0.1:${base + 2}`, `http://127.0.0.1:${base + 3}`]);
-    const deadline = Date.now() + 60_000;
-    for (const url of [...dev.workers, dev.endpoint]) {
-      for (;;) {
-        try {
-          if ((await fetch(url + "/healthz")).ok) break;
-        } catch {
-          // not up yet
-        }
-        if (Date.now() > deadline || proc.exitCode !== null) {
-          dev.stop();
-          throw new Error(`${url} did not come up:\n${readFileSync(join(dir, "dev.log"), "utf8")}`);
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    return dev;
-  }
-
-  stop(): void {
-    this.proc.kill("SIGTERM");
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
+import { bundle, bundleJson, Dev, freePorts, phalaFlip } from "./dev.js";
 
 const alice = Signer.fromSuri("//Alice");
 const bob = Signer.fromSuri("//Bob");
@@ -175,9 +89,55 @@ describe("the SDK against phat dev", { timeout: 240_000 }, () => {
     }
     const logs = await client.logs(id);
     assert.ok(logs.some((l) => l.level === "event" && l.seq === sent.seq), JSON.stringify(logs));
+    // The live stream: stored records first, then a new command's event as it applies.
+    const stop = new AbortController();
+    const stream = client.followLogs(id, stop.signal);
+    const until = async (seq: number) => {
+      for (;;) {
+        const n = await stream.next();
+        assert.ok(!n.done, "the stream ended");
+        if (n.value.seq === seq) return n.value;
+      }
+    };
+    assert.equal((await until(sent.seq)).level, "event");
+    const later = await client.submit(alice, callOf(id, concatBytes(erc20.selectors.transfer, bob.publicKey, u128(1n))));
+    assert.equal((await until(later.seq)).level, "event", "the new event arrives live");
+    stop.abort();
+    assert.equal((await stream.next()).done, true, "aborting ends the stream");
     // A receipt read back later keeps the result sealed: only the sender opened it.
     const stored = await client.receipt(sent.seq);
     assert.ok("sealed" in stored.result, JSON.stringify(stored.result));
+  });
+
+  test("contracts by message name: erc20 (ink! 5) and Phala's flip (ink! 3), typed values", async () => {
+    const { contract: token } = await ContractApi.deploy(client, alice, bundleJson("erc20"), { args: [1000] });
+    const bobHex = toHex(bob.publicKey);
+    const sent = await token.tx(alice, "transfer", [bobHex, 25]);
+    assert.deepEqual(sent.output?.value, { ok: { ok: null } });
+    assert.equal(sent.reverted, false);
+    assert.equal(sent.events.length, 1);
+    assert.equal(sent.events[0].name, "Transfer");
+    assert.equal(sent.events[0].args.value, 25);
+    // Bob sends more than he has: the contract's own error, decoded, and a revert.
+    const refused = await token.tx(bob, "transfer", [toHex(alice.publicKey), 26]);
+    assert.equal(refused.reverted, true);
+    assert.deepEqual(refused.output?.value, { ok: { err: "InsufficientBalance" } });
+    // Any worker answers; `balanceOf` and `balance_of` name the same message.
+    for (const w of dev.workers) {
+      const at = await ContractApi.at(await PhatClient.connect(w), token.address);
+      const balance = await at.query(bob, "balanceOf", [bobHex], { minSeq: refused.receipt.seq });
+      assert.deepEqual(balance.output?.value, { ok: 25 }, w);
+    }
+    // A wrong argument is refused before anything is sent.
+    await assert.rejects(token.tx(alice, "transfer", ["not an account", 1]), ArgumentError);
+    await assert.rejects(token.query(alice, "transfer", [bobHex]), /takes 2 argument/);
+    await assert.rejects(token.query(alice, "mint", []), /no message or constructor `mint`/);
+
+    const { contract: flip } = await ContractApi.deploy(client, alice, phalaFlip(), { args: [true] });
+    assert.equal((await flip.query(alice, "get")).output?.value, true);
+    await flip.tx(alice, "flip");
+    assert.equal((await flip.query(alice, "get")).output?.value, false);
+    assert.deepEqual((await flip.query(alice, "echo", [42, 24])).output?.value, [42, 24]);
   });
 
   test("a call to a contract that does not exist is a typed error", async () => {

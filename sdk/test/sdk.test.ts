@@ -39,3 +39,20 @@ test("the Rust client's vectors check here", () => {
   assert.equal(v.producer, "rust");
   check(v);
 });
+
+test("the SDK bundles for browsers, with no Node built-ins", async () => {
+  const { build } = await import("esbuild");
+  const out = await build({
+    entryPoints: [new URL("../../src/index.js", import.meta.url).pathname],
+    bundle: true,
+    minify: true,
+    format: "esm",
+    platform: "browser",
+    write: false,
+    logLevel: "silent",
+  });
+  assert.deepEqual(out.errors, []);
+  const js = out.outputFiles[0].text;
+  assert.ok(js.length > 10_000, `${js.length} bytes`);
+  assert.ok(!/from\s*"node:/.test(js), "a node: import in the browser bundle");
+});
