@@ -40,19 +40,24 @@ test("the Rust client's vectors check here", () => {
   check(v);
 });
 
-test("the SDK bundles for browsers, with no Node built-ins", async () => {
+test("the SDK bundles for browsers, with no Node built-ins; the core without @polkadot", async () => {
   const { build } = await import("esbuild");
-  const out = await build({
-    entryPoints: [new URL("../../src/index.js", import.meta.url).pathname],
-    bundle: true,
-    minify: true,
-    format: "esm",
-    platform: "browser",
-    write: false,
-    logLevel: "silent",
-  });
-  assert.deepEqual(out.errors, []);
-  const js = out.outputFiles[0].text;
-  assert.ok(js.length > 10_000, `${js.length} bytes`);
-  assert.ok(!/from\s*"node:/.test(js), "a node: import in the browser bundle");
+  for (const entry of ["index", "core"]) {
+    const out = await build({
+      entryPoints: [new URL(`../../src/${entry}.js`, import.meta.url).pathname],
+      bundle: true,
+      minify: true,
+      format: "esm",
+      platform: "browser",
+      write: false,
+      metafile: true,
+      logLevel: "silent",
+    });
+    assert.deepEqual(out.errors, []);
+    const js = out.outputFiles[0].text;
+    assert.ok(js.length > 10_000, `${entry}: ${js.length} bytes`);
+    assert.ok(!/from\s*"node:/.test(js), `${entry}: a node: import in the browser bundle`);
+    const polkadot = Object.keys(out.metafile.inputs).filter((p) => p.includes("@polkadot/"));
+    assert.equal(polkadot.length > 0, entry === "index", `${entry}: ${polkadot.length} @polkadot inputs`);
+  }
 });
