@@ -260,6 +260,7 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
         gas_limit: 1_000_000_000,
         missed: MissedTicks::Skip,
     };
+    let mut last_seq = 0;
     for i in 0..9 {
         let op = ScheduleOp::Add {
             contract: many.id,
@@ -271,6 +272,7 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
             .unwrap()
             .receipt
             .unwrap();
+        last_seq = receipt.seq;
         match (i, receipt.result) {
             (0..8, CallResult::Ok(_)) => {}
             (8, CallResult::Err(e)) => assert_eq!(e.kind, "too_many_schedules", "{e:?}"),
@@ -278,6 +280,63 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
         }
     }
     assert_eq!(client.schedules(&many.id).await.unwrap().len(), 8);
+
+    // Each schedule holds a storage deposit: removing one gives it back to the deployer,
+    // adding one takes the same again (read through the system contract).
+    let system = client
+        .info()
+        .await
+        .unwrap()
+        .system_contract
+        .unwrap()
+        .to_string();
+    let alice_hex = alice.account().to_string();
+    // Read on one worker once it applied `seq` (the endpoint may route to the other); only
+    // Alice's own commands change her balance here.
+    let w0 = &dev.workers[0];
+    let (system, alice_hex) = (&system, &alice_hex);
+    let balance = |seq: u64| async move {
+        wait_seq(w0, seq).await;
+        let r = run_json(w0, &["query", system, "System::free_balance_of", alice_hex]);
+        let text = r["decoded"].as_str().unwrap().replace(['"', ','], "");
+        text.trim_start_matches("Ok(")
+            .trim_end_matches(')')
+            .parse::<u128>()
+            .unwrap_or_else(|e| panic!("{r}: {e}"))
+    };
+    let first = client.schedules(&many.id).await.unwrap()[0].clone();
+    let size = parity_scale_codec::Encode::encoded_size(&first) as u128;
+    let price = 10_000_000_000_000u128; // phat dev's storage_deposit_per_byte
+    let op = ScheduleOp::Remove {
+        contract: many.id,
+        id: first.id,
+    };
+    let before = balance(last_seq).await;
+    let r = client
+        .change_schedule(&alice, op)
+        .await
+        .unwrap()
+        .receipt
+        .unwrap();
+    assert!(matches!(r.result, CallResult::Ok(_)), "{:?}", r.result);
+    let refunded = balance(r.seq).await;
+    assert_eq!(refunded - before, size * price, "the deposit comes back");
+    let op = ScheduleOp::Add {
+        contract: many.id,
+        def: def.clone(),
+    };
+    let r = client
+        .change_schedule(&alice, op)
+        .await
+        .unwrap()
+        .receipt
+        .unwrap();
+    assert!(matches!(r.result, CallResult::Ok(_)), "{:?}", r.result);
+    assert_eq!(
+        refunded - balance(r.seq).await,
+        size * price,
+        "the deposit is taken"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

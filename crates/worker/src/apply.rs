@@ -688,7 +688,7 @@ fn apply_one(
                 base: snap.clone(),
                 pending: view.pending.clone(),
             };
-            let result = apply_schedule_op(worker, &state, &mut local.schedules, entry, &req, op);
+            let result = apply_schedule_op(worker, &state, &mut local.schedules, entry, &req, op)?;
             let mut applied = match result {
                 Ok((output, changes)) => {
                     let mut ok = reject(entry, Some(&req), "", String::new());
@@ -779,10 +779,37 @@ fn run_command(
 }
 
 /// Applies a deployer's change to its contract's schedules: the receipt's output and the
-/// table's write, or the refusal's kind and message.
+/// writes (the table, the deposit), or the refusal's kind and message; `Err` when this
+/// worker's store fails (the batch is retried rather than refused differently).
 fn apply_schedule_op(
     worker: &Worker,
     state: &Layered,
+    table: &mut phat_primitives::protocol::ScheduleTable,
+    entry: &LedgerEntry,
+    req: &SignedRequest,
+    op: &phat_primitives::protocol::ScheduleOp,
+) -> Result<Result<(Vec<u8>, ChangeSet), (&'static str, String)>, WorkerError> {
+    let read = |key: &StateKey| {
+        phat_runtime::StateRead::get(state, key)
+            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
+    };
+    let info = read(&StateKey::Contract(match op {
+        phat_primitives::protocol::ScheduleOp::Add { contract, .. }
+        | phat_primitives::protocol::ScheduleOp::Remove { contract, .. } => *contract,
+    }))?;
+    let balance = read(&StateKey::Balance(req.signer))?
+        .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
+        .unwrap_or(0);
+    Ok(schedule_change(
+        worker, info, balance, table, entry, req, op,
+    ))
+}
+
+/// [`apply_schedule_op`] on what it read: the contract's info and the signer's balance.
+fn schedule_change(
+    worker: &Worker,
+    info: Option<Vec<u8>>,
+    balance: phat_primitives::Balance,
     table: &mut phat_primitives::protocol::ScheduleTable,
     entry: &LedgerEntry,
     req: &SignedRequest,
@@ -792,12 +819,10 @@ fn apply_schedule_op(
     let contract = match op {
         ScheduleOp::Add { contract, .. } | ScheduleOp::Remove { contract, .. } => *contract,
     };
-    // The contract's deployer decides its schedules. Read through the batch's earlier writes:
-    // a contract instantiated earlier in the same batch exists (workers batch differently).
-    let info = phat_runtime::StateRead::get(state, &StateKey::Contract(contract))
-        .ok()
-        .flatten()
-        .and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
+    // The contract's deployer decides its schedules. Read through the batch's earlier writes
+    // (by the caller): a contract instantiated earlier in the same batch exists (workers
+    // batch differently).
+    let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
     let Some(info) = info else {
         return Err(("unknown_contract", format!("no contract {contract}")));
     };
@@ -810,6 +835,22 @@ fn apply_schedule_op(
             ),
         ));
     }
+    // Each schedule holds a storage deposit, like state bytes: its encoded size at the
+    // cluster's price, taken from the deployer at `Add` and given back at `Remove`.
+    let price = u128::from(
+        worker
+            .inner
+            .runtime
+            .config()
+            .limits
+            .storage_deposit_per_byte,
+    );
+    let deposit = |s: &Schedule| price.saturating_mul(s.encoded_size() as u128);
+    let mut changes = ChangeSet::new();
+    let mut set_balance = |amount: phat_primitives::Balance| {
+        let value = (amount != 0).then(|| amount.encode());
+        changes.insert(StateKey::Balance(req.signer), value);
+    };
     let output = match op {
         ScheduleOp::Add { def, .. } => {
             let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
@@ -832,32 +873,48 @@ fn apply_schedule_op(
                 ));
             }
             let id = table.next_id;
-            table.next_id = id.saturating_add(1);
-            table.schedules.push(Schedule {
+            let schedule = Schedule {
                 contract,
                 id,
                 def: def.clone(),
                 since: entry.timestamp,
                 last_tick: entry.timestamp,
                 runs: 0,
-            });
+            };
+            let due = deposit(&schedule);
+            if balance < due {
+                return Err((
+                    "storage_deposit",
+                    format!(
+                        "a schedule holds a deposit of {due} ({} bytes at {price} each); {} has {balance}",
+                        schedule.encoded_size(),
+                        req.signer
+                    ),
+                ));
+            }
+            set_balance(balance - due);
+            table.next_id = id.saturating_add(1);
+            table.schedules.push(schedule);
             id.encode()
         }
         ScheduleOp::Remove { id, .. } => {
-            let before = table.schedules.len();
-            table
+            let Some(at) = table
                 .schedules
-                .retain(|s| !(s.id == *id && s.contract == contract));
-            if table.schedules.len() == before {
+                .iter()
+                .position(|s| s.id == *id && s.contract == contract)
+            else {
                 return Err((
                     "unknown_schedule",
                     format!("{contract} has no schedule {id}"),
                 ));
-            }
+            };
+            // Its deposit is what `Add` took: the counters and times are fixed-size, so runs
+            // do not change the encoded size.
+            let removed = table.schedules.remove(at);
+            set_balance(balance.saturating_add(deposit(&removed)));
             id.encode()
         }
     };
-    let mut changes = ChangeSet::new();
     changes.insert(StateKey::Schedules, Some(table.encode()));
     Ok((output, changes))
 }
