@@ -788,7 +788,7 @@ fn apply_schedule_op(
     entry: &LedgerEntry,
     req: &SignedRequest,
     op: &phat_primitives::protocol::ScheduleOp,
-) -> Result<Result<(Vec<u8>, ChangeSet), (&'static str, String)>, WorkerError> {
+) -> Result<ScheduleChange, WorkerError> {
     let read = |key: &StateKey| {
         phat_runtime::StateRead::get(state, key)
             .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
@@ -805,6 +805,9 @@ fn apply_schedule_op(
     ))
 }
 
+/// A schedule change's receipt output and writes, or its refusal's kind and message.
+type ScheduleChange = Result<(Vec<u8>, ChangeSet), (&'static str, String)>;
+
 /// [`apply_schedule_op`] on what it read: the contract's info and the signer's balance.
 fn schedule_change(
     worker: &Worker,
@@ -814,7 +817,7 @@ fn schedule_change(
     entry: &LedgerEntry,
     req: &SignedRequest,
     op: &phat_primitives::protocol::ScheduleOp,
-) -> Result<(Vec<u8>, ChangeSet), (&'static str, String)> {
+) -> ScheduleChange {
     use phat_primitives::protocol::{Schedule, ScheduleOp};
     let contract = match op {
         ScheduleOp::Add { contract, .. } | ScheduleOp::Remove { contract, .. } => *contract,
