@@ -260,18 +260,21 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
         gas_limit: 1_000_000_000,
         missed: MissedTicks::Skip,
     };
+    // Alice's schedule change, applied: its receipt.
+    let change = |op: ScheduleOp| {
+        let (client, alice) = (&client, &alice);
+        async move {
+            let submitted = client.change_schedule(alice, op).await.unwrap();
+            submitted.receipt.unwrap()
+        }
+    };
+    let add = || ScheduleOp::Add {
+        contract: many.id,
+        def: def.clone(),
+    };
     let mut last_seq = 0;
     for i in 0..9 {
-        let op = ScheduleOp::Add {
-            contract: many.id,
-            def: def.clone(),
-        };
-        let receipt = client
-            .change_schedule(&alice, op)
-            .await
-            .unwrap()
-            .receipt
-            .unwrap();
+        let receipt = change(add()).await;
         last_seq = receipt.seq;
         match (i, receipt.result) {
             (0..8, CallResult::Ok(_)) => {}
@@ -307,36 +310,19 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
     let first = client.schedules(&many.id).await.unwrap()[0].clone();
     let size = parity_scale_codec::Encode::encoded_size(&first) as u128;
     let price = 10_000_000_000_000u128; // phat dev's storage_deposit_per_byte
-    let op = ScheduleOp::Remove {
+    let before = balance(last_seq).await;
+    let r = change(ScheduleOp::Remove {
         contract: many.id,
         id: first.id,
-    };
-    let before = balance(last_seq).await;
-    let r = client
-        .change_schedule(&alice, op)
-        .await
-        .unwrap()
-        .receipt
-        .unwrap();
+    })
+    .await;
     assert!(matches!(r.result, CallResult::Ok(_)), "{:?}", r.result);
     let refunded = balance(r.seq).await;
     assert_eq!(refunded - before, size * price, "the deposit comes back");
-    let op = ScheduleOp::Add {
-        contract: many.id,
-        def: def.clone(),
-    };
-    let r = client
-        .change_schedule(&alice, op)
-        .await
-        .unwrap()
-        .receipt
-        .unwrap();
+    let r = change(add()).await;
     assert!(matches!(r.result, CallResult::Ok(_)), "{:?}", r.result);
-    assert_eq!(
-        refunded - balance(r.seq).await,
-        size * price,
-        "the deposit is taken"
-    );
+    let taken = refunded - balance(r.seq).await;
+    assert_eq!(taken, size * price, "the deposit is taken");
 }
 
 #[tokio::test(flavor = "multi_thread")]
