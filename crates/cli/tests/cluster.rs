@@ -206,6 +206,7 @@ async fn bad_input_gets_clear_errors_and_applies_nothing() {
         },
         nonce: 42,
         expires_at: now + 60_000,
+        certificate: None,
     };
     let mut forged = alice.sign_request(&cluster, &body);
     forged.signer = Signer::from_suri("//Bob").unwrap().account();

@@ -208,6 +208,7 @@ fn flip(
                 },
                 nonce,
                 expires_at,
+                certificate: None,
             },
         )
         .encode()

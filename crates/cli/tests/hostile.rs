@@ -488,6 +488,7 @@ async fn a_cluster_survives_hostile_tenants() {
         call: phat_client::call(amp, amplify(6, 0)),
         nonce: 7,
         expires_at: 1,
+        certificate: None,
     };
     let expired = s.alice.sign_request(&cluster, &body);
     let got = match s.client.submit_signed(&expired, true).await {

@@ -151,17 +151,27 @@ pub fn sign(
     mode: Mode,
     call: Call,
 ) -> SignedRequest {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    signer.sign_request(
+    sign_certified(signer, None, cluster, mode, call)
+}
+
+/// Like [`sign`], by a session key that `certificate` (a wallet's, from
+/// [`Signer::certify`]) lets speak for the wallet's account: the request is made as that
+/// account (docs/ENVELOPES.md, "Certificates").
+pub fn sign_certified(
+    session: &Signer,
+    certificate: Option<&phat_primitives::protocol::Certificate>,
+    cluster: &phat_primitives::Hash,
+    mode: Mode,
+    call: Call,
+) -> SignedRequest {
+    session.sign_request(
         cluster,
         &RequestBody {
             mode,
             call,
             nonce: rand::random(),
-            expires_at: now + DEFAULT_TTL.as_millis() as u64,
+            expires_at: now_ms() + DEFAULT_TTL.as_millis() as u64,
+            certificate: certificate.cloned(),
         },
     )
 }

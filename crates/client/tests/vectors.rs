@@ -116,6 +116,7 @@ fn produce() -> Value {
         call: call.clone(),
         nonce: u64::MAX,
         expires_at: 1_900_000_000_000,
+        certificate: None,
     };
     let signed = alice.sign_request(&cluster, &body);
     let query_open = QueryOpen {
@@ -206,6 +207,7 @@ fn check(v: &Value) {
         },
         nonce: num(&r["nonce"]) as u64,
         expires_at: num(&r["expires_at"]) as u64,
+        certificate: None,
     };
     same(
         &format!("{producer} request body"),

@@ -37,6 +37,10 @@ pub enum CryptoError {
     /// The request body is not a valid SCALE `RequestBody`.
     #[error("malformed request body: {0}")]
     MalformedBody(String),
+    /// The request's wallet certificate does not hold (wrong session key or cluster, or not
+    /// signed by its account).
+    #[error("bad certificate: {0}")]
+    BadCertificate(String),
     /// The signature is not 64 bytes or does not verify against the signer.
     #[error("bad signature: the request was not signed by {0}")]
     BadSignature(AccountId),
@@ -97,6 +101,27 @@ impl Signer {
             signature: Bytes(self.sign(&body.signing_payload(cluster)).to_vec()),
         }
     }
+
+    /// As a wallet: a certificate letting `session` sign requests made as this account on
+    /// `cluster`, within `scope`, until `expires_at` (Unix ms).
+    pub fn certify(
+        &self,
+        session: &AccountId,
+        cluster: &Hash,
+        expires_at: u64,
+        scope: phat_primitives::protocol::CertificateScope,
+    ) -> phat_primitives::protocol::Certificate {
+        let mut cert = phat_primitives::protocol::Certificate {
+            account: self.account(),
+            session: *session,
+            cluster: *cluster,
+            expires_at,
+            scope,
+            signature: Bytes(Vec::new()),
+        };
+        cert.signature = Bytes(self.sign(&cert.signing_payload()).to_vec());
+        cert
+    }
 }
 
 /// Verifies an sr25519 signature in the `substrate` context.
@@ -118,13 +143,49 @@ fn decode_body(req: &SignedRequest) -> Result<RequestBody, CryptoError> {
         .map_err(|e| CryptoError::MalformedBody(e.to_string()))
 }
 
-/// Decodes a signed request's body (strictly: no trailing bytes) and checks its signature.
+/// Decodes a signed request's body (strictly: no trailing bytes) and checks its signature,
+/// and its certificate when it carries one ([`verify_certificate`]).
 pub fn verify_request(req: &SignedRequest, cluster: &Hash) -> Result<RequestBody, CryptoError> {
     let body = decode_body(req)?;
     if !sr25519_verify(&req.signer, &body.signing_payload(cluster), &req.signature) {
         return Err(CryptoError::BadSignature(req.signer));
     }
+    verify_certificate(req, &body, cluster)?;
     Ok(body)
+}
+
+/// Checks the certificate `body` carries, if any: it names `req`'s signer as its session key
+/// and `cluster` as its cluster, and its account signed it (as it is, or wrapped in
+/// `<Bytes>`…`</Bytes>` as wallets sign raw bytes). Its expiry and scope depend on the time
+/// and the request's mode: the worker checks them with the request's own.
+pub fn verify_certificate(
+    req: &SignedRequest,
+    body: &RequestBody,
+    cluster: &Hash,
+) -> Result<(), CryptoError> {
+    let Some(cert) = &body.certificate else {
+        return Ok(());
+    };
+    let bad = |m: String| Err(CryptoError::BadCertificate(m));
+    if cert.session != req.signer {
+        return bad(format!(
+            "it authorises {}, not the request's signer {}",
+            cert.session, req.signer
+        ));
+    }
+    if cert.cluster != *cluster {
+        return bad(format!("it is for cluster {}, not this one", cert.cluster));
+    }
+    let payload = cert.signing_payload();
+    let mut wrapped = b"<Bytes>".to_vec();
+    wrapped.extend_from_slice(&payload);
+    wrapped.extend_from_slice(b"</Bytes>");
+    if !sr25519_verify(&cert.account, &payload, &cert.signature)
+        && !sr25519_verify(&cert.account, &wrapped, &cert.signature)
+    {
+        return bad(format!("{} did not sign it", cert.account));
+    }
+    Ok(())
 }
 
 /// Checks many signed requests at once: one batch verification when all signatures are good
@@ -169,14 +230,96 @@ pub fn verify_requests(
             }
         }
     }
+    // Certificates (rare: browser sessions) are checked one by one.
+    for (req, result) in reqs.iter().zip(out.iter_mut()) {
+        if let Ok(body) = result {
+            if let Err(e) = verify_certificate(req, body, cluster) {
+                *result = Err(e);
+            }
+        }
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phat_primitives::protocol::Call;
+    use phat_primitives::protocol::{Call, CertificateScope};
     use phat_primitives::Mode;
+
+    #[test]
+    fn a_certificate_lets_its_session_key_speak_for_the_wallet() {
+        let wallet = Signer::from_suri("//Alice").unwrap();
+        let session = Signer::from_suri("//session").unwrap();
+        let cert = wallet.certify(&session.account(), &CLUSTER, 5, CertificateScope::All);
+        let certified = RequestBody {
+            certificate: Some(cert.clone()),
+            ..body()
+        };
+        let req = session.sign_request(&CLUSTER, &certified);
+        let got = verify_request(&req, &CLUSTER).unwrap();
+        assert_eq!(got, certified, "the body round-trips with its certificate");
+        assert_eq!(got.caller(&req.signer), wallet.account());
+        assert_eq!(body().caller(&req.signer), session.account());
+        // A body without a certificate keeps the old layout (old signatures verify).
+        assert_eq!(
+            body().encode(),
+            (body().mode, body().call, body().nonce, body().expires_at).encode()
+        );
+        // Batch verification gives the same answers.
+        let plain = session.sign_request(&CLUSTER, &body());
+        let results = verify_requests(&[&req, &plain], &CLUSTER);
+        assert_eq!(results[0].as_ref().unwrap(), &certified);
+
+        let refused = |cert: phat_primitives::protocol::Certificate, signer: &Signer| {
+            let b = RequestBody {
+                certificate: Some(cert),
+                ..body()
+            };
+            let req = signer.sign_request(&CLUSTER, &b);
+            let one = verify_request(&req, &CLUSTER).unwrap_err();
+            let batch = verify_requests(&[&req], &CLUSTER).remove(0).unwrap_err();
+            assert_eq!(one, batch);
+            match one {
+                CryptoError::BadCertificate(m) => m,
+                other => panic!("{other:?}"),
+            }
+        };
+        // Another key than the certified one signs the request.
+        let stranger = Signer::from_suri("//Mallory").unwrap();
+        assert!(refused(cert.clone(), &stranger).contains("not the request's signer"));
+        // A certificate for another cluster.
+        let other = wallet.certify(&session.account(), &Hash([4; 32]), 5, CertificateScope::All);
+        assert!(refused(other, &session).contains("for cluster"));
+        // A certificate the wallet did not sign (another account claimed).
+        let forged = phat_primitives::protocol::Certificate {
+            account: stranger.account(),
+            ..cert.clone()
+        };
+        assert!(refused(forged, &session).contains("did not sign it"));
+        // Wallets sign raw bytes wrapped in <Bytes>…</Bytes>: accepted too.
+        let mut wrapped = cert.clone();
+        let mut msg = b"<Bytes>".to_vec();
+        msg.extend_from_slice(&cert.signing_payload());
+        msg.extend_from_slice(b"</Bytes>");
+        wrapped.signature = Bytes(wallet.sign(&msg).to_vec());
+        let b = RequestBody {
+            certificate: Some(wrapped),
+            ..body()
+        };
+        assert!(verify_request(&session.sign_request(&CLUSTER, &b), &CLUSTER).is_ok());
+        // A body with a trailing byte that is not a certificate is malformed.
+        let mut bytes = body().encode();
+        bytes.push(0);
+        let odd = SignedRequest {
+            body: Bytes(bytes),
+            ..plain
+        };
+        assert!(matches!(
+            verify_request(&odd, &CLUSTER),
+            Err(CryptoError::MalformedBody(_))
+        ));
+    }
 
     const CLUSTER: Hash = Hash([3; 32]);
 
@@ -191,6 +334,7 @@ mod tests {
             },
             nonce: 7,
             expires_at: 1,
+            certificate: None,
         }
     }
 

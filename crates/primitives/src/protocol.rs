@@ -266,7 +266,11 @@ impl Call {
 }
 
 /// The signed part of a request.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+///
+/// SCALE layout: `mode`, `call`, `nonce`, `expires_at`, then, only when there is one, the byte
+/// 1 and the certificate. A body without a certificate has the layout of bodies from before
+/// certificates existed, so their signatures still verify.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestBody {
     /// Query or command; a signature for one is never valid for the other.
     pub mode: Mode,
@@ -276,9 +280,108 @@ pub struct RequestBody {
     pub nonce: u64,
     /// Unix time (ms) after which the request is refused.
     pub expires_at: Timestamp,
+    /// A wallet's certificate for the key that signed the request: the request is then made
+    /// as the certificate's account (see [`Certificate`]).
+    pub certificate: Option<Certificate>,
+}
+
+impl Encode for RequestBody {
+    fn encode_to<T: parity_scale_codec::Output + ?Sized>(&self, dest: &mut T) {
+        self.mode.encode_to(dest);
+        self.call.encode_to(dest);
+        self.nonce.encode_to(dest);
+        self.expires_at.encode_to(dest);
+        if let Some(c) = &self.certificate {
+            1u8.encode_to(dest);
+            c.encode_to(dest);
+        }
+    }
+}
+
+impl Decode for RequestBody {
+    fn decode<I: parity_scale_codec::Input>(
+        input: &mut I,
+    ) -> Result<Self, parity_scale_codec::Error> {
+        let mode = Mode::decode(input)?;
+        let call = Call::decode(input)?;
+        let nonce = u64::decode(input)?;
+        let expires_at = Timestamp::decode(input)?;
+        let certificate = match input.remaining_len()? {
+            Some(0) | None => None,
+            Some(_) => match u8::decode(input)? {
+                1 => Some(Certificate::decode(input)?),
+                _ => return Err("a request body's certificate is tagged 1".into()),
+            },
+        };
+        Ok(Self {
+            mode,
+            call,
+            nonce,
+            expires_at,
+            certificate,
+        })
+    }
+}
+
+/// What a [`Certificate`] lets its session key sign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateScope {
+    /// Queries only.
+    Queries,
+    /// Queries and commands.
+    All,
+}
+
+/// The longest a certificate may be valid for, from when it is used (24 hours).
+pub const MAX_CERTIFICATE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The domain tag a wallet's certificate signature covers.
+pub const CERTIFICATE_DOMAIN: &[u8] = b"phat/certificate/v1:";
+
+/// A wallet's authorisation of a session key (docs/ENVELOPES.md, "Certificates"): requests
+/// signed by `session` and carrying this certificate are made as `account`, within `scope`,
+/// until `expires_at`, on the cluster `cluster` only. A browser asks the wallet to sign once;
+/// the session key it holds in memory signs every request after that.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Certificate {
+    /// The wallet's account (sr25519): the caller of the requests.
+    pub account: AccountId,
+    /// The session key's sr25519 public key: the requests' signer.
+    pub session: AccountId,
+    /// The cluster (its id, epoch 0's envelope key) the certificate is for.
+    pub cluster: Hash,
+    /// Unix time (ms) after which requests carrying it are refused.
+    pub expires_at: Timestamp,
+    /// What the session key may sign.
+    pub scope: CertificateScope,
+    /// `account`'s sr25519 signature of [`Certificate::signing_payload`], either as it is or
+    /// wrapped in `<Bytes>`…`</Bytes>` (what polkadot.js wallets sign for `signRaw`).
+    pub signature: Bytes,
+}
+
+impl Certificate {
+    /// What the wallet signs: the domain tag, then the SCALE fields before the signature.
+    pub fn signing_payload(&self) -> Vec<u8> {
+        let mut out = CERTIFICATE_DOMAIN.to_vec();
+        (
+            &self.account,
+            &self.session,
+            &self.cluster,
+            self.expires_at,
+            self.scope,
+        )
+            .encode_to(&mut out);
+        out
+    }
 }
 
 impl RequestBody {
+    /// Whom the request is made as: the certificate's account, else the signer.
+    pub fn caller(&self, signer: &AccountId) -> AccountId {
+        self.certificate.as_ref().map_or(*signer, |c| c.account)
+    }
+
     /// The bytes the caller signs for the cluster whose envelope key is `cluster`: a domain
     /// tag, the cluster, then the SCALE encoding. A signature for one cluster is never valid
     /// on another.
@@ -739,6 +842,7 @@ mod tests {
             },
             nonce: 1,
             expires_at: 2,
+            certificate: None,
         };
         let cluster = Hash([5; 32]);
         let p = body.signing_payload(&cluster);

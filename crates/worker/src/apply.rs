@@ -625,6 +625,33 @@ pub(crate) fn check_body(body: &RequestBody, mode: Mode, now: u64) -> Result<(),
             ),
         });
     }
+    if let Some(cert) = &body.certificate {
+        use phat_primitives::protocol::{CertificateScope, MAX_CERTIFICATE_TTL_MS};
+        let refuse = |kind: &str, message: String| {
+            Err(CallError {
+                kind: kind.into(),
+                message,
+            })
+        };
+        if cert.expires_at < now {
+            return refuse(
+                "certificate_expired",
+                format!("the certificate expired at {} (now {now})", cert.expires_at),
+            );
+        }
+        if cert.expires_at > now.saturating_add(MAX_CERTIFICATE_TTL_MS) {
+            return refuse(
+                "certificate_too_long",
+                format!("a certificate may be valid for at most {MAX_CERTIFICATE_TTL_MS} ms"),
+            );
+        }
+        if mode == Mode::Command && cert.scope == CertificateScope::Queries {
+            return refuse(
+                "certificate_scope",
+                "the certificate allows queries only".into(),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -656,42 +683,48 @@ fn apply_one(
         Err(e @ phat_crypto::CryptoError::BadSignature(_)) => {
             return Ok(reject(entry, Some(&req), "bad_signature", e.to_string()))
         }
+        Err(e @ phat_crypto::CryptoError::BadCertificate(_)) => {
+            return Ok(reject(entry, Some(&req), "bad_certificate", e.to_string()))
+        }
         Err(e) => return Ok(reject(entry, Some(&req), "malformed", e.to_string())),
     };
+    // The account the command is made as: the signer, or the account its certificate
+    // speaks for. Nonces, receipts and permissions are the caller's.
+    let caller = body.caller(&req.signer);
+    let refuse = |kind: &str, message: String| {
+        let mut r = reject(entry, Some(&req), kind, message);
+        r.receipt.caller = caller;
+        r
+    };
     if let Err(e) = check_body(&body, Mode::Command, entry.timestamp) {
-        return Ok(reject(entry, Some(&req), &e.kind, e.message));
+        return Ok(refuse(&e.kind, e.message));
     }
-    let key = (req.signer, body.nonce);
-    if nonces.contains(&key) || snap.nonce_expiry(&req.signer, body.nonce)?.is_some() {
-        return Ok(reject(
-            entry,
-            Some(&req),
+    let key = (caller, body.nonce);
+    if nonces.contains(&key) || snap.nonce_expiry(&caller, body.nonce)?.is_some() {
+        return Ok(refuse(
             "replayed",
-            format!("nonce {} of {} was already used", body.nonce, req.signer),
+            format!("nonce {} of {caller} was already used", body.nonce),
         ));
     }
     nonces.insert(key);
-    let nonce = Some((req.signer, body.nonce, body.expires_at));
+    let nonce = Some((caller, body.nonce, body.expires_at));
     match &body.call {
         Call::Cluster { op } => {
-            return Ok(apply_cluster_op(
-                worker,
-                &mut local.epochs,
-                entry,
-                &req,
-                &body,
-                op,
-            ))
+            let mut applied = apply_cluster_op(worker, &mut local.epochs, entry, &req, caller, op);
+            applied.receipt.caller = caller;
+            applied.nonce = nonce;
+            return Ok(applied);
         }
         Call::Schedule { op } => {
             let state = Layered {
                 base: snap.clone(),
                 pending: view.pending.clone(),
             };
-            let result = apply_schedule_op(worker, &state, &mut local.schedules, entry, &req, op)?;
+            let result =
+                apply_schedule_op(worker, &state, &mut local.schedules, entry, caller, op)?;
             let mut applied = match result {
                 Ok((output, changes)) => {
-                    let mut ok = reject(entry, Some(&req), "", String::new());
+                    let mut ok = refuse("", String::new());
                     ok.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
                         data: output.into(),
                         reverted: false,
@@ -700,7 +733,7 @@ fn apply_one(
                     ok.changes = changes;
                     ok
                 }
-                Err((kind, message)) => reject(entry, Some(&req), kind, message),
+                Err((kind, message)) => refuse(kind, message),
             };
             applied.nonce = nonce;
             return Ok(applied);
@@ -715,7 +748,7 @@ fn apply_one(
         worker,
         view,
         entry,
-        req.signer,
+        caller,
         req.hash(),
         body.call.clone(),
         code,
@@ -786,7 +819,7 @@ fn apply_schedule_op(
     state: &Layered,
     table: &mut phat_primitives::protocol::ScheduleTable,
     entry: &LedgerEntry,
-    req: &SignedRequest,
+    caller: AccountId,
     op: &phat_primitives::protocol::ScheduleOp,
 ) -> Result<ScheduleChange, WorkerError> {
     let read = |key: &StateKey| {
@@ -797,11 +830,11 @@ fn apply_schedule_op(
         phat_primitives::protocol::ScheduleOp::Add { contract, .. }
         | phat_primitives::protocol::ScheduleOp::Remove { contract, .. } => *contract,
     }))?;
-    let balance = read(&StateKey::Balance(req.signer))?
+    let balance = read(&StateKey::Balance(caller))?
         .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
         .unwrap_or(0);
     Ok(schedule_change(
-        worker, info, balance, table, entry, req, op,
+        worker, info, balance, table, entry, caller, op,
     ))
 }
 
@@ -815,7 +848,7 @@ fn schedule_change(
     balance: phat_primitives::Balance,
     table: &mut phat_primitives::protocol::ScheduleTable,
     entry: &LedgerEntry,
-    req: &SignedRequest,
+    caller: AccountId,
     op: &phat_primitives::protocol::ScheduleOp,
 ) -> ScheduleChange {
     use phat_primitives::protocol::{Schedule, ScheduleOp};
@@ -829,7 +862,7 @@ fn schedule_change(
     let Some(info) = info else {
         return Err(("unknown_contract", format!("no contract {contract}")));
     };
-    if info.deployer != req.signer {
+    if info.deployer != caller {
         return Err((
             "not_deployer",
             format!(
@@ -852,7 +885,7 @@ fn schedule_change(
     let mut changes = ChangeSet::new();
     let mut set_balance = |amount: phat_primitives::Balance| {
         let value = (amount != 0).then(|| amount.encode());
-        changes.insert(StateKey::Balance(req.signer), value);
+        changes.insert(StateKey::Balance(caller), value);
     };
     let output = match op {
         ScheduleOp::Add { def, .. } => {
@@ -891,7 +924,7 @@ fn schedule_change(
                     format!(
                         "a schedule holds a deposit of {due} ({} bytes at {price} each); {} has {balance}",
                         schedule.encoded_size(),
-                        req.signer
+                        caller
                     ),
                 ));
             }
@@ -1013,14 +1046,10 @@ fn apply_cluster_op(
     epochs: &mut ClusterEpochs,
     entry: &LedgerEntry,
     req: &SignedRequest,
-    body: &RequestBody,
+    caller: AccountId,
     op: &ClusterOp,
 ) -> Applied {
-    let nonce = Some((req.signer, body.nonce, body.expires_at));
-    let refuse = |kind: &str, message: String| Applied {
-        nonce,
-        ..reject(entry, Some(req), kind, message)
-    };
+    let refuse = |kind: &str, message: String| reject(entry, Some(req), kind, message);
     match worker.inner.genesis.owner {
         None => {
             return refuse(
@@ -1029,7 +1058,7 @@ fn apply_cluster_op(
                     .into(),
             )
         }
-        Some(owner) if owner != req.signer => {
+        Some(owner) if owner != caller => {
             return refuse(
                 "not_owner",
                 format!("only the cluster owner {owner} may change the cluster"),
@@ -1060,7 +1089,6 @@ fn apply_cluster_op(
         address: None,
     });
     applied.changes = changes;
-    applied.nonce = nonce;
     applied
 }
 

@@ -119,7 +119,7 @@ pub(super) async fn submit_inner(
         w.inner
             .recent_nonces
             .lock()
-            .remove(&(req.signer, body.nonce));
+            .remove(&(body.caller(&req.signer), body.nonce));
         return Err(e);
     }
     let request = req.hash();
@@ -133,7 +133,7 @@ pub(super) async fn submit_inner(
             w.inner
                 .recent_nonces
                 .lock()
-                .remove(&(req.signer, body.nonce));
+                .remove(&(body.caller(&req.signer), body.nonce));
             return Err(ledger_err(e));
         }
     };

@@ -259,24 +259,29 @@ fn verify(w: &Worker, req: &SignedRequest, mode: Mode) -> Result<RequestBody, Ap
         phat_crypto::CryptoError::BadSignature(_) => {
             ApiErr::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string())
         }
+        phat_crypto::CryptoError::BadCertificate(_) => {
+            ApiErr::new(StatusCode::UNAUTHORIZED, "bad_certificate", e.to_string())
+        }
         _ => ApiErr::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
     })?;
     let now = now_ms();
     check_body(&body, mode, now).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e, None))?;
-    w.inner.admission.signer(&req.signer)?;
-    let key = (req.signer, body.nonce);
+    // Nonces and rates are the caller's: a wallet's, when a certificate speaks for it.
+    let caller = body.caller(&req.signer);
+    w.inner.admission.signer(&caller)?;
+    let key = (caller, body.nonce);
     let seen_in_state = mode == Mode::Command
         && w.inner
             .store
             .snapshot()?
-            .nonce_expiry(&req.signer, body.nonce)?
+            .nonce_expiry(&caller, body.nonce)?
             .is_some();
     let mut recent = w.inner.recent_nonces.lock();
     if seen_in_state || !recent.insert(key, body.expires_at, now) {
         return Err(ApiErr::new(
             StatusCode::CONFLICT,
             "replayed",
-            format!("nonce {} of {} was already used", body.nonce, req.signer),
+            format!("nonce {} of {caller} was already used", body.nonce),
         ));
     }
     Ok(body)

@@ -36,7 +36,7 @@ pub(super) async fn query_inner(
         return Err(encryption_required("query"));
     }
     let body = verify(w, &request, Mode::Query)?;
-    run_checked(w, request.signer, body.call, min_seq).await
+    run_checked(w, body.caller(&request.signer), body.call, min_seq).await
 }
 
 /// Runs a verified query: waits for `min_seq`, finds the contract, runs on a snapshot.
@@ -135,19 +135,19 @@ pub(super) async fn query_sealed_inner(
         })?;
         let body = verify(w, &open.request, Mode::Query)?;
         let keys = Arc::new(keys);
+        // The session speaks for the caller until the request, or its certificate, expires.
+        let caller = body.caller(&open.request.signer);
+        let until = body
+            .certificate
+            .as_ref()
+            .map_or(body.expires_at, |c| c.expires_at.min(body.expires_at));
         w.inner
             .enclave
             .sessions
             .lock()
-            .open(
-                q.session.0,
-                keys.clone(),
-                open.request.signer,
-                body.expires_at,
-                now,
-            )
+            .open(q.session.0, keys.clone(), caller, until, now)
             .map_err(session_err)?;
-        (keys, open.request.signer, body.call, open.min_seq)
+        (keys, caller, body.call, open.min_seq)
     } else {
         let (keys, caller) = w
             .inner
