@@ -7,7 +7,7 @@ import { blake2b } from "@noble/hashes/blake2.js";
 import { concatBytes, equalBytes, fromHex, toHex, u64le, utf8ToBytes } from "./bytes.js";
 import * as codec from "./codec.js";
 import { seal, type SessionKeys } from "./envelope.js";
-import { DEFAULT_TTL_MS, signRequest } from "./request.js";
+import { callerOf, DEFAULT_TTL_MS, signRequest, type RequestSigner } from "./request.js";
 import type { Signer } from "./signer.js";
 
 /** An attestation report as `/v1/info` shows it (hex strings). */
@@ -186,6 +186,8 @@ export function checkWorker(endpoint: string, info: WorkerInfo, options: ClientO
 /** The client's half of a query session. */
 interface Session {
   id: Uint8Array;
+  /** The key that opened it: only requests of that signer travel in it. */
+  signer: Uint8Array;
   caller: Uint8Array;
   keys: SessionKeys;
   next: bigint;
@@ -259,14 +261,15 @@ export class PhatClient {
 
   /** Runs `call` as a query signed by `signer` (sealed in a session when the cluster
    * encrypts); answered once the worker applied `minSeq` when given. */
-  async query(signer: Signer, call: codec.CallValue, options: { minSeq?: number } = {}): Promise<QueryResponse> {
+  async query(signer: RequestSigner, call: codec.CallValue, options: { minSeq?: number } = {}): Promise<QueryResponse> {
     const minSeq = options.minSeq === undefined ? undefined : BigInt(options.minSeq);
     if (!this.worker.encryption) {
       const req = signRequest(signer, this.clusterId, "Query", call);
       return this.post<QueryResponse>("/v1/query", { ...jsonRequest(req), min_seq: options.minSeq ?? null });
     }
     const s = this.session;
-    if (s !== undefined && s.renewAt > Date.now() && equalBytes(s.caller, signer.publicKey)) {
+    // A session speaks for the signer (and certificate) that opened it: reuse it only for that.
+    if (s !== undefined && s.renewAt > Date.now() && equalBytes(s.signer, signer.publicKey) && equalBytes(s.caller, callerOf(signer))) {
       const counter = s.next++;
       const plain = codec.SessionQuery.enc({ call, min_seq: minSeq });
       try {
@@ -278,8 +281,17 @@ export class PhatClient {
     const req = signRequest(signer, this.clusterId, "Query", call);
     const plain = codec.QueryOpen.enc({ request: req, min_seq: minSeq });
     const { sealed, keys } = seal(fromHex(this.worker.worker_key, "worker_key", 32), "query", plain);
-    const expiresAt = Number(codec.RequestBody.dec(req.body).expires_at);
-    const session: Session = { id: sealed.ephemeral, caller: signer.publicKey, keys, next: 1n, renewAt: expiresAt - 10_000 };
+    // The worker ends the session when the request, or its certificate, expires.
+    const bodyExpiry = Number(codec.RequestBody.dec(req.body).expires_at);
+    const expiresAt = Math.min(bodyExpiry, Number(signer.certificate?.expires_at ?? bodyExpiry));
+    const session: Session = {
+      id: sealed.ephemeral,
+      signer: signer.publicKey,
+      caller: callerOf(signer),
+      keys,
+      next: 1n,
+      renewAt: expiresAt - 10_000,
+    };
     const response = await this.sealedQuery(session, 0n, sealed.ciphertext);
     this.session = session;
     return response;
@@ -304,7 +316,7 @@ export class PhatClient {
 
   /** Signs `call` as a command of `signer` and submits it; with `wait` (the default),
    * answers once its receipt exists, the result opened. */
-  async submit(signer: Signer, call: codec.CallValue, options: { wait?: boolean } = {}): Promise<Submitted> {
+  async submit(signer: RequestSigner, call: codec.CallValue, options: { wait?: boolean } = {}): Promise<Submitted> {
     const wait = options.wait ?? true;
     const req = signRequest(signer, this.clusterId, "Command", call);
     if (!this.worker.encryption) {

@@ -51,10 +51,41 @@ export const Call = Enum({
 /** A `Call` value. */
 export type CallValue = CodecType<typeof Call>;
 
-/** `RequestBody`: the signed part of a request. */
+/** `RequestBody`'s fields before the optional certificate: the whole layout of a body without
+ * one. Use [`encodeRequestBody`] to encode a body. */
 export const RequestBody = Struct({ mode: Mode, call: Call, nonce: u64, expires_at: u64 });
-/** A `RequestBody` value. */
+/** A `RequestBody` value (without its certificate). */
 export type RequestBodyValue = CodecType<typeof RequestBody>;
+
+/** `CertificateScope`: what a certificate lets its session key sign. */
+export const CertificateScope = Enum({ Queries: _void, All: _void });
+/** A certificate's signed fields. */
+export const CertificateFields = Struct({ account: H256, session: H256, cluster: H256, expires_at: u64, scope: CertificateScope });
+/** `Certificate`: a wallet's authorisation of a session key (docs/ENVELOPES.md). */
+export const Certificate = Struct({
+  account: H256,
+  session: H256,
+  cluster: H256,
+  expires_at: u64,
+  scope: CertificateScope,
+  signature: VecU8,
+});
+/** A `Certificate` value. */
+export type CertificateValue = CodecType<typeof Certificate>;
+
+/** The domain tag a certificate's signature covers. */
+export const CERTIFICATE_DOMAIN = utf8ToBytes("phat/certificate/v1:");
+
+/** What the wallet signs for a certificate: the domain tag and its fields. */
+export function certificatePayload(c: CodecType<typeof CertificateFields>): Uint8Array {
+  return concatBytes(CERTIFICATE_DOMAIN, CertificateFields.enc(c));
+}
+
+/** A `RequestBody`'s bytes: the fields, then, only with a certificate, the byte 1 and it. */
+export function encodeRequestBody(body: RequestBodyValue, certificate?: CertificateValue): Uint8Array {
+  const fields = RequestBody.enc(body);
+  return certificate ? concatBytes(fields, Uint8Array.of(1), Certificate.enc(certificate)) : fields;
+}
 
 /** `SignedRequest`: the SCALE body, the signer and its sr25519 signature. */
 export const SignedRequest = Struct({ body: VecU8, signer: H256, signature: VecU8 });

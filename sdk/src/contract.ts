@@ -15,6 +15,7 @@ import {
   type QueryResponse,
   type Receipt,
 } from "./client.js";
+import type { RequestSigner } from "./request.js";
 import type { Signer } from "./signer.js";
 
 /** An argument does not fit the message's type (nothing was sent). */
@@ -117,14 +118,14 @@ export class ContractApi {
   }
 
   /** Runs `message(args)` as a query of `signer`. */
-  async query(signer: Signer, message: string, args: unknown[] = [], options: { minSeq?: number; value?: bigint } = {}): Promise<Outcome & { response: QueryResponse }> {
+  async query(signer: RequestSigner, message: string, args: unknown[] = [], options: { minSeq?: number; value?: bigint } = {}): Promise<Outcome & { response: QueryResponse }> {
     const m = this.message(message);
     const response = await this.client.query(signer, callOf(this.address, encodeArgs(m, args), options), options);
     return { ...this.outcome(m, response.result, response.events), response };
   }
 
   /** Submits `message(args)` as a command of `signer` and waits for its receipt. */
-  async tx(signer: Signer, message: string, args: unknown[] = [], options: { value?: bigint; gasLimit?: bigint } = {}): Promise<Outcome & { receipt: Receipt }> {
+  async tx(signer: RequestSigner, message: string, args: unknown[] = [], options: { value?: bigint; gasLimit?: bigint } = {}): Promise<Outcome & { receipt: Receipt }> {
     const m = this.message(message);
     const submitted = await this.client.submit(signer, callOf(this.address, encodeArgs(m, args), options));
     const receipt = submitted.receipt!;

@@ -8,3 +8,4 @@ export * from "./envelope.js";
 export * from "./kdf.js";
 export * from "./request.js";
 export * from "./signer.js";
+export * from "./wallet.js";

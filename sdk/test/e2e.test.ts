@@ -18,6 +18,8 @@ import {
   toHex,
   UnreachableError,
   UntrustedError,
+  SessionSigner,
+  walletOf,
   type WorkerInfo,
 } from "../src/index.js";
 import { bundle, bundleJson, Dev, freePorts, phalaFlip } from "./dev.js";
@@ -138,6 +140,34 @@ describe("the SDK against phat dev", { timeout: 240_000 }, () => {
     await flip.tx(alice, "flip");
     assert.equal((await flip.query(alice, "get")).output?.value, false);
     assert.deepEqual((await flip.query(alice, "echo", [42, 24])).output?.value, [42, 24]);
+  });
+
+  test("wallet sign-in: one signature, then a session key acts as the wallet's account", async () => {
+    const { contract: token } = await ContractApi.deploy(client, alice, bundleJson("erc20"), { args: [500] });
+    // A scripted injected signer: wraps the bytes in <Bytes>…</Bytes> as the polkadot.js
+    // extensions' signRaw does, and counts the prompts.
+    let prompts = 0;
+    const wallet = walletOf(alice);
+    const session = await SessionSigner.signIn(client.clusterId, alice.publicKey, async (payload) => {
+      prompts++;
+      return wallet(payload);
+    });
+    const bobHex = toHex(bob.publicKey);
+    const sent = await token.tx(session, "transfer", [bobHex, 3]);
+    assert.deepEqual(sent.output?.value, { ok: { ok: null } });
+    assert.equal(sent.receipt.caller, toHex(alice.publicKey), "the command is Alice's");
+    // A query made as Alice: she can send 497 more, the session key alone has nothing.
+    const can = await token.query(session, "transfer", [bobHex, 497]);
+    assert.deepEqual(can.output?.value, { ok: { ok: null } });
+    const cannot = await token.query(session, "transfer", [bobHex, 498]);
+    assert.deepEqual(cannot.output?.value, { ok: { err: "InsufficientBalance" } });
+    assert.equal(prompts, 1, "one wallet prompt for all of it");
+    // A queries-only certificate may not send commands.
+    const reader = await SessionSigner.signIn(client.clusterId, alice.publicKey, wallet, { scope: "Queries" });
+    await assert.rejects(token.tx(reader, "transfer", [bobHex, 1]), (e: unknown) => e instanceof ApiError && e.kind === "certificate_scope");
+    // A certificate the wallet did not sign (Bob's key signs for Alice's account).
+    const forged = await SessionSigner.signIn(client.clusterId, alice.publicKey, walletOf(bob));
+    await assert.rejects(token.query(forged, "balance_of", [bobHex]), (e: unknown) => e instanceof ApiError && e.kind === "bad_certificate");
   });
 
   test("a call to a contract that does not exist is a typed error", async () => {

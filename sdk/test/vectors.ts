@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { x25519 } from "@noble/curves/ed25519.js";
 import {
   codec,
+  concatBytes,
   equalBytes,
   expand,
   fromHex,
@@ -58,6 +59,18 @@ export interface Vectors {
     signature: string;
   };
   envelopes: EnvelopeVector[];
+  certificate: {
+    wallet_suri: string;
+    session_suri: string;
+    cluster: string;
+    expires_at: string;
+    scope: "Queries" | "All";
+    payload: string;
+    signature: string;
+    wrapped: boolean;
+    body: string;
+    request_signature: string;
+  };
 }
 
 const SURIS = [
@@ -112,6 +125,25 @@ export function produce(): Vectors {
     };
   };
   const sessionQuery = codec.SessionQuery.enc({ call, min_seq: undefined });
+  // A wallet (//Alice) certifies a session key, wrapping the bytes as browser wallets do;
+  // the session key signs a command carrying the certificate.
+  const session = Signer.fromSuri("//session");
+  const fields = {
+    account: alice.publicKey,
+    session: session.publicKey,
+    cluster,
+    expires_at: 1_900_000_000_000n,
+    scope: { tag: "Queries" as const, value: undefined },
+  };
+  const certPayload = codec.certificatePayload(fields);
+  const certSignature = alice.sign(concatBytes(utf8ToBytes("<Bytes>"), certPayload, utf8ToBytes("</Bytes>")));
+  const certified = signRequest(
+    { publicKey: session.publicKey, sign: (m: Uint8Array) => session.sign(m), certificate: { ...fields, signature: certSignature } },
+    cluster,
+    "Query",
+    call,
+    { nonce: 5n, expiresAt },
+  );
   return {
     producer: "ts",
     kdf: [
@@ -132,6 +164,18 @@ export function produce(): Vectors {
       signature: toHex(signed.signature),
     },
     envelopes: [envelope("command", 7, 11, request), envelope("query", 8, 12, queryOpen, sessionQuery), envelope("handover", 9, 13, fill(0x5a))],
+    certificate: {
+      wallet_suri: "//Alice",
+      session_suri: "//session",
+      cluster: toHex(cluster),
+      expires_at: fields.expires_at.toString(),
+      scope: "Queries",
+      payload: toHex(certPayload),
+      signature: toHex(certSignature),
+      wrapped: true,
+      body: toHex(certified.body),
+      request_signature: toHex(certified.signature),
+    },
   };
 }
 
@@ -143,6 +187,7 @@ function same(what: string, got: Uint8Array, want: string): void {
 
 /** Checks `v` (from either producer) against this SDK; throws naming the first mismatch. */
 export function check(v: Vectors): void {
+  checkCertificate(v);
   for (const k of v.kdf) {
     same(`kdf ${k.domain}`, expand(fromHex(k.ikm), k.domain, k.parts.map((p) => fromHex(p)), k.length), k.out);
   }
@@ -192,6 +237,39 @@ export function check(v: Vectors): void {
       requestIn(codec.SignedRequest.enc(open.request));
       codec.SessionQuery.dec(fromHex(e.messages[1].request_plaintext));
     }
+  }
+}
+
+function checkCertificate(v: Vectors): void {
+  const c = v.certificate;
+  const wallet = Signer.fromSuri(c.wallet_suri).publicKey;
+  const session = Signer.fromSuri(c.session_suri).publicKey;
+  const fields = {
+    account: wallet,
+    session,
+    cluster: fromHex(c.cluster),
+    expires_at: BigInt(c.expires_at),
+    scope: { tag: c.scope, value: undefined },
+  };
+  const payload = codec.certificatePayload(fields);
+  same("certificate payload", payload, c.payload);
+  const signed = c.wrapped ? concatBytes(utf8ToBytes("<Bytes>"), payload, utf8ToBytes("</Bytes>")) : payload;
+  if (!verify(wallet, signed, fromHex(c.signature))) {
+    throw new Error(`the ${v.producer} certificate signature does not verify`);
+  }
+  const r = v.request;
+  const body = codec.encodeRequestBody(
+    {
+      mode: { tag: "Query", value: undefined },
+      call: { tag: "Call", value: { dest: fromHex(r.dest), value: BigInt(r.value), data: fromHex(r.data), gas_limit: BigInt(r.gas_limit) } },
+      nonce: 5n,
+      expires_at: BigInt(r.expires_at),
+    },
+    { ...fields, signature: fromHex(c.signature) },
+  );
+  same("certified request body", body, c.body);
+  if (!verify(session, signingPayload(fromHex(c.cluster), body), fromHex(c.request_signature))) {
+    throw new Error(`the ${v.producer} certified request's signature does not verify`);
   }
 }
 

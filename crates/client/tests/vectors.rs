@@ -16,7 +16,8 @@ use phat_client::crypto::{
     expand, seal_with_ephemeral, sr25519_verify, EnvelopeSecret, Purpose, Secret32, SessionKeys,
 };
 use phat_client::primitives::protocol::{
-    Bytes, Call, QueryOpen, RequestBody, Sealed, SessionQuery, SignedRequest,
+    Bytes, Call, Certificate, CertificateScope, QueryOpen, RequestBody, Sealed, SessionQuery,
+    SignedRequest,
 };
 use phat_client::primitives::{AccountId, Hash, Mode};
 use phat_client::Signer;
@@ -124,9 +125,28 @@ fn produce() -> Value {
         min_seq: Some(42),
     };
     let session = SessionQuery {
-        call,
+        call: call.clone(),
         min_seq: None,
     };
+    // A wallet (//Alice) certifies a session key (raw bytes, as `Signer::certify` signs);
+    // the session key signs a query carrying the certificate.
+    let session_key = Signer::from_suri("//session").unwrap();
+    let cert = alice.certify(
+        &session_key.account(),
+        &cluster,
+        1_900_000_000_000,
+        CertificateScope::Queries,
+    );
+    let certified = session_key.sign_request(
+        &cluster,
+        &RequestBody {
+            mode: Mode::Query,
+            call,
+            nonce: 5,
+            expires_at: 1_900_000_000_000,
+            certificate: Some(cert.clone()),
+        },
+    );
     let kdfs = [
         (vec![1u8; 32], "phat/v1/storage", vec![], 32),
         (
@@ -166,6 +186,18 @@ fn produce() -> Value {
             envelope("query", 8, 12, query_open.encode(), Some(session.encode())),
             envelope("handover", 9, 13, vec![0x5a; 32], None),
         ],
+        "certificate": {
+            "wallet_suri": "//Alice",
+            "session_suri": "//session",
+            "cluster": hex(&cluster.0),
+            "expires_at": "1900000000000",
+            "scope": "Queries",
+            "payload": hex(&cert.signing_payload()),
+            "signature": hex(&cert.signature.0),
+            "wrapped": false,
+            "body": hex(&certified.body.0),
+            "request_signature": hex(&certified.signature.0),
+        },
     })
 }
 
@@ -173,8 +205,61 @@ fn same(what: &str, got: &[u8], want: &Value) {
     assert_eq!(hex(got), want.as_str().unwrap(), "{what}");
 }
 
+/// Checks the certificate vector: the wallet's payload, its signature (raw or wrapped), the
+/// certified body's bytes, and the whole request through the worker's own verification.
+fn check_certificate(v: &Value) {
+    let producer = v["producer"].as_str().unwrap();
+    let c = &v["certificate"];
+    let wallet = Signer::from_suri(c["wallet_suri"].as_str().unwrap()).unwrap();
+    let session = Signer::from_suri(c["session_suri"].as_str().unwrap()).unwrap();
+    let cluster = Hash(arr32(&c["cluster"]));
+    let cert = Certificate {
+        account: wallet.account(),
+        session: session.account(),
+        cluster,
+        expires_at: num(&c["expires_at"]) as u64,
+        scope: match c["scope"].as_str().unwrap() {
+            "Queries" => CertificateScope::Queries,
+            _ => CertificateScope::All,
+        },
+        signature: Bytes(unhex(&c["signature"])),
+    };
+    same(
+        &format!("{producer} certificate payload"),
+        &cert.signing_payload(),
+        &c["payload"],
+    );
+    let r = &v["request"];
+    let body = RequestBody {
+        mode: Mode::Query,
+        call: Call::Call {
+            dest: AccountId(arr32(&r["dest"])),
+            value: num(&r["value"]),
+            data: Bytes(unhex(&r["data"])),
+            gas_limit: num(&r["gas_limit"]) as u64,
+        },
+        nonce: 5,
+        expires_at: num(&r["expires_at"]) as u64,
+        certificate: Some(cert),
+    };
+    same(
+        &format!("{producer} certified body"),
+        &body.encode(),
+        &c["body"],
+    );
+    let req = SignedRequest {
+        body: Bytes(unhex(&c["body"])),
+        signer: session.account(),
+        signature: Bytes(unhex(&c["request_signature"])),
+    };
+    let verified = phat_client::crypto::verify_request(&req, &cluster)
+        .unwrap_or_else(|e| panic!("the {producer} certified request: {e}"));
+    assert_eq!(verified.caller(&req.signer), wallet.account());
+}
+
 /// Checks vectors from either producer against this implementation.
 fn check(v: &Value) {
+    check_certificate(v);
     let producer = v["producer"].as_str().unwrap();
     for k in v["kdf"].as_array().unwrap() {
         let parts: Vec<Vec<u8>> = k["parts"].as_array().unwrap().iter().map(unhex).collect();
