@@ -426,8 +426,22 @@ mod tests {
         // The signature still matches the decoded body: only strict decoding refuses it.
         let mut padded = req.clone();
         padded.body.0.push(0);
+        // A trailing byte is read as the optional certificate's tag, which must be 1.
         assert!(matches!(
             verify_request(&padded, &CLUSTER),
+            Err(CryptoError::MalformedBody(m)) if m.contains("certificate is tagged 1")
+        ));
+        // Bytes after a certificate are left over.
+        let wallet = Signer::from_suri("//Bob").unwrap();
+        let cert = wallet.certify(&alice.account(), &CLUSTER, 9, CertificateScope::All);
+        let certified = RequestBody {
+            certificate: Some(cert),
+            ..body()
+        };
+        let mut after = alice.sign_request(&CLUSTER, &certified);
+        after.body.0.push(0);
+        assert!(matches!(
+            verify_request(&after, &CLUSTER),
             Err(CryptoError::MalformedBody(m)) if m.contains("left after decoding")
         ));
         let batch = verify_requests(&[&req, &padded], &CLUSTER);
