@@ -42,6 +42,7 @@ pub async fn run(args: InfoArgs, ctx: &Ctx) -> Result<()> {
                         label,
                         i.attestation.measurement
                     ) + &tee_lines(&i.attestation)
+                        + &i.system_contract.map(|s| format!("\n  system       {s}")).unwrap_or_default()
                         + &i.envelope_key.map(|k| format!("\n  key epoch    {} (commands sealed to {k})", i.epoch)).unwrap_or_default()
                         + &i.diverged.as_ref().map(|d| format!("\n  DIVERGED     {d}")).unwrap_or_default()
                 },
