@@ -107,6 +107,12 @@ fn info_json(w: &Worker) -> ApiResult<WorkerInfo> {
             .max(head.seq),
         pid: std::process::id(),
         diverged: w.inner.replica.diverged().map(|d| d.to_string()),
-        system_contract: w.inner.genesis.system_contract(),
+        // Computed once at start (hashing the system code on every request would be waste).
+        system_contract: w
+            .inner
+            .genesis
+            .system
+            .is_some()
+            .then_some(w.inner.pink_config.system_contract),
     }))
 }
