@@ -91,6 +91,23 @@ export interface LogEntry {
   index?: number | null;
 }
 
+/** A contract's public keys: what it signs with, and the Ethereum address it sends from. */
+export interface ContractKeys {
+  sr25519: string;
+  ed25519: string;
+  secp256k1: string;
+  /** EIP-55 checksummed. */
+  ethereum_address: string;
+}
+
+/** A deployed contract as `/v1/contracts/{id}` shows it. */
+export interface ContractView {
+  id: string;
+  code_hash: string;
+  deployer: string;
+  keys: ContractKeys;
+}
+
 /** What the worker said no to: its HTTP status and typed error (`kind` is stable). */
 export class ApiError extends Error {
   override name = "ApiError";
@@ -429,8 +446,8 @@ export class PhatClient {
     }
   }
 
-  /** A contract's code hash and deployer. */
-  contract(contract: string): Promise<{ id: string; code_hash: string; deployer: string }> {
+  /** A contract's code hash, deployer, and public keys (derived in the enclave). */
+  contract(contract: string): Promise<ContractView> {
     return this.json(`/v1/contracts/${contract}`);
   }
 }

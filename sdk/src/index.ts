@@ -5,3 +5,6 @@
  * same without contract metadata (and without `@polkadot/*`). */
 export * from "./core.js";
 export * from "./contract.js";
+export { Abi } from "@polkadot/api-contract";
+/** SS58 account addresses (as wallets show them) to and from bytes. */
+export { decodeAddress, encodeAddress } from "@polkadot/util-crypto";

@@ -33,6 +33,9 @@ use phat_client::primitives::protocol::DIVERGED_HEADER;
 /// How long a sealed query waits for its worker to come back when the connection is refused.
 pub const WORKER_RESTART_WAIT: Duration = Duration::from_secs(10);
 
+/// How long `/v1/cluster` reuses the workers' status it took.
+const STATUS_MAX_AGE: Duration = Duration::from_millis(500);
+
 /// Shortest interval between two key refreshes caused by unknown keys (a stranger sending
 /// queries sealed to made-up keys costs the workers at most this many `/v1/info` calls).
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(200);
@@ -47,6 +50,9 @@ pub struct Gateway {
     keys: Arc<parking_lot::RwLock<Keys>>,
     /// Held while a refresh runs, so that concurrent misses share one refresh.
     refreshing: Arc<tokio::sync::Mutex<()>>,
+    /// The workers' status as `/v1/cluster` last showed it, and when it was taken; held while
+    /// a new one is taken, so that concurrent callers share it.
+    status: Arc<tokio::sync::Mutex<Option<(Instant, Vec<serde_json::Value>)>>>,
 }
 
 /// What the gateway knows of the workers' keys.
@@ -79,6 +85,7 @@ impl Gateway {
                 refreshed: None,
             })),
             refreshing: Arc::default(),
+            status: Arc::default(),
             workers: Arc::new(workers),
             next: Arc::new(AtomicUsize::new(0)),
             client,
@@ -86,12 +93,59 @@ impl Gateway {
         }
     }
 
-    /// The HTTP router: `/v1/cluster` lists the workers; everything else is forwarded.
+    /// The HTTP router: `/v1/cluster` lists the workers and their status, `/console` is the
+    /// web console; everything else is forwarded. The endpoint answers cross-origin requests
+    /// itself (workers never see the `Origin` header, so their answers carry no CORS headers).
     pub fn router(self) -> Router {
         Router::new()
             .route("/v1/cluster", get(cluster))
             .fallback(forward)
+            .layer(phat_worker::cors())
+            .merge(phat_console::router())
             .with_state(self)
+    }
+
+    /// Every worker's status from its `/v1/info` (asked all at once): whether it answers, its
+    /// name, key, applied seq, ledger head, state root and divergence. Taken at most once per
+    /// [`STATUS_MAX_AGE`], however many callers ask, so that `/v1/cluster` cannot be used to
+    /// flood the workers.
+    async fn status(&self) -> Vec<serde_json::Value> {
+        let mut cached = self.status.lock().await;
+        if let Some((at, members)) = &*cached {
+            if at.elapsed() < STATUS_MAX_AGE {
+                return members.clone();
+            }
+        }
+        let asks = self.workers.iter().map(|base| async move {
+            let answer = async {
+                let resp = self
+                    .client
+                    .get(format!("{base}/v1/info"))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .map_err(|e| short_error(&e))?;
+                resp.json::<serde_json::Value>()
+                    .await
+                    .map_err(|e| short_error(&e))
+            };
+            match answer.await {
+                Ok(info) => serde_json::json!({
+                    "url": base,
+                    "up": true,
+                    "name": info["name"],
+                    "worker_key": info["worker_key"],
+                    "seq": info["seq"],
+                    "ledger_head": info["ledger_head"],
+                    "state_root": info["state_root"],
+                    "diverged": info["diverged"],
+                }),
+                Err(error) => serde_json::json!({ "url": base, "up": false, "error": error }),
+            }
+        });
+        let members = futures::future::join_all(asks).await;
+        *cached = Some((Instant::now(), members.clone()));
+        members
     }
 
     /// Asks every worker for its identity key (all at once) and returns how many answered.
@@ -210,7 +264,7 @@ impl Gateway {
                     // Small JSON error bodies only: read it to see whether the worker's key
                     // changed under us.
                     let status = resp.status();
-                    let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+                    let kept = kept_headers(resp.headers());
                     let bytes = resp.bytes().await.unwrap_or_default();
                     let wrong = serde_json::from_slice::<serde_json::Value>(&bytes)
                         .ok()
@@ -219,7 +273,7 @@ impl Gateway {
                         force = true;
                         continue;
                     }
-                    return buffered(status, ct, bytes, base);
+                    return buffered(status, kept, bytes, base);
                 }
                 Ok(resp) => return streamed(resp, base),
                 // Refused, or a pooled connection to a process that died: the query did not
@@ -242,8 +296,22 @@ impl Gateway {
 }
 
 async fn cluster(State(g): State<Gateway>) -> Json<serde_json::Value> {
+    let members = g.status().await;
     let keys = g.keys.read().by_worker.clone();
-    Json(serde_json::json!({ "workers": *g.workers, "worker_keys": keys }))
+    Json(serde_json::json!({ "workers": *g.workers, "worker_keys": keys, "members": members }))
+}
+
+/// Why a worker did not answer, in a few words (reqwest's full chain names the URL again).
+fn short_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection refused".into()
+    } else if e.is_decode() {
+        "answered something that is not JSON".into()
+    } else {
+        e.to_string()
+    }
 }
 
 async fn forward(State(g): State<Gateway>, req: Request) -> Response {
@@ -307,31 +375,39 @@ async fn forward(State(g): State<Gateway>, req: Request) -> Response {
 /// The worker's answer, streamed back as it comes (log streams are long-lived).
 fn streamed(resp: reqwest::Response, base: &str) -> Response {
     let status = resp.status();
-    let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    let kept = kept_headers(resp.headers());
     let stream = resp.bytes_stream().map_err(std::io::Error::other);
-    with_headers(Response::new(Body::from_stream(stream)), status, ct, base)
+    with_headers(Response::new(Body::from_stream(stream)), status, kept, base)
 }
 
 /// An answer already read in full.
-fn buffered(
-    status: StatusCode,
-    ct: Option<reqwest::header::HeaderValue>,
-    bytes: Bytes,
-    base: &str,
-) -> Response {
-    with_headers(Response::new(Body::from(bytes)), status, ct, base)
+fn buffered(status: StatusCode, kept: Vec<(String, Vec<u8>)>, bytes: Bytes, base: &str) -> Response {
+    with_headers(Response::new(Body::from(bytes)), status, kept, base)
+}
+
+/// The headers of a worker's answer the endpoint passes on: the body's type and when to retry
+/// (nothing hop-by-hop, and no CORS headers: the endpoint answers those itself).
+fn kept_headers(h: &reqwest::header::HeaderMap) -> Vec<(String, Vec<u8>)> {
+    ["content-type", "retry-after", "x-phat-retry-after-ms"]
+        .iter()
+        .filter_map(|name| h.get(*name).map(|v| (name.to_string(), v.as_bytes().to_vec())))
+        .collect()
 }
 
 fn with_headers(
     mut out: Response,
     status: StatusCode,
-    ct: Option<reqwest::header::HeaderValue>,
+    kept: Vec<(String, Vec<u8>)>,
     base: &str,
 ) -> Response {
     *out.status_mut() = status;
-    if let Some(ct) = ct.and_then(|c| HeaderValue::from_bytes(c.as_bytes()).ok()) {
-        out.headers_mut()
-            .insert(axum::http::header::CONTENT_TYPE, ct);
+    for (name, value) in kept {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            HeaderValue::from_bytes(&value),
+        ) {
+            out.headers_mut().insert(name, value);
+        }
     }
     out.headers_mut().insert(
         "x-phat-worker",

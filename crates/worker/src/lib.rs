@@ -47,6 +47,7 @@ use phat_store::Store;
 use tokio::sync::{broadcast, watch};
 
 pub use admission::{AdmissionConfig, Refused};
+pub use api::cors;
 pub use apply::GENESIS_KEY;
 pub use cache::{DEFAULT_CACHE_BUDGET, DEFAULT_CACHE_QUOTA};
 pub use egress::EgressConfig;

@@ -88,7 +88,28 @@ pub(crate) fn router(worker: Worker) -> Router {
             worker.clone(),
             admit_address,
         ))
+        .layer(cors())
+        .merge(phat_console::router())
         .with_state(worker)
+}
+
+/// Cross-origin access for dApps on other origins (a page served by Vite, say): any origin may
+/// call the API. The API has no cookies or ambient credentials (every request that acts is
+/// signed), so this gives a page nothing it could not do from a server. The headers clients
+/// read (`Retry-After`, the diverged mark) are exposed; preflights are cached for an hour.
+pub fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{Any, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers(Any)
+        .expose_headers([
+            header::RETRY_AFTER,
+            HeaderName::from_static(RETRY_AFTER_MS),
+            HeaderName::from_static(phat_primitives::protocol::DIVERGED_HEADER),
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// A diverged worker's state is not the cluster's: it answers nothing that reads or changes
