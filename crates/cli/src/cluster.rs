@@ -865,6 +865,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
                 data.display()
             );
             println!("  endpoint  {endpoint}");
+            println!("  console   {endpoint}/console  (open it in a browser)");
             match (&http_token, &nats) {
                 (Some((_, path)), _) => println!(
                     "  ledger    http://127.0.0.1:{ledger_port}  (head seq {head}; token in {})",

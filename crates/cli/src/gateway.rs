@@ -52,7 +52,7 @@ pub struct Gateway {
     refreshing: Arc<tokio::sync::Mutex<()>>,
     /// The workers' status as `/v1/cluster` last showed it, and when it was taken; held while
     /// a new one is taken, so that concurrent callers share it.
-    status: Arc<tokio::sync::Mutex<Option<(Instant, Vec<serde_json::Value>)>>>,
+    status: Arc<tokio::sync::Mutex<Option<Status>>>,
 }
 
 /// What the gateway knows of the workers' keys.
@@ -62,6 +62,9 @@ struct Keys {
     /// When the last refresh started.
     refreshed: Option<Instant>,
 }
+
+/// The workers' status (one JSON object per worker) and when it was taken.
+type Status = (Instant, Vec<serde_json::Value>);
 
 /// Where a sealed query must go.
 enum Route {
@@ -381,7 +384,12 @@ fn streamed(resp: reqwest::Response, base: &str) -> Response {
 }
 
 /// An answer already read in full.
-fn buffered(status: StatusCode, kept: Vec<(String, Vec<u8>)>, bytes: Bytes, base: &str) -> Response {
+fn buffered(
+    status: StatusCode,
+    kept: Vec<(String, Vec<u8>)>,
+    bytes: Bytes,
+    base: &str,
+) -> Response {
     with_headers(Response::new(Body::from(bytes)), status, kept, base)
 }
 
@@ -390,7 +398,10 @@ fn buffered(status: StatusCode, kept: Vec<(String, Vec<u8>)>, bytes: Bytes, base
 fn kept_headers(h: &reqwest::header::HeaderMap) -> Vec<(String, Vec<u8>)> {
     ["content-type", "retry-after", "x-phat-retry-after-ms"]
         .iter()
-        .filter_map(|name| h.get(*name).map(|v| (name.to_string(), v.as_bytes().to_vec())))
+        .filter_map(|name| {
+            h.get(*name)
+                .map(|v| (name.to_string(), v.as_bytes().to_vec()))
+        })
         .collect()
 }
 
@@ -466,5 +477,117 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), 503);
+    }
+
+    #[tokio::test]
+    async fn cluster_status_is_per_worker_and_asked_at_most_twice_a_second() {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let worker = serve(Router::new().route(
+            "/v1/info",
+            get({
+                let asked = asked.clone();
+                move || async move {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    Json(serde_json::json!({
+                        "name": "worker-0", "worker_key": "0xaa", "seq": 7,
+                        "ledger_head": 8, "state_root": "0xbb", "diverged": null
+                    }))
+                }
+            }),
+        ))
+        .await;
+        // Nothing listens there.
+        let down = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let gateway =
+            serve(Gateway::new(vec![worker.clone(), down.clone()], 1 << 20).router()).await;
+        // 40 concurrent callers share one round of asks.
+        let calls = (0..40).map(|_| async {
+            reqwest::get(format!("{gateway}/v1/cluster"))
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        });
+        let answers = futures::future::join_all(calls).await;
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "one ask for 40 callers");
+        let members = answers[0]["members"].as_array().unwrap();
+        assert_eq!(members[0]["url"], worker);
+        assert_eq!(members[0]["up"], true);
+        assert_eq!(members[0]["seq"], 7);
+        assert_eq!(members[0]["ledger_head"], 8);
+        assert_eq!(members[0]["state_root"], "0xbb");
+        assert_eq!(members[1]["url"], down);
+        assert_eq!(members[1]["up"], false);
+        assert_eq!(members[1]["error"], "connection refused");
+        // After the cache ages out, the next caller asks again.
+        tokio::time::sleep(STATUS_MAX_AGE + Duration::from_millis(50)).await;
+        reqwest::get(format!("{gateway}/v1/cluster")).await.unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn cross_origin_requests_get_one_set_of_cors_headers_and_retry_hints_pass() {
+        // A worker that refuses with retry hints, and (as a real one would for a request with
+        // an Origin) its own CORS header, which must not reach the browser twice.
+        let worker = serve(Router::new().fallback(|| async {
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response();
+            let h = r.headers_mut();
+            h.insert("retry-after", HeaderValue::from_static("2"));
+            h.insert("x-phat-retry-after-ms", HeaderValue::from_static("1500"));
+            h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+            r
+        }))
+        .await;
+        let gateway = serve(Gateway::new(vec![worker], 1 << 20).router()).await;
+        let http = reqwest::Client::new();
+        let r = http
+            .get(format!("{gateway}/v1/info"))
+            .header("origin", "http://127.0.0.1:5173")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "2");
+        assert_eq!(r.headers()["x-phat-retry-after-ms"], "1500");
+        let allow: Vec<_> = r
+            .headers()
+            .get_all("access-control-allow-origin")
+            .iter()
+            .collect();
+        assert_eq!(allow, ["*"]);
+        let expose = r.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap();
+        assert!(expose.contains("x-phat-retry-after-ms"), "{expose}");
+        // A preflight is answered by the endpoint itself.
+        let pre = http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{gateway}/v1/commands/sealed"),
+            )
+            .header("origin", "http://127.0.0.1:5173")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        assert!(pre.status().is_success(), "{}", pre.status());
+        assert_eq!(pre.headers()["access-control-allow-origin"], "*");
+        assert!(pre.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST"));
+        // The console is the endpoint's own.
+        let page = http
+            .get(format!("{gateway}/console/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("console.js"));
     }
 }

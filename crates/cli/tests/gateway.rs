@@ -105,6 +105,30 @@ async fn sealed_queries_reach_their_worker_first_time_and_after_a_restart() {
     assert_eq!(keys.len(), 2, "{cluster}");
     assert!(keys.iter().all(|k| k.is_string()), "keys known: {cluster}");
     assert_ne!(keys[0], keys[1]);
+    // And each worker's status, as the console shows it: both up, at the head, agreeing.
+    let members = cluster["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2, "{cluster}");
+    for m in members {
+        assert_eq!(m["up"], true, "{cluster}");
+        assert!(m["seq"].as_u64().unwrap() >= head, "{cluster}");
+    }
+    // Workers answer dApps on other origins themselves, and serve the console.
+    let http = reqwest::Client::new();
+    for w in &dev.workers {
+        let r = http
+            .get(format!("{w}/v1/info"))
+            .header("origin", "http://127.0.0.1:5173")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        let page = http.get(format!("{w}/console/")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("connect-src 'self'"));
+    }
 
     let failures = concurrent_queries(&ep, &id, 24).await;
     assert!(
