@@ -2,7 +2,8 @@
 //! every 1-second tick runs exactly once across the workers (a counter's value is the ticks
 //! elapsed), also while a worker is killed with SIGKILL and restarted; with the whole cluster
 //! stopped for a few ticks, `run_once` catches up in one run and `skip` drops them; runs are
-//! called by the schedule caller; triggers appended by a stranger run nothing.
+//! called by the schedule caller; triggers appended by a stranger run nothing; a contract
+//! that terminates takes its schedules with it and their deposit goes back to its deployer.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -298,15 +299,7 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
     // Alice's own commands change her balance here.
     let w0 = &dev.workers[0];
     let (system, alice_hex) = (&system, &alice_hex);
-    let balance = |seq: u64| async move {
-        wait_seq(w0, seq).await;
-        let r = run_json(w0, &["query", system, "System::free_balance_of", alice_hex]);
-        let text = r["decoded"].as_str().unwrap().replace(['"', ','], "");
-        text.trim_start_matches("Ok(")
-            .trim_end_matches(')')
-            .parse::<u128>()
-            .unwrap_or_else(|e| panic!("{r}: {e}"))
-    };
+    let balance = |seq: u64| free_balance(w0, system, alice_hex, seq);
     let first = client.schedules(&many.id).await.unwrap()[0].clone();
     let size = parity_scale_codec::Encode::encoded_size(&first) as u128;
     let price = 10_000_000_000_000u128; // phat dev's storage_deposit_per_byte
@@ -333,4 +326,109 @@ async fn schedules_run_once_per_tick_on_the_embedded_ledger() {
 #[tokio::test(flavor = "multi_thread")]
 async fn schedules_run_once_per_tick_on_nats() {
     schedules_run_once_per_tick(&["--ledger", "nats"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminated_contract_takes_its_schedules_and_returns_their_deposit() {
+    let dev = Dev::start(2).await;
+    let client = Client::new(&dev.endpoint).unwrap();
+    let alice = phat_client::Signer::from_suri("//Alice").unwrap();
+    // `terminator.wat`: message 0 reads a cell, message 1 terminates in favour of the caller.
+    let wasm = wat::parse_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../contracts/hostile/terminator.wat"
+    ))
+    .unwrap();
+    let code = client.upload_code(&alice, wasm).await.unwrap();
+    let deploy = |salt: u8| {
+        let (client, alice) = (&client, &alice);
+        async move {
+            let deployed = client
+                .submit(
+                    alice,
+                    phat_client::instantiate(code, vec![], vec![salt]),
+                    true,
+                )
+                .await
+                .unwrap();
+            match deployed.receipt.unwrap().result {
+                CallResult::Ok(o) => o.address.unwrap(),
+                other => panic!("deploy: {other:?}"),
+            }
+        }
+    };
+    // Twins: `id` gets two schedules, `plain` none (what terminating gives back by itself).
+    let (id, plain) = (deploy(7).await, deploy(8).await);
+    for ms in [1000, 3_600_000] {
+        let def = ScheduleDef {
+            spec: ScheduleSpec::Every { ms },
+            data: vec![0, 0, 0, 0].into(),
+            gas_limit: 1_000_000_000,
+            missed: MissedTicks::Skip,
+        };
+        let op = ScheduleOp::Add { contract: id, def };
+        let r = client.change_schedule(&alice, op).await.unwrap();
+        let result = r.receipt.unwrap().result;
+        assert!(matches!(result, CallResult::Ok(_)), "{result:?}");
+    }
+    let deposits: u128 = client
+        .schedules(&id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| parity_scale_codec::Encode::encoded_size(s) as u128 * 10_000_000_000_000)
+        .sum();
+    // The 1-second schedule runs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.schedules(&id).await.unwrap()[0].runs == 0 {
+        assert!(Instant::now() < deadline, "the schedule never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let info = client.info().await.unwrap();
+    let system = info.system_contract.unwrap().to_string();
+    let (w0, alice_hex) = (&dev.workers[0], alice.account().to_string());
+    // What Alice (deployer and beneficiary) gains when `contract` terminates.
+    let terminate = |contract| {
+        let (client, alice, system, alice_hex) = (&client, &alice, &system, &alice_hex);
+        async move {
+            let head = client.info().await.unwrap().ledger_head;
+            let before = free_balance(w0, system, alice_hex, head).await;
+            let gone = client
+                .submit(alice, phat_client::call(contract, vec![1]), true)
+                .await
+                .unwrap()
+                .receipt
+                .unwrap();
+            assert!(
+                matches!(gone.result, CallResult::Ok(_)),
+                "{:?}",
+                gone.result
+            );
+            free_balance(w0, system, alice_hex, gone.seq).await - before
+        }
+    };
+    let by_itself = terminate(plain).await;
+    let with_schedules = terminate(id).await;
+    assert_eq!(
+        with_schedules - by_itself,
+        deposits,
+        "the schedules' deposit comes back"
+    );
+    // No worker proposes the removed schedules' ticks any more: the ledger stands still (a
+    // schedule left behind would be proposed and refused every second).
+    let head = client.info().await.unwrap().ledger_head;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        client.info().await.unwrap().ledger_head,
+        head,
+        "ticks were proposed"
+    );
+    // And both workers agree on the state that says so.
+    let roots: Vec<_> = futures::future::join_all(dev.workers.iter().map(|w| wait_seq(w, head)))
+        .await
+        .into_iter()
+        .map(|i| (i.seq, i.state_root))
+        .collect();
+    assert_eq!(roots[0], roots[1]);
 }

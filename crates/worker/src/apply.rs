@@ -753,6 +753,7 @@ fn apply_one(
         body.call.clone(),
         code,
     )?;
+    drop_terminated_schedules(worker, view, &mut local.schedules, entry, &mut applied)?;
     applied.nonce = nonce;
     Ok(applied)
 }
@@ -873,15 +874,8 @@ fn schedule_change(
     }
     // Each schedule holds a storage deposit, like state bytes: its encoded size at the
     // cluster's price, taken from the deployer at `Add` and given back at `Remove`.
-    let price = u128::from(
-        worker
-            .inner
-            .runtime
-            .config()
-            .limits
-            .storage_deposit_per_byte,
-    );
-    let deposit = |s: &Schedule| price.saturating_mul(s.encoded_size() as u128);
+    let price = deposit_price(worker);
+    let deposit = |s: &Schedule| schedule_deposit(worker, s);
     let mut changes = ChangeSet::new();
     let mut set_balance = |amount: phat_primitives::Balance| {
         let value = (amount != 0).then(|| amount.encode());
@@ -953,6 +947,104 @@ fn schedule_change(
     };
     changes.insert(StateKey::Schedules, Some(table.encode()));
     Ok((output, changes))
+}
+
+/// The cluster's storage deposit per byte.
+fn deposit_price(worker: &Worker) -> u128 {
+    u128::from(
+        worker
+            .inner
+            .runtime
+            .config()
+            .limits
+            .storage_deposit_per_byte,
+    )
+}
+
+/// The deposit a schedule holds: its encoded size at the cluster's price (the counters and
+/// times are fixed-size, so runs do not change it).
+fn schedule_deposit(worker: &Worker, s: &phat_primitives::protocol::Schedule) -> u128 {
+    deposit_price(worker).saturating_mul(s.encoded_size() as u128)
+}
+
+/// A command that terminated contracts takes their schedules with them: each is removed, its
+/// deposit goes back to the contract's deployer, and a `trigger` log line says so. (Left in
+/// the table, they would be proposed, refused and logged every tick, for ever.) Deterministic:
+/// it reads only the command's writes and the state before it.
+fn drop_terminated_schedules(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    table: &mut phat_primitives::protocol::ScheduleTable,
+    entry: &LedgerEntry,
+    applied: &mut Applied,
+) -> Result<(), WorkerError> {
+    let gone: Vec<AccountId> = applied
+        .changes
+        .iter()
+        .filter_map(|(k, v)| match (k, v) {
+            (StateKey::Contract(id), None) => Some(*id),
+            _ => None,
+        })
+        .filter(|id| table.schedules.iter().any(|s| s.contract == *id))
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let before = Layered {
+        base: view.snap.clone(),
+        pending: view.pending.clone(),
+    };
+    let read = |key: &StateKey| {
+        phat_runtime::StateRead::get(&before, key)
+            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
+    };
+    let balance_of = |raw: Option<Vec<u8>>| {
+        raw.and_then(|r| phat_primitives::Balance::decode(&mut &r[..]).ok())
+            .unwrap_or(0)
+    };
+    for id in gone {
+        // The deployer, from the state before this command removed the contract's info.
+        let Some(info) = read(&StateKey::Contract(id))?
+            .and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok())
+        else {
+            continue;
+        };
+        let (removed, kept) = std::mem::take(&mut table.schedules)
+            .into_iter()
+            .partition::<Vec<_>, _>(|s| s.contract == id);
+        table.schedules = kept;
+        // The deployer's balance after this command's own writes (a terminated contract's
+        // balance may just have gone to it).
+        let key = StateKey::Balance(info.deployer);
+        let balance = match applied.changes.get(&key) {
+            Some(v) => balance_of(v.clone()),
+            None => balance_of(read(&key)?),
+        };
+        let mut refund: u128 = 0;
+        for s in &removed {
+            let deposit = schedule_deposit(worker, s);
+            refund = refund.saturating_add(deposit);
+            applied.logs.push(LogRecord {
+                contract: id,
+                level: "trigger".into(),
+                origin: Mode::Command,
+                seq: Some(entry.seq),
+                timestamp: entry.timestamp,
+                message: format!(
+                    "schedule {} removed: the contract terminated (its deposit of {deposit} went back to {})",
+                    s.id, info.deployer
+                ),
+            });
+        }
+        let after = balance.saturating_add(refund);
+        applied
+            .changes
+            .insert(key, (after != 0).then(|| after.encode()));
+    }
+    applied
+        .changes
+        .insert(StateKey::Schedules, Some(table.encode()));
+    Ok(())
 }
 
 /// Applies a proposed tick: runs the schedule once for its latest due tick if one is due on
@@ -1035,6 +1127,8 @@ fn apply_trigger(
             crate::schedule::format_tick(latest)
         ),
     });
+    // A run that terminated its contract removes the contract's schedules, this one too.
+    drop_terminated_schedules(worker, view, table, entry, &mut applied)?;
     // A run's result is readable by anyone who may read the contract's receipts.
     applied.executed = false;
     Ok(applied)

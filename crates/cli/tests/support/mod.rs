@@ -518,3 +518,18 @@ impl Counter {
         (v, r.seq)
     }
 }
+
+/// `account`'s free balance as the system contract `system` answers it on `worker`, once that
+/// worker applied `seq`.
+pub async fn free_balance(worker: &str, system: &str, account: &str, seq: u64) -> u128 {
+    wait_seq(worker, seq).await;
+    let r = run_json(
+        worker,
+        &["query", system, "System::free_balance_of", account],
+    );
+    let text = r["decoded"].as_str().unwrap().replace(['"', ','], "");
+    text.trim_start_matches("Ok(")
+        .trim_end_matches(')')
+        .parse::<u128>()
+        .unwrap_or_else(|e| panic!("{r}: {e}"))
+}
