@@ -1,6 +1,6 @@
-// Builds the console into crates/console/assets (embedded in the phat binary): the page and
-// style as they are, the script bundled with the SDK by esbuild. `--check` builds in memory and
-// fails when the committed assets differ (run `npm run build` to refresh them).
+// Builds the console's script into crates/console/assets/console.js (embedded in the phat
+// binary with the page and style from src/): bundled with the SDK by esbuild. `--check`
+// builds in memory and fails when the committed script differs (`npm run build` refreshes it).
 import { build } from "esbuild";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -21,9 +21,8 @@ const bundled = await build({
   write: false,
   logLevel: "error",
 });
+// index.html and console.css are embedded from src/ as they are (crates/console/src/lib.rs).
 const files = {
-  "index.html": readFileSync(join(here, "src/index.html")),
-  "console.css": readFileSync(join(here, "src/console.css")),
   "console.js": Buffer.from(bundled.outputFiles[0].contents),
 };
 

@@ -1,10 +1,11 @@
 //! The web console: the prebuilt page, script and style that every worker and `phat dev`'s
 //! endpoint serve at `/console`.
 //!
-//! The assets are built from `console/` (TypeScript on the SDK, bundled by esbuild) and
-//! committed in `assets/`, so building phat needs no Node. `console/`'s tests rebuild them and
-//! fail when the committed bytes differ from the source (`npm run build` in `console/`
-//! refreshes them).
+//! The page and its style are `console/src/index.html` and `console.css`, embedded as they
+//! are. The script is built from `console/src/*.ts` (TypeScript on the SDK, bundled by
+//! esbuild) and committed as `assets/console.js`, so building phat needs no Node. `console/`'s
+//! tests rebuild it and fail when the committed bytes differ from the source (`npm run build`
+//! in `console/` refreshes it).
 //!
 //! The console only talks to the origin that served it, and its responses say so: a content
 //! security policy allows scripts, styles and connections to `'self'` only.
@@ -28,7 +29,7 @@ const ASSETS: &[(&str, Asset)] = &[
     (
         "index.html",
         Asset {
-            body: include_bytes!("../assets/index.html"),
+            body: include_bytes!("../../../console/src/index.html"),
             content_type: "text/html; charset=utf-8",
         },
     ),
@@ -42,7 +43,7 @@ const ASSETS: &[(&str, Asset)] = &[
     (
         "console.css",
         Asset {
-            body: include_bytes!("../assets/console.css"),
+            body: include_bytes!("../../../console/src/console.css"),
             content_type: "text/css; charset=utf-8",
         },
     ),
