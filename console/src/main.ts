@@ -31,6 +31,7 @@ const MAX_LOG_LINES = 500;
 interface InjectedAccount {
   address: string;
   name?: string;
+  type?: string;
 }
 /** What an injected wallet's `enable` answers. */
 interface Injected {
@@ -56,7 +57,15 @@ const state: {
   contract?: ContractApi;
   logs?: AbortController;
   wallets: Map<string, WalletAccount>;
-} = { signer: Signer.fromSuri("//Alice"), wallets: new Map() };
+  /** The highest seq this page saw applied: queries wait for a worker that applied it. */
+  seenSeq: number;
+  /** The account option requests are made as (the select goes back to it when a switch fails). */
+  account: string;
+} = { signer: Signer.fromSuri("//Alice"), wallets: new Map(), seenSeq: 0, account: "//Alice" };
+
+function saw(seq: number): void {
+  state.seenSeq = Math.max(state.seenSeq, seq);
+}
 
 /** Shows `e` in words at the top of the page. */
 function notice(e: unknown): void {
@@ -87,7 +96,12 @@ function client(): PhatClient {
 function setUpAccounts(): void {
   const select = byId<HTMLSelectElement>("account");
   select.replaceChildren(...DEV_ACCOUNTS.map((n) => el("option", { value: `//${n}`, text: `//${n}` })));
-  select.addEventListener("change", () => void busy(null, () => useAccount(select.value)));
+  select.addEventListener("change", () =>
+    void busy(null, () => useAccount(select.value)).then(() => {
+      // A switch that failed (a wallet prompt refused) leaves the account as it was.
+      select.value = state.account;
+    }),
+  );
   byId<HTMLButtonElement>("wallet").addEventListener("click", (e) => void busy(e.target as HTMLButtonElement, connectWallet));
   showWhoami();
 }
@@ -100,7 +114,16 @@ async function useAccount(value: string): Promise<void> {
     if (!wallet.session?.valid()) wallet.session = await signIn(wallet);
     state.signer = wallet.session;
   }
+  state.account = value;
   showWhoami();
+}
+
+/** The signer for the next request: a wallet session about to expire is renewed first (one
+ * wallet prompt). */
+async function signer(): Promise<RequestSigner> {
+  const wallet = state.wallets.get(state.account);
+  if (wallet && !wallet.session?.valid()) await useAccount(state.account);
+  return state.signer;
 }
 
 function showWhoami(): void {
@@ -119,8 +142,9 @@ async function connectWallet(): Promise<void> {
   }
   const extension = names[0];
   const api = await injected[extension].enable("phat console");
-  const accounts = await api.accounts.get();
-  if (accounts.length === 0) throw new Error(`The ${extension} wallet shows this page no account: add one, or allow this site in the wallet.`);
+  // Substrate (sr25519) accounts only: wallets also offer Ethereum and ed25519 ones.
+  const accounts = (await api.accounts.get()).filter((a) => !a.type || a.type === "sr25519");
+  if (accounts.length === 0) throw new Error(`The ${extension} wallet shows this page no sr25519 account: add one, or allow this site in the wallet.`);
   const select = byId<HTMLSelectElement>("account");
   for (const account of accounts) {
     const key = `wallet:${account.address}`;
@@ -128,9 +152,8 @@ async function connectWallet(): Promise<void> {
     state.wallets.set(key, { extension, injected: api, account });
     select.append(el("option", { value: key, text: `${account.name ?? short(account.address)} (${extension})` }));
   }
-  const first = `wallet:${accounts[0].address}`;
-  await useAccount(first);
-  select.value = first;
+  await useAccount(`wallet:${accounts[0].address}`);
+  select.value = state.account;
 }
 
 /** One wallet prompt: a certificate for a session key the page keeps in memory. */
@@ -164,33 +187,41 @@ async function members(): Promise<Member[]> {
     if (Array.isArray(body.members)) return body.members;
   }
   // A worker serving the console itself: the cluster as this worker sees it.
-  const info = (await (await fetch("/v1/info")).json()) as WorkerInfo;
+  const r2 = await fetch("/v1/info");
+  if (!r2.ok) return [{ url: location.origin, up: false, error: `answered ${r2.status}` }];
+  const info = (await r2.json()) as WorkerInfo;
   return [{ url: location.origin, up: true, ...info }];
 }
 
 async function refreshCluster(): Promise<void> {
+  const a = byId("agreement");
+  const rows = byId("workers").querySelector("tbody")!;
   let ms: Member[];
   try {
     ms = await members();
   } catch (e) {
-    const a = byId("agreement");
+    rows.replaceChildren();
     a.textContent = `The cluster does not answer (${(e as Error).message}). Is \`phat dev\` still running?`;
     a.className = "status bad";
     return;
   }
   const up = ms.filter((m) => m.up && !m.diverged);
-  const top = Math.max(...up.map((m) => m.seq ?? 0));
+  const diverged = ms.filter((m) => m.up && m.diverged);
+  const down = ms.filter((m) => !m.up);
+  // Workers are in step when they applied everything the ledger holds.
+  const head = Math.max(0, ...ms.map((m) => m.ledger_head ?? 0), ...up.map((m) => m.seq ?? 0));
+  const top = Math.max(0, ...up.map((m) => m.seq ?? 0));
   const atTop = up.filter((m) => m.seq === top);
   const roots = new Set(atTop.map((m) => m.state_root));
-  byId("workers").querySelector("tbody")!.replaceChildren(
+  rows.replaceChildren(
     ...ms.map((m) => {
       const [status, cls] = !m.up
         ? [`not answering${m.error ? `: ${m.error}` : ""}`, "bad"]
         : m.diverged
-          ? [`diverged (${m.diverged}): answers nothing until resynced`, "bad"]
-          : m.seq === top
+          ? [`${m.diverged === "revoked" ? "revoked" : `diverged (${m.diverged})`}: answers nothing until resynced`, "bad"]
+          : m.seq === head
             ? ["in step", "ok"]
-            : [`catching up (${top - (m.seq ?? 0)} behind)`, "warn"];
+            : [`catching up (${head - (m.seq ?? 0)} behind the ledger)`, "warn"];
       return el(
         "tr",
         { "data-worker": m.url },
@@ -203,19 +234,23 @@ async function refreshCluster(): Promise<void> {
       );
     }),
   );
-  const a = byId("agreement");
+  const trouble = [
+    ...diverged.map((m) => `${m.name ?? m.url} diverged`),
+    ...down.map((m) => `${m.name ?? m.url} does not answer`),
+  ];
   if (up.length === 0) {
-    a.textContent = "No worker answers with the cluster's state.";
+    a.textContent = `No worker answers with the cluster's state${trouble.length ? ` (${trouble.join("; ")})` : ""}.`;
     a.className = "status bad";
   } else if (roots.size > 1) {
     a.textContent = `The workers at seq ${top} disagree on the state root: see which ones below.`;
     a.className = "status bad";
+  } else if (atTop.length === ms.length && top === head) {
+    a.textContent = `All ${ms.length} worker${ms.length === 1 ? "" : "s"} agree: seq ${top}, state root ${short([...roots][0] ?? "")}.`;
+    a.className = "status ok";
   } else {
-    const all = atTop.length === ms.length;
-    a.textContent = all
-      ? `All ${ms.length} worker${ms.length === 1 ? "" : "s"} agree: seq ${top}, state root ${short([...roots][0] ?? "")}.`
-      : `${atTop.length} of ${ms.length} workers agree at seq ${top}; the others are catching up or not answering.`;
-    a.className = all ? "status ok" : "status warn";
+    const behind = top < head ? `; the ledger holds ${head - top} more entr${head - top === 1 ? "y" : "ies"} to apply` : "";
+    a.textContent = `${atTop.length} of ${ms.length} workers agree at seq ${top}${behind}${trouble.length ? `; ${trouble.join("; ")}` : ""}.`;
+    a.className = diverged.length || down.length ? "status bad" : "status warn";
   }
 }
 
@@ -270,15 +305,17 @@ function setUpDeploy(): void {
 
   byId<HTMLButtonElement>("deploy-button").addEventListener("click", (e) =>
     void busy(e.target as HTMLButtonElement, async () => {
+      const status = byId("deploy-status");
+      status.className = "status";
+      status.textContent = "";
       if (!bundle || !current) throw new Error("Pick a .contract bundle first.");
       if (!(state.signer instanceof Signer)) {
         throw new Error("Deploying signs the code upload with the account's own key, which a wallet session does not hold: sign as a dev account to deploy, or use `phat deploy`.");
       }
       const args = current.values();
-      const status = byId("deploy-status");
-      status.className = "status";
       status.textContent = "Uploading the code and instantiating it…";
       const { contract, receipt } = await ContractApi.deploy(client(), state.signer, bundle, { constructorName: current.ctor.identifier, args });
+      saw(receipt.seq);
       status.textContent = `Deployed at ${contract.address} (seq ${receipt.seq}).`;
       status.className = "status ok";
       remember(contract);
@@ -351,6 +388,8 @@ async function openContract(c: ContractApi): Promise<void> {
   byId<HTMLInputElement>("address").value = c.address;
   history.replaceState(null, "", `#${c.address}`);
   const view = await client().contract(c.address);
+  // Another contract was opened while this one loaded: that one is shown.
+  if (state.contract !== c) return;
   const info = c.abi.info.contract;
   byId("contract-name").textContent = `${info.name.toString()} ${info.version.toString()}`;
   fillFacts(byId("contract-facts"), [
@@ -376,11 +415,14 @@ function messageView(c: ContractApi, m: Message, i: number): HTMLElement {
       out.hidden = false;
       out.className = "result";
       out.textContent = send ? "Sending; waiting for the receipt…" : "Querying…";
+      const who = await signer();
       if (send) {
-        const r = await c.tx(state.signer, m.identifier, args);
-        showOutcome(out, r, `Applied at seq ${r.receipt.seq} on every worker; gas ${r.receipt.gas_used}.`);
+        const r = await c.tx(who, m.identifier, args);
+        saw(r.receipt.seq);
+        showOutcome(out, r, `Applied at seq ${r.receipt.seq}; gas ${r.receipt.gas_used}.`);
       } else {
-        const r = await c.query(state.signer, m.identifier, args);
+        // Answered by a worker that applied everything this page saw (a transfer just sent).
+        const r = await c.query(who, m.identifier, args, { minSeq: state.seenSeq });
         showOutcome(out, r, `Query answered at seq ${r.response.seq}; gas ${r.response.gas_used}; nothing was stored.`);
       }
     }).then(() => {

@@ -80,6 +80,10 @@ pub struct DevArgs {
     /// Requests per second one signer may send to each worker (benchmarks raise it).
     #[arg(long, default_value_t = phat_worker::AdmissionConfig::default().per_signer_rate)]
     pub signer_rate: u32,
+    /// A web origin (`https://app.example`) whose pages may call the cluster from a browser,
+    /// besides pages on this machine (repeatable; `*`: any site the user visits).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
 }
 
 /// `--nats-nodes`: an odd node count a JetStream cluster can elect leaders with.
@@ -124,6 +128,10 @@ pub struct WorkerArgs {
     /// Requests per second one signer may send to this worker.
     #[arg(long, default_value_t = phat_worker::AdmissionConfig::default().per_signer_rate)]
     pub signer_rate: u32,
+    /// A web origin (`https://app.example`) whose pages may call this worker from a browser,
+    /// besides pages on this machine (repeatable; `*`: any).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
     /// Requests per second one client address may send to this worker (loopback exempt).
     #[arg(long, default_value_t = phat_worker::AdmissionConfig::default().per_address_rate)]
     pub address_rate: u32,
@@ -558,6 +566,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         config.admission.max_concurrent_queries = n.max(1);
     }
     config.admission.per_signer_rate = args.signer_rate.max(1);
+    config.cors_origins = args.cors_origins.clone();
     config.admission.per_address_rate = args.address_rate.max(1);
     config.dev_attestation_root = args.dev_attestation_root.clone();
     config.replica = args.replica.config(args.resync, args.fault_at_seq);
@@ -824,6 +833,9 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
         ]);
         wargs.extend(args.replica.to_args());
         wargs.extend(["--signer-rate".into(), args.signer_rate.to_string()]);
+        for o in &args.cors_origins {
+            wargs.extend(["--cors-origin".into(), o.clone()]);
+        }
         // The endpoint, the ledger and every worker are off limits to contracts.
         for p in args.port as usize..=last_port {
             wargs.extend(["--deny-egress".into(), format!("127.0.0.1:{p}")]);
@@ -837,7 +849,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             stop_rx.clone(),
         )));
     }
-    let gateway = Gateway::new(urls.clone(), 2 << 20);
+    let gateway = Gateway::new(urls.clone(), 2 << 20).cors_origins(args.cors_origins.clone());
     let gateway_server = tokio::spawn(
         axum::serve(endpoint_listener, gateway.clone().router())
             .with_graceful_shutdown(stopped(stop_rx.clone()))

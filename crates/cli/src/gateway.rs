@@ -53,6 +53,8 @@ pub struct Gateway {
     /// The workers' status as `/v1/cluster` last showed it, and when it was taken; held while
     /// a new one is taken, so that concurrent callers share it.
     status: Arc<tokio::sync::Mutex<Option<Status>>>,
+    /// Web origins allowed besides loopback ones (`phat dev --cors-origin`).
+    cors_origins: Arc<Vec<String>>,
 }
 
 /// What the gateway knows of the workers' keys.
@@ -89,11 +91,19 @@ impl Gateway {
             })),
             refreshing: Arc::default(),
             status: Arc::default(),
+            cors_origins: Arc::default(),
             workers: Arc::new(workers),
             next: Arc::new(AtomicUsize::new(0)),
             client,
             max_body,
         }
+    }
+
+    /// Lets pages of `origins` (`https://app.example`, `*` for any) call the endpoint from a
+    /// browser, besides pages on loopback origins.
+    pub fn cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = Arc::new(origins);
+        self
     }
 
     /// The HTTP router: `/v1/cluster` lists the workers and their status, `/console` is the
@@ -103,13 +113,15 @@ impl Gateway {
         Router::new()
             .route("/v1/cluster", get(cluster))
             .fallback(forward)
-            .layer(phat_worker::cors())
+            .layer(phat_worker::cors(&self.cors_origins))
             .merge(phat_console::router())
+            .layer(axum::middleware::from_fn(loopback_host_only))
             .with_state(self)
     }
 
-    /// Every worker's status from its `/v1/info` (asked all at once): whether it answers, its
-    /// name, key, applied seq, ledger head, state root and divergence. Taken at most once per
+    /// Every worker's status from its `/v1/info` (asked all at once): whether it answers (an
+    /// error status counts as not answering), its name, key, applied seq, ledger head, state
+    /// root and divergence (`revoked` for a revoked worker). Taken at most once per
     /// [`STATUS_MAX_AGE`], however many callers ask, so that `/v1/cluster` cannot be used to
     /// flood the workers.
     async fn status(&self) -> Vec<serde_json::Value> {
@@ -128,12 +140,20 @@ impl Gateway {
                     .send()
                     .await
                     .map_err(|e| short_error(&e))?;
-                resp.json::<serde_json::Value>()
+                if !resp.status().is_success() {
+                    return Err(format!("answered {}", resp.status()));
+                }
+                // A revoked worker still answers its info, marked (its keys are not the
+                // cluster's any more).
+                let revoked = resp.headers().contains_key(DIVERGED_HEADER);
+                let info = resp
+                    .json::<serde_json::Value>()
                     .await
-                    .map_err(|e| short_error(&e))
+                    .map_err(|e| short_error(&e))?;
+                Ok((info, revoked))
             };
             match answer.await {
-                Ok(info) => serde_json::json!({
+                Ok((info, revoked)) => serde_json::json!({
                     "url": base,
                     "up": true,
                     "name": info["name"],
@@ -141,7 +161,10 @@ impl Gateway {
                     "seq": info["seq"],
                     "ledger_head": info["ledger_head"],
                     "state_root": info["state_root"],
-                    "diverged": info["diverged"],
+                    "diverged": match (&info["diverged"], revoked) {
+                        (serde_json::Value::Null, true) => "revoked".into(),
+                        (d, _) => d.clone(),
+                    },
                 }),
                 Err(error) => serde_json::json!({ "url": base, "up": false, "error": error }),
             }
@@ -302,6 +325,27 @@ async fn cluster(State(g): State<Gateway>) -> Json<serde_json::Value> {
     let members = g.status().await;
     let keys = g.keys.read().by_worker.clone();
     Json(serde_json::json!({ "workers": *g.workers, "worker_keys": keys, "members": members }))
+}
+
+/// The endpoint listens on 127.0.0.1: a request naming another host reached it through a
+/// name rebound to this machine (DNS rebinding: a site the user visits turning itself into a
+/// same-origin page of the cluster), and is refused.
+async fn loopback_host_only(req: Request, next: axum::middleware::Next) -> Response {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("")
+        .to_owned();
+    if !phat_worker::is_loopback_origin(&format!("http://{host}")) {
+        return error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "wrong_host",
+            format!("this endpoint answers for 127.0.0.1 and localhost only, not `{host}`"),
+        );
+    }
+    next.run(req).await
 }
 
 /// Why a worker did not answer, in a few words (reqwest's full chain names the URL again).
@@ -501,8 +545,23 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             format!("http://{}", l.local_addr().unwrap())
         };
-        let gateway =
-            serve(Gateway::new(vec![worker.clone(), down.clone()], 1 << 20).router()).await;
+        // One that refuses, and one revoked (its info marked, `diverged` null).
+        let refusing = serve(Router::new().fallback(|| async {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(serde_json::json!({"seq": 1})),
+            )
+        }))
+        .await;
+        let revoked = serve(Router::new().fallback(|| async {
+            let mut r = Json(serde_json::json!({"seq": 3, "diverged": null})).into_response();
+            r.headers_mut()
+                .insert(DIVERGED_HEADER, HeaderValue::from_static("1"));
+            r
+        }))
+        .await;
+        let all = vec![worker.clone(), down.clone(), refusing, revoked];
+        let gateway = serve(Gateway::new(all, 1 << 20).router()).await;
         // 40 concurrent callers share one round of asks.
         let calls = (0..40).map(|_| async {
             reqwest::get(format!("{gateway}/v1/cluster"))
@@ -523,6 +582,10 @@ mod tests {
         assert_eq!(members[1]["url"], down);
         assert_eq!(members[1]["up"], false);
         assert_eq!(members[1]["error"], "connection refused");
+        assert_eq!(members[2]["up"], false);
+        assert_eq!(members[2]["error"], "answered 429 Too Many Requests");
+        assert_eq!(members[3]["up"], true);
+        assert_eq!(members[3]["diverged"], "revoked");
         // After the cache ages out, the next caller asks again.
         tokio::time::sleep(STATUS_MAX_AGE + Duration::from_millis(50)).await;
         reqwest::get(format!("{gateway}/v1/cluster")).await.unwrap();
@@ -558,7 +621,7 @@ mod tests {
             .get_all("access-control-allow-origin")
             .iter()
             .collect();
-        assert_eq!(allow, ["*"]);
+        assert_eq!(allow, ["http://127.0.0.1:5173"]);
         let expose = r.headers()["access-control-expose-headers"]
             .to_str()
             .unwrap();
@@ -576,7 +639,10 @@ mod tests {
             .await
             .unwrap();
         assert!(pre.status().is_success(), "{}", pre.status());
-        assert_eq!(pre.headers()["access-control-allow-origin"], "*");
+        assert_eq!(
+            pre.headers()["access-control-allow-origin"],
+            "http://127.0.0.1:5173"
+        );
         assert!(pre.headers()["access-control-allow-methods"]
             .to_str()
             .unwrap()
@@ -589,5 +655,46 @@ mod tests {
             .unwrap();
         assert_eq!(page.status(), 200);
         assert!(page.text().await.unwrap().contains("console.js"));
+    }
+
+    #[tokio::test]
+    async fn other_sites_and_rebound_names_are_refused() {
+        let worker = serve(Router::new().fallback(|| async { "answer" })).await;
+        let gateway = serve(
+            Gateway::new(vec![worker], 1 << 20)
+                .cors_origins(vec!["https://app.example".into()])
+                .router(),
+        )
+        .await;
+        let http = reqwest::Client::new();
+        let allowed = |origin: &'static str| {
+            let (http, gateway) = (&http, &gateway);
+            async move {
+                let r = http
+                    .request(reqwest::Method::OPTIONS, format!("{gateway}/v1/query"))
+                    .header("origin", origin)
+                    .header("access-control-request-method", "POST")
+                    .send()
+                    .await
+                    .unwrap();
+                r.headers().get("access-control-allow-origin").cloned()
+            }
+        };
+        // A page on this machine and the allowed site may; a site the user visits may not.
+        assert!(allowed("http://localhost:5173").await.is_some());
+        assert!(allowed("http://[::1]:8080").await.is_some());
+        assert!(allowed("https://app.example").await.is_some());
+        assert!(allowed("https://evil.example").await.is_none());
+        assert!(allowed("http://127.0.0.1.evil.example").await.is_none());
+        // A name rebound to 127.0.0.1 is not this endpoint's.
+        let r = http
+            .get(format!("{gateway}/v1/info"))
+            .header("host", "evil.example:8700")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+        let r = http.get(format!("{gateway}/v1/info")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "answer");
     }
 }

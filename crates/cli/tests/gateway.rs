@@ -121,7 +121,18 @@ async fn sealed_queries_reach_their_worker_first_time_and_after_a_restart() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "http://127.0.0.1:5173"
+        );
+        // A site the user merely visits may not drive the cluster from their browser.
+        let r = http
+            .get(format!("{w}/v1/info"))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().get("access-control-allow-origin").is_none());
         let page = http.get(format!("{w}/console/")).send().await.unwrap();
         assert_eq!(page.status(), 200);
         assert!(page.headers()["content-security-policy"]

@@ -50,9 +50,10 @@ const ASSETS: &[(&str, Asset)] = &[
 ];
 
 /// The content security policy of every console response: the page loads its own script and
-/// style, connects only to its own origin, and may not be framed.
-pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+/// style (and wallet extensions theirs: they inject `injectedWeb3` from their own scheme),
+/// connects only to its own origin, and may not be framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; \
+     script-src 'self' 'wasm-unsafe-eval' chrome-extension: moz-extension:; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 

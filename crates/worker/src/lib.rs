@@ -47,7 +47,7 @@ use phat_store::Store;
 use tokio::sync::{broadcast, watch};
 
 pub use admission::{AdmissionConfig, Refused};
-pub use api::cors;
+pub use api::{cors, is_loopback_origin};
 pub use apply::GENESIS_KEY;
 pub use cache::{DEFAULT_CACHE_BUDGET, DEFAULT_CACHE_QUOTA};
 pub use egress::EgressConfig;
@@ -124,6 +124,9 @@ pub struct WorkerConfig {
     pub replica: ReplicaConfig,
     /// Inside a TEE: where quotes come from (then every report is a hardware one).
     pub tee: Option<TeeConfig>,
+    /// Web origins (`https://app.example`) whose pages may call the API, besides pages on
+    /// loopback origins (always allowed); `*` allows any.
+    pub cors_origins: Vec<String>,
 }
 
 /// A worker inside a TEE.
@@ -173,6 +176,7 @@ impl WorkerConfig {
             admission: AdmissionConfig::default(),
             replica: ReplicaConfig::default(),
             tee: None,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -57,6 +57,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub(crate) fn router(worker: Worker) -> Router {
     let max_body = worker.inner.config.max_body;
     let max_code = worker.inner.config.max_code;
+    let cors_origins = worker.inner.config.cors_origins.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -88,20 +89,33 @@ pub(crate) fn router(worker: Worker) -> Router {
             worker.clone(),
             admit_address,
         ))
-        .layer(cors())
+        .layer(cors(&cors_origins))
         .merge(phat_console::router())
         .with_state(worker)
 }
 
-/// Cross-origin access for dApps on other origins (a page served by Vite, say): any origin may
-/// call the API. The API has no cookies or ambient credentials (every request that acts is
-/// signed), so this gives a page nothing it could not do from a server. The headers clients
-/// read (`Retry-After`, the diverged mark) are exposed; preflights are cached for an hour.
-pub fn cors() -> tower_http::cors::CorsLayer {
+/// Cross-origin access for dApps on other origins: pages on loopback origins (a dApp served
+/// by Vite on this machine) and the `allowed` origins (`*`: any) may call the API. Every
+/// request that acts is signed and there are no cookies, but a page in a browser acts from
+/// inside the user's network, and anybody can sign as a dev account: so a site the user
+/// merely visits may not drive a local cluster unless it is allowed. The headers clients read
+/// (`Retry-After`, the diverged mark) are exposed; preflights are cached for an hour.
+pub fn cors(allowed: &[String]) -> tower_http::cors::CorsLayer {
     use axum::http::{HeaderName, Method};
-    use tower_http::cors::{Any, CorsLayer};
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    let any = allowed.iter().any(|o| o == "*");
+    let allowed: Vec<String> = allowed
+        .iter()
+        .map(|o| o.trim_end_matches('/').to_owned())
+        .collect();
+    let origins = AllowOrigin::predicate(move |origin: &header::HeaderValue, _| {
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        any || is_loopback_origin(origin) || allowed.iter().any(|o| o == origin)
+    });
     CorsLayer::new()
-        .allow_origin(Any)
+        .allow_origin(origins)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers(Any)
         .expose_headers([
@@ -110,6 +124,28 @@ pub fn cors() -> tower_http::cors::CorsLayer {
             HeaderName::from_static(phat_primitives::protocol::DIVERGED_HEADER),
         ])
         .max_age(std::time::Duration::from_secs(3600))
+}
+
+/// Whether `origin` (`http://127.0.0.1:5173`) is a page served from this machine: host
+/// `localhost`, an IPv4 loopback address or `[::1]`, over http or https.
+pub fn is_loopback_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, port)) if port.is_empty() || port.starts_with(':') => return h == "::1",
+            _ => return false,
+        },
+        None => rest.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A diverged worker's state is not the cluster's: it answers nothing that reads or changes
@@ -389,5 +425,36 @@ async fn known_contract(w: &Worker, id: &AccountId) -> Result<ContractInfo, ApiE
             contract_info(&w.inner.store.snapshot()?, id)
         }
         r => r,
+    }
+}
+
+#[cfg(test)]
+mod cors_tests {
+    use super::is_loopback_origin;
+
+    #[test]
+    fn loopback_origins_are_pages_of_this_machine_only() {
+        for yes in [
+            "http://localhost:5173",
+            "http://127.0.0.1",
+            "https://127.0.0.2:443",
+            "http://[::1]:8080",
+            "http://localhost",
+        ] {
+            assert!(is_loopback_origin(yes), "{yes}");
+        }
+        for no in [
+            "https://evil.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.evil.example:80",
+            "http://[::1].evil.example",
+            "http://[::2]:80",
+            "http://10.0.0.1",
+            "null",
+            "file://",
+            "localhost:80",
+        ] {
+            assert!(!is_loopback_origin(no), "{no}");
+        }
     }
 }
