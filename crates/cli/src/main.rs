@@ -75,7 +75,9 @@ enum Command {
     Cluster(commands::cluster::ClusterArgs),
     /// Run a contract's message on a schedule (cron or period), once per tick per cluster.
     Schedule(commands::schedule::ScheduleArgs),
-    /// The runs a contract's triggers started: seq, tick, outcome.
+    /// Deliver an Ethereum contract's logs to a contract's handler, once each, in chain order.
+    Subscribe(commands::subscribe::SubscribeArgs),
+    /// The runs a contract's triggers started: seq, tick or log, outcome.
     Triggers(commands::schedule::TriggersArgs),
 }
 
@@ -111,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Keys(args) => commands::keys::run(args, &ctx),
         Command::Cluster(args) => runtime()?.block_on(commands::cluster::run(args, &ctx)),
         Command::Schedule(args) => runtime()?.block_on(commands::schedule::run(args, &ctx)),
+        Command::Subscribe(args) => runtime()?.block_on(commands::subscribe::run(args, &ctx)),
         Command::Triggers(args) => runtime()?.block_on(commands::schedule::triggers(args, &ctx)),
     }
 }

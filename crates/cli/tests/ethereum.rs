@@ -10,11 +10,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::{json, Value};
+use support::anvil::{tools_eth, Anvil};
 use support::*;
 
 const CHAIN_ID: u64 = 424_242;
@@ -25,103 +25,8 @@ const ALLOWED: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
 /// anvil's third dev account: never allowed.
 const STRANGER: &str = "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc";
 
-fn tools_eth() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/eth")
-}
-
-/// anvil on a free 127.0.0.1 port, killed when dropped.
-struct Anvil {
-    child: Child,
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// This test's questions to anvil.
 impl Anvil {
-    async fn start(log: &Path) -> Anvil {
-        let bin = tools_eth().join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-        assert!(
-            bin.exists(),
-            "{} is missing: run scripts/setup (npm ci in tools/eth)",
-            bin.display()
-        );
-        let port = free_ports(1);
-        let out = std::fs::File::create(log).unwrap();
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--chain-id", &CHAIN_ID.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start anvil");
-        let anvil = Anvil {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(id) = anvil.try_rpc("eth_chainId", json!([])).await {
-                assert_eq!(id, json!(format!("0x{CHAIN_ID:x}")));
-                return anvil;
-            }
-            assert!(Instant::now() < deadline, "anvil did not come up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn try_rpc(&self, method: &str, params: Value) -> Result<Value, String> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let r: Value = self
-            .http
-            .post(&self.url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        match r.get("error") {
-            Some(e) => Err(format!("{method}: {e}")),
-            None => Ok(r["result"].clone()),
-        }
-    }
-
-    async fn rpc(&self, method: &str, params: Value) -> Value {
-        self.try_rpc(method, params).await.unwrap()
-    }
-
-    /// Sends a transaction from anvil's first (unlocked) account; returns its mined receipt.
-    async fn transact(&self, tx: Value) -> Value {
-        let from = self.rpc("eth_accounts", json!([])).await[0].clone();
-        let mut tx = tx;
-        tx["from"] = from;
-        let hash = self.rpc("eth_sendTransaction", json!([tx])).await;
-        let receipt = self.receipt(hash.as_str().unwrap()).await;
-        assert_eq!(receipt["status"], "0x1", "{receipt}");
-        receipt
-    }
-
-    async fn receipt(&self, hash: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let r = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
-            if !r.is_null() {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "{hash} not mined");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     async fn eth_balance(&self, who: &str) -> u128 {
         quantity(&self.rpc("eth_getBalance", json!([who, "latest"])).await)
     }
@@ -235,7 +140,7 @@ fn inner(s: &str) -> String {
 async fn erc20_operator_moves_tokens_on_anvil() {
     let operator = bundle("erc20-operator");
     let tmp = tempfile::tempdir().unwrap();
-    let anvil = Anvil::start(&tmp.path().join("anvil.log")).await;
+    let anvil = Anvil::start(&tmp.path().join("anvil.log"), CHAIN_ID).await;
     let token = deploy_token(&anvil, tmp.path()).await;
     let account0 = anvil.rpc("eth_accounts", json!([])).await[0]
         .as_str()

@@ -562,6 +562,31 @@ impl Client {
         self.submit(signer, Call::Schedule { op }, true).await
     }
 
+    /// A contract's Ethereum log subscriptions (cursor, deliveries, pending reports).
+    pub async fn subscriptions(
+        &self,
+        id: &AccountId,
+    ) -> Result<Vec<phat_primitives::protocol::Subscription>, ClientError> {
+        self.answer(
+            self.http
+                .get(self.url(&format!("/v1/contracts/{id}/subscriptions")))
+                .send_retrying()
+                .await,
+        )
+        .await
+    }
+
+    /// Adds or removes an Ethereum log subscription (`signer` must be the contract's
+    /// deployer); answers once the receipt exists (an added subscription's id is its output,
+    /// SCALE `u32`).
+    pub async fn change_subscription(
+        &self,
+        signer: &Signer,
+        op: phat_primitives::protocol::SubscriptionOp,
+    ) -> Result<Submitted, ClientError> {
+        self.submit(signer, Call::Subscription { op }, true).await
+    }
+
     /// The runs triggers started for a contract: its stored log records of level `trigger`
     /// (seq, tick, outcome).
     pub async fn triggers(&self, id: &AccountId) -> Result<Vec<LogEntry>, ClientError> {

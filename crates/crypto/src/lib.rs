@@ -11,6 +11,7 @@
 use std::str::FromStr;
 
 pub mod attest;
+pub mod entry;
 pub mod envelope;
 pub mod keys;
 pub mod seal;

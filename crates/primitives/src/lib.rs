@@ -167,6 +167,8 @@ pub enum StateKey {
     ClusterEpochs,
     /// Every schedule of the cluster (SCALE [`protocol::ScheduleTable`]).
     Schedules,
+    /// Every Ethereum log subscription of the cluster (SCALE [`protocol::SubscriptionTable`]).
+    Subscriptions,
 }
 
 impl StateKey {

@@ -98,6 +98,12 @@ pub enum Call {
         /// What to change.
         op: ScheduleOp,
     },
+    /// Add or remove a contract's subscription to Ethereum logs (commands signed by the
+    /// contract's deployer).
+    Subscription {
+        /// What to change.
+        op: SubscriptionOp,
+    },
 }
 
 /// When a schedule's ticks fall, in UTC on ledger time.
@@ -206,6 +212,171 @@ pub fn schedule_caller() -> AccountId {
     AccountId(blake2_256(b"phat/v1/trigger/schedule"))
 }
 
+/// What a contract subscribes to: the logs of one Ethereum contract matching topics, past a
+/// confirmation depth, delivered once each, in chain order, to a handler message.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct SubscriptionDef {
+    /// The JSON-RPC endpoint workers poll (`eth_blockNumber`, `eth_getLogs`); it goes through
+    /// the workers' egress rules like a contract's own HTTP requests.
+    pub rpc_url: String,
+    /// The chain id the endpoint must answer (`eth_chainId`).
+    pub chain_id: u64,
+    /// The emitting contract (20 bytes).
+    pub address: Bytes,
+    /// Topic filters by position (`None`: any), at most 4.
+    pub topics: Vec<Option<Hash>>,
+    /// Blocks a log must be under the head before it is delivered (the reorg depth tolerated).
+    pub confirmations: u32,
+    /// The first block looked at.
+    pub from_block: u64,
+    /// The handler: a message selector (4 bytes); the run's arguments are appended
+    /// (`block_number: u64, log_index: u32, topics: Vec<[u8; 32]>, data: Vec<u8>`).
+    pub handler: Bytes,
+    /// The gas limit of each run.
+    pub gas_limit: Gas,
+    /// Distinct workers that must report the same log before it is delivered (at least 1).
+    pub quorum: u8,
+}
+
+/// A registered subscription, as replicated state keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Subscription {
+    /// The contract it delivers to.
+    pub contract: AccountId,
+    /// Its id (unique in the cluster).
+    pub id: u32,
+    /// What it follows.
+    pub def: SubscriptionDef,
+    /// The last log delivered (`None`: none yet); the next is after it in chain order.
+    pub cursor: Option<LogPosition>,
+    /// Logs delivered so far.
+    pub delivered: u64,
+    /// Reports of logs not delivered yet (at most [`MAX_PENDING_VOTES`]).
+    pub votes: Vec<LogVote>,
+}
+
+/// Most undelivered log reports a subscription keeps (the oldest go first).
+pub const MAX_PENDING_VOTES: usize = 16;
+
+/// Where a log sits in its chain.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,
+)]
+pub struct LogPosition {
+    /// Its block's number.
+    pub block_number: u64,
+    /// Its index in the block.
+    pub log_index: u32,
+}
+
+/// The workers that reported one log (a log is its position and the digest of all it says).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct LogVote {
+    /// Where the log is.
+    pub position: LogPosition,
+    /// blake2-256 of the reported [`EthLog`].
+    pub digest: Hash,
+    /// The distinct workers (identity keys) that reported it.
+    pub workers: Vec<Hash>,
+}
+
+/// Every subscription of the cluster (state key [`crate::StateKey::Subscriptions`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct SubscriptionTable {
+    /// The id the next subscription gets.
+    pub next_id: u32,
+    /// The subscriptions, by id.
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// A change to a contract's subscriptions.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum SubscriptionOp {
+    /// Register a subscription; the receipt's output is its id (SCALE `u32`).
+    Add {
+        /// The contract it delivers to.
+        contract: AccountId,
+        /// What it follows.
+        def: SubscriptionDef,
+    },
+    /// Remove subscription `id` of `contract`.
+    Remove {
+        /// The contract.
+        contract: AccountId,
+        /// The subscription's id.
+        id: u32,
+    },
+}
+
+impl SubscriptionOp {
+    /// The contract whose subscriptions change.
+    pub fn contract(&self) -> AccountId {
+        match self {
+            SubscriptionOp::Add { contract, .. } | SubscriptionOp::Remove { contract, .. } => {
+                *contract
+            }
+        }
+    }
+}
+
+/// An Ethereum log as a worker read it from its RPC endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EthLog {
+    /// The chain it is on.
+    pub chain_id: u64,
+    /// Where.
+    pub position: LogPosition,
+    /// Its block's hash.
+    pub block_hash: Hash,
+    /// The emitting contract (20 bytes).
+    pub address: Bytes,
+    /// Its topics (at most 4).
+    pub topics: Vec<Hash>,
+    /// Its data.
+    pub data: Bytes,
+}
+
+/// A worker's report of a log for a subscription: what it saw, who it is, and a MAC only a
+/// worker of the cluster can make ([`EthLogEntry::mac_payload`]; the key derives from the
+/// cluster secret of `epoch` and the worker's identity key).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EthLogEntry {
+    /// The contract subscribed.
+    pub contract: AccountId,
+    /// The subscription.
+    pub subscription: u32,
+    /// The log.
+    pub log: EthLog,
+    /// The reporting worker's identity key.
+    pub worker: Hash,
+    /// The key epoch the MAC was made in.
+    pub epoch: u32,
+    /// The MAC.
+    pub mac: Hash,
+}
+
+impl EthLogEntry {
+    /// The bytes the MAC covers: everything but the MAC, under a domain tag.
+    pub fn mac_payload(&self) -> Vec<u8> {
+        (
+            b"phat/v1/eth-log",
+            &self.contract,
+            self.subscription,
+            &self.log,
+            &self.worker,
+            self.epoch,
+        )
+            .encode()
+    }
+}
+
+/// The caller a subscription's runs see: an account nobody holds a key for, so a handler
+/// knows a call from it is a delivered log (blake2-256 of `phat/v1/trigger/eth-log`).
+pub fn eth_log_caller() -> AccountId {
+    AccountId(blake2_256(b"phat/v1/trigger/eth-log"))
+}
+
 /// A change to the cluster that only its owner (named in the genesis) may order.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "op")]
@@ -260,7 +431,10 @@ impl Call {
     pub fn dest(&self) -> Option<AccountId> {
         match self {
             Call::Call { dest, .. } => Some(*dest),
-            Call::Instantiate { .. } | Call::Cluster { .. } | Call::Schedule { .. } => None,
+            Call::Instantiate { .. }
+            | Call::Cluster { .. }
+            | Call::Schedule { .. }
+            | Call::Subscription { .. } => None,
         }
     }
 }
@@ -719,6 +893,10 @@ pub enum LedgerCommand {
     /// A schedule's due tick, proposed by a worker (in the clear: it carries no secret).
     #[codec(index = 3)]
     Trigger(TriggerEntry),
+    /// An Ethereum log a worker saw for a subscription, authenticated by that worker (in the
+    /// clear: logs are public on their chain).
+    #[codec(index = 4)]
+    EthLog(EthLogEntry),
 }
 
 /// An encrypted query: the first message of a session (`counter` 0, `session` is the

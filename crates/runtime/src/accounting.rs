@@ -133,14 +133,14 @@ impl TxState {
         self.settle_deposit(growth)
     }
 
-    /// Takes the storage deposit for `growth` bytes from the call's signer (or gives it back
-    /// when the call freed bytes).
+    /// Takes the storage deposit for `growth` bytes from the call's signer, or from the
+    /// session's deposit payer when it has one (or gives it back when the call freed bytes).
     fn settle_deposit(&mut self, growth: i64) -> Result<(), ExecError> {
         let price = u128::from(self.config().limits.storage_deposit_per_byte);
         if growth == 0 || price == 0 {
             return Ok(());
         }
-        let origin = self.origin;
+        let origin = self.deposit_payer.unwrap_or(self.origin);
         let balance = self.balance(&origin)?;
         let amount = price.saturating_mul(u128::from(growth.unsigned_abs()));
         if growth < 0 {

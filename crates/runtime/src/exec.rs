@@ -152,6 +152,7 @@ impl Runtime {
                 debug: String::new(),
                 ctx,
                 origin: AccountId::default(),
+                deposit_payer: None,
                 stack: Vec::new(),
                 deadline: None,
                 nested_error: None,
@@ -226,6 +227,9 @@ pub(crate) struct TxState {
     pub(crate) debug: String,
     pub(crate) ctx: ExecContext,
     pub(crate) origin: AccountId,
+    /// Who pays the storage deposit of the session's calls, when not their origin (a
+    /// trigger's runs: the origin is an account nobody holds, the deployer pays).
+    pub(crate) deposit_payer: Option<AccountId>,
     /// Addresses of the frames on the call stack, outermost first.
     pub(crate) stack: Vec<AccountId>,
     /// Wall-clock deadline of the current query.

@@ -77,6 +77,14 @@ impl Session {
         })
     }
 
+    /// Makes `payer` pay the storage deposit of this session's calls instead of their origin
+    /// (`None`: the origin pays). For calls whose origin holds no key and no balance.
+    pub fn set_deposit_payer(&mut self, payer: Option<AccountId>) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.deposit_payer = payer;
+        }
+    }
+
     /// Calls the contract `dest` from `origin` with `value` and `input`.
     pub fn call(
         &mut self,

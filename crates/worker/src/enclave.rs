@@ -868,6 +868,11 @@ pub fn open_with_data_dir(
                 "a schedule's trigger, not a command".into(),
             ))
         }
+        Ok(LedgerCommand::EthLog(_)) => {
+            return Err(WorkerError::Enclave(
+                "a worker's report of an Ethereum log, not a command".into(),
+            ))
+        }
         Err(e) => return Err(WorkerError::Enclave(format!("not a ledger command: {e}"))),
     };
     let secret = secrets.get(epoch as usize).ok_or_else(|| {

@@ -33,6 +33,8 @@ pub(crate) struct Run<'a> {
     pub timestamp: u64,
     /// The signer.
     pub caller: AccountId,
+    /// Who pays the storage deposit when not the caller (a trigger's deployer).
+    pub payer: Option<AccountId>,
     /// The call.
     pub call: Call,
     /// The code blob an instantiation needs and the state lacks (commands: from the ledger).
@@ -67,6 +69,7 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
         extension,
     };
     let mut session = worker.inner.runtime.session(run.state, ctx);
+    session.set_deposit_payer(run.payer);
     let target = run.call.dest();
     let result = match run.call {
         Call::Instantiate {
@@ -91,9 +94,11 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
             gas_limit,
         } => session.call(run.caller, dest, value, data.0, gas_limit),
         // Applied by the apply loop itself, never executed (queries refuse them first).
-        Call::Cluster { .. } | Call::Schedule { .. } => Err(phat_runtime::ExecError::Decode(
-            "a change to the cluster or a schedule runs no contract",
-        )),
+        Call::Cluster { .. } | Call::Schedule { .. } | Call::Subscription { .. } => {
+            Err(phat_runtime::ExecError::Decode(
+                "a change to the cluster, a schedule or a subscription runs no contract",
+            ))
+        }
     };
     let changes = match &result {
         Ok(_) => session.into_changes(),

@@ -32,6 +32,7 @@ mod pink_host;
 mod replica;
 mod schedule;
 mod state;
+mod subscribe;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -370,6 +371,7 @@ impl Worker {
         );
         let checkpoints = tokio::spawn(replica::watch(self.clone()));
         let proposer = tokio::spawn(schedule::propose(self.clone()));
+        let reporter = tokio::spawn(subscribe::report(self.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = move |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -394,6 +396,7 @@ impl Worker {
         };
         let _ = stop_tx.send(true);
         proposer.abort();
+        reporter.abort();
         joiners.abort();
         checkpoints.abort();
         let applied = apply.await.map_err(|e| WorkerError::Apply(e.to_string()))?;

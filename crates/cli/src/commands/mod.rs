@@ -1,5 +1,5 @@
 //! Commands that talk to a cluster through `phat-client`, one module each: deploy, query,
-//! tx, logs, info, keys, cluster, schedule and triggers; with what they share (`ctx`: the endpoint, trust flags and output;
+//! tx, logs, info, keys, cluster, schedule, subscribe and triggers; with what they share (`ctx`: the endpoint, trust flags and output;
 //! `common`: contract ids, metadata, call encoding).
 
 pub mod cluster;
@@ -11,6 +11,7 @@ pub mod keys;
 pub mod logs;
 pub mod query;
 pub mod schedule;
+pub mod subscribe;
 pub mod tx;
 
 pub use ctx::{set_trust, Ctx, TrustArgs};

@@ -225,7 +225,9 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<()> {
 }
 
 /// The output of a command's receipt, or its error.
-fn receipt_output(submitted: phat_client::primitives::protocol::Submitted) -> Result<Vec<u8>> {
+pub(super) fn receipt_output(
+    submitted: phat_client::primitives::protocol::Submitted,
+) -> Result<Vec<u8>> {
     let receipt = submitted.receipt.context("no receipt")?;
     match receipt.result {
         CallResult::Ok(o) => Ok(o.data.0),

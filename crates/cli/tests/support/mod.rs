@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use phat_client::Client;
 
+pub mod anvil;
+
 /// The `phat` binary under test. Workers a test starts by hand share one dev attestation
 /// root (as the workers of `phat dev` do), so they accept each other.
 pub fn phat() -> Command {

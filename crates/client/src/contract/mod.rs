@@ -215,6 +215,11 @@ impl Contract {
         self.encode(spec, args)
     }
 
+    /// The 4-byte selector of message `label`.
+    pub fn message_selector(&self, label: &str) -> Result<[u8; 4], ClientError> {
+        Ok(self.find(label, false)?.selector)
+    }
+
     /// Selector + SCALE args for a message.
     pub fn encode_message<S: AsRef<str>>(
         &self,

@@ -41,6 +41,25 @@ pub(super) async fn schedules(
     ))
 }
 
+/// The contract's Ethereum log subscriptions, with their cursor, deliveries and pending
+/// reports.
+pub(super) async fn subscriptions(
+    State(w): State<Worker>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<phat_primitives::protocol::Subscription>> {
+    let id = parse_id(&id)?;
+    known_contract(&w, &id).await?;
+    let snap = w.inner.store.snapshot()?;
+    let table = crate::subscribe::stored(&snap).map_err(ApiErr::internal)?;
+    Ok(Json(
+        table
+            .subscriptions
+            .into_iter()
+            .filter(|s| s.contract == id)
+            .collect(),
+    ))
+}
+
 /// An Ethereum address in EIP-55 mixed-case checksum form.
 pub(super) fn eip55(address: &[u8; 20]) -> String {
     use sha3::Digest;

@@ -46,11 +46,11 @@ pub(super) async fn run_checked(
     call: Call,
     min_seq: Option<Seq>,
 ) -> Result<QueryResponse, ApiErr> {
-    if let Call::Cluster { .. } | Call::Schedule { .. } = call {
+    if let Call::Cluster { .. } | Call::Schedule { .. } | Call::Subscription { .. } = call {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
             "wrong_mode",
-            "a change to the cluster or a schedule is a command, not a query",
+            "a change to the cluster, a schedule or a subscription is a command, not a query",
         ));
     }
     if let Some(min) = min_seq {
@@ -203,6 +203,7 @@ pub(super) fn run_query(
             block_number: u32::try_from(head.seq).unwrap_or(u32::MAX),
             timestamp: now_ms(),
             caller,
+            payer: None,
             call,
             code: None,
         },

@@ -1,5 +1,6 @@
 //! The apply loop: reads ledger entries in order and applies them, one durable store commit
-//! per batch, each command's writes chained into the state root.
+//! per batch, each command's writes chained into the state root. Trigger entries and the
+//! commands that change trigger tables are applied in `triggers`.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -18,6 +19,9 @@ use phat_store::{Batch, Head, Snapshot};
 
 use crate::state::Layered;
 use crate::{Worker, WorkerError};
+
+mod triggers;
+use triggers::*;
 
 /// Pause between retries when the ledger or store fails.
 const RETRY: Duration = Duration::from_millis(200);
@@ -306,6 +310,8 @@ pub(crate) struct Decoded {
     needs_epoch: Option<u32>,
     /// A schedule's proposed tick (then `request` is unused).
     trigger: Option<phat_primitives::protocol::TriggerEntry>,
+    /// A worker's report of an Ethereum log (then `request` is unused).
+    eth_log: Option<phat_primitives::protocol::EthLogEntry>,
 }
 
 /// Decodes a ledger payload ([`LedgerCommand`]); a sealed one is opened with the cluster key.
@@ -319,6 +325,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         reply: None,
         needs_epoch: None,
         trigger: None,
+        eth_log: None,
     };
     let command = LedgerCommand::decode_all(&mut &payload[..]);
     if let Ok(LedgerCommand::Sealed(_) | LedgerCommand::SealedAt { .. }) = &command {
@@ -329,6 +336,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
                 reply: Some(keys),
                 needs_epoch: None,
                 trigger: None,
+                eth_log: None,
             };
         }
     }
@@ -346,6 +354,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             reply: None,
             needs_epoch: None,
             trigger: None,
+            eth_log: None,
         },
         Ok(LedgerCommand::Sealed(sealed)) => open_sealed(worker, 0, &sealed),
         Ok(LedgerCommand::SealedAt { epoch: 0, .. }) => fail(
@@ -356,6 +365,10 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         Ok(LedgerCommand::Trigger(t)) => Decoded {
             trigger: Some(t),
             ..fail("trigger", String::new())
+        },
+        Ok(LedgerCommand::EthLog(l)) => Decoded {
+            eth_log: Some(l),
+            ..fail("eth_log", String::new())
         },
     }
 }
@@ -370,6 +383,7 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
         reply: None,
         needs_epoch,
         trigger: None,
+        eth_log: None,
     };
     let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
         // Unknown to the state too, it is refused at apply; else the worker waits for it.
@@ -392,6 +406,7 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
                 reply: Some(keys),
                 needs_epoch: None,
                 trigger: None,
+                eth_log: None,
             },
         },
     }
@@ -446,6 +461,7 @@ fn apply_batch(
     let mut local = Local {
         epochs: stored_epochs(&snap)?,
         schedules: crate::schedule::stored(&snap)?,
+        subscriptions: crate::subscribe::stored(&snap)?,
     };
     // Skip entries already applied (a re-read after a restart).
     let (entries, decoded): (Vec<LedgerEntry>, Vec<Decoded>) = entries
@@ -470,10 +486,10 @@ fn apply_batch(
                 });
                 (r, body)
             });
-            (request, d.reply, d.needs_epoch, d.trigger)
+            (request, d.reply, d.needs_epoch, (d.trigger, d.eth_log))
         })
         .collect();
-    for (entry, (req, reply, needs_epoch, trigger)) in entries.into_iter().zip(requests) {
+    for (entry, (req, reply, needs_epoch, proposal)) in entries.into_iter().zip(requests) {
         if needs_epoch.is_some_and(|e| e <= local.epochs.epoch()) {
             // Started earlier in this batch: commit up to here, take the key, go on.
             break;
@@ -497,10 +513,13 @@ fn apply_batch(
             pending: &pending,
             code,
         };
-        let applied = match (trigger, req) {
-            (Some(t), _) => apply_trigger(worker, &view, &mut local.schedules, entry, &t)?,
-            (None, Ok(req)) => apply_one(worker, &view, &mut nonces, &mut local, entry, req)?,
-            (None, Err(e)) => reject(entry, None, &e.kind, e.message),
+        let applied = match (proposal, req) {
+            ((Some(t), _), _) => apply_trigger(worker, &view, &mut local, entry, &t)?,
+            ((None, Some(l)), _) => apply_eth_log(worker, &view, &mut local, entry, &l)?,
+            ((None, None), Ok(req)) => {
+                apply_one(worker, &view, &mut nonces, &mut local, entry, req)?
+            }
+            ((None, None), Err(e)) => reject(entry, None, &e.kind, e.message),
         };
         let mut applied = applied;
         inner.replica.inject_fault(entry.seq, &mut applied.changes);
@@ -659,6 +678,7 @@ pub(crate) fn check_body(body: &RequestBody, mode: Mode, now: u64) -> Result<(),
 struct Local {
     epochs: ClusterEpochs,
     schedules: phat_primitives::protocol::ScheduleTable,
+    subscriptions: phat_primitives::protocol::SubscriptionTable,
 }
 
 /// What the commands of one batch read: its snapshot, the writes before them, fetched code.
@@ -738,6 +758,48 @@ fn apply_one(
             applied.nonce = nonce;
             return Ok(applied);
         }
+        Call::Subscription { op } => {
+            let state = Layered {
+                base: snap.clone(),
+                pending: view.pending.clone(),
+            };
+            let read = |key: &StateKey| {
+                phat_runtime::StateRead::get(&state, key).map_err(|e| {
+                    WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
+                })
+            };
+            let info = read(&StateKey::Contract(op.contract()))?;
+            let balance = read(&StateKey::Balance(caller))?
+                .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
+                .unwrap_or(0);
+            let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
+            let mut applied = match crate::subscribe::change(
+                &mut local.subscriptions,
+                info,
+                (caller, balance),
+                op,
+                (max_gas, deposit_price(worker)),
+            ) {
+                Ok((output, balance)) => {
+                    let mut ok = refuse("", String::new());
+                    ok.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
+                        data: output.into(),
+                        reverted: false,
+                        address: None,
+                    });
+                    ok.changes
+                        .insert(StateKey::Subscriptions, Some(local.subscriptions.encode()));
+                    ok.changes.insert(
+                        StateKey::Balance(caller),
+                        (balance != 0).then(|| balance.encode()),
+                    );
+                    ok
+                }
+                Err((kind, message)) => refuse(kind, message),
+            };
+            applied.nonce = nonce;
+            return Ok(applied);
+        }
         Call::Call { .. } | Call::Instantiate { .. } => {}
     }
     let code = match &body.call {
@@ -748,22 +810,23 @@ fn apply_one(
         worker,
         view,
         entry,
-        caller,
+        (caller, None),
         req.hash(),
         body.call.clone(),
         code,
     )?;
-    drop_terminated_schedules(worker, view, &mut local.schedules, entry, &mut applied)?;
+    drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
     applied.nonce = nonce;
     Ok(applied)
 }
 
-/// Runs `call` for `caller` as the command at `entry` on the batch's state.
+/// Runs `call` for `caller` as the command at `entry` on the batch's state; `payer`, when
+/// given, pays its storage deposit instead of the caller (a trigger's runs).
 fn run_command(
     worker: &Worker,
     view: &BatchView<'_>,
     entry: &LedgerEntry,
-    caller: AccountId,
+    (caller, payer): (AccountId, Option<AccountId>),
     request: Hash,
     call: Call,
     code: Option<&[u8]>,
@@ -781,6 +844,7 @@ fn run_command(
             block_number: u32::try_from(entry.seq).unwrap_or(u32::MAX),
             timestamp: entry.timestamp,
             caller,
+            payer,
             call,
             code,
         },
@@ -810,328 +874,6 @@ fn run_command(
         nonce: None,
         logs,
     })
-}
-
-/// Applies a deployer's change to its contract's schedules: the receipt's output and the
-/// writes (the table, the deposit), or the refusal's kind and message; `Err` when this
-/// worker's store fails (the batch is retried rather than refused differently).
-fn apply_schedule_op(
-    worker: &Worker,
-    state: &Layered,
-    table: &mut phat_primitives::protocol::ScheduleTable,
-    entry: &LedgerEntry,
-    caller: AccountId,
-    op: &phat_primitives::protocol::ScheduleOp,
-) -> Result<ScheduleChange, WorkerError> {
-    let read = |key: &StateKey| {
-        phat_runtime::StateRead::get(state, key)
-            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
-    };
-    let info = read(&StateKey::Contract(match op {
-        phat_primitives::protocol::ScheduleOp::Add { contract, .. }
-        | phat_primitives::protocol::ScheduleOp::Remove { contract, .. } => *contract,
-    }))?;
-    let balance = read(&StateKey::Balance(caller))?
-        .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
-        .unwrap_or(0);
-    Ok(schedule_change(
-        worker, info, balance, table, entry, caller, op,
-    ))
-}
-
-/// A schedule change's receipt output and writes, or its refusal's kind and message.
-type ScheduleChange = Result<(Vec<u8>, ChangeSet), (&'static str, String)>;
-
-/// [`apply_schedule_op`] on what it read: the contract's info and the signer's balance.
-fn schedule_change(
-    worker: &Worker,
-    info: Option<Vec<u8>>,
-    balance: phat_primitives::Balance,
-    table: &mut phat_primitives::protocol::ScheduleTable,
-    entry: &LedgerEntry,
-    caller: AccountId,
-    op: &phat_primitives::protocol::ScheduleOp,
-) -> ScheduleChange {
-    use phat_primitives::protocol::{Schedule, ScheduleOp};
-    let contract = match op {
-        ScheduleOp::Add { contract, .. } | ScheduleOp::Remove { contract, .. } => *contract,
-    };
-    // The contract's deployer decides its schedules. Read through the batch's earlier writes
-    // (by the caller): a contract instantiated earlier in the same batch exists (workers
-    // batch differently).
-    let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
-    let Some(info) = info else {
-        return Err(("unknown_contract", format!("no contract {contract}")));
-    };
-    if info.deployer != caller {
-        return Err((
-            "not_deployer",
-            format!(
-                "only {contract}'s deployer {} may change its schedules",
-                info.deployer
-            ),
-        ));
-    }
-    // Each schedule holds a storage deposit, like state bytes: its encoded size at the
-    // cluster's price, taken from the deployer at `Add` and given back at `Remove`.
-    let price = deposit_price(worker);
-    let deposit = |s: &Schedule| schedule_deposit(worker, s);
-    let mut changes = ChangeSet::new();
-    let mut set_balance = |amount: phat_primitives::Balance| {
-        let value = (amount != 0).then(|| amount.encode());
-        changes.insert(StateKey::Balance(caller), value);
-    };
-    let output = match op {
-        ScheduleOp::Add { def, .. } => {
-            let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
-            crate::schedule::check(def, max_gas).map_err(|m| ("bad_schedule", m))?;
-            let mine = table
-                .schedules
-                .iter()
-                .filter(|s| s.contract == contract)
-                .count();
-            if mine >= crate::schedule::MAX_PER_CONTRACT
-                || table.schedules.len() >= crate::schedule::MAX_SCHEDULES
-            {
-                return Err((
-                    "too_many_schedules",
-                    format!(
-                        "at most {} schedules per contract and {} in a cluster",
-                        crate::schedule::MAX_PER_CONTRACT,
-                        crate::schedule::MAX_SCHEDULES
-                    ),
-                ));
-            }
-            let id = table.next_id;
-            let schedule = Schedule {
-                contract,
-                id,
-                def: def.clone(),
-                since: entry.timestamp,
-                last_tick: entry.timestamp,
-                runs: 0,
-            };
-            let due = deposit(&schedule);
-            if balance < due {
-                return Err((
-                    "storage_deposit",
-                    format!(
-                        "a schedule holds a deposit of {due} ({} bytes at {price} each); {} has {balance}",
-                        schedule.encoded_size(),
-                        caller
-                    ),
-                ));
-            }
-            set_balance(balance - due);
-            table.next_id = id.saturating_add(1);
-            table.schedules.push(schedule);
-            id.encode()
-        }
-        ScheduleOp::Remove { id, .. } => {
-            let Some(at) = table
-                .schedules
-                .iter()
-                .position(|s| s.id == *id && s.contract == contract)
-            else {
-                return Err((
-                    "unknown_schedule",
-                    format!("{contract} has no schedule {id}"),
-                ));
-            };
-            // Its deposit is what `Add` took: the counters and times are fixed-size, so runs
-            // do not change the encoded size.
-            let removed = table.schedules.remove(at);
-            set_balance(balance.saturating_add(deposit(&removed)));
-            id.encode()
-        }
-    };
-    changes.insert(StateKey::Schedules, Some(table.encode()));
-    Ok((output, changes))
-}
-
-/// The cluster's storage deposit per byte.
-fn deposit_price(worker: &Worker) -> u128 {
-    u128::from(
-        worker
-            .inner
-            .runtime
-            .config()
-            .limits
-            .storage_deposit_per_byte,
-    )
-}
-
-/// The deposit a schedule holds: its encoded size at the cluster's price (the counters and
-/// times are fixed-size, so runs do not change it).
-fn schedule_deposit(worker: &Worker, s: &phat_primitives::protocol::Schedule) -> u128 {
-    deposit_price(worker).saturating_mul(s.encoded_size() as u128)
-}
-
-/// A command that terminated contracts takes their schedules with them: each is removed, its
-/// deposit goes back to the contract's deployer, and a `trigger` log line says so. (Left in
-/// the table, they would be proposed, refused and logged every tick, for ever.) Deterministic:
-/// it reads only the command's writes and the state before it.
-fn drop_terminated_schedules(
-    worker: &Worker,
-    view: &BatchView<'_>,
-    table: &mut phat_primitives::protocol::ScheduleTable,
-    entry: &LedgerEntry,
-    applied: &mut Applied,
-) -> Result<(), WorkerError> {
-    let gone: Vec<AccountId> = applied
-        .changes
-        .iter()
-        .filter_map(|(k, v)| match (k, v) {
-            (StateKey::Contract(id), None) => Some(*id),
-            _ => None,
-        })
-        .filter(|id| table.schedules.iter().any(|s| s.contract == *id))
-        .collect();
-    if gone.is_empty() {
-        return Ok(());
-    }
-    let before = Layered {
-        base: view.snap.clone(),
-        pending: view.pending.clone(),
-    };
-    let read = |key: &StateKey| {
-        phat_runtime::StateRead::get(&before, key)
-            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
-    };
-    let balance_of = |raw: Option<Vec<u8>>| {
-        raw.and_then(|r| phat_primitives::Balance::decode(&mut &r[..]).ok())
-            .unwrap_or(0)
-    };
-    for id in gone {
-        // The deployer, from the state before this command removed the contract's info.
-        let Some(info) = read(&StateKey::Contract(id))?
-            .and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok())
-        else {
-            continue;
-        };
-        let (removed, kept) = std::mem::take(&mut table.schedules)
-            .into_iter()
-            .partition::<Vec<_>, _>(|s| s.contract == id);
-        table.schedules = kept;
-        // The deployer's balance after this command's own writes (a terminated contract's
-        // balance may just have gone to it).
-        let key = StateKey::Balance(info.deployer);
-        let balance = match applied.changes.get(&key) {
-            Some(v) => balance_of(v.clone()),
-            None => balance_of(read(&key)?),
-        };
-        let mut refund: u128 = 0;
-        for s in &removed {
-            let deposit = schedule_deposit(worker, s);
-            refund = refund.saturating_add(deposit);
-            applied.logs.push(LogRecord {
-                contract: id,
-                level: "trigger".into(),
-                origin: Mode::Command,
-                seq: Some(entry.seq),
-                timestamp: entry.timestamp,
-                message: format!(
-                    "schedule {} removed: the contract terminated (its deposit of {deposit} went back to {})",
-                    s.id, info.deployer
-                ),
-            });
-        }
-        let after = balance.saturating_add(refund);
-        applied
-            .changes
-            .insert(key, (after != 0).then(|| after.encode()));
-    }
-    applied
-        .changes
-        .insert(StateKey::Schedules, Some(table.encode()));
-    Ok(())
-}
-
-/// Applies a proposed tick: runs the schedule once for its latest due tick if one is due on
-/// ledger time after its last run; otherwise a receipt says why not (`already_run`,
-/// `not_due`, `unknown_schedule`) and nothing changes.
-fn apply_trigger(
-    worker: &Worker,
-    view: &BatchView<'_>,
-    table: &mut phat_primitives::protocol::ScheduleTable,
-    entry: &LedgerEntry,
-    t: &phat_primitives::protocol::TriggerEntry,
-) -> Result<Applied, WorkerError> {
-    let caller = phat_primitives::protocol::schedule_caller();
-    let request = Hash(blake2_256(&t.encode()));
-    let refuse = |kind: &str, message: String| {
-        let mut r = reject(entry, None, kind, message);
-        r.receipt.request = request;
-        r.receipt.caller = caller;
-        r
-    };
-    let Some(index) = table
-        .schedules
-        .iter()
-        .position(|s| s.id == t.schedule && s.contract == t.contract)
-    else {
-        return Ok(refuse(
-            "unknown_schedule",
-            format!("{} has no schedule {}", t.contract, t.schedule),
-        ));
-    };
-    let s = &table.schedules[index];
-    if t.tick <= s.last_tick {
-        return Ok(refuse(
-            "already_run",
-            format!("schedule {} already ran up to tick {}", s.id, s.last_tick),
-        ));
-    }
-    let (count, latest) = crate::schedule::due(s, s.last_tick, entry.timestamp);
-    let Some(latest) = latest else {
-        return Ok(refuse(
-            "not_due",
-            format!(
-                "schedule {} has no tick due at ledger time {}",
-                s.id, entry.timestamp
-            ),
-        ));
-    };
-    let call = Call::Call {
-        dest: s.contract,
-        value: 0,
-        data: crate::schedule::run_data(&s.def, count).into(),
-        gas_limit: s.def.gas_limit,
-    };
-    let (id, policy) = (s.id, s.def.missed);
-    let mut applied = run_command(worker, view, entry, caller, request, call, None)?;
-    let s = &mut table.schedules[index];
-    s.last_tick = latest;
-    s.runs += 1;
-    applied
-        .changes
-        .insert(StateKey::Schedules, Some(table.encode()));
-    let outcome = match &applied.receipt.result {
-        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
-        CallResult::Ok(_) => "ok".to_string(),
-        CallResult::Err(e) => e.kind.clone(),
-        CallResult::Sealed(_) => "sealed".to_string(),
-    };
-    let missed = match policy {
-        phat_primitives::protocol::MissedTicks::Skip => format!("{} skipped", count - 1),
-        phat_primitives::protocol::MissedTicks::RunOnce => format!("{count} ticks"),
-    };
-    applied.logs.push(LogRecord {
-        contract: t.contract,
-        level: "trigger".into(),
-        origin: Mode::Command,
-        seq: Some(entry.seq),
-        timestamp: entry.timestamp,
-        message: format!(
-            "schedule {id} tick {} ({missed}): {outcome}",
-            crate::schedule::format_tick(latest)
-        ),
-    });
-    // A run that terminated its contract removes the contract's schedules, this one too.
-    drop_terminated_schedules(worker, view, table, entry, &mut applied)?;
-    // A run's result is readable by anyone who may read the contract's receipts.
-    applied.executed = false;
-    Ok(applied)
 }
 
 /// Applies an owner's change to the cluster: a new key epoch (with a revocation).

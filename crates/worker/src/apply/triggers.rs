@@ -1,0 +1,529 @@
+//! The trigger entries and trigger-table commands of the apply loop: schedule changes and
+//! their deposits, proposed ticks, Ethereum log reports and their quorum, and the clean-up
+//! when a contract terminates. Every function here decides on the entry and replicated state
+//! only, so every worker decides the same.
+
+use super::*;
+
+/// Applies a deployer's change to its contract's schedules: the receipt's output and the
+/// writes (the table, the deposit), or the refusal's kind and message; `Err` when this
+/// worker's store fails (the batch is retried rather than refused differently).
+pub(super) fn apply_schedule_op(
+    worker: &Worker,
+    state: &Layered,
+    table: &mut phat_primitives::protocol::ScheduleTable,
+    entry: &LedgerEntry,
+    caller: AccountId,
+    op: &phat_primitives::protocol::ScheduleOp,
+) -> Result<ScheduleChange, WorkerError> {
+    let read = |key: &StateKey| {
+        phat_runtime::StateRead::get(state, key)
+            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
+    };
+    let info = read(&StateKey::Contract(match op {
+        phat_primitives::protocol::ScheduleOp::Add { contract, .. }
+        | phat_primitives::protocol::ScheduleOp::Remove { contract, .. } => *contract,
+    }))?;
+    let balance = read(&StateKey::Balance(caller))?
+        .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
+        .unwrap_or(0);
+    Ok(schedule_change(
+        worker, info, balance, table, entry, caller, op,
+    ))
+}
+
+/// A schedule change's receipt output and writes, or its refusal's kind and message.
+pub(super) type ScheduleChange = Result<(Vec<u8>, ChangeSet), (&'static str, String)>;
+
+/// [`apply_schedule_op`] on what it read: the contract's info and the signer's balance.
+pub(super) fn schedule_change(
+    worker: &Worker,
+    info: Option<Vec<u8>>,
+    balance: phat_primitives::Balance,
+    table: &mut phat_primitives::protocol::ScheduleTable,
+    entry: &LedgerEntry,
+    caller: AccountId,
+    op: &phat_primitives::protocol::ScheduleOp,
+) -> ScheduleChange {
+    use phat_primitives::protocol::{Schedule, ScheduleOp};
+    let contract = match op {
+        ScheduleOp::Add { contract, .. } | ScheduleOp::Remove { contract, .. } => *contract,
+    };
+    // The contract's deployer decides its schedules. Read through the batch's earlier writes
+    // (by the caller): a contract instantiated earlier in the same batch exists (workers
+    // batch differently).
+    let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
+    let Some(info) = info else {
+        return Err(("unknown_contract", format!("no contract {contract}")));
+    };
+    if info.deployer != caller {
+        return Err((
+            "not_deployer",
+            format!(
+                "only {contract}'s deployer {} may change its schedules",
+                info.deployer
+            ),
+        ));
+    }
+    // Each schedule holds a storage deposit, like state bytes: its encoded size at the
+    // cluster's price, taken from the deployer at `Add` and given back at `Remove`.
+    let price = deposit_price(worker);
+    let deposit = |s: &Schedule| schedule_deposit(worker, s);
+    let mut changes = ChangeSet::new();
+    let mut set_balance = |amount: phat_primitives::Balance| {
+        let value = (amount != 0).then(|| amount.encode());
+        changes.insert(StateKey::Balance(caller), value);
+    };
+    let output = match op {
+        ScheduleOp::Add { def, .. } => {
+            let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
+            crate::schedule::check(def, max_gas).map_err(|m| ("bad_schedule", m))?;
+            let mine = table
+                .schedules
+                .iter()
+                .filter(|s| s.contract == contract)
+                .count();
+            if mine >= crate::schedule::MAX_PER_CONTRACT
+                || table.schedules.len() >= crate::schedule::MAX_SCHEDULES
+            {
+                return Err((
+                    "too_many_schedules",
+                    format!(
+                        "at most {} schedules per contract and {} in a cluster",
+                        crate::schedule::MAX_PER_CONTRACT,
+                        crate::schedule::MAX_SCHEDULES
+                    ),
+                ));
+            }
+            let id = table.next_id;
+            let schedule = Schedule {
+                contract,
+                id,
+                def: def.clone(),
+                since: entry.timestamp,
+                last_tick: entry.timestamp,
+                runs: 0,
+            };
+            let due = deposit(&schedule);
+            if balance < due {
+                return Err((
+                    "storage_deposit",
+                    format!(
+                        "a schedule holds a deposit of {due} ({} bytes at {price} each); {} has {balance}",
+                        schedule.encoded_size(),
+                        caller
+                    ),
+                ));
+            }
+            set_balance(balance - due);
+            table.next_id = id.saturating_add(1);
+            table.schedules.push(schedule);
+            id.encode()
+        }
+        ScheduleOp::Remove { id, .. } => {
+            let Some(at) = table
+                .schedules
+                .iter()
+                .position(|s| s.id == *id && s.contract == contract)
+            else {
+                return Err((
+                    "unknown_schedule",
+                    format!("{contract} has no schedule {id}"),
+                ));
+            };
+            // Its deposit is what `Add` took: the counters and times are fixed-size, so runs
+            // do not change the encoded size.
+            let removed = table.schedules.remove(at);
+            set_balance(balance.saturating_add(deposit(&removed)));
+            id.encode()
+        }
+    };
+    changes.insert(StateKey::Schedules, Some(table.encode()));
+    Ok((output, changes))
+}
+
+/// The deployer of `contract` (who pays the storage deposit of its triggers' runs: it set them
+/// up), if the contract exists.
+pub(super) fn deployer_of(
+    view: &BatchView<'_>,
+    entry: &LedgerEntry,
+    contract: &AccountId,
+) -> Result<Option<AccountId>, WorkerError> {
+    let state = Layered {
+        base: view.snap.clone(),
+        pending: view.pending.clone(),
+    };
+    let info = phat_runtime::StateRead::get(&state, &StateKey::Contract(*contract))
+        .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))?;
+    Ok(info
+        .and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok())
+        .map(|i| i.deployer))
+}
+
+/// The cluster's storage deposit per byte.
+pub(super) fn deposit_price(worker: &Worker) -> u128 {
+    u128::from(
+        worker
+            .inner
+            .runtime
+            .config()
+            .limits
+            .storage_deposit_per_byte,
+    )
+}
+
+/// The deposit a schedule holds: its encoded size at the cluster's price (the counters and
+/// times are fixed-size, so runs do not change it).
+pub(super) fn schedule_deposit(worker: &Worker, s: &phat_primitives::protocol::Schedule) -> u128 {
+    deposit_price(worker).saturating_mul(s.encoded_size() as u128)
+}
+
+/// A command that terminated contracts takes their schedules and subscriptions with them:
+/// each is removed, its deposit goes back to the contract's deployer, and a `trigger` log line
+/// says so. (Left in the tables, schedules would be proposed, refused and logged every tick,
+/// for ever, and both would hold the cluster's slots.) Deterministic: it reads only the
+/// command's writes and the state before it.
+pub(super) fn drop_terminated_triggers(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    local: &mut Local,
+    entry: &LedgerEntry,
+    applied: &mut Applied,
+) -> Result<(), WorkerError> {
+    let gone: Vec<AccountId> = applied
+        .changes
+        .iter()
+        .filter_map(|(k, v)| match (k, v) {
+            (StateKey::Contract(id), None) => Some(*id),
+            _ => None,
+        })
+        .filter(|id| {
+            local.schedules.schedules.iter().any(|s| s.contract == *id)
+                || local
+                    .subscriptions
+                    .subscriptions
+                    .iter()
+                    .any(|s| s.contract == *id)
+        })
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let before = Layered {
+        base: view.snap.clone(),
+        pending: view.pending.clone(),
+    };
+    let read = |key: &StateKey| {
+        phat_runtime::StateRead::get(&before, key)
+            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
+    };
+    let balance_of = |raw: Option<Vec<u8>>| {
+        raw.and_then(|r| phat_primitives::Balance::decode(&mut &r[..]).ok())
+            .unwrap_or(0)
+    };
+    for id in gone {
+        // The deployer, from the state before this command removed the contract's info.
+        let Some(info) = read(&StateKey::Contract(id))?
+            .and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok())
+        else {
+            continue;
+        };
+        let (removed, kept) = std::mem::take(&mut local.schedules.schedules)
+            .into_iter()
+            .partition::<Vec<_>, _>(|s| s.contract == id);
+        local.schedules.schedules = kept;
+        let (unsubscribed, kept) = std::mem::take(&mut local.subscriptions.subscriptions)
+            .into_iter()
+            .partition::<Vec<_>, _>(|s| s.contract == id);
+        local.subscriptions.subscriptions = kept;
+        // The deployer's balance after this command's own writes (a terminated contract's
+        // balance may just have gone to it).
+        let key = StateKey::Balance(info.deployer);
+        let balance = match applied.changes.get(&key) {
+            Some(v) => balance_of(v.clone()),
+            None => balance_of(read(&key)?),
+        };
+        let mut refund: u128 = 0;
+        for s in &removed {
+            let deposit = schedule_deposit(worker, s);
+            refund = refund.saturating_add(deposit);
+            applied.logs.push(LogRecord {
+                contract: id,
+                level: "trigger".into(),
+                origin: Mode::Command,
+                seq: Some(entry.seq),
+                timestamp: entry.timestamp,
+                message: format!(
+                    "schedule {} removed: the contract terminated (its deposit of {deposit} went back to {})",
+                    s.id, info.deployer
+                ),
+            });
+        }
+        for s in &unsubscribed {
+            let deposit = crate::subscribe::deposit(&s.def, deposit_price(worker));
+            refund = refund.saturating_add(deposit);
+            applied.logs.push(LogRecord {
+                contract: id,
+                level: "trigger".into(),
+                origin: Mode::Command,
+                seq: Some(entry.seq),
+                timestamp: entry.timestamp,
+                message: format!(
+                    "subscription {} removed: the contract terminated (its deposit of {deposit} went back to {})",
+                    s.id, info.deployer
+                ),
+            });
+        }
+        let after = balance.saturating_add(refund);
+        applied
+            .changes
+            .insert(key, (after != 0).then(|| after.encode()));
+    }
+    applied
+        .changes
+        .insert(StateKey::Schedules, Some(local.schedules.encode()));
+    applied
+        .changes
+        .insert(StateKey::Subscriptions, Some(local.subscriptions.encode()));
+    Ok(())
+}
+
+/// Applies a worker's report of an Ethereum log: checks who reports it (the MAC of a worker of
+/// the cluster, in the current key epoch, not revoked) and that it is a log the subscription
+/// delivers next; counts the worker's vote; at the quorum runs the handler once and moves the
+/// cursor. Otherwise a receipt says why not and nothing changes.
+pub(super) fn apply_eth_log(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    local: &mut Local,
+    entry: &LedgerEntry,
+    e: &phat_primitives::protocol::EthLogEntry,
+) -> Result<Applied, WorkerError> {
+    use phat_primitives::protocol::{LogVote, MAX_PENDING_VOTES};
+    let caller = phat_primitives::protocol::eth_log_caller();
+    let request = Hash(blake2_256(&e.encode()));
+    let refuse = |kind: &str, message: String| {
+        let mut r = reject(entry, None, kind, message);
+        r.receipt.request = request;
+        r.receipt.caller = caller;
+        r
+    };
+    let epoch = local.epochs.epoch();
+    if e.epoch != epoch {
+        return Ok(refuse(
+            "stale_epoch",
+            format!(
+                "reported in key epoch {}, the cluster is in {epoch}",
+                e.epoch
+            ),
+        ));
+    }
+    if local.epochs.is_revoked(&e.worker) {
+        return Ok(refuse(
+            "revoked_worker",
+            format!("{} was revoked", e.worker),
+        ));
+    }
+    let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
+        // Every worker applying this seq holds the epoch the state is in; this one does not
+        // yet: retry rather than refuse what the others accept.
+        return Err(WorkerError::Apply(format!(
+            "seq {}: the key of epoch {epoch} is not held yet",
+            entry.seq
+        )));
+    };
+    if !phat_crypto::entry::verify_entry_mac(&keys.secret, &e.worker.0, &e.mac_payload(), &e.mac.0)
+    {
+        return Ok(refuse(
+            "bad_mac",
+            "the report is not authenticated by a worker of this cluster".into(),
+        ));
+    }
+    let table = &mut local.subscriptions;
+    let Some(index) = table
+        .subscriptions
+        .iter()
+        .position(|s| s.id == e.subscription && s.contract == e.contract)
+    else {
+        return Ok(refuse(
+            "unknown_subscription",
+            format!("{} has no subscription {}", e.contract, e.subscription),
+        ));
+    };
+    if let Some((kind, message)) = crate::subscribe::unfit(&table.subscriptions[index], &e.log) {
+        return Ok(refuse(kind, message));
+    }
+    let digest = Hash(blake2_256(&e.log.encode()));
+    let s = &mut table.subscriptions[index];
+    let at = match s
+        .votes
+        .iter()
+        .position(|v| v.position == e.log.position && v.digest == digest)
+    {
+        Some(at) => at,
+        None => {
+            if s.votes.len() >= MAX_PENDING_VOTES {
+                s.votes.remove(0);
+            }
+            s.votes.push(LogVote {
+                position: e.log.position,
+                digest,
+                workers: Vec::new(),
+            });
+            s.votes.len() - 1
+        }
+    };
+    if s.votes[at].workers.contains(&e.worker) {
+        return Ok(refuse(
+            "already_reported",
+            format!("{} already reported this log", e.worker),
+        ));
+    }
+    s.votes[at].workers.push(e.worker);
+    let votes = s.votes[at].workers.len();
+    let (id, quorum, contract) = (s.id, s.def.quorum, s.contract);
+    let place = format!(
+        "block {} log {}",
+        e.log.position.block_number, e.log.position.log_index
+    );
+    let log_line = |message: String| LogRecord {
+        contract,
+        level: "trigger".into(),
+        origin: Mode::Command,
+        seq: Some(entry.seq),
+        timestamp: entry.timestamp,
+        message,
+    };
+    if votes < usize::from(quorum) {
+        let mut counted = refuse("", String::new());
+        counted.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
+            data: (votes as u32, u32::from(quorum)).encode().into(),
+            reverted: false,
+            address: None,
+        });
+        counted
+            .changes
+            .insert(StateKey::Subscriptions, Some(table.encode()));
+        counted.logs.push(log_line(format!(
+            "subscription {id} {place}: reported by {votes} of {quorum} workers"
+        )));
+        return Ok(counted);
+    }
+    let call = Call::Call {
+        dest: contract,
+        value: 0,
+        data: crate::subscribe::run_data(&s.def, &e.log).into(),
+        gas_limit: s.def.gas_limit,
+    };
+    let payer = deployer_of(view, entry, &contract)?;
+    let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    let s = &mut table.subscriptions[index];
+    s.cursor = Some(e.log.position);
+    s.delivered += 1;
+    s.votes.retain(|v| v.position > e.log.position);
+    applied
+        .changes
+        .insert(StateKey::Subscriptions, Some(table.encode()));
+    drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
+    let outcome = match &applied.receipt.result {
+        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
+        CallResult::Ok(_) => "ok".to_string(),
+        CallResult::Err(err) => err.kind.clone(),
+        CallResult::Sealed(_) => "sealed".to_string(),
+    };
+    applied.logs.push(log_line(format!(
+        "subscription {id} {place} (chain {}, {votes} of {quorum} workers): {outcome}",
+        e.log.chain_id
+    )));
+    applied.executed = false;
+    Ok(applied)
+}
+
+/// Applies a proposed tick: runs the schedule once for its latest due tick if one is due on
+/// ledger time after its last run; otherwise a receipt says why not (`already_run`,
+/// `not_due`, `unknown_schedule`) and nothing changes.
+pub(super) fn apply_trigger(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    local: &mut Local,
+    entry: &LedgerEntry,
+    t: &phat_primitives::protocol::TriggerEntry,
+) -> Result<Applied, WorkerError> {
+    let table = &mut local.schedules;
+    let caller = phat_primitives::protocol::schedule_caller();
+    let request = Hash(blake2_256(&t.encode()));
+    let refuse = |kind: &str, message: String| {
+        let mut r = reject(entry, None, kind, message);
+        r.receipt.request = request;
+        r.receipt.caller = caller;
+        r
+    };
+    let Some(index) = table
+        .schedules
+        .iter()
+        .position(|s| s.id == t.schedule && s.contract == t.contract)
+    else {
+        return Ok(refuse(
+            "unknown_schedule",
+            format!("{} has no schedule {}", t.contract, t.schedule),
+        ));
+    };
+    let s = &table.schedules[index];
+    if t.tick <= s.last_tick {
+        return Ok(refuse(
+            "already_run",
+            format!("schedule {} already ran up to tick {}", s.id, s.last_tick),
+        ));
+    }
+    let (count, latest) = crate::schedule::due(s, s.last_tick, entry.timestamp);
+    let Some(latest) = latest else {
+        return Ok(refuse(
+            "not_due",
+            format!(
+                "schedule {} has no tick due at ledger time {}",
+                s.id, entry.timestamp
+            ),
+        ));
+    };
+    let call = Call::Call {
+        dest: s.contract,
+        value: 0,
+        data: crate::schedule::run_data(&s.def, count).into(),
+        gas_limit: s.def.gas_limit,
+    };
+    let (id, policy) = (s.id, s.def.missed);
+    let payer = deployer_of(view, entry, &t.contract)?;
+    let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    let s = &mut table.schedules[index];
+    s.last_tick = latest;
+    s.runs += 1;
+    applied
+        .changes
+        .insert(StateKey::Schedules, Some(table.encode()));
+    let outcome = match &applied.receipt.result {
+        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
+        CallResult::Ok(_) => "ok".to_string(),
+        CallResult::Err(e) => e.kind.clone(),
+        CallResult::Sealed(_) => "sealed".to_string(),
+    };
+    let missed = match policy {
+        phat_primitives::protocol::MissedTicks::Skip => format!("{} skipped", count - 1),
+        phat_primitives::protocol::MissedTicks::RunOnce => format!("{count} ticks"),
+    };
+    applied.logs.push(LogRecord {
+        contract: t.contract,
+        level: "trigger".into(),
+        origin: Mode::Command,
+        seq: Some(entry.seq),
+        timestamp: entry.timestamp,
+        message: format!(
+            "schedule {id} tick {} ({missed}): {outcome}",
+            crate::schedule::format_tick(latest)
+        ),
+    });
+    // A run that terminated its contract removes the contract's schedules, this one too.
+    drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
+    // A run's result is readable by anyone who may read the contract's receipts.
+    applied.executed = false;
+    Ok(applied)
+}

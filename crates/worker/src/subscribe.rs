@@ -1,0 +1,631 @@
+//! Ethereum log subscriptions: a contract's handler runs once for each log an Ethereum
+//! contract emits (matching topics, past a confirmation depth), in chain order, across the
+//! cluster.
+//!
+//! The subscription table is replicated state ([`StateKey::Subscriptions`]), changed by the
+//! deployer's commands. Every worker polls the subscription's RPC endpoint (through its egress
+//! rules) from the table's cursor and reports the **first** log after it, as an
+//! [`EthLogEntry`] authenticated with a MAC only a worker of the cluster can make
+//! (`phat_crypto::entry`). Applying a report, every worker checks the MAC, that the log is
+//! what the subscription follows and comes after the cursor, and counts the distinct workers
+//! that reported the same log; at the subscription's quorum the handler runs once, the cursor
+//! moves to the log, and later reports of it are refused. Since honest workers report only
+//! the first log after the cursor, logs are delivered in chain order.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use parity_scale_codec::{DecodeAll, Encode};
+use phat_primitives::protocol::{
+    Bytes, EthLog, EthLogEntry, LedgerCommand, LogPosition, Subscription, SubscriptionDef,
+    SubscriptionOp, SubscriptionTable,
+};
+use phat_primitives::{Hash, StateKey};
+use phat_store::Snapshot;
+use serde_json::{json, Value};
+
+use crate::{Worker, WorkerError};
+
+/// Most subscriptions one contract may have.
+pub const MAX_PER_CONTRACT: usize = 4;
+/// Most subscriptions in a cluster.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
+/// Most bytes of a delivered log's data.
+pub const MAX_LOG_DATA: usize = 16 * 1024;
+/// Most bytes of an RPC URL.
+pub const MAX_URL: usize = 512;
+/// Largest quorum (distinct workers reporting a log).
+pub const MAX_QUORUM: u8 = 16;
+/// Deepest confirmation depth.
+pub const MAX_CONFIRMATIONS: u32 = 10_000;
+/// Most blocks one `eth_getLogs` asks about.
+const MAX_RANGE: u64 = 2_000;
+/// How often a worker polls each subscription.
+const POLL: Duration = Duration::from_millis(500);
+/// How long a worker waits before reporting a log again that was not delivered.
+const REPORT_AGAIN: Duration = Duration::from_secs(5);
+/// How long one RPC call may take.
+const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one poll of a subscription (its three RPC calls) may take.
+const POLL_DEADLINE: Duration = Duration::from_secs(8);
+/// Subscriptions polled at once.
+const CONCURRENT_POLLS: usize = 32;
+
+/// The subscription table in `snap`.
+pub(crate) fn stored(snap: &Snapshot) -> Result<SubscriptionTable, WorkerError> {
+    match snap.get(&StateKey::Subscriptions)? {
+        Some(raw) => SubscriptionTable::decode_all(&mut &raw[..]).map_err(|e| {
+            WorkerError::Apply(format!("the subscription table does not decode: {e}"))
+        }),
+        None => Ok(SubscriptionTable::default()),
+    }
+}
+
+/// Why a subscription definition is refused (the receipt's message; kind `bad_subscription`).
+pub(crate) fn check(def: &SubscriptionDef, max_gas: u64) -> Result<(), String> {
+    if def.rpc_url.len() > MAX_URL {
+        return Err(format!("the RPC URL is over {MAX_URL} bytes"));
+    }
+    match reqwest::Url::parse(&def.rpc_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => return Err(format!("`{}` is not an http(s) URL", def.rpc_url)),
+    }
+    if def.address.0.len() != 20 {
+        return Err(format!(
+            "an Ethereum address is 20 bytes, not {}",
+            def.address.0.len()
+        ));
+    }
+    if def.topics.len() > 4 {
+        return Err(format!("at most 4 topics, not {}", def.topics.len()));
+    }
+    if def.handler.0.len() != 4 {
+        return Err(format!(
+            "the handler is a 4-byte selector, not {} bytes",
+            def.handler.0.len()
+        ));
+    }
+    if def.gas_limit == 0 || def.gas_limit > max_gas {
+        return Err(format!(
+            "a gas limit of {} is outside 1..={max_gas}",
+            def.gas_limit
+        ));
+    }
+    if def.quorum == 0 || def.quorum > MAX_QUORUM {
+        return Err(format!(
+            "a quorum of {} is outside 1..={MAX_QUORUM}",
+            def.quorum
+        ));
+    }
+    if def.confirmations > MAX_CONFIRMATIONS {
+        return Err(format!(
+            "{} confirmations, more than {MAX_CONFIRMATIONS}",
+            def.confirmations
+        ));
+    }
+    Ok(())
+}
+
+/// The storage deposit a subscription holds: its definition's encoded size, plus room for its
+/// cursor and counters, at the cluster's price per byte (taken at `add`, given back at `rm`
+/// or when the contract terminates).
+pub(crate) fn deposit(def: &SubscriptionDef, price: u128) -> u128 {
+    price.saturating_mul((def.encoded_size() + 64) as u128)
+}
+
+/// A deployer's change to its contract's subscriptions on `table` (the contract's stored
+/// info is `info`, the deployer's balance `balance`, the deposit price per byte `price`): the
+/// receipt's output and the deployer's new balance, or the refusal's kind and message.
+pub(crate) fn change(
+    table: &mut SubscriptionTable,
+    info: Option<Vec<u8>>,
+    (caller, balance): (phat_primitives::AccountId, u128),
+    op: &SubscriptionOp,
+    (max_gas, price): (u64, u128),
+) -> Result<(Vec<u8>, u128), (&'static str, String)> {
+    let contract = op.contract();
+    let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
+    let Some(info) = info else {
+        return Err(("unknown_contract", format!("no contract {contract}")));
+    };
+    if info.deployer != caller {
+        return Err((
+            "not_deployer",
+            format!(
+                "only {contract}'s deployer {} may change its subscriptions",
+                info.deployer
+            ),
+        ));
+    }
+    match op {
+        SubscriptionOp::Add { def, .. } => {
+            check(def, max_gas).map_err(|m| ("bad_subscription", m))?;
+            let mine = table
+                .subscriptions
+                .iter()
+                .filter(|s| s.contract == contract)
+                .count();
+            if mine >= MAX_PER_CONTRACT || table.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                return Err((
+                    "too_many_subscriptions",
+                    format!(
+                        "at most {MAX_PER_CONTRACT} subscriptions per contract and \
+                         {MAX_SUBSCRIPTIONS} in a cluster"
+                    ),
+                ));
+            }
+            let due = deposit(def, price);
+            if balance < due {
+                return Err((
+                    "storage_deposit",
+                    format!("a subscription holds a deposit of {due}; {caller} has {balance}"),
+                ));
+            }
+            let id = table.next_id;
+            table.next_id = id.saturating_add(1);
+            table.subscriptions.push(Subscription {
+                contract,
+                id,
+                def: def.clone(),
+                cursor: None,
+                delivered: 0,
+                votes: Vec::new(),
+            });
+            Ok((id.encode(), balance - due))
+        }
+        SubscriptionOp::Remove { id, .. } => {
+            let Some(at) = table
+                .subscriptions
+                .iter()
+                .position(|s| s.id == *id && s.contract == contract)
+            else {
+                return Err((
+                    "unknown_subscription",
+                    format!("{contract} has no subscription {id}"),
+                ));
+            };
+            let removed = table.subscriptions.remove(at);
+            Ok((
+                id.encode(),
+                balance.saturating_add(deposit(&removed.def, price)),
+            ))
+        }
+    }
+}
+
+/// Why `log` is not one `s` delivers next (the refusal's message), if it is not.
+pub(crate) fn unfit(s: &Subscription, log: &EthLog) -> Option<(&'static str, String)> {
+    let def = &s.def;
+    if log.chain_id != def.chain_id {
+        return Some((
+            "not_matching",
+            format!("chain {} is not {}", log.chain_id, def.chain_id),
+        ));
+    }
+    if log.address != def.address {
+        return Some(("not_matching", "another contract's log".into()));
+    }
+    if log.topics.len() > 4 || log.data.0.len() > MAX_LOG_DATA {
+        return Some((
+            "not_matching",
+            format!(
+                "a log has at most 4 topics and {MAX_LOG_DATA} bytes of data here ({} and {})",
+                log.topics.len(),
+                log.data.0.len()
+            ),
+        ));
+    }
+    for (i, want) in def.topics.iter().enumerate() {
+        if let Some(want) = want {
+            if log.topics.get(i) != Some(want) {
+                return Some(("not_matching", format!("topic {i} is not {want}")));
+            }
+        }
+    }
+    if log.position.block_number < def.from_block {
+        return Some((
+            "not_matching",
+            format!(
+                "block {} is before the subscription's first, {}",
+                log.position.block_number, def.from_block
+            ),
+        ));
+    }
+    if s.cursor.is_some_and(|c| log.position <= c) {
+        return Some((
+            "already_delivered",
+            format!(
+                "subscription {} delivered up to block {} log {}",
+                s.id,
+                s.cursor.map(|c| c.block_number).unwrap_or_default(),
+                s.cursor.map(|c| c.log_index).unwrap_or_default()
+            ),
+        ));
+    }
+    None
+}
+
+/// The call data of `log`'s run: the handler's selector and its arguments
+/// `(block_number: u64, log_index: u32, topics: Vec<[u8; 32]>, data: Vec<u8>)`.
+pub(crate) fn run_data(def: &SubscriptionDef, log: &EthLog) -> Vec<u8> {
+    let mut data = def.handler.0.clone();
+    let topics: Vec<[u8; 32]> = log.topics.iter().map(|t| t.0).collect();
+    (
+        log.position.block_number,
+        log.position.log_index,
+        topics,
+        &log.data.0,
+    )
+        .encode_to(&mut data);
+    data
+}
+
+/// The worker's reporter: polls every subscription's RPC endpoint and reports the first log
+/// after its cursor that this worker has not reported (until the task is aborted).
+pub(crate) async fn report(worker: Worker) {
+    let me = Hash(worker.worker_key());
+    // Per subscription: the block this worker has looked at up to, for the current cursor.
+    let mut scanned: HashMap<u32, (Option<LogPosition>, u64)> = HashMap::new();
+    let mut reported: HashMap<(u32, LogPosition), Instant> = HashMap::new();
+    let mut every = tokio::time::interval(POLL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        let inner = &worker.inner;
+        let head = inner.ledger_head.load(std::sync::atomic::Ordering::Relaxed);
+        if worker.applied_seq() < head
+            || inner.replica.diverged().is_some()
+            || worker.revoked_at().is_some()
+        {
+            continue;
+        }
+        let Ok(snap) = inner.store.snapshot() else {
+            continue;
+        };
+        let Ok(table) = stored(&snap) else {
+            continue;
+        };
+        reported.retain(|_, at| at.elapsed() < REPORT_AGAIN);
+        scanned.retain(|id, _| table.subscriptions.iter().any(|s| s.id == *id));
+        // Polled concurrently, each bounded in time, so that a slow or silent endpoint of one
+        // subscription delays the others by at most one poll's deadline.
+        let mut polls = Vec::new();
+        for s in table.subscriptions {
+            // A contract that is gone has nothing to deliver to.
+            if !matches!(snap.get(&StateKey::Contract(s.contract)), Ok(Some(_))) {
+                continue;
+            }
+            let from = match scanned.get(&s.id) {
+                Some((cursor, upto)) if *cursor == s.cursor => upto.saturating_add(1),
+                _ => s.cursor.map_or(s.def.from_block, |c| c.block_number),
+            };
+            let worker = worker.clone();
+            polls.push(async move {
+                let next = tokio::time::timeout(POLL_DEADLINE, next_log(&worker, &s, from))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer in {POLL_DEADLINE:?}")));
+                (s, next)
+            });
+        }
+        let polled: Vec<(Subscription, Result<Next, String>)> = futures::stream::iter(polls)
+            .buffer_unordered(CONCURRENT_POLLS)
+            .collect()
+            .await;
+        for (s, next) in polled {
+            match next {
+                Ok(Next::Log(log)) => {
+                    let key = (s.id, log.position);
+                    let mine = s
+                        .votes
+                        .iter()
+                        .any(|v| v.position == log.position && v.workers.contains(&me));
+                    if mine || reported.contains_key(&key) {
+                        continue;
+                    }
+                    reported.insert(key, Instant::now());
+                    let entry = sign(&worker, me, &s, log);
+                    if let Err(e) = inner
+                        .ledger
+                        .append(LedgerCommand::EthLog(entry).encode())
+                        .await
+                    {
+                        tracing::warn!(subscription = s.id, "reporting a log: {e}");
+                    }
+                }
+                Ok(Next::NoneUpTo(upto)) => {
+                    scanned.insert(s.id, (s.cursor, upto));
+                }
+                Ok(Next::Wait) => {}
+                Err(e) => {
+                    tracing::warn!(subscription = s.id, url = %crate::egress::redact_url(&s.def.rpc_url), "polling logs: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// What a poll found.
+enum Next {
+    /// The first log after the cursor.
+    Log(EthLog),
+    /// No log after the cursor up to this block (confirmed).
+    NoneUpTo(u64),
+    /// Nothing confirmed past `from` yet.
+    Wait,
+}
+
+/// The first confirmed log of `s` after its cursor, looking from block `from`.
+async fn next_log(worker: &Worker, s: &Subscription, from: u64) -> Result<Next, String> {
+    let def = &s.def;
+    let chain = rpc(worker, &def.rpc_url, "eth_chainId", json!([])).await?;
+    if quantity(&chain)? != def.chain_id {
+        return Err(format!(
+            "the endpoint serves chain {}, not {}",
+            quantity(&chain)?,
+            def.chain_id
+        ));
+    }
+    let head = quantity(&rpc(worker, &def.rpc_url, "eth_blockNumber", json!([])).await?)?;
+    let confirmed = head.saturating_sub(u64::from(def.confirmations));
+    if confirmed < from {
+        return Ok(Next::Wait);
+    }
+    let to = confirmed.min(from.saturating_add(MAX_RANGE - 1));
+    let topics: Vec<Value> = def
+        .topics
+        .iter()
+        .map(|t| t.map_or(Value::Null, |h| json!(h.to_hex())))
+        .collect();
+    let filter = json!([{
+        "fromBlock": format!("0x{from:x}"),
+        "toBlock": format!("0x{to:x}"),
+        "address": format!("0x{}", hex::encode(&def.address.0)),
+        "topics": topics,
+    }]);
+    let logs = rpc(worker, &def.rpc_url, "eth_getLogs", filter).await?;
+    let mut found: Vec<EthLog> = logs
+        .as_array()
+        .ok_or("eth_getLogs did not answer a list")?
+        .iter()
+        .filter(|l| l["removed"] != json!(true))
+        .map(|l| parse_log(def.chain_id, l))
+        .collect::<Result<_, _>>()?;
+    found.sort_by_key(|l| l.position);
+    match found
+        .into_iter()
+        .find(|l| s.cursor.is_none_or(|c| l.position > c) && unfit(s, l).is_none())
+    {
+        Some(log) => Ok(Next::Log(log)),
+        None => Ok(Next::NoneUpTo(to)),
+    }
+}
+
+/// `entry` for `log`, with this worker's MAC.
+fn sign(worker: &Worker, me: Hash, s: &Subscription, log: EthLog) -> EthLogEntry {
+    let keys = worker.inner.enclave.keys().current();
+    let mut entry = EthLogEntry {
+        contract: s.contract,
+        subscription: s.id,
+        log,
+        worker: me,
+        epoch: worker.inner.enclave.keys().held(),
+        mac: Hash::default(),
+    };
+    entry.mac = Hash(phat_crypto::entry::entry_mac(
+        &keys.secret,
+        &me.0,
+        &entry.mac_payload(),
+    ));
+    entry
+}
+
+/// One JSON-RPC call through the worker's egress (bounded in time and answer size).
+async fn rpc(worker: &Worker, url: &str, method: &str, params: Value) -> Result<Value, String> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let req = phat_pink::HttpRequest {
+        url: url.into(),
+        method: "POST".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+    };
+    let resp = worker
+        .inner
+        .pink
+        .egress
+        .send(req, RPC_TIMEOUT)
+        .await
+        .map_err(|r| format!("{method}: {}", r.1))?;
+    if resp.status_code != 200 {
+        return Err(format!("{method}: HTTP {}", resp.status_code));
+    }
+    let mut answer: Value =
+        serde_json::from_slice(&resp.body).map_err(|e| format!("{method}: not JSON: {e}"))?;
+    if !answer["error"].is_null() {
+        return Err(format!("{method}: {}", answer["error"]));
+    }
+    Ok(answer["result"].take())
+}
+
+/// A JSON-RPC quantity (`"0x1a"`).
+fn quantity(v: &Value) -> Result<u64, String> {
+    let s = v.as_str().ok_or_else(|| format!("{v} is not a quantity"))?;
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|e| format!("`{s}`: {e}"))
+}
+
+/// A log object of `eth_getLogs`.
+fn parse_log(chain_id: u64, l: &Value) -> Result<EthLog, String> {
+    let bytes = |v: &Value, what: &str| -> Result<Vec<u8>, String> {
+        let s = v
+            .as_str()
+            .ok_or_else(|| format!("the log's {what} is missing"))?;
+        hex::decode(s.trim_start_matches("0x")).map_err(|e| format!("the log's {what}: {e}"))
+    };
+    let hash = |v: &Value, what: &str| -> Result<Hash, String> {
+        let b = bytes(v, what)?;
+        <[u8; 32]>::try_from(b.as_slice())
+            .map(Hash)
+            .map_err(|_| format!("the log's {what} is not 32 bytes"))
+    };
+    let topics = l["topics"]
+        .as_array()
+        .ok_or("the log has no topics list")?
+        .iter()
+        .map(|t| hash(t, "topic"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(EthLog {
+        chain_id,
+        position: LogPosition {
+            block_number: quantity(&l["blockNumber"])?,
+            log_index: u32::try_from(quantity(&l["logIndex"])?)
+                .map_err(|_| "the log index is over 2^32")?,
+        },
+        block_hash: hash(&l["blockHash"], "block hash")?,
+        address: Bytes(bytes(&l["address"], "address")?),
+        topics,
+        data: Bytes(bytes(&l["data"], "data")?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phat_primitives::AccountId;
+
+    fn sub() -> Subscription {
+        Subscription {
+            contract: AccountId([1; 32]),
+            id: 0,
+            def: SubscriptionDef {
+                rpc_url: "http://127.0.0.1:8545".into(),
+                chain_id: 5,
+                address: Bytes(vec![9; 20]),
+                topics: vec![Some(Hash([7; 32])), None],
+                confirmations: 2,
+                from_block: 10,
+                handler: Bytes(vec![1, 2, 3, 4]),
+                gas_limit: 10,
+                quorum: 1,
+            },
+            cursor: None,
+            delivered: 0,
+            votes: vec![],
+        }
+    }
+
+    fn log(block_number: u64, log_index: u32) -> EthLog {
+        EthLog {
+            chain_id: 5,
+            position: LogPosition {
+                block_number,
+                log_index,
+            },
+            block_hash: Hash([3; 32]),
+            address: Bytes(vec![9; 20]),
+            topics: vec![Hash([7; 32]), Hash([8; 32])],
+            data: Bytes(vec![0xaa]),
+        }
+    }
+
+    #[test]
+    fn definitions_are_checked() {
+        let ok = sub().def;
+        assert_eq!(check(&ok, 10), Ok(()));
+        let bad = [
+            SubscriptionDef {
+                rpc_url: "ftp://x".into(),
+                ..ok.clone()
+            },
+            SubscriptionDef {
+                address: Bytes(vec![1; 19]),
+                ..ok.clone()
+            },
+            SubscriptionDef {
+                topics: vec![None; 5],
+                ..ok.clone()
+            },
+            SubscriptionDef {
+                handler: Bytes(vec![1]),
+                ..ok.clone()
+            },
+            SubscriptionDef {
+                gas_limit: 11,
+                ..ok.clone()
+            },
+            SubscriptionDef {
+                quorum: 0,
+                ..ok.clone()
+            },
+            SubscriptionDef {
+                confirmations: MAX_CONFIRMATIONS + 1,
+                ..ok.clone()
+            },
+        ];
+        for def in bad {
+            assert!(check(&def, 10).is_err(), "{def:?}");
+        }
+    }
+
+    #[test]
+    fn only_matching_logs_after_the_cursor_fit() {
+        let mut s = sub();
+        assert_eq!(unfit(&s, &log(10, 0)), None);
+        let other_chain = EthLog {
+            chain_id: 6,
+            ..log(10, 0)
+        };
+        let other_topic = EthLog {
+            topics: vec![Hash([6; 32])],
+            ..log(10, 0)
+        };
+        let other_address = EthLog {
+            address: Bytes(vec![8; 20]),
+            ..log(10, 0)
+        };
+        let huge = EthLog {
+            data: Bytes(vec![0; MAX_LOG_DATA + 1]),
+            ..log(10, 0)
+        };
+        for l in [other_chain, other_topic, other_address, huge, log(9, 0)] {
+            assert_eq!(unfit(&s, &l).map(|u| u.0), Some("not_matching"), "{l:?}");
+        }
+        s.cursor = Some(LogPosition {
+            block_number: 12,
+            log_index: 1,
+        });
+        assert_eq!(
+            unfit(&s, &log(12, 1)).map(|u| u.0),
+            Some("already_delivered")
+        );
+        assert_eq!(
+            unfit(&s, &log(11, 5)).map(|u| u.0),
+            Some("already_delivered")
+        );
+        assert_eq!(unfit(&s, &log(12, 2)), None);
+        assert_eq!(unfit(&s, &log(13, 0)), None);
+        // The handler gets the log's place, topics and data after its selector.
+        let data = run_data(&s.def, &log(13, 0));
+        assert_eq!(&data[..4], &[1, 2, 3, 4]);
+        let args: (u64, u32, Vec<[u8; 32]>, Vec<u8>) =
+            parity_scale_codec::Decode::decode(&mut &data[4..]).unwrap_or_default();
+        assert_eq!(args, (13, 0, vec![[7; 32], [8; 32]], vec![0xaa]));
+    }
+
+    #[test]
+    fn rpc_logs_parse() {
+        let l = json!({
+            "address": "0x0909090909090909090909090909090909090909",
+            "topics": [format!("0x{}", "07".repeat(32))],
+            "data": "0xaabb",
+            "blockNumber": "0x1f",
+            "blockHash": format!("0x{}", "03".repeat(32)),
+            "logIndex": "0x2",
+        });
+        let log = parse_log(5, &l).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(log.position.block_number, 31);
+        assert_eq!(log.position.log_index, 2);
+        assert_eq!(log.data.0, vec![0xaa, 0xbb]);
+        assert!(parse_log(5, &json!({"topics": []})).is_err());
+    }
+}
