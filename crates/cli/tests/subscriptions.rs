@@ -1,9 +1,10 @@
 //! Ethereum log subscriptions end to end: anvil on 127.0.0.1, a minimal emitter contract
 //! (`PriceRequested`-style logs: topic 0 the event, topic 1 the request id, data the pair), the
 //! `price-feed` contract on a 3-worker `phat dev` subscribed with quorum 2 and one
-//! confirmation, on the embedded ledger and on NATS JetStream. Every log is delivered exactly once, in chain order, also while a worker is
-//! killed; logs of another contract are not; reports replayed or tampered with are refused on
-//! every worker; the workers agree on the state.
+//! confirmation, on the embedded ledger and on NATS JetStream. Every log is delivered exactly
+//! once, in chain order (two in one block too), also while a worker is killed and across a
+//! key rotation; logs of another contract are not; reports replayed or tampered with are
+//! refused on every worker; the workers agree on the state.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -196,6 +197,24 @@ async fn logs_are_delivered_once_in_chain_order_with_a_quorum(extra: &[&str]) {
         anvil.rpc("evm_mine", json!([])).await;
         latencies.push(wait_recorded(&w0, &feed, id as usize, &dev.data()).await);
     }
+    // Two requests in one block (log indexes 0 and 1): both, in that order.
+    let from = anvil.rpc("eth_accounts", json!([])).await[0].clone();
+    anvil.rpc("evm_setAutomine", json!([false])).await;
+    for id in [7u64, 8] {
+        let data = format!("0x{id:064x}{}", hex::encode("ETH/EUR"));
+        let tx = json!([{"from": from, "to": consumer, "data": data}]);
+        anvil.rpc("eth_sendTransaction", tx).await;
+    }
+    anvil.rpc("evm_mine", json!([])).await;
+    anvil.rpc("evm_setAutomine", json!([true])).await;
+    anvil.rpc("evm_mine", json!([])).await;
+    wait_recorded(&w0, &feed, 8, &dev.data()).await;
+    // A key rotation: reports are made and checked in the new epoch.
+    let rotated = run_json(&ep, &["cluster", "rotate-key"]);
+    assert_eq!(rotated["epoch"], 1, "{rotated}");
+    request(&anvil, &consumer, 9, "ETH/USD").await;
+    anvil.rpc("evm_mine", json!([])).await;
+    wait_recorded(&w0, &feed, 9, &dev.data()).await;
     latencies.sort();
     eprintln!(
         "log confirmed -> handler applied (quorum 2 of 3): p50 {:?}, max {:?}",
@@ -210,11 +229,11 @@ async fn logs_are_delivered_once_in_chain_order_with_a_quorum(extra: &[&str]) {
     for w in &dev.workers {
         let info = wait_seq(w, head).await;
         roots.push((info.seq, info.state_root));
-        assert_eq!(recorded(w, &feed), vec![1, 2, 3, 4, 5, 6], "on {w}");
+        assert_eq!(recorded(w, &feed), (1..=9).collect::<Vec<_>>(), "on {w}");
     }
     assert!(roots.windows(2).all(|p| p[0] == p[1]), "{roots:?}");
     let list = run_json(&ep, &["subscribe", "list", &feed]);
-    assert_eq!(list[0]["delivered"], 6, "{list}");
+    assert_eq!(list[0]["delivered"], 9, "{list}");
     let triggers = run_json(&ep, &["triggers", &feed]);
     let lines: Vec<&str> = triggers
         .as_array()
@@ -226,7 +245,7 @@ async fn logs_are_delivered_once_in_chain_order_with_a_quorum(extra: &[&str]) {
         .iter()
         .filter(|l| l.contains("of 2 workers): ok"))
         .count();
-    assert_eq!(delivered, 6, "{lines:#?}");
+    assert_eq!(delivered, 9, "{lines:#?}");
     assert!(
         lines
             .iter()
@@ -239,20 +258,20 @@ async fn logs_are_delivered_once_in_chain_order_with_a_quorum(extra: &[&str]) {
     // run on the same entries).
     if !extra.contains(&"nats") {
         forged_reports_are_refused(&dev).await;
-        assert_eq!(recorded(&w0, &feed), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(recorded(&w0, &feed), (1..=9).collect::<Vec<_>>());
     }
 
     // Removing the subscription stops deliveries.
     run_json(&ep, &["subscribe", "rm", &feed, "0"]);
-    request(&anvil, &consumer, 7, "ETH/USD").await;
+    request(&anvil, &consumer, 10, "ETH/USD").await;
     anvil.rpc("evm_mine", json!([])).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(recorded(&w0, &feed).len(), 6);
+    assert_eq!(recorded(&w0, &feed).len(), 9);
     dev.stop();
 }
 
-/// Appends a genuine report again, and copies of it tampered with, to the ledger: every worker
-/// refuses each with the same kind.
+/// Appends genuine reports again (one from before the key rotation), and copies of one tampered
+/// with, to the ledger: every worker refuses each with the same kind.
 async fn forged_reports_are_refused(dev: &Dev) {
     let token =
         phat_worker::ledger::http::LedgerToken::read(&ledger_token_file(&dev.data())).unwrap();
@@ -261,13 +280,17 @@ async fn forged_reports_are_refused(dev: &Dev) {
     let entries = phat_worker::ledger::Ledger::read(&ledger, 1, 10_000, Duration::from_millis(100))
         .await
         .unwrap();
-    let report = entries
+    let reports: Vec<_> = entries
         .iter()
-        .find_map(|e| match LedgerCommand::decode(&mut &e.payload[..]) {
+        .filter_map(|e| match LedgerCommand::decode(&mut &e.payload[..]) {
             Ok(LedgerCommand::EthLog(l)) => Some(l),
             _ => None,
         })
-        .expect("an Ethereum log report in the ledger");
+        .collect();
+    // The first report was made in epoch 0, before the rotation; the last in epoch 1.
+    let old = reports.first().expect("reports in the ledger").clone();
+    let report = reports.last().expect("reports in the ledger").clone();
+    assert_eq!((old.epoch, report.epoch), (0, 1));
     let mut tampered = report.clone();
     tampered.log.data = b"made up".to_vec().into();
     let mut stranger = report.clone();
@@ -275,6 +298,7 @@ async fn forged_reports_are_refused(dev: &Dev) {
     let mut later = report.clone();
     later.log.position.block_number += 1_000;
     for (entry, kind) in [
+        (old, "stale_epoch"),
         (report, "already_delivered"),
         (tampered, "bad_mac"),
         (stranger, "bad_mac"),

@@ -42,6 +42,9 @@ pub const MAX_QUORUM: u8 = 16;
 pub const MAX_CONFIRMATIONS: u32 = 10_000;
 /// Most blocks one `eth_getLogs` asks about.
 const MAX_RANGE: u64 = 2_000;
+/// Blocks under the confirmed head a worker looks at again on every poll, whatever an earlier
+/// answer said.
+const RESCAN_DEPTH: u64 = 64;
 /// How often a worker polls each subscription.
 const POLL: Duration = Duration::from_millis(500);
 /// How long a worker waits before reporting a log again that was not delivered.
@@ -63,6 +66,27 @@ pub(crate) fn stored(snap: &Snapshot) -> Result<SubscriptionTable, WorkerError> 
     }
 }
 
+/// `url` as anyone may see it: scheme, host and port only (RPC providers put their API keys
+/// in the path, the query or the userinfo).
+pub(crate) fn public_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let rest = if u.path().len() > 1 || u.query().is_some() {
+                "/…"
+            } else {
+                ""
+            };
+            format!(
+                "{}://{}{port}{rest}",
+                u.scheme(),
+                u.host_str().unwrap_or("")
+            )
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
 /// Why a subscription definition is refused (the receipt's message; kind `bad_subscription`).
 pub(crate) fn check(def: &SubscriptionDef, max_gas: u64) -> Result<(), String> {
     if def.rpc_url.len() > MAX_URL {
@@ -70,7 +94,7 @@ pub(crate) fn check(def: &SubscriptionDef, max_gas: u64) -> Result<(), String> {
     }
     match reqwest::Url::parse(&def.rpc_url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-        _ => return Err(format!("`{}` is not an http(s) URL", def.rpc_url)),
+        _ => return Err("the RPC URL is not an http(s) URL".into()),
     }
     if def.address.0.len() != 20 {
         return Err(format!(
@@ -268,7 +292,10 @@ pub(crate) async fn report(worker: Worker) {
     let me = Hash(worker.worker_key());
     // Per subscription: the block this worker has looked at up to, for the current cursor.
     let mut scanned: HashMap<u32, (Option<LogPosition>, u64)> = HashMap::new();
-    let mut reported: HashMap<(u32, LogPosition), Instant> = HashMap::new();
+    // Per subscription: how many blocks one `eth_getLogs` asks about (halved when an answer
+    // fails, as a busy contract's logs may be over the endpoint's or the egress's limits).
+    let mut ranges: HashMap<u32, u64> = HashMap::new();
+    let mut reported: HashMap<(u32, LogPosition, Hash), Instant> = HashMap::new();
     let mut every = tokio::time::interval(POLL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -289,6 +316,7 @@ pub(crate) async fn report(worker: Worker) {
         };
         reported.retain(|_, at| at.elapsed() < REPORT_AGAIN);
         scanned.retain(|id, _| table.subscriptions.iter().any(|s| s.id == *id));
+        ranges.retain(|id, _| table.subscriptions.iter().any(|s| s.id == *id));
         // Polled concurrently, each bounded in time, so that a slow or silent endpoint of one
         // subscription delays the others by at most one poll's deadline.
         let mut polls = Vec::new();
@@ -302,30 +330,41 @@ pub(crate) async fn report(worker: Worker) {
                 _ => s.cursor.map_or(s.def.from_block, |c| c.block_number),
             };
             let worker = worker.clone();
+            let range = ranges.get(&s.id).copied().unwrap_or(MAX_RANGE);
             polls.push(async move {
-                let next = tokio::time::timeout(POLL_DEADLINE, next_log(&worker, &s, from))
+                let next = tokio::time::timeout(POLL_DEADLINE, next_log(&worker, &s, from, range))
                     .await
                     .unwrap_or_else(|_| Err(format!("no answer in {POLL_DEADLINE:?}")));
-                (s, next)
+                (s, range, next)
             });
         }
-        let polled: Vec<(Subscription, Result<Next, String>)> = futures::stream::iter(polls)
+        let polled: Vec<(Subscription, u64, Result<Next, String>)> = futures::stream::iter(polls)
             .buffer_unordered(CONCURRENT_POLLS)
             .collect()
             .await;
-        for (s, next) in polled {
+        for (s, range, next) in polled {
+            // An answer grows the range back; a failed one halves it.
+            let range = match &next {
+                Ok(_) => range.saturating_mul(2).min(MAX_RANGE),
+                Err(_) => (range / 2).max(1),
+            };
+            ranges.insert(s.id, range);
             match next {
                 Ok(Next::Log(log)) => {
-                    let key = (s.id, log.position);
-                    let mine = s
-                        .votes
-                        .iter()
-                        .any(|v| v.position == log.position && v.workers.contains(&me));
+                    // The same log as this worker already voted for (an endpoint may answer
+                    // another version of a position: then it votes for that one too).
+                    let digest = Hash(phat_primitives::blake2_256(&log.encode()));
+                    let key = (s.id, log.position, digest);
+                    let mine = s.votes.iter().any(|v| {
+                        v.position == log.position && v.digest == digest && v.workers.contains(&me)
+                    });
                     if mine || reported.contains_key(&key) {
                         continue;
                     }
                     reported.insert(key, Instant::now());
-                    let entry = sign(&worker, me, &s, log);
+                    let Some(entry) = sign(&worker, me, &s, log) else {
+                        continue;
+                    };
                     if let Err(e) = inner
                         .ledger
                         .append(LedgerCommand::EthLog(entry).encode())
@@ -339,6 +378,8 @@ pub(crate) async fn report(worker: Worker) {
                 }
                 Ok(Next::Wait) => {}
                 Err(e) => {
+                    // An endpoint's error text is cut short: it comes from anywhere.
+                    let e: String = e.chars().take(300).collect();
                     tracing::warn!(subscription = s.id, url = %crate::egress::redact_url(&s.def.rpc_url), "polling logs: {e}");
                 }
             }
@@ -356,8 +397,14 @@ enum Next {
     Wait,
 }
 
-/// The first confirmed log of `s` after its cursor, looking from block `from`.
-async fn next_log(worker: &Worker, s: &Subscription, from: u64) -> Result<Next, String> {
+/// The first confirmed log of `s` after its cursor, looking from block `from` at most `range`
+/// blocks ahead.
+async fn next_log(
+    worker: &Worker,
+    s: &Subscription,
+    from: u64,
+    range: u64,
+) -> Result<Next, String> {
     let def = &s.def;
     let chain = rpc(worker, &def.rpc_url, "eth_chainId", json!([])).await?;
     if quantity(&chain)? != def.chain_id {
@@ -372,7 +419,7 @@ async fn next_log(worker: &Worker, s: &Subscription, from: u64) -> Result<Next, 
     if confirmed < from {
         return Ok(Next::Wait);
     }
-    let to = confirmed.min(from.saturating_add(MAX_RANGE - 1));
+    let to = confirmed.min(from.saturating_add(range.max(1) - 1));
     let topics: Vec<Value> = def
         .topics
         .iter()
@@ -392,25 +439,50 @@ async fn next_log(worker: &Worker, s: &Subscription, from: u64) -> Result<Next, 
         .filter(|l| l["removed"] != json!(true))
         .map(|l| parse_log(def.chain_id, l))
         .collect::<Result<_, _>>()?;
+    // Only what was asked for: a log outside the range (above the confirmed head) is not
+    // taken from an endpoint that answers more.
+    found.retain(|l| (from..=to).contains(&l.position.block_number));
     found.sort_by_key(|l| l.position);
-    match found
-        .into_iter()
-        .find(|l| s.cursor.is_none_or(|c| l.position > c) && unfit(s, l).is_none())
-    {
-        Some(log) => Ok(Next::Log(log)),
-        None => Ok(Next::NoneUpTo(to)),
+    for log in found {
+        if s.cursor.is_some_and(|c| log.position <= c) {
+            continue;
+        }
+        match unfit(s, &log) {
+            None => return Ok(Next::Log(log)),
+            Some((_, why)) => {
+                // Matching the filter but over the bounds (topics, data): skipped, said.
+                tracing::warn!(
+                    subscription = s.id,
+                    block = log.position.block_number,
+                    index = log.position.log_index,
+                    "a log is not delivered: {why}"
+                );
+            }
+        }
+    }
+    // Blocks near the head are looked at again next time: an endpoint behind a load
+    // balancer may answer from a node that has not seen their logs yet.
+    let settled = confirmed.saturating_sub(RESCAN_DEPTH);
+    if to <= settled {
+        Ok(Next::NoneUpTo(to))
+    } else if settled >= from {
+        Ok(Next::NoneUpTo(settled))
+    } else {
+        Ok(Next::Wait)
     }
 }
 
 /// `entry` for `log`, with this worker's MAC.
-fn sign(worker: &Worker, me: Hash, s: &Subscription, log: EthLog) -> EthLogEntry {
-    let keys = worker.inner.enclave.keys().current();
+fn sign(worker: &Worker, me: Hash, s: &Subscription, log: EthLog) -> Option<EthLogEntry> {
+    // The epoch and its key from one read (a rotation in between would mismatch them).
+    let epoch = worker.inner.enclave.keys().held();
+    let keys = worker.inner.enclave.keys().epoch(epoch)?;
     let mut entry = EthLogEntry {
         contract: s.contract,
         subscription: s.id,
         log,
         worker: me,
-        epoch: worker.inner.enclave.keys().held(),
+        epoch,
         mac: Hash::default(),
     };
     entry.mac = Hash(phat_crypto::entry::entry_mac(
@@ -418,7 +490,7 @@ fn sign(worker: &Worker, me: Hash, s: &Subscription, log: EthLog) -> EthLogEntry
         &me.0,
         &entry.mac_payload(),
     ));
-    entry
+    Some(entry)
 }
 
 /// One JSON-RPC call through the worker's egress (bounded in time and answer size).
@@ -610,6 +682,19 @@ mod tests {
         let args: (u64, u32, Vec<[u8; 32]>, Vec<u8>) =
             parity_scale_codec::Decode::decode(&mut &data[4..]).unwrap_or_default();
         assert_eq!(args, (13, 0, vec![[7; 32], [8; 32]], vec![0xaa]));
+    }
+
+    #[test]
+    fn rpc_urls_are_shown_without_their_keys() {
+        assert_eq!(
+            public_url("https://mainnet.infura.io/v3/SECRET"),
+            "https://mainnet.infura.io/…"
+        );
+        assert_eq!(
+            public_url("https://user:SECRET@rpc.example:8545/?key=SECRET"),
+            "https://rpc.example:8545/…"
+        );
+        assert_eq!(public_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
     }
 
     #[test]

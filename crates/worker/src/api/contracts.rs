@@ -42,7 +42,7 @@ pub(super) async fn schedules(
 }
 
 /// The contract's Ethereum log subscriptions, with their cursor, deliveries and pending
-/// reports.
+/// reports (RPC URLs shortened to scheme, host and port).
 pub(super) async fn subscriptions(
     State(w): State<Worker>,
     Path(id): Path<String>,
@@ -56,6 +56,11 @@ pub(super) async fn subscriptions(
             .subscriptions
             .into_iter()
             .filter(|s| s.contract == id)
+            .map(|mut s| {
+                // The endpoint's address may hold its API key: shown without path or query.
+                s.def.rpc_url = crate::subscribe::public_url(&s.def.rpc_url);
+                s
+            })
             .collect(),
     ))
 }

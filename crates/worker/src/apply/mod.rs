@@ -367,6 +367,15 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             ..fail("trigger", String::new())
         },
         Ok(LedgerCommand::EthLog(l)) => Decoded {
+            // A report made with the key of an epoch this worker does not hold yet waits for
+            // it, as a command sealed to it does (the batch commits up to it and takes the key).
+            needs_epoch: worker
+                .inner
+                .enclave
+                .keys()
+                .epoch(l.epoch)
+                .is_none()
+                .then_some(l.epoch),
             eth_log: Some(l),
             ..fail("eth_log", String::new())
         },
