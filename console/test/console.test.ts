@@ -40,7 +40,7 @@ describe("the console in headless chromium", { timeout: 300_000 }, () => {
     bundlePath = join(dir, "erc20.contract");
     writeFileSync(bundlePath, JSON.stringify(bundleJson("erc20")));
     dev = await Dev.start();
-    browser = await chromium.launch({ executablePath: browserPath(), headless: true, args: ["--no-sandbox"] });
+    browser = await chromium.launch({ executablePath: browserPath(), headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"] });
     context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
     // A scripted wallet in the polkadot.js extension interface: Charlie's account; it signs
     // raw bytes as the extension does (wrapped in <Bytes>), counting its prompts.
