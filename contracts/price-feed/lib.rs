@@ -1,7 +1,7 @@
-//! The price feed, its first half: subscribed to an Ethereum consumer's
-//! `PriceRequested(uint256 indexed id, …)` logs (`phat subscribe add`), it records each
-//! request once, in chain order, whatever the number of workers (docs/triggers.md). Answering
-//! on chain needs off-chain jobs, which are not built yet.
+//! The price feed: subscribed to an Ethereum consumer's `PriceRequested(uint256 indexed id, …)`
+//! logs (`phat subscribe add`), it records each request once, in chain order, whatever the
+//! number of workers; and an off-chain job (`phat job add … fetch URL --handler on_price`)
+//! fetches a price over HTTP on one worker per tick and records it (docs/triggers.md).
 #![cfg_attr(not(feature = "std"), no_std, no_main)]
 
 #[ink::contract]
@@ -32,11 +32,31 @@ mod price_feed {
         NoId,
     }
 
+    /// A price a job fetched.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    pub struct Price {
+        /// The tick it was fetched for (Unix ms).
+        pub tick: u64,
+        /// What the API answered.
+        pub body: Vec<u8>,
+    }
+
     /// The requests, in the order they were delivered.
     #[ink(storage)]
     #[derive(Default)]
     pub struct PriceFeed {
         requests: Vec<Request>,
+        prices: Vec<Price>,
+    }
+
+    /// The account a trigger's runs are called by: blake2-256 of `phat/v1/trigger/<kind>`.
+    fn trigger_caller(kind: &[u8]) -> AccountId {
+        let mut input = b"phat/v1/trigger/".to_vec();
+        input.extend_from_slice(kind);
+        let mut out = [0u8; 32];
+        ink::env::hash_bytes::<ink::env::hash::Blake2x256>(&input, &mut out);
+        AccountId::from(out)
     }
 
     impl PriceFeed {
@@ -56,12 +76,7 @@ mod price_feed {
             topics: Vec<[u8; 32]>,
             data: Vec<u8>,
         ) -> Result<(), Error> {
-            let mut cluster = [0u8; 32];
-            ink::env::hash_bytes::<ink::env::hash::Blake2x256>(
-                b"phat/v1/trigger/eth-log",
-                &mut cluster,
-            );
-            if self.env().caller() != AccountId::from(cluster) {
+            if self.env().caller() != trigger_caller(b"eth-log") {
                 return Err(Error::NotTheCluster);
             }
             let topic = topics.get(1).ok_or(Error::NoId)?;
@@ -74,6 +89,36 @@ mod price_feed {
                 data,
             });
             Ok(())
+        }
+
+        /// The job's query, run off-chain by one worker per tick: the body `url` answers.
+        #[ink(message)]
+        pub fn fetch(&self, url: ink::prelude::string::String) -> Vec<u8> {
+            phat_ink::http_get(&url, Vec::new()).body
+        }
+
+        /// The job's handler: what `fetch` returned for `tick`, committed by the cluster (only
+        /// the job caller, blake2-256 of `phat/v1/trigger/job`, may call it).
+        #[ink(message)]
+        pub fn on_price(&mut self, tick: u64, output: Vec<u8>) -> Result<(), Error> {
+            if self.env().caller() != trigger_caller(b"job") {
+                return Err(Error::NotTheCluster);
+            }
+            // `output` is `fetch`'s return value as SCALE: ink! 5's Result<Vec<u8>, LangError>.
+            let body = match <Result<Vec<u8>, ink::LangError> as ink::scale::Decode>::decode(
+                &mut &output[..],
+            ) {
+                Ok(Ok(body)) => body,
+                _ => output,
+            };
+            self.prices.push(Price { tick, body });
+            Ok(())
+        }
+
+        /// Every price recorded, oldest first.
+        #[ink(message)]
+        pub fn prices(&self) -> Vec<Price> {
+            self.prices.clone()
         }
 
         /// Every request delivered, in chain order.

@@ -77,6 +77,8 @@ enum Command {
     Schedule(commands::schedule::ScheduleArgs),
     /// Deliver an Ethereum contract's logs to a contract's handler, once each, in chain order.
     Subscribe(commands::subscribe::SubscribeArgs),
+    /// Run a query off-chain on one worker per tick and commit its output to a handler.
+    Job(commands::job::JobArgs),
     /// The runs a contract's triggers started: seq, tick or log, outcome.
     Triggers(commands::schedule::TriggersArgs),
 }
@@ -114,6 +116,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cluster(args) => runtime()?.block_on(commands::cluster::run(args, &ctx)),
         Command::Schedule(args) => runtime()?.block_on(commands::schedule::run(args, &ctx)),
         Command::Subscribe(args) => runtime()?.block_on(commands::subscribe::run(args, &ctx)),
+        Command::Job(args) => runtime()?.block_on(commands::job::run(args, &ctx)),
         Command::Triggers(args) => runtime()?.block_on(commands::schedule::triggers(args, &ctx)),
     }
 }

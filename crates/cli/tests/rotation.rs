@@ -155,7 +155,10 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
         let epoch = match parity_scale_codec::Decode::decode(&mut &e.payload[..]).unwrap() {
             LedgerCommand::Sealed(_) => 0usize,
             LedgerCommand::SealedAt { epoch, .. } => epoch as usize,
-            LedgerCommand::Plain(_) | LedgerCommand::Trigger(_) | LedgerCommand::EthLog(_) => {
+            LedgerCommand::Plain(_)
+            | LedgerCommand::Trigger(_)
+            | LedgerCommand::EthLog(_)
+            | LedgerCommand::JobResult(_) => {
                 panic!("seq {}: not a sealed command", e.seq)
             }
         };

@@ -587,6 +587,30 @@ impl Client {
         self.submit(signer, Call::Subscription { op }, true).await
     }
 
+    /// A contract's off-chain jobs (last tick answered, runs).
+    pub async fn jobs(
+        &self,
+        id: &AccountId,
+    ) -> Result<Vec<phat_primitives::protocol::Job>, ClientError> {
+        self.answer(
+            self.http
+                .get(self.url(&format!("/v1/contracts/{id}/jobs")))
+                .send_retrying()
+                .await,
+        )
+        .await
+    }
+
+    /// Adds or removes an off-chain job (`signer` must be the contract's deployer); answers
+    /// once the receipt exists (an added job's id is its output, SCALE `u32`).
+    pub async fn change_job(
+        &self,
+        signer: &Signer,
+        op: phat_primitives::protocol::JobOp,
+    ) -> Result<Submitted, ClientError> {
+        self.submit(signer, Call::Job { op }, true).await
+    }
+
     /// The runs triggers started for a contract: its stored log records of level `trigger`
     /// (seq, tick, outcome).
     pub async fn triggers(&self, id: &AccountId) -> Result<Vec<LogEntry>, ClientError> {

@@ -169,6 +169,8 @@ pub enum StateKey {
     Schedules,
     /// Every Ethereum log subscription of the cluster (SCALE [`protocol::SubscriptionTable`]).
     Subscriptions,
+    /// Every off-chain job of the cluster (SCALE [`protocol::JobTable`]).
+    Jobs,
 }
 
 impl StateKey {

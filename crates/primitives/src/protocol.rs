@@ -104,6 +104,11 @@ pub enum Call {
         /// What to change.
         op: SubscriptionOp,
     },
+    /// Add or remove a contract's off-chain job (commands signed by the contract's deployer).
+    Job {
+        /// What to change.
+        op: JobOp,
+    },
 }
 
 /// When a schedule's ticks fall, in UTC on ledger time.
@@ -377,6 +382,121 @@ pub fn eth_log_caller() -> AccountId {
     AccountId(blake2_256(b"phat/v1/trigger/eth-log"))
 }
 
+/// An off-chain job: on each tick one worker runs `query` in query mode (HTTP, randomness and
+/// time allowed), and its output is committed to `handler` as a command.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct JobDef {
+    /// When.
+    pub spec: ScheduleSpec,
+    /// The message run in query mode: selector and SCALE arguments.
+    pub query: Bytes,
+    /// The handler's selector (4 bytes); its arguments `(tick: u64, output: Vec<u8>)` are
+    /// appended, `output` being what the query returned.
+    pub handler: Bytes,
+    /// The gas limit of the query and of the handler's run.
+    pub gas_limit: Gas,
+    /// How long a worker has to answer before the next one in the tick's order tries (ms).
+    pub timeout_ms: u32,
+}
+
+/// A registered job, as replicated state keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Job {
+    /// The contract it runs.
+    pub contract: AccountId,
+    /// Its id (unique in the cluster).
+    pub id: u32,
+    /// What and when.
+    pub def: JobDef,
+    /// Ledger time of its registration (ticks of `Every` count from here).
+    pub since: Timestamp,
+    /// The last tick answered; the next answer is for a later tick.
+    pub last_tick: Timestamp,
+    /// Ticks answered so far.
+    pub runs: u64,
+}
+
+/// Every job of the cluster (state key [`crate::StateKey::Jobs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct JobTable {
+    /// The id the next job gets.
+    pub next_id: u32,
+    /// The jobs, by id.
+    pub jobs: Vec<Job>,
+}
+
+/// A change to a contract's jobs.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum JobOp {
+    /// Register a job; the receipt's output is its id (SCALE `u32`).
+    Add {
+        /// The contract it runs.
+        contract: AccountId,
+        /// What and when.
+        def: JobDef,
+    },
+    /// Remove job `id` of `contract`.
+    Remove {
+        /// The contract.
+        contract: AccountId,
+        /// The job's id.
+        id: u32,
+    },
+}
+
+impl JobOp {
+    /// The contract whose jobs change.
+    pub fn contract(&self) -> AccountId {
+        match self {
+            JobOp::Add { contract, .. } | JobOp::Remove { contract, .. } => *contract,
+        }
+    }
+}
+
+/// A worker's answer to a job's tick: the query's output, who ran it, and a MAC only a worker
+/// of the cluster can make ([`JobResultEntry::mac_payload`]).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct JobResultEntry {
+    /// The contract.
+    pub contract: AccountId,
+    /// The job.
+    pub job: u32,
+    /// The tick answered (Unix ms).
+    pub tick: Timestamp,
+    /// What the query returned (its output bytes).
+    pub output: Bytes,
+    /// The worker that ran it (identity key).
+    pub worker: Hash,
+    /// The key epoch the MAC was made in.
+    pub epoch: u32,
+    /// The MAC.
+    pub mac: Hash,
+}
+
+impl JobResultEntry {
+    /// The bytes the MAC covers: everything but the MAC, under a domain tag.
+    pub fn mac_payload(&self) -> Vec<u8> {
+        (
+            b"phat/v1/job-result",
+            &self.contract,
+            self.job,
+            self.tick,
+            &self.output,
+            &self.worker,
+            self.epoch,
+        )
+            .encode()
+    }
+}
+
+/// The caller a job's queries and handler runs see: an account nobody holds a key for, so a
+/// handler knows a call from it carries its job's output (blake2-256 of
+/// `phat/v1/trigger/job`).
+pub fn job_caller() -> AccountId {
+    AccountId(blake2_256(b"phat/v1/trigger/job"))
+}
+
 /// A change to the cluster that only its owner (named in the genesis) may order.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "op")]
@@ -434,7 +554,8 @@ impl Call {
             Call::Instantiate { .. }
             | Call::Cluster { .. }
             | Call::Schedule { .. }
-            | Call::Subscription { .. } => None,
+            | Call::Subscription { .. }
+            | Call::Job { .. } => None,
         }
     }
 }
@@ -897,6 +1018,9 @@ pub enum LedgerCommand {
     /// clear: logs are public on their chain).
     #[codec(index = 4)]
     EthLog(EthLogEntry),
+    /// A job's output for a tick, run by a worker in query mode and authenticated by it.
+    #[codec(index = 5)]
+    JobResult(JobResultEntry),
 }
 
 /// An encrypted query: the first message of a session (`counter` 0, `session` is the

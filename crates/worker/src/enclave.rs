@@ -868,9 +868,9 @@ pub fn open_with_data_dir(
                 "a schedule's trigger, not a command".into(),
             ))
         }
-        Ok(LedgerCommand::EthLog(_)) => {
+        Ok(LedgerCommand::EthLog(_) | LedgerCommand::JobResult(_)) => {
             return Err(WorkerError::Enclave(
-                "a worker's report of an Ethereum log, not a command".into(),
+                "a worker's own entry (a log report, a job's result), not a command".into(),
             ))
         }
         Err(e) => return Err(WorkerError::Enclave(format!("not a ledger command: {e}"))),

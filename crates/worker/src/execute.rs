@@ -94,11 +94,12 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
             gas_limit,
         } => session.call(run.caller, dest, value, data.0, gas_limit),
         // Applied by the apply loop itself, never executed (queries refuse them first).
-        Call::Cluster { .. } | Call::Schedule { .. } | Call::Subscription { .. } => {
-            Err(phat_runtime::ExecError::Decode(
-                "a change to the cluster, a schedule or a subscription runs no contract",
-            ))
-        }
+        Call::Cluster { .. }
+        | Call::Schedule { .. }
+        | Call::Subscription { .. }
+        | Call::Job { .. } => Err(phat_runtime::ExecError::Decode(
+            "a change to the cluster or to a trigger runs no contract",
+        )),
     };
     let changes = match &result {
         Ok(_) => session.into_changes(),

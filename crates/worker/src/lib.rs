@@ -27,6 +27,7 @@ mod egress;
 mod enclave;
 mod execute;
 mod genesis;
+mod jobs;
 mod metrics;
 mod pink_host;
 mod replica;
@@ -372,6 +373,7 @@ impl Worker {
         let checkpoints = tokio::spawn(replica::watch(self.clone()));
         let proposer = tokio::spawn(schedule::propose(self.clone()));
         let reporter = tokio::spawn(subscribe::report(self.clone()));
+        let job_runner = tokio::spawn(jobs::run(self.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = move |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -397,6 +399,7 @@ impl Worker {
         let _ = stop_tx.send(true);
         proposer.abort();
         reporter.abort();
+        job_runner.abort();
         joiners.abort();
         checkpoints.abort();
         let applied = apply.await.map_err(|e| WorkerError::Apply(e.to_string()))?;

@@ -1,5 +1,5 @@
 //! Commands that talk to a cluster through `phat-client`, one module each: deploy, query,
-//! tx, logs, info, keys, cluster, schedule, subscribe and triggers; with what they share (`ctx`: the endpoint, trust flags and output;
+//! tx, logs, info, keys, cluster, schedule, subscribe, job and triggers; with what they share (`ctx`: the endpoint, trust flags and output;
 //! `common`: contract ids, metadata, call encoding).
 
 pub mod cluster;
@@ -7,6 +7,7 @@ mod common;
 mod ctx;
 pub mod deploy;
 pub mod info;
+pub mod job;
 pub mod keys;
 pub mod logs;
 pub mod query;

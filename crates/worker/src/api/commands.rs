@@ -174,6 +174,7 @@ pub(super) async fn precheck_once(w: &Worker, call: &Call) -> Result<(), ApiErr>
                 | phat_primitives::protocol::ScheduleOp::Remove { contract, .. },
         } => contract_info(&snap, contract).map(|_| ()),
         Call::Subscription { op } => contract_info(&snap, &op.contract()).map(|_| ()),
+        Call::Job { op } => contract_info(&snap, &op.contract()).map(|_| ()),
         Call::Instantiate { code_hash, .. } => {
             if snap.get(&StateKey::Code(*code_hash))?.is_some() {
                 return Ok(());

@@ -65,6 +65,24 @@ pub(super) async fn subscriptions(
     ))
 }
 
+/// The contract's off-chain jobs, with their last tick answered and runs so far.
+pub(super) async fn jobs(
+    State(w): State<Worker>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<phat_primitives::protocol::Job>> {
+    let id = parse_id(&id)?;
+    known_contract(&w, &id).await?;
+    let snap = w.inner.store.snapshot()?;
+    let table = crate::jobs::stored(&snap).map_err(ApiErr::internal)?;
+    Ok(Json(
+        table
+            .jobs
+            .into_iter()
+            .filter(|j| j.contract == id)
+            .collect(),
+    ))
+}
+
 /// An Ethereum address in EIP-55 mixed-case checksum form.
 pub(super) fn eip55(address: &[u8; 20]) -> String {
     use sha3::Digest;

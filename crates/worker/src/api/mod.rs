@@ -80,6 +80,7 @@ pub(crate) fn router(worker: Worker) -> Router {
         .route("/v1/contracts/{id}/logs", get(logs))
         .route("/v1/contracts/{id}/schedules", get(schedules))
         .route("/v1/contracts/{id}/subscriptions", get(subscriptions))
+        .route("/v1/contracts/{id}/jobs", get(jobs))
         .route("/v1/contracts/{id}/logs/stream", get(log_stream))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(

@@ -46,11 +46,16 @@ pub(super) async fn run_checked(
     call: Call,
     min_seq: Option<Seq>,
 ) -> Result<QueryResponse, ApiErr> {
-    if let Call::Cluster { .. } | Call::Schedule { .. } | Call::Subscription { .. } = call {
+    if let Call::Cluster { .. }
+    | Call::Schedule { .. }
+    | Call::Subscription { .. }
+    | Call::Job { .. } = call
+    {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
             "wrong_mode",
-            "a change to the cluster, a schedule or a subscription is a command, not a query",
+            "a change to the cluster, a schedule, a subscription or a job is a command, not a \
+             query",
         ));
     }
     if let Some(min) = min_seq {

@@ -308,10 +308,18 @@ pub(crate) struct Decoded {
     reply: Option<phat_crypto::SessionKeys>,
     /// Sealed to the key of an epoch this worker does not hold (yet).
     needs_epoch: Option<u32>,
-    /// A schedule's proposed tick (then `request` is unused).
-    trigger: Option<phat_primitives::protocol::TriggerEntry>,
-    /// A worker's report of an Ethereum log (then `request` is unused).
-    eth_log: Option<phat_primitives::protocol::EthLogEntry>,
+    /// A worker's proposal (then `request` is unused).
+    proposal: Option<Proposal>,
+}
+
+/// What a worker proposes on its own, rather than a client's signed request.
+enum Proposal {
+    /// A schedule's due tick.
+    Tick(phat_primitives::protocol::TriggerEntry),
+    /// A report of an Ethereum log.
+    Log(phat_primitives::protocol::EthLogEntry),
+    /// A job's output for a tick.
+    Result(phat_primitives::protocol::JobResultEntry),
 }
 
 /// Decodes a ledger payload ([`LedgerCommand`]); a sealed one is opened with the cluster key.
@@ -324,8 +332,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         }),
         reply: None,
         needs_epoch: None,
-        trigger: None,
-        eth_log: None,
+        proposal: None,
     };
     let command = LedgerCommand::decode_all(&mut &payload[..]);
     if let Ok(LedgerCommand::Sealed(_) | LedgerCommand::SealedAt { .. }) = &command {
@@ -335,8 +342,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
                 request: Ok(req),
                 reply: Some(keys),
                 needs_epoch: None,
-                trigger: None,
-                eth_log: None,
+                proposal: None,
             };
         }
     }
@@ -353,8 +359,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             request: Ok(req),
             reply: None,
             needs_epoch: None,
-            trigger: None,
-            eth_log: None,
+            proposal: None,
         },
         Ok(LedgerCommand::Sealed(sealed)) => open_sealed(worker, 0, &sealed),
         Ok(LedgerCommand::SealedAt { epoch: 0, .. }) => fail(
@@ -363,7 +368,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         ),
         Ok(LedgerCommand::SealedAt { epoch, sealed }) => open_sealed(worker, epoch, &sealed),
         Ok(LedgerCommand::Trigger(t)) => Decoded {
-            trigger: Some(t),
+            proposal: Some(Proposal::Tick(t)),
             ..fail("trigger", String::new())
         },
         Ok(LedgerCommand::EthLog(l)) => Decoded {
@@ -376,8 +381,20 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
                 .epoch(l.epoch)
                 .is_none()
                 .then_some(l.epoch),
-            eth_log: Some(l),
+            proposal: Some(Proposal::Log(l)),
             ..fail("eth_log", String::new())
+        },
+        Ok(LedgerCommand::JobResult(r)) => Decoded {
+            // As a log report: made with a key this worker may not hold yet.
+            needs_epoch: worker
+                .inner
+                .enclave
+                .keys()
+                .epoch(r.epoch)
+                .is_none()
+                .then_some(r.epoch),
+            proposal: Some(Proposal::Result(r)),
+            ..fail("job_result", String::new())
         },
     }
 }
@@ -391,8 +408,7 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
         }),
         reply: None,
         needs_epoch,
-        trigger: None,
-        eth_log: None,
+        proposal: None,
     };
     let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
         // Unknown to the state too, it is refused at apply; else the worker waits for it.
@@ -414,8 +430,7 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
                 request: Ok(req),
                 reply: Some(keys),
                 needs_epoch: None,
-                trigger: None,
-                eth_log: None,
+                proposal: None,
             },
         },
     }
@@ -471,6 +486,7 @@ fn apply_batch(
         epochs: stored_epochs(&snap)?,
         schedules: crate::schedule::stored(&snap)?,
         subscriptions: crate::subscribe::stored(&snap)?,
+        jobs: crate::jobs::stored(&snap)?,
     };
     // Skip entries already applied (a re-read after a restart).
     let (entries, decoded): (Vec<LedgerEntry>, Vec<Decoded>) = entries
@@ -495,7 +511,7 @@ fn apply_batch(
                 });
                 (r, body)
             });
-            (request, d.reply, d.needs_epoch, (d.trigger, d.eth_log))
+            (request, d.reply, d.needs_epoch, d.proposal)
         })
         .collect();
     for (entry, (req, reply, needs_epoch, proposal)) in entries.into_iter().zip(requests) {
@@ -523,12 +539,13 @@ fn apply_batch(
             code,
         };
         let applied = match (proposal, req) {
-            ((Some(t), _), _) => apply_trigger(worker, &view, &mut local, entry, &t)?,
-            ((None, Some(l)), _) => apply_eth_log(worker, &view, &mut local, entry, &l)?,
-            ((None, None), Ok(req)) => {
-                apply_one(worker, &view, &mut nonces, &mut local, entry, req)?
+            (Some(Proposal::Tick(t)), _) => apply_trigger(worker, &view, &mut local, entry, &t)?,
+            (Some(Proposal::Log(l)), _) => apply_eth_log(worker, &view, &mut local, entry, &l)?,
+            (Some(Proposal::Result(r)), _) => {
+                apply_job_result(worker, &view, &mut local, entry, &r)?
             }
-            ((None, None), Err(e)) => reject(entry, None, &e.kind, e.message),
+            (None, Ok(req)) => apply_one(worker, &view, &mut nonces, &mut local, entry, req)?,
+            (None, Err(e)) => reject(entry, None, &e.kind, e.message),
         };
         let mut applied = applied;
         inner.replica.inject_fault(entry.seq, &mut applied.changes);
@@ -688,6 +705,7 @@ struct Local {
     epochs: ClusterEpochs,
     schedules: phat_primitives::protocol::ScheduleTable,
     subscriptions: phat_primitives::protocol::SubscriptionTable,
+    jobs: phat_primitives::protocol::JobTable,
 }
 
 /// What the commands of one batch read: its snapshot, the writes before them, fetched code.
@@ -798,6 +816,47 @@ fn apply_one(
                     });
                     ok.changes
                         .insert(StateKey::Subscriptions, Some(local.subscriptions.encode()));
+                    ok.changes.insert(
+                        StateKey::Balance(caller),
+                        (balance != 0).then(|| balance.encode()),
+                    );
+                    ok
+                }
+                Err((kind, message)) => refuse(kind, message),
+            };
+            applied.nonce = nonce;
+            return Ok(applied);
+        }
+        Call::Job { op } => {
+            let state = Layered {
+                base: snap.clone(),
+                pending: view.pending.clone(),
+            };
+            let read = |key: &StateKey| {
+                phat_runtime::StateRead::get(&state, key).map_err(|e| {
+                    WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
+                })
+            };
+            let info = read(&StateKey::Contract(op.contract()))?;
+            let balance = read(&StateKey::Balance(caller))?
+                .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
+                .unwrap_or(0);
+            let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
+            let mut applied = match crate::jobs::change(
+                &mut local.jobs,
+                info,
+                (caller, balance),
+                (op, entry.timestamp),
+                (max_gas, deposit_price(worker)),
+            ) {
+                Ok((output, balance)) => {
+                    let mut ok = refuse("", String::new());
+                    ok.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
+                        data: output.into(),
+                        reverted: false,
+                        address: None,
+                    });
+                    ok.changes.insert(StateKey::Jobs, Some(local.jobs.encode()));
                     ok.changes.insert(
                         StateKey::Balance(caller),
                         (balance != 0).then(|| balance.encode()),

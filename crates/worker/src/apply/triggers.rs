@@ -178,7 +178,7 @@ pub(super) fn schedule_deposit(worker: &Worker, s: &phat_primitives::protocol::S
     deposit_price(worker).saturating_mul(s.encoded_size() as u128)
 }
 
-/// A command that terminated contracts takes their schedules and subscriptions with them:
+/// A command that terminated contracts takes their schedules, subscriptions and jobs with them:
 /// each is removed, its deposit goes back to the contract's deployer, and a `trigger` log line
 /// says so. (Left in the tables, schedules would be proposed, refused and logged every tick,
 /// for ever, and both would hold the cluster's slots.) Deterministic: it reads only the
@@ -204,6 +204,7 @@ pub(super) fn drop_terminated_triggers(
                     .subscriptions
                     .iter()
                     .any(|s| s.contract == *id)
+                || local.jobs.jobs.iter().any(|j| j.contract == *id)
         })
         .collect();
     if gone.is_empty() {
@@ -236,6 +237,10 @@ pub(super) fn drop_terminated_triggers(
             .into_iter()
             .partition::<Vec<_>, _>(|s| s.contract == id);
         local.subscriptions.subscriptions = kept;
+        let (jobs, kept) = std::mem::take(&mut local.jobs.jobs)
+            .into_iter()
+            .partition::<Vec<_>, _>(|j| j.contract == id);
+        local.jobs.jobs = kept;
         // The deployer's balance after this command's own writes (a terminated contract's
         // balance may just have gone to it).
         let key = StateKey::Balance(info.deployer);
@@ -274,6 +279,21 @@ pub(super) fn drop_terminated_triggers(
                 ),
             });
         }
+        for j in &jobs {
+            let deposit = crate::jobs::deposit(&j.def, deposit_price(worker));
+            refund = refund.saturating_add(deposit);
+            applied.logs.push(LogRecord {
+                contract: id,
+                level: "trigger".into(),
+                origin: Mode::Command,
+                seq: Some(entry.seq),
+                timestamp: entry.timestamp,
+                message: format!(
+                    "job {} removed: the contract terminated (its deposit of {deposit} went back to {})",
+                    j.id, info.deployer
+                ),
+            });
+        }
         let after = balance.saturating_add(refund);
         applied
             .changes
@@ -285,7 +305,137 @@ pub(super) fn drop_terminated_triggers(
     applied
         .changes
         .insert(StateKey::Subscriptions, Some(local.subscriptions.encode()));
+    applied
+        .changes
+        .insert(StateKey::Jobs, Some(local.jobs.encode()));
     Ok(())
+}
+
+/// Why an entry a worker made on its own (a log report, a job's result) is not the cluster's:
+/// made in another key epoch than the current one, by a revoked worker, or with a MAC that
+/// does not verify. `Err` when this worker does not hold the current epoch's key yet (the
+/// batch is retried rather than refused differently).
+pub(super) fn check_worker_entry(
+    worker: &Worker,
+    local: &Local,
+    entry: &LedgerEntry,
+    (epoch_made, by): (u32, &Hash),
+    (payload, mac): (&[u8], &Hash),
+) -> Result<Option<(&'static str, String)>, WorkerError> {
+    let epoch = local.epochs.epoch();
+    if epoch_made != epoch {
+        return Ok(Some((
+            "stale_epoch",
+            format!("made in key epoch {epoch_made}, the cluster is in {epoch}"),
+        )));
+    }
+    if local.epochs.is_revoked(by) {
+        return Ok(Some(("revoked_worker", format!("{by} was revoked"))));
+    }
+    let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
+        return Err(WorkerError::Apply(format!(
+            "seq {}: the key of epoch {epoch} is not held yet",
+            entry.seq
+        )));
+    };
+    if !phat_crypto::entry::verify_entry_mac(&keys.secret, &by.0, payload, &mac.0) {
+        return Ok(Some((
+            "bad_mac",
+            "not authenticated by a worker of this cluster".into(),
+        )));
+    }
+    Ok(None)
+}
+
+/// Applies a job's result for a tick: checks who made it ([`check_worker_entry`]), that the
+/// tick is one of the job's, due on ledger time and not answered yet, and the output's size;
+/// then runs the handler once with `(tick, output)` and moves the job's `last_tick`.
+pub(super) fn apply_job_result(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    local: &mut Local,
+    entry: &LedgerEntry,
+    r: &phat_primitives::protocol::JobResultEntry,
+) -> Result<Applied, WorkerError> {
+    let caller = phat_primitives::protocol::job_caller();
+    let request = Hash(blake2_256(&r.encode()));
+    let refuse = |kind: &str, message: String| {
+        let mut a = reject(entry, None, kind, message);
+        a.receipt.request = request;
+        a.receipt.caller = caller;
+        a
+    };
+    if let Some((kind, message)) = check_worker_entry(
+        worker,
+        local,
+        entry,
+        (r.epoch, &r.worker),
+        (&r.mac_payload(), &r.mac),
+    )? {
+        return Ok(refuse(kind, message));
+    }
+    let Some(index) = local
+        .jobs
+        .jobs
+        .iter()
+        .position(|j| j.id == r.job && j.contract == r.contract)
+    else {
+        return Ok(refuse(
+            "unknown_job",
+            format!("{} has no job {}", r.contract, r.job),
+        ));
+    };
+    let job = &local.jobs.jobs[index];
+    if let Some((kind, message)) = crate::jobs::unanswerable(job, r.tick, entry.timestamp) {
+        return Ok(refuse(kind, message));
+    }
+    if r.output.0.len() > crate::jobs::MAX_OUTPUT {
+        return Ok(refuse(
+            "too_large",
+            format!(
+                "an output of {} bytes, more than {}",
+                r.output.0.len(),
+                crate::jobs::MAX_OUTPUT
+            ),
+        ));
+    }
+    let (id, contract) = (job.id, job.contract);
+    let call = Call::Call {
+        dest: contract,
+        value: 0,
+        data: crate::jobs::handler_data(&job.def, r.tick, &r.output.0).into(),
+        gas_limit: job.def.gas_limit,
+    };
+    let payer = deployer_of(view, entry, &contract)?;
+    let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    let job = &mut local.jobs.jobs[index];
+    job.last_tick = r.tick;
+    job.runs += 1;
+    applied
+        .changes
+        .insert(StateKey::Jobs, Some(local.jobs.encode()));
+    let outcome = match &applied.receipt.result {
+        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
+        CallResult::Ok(_) => "ok".to_string(),
+        CallResult::Err(err) => err.kind.clone(),
+        CallResult::Sealed(_) => "sealed".to_string(),
+    };
+    applied.logs.push(LogRecord {
+        contract,
+        level: "trigger".into(),
+        origin: Mode::Command,
+        seq: Some(entry.seq),
+        timestamp: entry.timestamp,
+        message: format!(
+            "job {id} tick {} answered by {} ({} bytes): {outcome}",
+            crate::schedule::format_tick(r.tick),
+            r.worker,
+            r.output.0.len()
+        ),
+    });
+    drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
+    applied.executed = false;
+    Ok(applied)
 }
 
 /// Applies a worker's report of an Ethereum log: checks who reports it (the MAC of a worker of
@@ -308,36 +458,14 @@ pub(super) fn apply_eth_log(
         r.receipt.caller = caller;
         r
     };
-    let epoch = local.epochs.epoch();
-    if e.epoch != epoch {
-        return Ok(refuse(
-            "stale_epoch",
-            format!(
-                "reported in key epoch {}, the cluster is in {epoch}",
-                e.epoch
-            ),
-        ));
-    }
-    if local.epochs.is_revoked(&e.worker) {
-        return Ok(refuse(
-            "revoked_worker",
-            format!("{} was revoked", e.worker),
-        ));
-    }
-    let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
-        // Every worker applying this seq holds the epoch the state is in; this one does not
-        // yet: retry rather than refuse what the others accept.
-        return Err(WorkerError::Apply(format!(
-            "seq {}: the key of epoch {epoch} is not held yet",
-            entry.seq
-        )));
-    };
-    if !phat_crypto::entry::verify_entry_mac(&keys.secret, &e.worker.0, &e.mac_payload(), &e.mac.0)
-    {
-        return Ok(refuse(
-            "bad_mac",
-            "the report is not authenticated by a worker of this cluster".into(),
-        ));
+    if let Some((kind, message)) = check_worker_entry(
+        worker,
+        local,
+        entry,
+        (e.epoch, &e.worker),
+        (&e.mac_payload(), &e.mac),
+    )? {
+        return Ok(refuse(kind, message));
     }
     let table = &mut local.subscriptions;
     let Some(index) = table

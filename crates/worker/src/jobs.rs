@@ -1,0 +1,441 @@
+//! Off-chain jobs: on each tick of a schedule, one worker runs a contract's message in query
+//! mode (so it may use HTTP, randomness and time) and commits its output to a handler message
+//! as a command, once per tick across the cluster.
+//!
+//! The job table is replicated state ([`StateKey::Jobs`]), changed by the deployer's commands.
+//! Which worker runs a tick is decided without agreement: each worker waits a delay drawn
+//! from `blake2(job, tick, its key)` (a fraction of the job's timeout, its place in the tick's
+//! order) and then runs the query, unless the tick was answered meanwhile. The first worker
+//! in the order answers; if it is down or slow, the next one does after its own delay
+//! (failover). A result is a [`JobResultEntry`] with a MAC only a worker of the cluster can
+//! make; applying it, every worker checks the MAC, that the tick is one of the job's, due on
+//! ledger time and not answered yet, then runs the handler once with the output and moves
+//! the job's `last_tick`. A second result for the tick is refused (`already_answered`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parity_scale_codec::{DecodeAll, Encode};
+use phat_primitives::protocol::{
+    Bytes, Call, CallResult, Job, JobDef, JobOp, JobResultEntry, JobTable, LedgerCommand,
+    MissedTicks, Schedule, ScheduleDef,
+};
+use phat_primitives::{Hash, Mode, StateKey, Timestamp};
+use phat_store::Snapshot;
+
+use crate::{Worker, WorkerError};
+
+/// Most jobs one contract may have.
+pub const MAX_PER_CONTRACT: usize = 4;
+/// Most jobs in a cluster.
+pub const MAX_JOBS: usize = 256;
+/// Most bytes of a job's output committed to its handler.
+pub const MAX_OUTPUT: usize = 16 * 1024;
+/// The shortest and longest failover timeout (ms).
+pub const TIMEOUT_MS: std::ops::RangeInclusive<u32> = 500..=60_000;
+/// How often a worker looks for due ticks.
+const SCAN: Duration = Duration::from_millis(100);
+
+/// The job table in `snap`.
+pub(crate) fn stored(snap: &Snapshot) -> Result<JobTable, WorkerError> {
+    match snap.get(&StateKey::Jobs)? {
+        Some(raw) => JobTable::decode_all(&mut &raw[..])
+            .map_err(|e| WorkerError::Apply(format!("the job table does not decode: {e}"))),
+        None => Ok(JobTable::default()),
+    }
+}
+
+/// `job` as a schedule, for the tick arithmetic they share.
+pub(crate) fn as_schedule(job: &Job) -> Schedule {
+    Schedule {
+        contract: job.contract,
+        id: job.id,
+        def: ScheduleDef {
+            spec: job.def.spec.clone(),
+            data: job.def.query.clone(),
+            gas_limit: job.def.gas_limit,
+            missed: MissedTicks::Skip,
+        },
+        since: job.since,
+        last_tick: job.last_tick,
+        runs: job.runs,
+    }
+}
+
+/// The storage deposit a job holds: its definition's size plus room for its times and
+/// counter, at the cluster's price per byte.
+pub(crate) fn deposit(def: &JobDef, price: u128) -> u128 {
+    price.saturating_mul((def.encoded_size() + 64) as u128)
+}
+
+/// Why a job definition is refused (the receipt's message; kind `bad_job`).
+pub(crate) fn check(def: &JobDef, max_gas: u64) -> Result<(), String> {
+    let as_schedule = ScheduleDef {
+        spec: def.spec.clone(),
+        data: def.query.clone(),
+        gas_limit: def.gas_limit,
+        missed: MissedTicks::Skip,
+    };
+    crate::schedule::check(&as_schedule, max_gas)?;
+    if def.handler.0.len() != 4 {
+        return Err(format!(
+            "the handler is a 4-byte selector, not {} bytes",
+            def.handler.0.len()
+        ));
+    }
+    if !TIMEOUT_MS.contains(&def.timeout_ms) {
+        return Err(format!(
+            "a timeout of {} ms is outside {}..={} ms",
+            def.timeout_ms,
+            TIMEOUT_MS.start(),
+            TIMEOUT_MS.end()
+        ));
+    }
+    Ok(())
+}
+
+/// A deployer's change to its contract's jobs on `table`: the receipt's output and the
+/// deployer's new balance, or the refusal's kind and message.
+pub(crate) fn change(
+    table: &mut JobTable,
+    info: Option<Vec<u8>>,
+    (caller, balance): (phat_primitives::AccountId, u128),
+    (op, now): (&JobOp, Timestamp),
+    (max_gas, price): (u64, u128),
+) -> Result<(Vec<u8>, u128), (&'static str, String)> {
+    let contract = op.contract();
+    let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
+    let Some(info) = info else {
+        return Err(("unknown_contract", format!("no contract {contract}")));
+    };
+    if info.deployer != caller {
+        return Err((
+            "not_deployer",
+            format!(
+                "only {contract}'s deployer {} may change its jobs",
+                info.deployer
+            ),
+        ));
+    }
+    match op {
+        JobOp::Add { def, .. } => {
+            check(def, max_gas).map_err(|m| ("bad_job", m))?;
+            let mine = table.jobs.iter().filter(|j| j.contract == contract).count();
+            if mine >= MAX_PER_CONTRACT || table.jobs.len() >= MAX_JOBS {
+                return Err((
+                    "too_many_jobs",
+                    format!(
+                        "at most {MAX_PER_CONTRACT} jobs per contract and {MAX_JOBS} in a cluster"
+                    ),
+                ));
+            }
+            let due = deposit(def, price);
+            if balance < due {
+                return Err((
+                    "storage_deposit",
+                    format!("a job holds a deposit of {due}; {caller} has {balance}"),
+                ));
+            }
+            let id = table.next_id;
+            table.next_id = id.saturating_add(1);
+            table.jobs.push(Job {
+                contract,
+                id,
+                def: def.clone(),
+                since: now,
+                last_tick: now,
+                runs: 0,
+            });
+            Ok((id.encode(), balance - due))
+        }
+        JobOp::Remove { id, .. } => {
+            let Some(at) = table
+                .jobs
+                .iter()
+                .position(|j| j.id == *id && j.contract == contract)
+            else {
+                return Err(("unknown_job", format!("{contract} has no job {id}")));
+            };
+            let removed = table.jobs.remove(at);
+            Ok((
+                id.encode(),
+                balance.saturating_add(deposit(&removed.def, price)),
+            ))
+        }
+    }
+}
+
+/// Why `tick` is not one `job` may be answered for at ledger time `now` (kind, message).
+pub(crate) fn unanswerable(
+    job: &Job,
+    tick: Timestamp,
+    now: Timestamp,
+) -> Option<(&'static str, String)> {
+    if tick <= job.last_tick {
+        return Some((
+            "already_answered",
+            format!("job {} answered up to tick {}", job.id, job.last_tick),
+        ));
+    }
+    if tick > now {
+        return Some(("not_due", format!("tick {tick} is after ledger time {now}")));
+    }
+    let s = as_schedule(job);
+    if crate::schedule::next_tick(&s, tick.saturating_sub(1)) != Some(tick) {
+        return Some((
+            "not_a_tick",
+            format!("{tick} is not a tick of job {}", job.id),
+        ));
+    }
+    None
+}
+
+/// The call data of a tick's handler run: its selector and `(tick, output)`.
+pub(crate) fn handler_data(def: &JobDef, tick: Timestamp, output: &[u8]) -> Vec<u8> {
+    let mut data = def.handler.0.clone();
+    (tick, output).encode_to(&mut data);
+    data
+}
+
+/// This worker's place in `tick`'s order, as a delay: a fraction of the timeout drawn from
+/// `blake2(job, tick, worker)`, the same for everyone who computes it.
+fn delay(job: &Job, tick: Timestamp, worker: &[u8; 32]) -> Duration {
+    let h = phat_primitives::blake2_256(&(job.contract, job.id, tick, worker).encode());
+    let fraction =
+        u64::from_le_bytes(h[..8].try_into().unwrap_or_default()) as f64 / u64::MAX as f64;
+    Duration::from_millis((fraction * f64::from(job.def.timeout_ms)) as u64)
+}
+
+/// The worker's job runner: for each job's latest due tick not answered yet, waits its place
+/// in the tick's order, then (unless the tick was answered meanwhile) runs the query and
+/// appends the result (until the task is aborted).
+pub(crate) async fn run(worker: Worker) {
+    let me = worker.worker_key();
+    // Ticks this worker started (job, tick) → when, so that it runs each at most once.
+    let mut started: HashMap<(u32, Timestamp), Instant> = HashMap::new();
+    let mut every = tokio::time::interval(SCAN);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        let inner = &worker.inner;
+        let head = inner.ledger_head.load(std::sync::atomic::Ordering::Relaxed);
+        if worker.applied_seq() < head
+            || inner.replica.diverged().is_some()
+            || worker.revoked_at().is_some()
+        {
+            continue;
+        }
+        let Ok(snap) = inner.store.snapshot() else {
+            continue;
+        };
+        let Ok(table) = stored(&snap) else {
+            continue;
+        };
+        let now = crate::now_ms();
+        started.retain(|_, at| at.elapsed() < Duration::from_secs(120));
+        for job in table.jobs {
+            // The latest tick due on this worker's clock (missed ones are skipped).
+            let (_, Some(tick)) = crate::schedule::due(&as_schedule(&job), job.last_tick, now)
+            else {
+                continue;
+            };
+            if started.contains_key(&(job.id, tick)) {
+                continue;
+            }
+            let wait = delay(&job, tick, &me);
+            let due_for = Duration::from_millis(now.saturating_sub(tick));
+            if due_for < wait {
+                continue;
+            }
+            started.insert((job.id, tick), Instant::now());
+            let worker = worker.clone();
+            tokio::spawn(async move { answer(worker, job, tick).await });
+        }
+    }
+}
+
+/// Runs `job`'s query for `tick` and appends the result, unless the tick was answered.
+async fn answer(worker: Worker, job: Job, tick: Timestamp) {
+    let inner = worker.inner.clone();
+    let answered = inner
+        .store
+        .snapshot()
+        .ok()
+        .and_then(|s| stored(&s).ok())
+        .and_then(|t| t.jobs.into_iter().find(|j| j.id == job.id))
+        .is_none_or(|j| j.last_tick >= tick);
+    if answered {
+        return;
+    }
+    let output = {
+        let worker = worker.clone();
+        let job = job.clone();
+        tokio::task::spawn_blocking(move || run_query(&worker, &job)).await
+    };
+    let output = match output {
+        Ok(Ok(o)) => o,
+        Ok(Err(why)) => {
+            tracing::warn!(job = job.id, tick, "the job's query failed: {why}");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(job = job.id, tick, "the job's query panicked: {e}");
+            return;
+        }
+    };
+    let me = Hash(worker.worker_key());
+    let epoch = inner.enclave.keys().held();
+    let Some(keys) = inner.enclave.keys().epoch(epoch) else {
+        return;
+    };
+    let mut entry = JobResultEntry {
+        contract: job.contract,
+        job: job.id,
+        tick,
+        output: Bytes(output),
+        worker: me,
+        epoch,
+        mac: Hash::default(),
+    };
+    entry.mac = Hash(phat_crypto::entry::entry_mac(
+        &keys.secret,
+        &me.0,
+        &entry.mac_payload(),
+    ));
+    if let Err(e) = inner
+        .ledger
+        .append(LedgerCommand::JobResult(entry).encode())
+        .await
+    {
+        tracing::warn!(job = job.id, tick, "appending a job's result: {e}");
+    }
+}
+
+/// The query's output bytes (its return data), or why there are none.
+fn run_query(worker: &Worker, job: &Job) -> Result<Vec<u8>, String> {
+    let snap = Arc::new(worker.inner.store.snapshot().map_err(|e| e.to_string())?);
+    let head = snap.head();
+    let executed = crate::execute::execute(
+        worker,
+        crate::execute::Run {
+            mode: Mode::Query,
+            state: Arc::new(crate::state::SnapshotState(snap)),
+            seq: None,
+            block_number: u32::try_from(head.seq).unwrap_or(u32::MAX),
+            timestamp: crate::now_ms(),
+            caller: phat_primitives::protocol::job_caller(),
+            payer: None,
+            call: Call::Call {
+                dest: job.contract,
+                value: 0,
+                data: job.def.query.clone(),
+                gas_limit: job.def.gas_limit,
+            },
+            code: None,
+        },
+    );
+    let (result, _, _) = crate::execute::outcome_parts(executed.result);
+    match result {
+        CallResult::Ok(o) if o.reverted => Err("the query reverted".into()),
+        CallResult::Ok(o) if o.data.0.len() > MAX_OUTPUT => Err(format!(
+            "the output is {} bytes, more than {MAX_OUTPUT}",
+            o.data.0.len()
+        )),
+        CallResult::Ok(o) => Ok(o.data.0),
+        CallResult::Err(e) => Err(format!("{}: {}", e.kind, e.message)),
+        CallResult::Sealed(_) => Err("sealed".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phat_primitives::protocol::ScheduleSpec;
+    use phat_primitives::AccountId;
+
+    fn job() -> Job {
+        Job {
+            contract: AccountId([1; 32]),
+            id: 0,
+            def: JobDef {
+                spec: ScheduleSpec::Every { ms: 1_000 },
+                query: Bytes(vec![1, 2, 3, 4]),
+                handler: Bytes(vec![5, 6, 7, 8]),
+                gas_limit: 10,
+                timeout_ms: 2_000,
+            },
+            since: 10_500,
+            last_tick: 10_500,
+            runs: 0,
+        }
+    }
+
+    #[test]
+    fn only_due_ticks_of_the_job_after_the_last_are_answered() {
+        let j = job();
+        assert_eq!(unanswerable(&j, 11_500, 11_500), None);
+        assert_eq!(
+            unanswerable(&j, 13_500, 20_000),
+            None,
+            "a later tick skips missed ones"
+        );
+        assert_eq!(
+            unanswerable(&j, 10_500, 20_000).map(|u| u.0),
+            Some("already_answered")
+        );
+        assert_eq!(
+            unanswerable(&j, 11_500, 11_499).map(|u| u.0),
+            Some("not_due")
+        );
+        assert_eq!(
+            unanswerable(&j, 11_501, 20_000).map(|u| u.0),
+            Some("not_a_tick")
+        );
+        let data = handler_data(&j.def, 11_500, b"42");
+        assert_eq!(&data[..4], &[5, 6, 7, 8]);
+        assert_eq!(&data[4..], &(11_500u64, b"42".to_vec()).encode()[..]);
+    }
+
+    #[test]
+    fn definitions_are_checked_and_orders_differ_per_tick() {
+        let ok = job().def;
+        assert_eq!(check(&ok, 10), Ok(()));
+        assert!(check(
+            &JobDef {
+                handler: Bytes(vec![1]),
+                ..ok.clone()
+            },
+            10
+        )
+        .is_err());
+        assert!(check(
+            &JobDef {
+                timeout_ms: 10,
+                ..ok.clone()
+            },
+            10
+        )
+        .is_err());
+        assert!(check(
+            &JobDef {
+                spec: ScheduleSpec::Every { ms: 10 },
+                ..ok.clone()
+            },
+            10
+        )
+        .is_err());
+        // Every worker's delay is within the timeout, and the first worker changes with the tick.
+        let j = job();
+        let firsts: std::collections::HashSet<u8> = (0..20u64)
+            .map(|k| {
+                let tick = 11_500 + k * 1_000;
+                (0..3u8)
+                    .min_by_key(|w| delay(&j, tick, &[*w; 32]))
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert!(firsts.len() > 1, "one worker first on every tick");
+        assert!(delay(&j, 11_500, &[0; 32]) < Duration::from_millis(2_000));
+    }
+}
