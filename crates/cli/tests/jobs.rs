@@ -288,6 +288,15 @@ async fn a_job_runs_off_chain_once_per_tick_with_failover() {
             _ => None,
         })
         .expect("a job result in the ledger");
+    // The cluster encrypts: the ledger does not read what the API answered.
+    assert!(
+        !genuine
+            .output
+            .0
+            .windows(PRICE.len())
+            .any(|w| w == PRICE.as_bytes()),
+        "a job's output in the clear on the ledger"
+    );
     let mut forged = genuine.clone();
     forged.tick += 2_000 * 1_000;
     forged.output = b"1000000".to_vec().into();

@@ -36,6 +36,15 @@ pub const MAX_OUTPUT: usize = 16 * 1024;
 pub const TIMEOUT_MS: std::ops::RangeInclusive<u32> = 500..=60_000;
 /// How often a worker looks for due ticks.
 const SCAN: Duration = Duration::from_millis(100);
+/// Job queries one worker runs at once (each on a blocking thread, up to the query time
+/// limit): a job whose query always fails costs every worker at most this much.
+const CONCURRENT_QUERIES: usize = 4;
+/// How far back a worker looks for a job's latest due tick (older ones are skipped anyway;
+/// this bounds the cron steps of a job stuck for long).
+const WINDOW_MS: u64 = 3_600_000;
+/// How long a worker waits before running a tick again that is still not answered (its
+/// result refused: a clock ahead of ledger time, a key rotation), at least.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// The job table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<JobTable, WorkerError> {
@@ -71,17 +80,41 @@ pub(crate) fn deposit(def: &JobDef, price: u128) -> u128 {
 
 /// Why a job definition is refused (the receipt's message; kind `bad_job`).
 pub(crate) fn check(def: &JobDef, max_gas: u64) -> Result<(), String> {
-    let as_schedule = ScheduleDef {
+    let schedule_def = ScheduleDef {
         spec: def.spec.clone(),
         data: def.query.clone(),
         gas_limit: def.gas_limit,
         missed: MissedTicks::Skip,
     };
-    crate::schedule::check(&as_schedule, max_gas)?;
+    crate::schedule::check(&schedule_def, max_gas)?;
     if def.handler.0.len() != 4 {
         return Err(format!(
             "the handler is a 4-byte selector, not {} bytes",
             def.handler.0.len()
+        ));
+    }
+    let period = match &def.spec {
+        phat_primitives::protocol::ScheduleSpec::Every { ms } => Some(*ms),
+        phat_primitives::protocol::ScheduleSpec::Cron { .. } => {
+            let s = Job {
+                contract: phat_primitives::AccountId([0; 32]),
+                id: 0,
+                def: def.clone(),
+                since: 0,
+                last_tick: 0,
+                runs: 0,
+            };
+            let s = as_schedule(&s);
+            crate::schedule::next_tick(&s, 0)
+                .and_then(|a| Some((a, crate::schedule::next_tick(&s, a)?)))
+                .map(|(a, b)| b - a)
+        }
+    };
+    if period.is_some_and(|p| u64::from(def.timeout_ms) >= p) {
+        return Err(format!(
+            "a timeout of {} ms is not shorter than the period of {} ms (ticks would be lost)",
+            def.timeout_ms,
+            period.unwrap_or_default()
         ));
     }
     if !TIMEOUT_MS.contains(&def.timeout_ms) {
@@ -105,19 +138,7 @@ pub(crate) fn change(
     (max_gas, price): (u64, u128),
 ) -> Result<(Vec<u8>, u128), (&'static str, String)> {
     let contract = op.contract();
-    let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
-    let Some(info) = info else {
-        return Err(("unknown_contract", format!("no contract {contract}")));
-    };
-    if info.deployer != caller {
-        return Err((
-            "not_deployer",
-            format!(
-                "only {contract}'s deployer {} may change its jobs",
-                info.deployer
-            ),
-        ));
-    }
+    crate::schedule::deployer_only(info, contract, caller, "jobs")?;
     match op {
         JobOp::Add { def, .. } => {
             check(def, max_gas).map_err(|m| ("bad_job", m))?;
@@ -212,8 +233,12 @@ fn delay(job: &Job, tick: Timestamp, worker: &[u8; 32]) -> Duration {
 /// appends the result (until the task is aborted).
 pub(crate) async fn run(worker: Worker) {
     let me = worker.worker_key();
-    // Ticks this worker started (job, tick) → when, so that it runs each at most once.
-    let mut started: HashMap<(u32, Timestamp), Instant> = HashMap::new();
+    // Ticks this worker started (job, tick) → when: it runs a tick again only after
+    // `RETRY_AFTER` (or twice the job's timeout) if the tick is still not answered.
+    let mut started: HashMap<(u32, Timestamp), (Instant, Duration)> = HashMap::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_QUERIES));
+    // Jobs with a query under way on this worker (at most one per job).
+    let running: Arc<parking_lot::Mutex<std::collections::HashSet<u32>>> = Arc::default();
     let mut every = tokio::time::interval(SCAN);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -233,14 +258,15 @@ pub(crate) async fn run(worker: Worker) {
             continue;
         };
         let now = crate::now_ms();
-        started.retain(|_, at| at.elapsed() < Duration::from_secs(120));
+        started.retain(|_, (at, keep)| at.elapsed() < *keep);
         for job in table.jobs {
-            // The latest tick due on this worker's clock (missed ones are skipped).
-            let (_, Some(tick)) = crate::schedule::due(&as_schedule(&job), job.last_tick, now)
-            else {
+            // The latest tick due on this worker's clock (missed ones are skipped), looked
+            // for in the last hour only.
+            let after = job.last_tick.max(now.saturating_sub(WINDOW_MS));
+            let (_, Some(tick)) = crate::schedule::due(&as_schedule(&job), after, now) else {
                 continue;
             };
-            if started.contains_key(&(job.id, tick)) {
+            if started.contains_key(&(job.id, tick)) || running.lock().contains(&job.id) {
                 continue;
             }
             let wait = delay(&job, tick, &me);
@@ -248,9 +274,20 @@ pub(crate) async fn run(worker: Worker) {
             if due_for < wait {
                 continue;
             }
-            started.insert((job.id, tick), Instant::now());
-            let worker = worker.clone();
-            tokio::spawn(async move { answer(worker, job, tick).await });
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                // Every query slot is busy: this tick waits for the next scan.
+                break;
+            };
+            let keep = RETRY_AFTER.max(Duration::from_millis(u64::from(job.def.timeout_ms) * 2));
+            started.insert((job.id, tick), (Instant::now(), keep));
+            running.lock().insert(job.id);
+            let (worker, running) = (worker.clone(), running.clone());
+            tokio::spawn(async move {
+                let id = job.id;
+                answer(worker, job, tick).await;
+                running.lock().remove(&id);
+                drop(slot);
+            });
         }
     }
 }
@@ -289,6 +326,13 @@ async fn answer(worker: Worker, job: Job, tick: Timestamp) {
     let Some(keys) = inner.enclave.keys().epoch(epoch) else {
         return;
     };
+    // On a cluster that encrypts, the ledger does not read the output (what an HTTP API
+    // answered may be private): it is sealed for the workers.
+    let output = if inner.genesis.encryption {
+        phat_crypto::entry::seal_entry_data(&keys.secret, &output_name(&job, tick), &output)
+    } else {
+        output
+    };
     let mut entry = JobResultEntry {
         contract: job.contract,
         job: job.id,
@@ -310,6 +354,11 @@ async fn answer(worker: Worker, job: Job, tick: Timestamp) {
     {
         tracing::warn!(job = job.id, tick, "appending a job's result: {e}");
     }
+}
+
+/// What a sealed output is bound to: its job and tick.
+pub(crate) fn output_name(job: &Job, tick: Timestamp) -> Vec<u8> {
+    (b"phat/v1/job-output", job.contract, job.id, tick).encode()
 }
 
 /// The query's output bytes (its return data), or why there are none.
@@ -363,7 +412,7 @@ mod tests {
                 query: Bytes(vec![1, 2, 3, 4]),
                 handler: Bytes(vec![5, 6, 7, 8]),
                 gas_limit: 10,
-                timeout_ms: 2_000,
+                timeout_ms: 500,
             },
             since: 10_500,
             last_tick: 10_500,
@@ -401,6 +450,12 @@ mod tests {
     fn definitions_are_checked_and_orders_differ_per_tick() {
         let ok = job().def;
         assert_eq!(check(&ok, 10), Ok(()));
+        // A timeout as long as the period would lose ticks.
+        let slow = JobDef {
+            timeout_ms: 1_000,
+            ..ok.clone()
+        };
+        assert!(check(&slow, 10).unwrap_err().contains("period"));
         assert!(check(
             &JobDef {
                 handler: Bytes(vec![1]),
@@ -436,6 +491,6 @@ mod tests {
             })
             .collect();
         assert!(firsts.len() > 1, "one worker first on every tick");
-        assert!(delay(&j, 11_500, &[0; 32]) < Duration::from_millis(2_000));
+        assert!(delay(&j, 11_500, &[0; 32]) < Duration::from_millis(500));
     }
 }

@@ -45,6 +45,30 @@ pub(crate) fn stored(snap: &Snapshot) -> Result<ScheduleTable, WorkerError> {
     }
 }
 
+/// Whether `caller` is the deployer of `contract` (its stored info `info`), who alone changes
+/// its schedules, subscriptions and jobs (`what`); the refusal's kind and message if not.
+pub(crate) fn deployer_only(
+    info: Option<Vec<u8>>,
+    contract: phat_primitives::AccountId,
+    caller: phat_primitives::AccountId,
+    what: &str,
+) -> Result<(), (&'static str, String)> {
+    let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
+    let Some(info) = info else {
+        return Err(("unknown_contract", format!("no contract {contract}")));
+    };
+    if info.deployer != caller {
+        return Err((
+            "not_deployer",
+            format!(
+                "only {contract}'s deployer {} may change its {what}",
+                info.deployer
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Why a schedule definition is refused (the receipt's message; kind `bad_schedule`).
 pub(crate) fn check(def: &ScheduleDef, max_gas: u64) -> Result<(), String> {
     match &def.spec {

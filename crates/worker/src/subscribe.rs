@@ -150,19 +150,7 @@ pub(crate) fn change(
     (max_gas, price): (u64, u128),
 ) -> Result<(Vec<u8>, u128), (&'static str, String)> {
     let contract = op.contract();
-    let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
-    let Some(info) = info else {
-        return Err(("unknown_contract", format!("no contract {contract}")));
-    };
-    if info.deployer != caller {
-        return Err((
-            "not_deployer",
-            format!(
-                "only {contract}'s deployer {} may change its subscriptions",
-                info.deployer
-            ),
-        ));
-    }
+    crate::schedule::deployer_only(info, contract, caller, "subscriptions")?;
     match op {
         SubscriptionOp::Add { def, .. } => {
             check(def, max_gas).map_err(|m| ("bad_subscription", m))?;

@@ -61,9 +61,12 @@ pub struct AddArgs {
     /// A cron expression in UTC with seconds: `"*/10 * * * * *"`.
     #[arg(long)]
     pub cron: Option<String>,
-    /// How long the first worker in a tick's order has before the next one runs the query too.
-    #[arg(long, default_value = "5s")]
-    pub timeout: String,
+    /// The spread of the workers' turns on each tick: each waits its own fraction of it
+    /// (from the tick and its key) before running the query, so a later one answers when
+    /// earlier ones are down or slow. Shorter than the period (default: half the period, at
+    /// most 5 s; 500 ms for a cron expression).
+    #[arg(long)]
+    pub timeout: Option<String>,
     /// Gas limit of the query and of the handler's run.
     #[arg(long, default_value_t = phat_client::DEFAULT_GAS_LIMIT)]
     pub gas_limit: u64,
@@ -99,8 +102,12 @@ pub async fn run(args: JobArgs, ctx: &Ctx) -> Result<()> {
                 (None, Some(expr)) => ScheduleSpec::Cron { expr: expr.clone() },
                 (None, None) => bail!("give --every PERIOD or --cron EXPR"),
             };
-            let timeout_ms = u32::try_from(parse_period(&a.timeout)?)
-                .map_err(|_| anyhow::anyhow!("--timeout {} is too long", a.timeout))?;
+            let timeout_ms = match (&a.timeout, &spec) {
+                (Some(t), _) => u32::try_from(parse_period(t)?)
+                    .map_err(|_| anyhow::anyhow!("--timeout {t} is too long"))?,
+                (None, ScheduleSpec::Every { ms }) => (ms / 2).clamp(500, 5_000) as u32,
+                (None, ScheduleSpec::Cron { .. }) => 500,
+            };
             let def = JobDef {
                 spec,
                 query: query.into(),

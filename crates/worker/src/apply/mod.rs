@@ -786,85 +786,40 @@ fn apply_one(
             return Ok(applied);
         }
         Call::Subscription { op } => {
-            let state = Layered {
-                base: snap.clone(),
-                pending: view.pending.clone(),
-            };
-            let read = |key: &StateKey| {
-                phat_runtime::StateRead::get(&state, key).map_err(|e| {
-                    WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
-                })
-            };
-            let info = read(&StateKey::Contract(op.contract()))?;
-            let balance = read(&StateKey::Balance(caller))?
-                .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
-                .unwrap_or(0);
-            let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
-            let mut applied = match crate::subscribe::change(
-                &mut local.subscriptions,
-                info,
-                (caller, balance),
-                op,
-                (max_gas, deposit_price(worker)),
-            ) {
-                Ok((output, balance)) => {
-                    let mut ok = refuse("", String::new());
-                    ok.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
-                        data: output.into(),
-                        reverted: false,
-                        address: None,
-                    });
-                    ok.changes
-                        .insert(StateKey::Subscriptions, Some(local.subscriptions.encode()));
-                    ok.changes.insert(
-                        StateKey::Balance(caller),
-                        (balance != 0).then(|| balance.encode()),
-                    );
-                    ok
-                }
-                Err((kind, message)) => refuse(kind, message),
-            };
+            let table = &mut local.subscriptions;
+            let mut applied = trigger_table_change(
+                worker,
+                view,
+                entry,
+                (caller, op.contract()),
+                |info, balance, limits| {
+                    let out = crate::subscribe::change(table, info, (caller, balance), op, limits)?;
+                    Ok((out.0, out.1, (StateKey::Subscriptions, table.encode())))
+                },
+                &refuse,
+            )?;
             applied.nonce = nonce;
             return Ok(applied);
         }
         Call::Job { op } => {
-            let state = Layered {
-                base: snap.clone(),
-                pending: view.pending.clone(),
-            };
-            let read = |key: &StateKey| {
-                phat_runtime::StateRead::get(&state, key).map_err(|e| {
-                    WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
-                })
-            };
-            let info = read(&StateKey::Contract(op.contract()))?;
-            let balance = read(&StateKey::Balance(caller))?
-                .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
-                .unwrap_or(0);
-            let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
-            let mut applied = match crate::jobs::change(
-                &mut local.jobs,
-                info,
-                (caller, balance),
-                (op, entry.timestamp),
-                (max_gas, deposit_price(worker)),
-            ) {
-                Ok((output, balance)) => {
-                    let mut ok = refuse("", String::new());
-                    ok.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
-                        data: output.into(),
-                        reverted: false,
-                        address: None,
-                    });
-                    ok.changes.insert(StateKey::Jobs, Some(local.jobs.encode()));
-                    ok.changes.insert(
-                        StateKey::Balance(caller),
-                        (balance != 0).then(|| balance.encode()),
-                    );
-                    ok
-                }
-                Err((kind, message)) => refuse(kind, message),
-            };
+            let table = &mut local.jobs;
+            let mut applied = trigger_table_change(
+                worker,
+                view,
+                entry,
+                (caller, op.contract()),
+                |info, balance, limits| {
+                    let out = crate::jobs::change(
+                        table,
+                        info,
+                        (caller, balance),
+                        (op, entry.timestamp),
+                        limits,
+                    )?;
+                    Ok((out.0, out.1, (StateKey::Jobs, table.encode())))
+                },
+                &refuse,
+            )?;
             applied.nonce = nonce;
             return Ok(applied);
         }
@@ -886,6 +841,60 @@ fn apply_one(
     drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
     applied.nonce = nonce;
     Ok(applied)
+}
+
+/// What a change to a trigger table made: the receipt's output, the deployer's new balance,
+/// and the table's write.
+type TableChange = (Vec<u8>, u128, (StateKey, Vec<u8>));
+
+/// A deployer's change to a trigger table (subscriptions, jobs): reads the contract's info
+/// and the caller's balance through the batch's writes, lets `change` decide with the
+/// cluster's gas cap and deposit price, and makes the receipt with the table's and the
+/// balance's writes, or the refusal.
+fn trigger_table_change(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    entry: &LedgerEntry,
+    (caller, contract): (AccountId, AccountId),
+    change: impl FnOnce(
+        Option<Vec<u8>>,
+        u128,
+        (u64, u128),
+    ) -> Result<TableChange, (&'static str, String)>,
+    refuse: &dyn Fn(&str, String) -> Applied,
+) -> Result<Applied, WorkerError> {
+    let state = Layered {
+        base: view.snap.clone(),
+        pending: view.pending.clone(),
+    };
+    let read = |key: &StateKey| {
+        phat_runtime::StateRead::get(&state, key)
+            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
+    };
+    let info = read(&StateKey::Contract(contract))?;
+    let balance = read(&StateKey::Balance(caller))?
+        .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
+        .unwrap_or(0);
+    let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
+    Ok(
+        match change(info, balance, (max_gas, deposit_price(worker))) {
+            Ok((output, balance, (key, table))) => {
+                let mut ok = refuse("", String::new());
+                ok.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
+                    data: output.into(),
+                    reverted: false,
+                    address: None,
+                });
+                ok.changes.insert(key, Some(table));
+                ok.changes.insert(
+                    StateKey::Balance(caller),
+                    (balance != 0).then(|| balance.encode()),
+                );
+                ok
+            }
+            Err((kind, message)) => refuse(kind, message),
+        },
+    )
 }
 
 /// Runs `call` for `caller` as the command at `entry` on the batch's state; `payer`, when

@@ -52,19 +52,7 @@ pub(super) fn schedule_change(
     // The contract's deployer decides its schedules. Read through the batch's earlier writes
     // (by the caller): a contract instantiated earlier in the same batch exists (workers
     // batch differently).
-    let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
-    let Some(info) = info else {
-        return Err(("unknown_contract", format!("no contract {contract}")));
-    };
-    if info.deployer != caller {
-        return Err((
-            "not_deployer",
-            format!(
-                "only {contract}'s deployer {} may change its schedules",
-                info.deployer
-            ),
-        ));
-    }
+    crate::schedule::deployer_only(info, contract, caller, "schedules")?;
     // Each schedule holds a storage deposit, like state bytes: its encoded size at the
     // cluster's price, taken from the deployer at `Add` and given back at `Remove`.
     let price = deposit_price(worker);
@@ -229,18 +217,34 @@ pub(super) fn drop_terminated_triggers(
         else {
             continue;
         };
-        let (removed, kept) = std::mem::take(&mut local.schedules.schedules)
-            .into_iter()
-            .partition::<Vec<_>, _>(|s| s.contract == id);
-        local.schedules.schedules = kept;
-        let (unsubscribed, kept) = std::mem::take(&mut local.subscriptions.subscriptions)
-            .into_iter()
-            .partition::<Vec<_>, _>(|s| s.contract == id);
-        local.subscriptions.subscriptions = kept;
-        let (jobs, kept) = std::mem::take(&mut local.jobs.jobs)
-            .into_iter()
-            .partition::<Vec<_>, _>(|j| j.contract == id);
-        local.jobs.jobs = kept;
+        // What it held: (kind, id, deposit) of each schedule, subscription and job.
+        let price = deposit_price(worker);
+        let mut removed: Vec<(&str, u32, u128)> = Vec::new();
+        local.schedules.schedules.retain(|s| {
+            let gone = s.contract == id;
+            if gone {
+                removed.push(("schedule", s.id, schedule_deposit(worker, s)));
+            }
+            !gone
+        });
+        local.subscriptions.subscriptions.retain(|s| {
+            let gone = s.contract == id;
+            if gone {
+                removed.push((
+                    "subscription",
+                    s.id,
+                    crate::subscribe::deposit(&s.def, price),
+                ));
+            }
+            !gone
+        });
+        local.jobs.jobs.retain(|j| {
+            let gone = j.contract == id;
+            if gone {
+                removed.push(("job", j.id, crate::jobs::deposit(&j.def, price)));
+            }
+            !gone
+        });
         // The deployer's balance after this command's own writes (a terminated contract's
         // balance may just have gone to it).
         let key = StateKey::Balance(info.deployer);
@@ -249,8 +253,7 @@ pub(super) fn drop_terminated_triggers(
             None => balance_of(read(&key)?),
         };
         let mut refund: u128 = 0;
-        for s in &removed {
-            let deposit = schedule_deposit(worker, s);
+        for (kind, n, deposit) in removed {
             refund = refund.saturating_add(deposit);
             applied.logs.push(LogRecord {
                 contract: id,
@@ -259,38 +262,8 @@ pub(super) fn drop_terminated_triggers(
                 seq: Some(entry.seq),
                 timestamp: entry.timestamp,
                 message: format!(
-                    "schedule {} removed: the contract terminated (its deposit of {deposit} went back to {})",
-                    s.id, info.deployer
-                ),
-            });
-        }
-        for s in &unsubscribed {
-            let deposit = crate::subscribe::deposit(&s.def, deposit_price(worker));
-            refund = refund.saturating_add(deposit);
-            applied.logs.push(LogRecord {
-                contract: id,
-                level: "trigger".into(),
-                origin: Mode::Command,
-                seq: Some(entry.seq),
-                timestamp: entry.timestamp,
-                message: format!(
-                    "subscription {} removed: the contract terminated (its deposit of {deposit} went back to {})",
-                    s.id, info.deployer
-                ),
-            });
-        }
-        for j in &jobs {
-            let deposit = crate::jobs::deposit(&j.def, deposit_price(worker));
-            refund = refund.saturating_add(deposit);
-            applied.logs.push(LogRecord {
-                contract: id,
-                level: "trigger".into(),
-                origin: Mode::Command,
-                seq: Some(entry.seq),
-                timestamp: entry.timestamp,
-                message: format!(
-                    "job {} removed: the contract terminated (its deposit of {deposit} went back to {})",
-                    j.id, info.deployer
+                    "{kind} {n} removed: the contract terminated (its deposit of {deposit} went back to {})",
+                    info.deployer
                 ),
             });
         }
@@ -389,12 +362,34 @@ pub(super) fn apply_job_result(
     if let Some((kind, message)) = crate::jobs::unanswerable(job, r.tick, entry.timestamp) {
         return Ok(refuse(kind, message));
     }
-    if r.output.0.len() > crate::jobs::MAX_OUTPUT {
+    // Sealed for the workers on a cluster that encrypts (every worker holds the key of the
+    // current epoch here: `check_worker_entry` passed).
+    let output = if worker.inner.genesis.encryption {
+        let opened = worker.inner.enclave.keys().epoch(r.epoch).map(|k| {
+            phat_crypto::entry::open_entry_data(
+                &k.secret,
+                &crate::jobs::output_name(job, r.tick),
+                &r.output.0,
+            )
+        });
+        match opened {
+            Some(Ok(o)) => o,
+            _ => {
+                return Ok(refuse(
+                    "bad_output",
+                    "the output is not sealed for this cluster".into(),
+                ))
+            }
+        }
+    } else {
+        r.output.0.clone()
+    };
+    if output.len() > crate::jobs::MAX_OUTPUT {
         return Ok(refuse(
             "too_large",
             format!(
                 "an output of {} bytes, more than {}",
-                r.output.0.len(),
+                output.len(),
                 crate::jobs::MAX_OUTPUT
             ),
         ));
@@ -403,7 +398,7 @@ pub(super) fn apply_job_result(
     let call = Call::Call {
         dest: contract,
         value: 0,
-        data: crate::jobs::handler_data(&job.def, r.tick, &r.output.0).into(),
+        data: crate::jobs::handler_data(&job.def, r.tick, &output).into(),
         gas_limit: job.def.gas_limit,
     };
     let payer = deployer_of(view, entry, &contract)?;
@@ -430,7 +425,7 @@ pub(super) fn apply_job_result(
             "job {id} tick {} answered by {} ({} bytes): {outcome}",
             crate::schedule::format_tick(r.tick),
             r.worker,
-            r.output.0.len()
+            output.len()
         ),
     });
     drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
