@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parity_scale_codec::{Decode, Encode};
-use phat_client::primitives::protocol::{CallResult, Job, LedgerCommand};
+use parity_scale_codec::Encode;
+use phat_client::primitives::protocol::{Job, LedgerCommand};
 use phat_client::primitives::{blake2_256, AccountId};
 use phat_client::Client;
 use support::*;
@@ -273,18 +273,13 @@ async fn a_job_runs_off_chain_once_per_tick_with_failover() {
     );
 
     // A result with a bad MAC, and a genuine one appended again, are refused everywhere.
-    let token =
-        phat_worker::ledger::http::LedgerToken::read(&ledger_token_file(&dev.data())).unwrap();
-    let ledger =
-        phat_worker::ledger::http::RemoteLedger::with_token(&dev.ledger(), &token).unwrap();
-    let entries = phat_worker::ledger::Ledger::read(&ledger, 1, 10_000, Duration::from_millis(100))
-        .await
-        .unwrap();
-    let genuine = entries
-        .iter()
+    let ledger = dev_ledger(&dev);
+    let commands = ledger_commands(&ledger).await;
+    let genuine = commands
+        .into_iter()
         .rev()
-        .find_map(|e| match LedgerCommand::decode(&mut &e.payload[..]) {
-            Ok(LedgerCommand::JobResult(r)) => Some(r),
+        .find_map(|c| match c {
+            LedgerCommand::JobResult(r) => Some(r),
             _ => None,
         })
         .expect("a job result in the ledger");
@@ -301,18 +296,7 @@ async fn a_job_runs_off_chain_once_per_tick_with_failover() {
     forged.tick += 2_000 * 1_000;
     forged.output = b"1000000".to_vec().into();
     for (entry, kind) in [(genuine, "already_answered"), (forged, "bad_mac")] {
-        let appended =
-            phat_worker::ledger::Ledger::append(&ledger, LedgerCommand::JobResult(entry).encode())
-                .await
-                .unwrap();
-        for w in &dev.workers {
-            wait_seq(w, appended.seq).await;
-            let receipt = Client::new(w).unwrap().receipt(appended.seq).await.unwrap();
-            match receipt.result {
-                CallResult::Err(e) => assert_eq!(e.kind, kind, "{e:?}"),
-                other => panic!("a forged result was applied: {other:?}"),
-            }
-        }
+        refused_everywhere(&dev, &ledger, LedgerCommand::JobResult(entry), kind).await;
     }
 
     // Removing the job stops it.

@@ -15,8 +15,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use parity_scale_codec::{Decode, Encode};
-use phat_client::primitives::protocol::{CallResult, LedgerCommand};
+use phat_client::primitives::protocol::LedgerCommand;
 use phat_client::Client;
 use serde_json::json;
 use support::anvil::Anvil;
@@ -273,17 +272,12 @@ async fn logs_are_delivered_once_in_chain_order_with_a_quorum(extra: &[&str]) {
 /// Appends genuine reports again (one from before the key rotation), and copies of one tampered
 /// with, to the ledger: every worker refuses each with the same kind.
 async fn forged_reports_are_refused(dev: &Dev) {
-    let token =
-        phat_worker::ledger::http::LedgerToken::read(&ledger_token_file(&dev.data())).unwrap();
-    let ledger =
-        phat_worker::ledger::http::RemoteLedger::with_token(&dev.ledger(), &token).unwrap();
-    let entries = phat_worker::ledger::Ledger::read(&ledger, 1, 10_000, Duration::from_millis(100))
-        .await
-        .unwrap();
-    let reports: Vec<_> = entries
-        .iter()
-        .filter_map(|e| match LedgerCommand::decode(&mut &e.payload[..]) {
-            Ok(LedgerCommand::EthLog(l)) => Some(l),
+    let ledger = dev_ledger(dev);
+    let commands = ledger_commands(&ledger).await;
+    let reports: Vec<_> = commands
+        .into_iter()
+        .filter_map(|c| match c {
+            LedgerCommand::EthLog(l) => Some(l),
             _ => None,
         })
         .collect();
@@ -304,17 +298,6 @@ async fn forged_reports_are_refused(dev: &Dev) {
         (stranger, "bad_mac"),
         (later, "bad_mac"),
     ] {
-        let appended =
-            phat_worker::ledger::Ledger::append(&ledger, LedgerCommand::EthLog(entry).encode())
-                .await
-                .unwrap();
-        for w in &dev.workers {
-            wait_seq(w, appended.seq).await;
-            let receipt = Client::new(w).unwrap().receipt(appended.seq).await.unwrap();
-            match receipt.result {
-                CallResult::Err(e) => assert_eq!(e.kind, kind, "{e:?}"),
-                other => panic!("a forged report was applied: {other:?}"),
-            }
-        }
+        refused_everywhere(dev, &ledger, LedgerCommand::EthLog(entry), kind).await;
     }
 }

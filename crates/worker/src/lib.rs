@@ -317,6 +317,19 @@ impl Worker {
         phat_primitives::Hash(self.inner.enclave.keys().id)
     }
 
+    /// Whether this worker may propose entries of its own (ticks, log reports, job results):
+    /// it applied everything the ledger holds (an older table would judge wrongly), and it is
+    /// neither diverged nor revoked.
+    pub(crate) fn may_propose(&self) -> bool {
+        let head = self
+            .inner
+            .ledger_head
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.applied_seq() >= head
+            && self.inner.replica.diverged().is_none()
+            && self.revoked_at().is_none()
+    }
+
     /// The seq this worker was revoked from the cluster at, once it has applied it.
     pub fn revoked_at(&self) -> Option<Seq> {
         match self

@@ -197,11 +197,7 @@ pub(crate) async fn propose(worker: Worker) {
         every.tick().await;
         let inner = &worker.inner;
         // A worker behind the log judges from an old table: it leaves proposing to others.
-        let head = inner.ledger_head.load(std::sync::atomic::Ordering::Relaxed);
-        if worker.applied_seq() < head
-            || inner.replica.diverged().is_some()
-            || worker.revoked_at().is_some()
-        {
+        if !worker.may_propose() {
             continue;
         }
         let Ok(table) = inner

@@ -289,11 +289,8 @@ pub(crate) async fn report(worker: Worker) {
     loop {
         every.tick().await;
         let inner = &worker.inner;
-        let head = inner.ledger_head.load(std::sync::atomic::Ordering::Relaxed);
-        if worker.applied_seq() < head
-            || inner.replica.diverged().is_some()
-            || worker.revoked_at().is_some()
-        {
+        // A worker behind the log judges from an old table: it leaves proposing to others.
+        if !worker.may_propose() {
             continue;
         }
         let Ok(snap) = inner.store.snapshot() else {

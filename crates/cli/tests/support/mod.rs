@@ -535,3 +535,48 @@ pub async fn free_balance(worker: &str, system: &str, account: &str, seq: u64) -
         .parse::<u128>()
         .unwrap_or_else(|e| panic!("{r}: {e}"))
 }
+
+/// `phat dev`'s embedded ledger, reached over its HTTP API with the cluster's bearer token
+/// (what a stranger holding the token could append to).
+pub fn dev_ledger(dev: &Dev) -> phat_worker::ledger::http::RemoteLedger {
+    let token =
+        phat_worker::ledger::http::LedgerToken::read(&ledger_token_file(&dev.data())).unwrap();
+    phat_worker::ledger::http::RemoteLedger::with_token(&dev.ledger(), &token).unwrap()
+}
+
+/// Every ledger entry of `dev` so far, decoded.
+pub async fn ledger_commands(
+    ledger: &phat_worker::ledger::http::RemoteLedger,
+) -> Vec<phat_client::primitives::protocol::LedgerCommand> {
+    let entries = phat_worker::ledger::Ledger::read(ledger, 1, 10_000, Duration::from_millis(100))
+        .await
+        .unwrap();
+    entries
+        .iter()
+        .filter_map(|e| parity_scale_codec::Decode::decode(&mut &e.payload[..]).ok())
+        .collect()
+}
+
+/// Appends `command` straight to the ledger and checks that every worker of `dev` refuses it
+/// with `kind` (none may apply it).
+pub async fn refused_everywhere(
+    dev: &Dev,
+    ledger: &phat_worker::ledger::http::RemoteLedger,
+    command: phat_client::primitives::protocol::LedgerCommand,
+    kind: &str,
+) {
+    let appended =
+        phat_worker::ledger::Ledger::append(ledger, parity_scale_codec::Encode::encode(&command))
+            .await
+            .unwrap();
+    for w in &dev.workers {
+        wait_seq(w, appended.seq).await;
+        let receipt = Client::new(w).unwrap().receipt(appended.seq).await.unwrap();
+        match receipt.result {
+            phat_client::primitives::protocol::CallResult::Err(e) => {
+                assert_eq!(e.kind, kind, "{e:?}")
+            }
+            other => panic!("seq {} was applied on {w}: {other:?}", appended.seq),
+        }
+    }
+}
