@@ -142,48 +142,28 @@ pub(crate) fn change(
     match op {
         JobOp::Add { def, .. } => {
             check(def, max_gas).map_err(|m| ("bad_job", m))?;
-            let mine = table.jobs.iter().filter(|j| j.contract == contract).count();
-            if mine >= MAX_PER_CONTRACT || table.jobs.len() >= MAX_JOBS {
-                return Err((
-                    "too_many_jobs",
-                    format!(
-                        "at most {MAX_PER_CONTRACT} jobs per contract and {MAX_JOBS} in a cluster"
-                    ),
-                ));
-            }
-            let due = deposit(def, price);
-            if balance < due {
-                return Err((
-                    "storage_deposit",
-                    format!("a job holds a deposit of {due}; {caller} has {balance}"),
-                ));
-            }
-            let id = table.next_id;
-            table.next_id = id.saturating_add(1);
-            table.jobs.push(Job {
-                contract,
-                id,
-                def: def.clone(),
-                since: now,
-                last_tick: now,
-                runs: 0,
-            });
-            Ok((id.encode(), balance - due))
+            crate::schedule::add_entry(
+                (&mut table.jobs, &mut table.next_id),
+                (contract, |j: &Job| j.contract),
+                ((MAX_PER_CONTRACT, MAX_JOBS), "job", "too_many_jobs"),
+                (caller, balance, deposit(def, price)),
+                |id| Job {
+                    contract,
+                    id,
+                    def: def.clone(),
+                    since: now,
+                    last_tick: now,
+                    runs: 0,
+                },
+            )
         }
-        JobOp::Remove { id, .. } => {
-            let Some(at) = table
-                .jobs
-                .iter()
-                .position(|j| j.id == *id && j.contract == contract)
-            else {
-                return Err(("unknown_job", format!("{contract} has no job {id}")));
-            };
-            let removed = table.jobs.remove(at);
-            Ok((
-                id.encode(),
-                balance.saturating_add(deposit(&removed.def, price)),
-            ))
-        }
+        JobOp::Remove { id, .. } => crate::schedule::remove_entry(
+            &mut table.jobs,
+            (contract, *id),
+            |j: &Job| (j.contract, j.id),
+            (balance, |j: &Job| deposit(&j.def, price)),
+            ("unknown_job", "job"),
+        ),
     }
 }
 

@@ -69,6 +69,58 @@ pub(crate) fn deployer_only(
     Ok(())
 }
 
+/// Adds an entry to a contract's trigger table (`entries`, ids from `next_id`): refused past
+/// `caps` (per contract, per cluster; refusal kind `too_many`) or without the deposit `due`;
+/// else the receipt's output (the new id) and the deployer's balance after the deposit. `what`
+/// names the kind (`subscription`, `job`).
+pub(crate) fn add_entry<T>(
+    (entries, next_id): (&mut Vec<T>, &mut u32),
+    (contract, owner): (
+        phat_primitives::AccountId,
+        impl Fn(&T) -> phat_primitives::AccountId,
+    ),
+    (caps, what, too_many): ((usize, usize), &str, &'static str),
+    (caller, balance, due): (phat_primitives::AccountId, u128, u128),
+    make: impl FnOnce(u32) -> T,
+) -> Result<(Vec<u8>, u128), (&'static str, String)> {
+    let mine = entries.iter().filter(|e| owner(e) == contract).count();
+    if mine >= caps.0 || entries.len() >= caps.1 {
+        return Err((
+            too_many,
+            format!(
+                "at most {} {what}s per contract and {} in a cluster",
+                caps.0, caps.1
+            ),
+        ));
+    }
+    if balance < due {
+        return Err((
+            "storage_deposit",
+            format!("a {what} holds a deposit of {due}; {caller} has {balance}"),
+        ));
+    }
+    let id = *next_id;
+    *next_id = id.saturating_add(1);
+    entries.push(make(id));
+    Ok((id.encode(), balance - due))
+}
+
+/// Removes entry `id` of `contract` from a trigger table: the receipt's output and the
+/// deployer's balance with the entry's deposit (`deposit`) back, or `unknown_<what>`.
+pub(crate) fn remove_entry<T>(
+    entries: &mut Vec<T>,
+    (contract, id): (phat_primitives::AccountId, u32),
+    key: impl Fn(&T) -> (phat_primitives::AccountId, u32),
+    (balance, deposit): (u128, impl Fn(&T) -> u128),
+    (unknown, what): (&'static str, &str),
+) -> Result<(Vec<u8>, u128), (&'static str, String)> {
+    let Some(at) = entries.iter().position(|e| key(e) == (contract, id)) else {
+        return Err((unknown, format!("{contract} has no {what} {id}")));
+    };
+    let removed = entries.remove(at);
+    Ok((id.encode(), balance.saturating_add(deposit(&removed))))
+}
+
 /// Why a schedule definition is refused (the receipt's message; kind `bad_schedule`).
 pub(crate) fn check(def: &ScheduleDef, max_gas: u64) -> Result<(), String> {
     match &def.spec {

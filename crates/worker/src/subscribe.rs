@@ -154,56 +154,32 @@ pub(crate) fn change(
     match op {
         SubscriptionOp::Add { def, .. } => {
             check(def, max_gas).map_err(|m| ("bad_subscription", m))?;
-            let mine = table
-                .subscriptions
-                .iter()
-                .filter(|s| s.contract == contract)
-                .count();
-            if mine >= MAX_PER_CONTRACT || table.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-                return Err((
+            crate::schedule::add_entry(
+                (&mut table.subscriptions, &mut table.next_id),
+                (contract, |s: &Subscription| s.contract),
+                (
+                    (MAX_PER_CONTRACT, MAX_SUBSCRIPTIONS),
+                    "subscription",
                     "too_many_subscriptions",
-                    format!(
-                        "at most {MAX_PER_CONTRACT} subscriptions per contract and \
-                         {MAX_SUBSCRIPTIONS} in a cluster"
-                    ),
-                ));
-            }
-            let due = deposit(def, price);
-            if balance < due {
-                return Err((
-                    "storage_deposit",
-                    format!("a subscription holds a deposit of {due}; {caller} has {balance}"),
-                ));
-            }
-            let id = table.next_id;
-            table.next_id = id.saturating_add(1);
-            table.subscriptions.push(Subscription {
-                contract,
-                id,
-                def: def.clone(),
-                cursor: None,
-                delivered: 0,
-                votes: Vec::new(),
-            });
-            Ok((id.encode(), balance - due))
+                ),
+                (caller, balance, deposit(def, price)),
+                |id| Subscription {
+                    contract,
+                    id,
+                    def: def.clone(),
+                    cursor: None,
+                    delivered: 0,
+                    votes: Vec::new(),
+                },
+            )
         }
-        SubscriptionOp::Remove { id, .. } => {
-            let Some(at) = table
-                .subscriptions
-                .iter()
-                .position(|s| s.id == *id && s.contract == contract)
-            else {
-                return Err((
-                    "unknown_subscription",
-                    format!("{contract} has no subscription {id}"),
-                ));
-            };
-            let removed = table.subscriptions.remove(at);
-            Ok((
-                id.encode(),
-                balance.saturating_add(deposit(&removed.def, price)),
-            ))
-        }
+        SubscriptionOp::Remove { id, .. } => crate::schedule::remove_entry(
+            &mut table.subscriptions,
+            (contract, *id),
+            |s: &Subscription| (s.contract, s.id),
+            (balance, |s: &Subscription| deposit(&s.def, price)),
+            ("unknown_subscription", "subscription"),
+        ),
     }
 }
 

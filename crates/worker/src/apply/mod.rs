@@ -334,6 +334,17 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         needs_epoch: None,
         proposal: None,
     };
+    // A worker's own entry made with the key of an epoch this worker does not hold yet waits
+    // for it, as a command sealed to it does (the batch commits up to it and takes the key).
+    let unheld = |epoch: u32| {
+        worker
+            .inner
+            .enclave
+            .keys()
+            .epoch(epoch)
+            .is_none()
+            .then_some(epoch)
+    };
     let command = LedgerCommand::decode_all(&mut &payload[..]);
     if let Ok(LedgerCommand::Sealed(_) | LedgerCommand::SealedAt { .. }) = &command {
         // Opened at submission by this worker: the same bytes open to the same request.
@@ -372,27 +383,12 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             ..fail("trigger", String::new())
         },
         Ok(LedgerCommand::EthLog(l)) => Decoded {
-            // A report made with the key of an epoch this worker does not hold yet waits for
-            // it, as a command sealed to it does (the batch commits up to it and takes the key).
-            needs_epoch: worker
-                .inner
-                .enclave
-                .keys()
-                .epoch(l.epoch)
-                .is_none()
-                .then_some(l.epoch),
+            needs_epoch: unheld(l.epoch),
             proposal: Some(Proposal::Log(l)),
             ..fail("eth_log", String::new())
         },
         Ok(LedgerCommand::JobResult(r)) => Decoded {
-            // As a log report: made with a key this worker may not hold yet.
-            needs_epoch: worker
-                .inner
-                .enclave
-                .keys()
-                .epoch(r.epoch)
-                .is_none()
-                .then_some(r.epoch),
+            needs_epoch: unheld(r.epoch),
             proposal: Some(Proposal::Result(r)),
             ..fail("job_result", String::new())
         },
