@@ -156,6 +156,8 @@ async fn a_job_runs_off_chain_once_per_tick_with_failover() {
     );
     let added = run_json(&ep, &strs(&add(&["--timeout", "1s"])));
     assert_eq!(added["job"], 0, "{added}");
+    // Added through another process: this client's reads wait for it on any worker.
+    client.read_latest().await.unwrap();
 
     // Three ticks answered, each once, with the API's answer.
     let w0 = dev.workers[0].clone();
@@ -301,6 +303,7 @@ async fn a_job_runs_off_chain_once_per_tick_with_failover() {
 
     // Removing the job stops it.
     run_json(&ep, &["job", "rm", &feed, "0"]);
+    client.read_latest().await.unwrap();
     assert!(client.jobs(&feed_id).await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

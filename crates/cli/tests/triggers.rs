@@ -248,6 +248,7 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
     // Removing the schedule stops it.
     let id = schedule_of(&client, &skip).await.id.to_string();
     run_json(&ep, &["schedule", "rm", &b, &id]);
+    client.read_latest().await.unwrap();
     assert!(client.schedules(&skip.id).await.unwrap().is_empty());
 
     // A contract gets at most 8 schedules; the ninth is refused and changes nothing.

@@ -194,6 +194,9 @@ pub struct Client {
     /// Talk to a cluster that does not encrypt.
     allow_unencrypted: bool,
     peer: Arc<parking_lot::Mutex<Option<Arc<Peer>>>>,
+    /// The highest seq this client knows to be ordered (its own commands, [`Client::read_after`]):
+    /// trigger-table reads wait for it, so they see the client's own writes on any worker.
+    floor: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -235,6 +238,7 @@ impl Client {
             tee_policy: None,
             allow_unencrypted: false,
             peer: Default::default(),
+            floor: Default::default(),
         })
     }
 
@@ -282,6 +286,30 @@ impl Client {
     /// The verified info of the worker this client talks to (its keys and attestation).
     pub async fn trusted_info(&self) -> Result<WorkerInfo, ClientError> {
         Ok(self.peer().await?.info.clone())
+    }
+
+    /// Makes this client's later reads of trigger tables (schedules, subscriptions, jobs)
+    /// wait until the worker answering has applied `seq`, for example a command another
+    /// process submitted. The client's own commands raise this floor by themselves.
+    pub fn read_after(&self, seq: Seq) {
+        self.floor
+            .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes this client's later trigger-table reads see everything ordered so far: raises
+    /// the read floor to the ledger head the endpoint reports, and returns it.
+    pub async fn read_latest(&self) -> Result<Seq, ClientError> {
+        let head = self.info().await?.ledger_head;
+        self.read_after(head);
+        Ok(head)
+    }
+
+    /// `path` with `?min_seq=` of the read floor, when there is one.
+    fn read_url(&self, path: &str) -> String {
+        match self.floor.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => self.url(path),
+            seq => self.url(&format!("{path}?min_seq={seq}")),
+        }
     }
 
     /// The endpoint this client talks to.
@@ -396,9 +424,11 @@ impl Client {
         let peer = self.peer().await?;
         if !peer.info.encryption {
             let url = self.url(&format!("/v1/commands?wait={wait}"));
-            return self
+            let submitted: Submitted = self
                 .answer(self.http.post(url).json(req).send_retrying().await)
-                .await;
+                .await?;
+            self.read_after(submitted.seq);
+            return Ok(submitted);
         }
         let url = self.url(&format!("/v1/commands/sealed?wait={wait}"));
         let mut peer = peer;
@@ -428,6 +458,7 @@ impl Client {
         if let Some(receipt) = &mut submitted.receipt {
             open_result(&keys, &mut receipt.result)?;
         }
+        self.read_after(submitted.seq);
         Ok(submitted)
     }
 
@@ -545,7 +576,7 @@ impl Client {
     ) -> Result<Vec<phat_primitives::protocol::Schedule>, ClientError> {
         self.answer(
             self.http
-                .get(self.url(&format!("/v1/contracts/{id}/schedules")))
+                .get(self.read_url(&format!("/v1/contracts/{id}/schedules")))
                 .send_retrying()
                 .await,
         )
@@ -569,7 +600,7 @@ impl Client {
     ) -> Result<Vec<phat_primitives::protocol::Subscription>, ClientError> {
         self.answer(
             self.http
-                .get(self.url(&format!("/v1/contracts/{id}/subscriptions")))
+                .get(self.read_url(&format!("/v1/contracts/{id}/subscriptions")))
                 .send_retrying()
                 .await,
         )
@@ -594,7 +625,7 @@ impl Client {
     ) -> Result<Vec<phat_primitives::protocol::Job>, ClientError> {
         self.answer(
             self.http
-                .get(self.url(&format!("/v1/contracts/{id}/jobs")))
+                .get(self.read_url(&format!("/v1/contracts/{id}/jobs")))
                 .send_retrying()
                 .await,
         )

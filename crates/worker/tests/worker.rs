@@ -369,3 +369,47 @@ async fn a_worker_refuses_to_start_under_a_changed_genesis() {
         Ok(_) => panic!("the worker started under a changed genesis"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trigger_table_read_waits_for_its_min_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger: Arc<dyn Ledger> = Arc::new(
+        EmbeddedLedger::open(&dir.path().join("ledger.redb"), LedgerConfig::default()).unwrap(),
+    );
+    let (_w, url, stop) = start("w", dir.path(), ledger, 64).await;
+    let client = Client::new(&url).unwrap();
+    let erc20 = erc20();
+    let id = deploy_erc20(&client, &erc20, "1000").await;
+    let head = client.info().await.unwrap().ledger_head;
+    let http = reqwest::Client::new();
+    let jobs = |query: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.get(format!("{url}/v1/contracts/{id}/jobs{query}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // A seq already applied answers at once; a seq not ordered yet is waited for.
+    assert_eq!(jobs(format!("?min_seq={head}")).await.status(), 200);
+    let waiting = tokio::spawn(jobs(format!("?min_seq={}", head + 1)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "answered before seq {} existed", head + 1);
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let data = erc20
+        .encode_message("transfer", &[alice.account().to_hex(), "1".into()])
+        .unwrap();
+    let seq = client
+        .submit(&alice, phat_client::call(id, data), true)
+        .await
+        .unwrap()
+        .seq;
+    assert_eq!(seq, head + 1);
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "[]");
+    // A min_seq that is not a number is bad input.
+    assert_eq!(jobs("?min_seq=soon".into()).await.status(), 400);
+    let _ = stop.send(());
+}

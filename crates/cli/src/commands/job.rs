@@ -127,6 +127,9 @@ pub async fn run(args: JobArgs, ctx: &Ctx) -> Result<()> {
         }
         JobCommand::List { contract } => {
             let id = parse_id(&contract)?;
+            // Through an endpoint that spreads reads, the answering worker may lag a change
+            // just made: read at the ledger head.
+            client.read_latest().await?;
             let list = client.jobs(&id).await?;
             ctx.print(
                 || {

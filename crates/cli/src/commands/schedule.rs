@@ -177,6 +177,9 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<()> {
         }
         ScheduleCommand::List { contract } => {
             let id = parse_id(&contract)?;
+            // Through an endpoint that spreads reads, the answering worker may lag a change
+            // just made: read at the ledger head.
+            client.read_latest().await?;
             let list = client.schedules(&id).await?;
             ctx.print(
                 || {

@@ -144,6 +144,9 @@ pub async fn run(args: SubscribeArgs, ctx: &Ctx) -> Result<()> {
         }
         SubscribeCommand::List { contract } => {
             let id = parse_id(&contract)?;
+            // Through an endpoint that spreads reads, the answering worker may lag a change
+            // just made: read at the ledger head.
+            client.read_latest().await?;
             let list = client.subscriptions(&id).await?;
             ctx.print(
                 || {

@@ -23,12 +23,31 @@ pub(super) async fn contract(
     }))
 }
 
+/// `?min_seq=N` on a read: answer once this worker applied seq `N` (read your own writes
+/// through an endpoint that spreads reads over workers).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ReadAfter {
+    min_seq: Option<Seq>,
+}
+
+impl ReadAfter {
+    /// Waits (at most the worker's wait timeout) until `min_seq` is applied.
+    async fn wait(&self, w: &Worker) -> Result<(), ApiErr> {
+        match self.min_seq {
+            Some(min) if w.applied_seq() < min => wait_applied(w, min).await,
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The contract's schedules, with their last tick and runs so far.
 pub(super) async fn schedules(
     State(w): State<Worker>,
     Path(id): Path<String>,
+    Query(after): Query<ReadAfter>,
 ) -> ApiResult<Vec<phat_primitives::protocol::Schedule>> {
     let id = parse_id(&id)?;
+    after.wait(&w).await?;
     known_contract(&w, &id).await?;
     let snap = w.inner.store.snapshot()?;
     let table = crate::schedule::stored(&snap).map_err(ApiErr::internal)?;
@@ -46,8 +65,10 @@ pub(super) async fn schedules(
 pub(super) async fn subscriptions(
     State(w): State<Worker>,
     Path(id): Path<String>,
+    Query(after): Query<ReadAfter>,
 ) -> ApiResult<Vec<phat_primitives::protocol::Subscription>> {
     let id = parse_id(&id)?;
+    after.wait(&w).await?;
     known_contract(&w, &id).await?;
     let snap = w.inner.store.snapshot()?;
     let table = crate::subscribe::stored(&snap).map_err(ApiErr::internal)?;
@@ -69,8 +90,10 @@ pub(super) async fn subscriptions(
 pub(super) async fn jobs(
     State(w): State<Worker>,
     Path(id): Path<String>,
+    Query(after): Query<ReadAfter>,
 ) -> ApiResult<Vec<phat_primitives::protocol::Job>> {
     let id = parse_id(&id)?;
+    after.wait(&w).await?;
     known_contract(&w, &id).await?;
     let snap = w.inner.store.snapshot()?;
     let table = crate::jobs::stored(&snap).map_err(ApiErr::internal)?;
