@@ -4,6 +4,10 @@
 //   node eth.js deploy-token RPC SUPPLY            deploys TestToken (compile.js's output), prints its address
 //   node eth.js fund RPC TOKEN TO WEI AMOUNT        sends WEI wei and AMOUNT tokens to TO
 //   node eth.js balances RPC TOKEN ADDRESS...       prints ETH and token balances
+//   node eth.js pay RPC TO WEI                      sends WEI wei to TO
+//   node eth.js deploy-consumer RPC ORACLE          deploys PriceConsumer answered by ORACLE, prints its address
+//   node eth.js request RPC CONSUMER PAIR           asks the consumer for PAIR's price, prints the request id
+//   node eth.js answers RPC CONSUMER [PAIR...]      prints each request's answer, and the pushed PAIRs' prices
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -23,6 +27,29 @@ async function rpc(url, method, params) {
 }
 
 const word = (n) => BigInt(n).toString(16).padStart(64, "0");
+// A lone ABI `string` argument: offset, length, bytes padded to a word.
+const abiString = (text) => {
+  const hex = Buffer.from(text, "utf8").toString("hex");
+  return word(32) + word(hex.length / 2) + hex.padEnd(Math.ceil(hex.length / 64) * 64, "0");
+};
+// A `string` answer of an eth_call.
+const decodeString = (data) => {
+  const hex = data.replace(/^0x/, "");
+  const len = Number(BigInt("0x" + hex.slice(64, 128)));
+  return Buffer.from(hex.slice(128, 128 + 2 * len), "hex").toString("utf8");
+};
+// PriceConsumer's compiled artifact (compile.js's output), compiled when missing.
+function consumerArtifact() {
+  const artifact = path.join(__dirname, "build", "PriceConsumer.json");
+  if (!fs.existsSync(artifact)) {
+    require("child_process").execFileSync("node", [path.join(__dirname, "compile.js"), "PriceConsumer"]);
+  }
+  return JSON.parse(fs.readFileSync(artifact, "utf8"));
+}
+const price8 = (v) => {
+  const s = v.toString().padStart(9, "0");
+  return `${s.slice(0, -8)}.${s.slice(-8)}`.replace(/\.?0+$/, "");
+};
 const addressWord = (a) => a.toLowerCase().replace(/^0x/, "").padStart(64, "0");
 
 async function transact(url, tx) {
@@ -43,7 +70,7 @@ async function main() {
   const [cmd, url, ...args] = process.argv.slice(2);
   if (cmd === "deploy-token") {
     const artifact = path.join(__dirname, "build", "TestToken.json");
-    if (!fs.existsSync(artifact)) require("child_process").execFileSync("node", [path.join(__dirname, "compile.js")]);
+    if (!fs.existsSync(artifact)) require("child_process").execFileSync("node", [path.join(__dirname, "compile.js"), "TestToken"]);
     const { bytecode } = JSON.parse(fs.readFileSync(artifact, "utf8"));
     const receipt = await transact(url, { data: bytecode + word(args[0]), gas: "0x2dc6c0" });
     console.log(receipt.contractAddress);
@@ -59,8 +86,41 @@ async function main() {
       const tok = BigInt(await rpc(url, "eth_call", [{ to: token, data: "0x70a08231" + addressWord(h) }, "latest"]));
       console.log(`${h}  eth ${eth}  token ${tok}`);
     }
+  } else if (cmd === "pay") {
+    const [to, wei] = args;
+    await transact(url, { to, value: "0x" + BigInt(wei).toString(16) });
+    console.log(`sent ${wei} wei to ${to}`);
+  } else if (cmd === "deploy-consumer") {
+    const { bytecode } = consumerArtifact();
+    const receipt = await transact(url, { data: bytecode + addressWord(args[0]) });
+    console.log(receipt.contractAddress);
+  } else if (cmd === "request") {
+    const [consumer, pair] = args;
+    const { methods } = consumerArtifact();
+    const receipt = await transact(url, { to: consumer, data: "0x" + methods["request(string)"] + abiString(pair) });
+    const id = BigInt(receipt.logs[0].topics[1]);
+    console.log(`request ${id} (${pair}) in block ${BigInt(receipt.blockNumber)}`);
+  } else if (cmd === "answers") {
+    const [consumer, ...pushed] = args;
+    const { methods } = consumerArtifact();
+    const call = (sig, argsHex) => rpc(url, "eth_call", [{ to: consumer, data: "0x" + methods[sig] + argsHex }, "latest"]);
+    const last = BigInt(await call("lastId()", ""));
+    for (let id = 1n; id <= last; id++) {
+      const pair = decodeString(await call("pairs(uint256)", word(id)));
+      const done = BigInt(await call("fulfilled(uint256)", word(id))) === 1n;
+      const price = BigInt(await call("prices(uint256)", word(id)));
+      console.log(`request ${id}  ${pair}  ${done ? price8(price) : "not answered"}`);
+    }
+    for (const pair of pushed) {
+      const price = BigInt(await call("latest(string)", abiString(pair)));
+      const at = BigInt(await call("updatedAt(string)", abiString(pair)));
+      console.log(`latest ${pair}  ${at === 0n ? "never pushed" : `${price8(price)} at ${new Date(Number(at) * 1000).toISOString()}`}`);
+    }
   } else {
-    console.error("usage: eth.js deploy-token RPC SUPPLY | fund RPC TOKEN TO WEI AMOUNT | balances RPC TOKEN ADDRESS...");
+    console.error(
+      "usage: eth.js deploy-token RPC SUPPLY | fund RPC TOKEN TO WEI AMOUNT | balances RPC TOKEN ADDRESS... | " +
+        "pay RPC TO WEI | deploy-consumer RPC ORACLE | request RPC CONSUMER PAIR | answers RPC CONSUMER [PAIR...]",
+    );
     process.exit(2);
   }
 }

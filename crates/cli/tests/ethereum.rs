@@ -79,6 +79,7 @@ async fn deploy_token(anvil: &Anvil, dir: &Path) -> String {
     let artifact = dir.join("TestToken.json");
     let out = Command::new("node")
         .arg(tools_eth().join("compile.js"))
+        .arg("TestToken")
         .arg(&artifact)
         .output()
         .expect("run node");

@@ -43,9 +43,17 @@ fn emitter(topic: &str) -> String {
     format!("0x6035600c60003960356000f3{runtime}")
 }
 
-/// Emits request `id` for `pair` from `emitter`; returns the block it is in.
+/// `text` ABI-encoded as a `string` (offset, length, bytes padded to a word), in hex.
+fn abi_string(text: &str) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    bytes.resize(text.len().div_ceil(32) * 32, 0);
+    format!("{:064x}{:064x}{}", 32, text.len(), hex::encode(bytes))
+}
+
+/// Emits request `id` for `pair` from `emitter` (the log `PriceRequested(id, pair)` is); returns
+/// the block it is in.
 async fn request(anvil: &Anvil, emitter: &str, id: u64, pair: &str) -> u64 {
-    let data = format!("0x{id:064x}{}", hex::encode(pair));
+    let data = format!("0x{id:064x}{}", abi_string(pair));
     let receipt = anvil.transact(json!({"to": emitter, "data": data})).await;
     assert_eq!(receipt["logs"].as_array().unwrap().len(), 1, "{receipt}");
     u64::from_str_radix(
@@ -200,7 +208,7 @@ async fn logs_are_delivered_once_in_chain_order_with_a_quorum(extra: &[&str]) {
     let from = anvil.rpc("eth_accounts", json!([])).await[0].clone();
     anvil.rpc("evm_setAutomine", json!([false])).await;
     for id in [7u64, 8] {
-        let data = format!("0x{id:064x}{}", hex::encode("ETH/EUR"));
+        let data = format!("0x{id:064x}{}", abi_string("ETH/EUR"));
         let tx = json!([{"from": from, "to": consumer, "data": data}]);
         anvil.rpc("eth_sendTransaction", tx).await;
     }

@@ -395,7 +395,11 @@ async fn a_trigger_table_read_waits_for_its_min_seq() {
     assert_eq!(jobs(format!("?min_seq={head}")).await.status(), 200);
     let waiting = tokio::spawn(jobs(format!("?min_seq={}", head + 1)));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!waiting.is_finished(), "answered before seq {} existed", head + 1);
+    assert!(
+        !waiting.is_finished(),
+        "answered before seq {} existed",
+        head + 1
+    );
     let alice = Signer::from_suri("//Alice").unwrap();
     let data = erc20
         .encode_message("transfer", &[alice.account().to_hex(), "1".into()])

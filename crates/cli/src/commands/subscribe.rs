@@ -59,6 +59,10 @@ pub struct AddArgs {
     /// The emitting contract's address (`0x…`, 20 bytes).
     #[arg(long)]
     pub address: String,
+    /// The event, by its Solidity signature (`PriceRequested(uint256,string)`): topic 0 is its
+    /// keccak-256, and `--topic` filters the positions after it.
+    #[arg(long)]
+    pub event: Option<String>,
     /// A topic filter by position: `0x…` (32 bytes) or `any` (repeatable, at most 4).
     #[arg(long = "topic")]
     pub topics: Vec<String>,
@@ -91,6 +95,23 @@ fn hex_bytes(text: &str, what: &str, len: usize) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Topic 0 of the event with Solidity signature `signature` (`Name(type,…)`, the types as
+/// the ABI spells them, no spaces): its keccak-256.
+fn event_topic(signature: &str) -> Result<Hash> {
+    let well_formed = signature
+        .split_once('(')
+        .is_some_and(|(name, rest)| !name.is_empty() && rest.ends_with(')'))
+        && !signature.contains(char::is_whitespace);
+    if !well_formed {
+        bail!(
+            "the event `{signature}` is not a signature like `PriceRequested(uint256,string)` \
+             (no spaces, no parameter names)"
+        );
+    }
+    use sha3::Digest;
+    Ok(Hash(sha3::Keccak256::digest(signature.as_bytes()).into()))
+}
+
 /// `phat subscribe`.
 pub async fn run(args: SubscribeArgs, ctx: &Ctx) -> Result<()> {
     let client = ctx.client()?;
@@ -105,10 +126,11 @@ pub async fn run(args: SubscribeArgs, ctx: &Ctx) -> Result<()> {
                     .message_selector(&a.handler)?
                     .to_vec()
             };
-            let topics = a
-                .topics
-                .iter()
-                .map(|t| match t.as_str() {
+            let event = a.event.as_deref().map(event_topic).transpose()?;
+            let topics = event
+                .into_iter()
+                .map(|h| Ok(Some(h)))
+                .chain(a.topics.iter().map(|t| match t.as_str() {
                     "any" => Ok(None),
                     t => {
                         let b = hex_bytes(t, "topic", 32)?;
@@ -116,7 +138,7 @@ pub async fn run(args: SubscribeArgs, ctx: &Ctx) -> Result<()> {
                         h.copy_from_slice(&b);
                         Ok(Some(Hash(h)))
                     }
-                })
+                }))
                 .collect::<Result<Vec<_>>>()?;
             let def = SubscriptionDef {
                 rpc_url: a.rpc.clone(),
@@ -191,4 +213,27 @@ pub async fn run(args: SubscribeArgs, ctx: &Ctx) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_topic;
+
+    #[test]
+    fn an_event_signature_is_its_topic() {
+        let t = event_topic("Transfer(address,address,uint256)").unwrap();
+        assert_eq!(
+            hex::encode(t.0),
+            "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+        );
+        for bad in [
+            "Transfer",
+            "(uint256)",
+            "Transfer(address from)",
+            "Transfer(uint256",
+        ] {
+            let e = event_topic(bad).unwrap_err().to_string();
+            assert!(e.contains("not a signature"), "{bad}: {e}");
+        }
+    }
 }

@@ -1,0 +1,418 @@
+//! The oracle example end to end (docs/triggers.md): anvil on 127.0.0.1, the Solidity
+//! `PriceConsumer` compiled by solc-js, a local price API, and `price-feed` on a 3-worker
+//! `phat dev`, subscribed to `PriceRequested` with quorum 2, with a job every 2 s. Requests
+//! made on chain are answered on chain by the contract's own key, each exactly once and in
+//! order, with the API's prices; a pair the API does not know holds no one up; a killed worker
+//! changes nothing; the pushed pair's price reaches the consumer; the workers agree.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::anvil::{tools_eth, Anvil};
+use support::*;
+
+const CHAIN_ID: u64 = 424_245;
+const EVENT: &str = "PriceRequested(uint256,string)";
+/// The API's prices; any other pair is a 404.
+const PRICES: [(&str, &str, u128); 3] = [
+    ("ETH/USD", "3421.55", 342_155_000_000),
+    ("BTC/USD", "97000.5", 9_700_050_000_000),
+    ("DOT/USD", "7.125", 712_500_000),
+];
+
+/// The price API on a free port: `GET /price?pair=ETH/USD` → `{"price": "3421.55"}`; returns
+/// its URL and how many times it was asked for a pair it does not know.
+async fn price_api() -> (String, Arc<AtomicUsize>) {
+    let unknown = Arc::new(AtomicUsize::new(0));
+    let h = unknown.clone();
+    let app = axum::Router::new().route(
+        "/price",
+        axum::routing::get(
+            move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
+                let h = h.clone();
+                async move {
+                    let pair = q.get("pair").cloned().unwrap_or_default();
+                    match PRICES.iter().find(|(p, _, _)| *p == pair) {
+                        Some((_, price, _)) => (
+                            axum::http::StatusCode::OK,
+                            json!({"pair": pair, "price": price}).to_string(),
+                        ),
+                        None => {
+                            h.fetch_add(1, Ordering::SeqCst);
+                            (axum::http::StatusCode::NOT_FOUND, "{}".to_string())
+                        }
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/price", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, unknown)
+}
+
+/// `text` ABI-encoded as a lone `string` argument (offset, length, bytes padded), in hex.
+fn abi_string(text: &str) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    bytes.resize(text.len().div_ceil(32) * 32, 0);
+    format!("{:064x}{:064x}{}", 32, text.len(), hex::encode(bytes))
+}
+
+fn quantity(v: &Value) -> u128 {
+    let s = v.as_str().unwrap().trim_start_matches("0x");
+    let s = s.trim_start_matches('0');
+    u128::from_str_radix(if s.is_empty() { "0" } else { s }, 16).unwrap()
+}
+
+/// The consumer on anvil, with its compiled selectors.
+struct Consumer<'a> {
+    anvil: &'a Anvil,
+    address: String,
+    methods: Value,
+}
+
+impl Consumer<'_> {
+    fn selector(&self, signature: &str) -> String {
+        self.methods[signature].as_str().unwrap().to_string()
+    }
+
+    /// `eth_call` of `signature` with ABI-encoded `args` (hex): the answer as a number.
+    async fn call(&self, signature: &str, args: &str) -> u128 {
+        let data = format!("0x{}{args}", self.selector(signature));
+        let tx = json!({"to": self.address, "data": data});
+        quantity(&self.anvil.rpc("eth_call", json!([tx, "latest"])).await)
+    }
+
+    /// Asks for `pair`'s price from anvil's first account; returns the mined receipt.
+    async fn request(&self, pair: &str) -> Value {
+        let data = format!("0x{}{}", self.selector("request(string)"), abi_string(pair));
+        self.anvil
+            .transact(json!({"to": self.address, "data": data}))
+            .await
+    }
+
+    /// The consumer's logs with topic 0 `topic`.
+    async fn logs(&self, topic: &str) -> Vec<Value> {
+        let filter = json!({"address": self.address, "fromBlock": "0x0", "topics": [topic]});
+        self.anvil
+            .rpc("eth_getLogs", json!([filter]))
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+/// keccak-256 of `text` (anvil's `web3_sha3`), as `0x…`.
+async fn keccak(anvil: &Anvil, text: &str) -> String {
+    let hash = anvil
+        .rpc("web3_sha3", json!([format!("0x{}", hex::encode(text))]))
+        .await;
+    hash.as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_made_on_chain_are_answered_on_chain_once_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let anvil = Anvil::start(&tmp.path().join("anvil.log"), CHAIN_ID).await;
+    let (api, unknown_asked) = price_api().await;
+    let mut dev = Dev::start(3).await;
+    let ep = dev.endpoint.clone();
+
+    // The phat contract first: its Ethereum address is the consumer's oracle.
+    let bundle = bundle("price-feed");
+    let feed = run_json(
+        &ep,
+        &["deploy", bundle.to_str().unwrap(), "--constructor", "new"],
+    )["contract"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let info = run_json(&ep, &["info", &feed]);
+    let oracle = info["contract"]["keys"]["ethereum_address"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+
+    let artifact = tmp.path().join("PriceConsumer.json");
+    let out = Command::new("node")
+        .arg(tools_eth().join("compile.js"))
+        .arg("PriceConsumer")
+        .arg(&artifact)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "compile.js: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let artifact: Value = serde_json::from_slice(&std::fs::read(artifact).unwrap()).unwrap();
+    let code = format!(
+        "{}{:0>64}",
+        artifact["bytecode"].as_str().unwrap(),
+        oracle.trim_start_matches("0x")
+    );
+    let receipt = anvil.transact(json!({"data": code})).await;
+    let consumer = Consumer {
+        anvil: &anvil,
+        address: receipt["contractAddress"].as_str().unwrap().to_string(),
+        methods: artifact["methods"].clone(),
+    };
+    // The oracle pays its gas: 10 ETH.
+    anvil
+        .rpc("anvil_setBalance", json!([oracle, "0x8ac7230489e80000"]))
+        .await;
+
+    // Configure, subscribe (quorum 2 of 3, one confirmation), and the job every 2 s.
+    let gwei = 1_000_000_000u128;
+    run_json(
+        &ep,
+        &[
+            "tx",
+            &feed,
+            "configure",
+            &anvil.url,
+            &CHAIN_ID.to_string(),
+            &consumer.address,
+            "0",
+            &api,
+            "ETH/USD",
+            &(20 * gwei).to_string(),
+            &gwei.to_string(),
+            "200000",
+        ],
+    );
+    let sub = run_json(
+        &ep,
+        &[
+            "subscribe",
+            "add",
+            &feed,
+            "on_request",
+            "--rpc",
+            &anvil.url,
+            "--chain-id",
+            &CHAIN_ID.to_string(),
+            "--address",
+            &consumer.address,
+            "--event",
+            EVENT,
+            "--confirmations",
+            "1",
+            "--quorum",
+            "2",
+        ],
+    );
+    assert_eq!(sub["subscription"], 0, "{sub}");
+    let job = run_json(
+        &ep,
+        &[
+            "job",
+            "add",
+            &feed,
+            "work",
+            "--handler",
+            "on_report",
+            "--every",
+            "2s",
+            "--timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(job["job"], 0, "{job}");
+
+    // Four requests; XXX/YYY is a pair the API does not know.
+    let pairs = ["ETH/USD", "BTC/USD", "XXX/YYY", "DOT/USD"];
+    let mut asked = Vec::new();
+    for pair in pairs {
+        let r = consumer.request(pair).await;
+        asked.push((pair, Instant::now(), r));
+    }
+    anvil.rpc("evm_mine", json!([])).await; // the confirmation of the last one
+    let fulfilled_word = |id: u64| format!("{id:064x}");
+    let wait_fulfilled = |ids: Vec<u64>| {
+        let (consumer, anvil, ep, feed) = (&consumer, &anvil, &ep, &feed);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut at = Vec::new();
+            for id in ids {
+                while consumer
+                    .call("fulfilled(uint256)", &fulfilled_word(id))
+                    .await
+                    != 1
+                {
+                    if Instant::now() > deadline {
+                        let requests = run_json(ep, &["query", feed, "requests"]);
+                        let answers = run_json(ep, &["query", feed, "answers", "0"]);
+                        let triggers = run(ep, &["triggers", feed]);
+                        panic!(
+                            "request {id} not fulfilled\nrequests: {requests}\nanswers: \
+                             {answers}\ntriggers: {}",
+                            String::from_utf8_lossy(&triggers.stdout)
+                        );
+                    }
+                    // Blocks keep coming, as on a live chain (each confirms the last).
+                    anvil.rpc("evm_mine", json!([])).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                at.push(Instant::now());
+            }
+            at
+        }
+    };
+    let done = wait_fulfilled(vec![1, 2, 4]).await;
+    let mut latencies: Vec<Duration> = [0usize, 1, 3]
+        .iter()
+        .zip(&done)
+        .map(|(&i, at)| at.duration_since(asked[i].1))
+        .collect();
+
+    // A worker is killed (`phat dev` restarts it); two more requests are answered meanwhile.
+    let pid = worker_pid(&dev.data().join("worker-1")).expect("worker-1 process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for pair in ["BTC/USD", "ETH/USD"] {
+        let r = consumer.request(pair).await;
+        asked.push((pair, Instant::now(), r));
+    }
+    anvil.rpc("evm_mine", json!([])).await;
+    let done = wait_fulfilled(vec![5, 6]).await;
+    latencies.extend(
+        [4usize, 5]
+            .iter()
+            .zip(&done)
+            .map(|(&i, at)| at.duration_since(asked[i].1)),
+    );
+
+    // Each answered request has the API's price; the unknown pair has none.
+    for (i, (pair, _, _)) in asked.iter().enumerate() {
+        let id = i as u64 + 1;
+        let price = consumer.call("prices(uint256)", &fulfilled_word(id)).await;
+        let want = PRICES
+            .iter()
+            .find(|(p, _, _)| p == pair)
+            .map(|(_, _, v)| *v)
+            .unwrap_or(0);
+        assert_eq!(price, want, "request {id} ({pair})");
+    }
+    assert_eq!(
+        consumer
+            .call("fulfilled(uint256)", &fulfilled_word(3))
+            .await,
+        0
+    );
+    // Once each, in request order: one PriceFulfilled log per answered request.
+    let fulfilled_topic = keccak(&anvil, "PriceFulfilled(uint256,uint256)").await;
+    let logs = consumer.logs(&fulfilled_topic).await;
+    let ids: Vec<u128> = logs.iter().map(|l| quantity(&l["topics"][1])).collect();
+    assert_eq!(ids, vec![1, 2, 4, 5, 6], "{logs:?}");
+    // The pushed pair arrived too.
+    let latest = consumer
+        .call("latest(string)", &abi_string("ETH/USD"))
+        .await;
+    assert_eq!(latest, PRICES[0].2);
+    let updated_topic = keccak(&anvil, "PriceUpdated(string,uint256)").await;
+    assert!(!consumer.logs(&updated_topic).await.is_empty());
+
+    // The unknown pair is given up after 5 reports without a price, and not asked for again.
+    let given_up = "pair: XXX/YYY, answer: None, misses: 5";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let runs = loop {
+        let requests = run_json(&ep, &["query", &feed, "requests"]);
+        if requests["decoded"].as_str().unwrap().contains(given_up) {
+            break run_json(&ep, &["job", "list", &feed])[0]["runs"]
+                .as_u64()
+                .unwrap();
+        }
+        assert!(Instant::now() < deadline, "not given up: {requests}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let runs_reach = |n: u64| {
+        let (ep, feed) = (&ep, &feed);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while run_json(ep, &["job", "list", feed])[0]["runs"]
+                .as_u64()
+                .unwrap()
+                < n
+            {
+                assert!(Instant::now() < deadline, "the job did not reach {n} runs");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    // A run under way as it was given up may still ask: count from the next one.
+    runs_reach(runs + 1).await;
+    let asked = unknown_asked.load(Ordering::SeqCst);
+    assert!(asked >= 5, "{asked}");
+    runs_reach(runs + 3).await;
+    assert_eq!(unknown_asked.load(Ordering::SeqCst), asked);
+
+    // Every transaction the oracle sent is one it decided, and none failed: its nonce on
+    // chain is the feed's count of mined answers (after the job saw them all).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sent = quantity(
+            &anvil
+                .rpc("eth_getTransactionCount", json!([oracle, "latest"]))
+                .await,
+        );
+        let nonces = run_json(&ep, &["query", &feed, "nonces"]);
+        let text = nonces["decoded"].as_str().unwrap_or_default().to_string();
+        // `Ok((next, first_unmined))`
+        let nums: Vec<u128> = text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        if nums.len() == 2 && nums[1] == sent && nums[0] >= sent {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "oracle nonce {sent}, feed {text}"
+        );
+        anvil.rpc("evm_mine", json!([])).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let answers = run_json(&ep, &["query", &feed, "answers", "0"]);
+    let text = answers["decoded"].as_str().unwrap_or_default();
+    assert!(!text.contains("false"), "an answer reverted: {text}");
+
+    // The workers agree on the state: the same root after a command they all applied.
+    let count = run_json(&ep, &["tx", &feed, "count"]);
+    let seq = count["receipt"]["seq"].as_u64().unwrap();
+    let mut roots = Vec::new();
+    for w in &dev.workers {
+        wait_seq(w, seq).await;
+        let receipt = phat_client::Client::new(w)
+            .unwrap()
+            .receipt(seq)
+            .await
+            .unwrap();
+        roots.push(receipt.state_root);
+    }
+    assert!(roots.windows(2).all(|p| p[0] == p[1]), "{roots:?}");
+    latencies.sort();
+    eprintln!(
+        "request mined -> fulfill mined ({} requests, job every 2 s): p50 {:?}, max {:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies.last().unwrap()
+    );
+    dev.stop();
+}
