@@ -1,6 +1,7 @@
 //! The oracle example end to end (docs/triggers.md): anvil on 127.0.0.1, the Solidity
 //! `PriceConsumer` compiled by solc-js, a local price API, and `price-feed` on a 3-worker
-//! `phat dev`, subscribed to `PriceRequested` with quorum 2, with a job every 2 s. Requests
+//! `phat dev` (on the embedded ledger, and on NATS JetStream), subscribed to `PriceRequested`
+//! with quorum 2, with a job every 2 s. Requests
 //! made on chain are answered on chain by the contract's own key, each exactly once and in
 //! order, with the API's prices; a pair the API does not know holds no one up; a killed worker
 //! changes nothing; the pushed pair's price reaches the consumer; the workers agree.
@@ -123,11 +124,20 @@ async fn keccak(anvil: &Anvil, text: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn requests_made_on_chain_are_answered_on_chain_once_in_order() {
+async fn requests_are_answered_on_chain_once_in_order_on_the_embedded_ledger() {
+    requests_are_answered_on_chain_once_in_order(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_are_answered_on_chain_once_in_order_on_nats() {
+    requests_are_answered_on_chain_once_in_order(&["--ledger", "nats"]).await;
+}
+
+async fn requests_are_answered_on_chain_once_in_order(extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let anvil = Anvil::start(&tmp.path().join("anvil.log"), CHAIN_ID).await;
     let (api, unknown_asked) = price_api().await;
-    let mut dev = Dev::start(3).await;
+    let mut dev = Dev::start_with(3, extra).await;
     let ep = dev.endpoint.clone();
 
     // The phat contract first: its Ethereum address is the consumer's oracle.
@@ -409,7 +419,7 @@ async fn requests_made_on_chain_are_answered_on_chain_once_in_order() {
     assert!(roots.windows(2).all(|p| p[0] == p[1]), "{roots:?}");
     latencies.sort();
     eprintln!(
-        "request mined -> fulfill mined ({} requests, job every 2 s): p50 {:?}, max {:?}",
+        "request mined -> fulfill mined ({} requests, job every 2 s, {extra:?}): p50 {:?}, max {:?}",
         latencies.len(),
         latencies[latencies.len() / 2],
         latencies.last().unwrap()
