@@ -90,6 +90,8 @@ mod price_feed {
         NotConfigured,
         /// The job's output is not a report of `work`.
         BadReport,
+        /// The tip is above the max fee, or the gas limit under a transfer's 21,000.
+        BadFees,
     }
 
     /// A price a job fetched.
@@ -178,8 +180,8 @@ mod price_feed {
         pub mined: Vec<(u64, u64, bool)>,
         /// Pairs and their prices (8 decimals).
         pub prices: Vec<(String, u128)>,
-        /// Pairs asked for and not priced (an error answer, no price in it, or a name that
-        /// cannot be asked for).
+        /// Pairs the API has no price for (a 404, or a 200 without a price), or whose name
+        /// cannot be asked for. Other failures (unreachable, 429, 5xx) are not misses.
         pub missing: Vec<String>,
     }
 
@@ -196,6 +198,9 @@ mod price_feed {
         next_nonce: u64,
         /// Answers before this nonce are all known mined.
         first_unmined: u64,
+        /// The last log delivered (block, index): a log at or before it is a repeat (the
+        /// subscription re-added from an earlier block, a second subscription to the event).
+        last_log: Option<(u64, u32)>,
         prices: Vec<Price>,
     }
 
@@ -273,6 +278,7 @@ mod price_feed {
                 outgoing: Mapping::default(),
                 next_nonce: 0,
                 first_unmined: 0,
+                last_log: None,
                 prices: Vec::new(),
             }
         }
@@ -295,6 +301,9 @@ mod price_feed {
         ) -> Result<(), Error> {
             if self.env().caller() != self.owner {
                 return Err(Error::NotOwner);
+            }
+            if max_priority_fee_per_gas > max_fee_per_gas || gas_limit < 21_000 {
+                return Err(Error::BadFees);
             }
             self.config = Some(Config {
                 rpc_url,
@@ -326,10 +335,27 @@ mod price_feed {
             if self.env().caller() != trigger_caller(b"eth-log") {
                 return Err(Error::NotTheCluster);
             }
+            if self
+                .last_log
+                .is_some_and(|last| (block_number, log_index) <= last)
+            {
+                phat_ink::info!(
+                    "log {}/{} delivered again: ignored",
+                    block_number,
+                    log_index
+                );
+                return Ok(());
+            }
             let topic = topics.get(1).ok_or(Error::NoId)?;
             let mut id = [0u8; 8];
             id.copy_from_slice(&topic[24..]);
-            let pair = String::abi_decode(&data).unwrap_or_default();
+            self.last_log = Some((block_number, log_index));
+            // A pair too long to ask for is not stored (a stranger's request costs the
+            // deployer's deposit); the request is then given up like an unknown pair.
+            let pair = String::abi_decode(&data)
+                .ok()
+                .filter(|p| p.len() <= MAX_PAIR_LEN)
+                .unwrap_or_default();
             let request = Request {
                 id: u64::from_be_bytes(id),
                 block_number,
@@ -388,7 +414,9 @@ mod price_feed {
             let config = self.config.as_ref().ok_or(Error::NotConfigured)?;
             let rpc = Rpc::new(&config.rpc_url);
             let mut report = Report::default();
-            let end = self.next_nonce.min(self.first_unmined + MAX_SEND);
+            let end = self
+                .next_nonce
+                .min(self.first_unmined.saturating_add(MAX_SEND));
             for nonce in self.first_unmined..end {
                 let Some(out) = self.outgoing.get(nonce) else {
                     continue;
@@ -407,11 +435,8 @@ mod price_feed {
                 }
             }
             let mut pairs: Vec<String> = Vec::new();
-            let wanted = self
-                .open_requests()
-                .into_iter()
-                .map(|(_, r)| r.pair)
-                .chain(core::iter::once(config.push_pair.clone()));
+            let wanted = core::iter::once(config.push_pair.clone())
+                .chain(self.open_requests().into_iter().map(|(_, r)| r.pair));
             for pair in wanted {
                 if !pair.is_empty() && !pairs.contains(&pair) && pairs.len() < MAX_PAIRS {
                     pairs.push(pair);
@@ -431,10 +456,13 @@ mod price_feed {
                 let r = phat_ink::http_get(&format!("{}{sep}pair={q}", config.api_url), Vec::new());
                 match (r.status_code, parse_price(&r.body)) {
                     (200, Some(price)) => report.prices.push((pair, price)),
-                    (status, _) => {
-                        phat_ink::warn!("price of {}: HTTP {}", pair, status);
+                    // The API says it has no price for the pair: a miss.
+                    (200 | 404, _) => {
+                        phat_ink::warn!("no price of {}: HTTP {}", pair, r.status_code);
                         report.missing.push(pair);
                     }
+                    // Unreachable, rate-limited or failing: asked again next time, no miss.
+                    (status, _) => phat_ink::warn!("price of {}: HTTP {}", pair, status),
                 }
             }
             Ok(report)
@@ -627,6 +655,51 @@ mod price_feed {
             ink::env::test::set_caller::<ink::env::DefaultEnvironment>(accounts.bob);
             let r = feed.configure("".into(), 1, [0; 20], 0, "".into(), "".into(), 1, 1, 1);
             assert_eq!(r, Err(Error::NotOwner));
+        }
+
+        #[ink::test]
+        fn a_log_is_recorded_once_and_a_long_pair_is_not_stored() {
+            let logs = phat_ink::mock::MockPink::default().register();
+            let mut feed = PriceFeed::new();
+            ink::env::test::set_caller::<ink::env::DefaultEnvironment>(trigger_caller(b"eth-log"));
+            let log = |feed: &mut PriceFeed, block, index, id: u8, pair: &str| {
+                let mut topic = [0u8; 32];
+                topic[31] = id;
+                feed.on_request(
+                    block,
+                    index,
+                    vec![[0u8; 32], topic],
+                    String::from(pair).abi_encode(),
+                )
+            };
+            assert_eq!(log(&mut feed, 5, 0, 1, "ETH/USD"), Ok(()));
+            // Delivered again, or an earlier log: ignored.
+            assert_eq!(log(&mut feed, 5, 0, 1, "ETH/USD"), Ok(()));
+            assert_eq!(log(&mut feed, 4, 3, 9, "ETH/USD"), Ok(()));
+            assert_eq!(
+                log(&mut feed, 5, 1, 2, &"X".repeat(MAX_PAIR_LEN + 1)),
+                Ok(())
+            );
+            let requests = feed.requests();
+            assert_eq!(
+                requests.iter().map(|r| r.id).collect::<Vec<_>>(),
+                vec![1, 2]
+            );
+            assert_eq!(requests[0].pair, "ETH/USD");
+            assert_eq!(requests[1].pair, "");
+            let said = format!("{:?}", logs.borrow());
+            assert!(said.contains("delivered again: ignored"), "{said}");
+        }
+
+        #[ink::test]
+        fn fees_that_cannot_be_mined_are_refused() {
+            let mut feed = PriceFeed::new();
+            let mut configure = |tip, gas| {
+                feed.configure("".into(), 1, [0; 20], 0, "".into(), "".into(), 10, tip, gas)
+            };
+            assert_eq!(configure(11, 100_000), Err(Error::BadFees));
+            assert_eq!(configure(1, 20_999), Err(Error::BadFees));
+            assert_eq!(configure(1, 21_000), Ok(()));
         }
 
         #[test]

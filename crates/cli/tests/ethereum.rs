@@ -11,10 +11,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{json, Value};
-use support::anvil::{tools_eth, Anvil};
+use support::anvil::{compile, quantity, Anvil};
 use support::*;
 
 const CHAIN_ID: u64 = 424_242;
@@ -59,12 +58,6 @@ impl Drop for Cluster {
     }
 }
 
-fn quantity(v: &Value) -> u128 {
-    let s = v.as_str().unwrap().trim_start_matches("0x");
-    let s = s.trim_start_matches('0');
-    u128::from_str_radix(if s.is_empty() { "0" } else { s }, 16).unwrap()
-}
-
 /// ABI words: a uint256 and an address, 32 bytes of hex each.
 fn word(n: u128) -> String {
     format!("{n:064x}")
@@ -76,19 +69,7 @@ fn address_word(a: &str) -> String {
 
 /// Compiles and deploys TestToken (OpenZeppelin ERC-20, `SUPPLY` minted to account 0).
 async fn deploy_token(anvil: &Anvil, dir: &Path) -> String {
-    let artifact = dir.join("TestToken.json");
-    let out = Command::new("node")
-        .arg(tools_eth().join("compile.js"))
-        .arg("TestToken")
-        .arg(&artifact)
-        .output()
-        .expect("run node");
-    assert!(
-        out.status.success(),
-        "compile.js: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let artifact: Value = serde_json::from_slice(&std::fs::read(artifact).unwrap()).unwrap();
+    let artifact = compile("TestToken", dir);
     let data = format!("{}{}", artifact["bytecode"].as_str().unwrap(), word(SUPPLY));
     let receipt = anvil
         .transact(json!({"data": data, "gas": "0x2dc6c0"}))

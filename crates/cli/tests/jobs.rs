@@ -123,14 +123,7 @@ async fn a_job_runs_off_chain_once_per_tick_with_failover() {
     let dev = Dev::start(3).await;
     let ep = dev.endpoint.clone();
     let client = Client::new(&ep).unwrap();
-    let bundle = bundle("price-feed");
-    let feed = run_json(
-        &ep,
-        &["deploy", bundle.to_str().unwrap(), "--constructor", "new"],
-    )["contract"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let feed = deploy_new(&ep, "price-feed");
     let feed_id: AccountId = feed.parse().unwrap();
     let add = |extra: &[&str]| {
         let mut args = vec![
@@ -157,7 +150,7 @@ async fn a_job_runs_off_chain_once_per_tick_with_failover() {
     let added = run_json(&ep, &strs(&add(&["--timeout", "1s"])));
     assert_eq!(added["job"], 0, "{added}");
     // Added through another process: this client's reads wait for it on any worker.
-    client.read_latest().await.unwrap();
+    client.read_after(added["seq"].as_u64().unwrap());
 
     // Three ticks answered, each once, with the API's answer.
     let w0 = dev.workers[0].clone();
@@ -302,8 +295,8 @@ async fn a_job_runs_off_chain_once_per_tick_with_failover() {
     }
 
     // Removing the job stops it.
-    run_json(&ep, &["job", "rm", &feed, "0"]);
-    client.read_latest().await.unwrap();
+    let removed = run_json(&ep, &["job", "rm", &feed, "0"]);
+    client.read_after(removed["seq"].as_u64().unwrap());
     assert!(client.jobs(&feed_id).await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

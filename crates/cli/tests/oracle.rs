@@ -13,13 +13,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::anvil::{tools_eth, Anvil};
+use support::anvil::{abi_string, compile, quantity, Anvil};
 use support::*;
 
 const CHAIN_ID: u64 = 424_245;
@@ -61,19 +60,6 @@ async fn price_api() -> (String, Arc<AtomicUsize>) {
     let url = format!("http://{}/price", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, unknown)
-}
-
-/// `text` ABI-encoded as a lone `string` argument (offset, length, bytes padded), in hex.
-fn abi_string(text: &str) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    bytes.resize(text.len().div_ceil(32) * 32, 0);
-    format!("{:064x}{:064x}{}", 32, text.len(), hex::encode(bytes))
-}
-
-fn quantity(v: &Value) -> u128 {
-    let s = v.as_str().unwrap().trim_start_matches("0x");
-    let s = s.trim_start_matches('0');
-    u128::from_str_radix(if s.is_empty() { "0" } else { s }, 16).unwrap()
 }
 
 /// The consumer on anvil, with its compiled selectors.
@@ -141,33 +127,14 @@ async fn requests_are_answered_on_chain_once_in_order(extra: &[&str]) {
     let ep = dev.endpoint.clone();
 
     // The phat contract first: its Ethereum address is the consumer's oracle.
-    let bundle = bundle("price-feed");
-    let feed = run_json(
-        &ep,
-        &["deploy", bundle.to_str().unwrap(), "--constructor", "new"],
-    )["contract"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let feed = deploy_new(&ep, "price-feed");
     let info = run_json(&ep, &["info", &feed]);
     let oracle = info["contract"]["keys"]["ethereum_address"]
         .as_str()
         .unwrap()
         .to_lowercase();
 
-    let artifact = tmp.path().join("PriceConsumer.json");
-    let out = Command::new("node")
-        .arg(tools_eth().join("compile.js"))
-        .arg("PriceConsumer")
-        .arg(&artifact)
-        .output()
-        .expect("run node");
-    assert!(
-        out.status.success(),
-        "compile.js: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let artifact: Value = serde_json::from_slice(&std::fs::read(artifact).unwrap()).unwrap();
+    let artifact = compile("PriceConsumer", tmp.path());
     let code = format!(
         "{}{:0>64}",
         artifact["bytecode"].as_str().unwrap(),
@@ -289,12 +256,7 @@ async fn requests_are_answered_on_chain_once_in_order(extra: &[&str]) {
         .collect();
 
     // A worker is killed (`phat dev` restarts it); two more requests are answered meanwhile.
-    let pid = worker_pid(&dev.data().join("worker-1")).expect("worker-1 process");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    dev.kill_worker(1);
     for pair in ["BTC/USD", "ETH/USD"] {
         let r = consumer.request(pair).await;
         asked.push((pair, Instant::now(), r));
@@ -372,36 +334,56 @@ async fn requests_are_answered_on_chain_once_in_order(extra: &[&str]) {
     runs_reach(runs + 3).await;
     assert_eq!(unknown_asked.load(Ordering::SeqCst), asked);
 
-    // Every transaction the oracle sent is one it decided, and none failed: its nonce on
-    // chain is the feed's count of mined answers (after the job saw them all).
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Every transaction the oracle's key sent is the one the feed decided for that nonce,
+    // and it succeeded: for each nonce the chain counts, the decided hash has a receipt with
+    // status 1 (an answer sent twice, or a stray transaction, would leave a decided hash
+    // unmined under a used nonce).
+    let sent = quantity(
+        &anvil
+            .rpc("eth_getTransactionCount", json!([oracle, "latest"]))
+            .await,
+    );
+    let mut decided: Vec<(u64, String)> = Vec::new();
     loop {
-        let sent = quantity(
-            &anvil
-                .rpc("eth_getTransactionCount", json!([oracle, "latest"]))
-                .await,
-        );
-        let nonces = run_json(&ep, &["query", &feed, "nonces"]);
-        let text = nonces["decoded"].as_str().unwrap_or_default().to_string();
-        // `Ok((next, first_unmined))`
-        let nums: Vec<u128> = text
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().unwrap())
-            .collect();
-        if nums.len() == 2 && nums[1] == sent && nums[0] >= sent {
+        let from = decided.len().to_string();
+        let page = run_json(&ep, &["query", &feed, "answers", &from]);
+        let text = page["decoded"].as_str().unwrap_or_default().to_string();
+        let before = decided.len();
+        for chunk in text.split("Outgoing { nonce: ").skip(1) {
+            let nonce: u64 = chunk
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            // The hash follows the answer: the last 32-byte hex word of the chunk.
+            let hash = chunk
+                .match_indices("0x")
+                .map(|(k, _)| &chunk[k + 2..])
+                .filter(|rest| {
+                    rest.len() >= 64
+                        && rest[..64].bytes().all(|b| b.is_ascii_hexdigit())
+                        && !rest[64..].starts_with(|c: char| c.is_ascii_hexdigit())
+                })
+                .last()
+                .map(|rest| format!("0x{}", &rest[..64]))
+                .unwrap_or_else(|| panic!("no hash in {chunk}"));
+            assert_eq!(nonce as usize, decided.len(), "{text}");
+            decided.push((nonce, hash));
+        }
+        if decided.len() == before {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "oracle nonce {sent}, feed {text}"
-        );
-        anvil.rpc("evm_mine", json!([])).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let answers = run_json(&ep, &["query", &feed, "answers", "0"]);
-    let text = answers["decoded"].as_str().unwrap_or_default();
-    assert!(!text.contains("false"), "an answer reverted: {text}");
+    assert!(
+        decided.len() as u128 >= sent,
+        "{sent} sent, {} decided",
+        decided.len()
+    );
+    for (nonce, hash) in decided.iter().take(sent as usize) {
+        let receipt = anvil.rpc("eth_getTransactionReceipt", json!([hash])).await;
+        assert_eq!(receipt["status"], "0x1", "nonce {nonce}: {receipt}");
+    }
 
     // The workers agree on the state: the same root after a command they all applied.
     let count = run_json(&ep, &["tx", &feed, "count"]);

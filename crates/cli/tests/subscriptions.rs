@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use phat_client::primitives::protocol::LedgerCommand;
 use phat_client::Client;
 use serde_json::json;
-use support::anvil::Anvil;
+use support::anvil::{abi_string, Anvil};
 use support::*;
 
 const CHAIN_ID: u64 = 424_243;
@@ -41,13 +41,6 @@ fn emitter(topic: &str) -> String {
     .concat();
     assert_eq!(runtime.len() / 2, 0x35);
     format!("0x6035600c60003960356000f3{runtime}")
-}
-
-/// `text` ABI-encoded as a `string` (offset, length, bytes padded to a word), in hex.
-fn abi_string(text: &str) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    bytes.resize(text.len().div_ceil(32) * 32, 0);
-    format!("{:064x}{:064x}{}", 32, text.len(), hex::encode(bytes))
 }
 
 /// Emits request `id` for `pair` from `emitter` (the log `PriceRequested(id, pair)` is); returns
@@ -138,14 +131,7 @@ async fn logs_are_delivered_once_in_chain_order_with_a_quorum(extra: &[&str]) {
 
     let mut dev = Dev::start_with(3, extra).await;
     let ep = dev.endpoint.clone();
-    let bundle = bundle("price-feed");
-    let feed = run_json(
-        &ep,
-        &["deploy", bundle.to_str().unwrap(), "--constructor", "new"],
-    )["contract"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let feed = deploy_new(&ep, "price-feed");
     let add = |extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = [
             "subscribe",
@@ -194,12 +180,7 @@ async fn logs_are_delivered_once_in_chain_order_with_a_quorum(extra: &[&str]) {
         if id == 5 {
             // worker-2 is killed (quorum 2 of the other two still delivers; `phat dev`
             // restarts it).
-            let pid = worker_pid(&dev.data().join("worker-2")).expect("worker-2 process");
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .unwrap();
+            dev.kill_worker(2);
         }
         anvil.rpc("evm_mine", json!([])).await;
         latencies.push(wait_recorded(&w0, &feed, id as usize, &dev.data()).await);

@@ -112,13 +112,7 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
 
     // Three ticks, then worker-1 is killed (`phat dev` restarts it), then three more.
     wait_runs(&client, &catch_up, 3).await;
-    let dir = dev.data().join("worker-1");
-    let pid = worker_pid(&dir).expect("worker-1 process");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    dev.kill_worker(1);
     let s = wait_runs(&client, &catch_up, 6).await;
     let (value, s2) = value_and_schedule(&client, &catch_up).await;
     assert!(s2.runs >= s.runs);
@@ -247,8 +241,8 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
     }
     // Removing the schedule stops it.
     let id = schedule_of(&client, &skip).await.id.to_string();
-    run_json(&ep, &["schedule", "rm", &b, &id]);
-    client.read_latest().await.unwrap();
+    let removed = run_json(&ep, &["schedule", "rm", &b, &id]);
+    client.read_after(removed["seq"].as_u64().unwrap());
     assert!(client.schedules(&skip.id).await.unwrap().is_empty());
 
     // A contract gets at most 8 schedules; the ninth is refused and changes nothing.

@@ -296,8 +296,10 @@ impl Client {
             .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Makes this client's later trigger-table reads see everything ordered so far: raises
-    /// the read floor to the ledger head the endpoint reports, and returns it.
+    /// Raises the read floor to the ledger head the answering worker has seen, and returns it:
+    /// later trigger-table reads see at least what that worker knew to be ordered. A worker
+    /// learns of new entries within its poll, so for a command of another process prefer
+    /// [`Client::read_after`] with its seq.
     pub async fn read_latest(&self) -> Result<Seq, ClientError> {
         let head = self.info().await?.ledger_head;
         self.read_after(head);
@@ -455,10 +457,10 @@ impl Client {
                 other => break (other?, keys),
             }
         };
+        self.read_after(submitted.seq);
         if let Some(receipt) = &mut submitted.receipt {
             open_result(&keys, &mut receipt.result)?;
         }
-        self.read_after(submitted.seq);
         Ok(submitted)
     }
 

@@ -47,6 +47,11 @@ async fn deploy_erc20(
     o.address.unwrap()
 }
 
+/// An embedded ledger in `dir`.
+fn embedded_ledger(dir: &std::path::Path) -> Arc<dyn Ledger> {
+    Arc::new(EmbeddedLedger::open(&dir.join("ledger.redb"), LedgerConfig::default()).unwrap())
+}
+
 /// Starts a worker on 127.0.0.1:0; returns its URL and a stop switch.
 async fn start(
     name: &str,
@@ -94,9 +99,7 @@ async fn start(
 #[tokio::test(flavor = "multi_thread")]
 async fn state_roots_do_not_depend_on_batching_or_timing() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger: Arc<dyn Ledger> = Arc::new(
-        EmbeddedLedger::open(&dir.path().join("ledger.redb"), LedgerConfig::default()).unwrap(),
-    );
+    let ledger = embedded_ledger(dir.path());
     let erc20 = erc20();
     // Worker A applies one entry per commit and follows live; B starts late with big batches.
     let (a, url_a, stop_a) = start("a", dir.path(), ledger.clone(), 1).await;
@@ -194,9 +197,7 @@ async fn state_roots_do_not_depend_on_batching_or_timing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn documents_health_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger: Arc<dyn Ledger> = Arc::new(
-        EmbeddedLedger::open(&dir.path().join("ledger.redb"), LedgerConfig::default()).unwrap(),
-    );
+    let ledger = embedded_ledger(dir.path());
     let (_w, url, stop) = start("w", dir.path(), ledger, 64).await;
     let http = reqwest::Client::new();
     let health = http.get(format!("{url}/healthz")).send().await.unwrap();
@@ -265,9 +266,7 @@ async fn documents_health_and_metrics() {
 async fn log_stream_delivers_history_then_live_records() {
     use futures::StreamExt;
     let dir = tempfile::tempdir().unwrap();
-    let ledger: Arc<dyn Ledger> = Arc::new(
-        EmbeddedLedger::open(&dir.path().join("ledger.redb"), LedgerConfig::default()).unwrap(),
-    );
+    let ledger = embedded_ledger(dir.path());
     let (_w, url, stop) = start("w", dir.path(), ledger, 64).await;
     let client = Client::new(&url).unwrap();
     let erc20 = erc20();
@@ -328,9 +327,7 @@ async fn log_stream_delivers_history_then_live_records() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_refuses_to_start_under_a_changed_genesis() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger: Arc<dyn Ledger> = Arc::new(
-        EmbeddedLedger::open(&dir.path().join("ledger.redb"), LedgerConfig::default()).unwrap(),
-    );
+    let ledger = embedded_ledger(dir.path());
     let (worker, _url, stop) = start("a", dir.path(), ledger.clone(), 16).await;
     let _ = stop.send(());
     drop(worker);
@@ -373,9 +370,7 @@ async fn a_worker_refuses_to_start_under_a_changed_genesis() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trigger_table_read_waits_for_its_min_seq() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger: Arc<dyn Ledger> = Arc::new(
-        EmbeddedLedger::open(&dir.path().join("ledger.redb"), LedgerConfig::default()).unwrap(),
-    );
+    let ledger = embedded_ledger(dir.path());
     let (_w, url, stop) = start("w", dir.path(), ledger, 64).await;
     let client = Client::new(&url).unwrap();
     let erc20 = erc20();

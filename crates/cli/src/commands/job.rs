@@ -116,19 +116,19 @@ pub async fn run(args: JobArgs, ctx: &Ctx) -> Result<()> {
                 timeout_ms,
             };
             let signer = Signer::from_suri(&a.suri)?;
-            let out = receipt_output(
+            let (seq, out) = receipt_output(
                 client
                     .change_job(&signer, JobOp::Add { contract: id, def })
                     .await?,
             )?;
             let jid =
                 <u32 as parity_scale_codec::Decode>::decode(&mut &out[..]).unwrap_or_default();
-            ctx.print(|| format!("job {jid}"), || json!({"job": jid}));
+            ctx.print(|| format!("job {jid}"), || json!({"job": jid, "seq": seq}));
         }
         JobCommand::List { contract } => {
             let id = parse_id(&contract)?;
             // Through an endpoint that spreads reads, the answering worker may lag a change
-            // just made: read at the ledger head.
+            // just made: read at the ledger head (as far as the endpoint has seen it).
             client.read_latest().await?;
             let list = client.jobs(&id).await?;
             ctx.print(
@@ -159,12 +159,15 @@ pub async fn run(args: JobArgs, ctx: &Ctx) -> Result<()> {
         JobCommand::Rm { contract, id, suri } => {
             let contract = parse_id(&contract)?;
             let signer = Signer::from_suri(&suri)?;
-            receipt_output(
+            let (seq, _) = receipt_output(
                 client
                     .change_job(&signer, JobOp::Remove { contract, id })
                     .await?,
             )?;
-            ctx.print(|| format!("job {id} removed"), || json!({"removed": id}));
+            ctx.print(
+                || format!("job {id} removed"),
+                || json!({"removed": id, "seq": seq}),
+            );
         }
     }
     Ok(())

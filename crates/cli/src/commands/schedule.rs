@@ -166,14 +166,17 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<()> {
                 },
             };
             let signer = Signer::from_suri(&a.suri)?;
-            let out = receipt_output(
+            let (seq, out) = receipt_output(
                 client
                     .change_schedule(&signer, ScheduleOp::Add { contract: id, def })
                     .await?,
             )?;
             let sid =
                 <u32 as parity_scale_codec::Decode>::decode(&mut &out[..]).unwrap_or_default();
-            ctx.print(|| format!("schedule {sid}"), || json!({"schedule": sid}));
+            ctx.print(
+                || format!("schedule {sid}"),
+                || json!({"schedule": sid, "seq": seq}),
+            );
         }
         ScheduleCommand::List { contract } => {
             let id = parse_id(&contract)?;
@@ -213,27 +216,27 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<()> {
         ScheduleCommand::Rm { contract, id, suri } => {
             let contract = parse_id(&contract)?;
             let signer = Signer::from_suri(&suri)?;
-            receipt_output(
+            let (seq, _) = receipt_output(
                 client
                     .change_schedule(&signer, ScheduleOp::Remove { contract, id })
                     .await?,
             )?;
             ctx.print(
                 || format!("schedule {id} removed"),
-                || json!({"removed": id}),
+                || json!({"removed": id, "seq": seq}),
             );
         }
     }
     Ok(())
 }
 
-/// The output of a command's receipt, or its error.
+/// The seq and output of a command's receipt, or its error.
 pub(super) fn receipt_output(
     submitted: phat_client::primitives::protocol::Submitted,
-) -> Result<Vec<u8>> {
+) -> Result<(u64, Vec<u8>)> {
     let receipt = submitted.receipt.context("no receipt")?;
     match receipt.result {
-        CallResult::Ok(o) => Ok(o.data.0),
+        CallResult::Ok(o) => Ok((receipt.seq, o.data.0)),
         CallResult::Err(e) => bail!("seq {}: {}: {}", receipt.seq, e.kind, e.message),
         CallResult::Sealed(_) => bail!("seq {}: the result is sealed", receipt.seq),
     }

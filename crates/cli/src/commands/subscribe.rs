@@ -152,7 +152,7 @@ pub async fn run(args: SubscribeArgs, ctx: &Ctx) -> Result<()> {
                 quorum: a.quorum,
             };
             let signer = Signer::from_suri(&a.suri)?;
-            let out = receipt_output(
+            let (seq, out) = receipt_output(
                 client
                     .change_subscription(&signer, SubscriptionOp::Add { contract: id, def })
                     .await?,
@@ -161,7 +161,7 @@ pub async fn run(args: SubscribeArgs, ctx: &Ctx) -> Result<()> {
                 <u32 as parity_scale_codec::Decode>::decode(&mut &out[..]).unwrap_or_default();
             ctx.print(
                 || format!("subscription {sid}"),
-                || json!({"subscription": sid}),
+                || json!({"subscription": sid, "seq": seq}),
             );
         }
         SubscribeCommand::List { contract } => {
@@ -201,14 +201,14 @@ pub async fn run(args: SubscribeArgs, ctx: &Ctx) -> Result<()> {
         SubscribeCommand::Rm { contract, id, suri } => {
             let contract = parse_id(&contract)?;
             let signer = Signer::from_suri(&suri)?;
-            receipt_output(
+            let (seq, _) = receipt_output(
                 client
                     .change_subscription(&signer, SubscriptionOp::Remove { contract, id })
                     .await?,
             )?;
             ctx.print(
                 || format!("subscription {id} removed"),
-                || json!({"removed": id}),
+                || json!({"removed": id, "seq": seq}),
             );
         }
     }

@@ -112,3 +112,36 @@ impl Anvil {
         }
     }
 }
+
+/// Compiles `tools/eth/NAME.sol` with solc-js into `dir`; returns its artifact (`abi`,
+/// `bytecode`, `methods`: each function's signature and selector).
+pub fn compile(name: &str, dir: &Path) -> Value {
+    let artifact = dir.join(format!("{name}.json"));
+    let out = Command::new("node")
+        .arg(tools_eth().join("compile.js"))
+        .arg(name)
+        .arg(&artifact)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "compile.js {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(artifact).unwrap()).unwrap()
+}
+
+/// `text` ABI-encoded as a lone `string` argument (offset, length, bytes padded to a word),
+/// in hex.
+pub fn abi_string(text: &str) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    bytes.resize(text.len().div_ceil(32) * 32, 0);
+    format!("{:064x}{:064x}{}", 32, text.len(), hex::encode(bytes))
+}
+
+/// A JSON-RPC quantity (`"0x1a"`) as a number.
+pub fn quantity(v: &Value) -> u128 {
+    let s = v.as_str().unwrap().trim_start_matches("0x");
+    let s = s.trim_start_matches('0');
+    u128::from_str_radix(if s.is_empty() { "0" } else { s }, 16).unwrap()
+}

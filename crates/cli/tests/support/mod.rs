@@ -164,6 +164,17 @@ pub fn bundle(name: &str) -> PathBuf {
     a.bundle.expect("bundle")
 }
 
+/// Builds example contract `name` and deploys it through `endpoint` with its `new`
+/// constructor (no arguments); returns the contract id (`0x…`).
+pub fn deploy_new(endpoint: &str, name: &str) -> String {
+    let bundle = bundle(name);
+    let out = run_json(
+        endpoint,
+        &["deploy", bundle.to_str().unwrap(), "--constructor", "new"],
+    );
+    out["contract"].as_str().unwrap().to_string()
+}
+
 #[path = "../../../../testing/shared.rs"]
 mod shared;
 
@@ -391,6 +402,17 @@ impl Dev {
     pub fn ledger(&self) -> String {
         let port: u16 = self.endpoint.rsplit(':').next().unwrap().parse().unwrap();
         format!("http://127.0.0.1:{}", port + 1)
+    }
+
+    /// Kills `worker-N` with SIGKILL (`phat dev` restarts it).
+    pub fn kill_worker(&self, n: usize) {
+        let pid = worker_pid(&self.data().join(format!("worker-{n}")))
+            .unwrap_or_else(|| panic!("no worker-{n} process"));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
     }
 
     /// The `phat dev` output so far.
