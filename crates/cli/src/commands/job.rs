@@ -8,7 +8,7 @@ use phat_client::Signer;
 use serde_json::json;
 
 use super::common::{contract_metadata, encode_call, parse_id};
-use super::schedule::{parse_period, receipt_output};
+use super::schedule::{parse_period, print_added, print_removed};
 use super::Ctx;
 
 /// Arguments of `phat job`.
@@ -116,14 +116,13 @@ pub async fn run(args: JobArgs, ctx: &Ctx) -> Result<()> {
                 timeout_ms,
             };
             let signer = Signer::from_suri(&a.suri)?;
-            let (seq, out) = receipt_output(
+            print_added(
+                ctx,
+                "job",
                 client
                     .change_job(&signer, JobOp::Add { contract: id, def })
                     .await?,
             )?;
-            let jid =
-                <u32 as parity_scale_codec::Decode>::decode(&mut &out[..]).unwrap_or_default();
-            ctx.print(|| format!("job {jid}"), || json!({"job": jid, "seq": seq}));
         }
         JobCommand::List { contract } => {
             let id = parse_id(&contract)?;
@@ -159,15 +158,14 @@ pub async fn run(args: JobArgs, ctx: &Ctx) -> Result<()> {
         JobCommand::Rm { contract, id, suri } => {
             let contract = parse_id(&contract)?;
             let signer = Signer::from_suri(&suri)?;
-            let (seq, _) = receipt_output(
+            print_removed(
+                ctx,
+                "job",
+                id,
                 client
                     .change_job(&signer, JobOp::Remove { contract, id })
                     .await?,
             )?;
-            ctx.print(
-                || format!("job {id} removed"),
-                || json!({"removed": id, "seq": seq}),
-            );
         }
     }
     Ok(())

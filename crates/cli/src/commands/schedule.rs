@@ -166,17 +166,13 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<()> {
                 },
             };
             let signer = Signer::from_suri(&a.suri)?;
-            let (seq, out) = receipt_output(
+            print_added(
+                ctx,
+                "schedule",
                 client
                     .change_schedule(&signer, ScheduleOp::Add { contract: id, def })
                     .await?,
             )?;
-            let sid =
-                <u32 as parity_scale_codec::Decode>::decode(&mut &out[..]).unwrap_or_default();
-            ctx.print(
-                || format!("schedule {sid}"),
-                || json!({"schedule": sid, "seq": seq}),
-            );
         }
         ScheduleCommand::List { contract } => {
             let id = parse_id(&contract)?;
@@ -216,22 +212,49 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<()> {
         ScheduleCommand::Rm { contract, id, suri } => {
             let contract = parse_id(&contract)?;
             let signer = Signer::from_suri(&suri)?;
-            let (seq, _) = receipt_output(
+            print_removed(
+                ctx,
+                "schedule",
+                id,
                 client
                     .change_schedule(&signer, ScheduleOp::Remove { contract, id })
                     .await?,
             )?;
-            ctx.print(
-                || format!("schedule {id} removed"),
-                || json!({"removed": id, "seq": seq}),
-            );
         }
     }
     Ok(())
 }
 
+/// Prints what adding a trigger (`kind`: schedule, subscription, job) answered: its id (the
+/// receipt's output, SCALE `u32`) and the command's seq.
+pub(super) fn print_added(
+    ctx: &Ctx,
+    kind: &str,
+    submitted: phat_client::primitives::protocol::Submitted,
+) -> Result<()> {
+    let (seq, out) = receipt_output(submitted)?;
+    let id = <u32 as parity_scale_codec::Decode>::decode(&mut &out[..]).unwrap_or_default();
+    ctx.print(|| format!("{kind} {id}"), || json!({kind: id, "seq": seq}));
+    Ok(())
+}
+
+/// Prints that trigger `id` of `kind` was removed, with the command's seq (or its error).
+pub(super) fn print_removed(
+    ctx: &Ctx,
+    kind: &str,
+    id: u32,
+    submitted: phat_client::primitives::protocol::Submitted,
+) -> Result<()> {
+    let (seq, _) = receipt_output(submitted)?;
+    ctx.print(
+        || format!("{kind} {id} removed"),
+        || json!({"removed": id, "seq": seq}),
+    );
+    Ok(())
+}
+
 /// The seq and output of a command's receipt, or its error.
-pub(super) fn receipt_output(
+fn receipt_output(
     submitted: phat_client::primitives::protocol::Submitted,
 ) -> Result<(u64, Vec<u8>)> {
     let receipt = submitted.receipt.context("no receipt")?;

@@ -8,7 +8,7 @@ use phat_client::Signer;
 use serde_json::json;
 
 use super::common::{contract_metadata, parse_id};
-use super::schedule::receipt_output;
+use super::schedule::{print_added, print_removed};
 use super::Ctx;
 
 /// Arguments of `phat subscribe`.
@@ -152,17 +152,13 @@ pub async fn run(args: SubscribeArgs, ctx: &Ctx) -> Result<()> {
                 quorum: a.quorum,
             };
             let signer = Signer::from_suri(&a.suri)?;
-            let (seq, out) = receipt_output(
+            print_added(
+                ctx,
+                "subscription",
                 client
                     .change_subscription(&signer, SubscriptionOp::Add { contract: id, def })
                     .await?,
             )?;
-            let sid =
-                <u32 as parity_scale_codec::Decode>::decode(&mut &out[..]).unwrap_or_default();
-            ctx.print(
-                || format!("subscription {sid}"),
-                || json!({"subscription": sid, "seq": seq}),
-            );
         }
         SubscribeCommand::List { contract } => {
             let id = parse_id(&contract)?;
@@ -201,15 +197,14 @@ pub async fn run(args: SubscribeArgs, ctx: &Ctx) -> Result<()> {
         SubscribeCommand::Rm { contract, id, suri } => {
             let contract = parse_id(&contract)?;
             let signer = Signer::from_suri(&suri)?;
-            let (seq, _) = receipt_output(
+            print_removed(
+                ctx,
+                "subscription",
+                id,
                 client
                     .change_subscription(&signer, SubscriptionOp::Remove { contract, id })
                     .await?,
             )?;
-            ctx.print(
-                || format!("subscription {id} removed"),
-                || json!({"removed": id, "seq": seq}),
-            );
         }
     }
     Ok(())
