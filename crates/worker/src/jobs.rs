@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parity_scale_codec::{DecodeAll, Encode};
+use parity_scale_codec::Encode;
 use phat_primitives::protocol::{
     Bytes, Call, CallResult, Job, JobDef, JobOp, JobResultEntry, JobTable, LedgerCommand,
     MissedTicks, Schedule, ScheduleDef,
@@ -48,11 +48,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// The job table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<JobTable, WorkerError> {
-    match snap.get(&StateKey::Jobs)? {
-        Some(raw) => JobTable::decode_all(&mut &raw[..])
-            .map_err(|e| WorkerError::Apply(format!("the job table does not decode: {e}"))),
-        None => Ok(JobTable::default()),
-    }
+    crate::schedule::stored_table(snap, &StateKey::Jobs, "job")
 }
 
 /// `job` as a schedule, for the tick arithmetic they share.

@@ -36,13 +36,23 @@ const MAX_COUNTED: u64 = 100_000;
 /// How long a worker waits before proposing a tick again that has not run.
 const REPROPOSE: Duration = Duration::from_secs(3);
 
+/// The trigger table (`what`: schedule, subscription, job) stored under `key` in `snap`;
+/// empty when there is none yet.
+pub(crate) fn stored_table<T: parity_scale_codec::Decode + Default>(
+    snap: &Snapshot,
+    key: &StateKey,
+    what: &str,
+) -> Result<T, WorkerError> {
+    match snap.get(key)? {
+        Some(raw) => T::decode_all(&mut &raw[..])
+            .map_err(|e| WorkerError::Apply(format!("the {what} table does not decode: {e}"))),
+        None => Ok(T::default()),
+    }
+}
+
 /// The schedule table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<ScheduleTable, WorkerError> {
-    match snap.get(&StateKey::Schedules)? {
-        Some(raw) => ScheduleTable::decode_all(&mut &raw[..])
-            .map_err(|e| WorkerError::Apply(format!("the schedule table does not decode: {e}"))),
-        None => Ok(ScheduleTable::default()),
-    }
+    stored_table(snap, &StateKey::Schedules, "schedule")
 }
 
 /// Whether `caller` is the deployer of `contract` (its stored info `info`), who alone changes

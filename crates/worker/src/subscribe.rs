@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use parity_scale_codec::{DecodeAll, Encode};
+use parity_scale_codec::Encode;
 use phat_primitives::protocol::{
     Bytes, EthLog, EthLogEntry, LedgerCommand, LogPosition, Subscription, SubscriptionDef,
     SubscriptionOp, SubscriptionTable,
@@ -58,12 +58,7 @@ const CONCURRENT_POLLS: usize = 32;
 
 /// The subscription table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<SubscriptionTable, WorkerError> {
-    match snap.get(&StateKey::Subscriptions)? {
-        Some(raw) => SubscriptionTable::decode_all(&mut &raw[..]).map_err(|e| {
-            WorkerError::Apply(format!("the subscription table does not decode: {e}"))
-        }),
-        None => Ok(SubscriptionTable::default()),
-    }
+    crate::schedule::stored_table(snap, &StateKey::Subscriptions, "subscription")
 }
 
 /// `url` as anyone may see it: scheme, host and port only (RPC providers put their API keys

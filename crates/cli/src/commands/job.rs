@@ -8,7 +8,7 @@ use phat_client::Signer;
 use serde_json::json;
 
 use super::common::{contract_metadata, encode_call, parse_id};
-use super::schedule::{parse_period, print_added, print_removed};
+use super::schedule::{parse_period, print_added, print_removed, spec_text, tick_time};
 use super::Ctx;
 
 /// Arguments of `phat job`.
@@ -137,13 +137,8 @@ pub async fn run(args: JobArgs, ctx: &Ctx) -> Result<()> {
                     }
                     list.iter()
                         .map(|j| {
-                            let when = match &j.def.spec {
-                                ScheduleSpec::Every { ms } => format!("every {ms} ms"),
-                                ScheduleSpec::Cron { expr } => format!("cron \"{expr}\""),
-                            };
-                            let last = chrono::DateTime::from_timestamp_millis(j.last_tick as i64)
-                                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                                .unwrap_or_default();
+                            let when = spec_text(&j.def.spec);
+                            let last = tick_time(j.last_tick);
                             format!(
                                 "job {}  {when}  timeout {} ms  runs {}  last tick {last}",
                                 j.id, j.def.timeout_ms, j.runs

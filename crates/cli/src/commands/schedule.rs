@@ -187,17 +187,12 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<()> {
                     }
                     list.iter()
                         .map(|s| {
-                            let when = match &s.def.spec {
-                                ScheduleSpec::Every { ms } => format!("every {ms} ms"),
-                                ScheduleSpec::Cron { expr } => format!("cron \"{expr}\""),
-                            };
+                            let when = spec_text(&s.def.spec);
                             let missed = match s.def.missed {
                                 MissedTicks::Skip => "skip",
                                 MissedTicks::RunOnce => "run-once",
                             };
-                            let last = chrono::DateTime::from_timestamp_millis(s.last_tick as i64)
-                                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                                .unwrap_or_default();
+                            let last = tick_time(s.last_tick);
                             format!(
                                 "schedule {}  {when}  missed: {missed}  runs {}  last tick {last}",
                                 s.id, s.runs
@@ -251,6 +246,21 @@ pub(super) fn print_removed(
         || json!({"removed": id, "seq": seq}),
     );
     Ok(())
+}
+
+/// A schedule's spec as the lists print it: `every 2000 ms` or `cron "…"`.
+pub(super) fn spec_text(spec: &ScheduleSpec) -> String {
+    match spec {
+        ScheduleSpec::Every { ms } => format!("every {ms} ms"),
+        ScheduleSpec::Cron { expr } => format!("cron \"{expr}\""),
+    }
+}
+
+/// A tick (Unix ms) as RFC 3339 UTC with milliseconds.
+pub(super) fn tick_time(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 /// The seq and output of a command's receipt, or its error.
