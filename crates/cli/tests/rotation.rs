@@ -303,3 +303,101 @@ async fn err_of(client: &Client, call: Call) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// Finding 1 of the security review, performed: anyone holding the ledger's credentials (here
+/// the HTTP ledger's token, which every worker, a revoked one too, holds) names its own key
+/// under `cluster-key/`, with and without a join report of its own making. After a rotation
+/// no worker seals the new epoch's secret to it; the workers count the planted names as
+/// refused metadata and keep applying with equal roots.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_planted_in_ledger_metadata_gets_no_epoch_secret() {
+    use phat_client::crypto::{Attestation, Claims, DevAttestation, EnvelopeSecret, Secret32};
+    let dev = Dev::start(2).await;
+    let ep = dev.endpoint.clone();
+    let client = Client::new(&ep).unwrap();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let counter = deploy_counter(&client).await;
+    let ledger = dev_ledger(&dev);
+    // Two planted keys: one bare name, one with a join report signed by a root of its own.
+    let bare = EnvelopeSecret::generate();
+    let reported = EnvelopeSecret::generate();
+    let info = client.info().await.unwrap();
+    let own_root = DevAttestation::new(&Secret32::random());
+    let forged = own_root
+        .report(
+            &Claims {
+                measurement: info.attestation.measurement.0,
+                worker_key: reported.public(),
+                cluster_key: None,
+                encryption: true,
+            },
+            now(),
+        )
+        .unwrap();
+    for key in [&bare, &reported] {
+        let name = phat_client::primitives::Hash(key.public());
+        ledger
+            .put_meta(&format!("cluster-key/{name}"), b"planted".to_vec())
+            .await
+            .unwrap();
+    }
+    let name = phat_client::primitives::Hash(reported.public());
+    ledger
+        .put_meta(
+            &format!("cluster-join/{name}"),
+            parity_scale_codec::Encode::encode(&forged),
+        )
+        .await
+        .unwrap();
+
+    let rotated = cluster(&ep, &["rotate-key"]);
+    assert_eq!(rotated["epoch"], 1, "{rotated}");
+    let infos = wait_epoch(&dev.workers, 1).await;
+    // Both honest workers hold epoch 1: whichever did not deal it received its share. Give
+    // the share loops (every 250 ms) several more rounds to go wrong.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let shares = ledger.meta_keys("epoch-key/1/").await.unwrap();
+    let honest: Vec<String> = infos
+        .iter()
+        .map(|i| format!("epoch-key/1/{}", i.worker_key))
+        .collect();
+    assert!(!shares.is_empty(), "no share of epoch 1 at all");
+    for share in &shares {
+        assert!(
+            honest.contains(share),
+            "epoch 1's secret was sealed to a key no worker holds: {share} (honest: {honest:?})"
+        );
+    }
+    // The planted names are counted as refused, by both workers.
+    for url in &dev.workers {
+        let metrics = reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let refused = metrics
+            .lines()
+            .find(|l| l.starts_with("phat_refused_metadata_total") && l.contains("cluster-key"))
+            .unwrap_or_else(|| panic!("{url} counted no refused cluster key:\n{metrics}"));
+        let n: f64 = refused.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n >= 2.0, "{refused}");
+    }
+    // The cluster goes on, agreeing.
+    let last = client
+        .submit(&alice, counter.inc(), true)
+        .await
+        .unwrap()
+        .seq;
+    let a = wait_seq(&dev.workers[0], last).await;
+    let b = wait_seq(&dev.workers[1], last).await;
+    assert_eq!((a.seq, a.state_root), (b.seq, b.state_root));
+    assert_eq!(infos[0].envelope_key, infos[1].envelope_key);
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}

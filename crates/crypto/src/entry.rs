@@ -35,6 +35,31 @@ pub fn verify_entry_mac(
     mac.verify_slice(tag).is_ok()
 }
 
+/// The MAC of a checkpoint record `record` published by `worker` under `secret` (one key
+/// epoch's cluster secret): a vote on state roots, so a worker revoked at an epoch cannot
+/// vote with the epochs after it. A key of its own ("phat/v1/checkpoint"): a checkpoint MAC
+/// is never a worker entry's, whatever the bytes.
+pub fn checkpoint_mac(secret: &ClusterSecret, worker: &[u8; 32], record: &[u8]) -> [u8; 32] {
+    let key = derive(secret.expose(), "phat/v1/checkpoint", &[worker]);
+    let mut mac = mac_with(key.expose());
+    mac.update(record);
+    mac.finalize().into_bytes().into()
+}
+
+/// Whether `tag` is `worker`'s [`checkpoint_mac`] of `record` under `secret` (in constant
+/// time).
+pub fn verify_checkpoint_mac(
+    secret: &ClusterSecret,
+    worker: &[u8; 32],
+    record: &[u8],
+    tag: &[u8; 32],
+) -> bool {
+    let key = derive(secret.expose(), "phat/v1/checkpoint", &[worker]);
+    let mut mac = mac_with(key.expose());
+    mac.update(record);
+    mac.verify_slice(tag).is_ok()
+}
+
 /// `data` sealed under `secret` (one key epoch's cluster secret) for the workers of the
 /// cluster: what an entry carries that the ledger must not read (a job's output). `name`
 /// binds it to its place (the entry's other fields), so it does not open elsewhere.
@@ -66,6 +91,17 @@ fn mac_with(key: &[u8; 32]) -> EntryMac {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_mac_is_not_an_entry_mac() {
+        let a = ClusterSecret::from_bytes([1; 32]);
+        let tag = checkpoint_mac(&a, &[7; 32], b"record");
+        assert!(verify_checkpoint_mac(&a, &[7; 32], b"record", &tag));
+        assert!(!verify_checkpoint_mac(&a, &[8; 32], b"record", &tag));
+        assert!(!verify_entry_mac(&a, &[7; 32], b"record", &tag));
+        let b = ClusterSecret::from_bytes([2; 32]);
+        assert!(!verify_checkpoint_mac(&b, &[7; 32], b"record", &tag));
+    }
 
     #[test]
     fn only_the_same_secret_worker_and_payload_verify() {

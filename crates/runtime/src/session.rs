@@ -77,6 +77,50 @@ impl Session {
         })
     }
 
+    /// Uploads `wasm` and instantiates it as one call: the code is written inside the call,
+    /// so its bytes count toward the call's storage deposit and write bound like any other
+    /// write, and a constructor that reverts or fails leaves no code behind. `wasm` must
+    /// hash to `code_hash`; code the state already holds is not written again.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the arguments of `instantiate`, plus the code"
+    )]
+    pub fn instantiate_with_code(
+        &mut self,
+        origin: AccountId,
+        wasm: &[u8],
+        code_hash: CodeHash,
+        value: Balance,
+        input: Vec<u8>,
+        salt: &[u8],
+        gas_limit: Gas,
+    ) -> Result<Outcome, ExecError> {
+        let prepared = Runtime {
+            inner: self.tx().rt.clone(),
+        }
+        .prepare_code(wasm)?;
+        if prepared != code_hash {
+            return Err(ExecError::Decode(
+                "the uploaded code does not hash to the code hash instantiated",
+            ));
+        }
+        self.top_level(origin, gas_limit, |mut tx, gas| {
+            let before = tx.overlay.checkpoint();
+            match tx.code_exists(&code_hash) {
+                Ok(true) => {}
+                Ok(false) => tx
+                    .overlay
+                    .set(StateKey::Code(code_hash), Some(wasm.to_vec())),
+                Err(e) => return (tx, 0, Err(Failure::InCallee(e))),
+            }
+            let (mut tx, used, r) = do_instantiate(tx, origin, code_hash, value, input, salt, gas);
+            if !matches!(&r, Ok((_, data)) if !data.reverted()) {
+                tx.overlay.rollback(before);
+            }
+            (tx, used, r.map(|(addr, data)| (Some(addr), data)))
+        })
+    }
+
     /// Makes `payer` pay the storage deposit of this session's calls instead of their origin
     /// (`None`: the origin pays). For calls whose origin holds no key and no balance.
     pub fn set_deposit_payer(&mut self, payer: Option<AccountId>) {
@@ -167,6 +211,11 @@ impl Session {
     /// Sets the native balance of `who` (genesis and dev funding).
     pub fn set_balance(&mut self, who: &AccountId, amount: Balance) {
         self.tx_mut().set_balance(who, amount);
+    }
+
+    /// Whether the state holds the code `hash` (this session's writes included).
+    pub fn code_exists(&self, hash: &CodeHash) -> Result<bool, ExecError> {
+        self.tx().code_exists(hash)
     }
 
     /// The contract at `addr`, if any.

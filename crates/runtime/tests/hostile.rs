@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use parity_scale_codec::Decode;
 use parity_scale_codec::Encode;
-use phat_primitives::AccountId;
+use phat_primitives::{AccountId, CodeHash};
 use phat_runtime::{Bound, CodeError, Config, ExecError, Limits, Outcome};
 
 /// A harness whose queries time out after 300 ms.
@@ -427,4 +427,90 @@ fn state_growth_is_paid_for_by_the_signer_and_freeing_pays_back() {
     h.command(|s| s.call(broke, evil, 0, vec![6], u64::MAX))
         .unwrap();
     assert_eq!(balance(&h, broke), u128::from(price) * (16384 - 8));
+}
+
+/// Code that comes with its instantiation (what the worker does with a command's uploaded
+/// code) is a write like any other: the deployer pays its deposit, it counts toward the
+/// call's write bound, and a constructor that reverts leaves no code behind. Otherwise one
+/// funded key could put megabytes of code into replicated state for free.
+#[test]
+fn code_uploaded_with_its_instantiation_pays_its_deposit() {
+    let price = 10u64;
+    let config = |written: u64| Config {
+        limits: Limits {
+            storage_deposit_per_byte: price,
+            max_storage_written_per_call: written,
+            ..Limits::default()
+        },
+        ..Config::default()
+    };
+    let mut h = Harness::with_config(config(Limits::default().max_storage_written_per_call));
+    let rich = AccountId([7; 32]);
+    h.command(|s| s.set_balance(&rich, 1 << 60));
+    let balance = |h: &Harness, who| h.query(|s| s.balance(&who)).unwrap();
+    let code_of = |h: &Harness, hash| h.query(|s| s.code_exists(&hash)).unwrap();
+    // A constructor that reverts: nothing stays, nothing is paid.
+    let reverting = wat::parse_str(
+        r#"(module
+             (import "seal0" "seal_return" (func $seal_return (param i32 i32 i32)))
+             (import "env" "memory" (memory 1 16))
+             (func (export "deploy") (call $seal_return (i32.const 1) (i32.const 0) (i32.const 0)))
+             (func (export "call")))"#,
+    )
+    .unwrap();
+    let hash = CodeHash::of(&reverting);
+    let before = balance(&h, rich);
+    let out = h
+        .command(|s| s.instantiate_with_code(rich, &reverting, hash, 0, vec![], b"", GAS))
+        .unwrap();
+    assert!(out.reverted);
+    assert!(!code_of(&h, hash), "a reverted instantiation left its code");
+    assert_eq!(balance(&h, rich), before);
+    // Some contract first, so that the cluster-wide instantiation counter exists and the
+    // two instantiations below write the same rows but the code.
+    let other = h
+        .command(|s| s.upload_code(&hostile("huge_return")))
+        .unwrap();
+    h.command(|s| s.instantiate(rich, other, 0, vec![], b"", GAS))
+        .unwrap();
+    // One that succeeds pays for the code's bytes (and its key) on top of the contract's.
+    let before = balance(&h, rich);
+    let wasm = hostile("amplify");
+    let hash = CodeHash::of(&wasm);
+    let with_code = h
+        .command(|s| s.instantiate_with_code(rich, &wasm, hash, 0, vec![], b"a", GAS))
+        .unwrap();
+    assert!(!with_code.reverted);
+    let paid_with_code = before - balance(&h, rich);
+    assert!(code_of(&h, hash));
+    // The same instantiation once the code is there pays for the contract alone.
+    let before = balance(&h, rich);
+    h.command(|s| s.instantiate_with_code(rich, &wasm, hash, 0, vec![], b"b", GAS))
+        .unwrap();
+    let paid_without = before - balance(&h, rich);
+    assert_eq!(
+        paid_with_code - paid_without,
+        u128::from(price) * (wasm.len() as u128 + 32)
+    );
+    // The code counts toward the call's write bound: over it with the code, within it once
+    // the code is there.
+    let mut tight = Harness::with_config(config(wasm.len() as u64));
+    tight.command(|s| s.set_balance(&rich, 1 << 60));
+    let err = tight
+        .command(|s| s.instantiate_with_code(rich, &wasm, hash, 0, vec![], b"", GAS))
+        .unwrap_err();
+    assert_eq!(
+        limit_of(&err),
+        Some(Bound::StorageWrittenPerCall),
+        "{err:?}"
+    );
+    tight.command(|s| s.upload_code(&wasm)).unwrap();
+    tight
+        .command(|s| s.instantiate_with_code(rich, &wasm, hash, 0, vec![], b"", GAS))
+        .unwrap();
+    // Code that is not the hash named is refused before anything runs.
+    let err = h
+        .command(|s| s.instantiate_with_code(rich, &wasm, CodeHash([0; 32]), 0, vec![], b"c", GAS))
+        .unwrap_err();
+    assert!(matches!(err, ExecError::Decode(_)), "{err:?}");
 }

@@ -126,6 +126,11 @@ pub(crate) struct Enclave {
     /// The key epoch of the state applied so far: this worker hands over and shares no
     /// later epoch (it cannot know yet who was revoked before it).
     pub(crate) state_epoch: std::sync::atomic::AtomicU32,
+    /// The newest key epoch started by a revocation in the state applied so far: what a
+    /// worker signs with an older epoch's key may come from a revoked worker.
+    pub(crate) revocation_epoch: std::sync::atomic::AtomicU32,
+    /// The verdicts on the workers named in the ledger's metadata.
+    members: tokio::sync::Mutex<Members>,
 }
 
 /// The quote interface `source` names.
@@ -221,6 +226,17 @@ impl ClusterKeys {
         }
     }
 
+    /// The newest epoch held and its keys, read together (a rotation between two reads
+    /// would label an entry with one epoch and seal it with another's key).
+    pub(crate) fn newest(&self) -> (u32, Arc<EpochKeys>) {
+        let epochs = self.epochs.read();
+        let Some(keys) = epochs.last() else {
+            unreachable!("cluster keys are made with epoch 0")
+        };
+        let epoch = u32::try_from(epochs.len() - 1).unwrap_or(u32::MAX);
+        (epoch, keys.clone())
+    }
+
     /// The keys of `epoch`, if held.
     pub(crate) fn epoch(&self, epoch: u32) -> Option<Arc<EpochKeys>> {
         self.epochs.read().get(epoch as usize).cloned()
@@ -278,6 +294,8 @@ impl Enclave {
             revoked: Mutex::new(Vec::new()),
             hints: Mutex::new(Vec::new()),
             state_epoch: std::sync::atomic::AtomicU32::new(0),
+            revocation_epoch: std::sync::atomic::AtomicU32::new(0),
+            members: tokio::sync::Mutex::new(Members::default()),
         })
     }
 
@@ -662,8 +680,42 @@ impl Enclave {
         }
     }
 
+    /// The workers of the cluster, as far as this worker can tell from the ledger's metadata
+    /// (see [`Members`]) and the revocations in its applied state: the creator of the cluster
+    /// record and every worker handed the secret whose join report verifies, minus the
+    /// revoked. Names that fail are counted in `refused`.
+    pub(crate) async fn members(
+        &self,
+        ledger: &dyn Ledger,
+        genesis: &Genesis,
+        refused: &crate::metrics::Refused,
+    ) -> Result<Vec<Hash>, WorkerError> {
+        let policy = self.policy(genesis);
+        let mut members = self
+            .members
+            .lock()
+            .await
+            .refresh(ledger, &policy, refused)
+            .await?;
+        if let Some(record) = get_record(ledger).await? {
+            if check_record(&policy, &record).is_ok()
+                && !members.contains(&record.creator.worker_key)
+            {
+                members.push(record.creator.worker_key);
+            }
+        }
+        let revoked = self.revoked.lock().clone();
+        members.retain(|w| !revoked.contains(w));
+        Ok(members)
+    }
+
     /// Hands the cluster secret to every joiner whose report verifies (runs until dropped).
-    pub(crate) async fn serve_joiners(self: Arc<Self>, ledger: Arc<dyn Ledger>, genesis: Genesis) {
+    pub(crate) async fn serve_joiners(
+        self: Arc<Self>,
+        ledger: Arc<dyn Ledger>,
+        genesis: Genesis,
+        refused: crate::metrics::Refused,
+    ) {
         let policy = self.policy(&genesis);
         // Joins answered (by any worker): their answer is written once and never changes.
         let mut settled = std::collections::HashSet::new();
@@ -672,7 +724,10 @@ impl Enclave {
             if let Err(e) = self.hand_over_once(&*ledger, &policy, &mut settled).await {
                 tracing::warn!("cluster handover: {e}");
             }
-            if let Err(e) = self.share_epochs_once(&*ledger, &mut shared).await {
+            if let Err(e) = self
+                .share_epochs_once(&*ledger, &genesis, &refused, &mut shared)
+                .await
+            {
                 tracing::warn!("key epoch shares: {e}");
             }
             tokio::time::sleep(POLL).await;
@@ -680,11 +735,13 @@ impl Enclave {
     }
 
     /// Seals each epoch after 0 this worker holds to every worker of the cluster that has no
-    /// share of it yet and was not revoked: the workers the cluster secret was handed to, and
-    /// its creator.
+    /// share of it yet and was not revoked: the creator and the workers the cluster secret was
+    /// handed to whose join report verifies (see [`Members`]).
     async fn share_epochs_once(
         &self,
         ledger: &dyn Ledger,
+        genesis: &Genesis,
+        refused: &crate::metrics::Refused,
         shared: &mut std::collections::HashSet<(u32, Hash)>,
     ) -> Result<(), WorkerError> {
         let keys = self.keys();
@@ -697,18 +754,8 @@ impl Enclave {
             return Ok(());
         }
         let me = Hash(self.identity.public());
-        let mut members: Vec<Hash> = ledger
-            .meta_keys("cluster-key/")
-            .await?
-            .iter()
-            .filter_map(|k| k.strip_prefix("cluster-key/"))
-            .filter_map(|k| k.parse().ok())
-            .collect();
-        if let Some(record) = get_record(ledger).await? {
-            members.push(record.creator.worker_key);
-        }
-        let revoked = self.revoked.lock().clone();
-        members.retain(|w| *w != me && !revoked.contains(w));
+        let mut members = self.members(ledger, genesis, refused).await?;
+        members.retain(|w| *w != me);
         for e in 1..=held {
             let Some(epoch) = keys.epoch(e) else { continue };
             for w in &members {
@@ -813,6 +860,75 @@ impl Enclave {
             settled.insert(who.to_owned());
         }
         Ok(())
+    }
+}
+
+/// The workers of the cluster as far as the ledger's metadata can show them: each key named
+/// under `cluster-key/` counts only if its `cluster-join/` report verifies under the cluster's
+/// policy and names that key. The metadata is writable by anyone holding ledger credentials
+/// (every worker, a revoked one included): a name alone is no member, or a key planted there
+/// would be sent every later epoch's secret.
+#[derive(Default)]
+pub(crate) struct Members {
+    /// Verdicts so far, by key (a report, once written, never changes: `create_meta`).
+    verdicts: HashMap<Hash, bool>,
+}
+
+impl Members {
+    /// The members found now (verifying the reports not judged yet; refusals counted in
+    /// `refused`).
+    async fn refresh(
+        &mut self,
+        ledger: &dyn Ledger,
+        policy: &AttestationPolicy,
+        refused: &crate::metrics::Refused,
+    ) -> Result<Vec<Hash>, WorkerError> {
+        let named: Vec<Hash> = ledger
+            .meta_keys("cluster-key/")
+            .await?
+            .iter()
+            .filter_map(|k| k.strip_prefix("cluster-key/"))
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        let mut members = Vec::with_capacity(named.len());
+        for w in named {
+            let verdict = match self.verdicts.get(&w) {
+                Some(v) => *v,
+                None => {
+                    let report = ledger.get_meta(&format!("cluster-join/{w}")).await?;
+                    let verdict = match report.map(|r| AttestationReport::decode(&mut &r[..])) {
+                        Some(Ok(r)) => match policy.verify(&r) {
+                            Ok(()) if r.worker_key == w => true,
+                            Ok(()) => {
+                                tracing::warn!(worker_key = %w, "ignoring a cluster key whose join report names another key");
+                                false
+                            }
+                            Err(e) => {
+                                tracing::warn!(worker_key = %w, "ignoring a cluster key whose join report does not verify: {e}");
+                                false
+                            }
+                        },
+                        Some(Err(e)) => {
+                            tracing::warn!(worker_key = %w, "ignoring a cluster key with a malformed join report: {e}");
+                            false
+                        }
+                        None => {
+                            tracing::warn!(worker_key = %w, "ignoring a cluster key with no join report");
+                            false
+                        }
+                    };
+                    if !verdict {
+                        crate::metrics::refuse(refused, "cluster-key");
+                    }
+                    self.verdicts.insert(w, verdict);
+                    verdict
+                }
+            };
+            if verdict {
+                members.push(w);
+            }
+        }
+        Ok(members)
     }
 }
 

@@ -79,13 +79,14 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
             salt,
             gas_limit,
         } => {
-            let uploaded = match run.code {
-                Some(blob) => session.upload_code(blob).map(|_| ()),
-                None => Ok(()),
-            };
-            uploaded.and_then(|_| {
-                session.instantiate(run.caller, code_hash, value, data.0, &salt, gas_limit)
-            })
+            // Code that comes with the command is written inside the call, so the caller
+            // pays its deposit and it counts toward the call's write bound.
+            match run.code {
+                Some(blob) => session.instantiate_with_code(
+                    run.caller, blob, code_hash, value, data.0, &salt, gas_limit,
+                ),
+                None => session.instantiate(run.caller, code_hash, value, data.0, &salt, gas_limit),
+            }
         }
         Call::Call {
             dest,

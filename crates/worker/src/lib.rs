@@ -377,12 +377,11 @@ impl Worker {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), WorkerError> {
-        let joiners = tokio::spawn(
-            self.inner
-                .enclave
-                .clone()
-                .serve_joiners(self.inner.ledger.clone(), self.inner.genesis.clone()),
-        );
+        let joiners = tokio::spawn(self.inner.enclave.clone().serve_joiners(
+            self.inner.ledger.clone(),
+            self.inner.genesis.clone(),
+            self.inner.metrics.refused_metadata.clone(),
+        ));
         let checkpoints = tokio::spawn(replica::watch(self.clone()));
         let proposer = tokio::spawn(schedule::propose(self.clone()));
         let reporter = tokio::spawn(subscribe::report(self.clone()));

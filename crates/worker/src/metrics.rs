@@ -15,6 +15,25 @@ pub(crate) struct Outcome {
     pub(crate) result: String,
 }
 
+/// Label of the refused-metadata counter: what the record claimed to be.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Record {
+    pub(crate) kind: String,
+}
+
+/// Counts ledger metadata records that failed verification, by kind (a ledger writer's
+/// forgeries are ignored and counted, never obeyed).
+pub(crate) type Refused = Family<Record, Counter>;
+
+/// Counts one refused record of `kind`.
+pub(crate) fn refuse(refused: &Refused, kind: &str) {
+    refused
+        .get_or_create(&Record {
+            kind: kind.to_owned(),
+        })
+        .inc();
+}
+
 /// The worker's metrics.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -37,6 +56,8 @@ pub(crate) struct Metrics {
     pub(crate) queries_running: Gauge,
     /// Memory the contract cache holds.
     pub(crate) cache_bytes: Gauge,
+    /// Ledger metadata records that failed verification, by kind.
+    pub(crate) refused_metadata: Refused,
 }
 
 impl Metrics {
@@ -123,8 +144,15 @@ impl Metrics {
             "Memory the contracts' cache entries cost this worker",
             cache_bytes.clone(),
         );
+        let refused_metadata = Refused::default();
+        registry.register(
+            "refused_metadata",
+            "Ledger metadata records ignored because they failed verification, by kind",
+            refused_metadata.clone(),
+        );
         Self {
             registry,
+            refused_metadata,
             cache_bytes,
             queries_running,
             apply_failures,

@@ -139,23 +139,45 @@ struct CheckpointRecord {
     points: Vec<(Seq, [u8; 32])>,
 }
 
-/// A published record: the SCALE record and its MAC under a key of the cluster secret, bound
-/// to the publishing worker's key, so that nobody outside the cluster (a NATS user, anyone
-/// who can write the metadata) can add votes.
+/// A published record: the SCALE record and its MAC under a key of one key epoch's cluster
+/// secret, bound to the publishing worker's key and the epoch, so that nobody outside the
+/// cluster (a NATS user, anyone who can write the metadata) can add votes, and a revoked
+/// worker cannot vote with the epochs it holds (see [`others`]).
 #[derive(Encode, Decode)]
 struct SignedRecord {
     record: Vec<u8>,
+    /// The key epoch of the MAC.
+    epoch: u32,
     mac: [u8; 32],
 }
 
-/// The MAC of `record` published by `worker`.
-fn record_mac(worker: &Worker, publisher: &[u8; 32], record: &[u8]) -> [u8; 32] {
-    worker
-        .inner
-        .enclave
-        .keys()
-        .snapshot
-        .mac(&[b"phat/checkpoint/v1", publisher, record])
+/// What the MAC of a record covers: the epoch and the record.
+fn mac_payload(epoch: u32, record: &[u8]) -> Vec<u8> {
+    [&epoch.to_le_bytes()[..], record].concat()
+}
+
+/// The key epoch this worker signs its records with: the newest both it and its applied
+/// state hold.
+fn signing_epoch(worker: &Worker) -> u32 {
+    let enclave = &worker.inner.enclave;
+    let state = enclave.state_epoch.load(Ordering::Acquire);
+    enclave.keys().held().min(state)
+}
+
+/// This worker's record, signed with the key of `epoch` (at most [`signing_epoch`]).
+fn sign_record(worker: &Worker, epoch: u32, record: Vec<u8>) -> SignedRecord {
+    let Some(secret) = worker.inner.enclave.keys().epoch(epoch) else {
+        unreachable!("a worker holds every epoch up to the one it holds")
+    };
+    SignedRecord {
+        mac: phat_crypto::entry::checkpoint_mac(
+            &secret.secret,
+            &worker.worker_key(),
+            &mac_payload(epoch, &record),
+        ),
+        epoch,
+        record,
+    }
 }
 
 /// The header of a stored snapshot (in the clear, authenticated by the seal).
@@ -385,39 +407,64 @@ async fn write_snapshot(worker: &Worker, view: phat_store::Snapshot) -> Result<u
     Ok(size)
 }
 
-/// The other workers' checkpoint records, by their metadata key.
-async fn others(worker: &Worker) -> Result<Vec<CheckpointRecord>, LedgerError> {
-    let mine = checkpoint_key(&worker.worker_key());
-    // A revoked worker still holds the epoch-0 MAC key: its votes no longer count.
-    let revoked: Vec<String> = worker
-        .inner
+/// The other workers' checkpoint records, by their metadata key. A record counts only if
+/// its publisher is a member of the cluster (attested, not revoked: [`crate::enclave::Members`]),
+/// one vote per member, and its MAC verifies under a key epoch no revoked worker holds (the
+/// epoch of the newest revocation or later). Anything else is ignored and counted: the
+/// metadata is writable by anyone holding ledger credentials.
+async fn others(worker: &Worker) -> Result<Vec<CheckpointRecord>, WorkerError> {
+    let inner = &worker.inner;
+    let me = worker.worker_key();
+    let members = inner
         .enclave
-        .revoked
-        .lock()
-        .iter()
-        .map(|w| checkpoint_key(&w.0))
-        .collect();
+        .members(
+            &*inner.ledger,
+            &inner.genesis,
+            &inner.metrics.refused_metadata,
+        )
+        .await?;
+    let floor = inner.enclave.revocation_epoch.load(Ordering::Acquire);
+    let keys = inner.enclave.keys();
     let mut out = Vec::new();
-    for key in worker.inner.ledger.meta_keys(CHECKPOINT_PREFIX).await? {
-        if key == mine || revoked.contains(&key) {
-            continue;
-        }
+    for key in inner.ledger.meta_keys(CHECKPOINT_PREFIX).await? {
         let publisher = key
             .strip_prefix(CHECKPOINT_PREFIX)
             .and_then(|h| hex::decode(h).ok())
             .and_then(|b| <[u8; 32]>::try_from(b).ok());
-        let (Some(publisher), Some(raw)) = (publisher, worker.inner.ledger.get_meta(&key).await?)
-        else {
+        let Some(publisher) = publisher else {
+            crate::metrics::refuse(&inner.metrics.refused_metadata, "checkpoint");
+            continue;
+        };
+        if publisher == me {
+            continue;
+        }
+        if !members.contains(&Hash(publisher)) {
+            tracing::warn!(%key, "ignoring a checkpoint record of a worker that is not a member");
+            crate::metrics::refuse(&inner.metrics.refused_metadata, "checkpoint");
+            continue;
+        }
+        let Some(raw) = inner.ledger.get_meta(&key).await? else {
             continue;
         };
         let record = SignedRecord::decode_all(&mut raw.as_slice())
             .ok()
-            .filter(|s| s.mac == record_mac(worker, &publisher, &s.record))
+            .filter(|s| s.epoch >= floor)
+            .filter(|s| {
+                keys.epoch(s.epoch).is_some_and(|k| {
+                    phat_crypto::entry::verify_checkpoint_mac(
+                        &k.secret,
+                        &publisher,
+                        &mac_payload(s.epoch, &s.record),
+                        &s.mac,
+                    )
+                })
+            })
             .and_then(|s| CheckpointRecord::decode_all(&mut s.record.as_slice()).ok());
         match record {
             Some(record) => out.push(record),
             None => {
-                tracing::warn!(%key, "ignoring a checkpoint record that is not a cluster worker's")
+                tracing::warn!(%key, "ignoring a checkpoint record that does not verify");
+                crate::metrics::refuse(&inner.metrics.refused_metadata, "checkpoint");
             }
         }
     }
@@ -475,21 +522,20 @@ fn judge(ours: &[(Seq, Hash)], others: &[CheckpointRecord]) -> Verdict {
 pub(crate) async fn watch(worker: Worker) {
     let inner = &worker.inner;
     let key = checkpoint_key(&worker.worker_key());
-    let mut published: Option<Seq> = None;
+    let mut published: Option<(Seq, u32)> = None;
     loop {
         let _ = tokio::time::timeout(WATCH_EVERY, inner.replica.changed.notified()).await;
         let ours: Vec<(Seq, Hash)> = inner.replica.points.lock().iter().copied().collect();
-        let last = ours.last().map(|p| p.0);
+        // Published again at each new checkpoint and each new key epoch (records signed with
+        // an epoch before a revocation stop counting).
+        let epoch = signing_epoch(&worker);
+        let last = ours.last().map(|p| (p.0, epoch));
         if last.is_some() && last != published {
             let record = CheckpointRecord {
                 name: inner.config.name.clone(),
                 points: ours.iter().map(|(s, r)| (*s, r.0)).collect(),
             };
-            let record = record.encode();
-            let signed = SignedRecord {
-                mac: record_mac(&worker, &worker.worker_key(), &record),
-                record,
-            };
+            let signed = sign_record(&worker, epoch, record.encode());
             match inner.ledger.put_meta(&key, signed.encode()).await {
                 Ok(()) => published = last,
                 Err(e) => tracing::warn!("publishing checkpoints: {e}"),
@@ -564,9 +610,26 @@ pub(crate) async fn on_start(worker: &Worker) -> Result<(), WorkerError> {
     Ok(())
 }
 
+/// How many of `others` report `root` at `seq`, and how many another root.
+fn confirmations(seq: Seq, root: Hash, others: &[CheckpointRecord]) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for record in others {
+        match record.points.iter().find(|(s, _)| *s == seq) {
+            Some((_, r)) if *r == root.0 => counts.0 += 1,
+            Some(_) => counts.1 += 1,
+            None => {}
+        }
+    }
+    counts
+}
+
 /// Restores the newest usable snapshot at a seq of at least `min_seq`; returns its seq, or
-/// `None` when there is none. Usable: it opens with the cluster's key and, where other
-/// workers published a checkpoint at its seq, most of them report its root.
+/// `None` when there is none. Usable: it opens with the cluster's key, its writer is a member
+/// of the cluster, and more members' checkpoints at its seq report its root than another (at
+/// least one: a snapshot at a seq nobody checkpointed, or that only its writer vouches for
+/// against another member, is never restored). The image itself cannot be checked against
+/// the root (the root chains writes, not the state), so this is what stands between a
+/// restoring worker and forged state.
 pub(crate) async fn restore_newest(
     worker: &Worker,
     min_seq: Seq,
@@ -574,7 +637,15 @@ pub(crate) async fn restore_newest(
     let inner = &worker.inner;
     let mut names = inner.ledger.snapshot_names().await?;
     names.sort_by_key(|n| std::cmp::Reverse(snapshot_seq(n)));
-    let others = others(worker).await.unwrap_or_default();
+    let others = others(worker).await?;
+    let members = inner
+        .enclave
+        .members(
+            &*inner.ledger,
+            &inner.genesis,
+            &inner.metrics.refused_metadata,
+        )
+        .await?;
     let cipher = inner.enclave.keys().snapshot.clone();
     for name in names {
         let Some(seq) = snapshot_seq(&name) else {
@@ -604,9 +675,20 @@ pub(crate) async fn restore_newest(
                 continue;
             }
         };
-        let verdict = judge(&[(image.seq, image.state_root)], &others);
-        if let Some(d) = verdict.diverged {
-            tracing::warn!(%name, "skipping a snapshot the other workers contradict: {d}");
+        if !members.contains(&Hash(header.worker)) {
+            tracing::warn!(%name, "skipping a snapshot whose writer is not a member");
+            crate::metrics::refuse(&inner.metrics.refused_metadata, "snapshot");
+            continue;
+        }
+        let (confirm, contradict) = confirmations(image.seq, image.state_root, &others);
+        if confirm <= contradict {
+            tracing::warn!(
+                %name,
+                confirm,
+                contradict,
+                "skipping a snapshot whose root most members' checkpoints do not confirm"
+            );
+            crate::metrics::refuse(&inner.metrics.refused_metadata, "snapshot");
             continue;
         }
         let seq = image.seq;

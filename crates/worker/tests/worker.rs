@@ -194,6 +194,107 @@ async fn state_roots_do_not_depend_on_batching_or_timing() {
     let _ = stop_b.send(());
 }
 
+/// Waits until every worker in `workers` has applied `seq`.
+async fn applied(workers: &[&Worker], seq: u64) {
+    for w in workers {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while w.applied_seq() < seq {
+            assert!(std::time::Instant::now() < deadline, "worker stuck");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The recipe of a tenant splitting the cluster: a nonce used by a command that then expired
+/// is used again. The verdict on the reuse must not depend on where a worker's batches end
+/// (A commits every entry on its own, B applies the whole history in one batch).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nonce_reused_after_it_expired_gets_one_verdict_on_every_worker() {
+    use phat_client::primitives::protocol::RequestBody;
+    use phat_client::primitives::Mode;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = embedded_ledger(dir.path());
+    let erc20 = erc20();
+    let (a, url_a, stop_a) = start("a", dir.path(), ledger.clone(), 1).await;
+    let client = Client::new(&url_a).unwrap();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let bob = Signer::from_suri("//Bob").unwrap().account();
+    let id = deploy_erc20(&client, &erc20, "1000").await;
+    let cluster = client.info().await.unwrap().cluster_key;
+    let transfer = |amount: u32| {
+        phat_client::call(
+            id,
+            erc20
+                .encode_message("transfer", &[bob.to_hex(), amount.to_string()])
+                .unwrap(),
+        )
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let nonce = 0x5eed_u64;
+    let signed = |amount: u32, ttl_ms: u64| {
+        alice.sign_request(
+            &cluster,
+            &RequestBody {
+                mode: Mode::Command,
+                call: transfer(amount),
+                nonce,
+                expires_at: now() + ttl_ms,
+                certificate: None,
+            },
+        )
+    };
+    let kind = |s: &phat_client::primitives::protocol::Submitted| match &s
+        .receipt
+        .as_ref()
+        .unwrap()
+        .result
+    {
+        CallResult::Ok(o) if !o.reverted => "ok".to_string(),
+        CallResult::Ok(_) => "reverted".to_string(),
+        CallResult::Err(e) => e.kind.clone(),
+        other => format!("{other:?}"),
+    };
+    // R1 uses the nonce for one second.
+    let r1 = client.submit_signed(&signed(1, 1_000), true).await.unwrap();
+    assert_eq!(kind(&r1), "ok");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Any later command: A commits it on its own, and prunes R1's expired nonce.
+    client.submit(&alice, transfer(0), true).await.unwrap();
+    // R2 uses the same nonce, valid for an hour: R1 cannot be applied any more, so this is
+    // no replay.
+    let r2 = client
+        .submit_signed(&signed(2, 3_600_000), true)
+        .await
+        .unwrap();
+    assert_eq!(kind(&r2), "ok", "{r2:?}");
+    // R3 reuses it while R2 still holds it: a replay, on every worker.
+    let r3 = client.submit_signed(&signed(3, 3_600_000), true).await;
+    match r3 {
+        Err(phat_client::ClientError::Api { kind, .. }) => assert_eq!(kind, "replayed"),
+        other => panic!("a live nonce was accepted again: {other:?}"),
+    }
+    let last = r2.seq;
+    let (b, url_b, stop_b) = start("b", dir.path(), ledger.clone(), 4096).await;
+    applied(&[&a, &b], last).await;
+    let cb = Client::new(&url_b).unwrap();
+    for seq in 1..=last {
+        assert_eq!(
+            client.receipt(seq).await.unwrap(),
+            cb.receipt(seq).await.unwrap(),
+            "the workers disagree on the receipt of seq {seq}"
+        );
+    }
+    let (ia, ib) = (client.info().await.unwrap(), cb.info().await.unwrap());
+    assert_eq!((ia.seq, ia.state_root), (ib.seq, ib.state_root));
+    let _ = stop_a.send(());
+    let _ = stop_b.send(());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn documents_health_and_metrics() {
     let dir = tempfile::tempdir().unwrap();

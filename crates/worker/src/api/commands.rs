@@ -34,12 +34,8 @@ pub(super) async fn submit_sealed(
     let result = async {
         let Json(sealed) = sealed?;
         let cluster = w.inner.enclave.keys();
-        let epoch = cluster.held();
-        let (plain, keys) = match cluster
-            .current()
-            .envelope
-            .open(phat_crypto::Purpose::Command, &sealed)
-        {
+        let (epoch, newest) = cluster.newest();
+        let (plain, keys) = match newest.envelope.open(phat_crypto::Purpose::Command, &sealed) {
             Ok(opened) => opened,
             Err(e) => {
                 // Sealed to a retired epoch's key: refused, so that what a client sends after

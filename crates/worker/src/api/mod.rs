@@ -334,7 +334,7 @@ fn verify(w: &Worker, req: &SignedRequest, mode: Mode) -> Result<RequestBody, Ap
             .store
             .snapshot()?
             .nonce_expiry(&caller, body.nonce)?
-            .is_some();
+            .is_some_and(|expiry| !crate::apply::nonce_expired(expiry, now));
     let mut recent = w.inner.recent_nonces.lock();
     if seen_in_state || !recent.insert(key, body.expires_at, now) {
         return Err(ApiErr::new(

@@ -2,7 +2,7 @@
 //! per batch, each command's writes chained into the state root. Trigger entries and the
 //! commands that change trigger tables are applied in `triggers`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,6 +198,16 @@ async fn ensure_epochs(
         }
     };
     *inner.enclave.revoked.lock() = epochs.revoked().copied().collect();
+    // Epoch n is started by the n-th change.
+    let revocation_epoch = epochs
+        .changes
+        .iter()
+        .rposition(|c| c.revoked.is_some())
+        .map_or(0, |i| u32::try_from(i + 1).unwrap_or(u32::MAX));
+    inner
+        .enclave
+        .revocation_epoch
+        .store(revocation_epoch, Ordering::Release);
     inner
         .enclave
         .state_epoch
@@ -310,6 +320,8 @@ pub(crate) struct Decoded {
     needs_epoch: Option<u32>,
     /// A worker's proposal (then `request` is unused).
     proposal: Option<Proposal>,
+    /// The key epoch a sealed command names (0 for [`LedgerCommand::Sealed`]).
+    sealed_epoch: Option<u32>,
 }
 
 /// What a worker proposes on its own, rather than a client's signed request.
@@ -333,6 +345,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         reply: None,
         needs_epoch: None,
         proposal: None,
+        sealed_epoch: None,
     };
     // A worker's own entry made with the key of an epoch this worker does not hold yet waits
     // for it, as a command sealed to it does (the batch commits up to it and takes the key).
@@ -346,18 +359,25 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             .then_some(epoch)
     };
     let command = LedgerCommand::decode_all(&mut &payload[..]);
-    if let Ok(LedgerCommand::Sealed(_) | LedgerCommand::SealedAt { .. }) = &command {
-        // Opened at submission by this worker: the same bytes open to the same request.
+    let sealed_epoch = match &command {
+        Ok(LedgerCommand::Sealed(_)) => Some(0),
+        Ok(LedgerCommand::SealedAt { epoch, .. }) => Some(*epoch),
+        _ => None,
+    };
+    if let Some(epoch) = sealed_epoch {
+        // Opened at submission by this worker: the same bytes open to the same request (with
+        // the key of the epoch the entry names: `submit_sealed` reads both together).
         if let Some((req, keys)) = worker.inner.opened.lock().remove(&blake2_256(payload)) {
             return Decoded {
                 request: Ok(req),
                 reply: Some(keys),
                 needs_epoch: None,
                 proposal: None,
+                sealed_epoch: Some(epoch),
             };
         }
     }
-    match command {
+    let decoded = match command {
         Err(e) => fail(
             "malformed",
             format!("the ledger entry is not a command: {e}"),
@@ -371,6 +391,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             reply: None,
             needs_epoch: None,
             proposal: None,
+            sealed_epoch: None,
         },
         Ok(LedgerCommand::Sealed(sealed)) => open_sealed(worker, 0, &sealed),
         Ok(LedgerCommand::SealedAt { epoch: 0, .. }) => fail(
@@ -392,6 +413,10 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             proposal: Some(Proposal::Result(r)),
             ..fail("job_result", String::new())
         },
+    };
+    Decoded {
+        sealed_epoch,
+        ..decoded
     }
 }
 
@@ -405,6 +430,7 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
         reply: None,
         needs_epoch,
         proposal: None,
+        sealed_epoch: Some(epoch),
     };
     let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
         // Unknown to the state too, it is refused at apply; else the worker waits for it.
@@ -427,6 +453,7 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
                 reply: Some(keys),
                 needs_epoch: None,
                 proposal: None,
+                sealed_epoch: Some(epoch),
             },
         },
     }
@@ -476,7 +503,8 @@ fn apply_batch(
         batch.writes.extend(changes.clone());
         pending.write().extend(changes);
     }
-    let mut nonces: HashSet<(AccountId, u64)> = HashSet::new();
+    // The nonces this batch used, with their expiry (the store's rows, for the entries before).
+    let mut nonces: HashMap<(AccountId, u64), u64> = HashMap::new();
     let mut logs = Vec::new();
     let mut local = Local {
         epochs: stored_epochs(&snap)?,
@@ -507,14 +535,29 @@ fn apply_batch(
                 });
                 (r, body)
             });
-            (request, d.reply, d.needs_epoch, d.proposal)
+            (request, d.reply, d.needs_epoch, d.proposal, d.sealed_epoch)
         })
         .collect();
-    for (entry, (req, reply, needs_epoch, proposal)) in entries.into_iter().zip(requests) {
+    for (entry, (req, reply, needs_epoch, proposal, sealed_epoch)) in
+        entries.into_iter().zip(requests)
+    {
         if needs_epoch.is_some_and(|e| e <= local.epochs.epoch()) {
             // Started earlier in this batch: commit up to here, take the key, go on.
             break;
         }
+        // Sealed to an epoch the state has not started: refused whatever keys this worker
+        // holds (one restored from an older snapshot may hold it already, and opening it
+        // would give another receipt than the workers that applied it live).
+        let req = match sealed_epoch {
+            Some(e) if e > local.epochs.epoch() => Err(CallError {
+                kind: "unknown_epoch".into(),
+                message: format!(
+                    "the command is sealed to the key of epoch {e}, which the cluster has not \
+                     started"
+                ),
+            }),
+            _ => req,
+        };
         if entry.seq != head.seq + 1 {
             return Err(WorkerError::Apply(format!(
                 "ledger gap: expected seq {}, got {}",
@@ -585,7 +628,7 @@ fn apply_batch(
     inner.store.commit(batch)?;
     // Commands submitted through this worker are now remembered by the store.
     let mut recent = inner.recent_nonces.lock();
-    for key in &nonces {
+    for key in nonces.keys() {
         recent.remove(key);
     }
     Ok(BatchApplied {
@@ -714,7 +757,7 @@ struct BatchView<'a> {
 fn apply_one(
     worker: &Worker,
     view: &BatchView<'_>,
-    nonces: &mut HashSet<(AccountId, u64)>,
+    nonces: &mut HashMap<(AccountId, u64), u64>,
     local: &mut Local,
     entry: &LedgerEntry,
     request: (SignedRequest, Result<RequestBody, phat_crypto::CryptoError>),
@@ -742,14 +785,22 @@ fn apply_one(
     if let Err(e) = check_body(&body, Mode::Command, entry.timestamp) {
         return Ok(refuse(&e.kind, e.message));
     }
+    // A nonce is taken while an earlier use of it has not expired at this entry's ledger
+    // time. Judged by expiry, never by whether a row was pruned yet: rows are pruned when a
+    // batch commits, and where batches end differs per worker (a worker catching up batches
+    // what a live one applied apart), so "a row exists" would split the cluster.
     let key = (caller, body.nonce);
-    if nonces.contains(&key) || snap.nonce_expiry(&caller, body.nonce)?.is_some() {
+    let used = match nonces.get(&key) {
+        Some(expiry) => Some(*expiry),
+        None => snap.nonce_expiry(&caller, body.nonce)?,
+    };
+    if used.is_some_and(|expiry| !nonce_expired(expiry, entry.timestamp)) {
         return Ok(refuse(
             "replayed",
             format!("nonce {} of {caller} was already used", body.nonce),
         ));
     }
-    nonces.insert(key);
+    nonces.insert(key, body.expires_at);
     let nonce = Some((caller, body.nonce, body.expires_at));
     match &body.call {
         Call::Cluster { op } => {
@@ -837,6 +888,14 @@ fn apply_one(
     drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
     applied.nonce = nonce;
     Ok(applied)
+}
+
+/// Whether an earlier use of a nonce, valid until `expiry`, no longer holds the nonce at
+/// ledger time `now`: the earlier request could not be applied at `now` either
+/// ([`check_body`] refuses `expires_at < now`). The store prunes exactly these rows
+/// (`prune_nonces_before` is a batch's last ledger time, and ledger time never goes back).
+pub(crate) fn nonce_expired(expiry: u64, now: u64) -> bool {
+    expiry < now
 }
 
 /// What a change to a trigger table made: the receipt's output, the deployer's new balance,
