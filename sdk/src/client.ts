@@ -17,6 +17,8 @@ export interface AttestationReport {
   worker_key: string;
   cluster_key: string | null;
   encryption: boolean;
+  /** The worker's ed25519 signing key (its votes are signed with it), `null` if none. */
+  signing_key?: string | null;
   issued_at: number;
   signer: string;
   signature: string;
@@ -144,18 +146,20 @@ export interface ClientOptions {
   fetch?: typeof fetch;
 }
 
-const ATTESTATION_DOMAIN = utf8ToBytes("phat/attestation/v1");
+const ATTESTATION_DOMAIN = utf8ToBytes("phat/attestation/v2");
 
 /** The bytes a report's signer signs (`phat_crypto::attest::signed_payload`). */
 export function reportPayload(r: AttestationReport): Uint8Array {
-  const cluster = r.cluster_key === null ? Uint8Array.of(0) : concatBytes(Uint8Array.of(1), fromHex(r.cluster_key, "cluster_key", 32));
+  const option = (hex: string | null | undefined, name: string) =>
+    hex === null || hex === undefined ? Uint8Array.of(0) : concatBytes(Uint8Array.of(1), fromHex(hex, name, 32));
   return concatBytes(
     ATTESTATION_DOMAIN,
     codec.VecU8.enc(utf8ToBytes(r.provider)),
     fromHex(r.measurement, "measurement", 32),
     fromHex(r.worker_key, "worker_key", 32),
-    cluster,
+    option(r.cluster_key, "cluster_key"),
     Uint8Array.of(r.encryption ? 1 : 0),
+    option(r.signing_key, "signing_key"),
     u64le(BigInt(r.issued_at)),
     fromHex(r.signer, "signer", 32),
   );

@@ -139,6 +139,11 @@ pub struct WorkerArgs {
     /// signs its (insecure) attestation report with; default: one in the data directory.
     #[arg(long, env = "PHAT_DEV_ATTESTATION_ROOT")]
     pub dev_attestation_root: Option<PathBuf>,
+    /// The digest of the cluster's genesis (`0x…`, printed by `phat genesis`): the worker
+    /// refuses to start under any other. Without it, a worker with no state of its own takes
+    /// the genesis it finds in the ledger on trust (docs/THREAT-MODEL.md).
+    #[arg(long = "genesis", value_name = "DIGEST", env = "PHAT_GENESIS")]
+    pub genesis_pin: Option<phat_client::primitives::Hash>,
     /// Stop when the parent process goes away (`phat dev` starts its workers with this, so a
     /// killed `phat dev` leaves no workers behind).
     #[arg(long, hide = true)]
@@ -313,12 +318,30 @@ impl GenesisOptions {
     }
 }
 
+/// The digest of the genesis `ledger` holds, if any (what `phat worker --genesis` pins).
+async fn stored_genesis_digest(
+    ledger: &dyn Ledger,
+) -> Result<Option<phat_client::primitives::Hash>> {
+    match ledger.get_meta(phat_worker::GENESIS_KEY).await? {
+        Some(raw) => Ok(Some(phat_client::primitives::Hash(
+            phat_worker::Genesis::decode_stored(&raw)?.digest(),
+        ))),
+        None => Ok(None),
+    }
+}
+
 /// `phat genesis`: writes a new cluster's genesis to its ledger (before its first worker).
 pub async fn genesis(args: GenesisArgs) -> Result<()> {
     init_tracing();
     let ledger = args.conn.connect().await?;
     if args.genesis.write(&*ledger).await? {
-        eprintln!("genesis written to {}", args.conn.ledger);
+        let digest = stored_genesis_digest(&*ledger)
+            .await?
+            .context("the genesis just written is not in the ledger")?;
+        eprintln!(
+            "genesis {digest} written to {}: start every worker with `--genesis {digest}`",
+            args.conn.ledger
+        );
         Ok(())
     } else {
         bail!(
@@ -569,6 +592,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     config.cors_origins = args.cors_origins.clone();
     config.admission.per_address_rate = args.address_rate.max(1);
     config.dev_attestation_root = args.dev_attestation_root.clone();
+    config.genesis_pin = args.genesis_pin.map(|h| h.0);
     config.replica = args.replica.config(args.resync, args.fault_at_seq);
     config.replica.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let worker = Worker::open(config, ledger)
@@ -755,6 +779,8 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             )
             .await?;
     }
+    // Its workers serve this genesis and no other.
+    let genesis_pin = stored_genesis_digest(&*ledger).await?;
     let ledger_listener = match &http_token {
         Some(_) => Some(
             tokio::net::TcpListener::bind(local(ledger_port))
@@ -833,6 +859,9 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
         ]);
         wargs.extend(args.replica.to_args());
         wargs.extend(["--signer-rate".into(), args.signer_rate.to_string()]);
+        if let Some(pin) = genesis_pin {
+            wargs.extend(["--genesis".into(), pin.to_string()]);
+        }
         for o in &args.cors_origins {
             wargs.extend(["--cors-origin".into(), o.clone()]);
         }

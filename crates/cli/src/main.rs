@@ -52,7 +52,7 @@ enum Command {
     /// Run a local cluster: the embedded ledger, N workers and one endpoint.
     Dev(cluster::DevArgs),
     /// Run one worker following a ledger.
-    Worker(cluster::WorkerArgs),
+    Worker(Box<cluster::WorkerArgs>),
     /// Serve an embedded ledger over HTTP (what `phat dev` runs inside).
     Ledger(cluster::LedgerArgs),
     /// Write a new cluster's genesis to its ledger (funded accounts, bounds, dev root), before
@@ -104,7 +104,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::New(args) => new::run(args),
         Command::Build(args) => build::run(args),
         Command::Dev(args) => runtime()?.block_on(cluster::dev(args, &ctx)),
-        Command::Worker(args) => runtime()?.block_on(cluster::worker(args)),
+        Command::Worker(args) => runtime()?.block_on(cluster::worker(*args)),
         Command::Ledger(args) => runtime()?.block_on(cluster::ledger(args)),
         Command::Genesis(args) => runtime()?.block_on(cluster::genesis(args)),
         Command::Deploy(args) => runtime()?.block_on(commands::deploy::run(args, &ctx)),

@@ -267,7 +267,7 @@ async fn a_job_runs_off_chain_once_per_tick_with_failover() {
         failover.len()
     );
 
-    // A result with a bad MAC, and a genuine one appended again, are refused everywhere.
+    // A result with a bad signature, and a genuine one appended again, are refused everywhere.
     let ledger = dev_ledger(&dev);
     let commands = ledger_commands(&ledger).await;
     let genuine = commands
@@ -290,7 +290,7 @@ async fn a_job_runs_off_chain_once_per_tick_with_failover() {
     let mut forged = genuine.clone();
     forged.tick += 2_000 * 1_000;
     forged.output = b"1000000".to_vec().into();
-    for (entry, kind) in [(genuine, "already_answered"), (forged, "bad_mac")] {
+    for (entry, kind) in [(genuine, "already_answered"), (forged, "bad_signature")] {
         refused_everywhere(&dev, &ledger, LedgerCommand::JobResult(entry), kind).await;
     }
 

@@ -78,7 +78,7 @@ async fn a_worker_joins_from_a_snapshot_and_a_diverged_worker_is_caught_and_resy
     let head = increments(&w0, &counter, 120).await;
     let mut roots = Vec::new();
     for w in &dev.workers {
-        roots.push(wait_seq(w, head).await.state_root);
+        roots.push(root_at(w, head).await);
     }
     assert_eq!(roots[0], roots[1]);
 
@@ -120,8 +120,11 @@ async fn a_worker_joins_from_a_snapshot_and_a_diverged_worker_is_caught_and_resy
     let late_url = format!("http://127.0.0.1:{ports}");
     let mut late = dev.start_worker("late", ports, &REPLICA);
     wait_up(&late_url).await;
-    let info = wait_seq(&late_url, head).await;
-    assert_eq!(info.state_root, roots[0], "the late worker's root");
+    assert_eq!(
+        root_at(&late_url, head).await,
+        roots[0],
+        "the late worker's root"
+    );
     let late_log = read(&dev.dir.path().join("late.log"));
     assert!(late_log.contains("started from a snapshot"), "{late_log}");
     let (value, _) = counter
@@ -202,8 +205,24 @@ async fn a_worker_joins_from_a_snapshot_and_a_diverged_worker_is_caught_and_resy
         let (value, _) = counter.get(&Client::new(w).unwrap(), Some(head)).await;
         assert_eq!(value, 140, "{w}");
     }
-    let good_root = wait_seq(&w0, head).await.state_root;
-    assert_eq!(wait_seq(&late_url, head).await.state_root, good_root);
+    // The forged records were ignored and counted, by every healthy worker.
+    for w in dev.workers.iter().chain([&late_url]) {
+        let metrics = reqwest::get(format!("{w}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let refused: f64 = metrics
+            .lines()
+            .find(|l| l.starts_with("phat_refused_metadata_total") && l.contains("checkpoint"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{w} counted no refused checkpoint record:\n{metrics}"));
+        assert!(refused >= 5.0, "{w}: {refused}");
+    }
+    let good_root = root_at(&w0, head).await;
+    assert_eq!(root_at(&late_url, head).await, good_root);
+    // (A diverged worker serves no receipt; its root differs at every seq after the fault.)
     assert_ne!(wait_seq(&bad_url, head).await.state_root, good_root);
 
     // `--resync` drops its state and starts again from a snapshot the others confirm.
@@ -212,7 +231,7 @@ async fn a_worker_joins_from_a_snapshot_and_a_diverged_worker_is_caught_and_resy
     wait_up(&bad_url).await;
     let info = wait_seq(&bad_url, head).await;
     assert_eq!(
-        info.state_root,
+        root_at(&bad_url, head).await,
         good_root,
         "after --resync:\n{}",
         read(&dev.dir.path().join("bad.log"))

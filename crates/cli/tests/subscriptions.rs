@@ -280,12 +280,23 @@ async fn forged_reports_are_refused(dev: &Dev) {
     stranger.worker = phat_client::primitives::Hash([9; 32]);
     let mut later = report.clone();
     later.log.position.block_number += 1_000;
+    // A member's report passed off as another member's: a vote is its worker's own.
+    let mut other = None;
+    for w in &dev.workers {
+        let key = Client::new(w).unwrap().info().await.unwrap().worker_key;
+        if key != report.worker {
+            other = Some(key);
+        }
+    }
+    let mut impostor = report.clone();
+    impostor.worker = other.expect("another worker");
     for (entry, kind) in [
         (old, "stale_epoch"),
         (report, "already_delivered"),
-        (tampered, "bad_mac"),
-        (stranger, "bad_mac"),
-        (later, "bad_mac"),
+        (tampered, "bad_signature"),
+        (stranger, "not_a_member"),
+        (later, "bad_signature"),
+        (impostor, "bad_signature"),
     ] {
         refused_everywhere(dev, &ledger, LedgerCommand::EthLog(entry), kind).await;
     }

@@ -151,6 +151,7 @@ mod tests {
             worker_key: [2; 32],
             cluster_key: Some([3; 32]),
             encryption,
+            signing_key: Some([4; 32]),
         };
         WorkerInfo {
             worker_key: Hash([2; 32]),

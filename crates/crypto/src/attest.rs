@@ -22,12 +22,13 @@ pub const DEV_PROVIDER: &str = "dev";
 /// tag.
 pub fn signed_payload(r: &AttestationReport) -> Vec<u8> {
     (
-        b"phat/attestation/v1",
+        b"phat/attestation/v2",
         &r.provider,
         &r.measurement,
         &r.worker_key,
         &r.cluster_key,
         r.encryption,
+        &r.signing_key,
         r.issued_at,
         &r.signer,
     )
@@ -50,6 +51,8 @@ pub struct Claims {
     pub cluster_key: Option<[u8; 32]>,
     /// Whether the worker requires encryption.
     pub encryption: bool,
+    /// The worker's ed25519 signing key (its votes are signed with it).
+    pub signing_key: Option<[u8; 32]>,
 }
 
 /// A source of attestation reports (one per TEE technology).
@@ -91,6 +94,7 @@ impl Attestation for DevAttestation {
             worker_key: Hash(claims.worker_key),
             cluster_key: claims.cluster_key.map(Hash),
             encryption: claims.encryption,
+            signing_key: claims.signing_key.map(Hash),
             issued_at: now_ms,
             signer: Hash(self.root_public()),
             signature: Bytes(Vec::new()),
@@ -155,6 +159,7 @@ impl Attestation for DcapAttestation {
             worker_key: Hash(claims.worker_key),
             cluster_key: claims.cluster_key.map(Hash),
             encryption: claims.encryption,
+            signing_key: claims.signing_key.map(Hash),
             issued_at: now_ms,
             signer: Hash::default(),
             signature: Bytes(Vec::new()),
@@ -358,6 +363,7 @@ mod tests {
             worker_key: [2; 32],
             cluster_key: None,
             encryption: true,
+            signing_key: Some([4; 32]),
         }
     }
 
@@ -380,6 +386,10 @@ mod tests {
         // A different worker key under the same signature: forged.
         let mut forged = report.clone();
         forged.worker_key = Hash([3; 32]);
+        assert!(policy.verify(&forged).is_err());
+        // So is a different signing key.
+        let mut forged = report.clone();
+        forged.signing_key = Some(Hash([5; 32]));
         assert!(policy.verify(&forged).is_err());
         // Signed by another root: refused by a pinned policy.
         let other = DevAttestation::new(&Secret32::from_bytes([8; 32]));
@@ -414,6 +424,7 @@ mod tests {
             worker_key: Hash([2; 32]),
             cluster_key: None,
             encryption: true,
+            signing_key: None,
             issued_at: 5,
             signer: Hash::default(),
             signature: Bytes(

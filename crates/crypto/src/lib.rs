@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod keys;
 pub mod seal;
 pub mod storage;
+pub mod vote;
 
 pub use attest::{Attestation, AttestationPolicy, AttestationReport, Claims, DevAttestation};
 pub use envelope::{
@@ -24,6 +25,7 @@ pub use envelope::{
 pub use keys::{contract_key_material, derive, expand, ClusterSecret, ContractKeyKind, Secret32};
 pub use seal::SealingKey;
 pub use storage::StorageCipher;
+pub use vote::{verify_vote, VoteKey};
 
 use parity_scale_codec::{DecodeAll, Encode};
 use phat_primitives::protocol::{Bytes, RequestBody, SignedRequest};

@@ -171,6 +171,8 @@ pub enum StateKey {
     Subscriptions,
     /// Every off-chain job of the cluster (SCALE [`protocol::JobTable`]).
     Jobs,
+    /// The workers of the cluster (SCALE [`protocol::MemberTable`]).
+    Members,
 }
 
 impl StateKey {

@@ -342,9 +342,9 @@ pub struct EthLog {
     pub data: Bytes,
 }
 
-/// A worker's report of a log for a subscription: what it saw, who it is, and a MAC only a
-/// worker of the cluster can make ([`EthLogEntry::mac_payload`]; the key derives from the
-/// cluster secret of `epoch` and the worker's identity key).
+/// A worker's report of a log for a subscription: what it saw, who it is, and its signature
+/// with its attested vote key ([`EthLogEntry::signed_payload`]), checked against the members
+/// in replicated state.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct EthLogEntry {
     /// The contract subscribed.
@@ -355,15 +355,18 @@ pub struct EthLogEntry {
     pub log: EthLog,
     /// The reporting worker's identity key.
     pub worker: Hash,
-    /// The key epoch the MAC was made in.
+    /// The key epoch it was made in.
     pub epoch: u32,
-    /// The MAC.
-    pub mac: Hash,
+    /// The worker's ed25519 signature of [`EthLogEntry::signed_payload`] (64 bytes).
+    pub signature: Bytes,
 }
 
 impl EthLogEntry {
-    /// The bytes the MAC covers: everything but the MAC, under a domain tag.
-    pub fn mac_payload(&self) -> Vec<u8> {
+    /// The domain its worker signs [`EthLogEntry::signed_payload`] under.
+    pub const VOTE_DOMAIN: &'static str = "phat/v1/vote/eth-log";
+
+    /// The bytes the signature covers: everything but the signature, under a domain tag.
+    pub fn signed_payload(&self) -> Vec<u8> {
         (
             b"phat/v1/eth-log",
             &self.contract,
@@ -454,8 +457,8 @@ impl JobOp {
     }
 }
 
-/// A worker's answer to a job's tick: the query's output, who ran it, and a MAC only a worker
-/// of the cluster can make ([`JobResultEntry::mac_payload`]).
+/// A worker's answer to a job's tick: the query's output, who ran it, and its signature with
+/// its attested vote key ([`JobResultEntry::signed_payload`]).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct JobResultEntry {
     /// The contract.
@@ -468,15 +471,18 @@ pub struct JobResultEntry {
     pub output: Bytes,
     /// The worker that ran it (identity key).
     pub worker: Hash,
-    /// The key epoch the MAC was made in.
+    /// The key epoch it was made in (its output is sealed under that epoch's secret).
     pub epoch: u32,
-    /// The MAC.
-    pub mac: Hash,
+    /// The worker's ed25519 signature of [`JobResultEntry::signed_payload`] (64 bytes).
+    pub signature: Bytes,
 }
 
 impl JobResultEntry {
-    /// The bytes the MAC covers: everything but the MAC, under a domain tag.
-    pub fn mac_payload(&self) -> Vec<u8> {
+    /// The domain its worker signs [`JobResultEntry::signed_payload`] under.
+    pub const VOTE_DOMAIN: &'static str = "phat/v1/vote/job-result";
+
+    /// The bytes the signature covers: everything but the signature, under a domain tag.
+    pub fn signed_payload(&self) -> Vec<u8> {
         (
             b"phat/v1/job-result",
             &self.contract,
@@ -1021,6 +1027,50 @@ pub enum LedgerCommand {
     /// A job's output for a tick, run by a worker in query mode and authenticated by it.
     #[codec(index = 5)]
     JobResult(JobResultEntry),
+    /// A worker asking to be a member of the cluster, with its attestation report (in the
+    /// clear: a report holds no secret). Every worker checks it at apply against the genesis
+    /// policy, so membership is replicated state ([`MemberTable`]).
+    #[codec(index = 6)]
+    Join(JoinEntry),
+}
+
+/// A worker's request to join the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct JoinEntry {
+    /// Its report: identity key, vote key, measurement, signed by its TEE (or the dev root).
+    pub report: AttestationReport,
+}
+
+/// Most workers a cluster has (members, the revoked included): a bound on the member table
+/// and on what a vote's check reads.
+pub const MAX_MEMBERS: usize = 64;
+
+/// One worker of the cluster, as admitted by an applied [`JoinEntry`].
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Member {
+    /// Its X25519 identity key (secrets are sealed to it).
+    pub identity: Hash,
+    /// Its ed25519 vote key (its votes are signed with it).
+    pub vote_key: Hash,
+    /// The measurement its report attested.
+    pub measurement: Hash,
+    /// The seq of the entry that admitted it.
+    pub joined: Seq,
+}
+
+/// The workers of the cluster, in the order they joined ([`crate::StateKey::Members`]).
+/// Revocations are in [`ClusterEpochs`]; a revoked worker stays listed (it cannot join again).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct MemberTable {
+    /// The members, oldest first.
+    pub members: Vec<Member>,
+}
+
+impl MemberTable {
+    /// The member with identity key `identity`, if any.
+    pub fn get(&self, identity: &Hash) -> Option<&Member> {
+        self.members.iter().find(|m| m.identity == *identity)
+    }
 }
 
 /// An encrypted query: the first message of a session (`counter` 0, `session` is the
@@ -1098,6 +1148,10 @@ pub struct AttestationReport {
     /// Whether the worker requires encrypted commands and queries (attested, so a man in
     /// the middle cannot talk a client into plaintext).
     pub encryption: bool,
+    /// The worker's ed25519 signing key: what it signs its votes and reports with (checkpoints,
+    /// Ethereum log reports, job results), counted only for members of the cluster.
+    #[serde(default)]
+    pub signing_key: Option<Hash>,
     /// When the report was made (Unix ms).
     pub issued_at: u64,
     /// The key that signed the report.

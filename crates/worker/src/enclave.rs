@@ -38,10 +38,10 @@ use parity_scale_codec::{Decode, Encode};
 use parking_lot::Mutex;
 use phat_crypto::{
     Attestation, AttestationPolicy, AttestationReport, Claims, ClusterSecret, DevAttestation,
-    EnvelopeSecret, Purpose, SealingKey, Secret32, SessionKeys,
+    EnvelopeSecret, Purpose, SealingKey, Secret32, SessionKeys, VoteKey,
 };
 use phat_ledger::Ledger;
-use phat_primitives::protocol::Sealed;
+use phat_primitives::protocol::{MemberTable, Sealed};
 use phat_primitives::{AccountId, Hash};
 
 use crate::{data_dir_err, Genesis, WorkerError};
@@ -109,6 +109,8 @@ impl From<phat_ledger::LedgerError> for EpochError {
 pub(crate) struct Enclave {
     /// The worker's X25519 identity key.
     pub(crate) identity: EnvelopeSecret,
+    /// The worker's ed25519 vote key (attested in its reports).
+    pub(crate) vote_key: VoteKey,
     /// The attestation provider of a worker outside a TEE.
     provider: DevAttestation,
     /// The hardware provider, inside a TEE (then it makes every report).
@@ -126,9 +128,6 @@ pub(crate) struct Enclave {
     /// The key epoch of the state applied so far: this worker hands over and shares no
     /// later epoch (it cannot know yet who was revoked before it).
     pub(crate) state_epoch: std::sync::atomic::AtomicU32,
-    /// The newest key epoch started by a revocation in the state applied so far: what a
-    /// worker signs with an older epoch's key may come from a revoked worker.
-    pub(crate) revocation_epoch: std::sync::atomic::AtomicU32,
     /// The verdicts on the workers named in the ledger's metadata.
     members: tokio::sync::Mutex<Members>,
 }
@@ -202,7 +201,7 @@ pub(crate) struct ClusterKeys {
     pub(crate) contract_seed: Secret32,
     /// Values at rest (shared with the store; a new epoch is pushed into it).
     pub(crate) storage: phat_crypto::StorageCipher,
-    /// Snapshots in the ledger, and the checkpoint MAC (its name key is epoch 0's).
+    /// Snapshots in the ledger (its name key is epoch 0's).
     pub(crate) snapshot: phat_crypto::StorageCipher,
     /// The keys of each epoch held, index = epoch.
     epochs: parking_lot::RwLock<Vec<Arc<EpochKeys>>>,
@@ -274,6 +273,15 @@ impl Enclave {
                 key
             }
         };
+        // The vote key, made with the identity (a worker from before vote keys gets one now).
+        let vote_key = match read_sealed(dir, "vote-key", &sealing)? {
+            Some(bytes) => VoteKey::from_secret(&to_secret(&bytes)?),
+            None => {
+                let key = VoteKey::generate();
+                write_sealed(dir, "vote-key", &sealing, key.to_secret().expose())?;
+                key
+            }
+        };
         let root = match dev_root {
             Some(path) => read_root(path)?,
             None => read_or_create_root(&dir.join("dev-attestation-root.key"))?,
@@ -286,6 +294,7 @@ impl Enclave {
             .map_or_else(measurement, |h| h.measurement());
         Ok(Self {
             identity,
+            vote_key,
             provider: DevAttestation::new(&root),
             hardware,
             measurement,
@@ -294,7 +303,6 @@ impl Enclave {
             revoked: Mutex::new(Vec::new()),
             hints: Mutex::new(Vec::new()),
             state_epoch: std::sync::atomic::AtomicU32::new(0),
-            revocation_epoch: std::sync::atomic::AtomicU32::new(0),
             members: tokio::sync::Mutex::new(Members::default()),
         })
     }
@@ -314,6 +322,7 @@ impl Enclave {
             worker_key: self.identity.public(),
             cluster_key,
             encryption,
+            signing_key: Some(self.vote_key.public()),
         };
         match &self.hardware {
             Some(h) => h.report(&claims, crate::now_ms()),
@@ -340,6 +349,23 @@ impl Enclave {
             measurement: Some(self.measurement),
             tee,
             tee_time: None,
+        }
+    }
+
+    /// The policy a `Join` entry is checked against at apply: like [`Enclave::policy`], but
+    /// on replicated inputs only, so every worker gets the same verdict: the measurement of
+    /// the cluster's first member (none before it), hardware collateral judged at the
+    /// entry's ledger time.
+    pub(crate) fn apply_policy(
+        &self,
+        genesis: &Genesis,
+        first_member: Option<[u8; 32]>,
+        ledger_time_ms: u64,
+    ) -> AttestationPolicy {
+        AttestationPolicy {
+            measurement: first_member,
+            tee_time: Some(ledger_time_ms / 1000),
+            ..self.policy(genesis)
         }
     }
 
@@ -553,14 +579,32 @@ impl Enclave {
         Ok(())
     }
 
+    /// Appends this worker's `Join` entry (its report, with its vote key) to the ledger: once
+    /// applied, the worker is a member in replicated state.
+    pub(crate) async fn append_join(
+        &self,
+        ledger: &dyn Ledger,
+        genesis: &Genesis,
+    ) -> Result<(), WorkerError> {
+        let entry =
+            phat_primitives::protocol::LedgerCommand::Join(phat_primitives::protocol::JoinEntry {
+                report: self.report(None, genesis.encryption)?,
+            });
+        ledger.append(entry.encode()).await?;
+        tracing::info!(worker_key = %Hash(self.identity.public()), "asked to join the cluster's members");
+        Ok(())
+    }
+
     /// Gets the cluster secret: unsealed from disk, created (first worker) or handed over
-    /// through the ledger by an existing worker (with the secrets of later epochs).
+    /// through the ledger by an existing worker (with the secrets of later epochs). A worker
+    /// that gets it from another appends its `Join` first (the secret goes to members only);
+    /// `Ok(true)` when this call appended one.
     pub(crate) async fn join(
         &self,
         dir: &Path,
         ledger: &dyn Ledger,
         genesis: &Genesis,
-    ) -> Result<(), WorkerError> {
+    ) -> Result<bool, WorkerError> {
         let record = get_record(ledger).await?;
         let policy = self.policy(genesis);
         if let Some(bytes) = read_sealed(dir, "cluster", &sealing_key())? {
@@ -592,7 +636,7 @@ impl Enclave {
                     )));
                 }
             }
-            return self.install(dir, secret, &[], genesis);
+            return self.install(dir, secret, &[], genesis).map(|()| false);
         }
         if let Some(r) = &record {
             check_record(&policy, r)?;
@@ -610,7 +654,7 @@ impl Enclave {
                 .map_err(WorkerError::Ledger)?
             {
                 tracing::info!(cluster_key = %record.cluster_key, "created the cluster secret");
-                return self.install(dir, secret, &[], genesis);
+                return self.install(dir, secret, &[], genesis).map(|()| false);
             }
         }
         // Join: publish the report, wait for an existing worker to hand the secret over.
@@ -621,6 +665,7 @@ impl Enclave {
                 self.report(None, genesis.encryption)?.encode(),
             )
             .await?;
+        self.append_join(ledger, genesis).await?;
         tracing::info!(worker_key = %me, "joining the cluster: waiting for the cluster secret");
         let mut waited = 0u32;
         loop {
@@ -662,7 +707,9 @@ impl Enclave {
                     ));
                 }
                 tracing::info!(cluster_key = %record.cluster_key, "received the cluster secret");
-                return self.install(dir, secret, &bytes[32..], genesis);
+                return self
+                    .install(dir, secret, &bytes[32..], genesis)
+                    .map(|()| true);
             }
             if let Some(reason) = ledger.get_meta(&format!("cluster-refused/{me}")).await? {
                 return Err(WorkerError::Enclave(format!(
@@ -680,16 +727,17 @@ impl Enclave {
         }
     }
 
-    /// The workers of the cluster, as far as this worker can tell from the ledger's metadata
-    /// (see [`Members`]) and the revocations in its applied state: the creator of the cluster
-    /// record and every worker handed the secret whose join report verifies, minus the
-    /// revoked. Names that fail are counted in `refused`.
-    pub(crate) async fn members(
+    /// The attested workers of the cluster as the ledger's metadata shows them (see
+    /// [`Members`]) with the vote keys their reports attest: the creator of the cluster record
+    /// and every worker handed the secret whose join report verifies, minus the workers
+    /// revoked in this worker's applied state. For a worker that has no applied state yet (it
+    /// is restoring a snapshot); names that fail are counted in `refused`.
+    pub(crate) async fn attested_workers(
         &self,
         ledger: &dyn Ledger,
         genesis: &Genesis,
         refused: &crate::metrics::Refused,
-    ) -> Result<Vec<Hash>, WorkerError> {
+    ) -> Result<Vec<(Hash, Option<Hash>)>, WorkerError> {
         let policy = self.policy(genesis);
         let mut members = self
             .members
@@ -698,50 +746,56 @@ impl Enclave {
             .refresh(ledger, &policy, refused)
             .await?;
         if let Some(record) = get_record(ledger).await? {
+            let creator = &record.creator;
             if check_record(&policy, &record).is_ok()
-                && !members.contains(&record.creator.worker_key)
+                && !members.iter().any(|(w, _)| *w == creator.worker_key)
             {
-                members.push(record.creator.worker_key);
+                members.push((creator.worker_key, creator.signing_key));
             }
         }
         let revoked = self.revoked.lock().clone();
-        members.retain(|w| !revoked.contains(w));
+        members.retain(|(w, _)| !revoked.contains(w));
         Ok(members)
     }
 
-    /// Hands the cluster secret to every joiner whose report verifies (runs until dropped).
+    /// Hands the cluster secret to every joiner whose report verifies and whose `Join` the
+    /// applied state admitted, and each later epoch's secret to every member (runs until
+    /// dropped). `members` reads the member table of the applied state.
     pub(crate) async fn serve_joiners(
         self: Arc<Self>,
         ledger: Arc<dyn Ledger>,
         genesis: Genesis,
-        refused: crate::metrics::Refused,
+        members: StateMembers,
     ) {
         let policy = self.policy(&genesis);
         // Joins answered (by any worker): their answer is written once and never changes.
         let mut settled = std::collections::HashSet::new();
         let mut shared = std::collections::HashSet::new();
         loop {
-            if let Err(e) = self.hand_over_once(&*ledger, &policy, &mut settled).await {
-                tracing::warn!("cluster handover: {e}");
-            }
-            if let Err(e) = self
-                .share_epochs_once(&*ledger, &genesis, &refused, &mut shared)
-                .await
-            {
-                tracing::warn!("key epoch shares: {e}");
+            match members() {
+                Ok(table) => {
+                    if let Err(e) = self
+                        .hand_over_once(&*ledger, &policy, &table, &mut settled)
+                        .await
+                    {
+                        tracing::warn!("cluster handover: {e}");
+                    }
+                    if let Err(e) = self.share_epochs_once(&*ledger, &table, &mut shared).await {
+                        tracing::warn!("key epoch shares: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("reading the member table: {e}"),
             }
             tokio::time::sleep(POLL).await;
         }
     }
 
-    /// Seals each epoch after 0 this worker holds to every worker of the cluster that has no
-    /// share of it yet and was not revoked: the creator and the workers the cluster secret was
-    /// handed to whose join report verifies (see [`Members`]).
+    /// Seals each epoch after 0 this worker holds to every member of the cluster (in the
+    /// applied state's member table) that has no share of it yet and was not revoked.
     async fn share_epochs_once(
         &self,
         ledger: &dyn Ledger,
-        genesis: &Genesis,
-        refused: &crate::metrics::Refused,
+        table: &MemberTable,
         shared: &mut std::collections::HashSet<(u32, Hash)>,
     ) -> Result<(), WorkerError> {
         let keys = self.keys();
@@ -754,8 +808,13 @@ impl Enclave {
             return Ok(());
         }
         let me = Hash(self.identity.public());
-        let mut members = self.members(ledger, genesis, refused).await?;
-        members.retain(|w| *w != me);
+        let revoked = self.revoked.lock().clone();
+        let members: Vec<Hash> = table
+            .members
+            .iter()
+            .map(|m| m.identity)
+            .filter(|w| *w != me && !revoked.contains(w))
+            .collect();
         for e in 1..=held {
             let Some(epoch) = keys.epoch(e) else { continue };
             for w in &members {
@@ -785,6 +844,7 @@ impl Enclave {
         &self,
         ledger: &dyn Ledger,
         policy: &AttestationPolicy,
+        table: &MemberTable,
         settled: &mut std::collections::HashSet<String>,
     ) -> Result<(), WorkerError> {
         for key in ledger.meta_keys("cluster-join/").await? {
@@ -827,6 +887,9 @@ impl Enclave {
                     Ok(r)
                 });
             match verdict {
+                // Not admitted by an applied `Join` yet: asked again next round (the joiner
+                // appended its `Join` with its report; this worker may not have applied it).
+                Ok(report) if table.get(&report.worker_key).is_none() => continue,
                 Ok(report) => {
                     let keys = self.keys();
                     let epoch0 = keys.epoch(0).unwrap_or_else(|| keys.current());
@@ -870,8 +933,10 @@ impl Enclave {
 /// would be sent every later epoch's secret.
 #[derive(Default)]
 pub(crate) struct Members {
-    /// Verdicts so far, by key (a report, once written, never changes: `create_meta`).
-    verdicts: HashMap<Hash, bool>,
+    /// Verdicts so far, by key: the vote key its report attests (`Some(None)`: a worker of
+    /// an older version), `None` when the report fails. A report, once written, never changes
+    /// (`create_meta`).
+    verdicts: HashMap<Hash, Option<Option<Hash>>>,
 }
 
 impl Members {
@@ -882,7 +947,7 @@ impl Members {
         ledger: &dyn Ledger,
         policy: &AttestationPolicy,
         refused: &crate::metrics::Refused,
-    ) -> Result<Vec<Hash>, WorkerError> {
+    ) -> Result<Vec<(Hash, Option<Hash>)>, WorkerError> {
         let named: Vec<Hash> = ledger
             .meta_keys("cluster-key/")
             .await?
@@ -898,39 +963,42 @@ impl Members {
                     let report = ledger.get_meta(&format!("cluster-join/{w}")).await?;
                     let verdict = match report.map(|r| AttestationReport::decode(&mut &r[..])) {
                         Some(Ok(r)) => match policy.verify(&r) {
-                            Ok(()) if r.worker_key == w => true,
+                            Ok(()) if r.worker_key == w => Some(r.signing_key),
                             Ok(()) => {
                                 tracing::warn!(worker_key = %w, "ignoring a cluster key whose join report names another key");
-                                false
+                                None
                             }
                             Err(e) => {
                                 tracing::warn!(worker_key = %w, "ignoring a cluster key whose join report does not verify: {e}");
-                                false
+                                None
                             }
                         },
                         Some(Err(e)) => {
                             tracing::warn!(worker_key = %w, "ignoring a cluster key with a malformed join report: {e}");
-                            false
+                            None
                         }
                         None => {
                             tracing::warn!(worker_key = %w, "ignoring a cluster key with no join report");
-                            false
+                            None
                         }
                     };
-                    if !verdict {
+                    if verdict.is_none() {
                         crate::metrics::refuse(refused, "cluster-key");
                     }
                     self.verdicts.insert(w, verdict);
                     verdict
                 }
             };
-            if verdict {
-                members.push(w);
+            if let Some(vote_key) = verdict {
+                members.push((w, vote_key));
             }
         }
         Ok(members)
     }
 }
+
+/// Reads the member table of a worker's applied state.
+pub(crate) type StateMembers = Arc<dyn Fn() -> Result<MemberTable, WorkerError> + Send + Sync>;
 
 /// Checks that the cluster record was made by an attested worker for its own cluster key.
 fn check_record(policy: &AttestationPolicy, record: &ClusterRecord) -> Result<(), WorkerError> {
@@ -982,6 +1050,11 @@ pub fn open_with_data_dir(
         Ok(LedgerCommand::Trigger(_)) => {
             return Err(WorkerError::Enclave(
                 "a schedule's trigger, not a command".into(),
+            ))
+        }
+        Ok(LedgerCommand::Join(_)) => {
+            return Err(WorkerError::Enclave(
+                "a worker's request to join, not a command".into(),
             ))
         }
         Ok(LedgerCommand::EthLog(_) | LedgerCommand::JobResult(_)) => {

@@ -7,8 +7,8 @@
 //! from `blake2(job, tick, its key)` (a fraction of the job's timeout, its place in the tick's
 //! order) and then runs the query, unless the tick was answered meanwhile. The first worker
 //! in the order answers; if it is down or slow, the next one does after its own delay
-//! (failover). A result is a [`JobResultEntry`] with a MAC only a worker of the cluster can
-//! make; applying it, every worker checks the MAC, that the tick is one of the job's, due on
+//! (failover). A result is a [`JobResultEntry`] signed with the worker's vote key; applying
+//! it, every worker checks the signer is a member, that the tick is one of the job's, due on
 //! ledger time and not answered yet, then runs the handler once with the output and moves
 //! the job's `last_tick`. A second result for the tick is refused (`already_answered`).
 
@@ -313,13 +313,15 @@ async fn answer(worker: Worker, job: Job, tick: Timestamp) {
         output: Bytes(output),
         worker: me,
         epoch,
-        mac: Hash::default(),
+        signature: Bytes(Vec::new()),
     };
-    entry.mac = Hash(phat_crypto::entry::entry_mac(
-        &keys.secret,
-        &me.0,
-        &entry.mac_payload(),
-    ));
+    entry.signature = Bytes(
+        inner
+            .enclave
+            .vote_key
+            .sign(JobResultEntry::VOTE_DOMAIN, &entry.signed_payload())
+            .to_vec(),
+    );
     if let Err(e) = inner
         .ledger
         .append(LedgerCommand::JobResult(entry).encode())

@@ -120,6 +120,9 @@ pub struct WorkerConfig {
     /// The dev attestation root secret to sign reports with (every worker of a cluster uses
     /// the same; `None`: a root kept in the data directory).
     pub dev_attestation_root: Option<PathBuf>,
+    /// The digest of the genesis this worker may serve (`phat genesis` prints it): a worker
+    /// with no state of its own otherwise takes the genesis it finds in the ledger on trust.
+    pub genesis_pin: Option<[u8; 32]>,
     /// Limits on what clients can make this worker do at once (query slots, rates).
     pub admission: AdmissionConfig,
     /// Checkpoints, snapshots and resync.
@@ -175,6 +178,7 @@ impl WorkerConfig {
             cache_quota: DEFAULT_CACHE_QUOTA,
             cache_budget: cache::DEFAULT_CACHE_BUDGET,
             dev_attestation_root: None,
+            genesis_pin: None,
             admission: AdmissionConfig::default(),
             replica: ReplicaConfig::default(),
             tee: None,
@@ -224,6 +228,8 @@ pub(crate) struct Inner {
     pub(crate) revoked_at: std::sync::atomic::AtomicU64,
     /// Set while the state has started a key epoch this worker does not hold yet.
     pub(crate) epoch_pending: std::sync::atomic::AtomicBool,
+    /// Whether this worker appended its `Join` while getting the cluster secret.
+    pub(crate) joined: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -244,7 +250,8 @@ impl Worker {
             tee,
         )?);
         let genesis = load_genesis(&*ledger).await?;
-        enclave.join(&dir, &*ledger, &genesis).await?;
+        check_genesis(&config, &genesis, &enclave)?;
+        let joined = enclave.join(&dir, &*ledger, &genesis).await?;
         let keys = enclave.keys();
         let cipher = genesis.encryption.then(|| keys.storage.clone());
         let store = Store::open_with(&dir.join("state.redb"), cipher)?;
@@ -297,12 +304,17 @@ impl Worker {
                 enclave,
                 opened: Mutex::new(Default::default()),
                 revoked_at: std::sync::atomic::AtomicU64::new(0),
+                joined: std::sync::atomic::AtomicBool::new(false),
                 epoch_pending: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         // A snapshot to start from (`--resync`, no state yet, a trimmed log) is restored
         // before the worker answers anything.
         replica::on_start(&worker).await?;
+        worker
+            .inner
+            .joined
+            .store(joined, std::sync::atomic::Ordering::Release);
         Ok(worker)
     }
 
@@ -377,11 +389,13 @@ impl Worker {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), WorkerError> {
+        let store = self.inner.store.clone();
         let joiners = tokio::spawn(self.inner.enclave.clone().serve_joiners(
             self.inner.ledger.clone(),
             self.inner.genesis.clone(),
-            self.inner.metrics.refused_metadata.clone(),
+            Arc::new(move || apply::stored_members(&store.snapshot()?)),
         ));
+        let member = tokio::spawn(ensure_member(self.clone()));
         let checkpoints = tokio::spawn(replica::watch(self.clone()));
         let proposer = tokio::spawn(schedule::propose(self.clone()));
         let reporter = tokio::spawn(subscribe::report(self.clone()));
@@ -413,6 +427,7 @@ impl Worker {
         reporter.abort();
         job_runner.abort();
         joiners.abort();
+        member.abort();
         checkpoints.abort();
         let applied = apply.await.map_err(|e| WorkerError::Apply(e.to_string()))?;
         result.and(applied)
@@ -427,6 +442,80 @@ fn data_dir_err(path: &Path, e: std::io::Error) -> WorkerError {
 }
 
 /// Reads the cluster's genesis from the ledger (retrying while the ledger is unreachable).
+/// Asks for membership once this worker has applied what the ledger held when it started,
+/// unless its state lists it (or it appended a `Join` to get the secret): the creator, and a
+/// worker from before members were replicated state. Waiting for the state first means a
+/// worker restored from a snapshot or resynced does not ask again for what it already is.
+async fn ensure_member(worker: Worker) {
+    let inner = &worker.inner;
+    if inner.joined.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
+    let head = match inner.ledger.head().await {
+        Ok(head) => head,
+        Err(e) => {
+            tracing::warn!("reading the ledger head to check membership: {e}");
+            return;
+        }
+    };
+    let mut applied = inner.applied.subscribe();
+    if applied.wait_for(|seq| *seq >= head).await.is_err() {
+        return;
+    }
+    let me = phat_primitives::Hash(inner.enclave.identity.public());
+    let listed = inner
+        .store
+        .snapshot()
+        .map_err(WorkerError::from)
+        .and_then(|snap| apply::stored_members(&snap))
+        .map(|members| members.get(&me).is_some());
+    match listed {
+        Ok(true) => {}
+        Ok(false) => {
+            if let Err(e) = inner
+                .enclave
+                .append_join(&*inner.ledger, &inner.genesis)
+                .await
+            {
+                tracing::warn!("asking to join the cluster's members: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("reading the member table: {e}"),
+    }
+}
+
+/// What a worker checks of the genesis it read before trusting anything else in it: the digest
+/// it was given (`--genesis`), and that the dev root joiners are judged by is the one it was
+/// configured with. The ledger's metadata is writable by anyone holding ledger credentials,
+/// who could otherwise point a new worker at a cluster of their own, vouched for by the new
+/// worker's genuine report.
+fn check_genesis(
+    config: &WorkerConfig,
+    genesis: &Genesis,
+    enclave: &enclave::Enclave,
+) -> Result<(), WorkerError> {
+    if let Some(pin) = config.genesis_pin {
+        let digest = genesis.digest();
+        if digest != pin {
+            return Err(WorkerError::Enclave(format!(
+                "the ledger's genesis is {}, not the pinned {}: refusing to start",
+                phat_primitives::Hash(digest),
+                phat_primitives::Hash(pin)
+            )));
+        }
+    }
+    if let (Some(root), Some(_)) = (genesis.dev_root, &config.dev_attestation_root) {
+        if genesis.tee_policy.is_none() && root != enclave.dev_root() {
+            return Err(WorkerError::Enclave(format!(
+                "the ledger's genesis pins dev root {}, not this worker's {}: refusing to start",
+                phat_primitives::Hash(root),
+                phat_primitives::Hash(enclave.dev_root())
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn load_genesis(ledger: &dyn Ledger) -> Result<Genesis, WorkerError> {
     let mut attempt = 0;
     let raw = loop {

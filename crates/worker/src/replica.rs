@@ -139,45 +139,59 @@ struct CheckpointRecord {
     points: Vec<(Seq, [u8; 32])>,
 }
 
-/// A published record: the SCALE record and its MAC under a key of one key epoch's cluster
-/// secret, bound to the publishing worker's key and the epoch, so that nobody outside the
-/// cluster (a NATS user, anyone who can write the metadata) can add votes, and a revoked
-/// worker cannot vote with the epochs it holds (see [`others`]).
+/// A published record: the SCALE record and the publisher's signature with its attested vote
+/// key, so that nobody but that worker (not a NATS user, not anyone who can write the
+/// metadata, not another worker) can make its votes.
 #[derive(Encode, Decode)]
 struct SignedRecord {
     record: Vec<u8>,
-    /// The key epoch of the MAC.
-    epoch: u32,
-    mac: [u8; 32],
+    /// ed25519, 64 bytes.
+    signature: Vec<u8>,
 }
 
-/// What the MAC of a record covers: the epoch and the record.
-fn mac_payload(epoch: u32, record: &[u8]) -> Vec<u8> {
-    [&epoch.to_le_bytes()[..], record].concat()
-}
+/// The domain checkpoint records are signed under.
+const CHECKPOINT_VOTE: &str = "phat/v1/vote/checkpoint";
 
-/// The key epoch this worker signs its records with: the newest both it and its applied
-/// state hold.
-fn signing_epoch(worker: &Worker) -> u32 {
-    let enclave = &worker.inner.enclave;
-    let state = enclave.state_epoch.load(Ordering::Acquire);
-    enclave.keys().held().min(state)
-}
-
-/// This worker's record, signed with the key of `epoch` (at most [`signing_epoch`]).
-fn sign_record(worker: &Worker, epoch: u32, record: Vec<u8>) -> SignedRecord {
-    let Some(secret) = worker.inner.enclave.keys().epoch(epoch) else {
-        unreachable!("a worker holds every epoch up to the one it holds")
-    };
+/// This worker's record, signed with its vote key.
+fn sign_record(worker: &Worker, record: Vec<u8>) -> SignedRecord {
     SignedRecord {
-        mac: phat_crypto::entry::checkpoint_mac(
-            &secret.secret,
-            &worker.worker_key(),
-            &mac_payload(epoch, &record),
-        ),
-        epoch,
+        signature: worker
+            .inner
+            .enclave
+            .vote_key
+            .sign(CHECKPOINT_VOTE, &record)
+            .to_vec(),
         record,
     }
+}
+
+/// Who may vote, by identity key, with the vote key to check: the members of this worker's
+/// applied state and, for what that state does not list yet (a worker restoring a snapshot
+/// has none), the workers whose attested reports are in the ledger's metadata; never a
+/// worker this worker's state revoked.
+async fn voters(worker: &Worker) -> Result<BTreeMap<[u8; 32], [u8; 32]>, WorkerError> {
+    let inner = &worker.inner;
+    let revoked = inner.enclave.revoked.lock().clone();
+    let mut out = BTreeMap::new();
+    let table = crate::apply::stored_members(&inner.store.snapshot()?)?;
+    for m in &table.members {
+        out.insert(m.identity.0, m.vote_key.0);
+    }
+    let attested = inner
+        .enclave
+        .attested_workers(
+            &*inner.ledger,
+            &inner.genesis,
+            &inner.metrics.refused_metadata,
+        )
+        .await?;
+    for (identity, vote_key) in attested {
+        if let Some(vote_key) = vote_key {
+            out.entry(identity.0).or_insert(vote_key.0);
+        }
+    }
+    out.retain(|identity, _| !revoked.contains(&Hash(*identity)));
+    Ok(out)
 }
 
 /// The header of a stored snapshot (in the clear, authenticated by the seal).
@@ -407,24 +421,14 @@ async fn write_snapshot(worker: &Worker, view: phat_store::Snapshot) -> Result<u
     Ok(size)
 }
 
-/// The other workers' checkpoint records, by their metadata key. A record counts only if
-/// its publisher is a member of the cluster (attested, not revoked: [`crate::enclave::Members`]),
-/// one vote per member, and its MAC verifies under a key epoch no revoked worker holds (the
-/// epoch of the newest revocation or later). Anything else is ignored and counted: the
-/// metadata is writable by anyone holding ledger credentials.
+/// The other workers' checkpoint records. A record counts only if its publisher may vote
+/// ([`voters`]: a member, or attested, and not revoked) and its signature verifies under that
+/// worker's vote key: one vote per worker. Anything else is ignored and counted: the metadata
+/// is writable by anyone holding ledger credentials.
 async fn others(worker: &Worker) -> Result<Vec<CheckpointRecord>, WorkerError> {
     let inner = &worker.inner;
     let me = worker.worker_key();
-    let members = inner
-        .enclave
-        .members(
-            &*inner.ledger,
-            &inner.genesis,
-            &inner.metrics.refused_metadata,
-        )
-        .await?;
-    let floor = inner.enclave.revocation_epoch.load(Ordering::Acquire);
-    let keys = inner.enclave.keys();
+    let voters = voters(worker).await?;
     let mut out = Vec::new();
     for key in inner.ledger.meta_keys(CHECKPOINT_PREFIX).await? {
         let publisher = key
@@ -438,25 +442,19 @@ async fn others(worker: &Worker) -> Result<Vec<CheckpointRecord>, WorkerError> {
         if publisher == me {
             continue;
         }
-        if !members.contains(&Hash(publisher)) {
-            tracing::warn!(%key, "ignoring a checkpoint record of a worker that is not a member");
+        let Some(vote_key) = voters.get(&publisher) else {
+            tracing::warn!(%key, "ignoring a checkpoint record of a worker that may not vote");
             crate::metrics::refuse(&inner.metrics.refused_metadata, "checkpoint");
             continue;
-        }
+        };
         let Some(raw) = inner.ledger.get_meta(&key).await? else {
             continue;
         };
         let record = SignedRecord::decode_all(&mut raw.as_slice())
             .ok()
-            .filter(|s| s.epoch >= floor)
             .filter(|s| {
-                keys.epoch(s.epoch).is_some_and(|k| {
-                    phat_crypto::entry::verify_checkpoint_mac(
-                        &k.secret,
-                        &publisher,
-                        &mac_payload(s.epoch, &s.record),
-                        &s.mac,
-                    )
+                <&[u8; 64]>::try_from(s.signature.as_slice()).is_ok_and(|sig| {
+                    phat_crypto::verify_vote(vote_key, CHECKPOINT_VOTE, &s.record, sig)
                 })
             })
             .and_then(|s| CheckpointRecord::decode_all(&mut s.record.as_slice()).ok());
@@ -522,20 +520,17 @@ fn judge(ours: &[(Seq, Hash)], others: &[CheckpointRecord]) -> Verdict {
 pub(crate) async fn watch(worker: Worker) {
     let inner = &worker.inner;
     let key = checkpoint_key(&worker.worker_key());
-    let mut published: Option<(Seq, u32)> = None;
+    let mut published: Option<Seq> = None;
     loop {
         let _ = tokio::time::timeout(WATCH_EVERY, inner.replica.changed.notified()).await;
         let ours: Vec<(Seq, Hash)> = inner.replica.points.lock().iter().copied().collect();
-        // Published again at each new checkpoint and each new key epoch (records signed with
-        // an epoch before a revocation stop counting).
-        let epoch = signing_epoch(&worker);
-        let last = ours.last().map(|p| (p.0, epoch));
+        let last = ours.last().map(|p| p.0);
         if last.is_some() && last != published {
             let record = CheckpointRecord {
                 name: inner.config.name.clone(),
                 points: ours.iter().map(|(s, r)| (*s, r.0)).collect(),
             };
-            let signed = sign_record(&worker, epoch, record.encode());
+            let signed = sign_record(&worker, record.encode());
             match inner.ledger.put_meta(&key, signed.encode()).await {
                 Ok(()) => published = last,
                 Err(e) => tracing::warn!("publishing checkpoints: {e}"),
@@ -638,14 +633,7 @@ pub(crate) async fn restore_newest(
     let mut names = inner.ledger.snapshot_names().await?;
     names.sort_by_key(|n| std::cmp::Reverse(snapshot_seq(n)));
     let others = others(worker).await?;
-    let members = inner
-        .enclave
-        .members(
-            &*inner.ledger,
-            &inner.genesis,
-            &inner.metrics.refused_metadata,
-        )
-        .await?;
+    let voters = voters(worker).await?;
     let cipher = inner.enclave.keys().snapshot.clone();
     for name in names {
         let Some(seq) = snapshot_seq(&name) else {
@@ -675,7 +663,7 @@ pub(crate) async fn restore_newest(
                 continue;
             }
         };
-        if !members.contains(&Hash(header.worker)) {
+        if !voters.contains_key(&header.worker) {
             tracing::warn!(%name, "skipping a snapshot whose writer is not a member");
             crate::metrics::refuse(&inner.metrics.refused_metadata, "snapshot");
             continue;

@@ -428,24 +428,25 @@ async fn next_log(
     }
 }
 
-/// `entry` for `log`, with this worker's MAC.
+/// `entry` for `log`, signed with this worker's vote key.
 fn sign(worker: &Worker, me: Hash, s: &Subscription, log: EthLog) -> Option<EthLogEntry> {
-    // The epoch and its key from one read (a rotation in between would mismatch them).
     let epoch = worker.inner.enclave.keys().held();
-    let keys = worker.inner.enclave.keys().epoch(epoch)?;
     let mut entry = EthLogEntry {
         contract: s.contract,
         subscription: s.id,
         log,
         worker: me,
         epoch,
-        mac: Hash::default(),
+        signature: Default::default(),
     };
-    entry.mac = Hash(phat_crypto::entry::entry_mac(
-        &keys.secret,
-        &me.0,
-        &entry.mac_payload(),
-    ));
+    entry.signature = phat_primitives::protocol::Bytes(
+        worker
+            .inner
+            .enclave
+            .vote_key
+            .sign(EthLogEntry::VOTE_DOMAIN, &entry.signed_payload())
+            .to_vec(),
+    );
     Some(entry)
 }
 

@@ -295,6 +295,92 @@ async fn a_nonce_reused_after_it_expired_gets_one_verdict_on_every_worker() {
     let _ = stop_b.send(());
 }
 
+/// A ledger writer appends a command sealed to a key epoch the cluster has not started. The
+/// workers applying it live hold no such key; a worker replaying it later may hold the key
+/// already (its data directory kept the later epochs while its state was rebuilt). Both must
+/// give it the same receipt, or the roots split.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_sealed_to_a_future_epoch_is_refused_by_every_worker() {
+    use phat_client::primitives::protocol::{ClusterOp, LedgerCommand};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = embedded_ledger(dir.path());
+    let (a, url_a, stop_a) = start("a", dir.path(), ledger.clone(), 1).await;
+    let client = Client::new(&url_a).unwrap();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    // Junk sealed to no one, labelled with epoch 1 while the cluster is at epoch 0.
+    let (junk, _) = phat_client::crypto::seal(
+        &phat_client::crypto::EnvelopeSecret::generate().public(),
+        phat_client::crypto::Purpose::Command,
+        b"not a request",
+    )
+    .unwrap();
+    let planted = LedgerCommand::SealedAt {
+        epoch: 1,
+        sealed: junk,
+    };
+    let planted_at = ledger
+        .append(parity_scale_codec::Encode::encode(&planted))
+        .await
+        .unwrap()
+        .seq;
+    let rotated = client
+        .change_cluster(&alice, ClusterOp::RotateKey)
+        .await
+        .unwrap();
+    assert!(rotated.seq > planted_at);
+    let last = client
+        .submit(
+            &alice,
+            Call::Cluster {
+                op: ClusterOp::RotateKey,
+            },
+            true,
+        )
+        .await
+        .unwrap()
+        .seq;
+    applied(&[&a], last).await;
+    let receipts: Vec<_> = {
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            out.push(client.receipt(seq).await.unwrap());
+        }
+        out
+    };
+    let CallResult::Err(e) = &receipts[planted_at as usize - 1].result else {
+        panic!(
+            "the planted entry was not refused: {:?}",
+            receipts[planted_at as usize - 1]
+        );
+    };
+    assert_eq!(e.kind, "unknown_epoch");
+    let root = client.receipt(last).await.unwrap().state_root;
+    let _ = stop_a.send(());
+    // Worker A's keys (identity, cluster secret, epochs 1 and 2) without its state: it
+    // replays from seq 1 holding the key of epoch 1 from the start.
+    let keys_only = dir.path().join("c");
+    std::fs::create_dir_all(&keys_only).unwrap();
+    for f in std::fs::read_dir(dir.path().join("a")).unwrap() {
+        let f = f.unwrap();
+        if f.file_name().to_string_lossy().ends_with(".sealed") {
+            std::fs::copy(f.path(), keys_only.join(f.file_name())).unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (c, url_c, stop_c) = start("c", dir.path(), ledger.clone(), 4096).await;
+    applied(&[&c], last).await;
+    let cc = Client::new(&url_c).unwrap();
+    for seq in 1..=last {
+        assert_eq!(
+            receipts[seq as usize - 1],
+            cc.receipt(seq).await.unwrap(),
+            "the replaying worker disagrees on seq {seq}"
+        );
+    }
+    assert_eq!(cc.receipt(last).await.unwrap().state_root, root);
+    let _ = stop_c.send(());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn documents_health_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
@@ -465,6 +551,53 @@ async fn a_worker_refuses_to_start_under_a_changed_genesis() {
     match result {
         Err(e) => assert!(e.to_string().contains("genesis"), "{e}"),
         Ok(_) => panic!("the worker started under a changed genesis"),
+    }
+}
+
+/// A new worker given the cluster's genesis digest refuses any other genesis a ledger writer
+/// put there, and a worker configured with a dev root refuses a genesis that pins another:
+/// its genuine report would otherwise vouch for someone else's cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_worker_refuses_a_genesis_it_was_not_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = embedded_ledger(dir.path());
+    let (worker, _url, stop) = start("a", dir.path(), ledger.clone(), 16).await;
+    let _ = stop.send(());
+    drop(worker);
+    let raw = ledger
+        .get_meta(phat_worker::GENESIS_KEY)
+        .await
+        .unwrap()
+        .unwrap();
+    let genesis = phat_worker::Genesis::decode_stored(&raw).unwrap();
+    let open = |name: &str, pin: Option<[u8; 32]>, root: &str| {
+        let mut config =
+            WorkerConfig::new(name, dir.path().join(name), "127.0.0.1:0".parse().unwrap());
+        config.dev_attestation_root = Some(dir.path().join(root));
+        config.genesis_pin = pin;
+        Worker::open(config, ledger.clone())
+    };
+    let mut wrong = genesis.digest();
+    wrong[0] ^= 1;
+    match open("pinned-wrong", Some(wrong), "dev-root.key").await {
+        Err(e) => assert!(e.to_string().contains("not the pinned"), "{e}"),
+        Ok(_) => panic!("a worker started under a genesis it was not pinned to"),
+    }
+    phat_worker::read_or_create_root(&dir.path().join("another-root.key")).unwrap();
+    match open("other-root", None, "another-root.key").await {
+        Err(e) => assert!(e.to_string().contains("pins dev root"), "{e}"),
+        Ok(_) => panic!("a worker started under a genesis pinning another dev root"),
+    }
+    // The right pin passes: the worker goes on to wait for its handover (nobody serves it
+    // here, worker a is stopped), which is past every genesis check.
+    match tokio::time::timeout(
+        Duration::from_secs(3),
+        open("pinned-right", Some(genesis.digest()), "dev-root.key"),
+    )
+    .await
+    {
+        Err(_) | Ok(Ok(_)) => {}
+        Ok(Err(e)) => panic!("the right pin was refused: {e}"),
     }
 }
 

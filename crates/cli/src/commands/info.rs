@@ -145,6 +145,7 @@ mod tests {
             worker_key: Hash::default(),
             cluster_key: None,
             encryption: true,
+            signing_key: None,
             issued_at: 0,
             signer: Hash::default(),
             signature: Bytes(evidence.encode()),

@@ -251,6 +251,18 @@ pub async fn wait_seq(url: &str, seq: u64) -> phat_client::primitives::protocol:
     }
 }
 
+/// The state root of the worker at `url` right after `seq` (from its receipt, so it does not
+/// move when later entries apply: a worker joining appends its own `Join`).
+pub async fn root_at(url: &str, seq: u64) -> phat_client::primitives::Hash {
+    wait_seq(url, seq).await;
+    Client::new(url)
+        .unwrap()
+        .receipt(seq)
+        .await
+        .unwrap()
+        .state_root
+}
+
 /// A `phat dev` cluster in a temporary directory.
 pub struct Dev {
     pub proc: Proc,

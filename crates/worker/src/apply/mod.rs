@@ -20,7 +20,10 @@ use phat_store::{Batch, Head, Snapshot};
 use crate::state::Layered;
 use crate::{Worker, WorkerError};
 
+mod members;
 mod triggers;
+pub(crate) use members::stored_members;
+use members::*;
 use triggers::*;
 
 /// Pause between retries when the ledger or store fails.
@@ -198,16 +201,6 @@ async fn ensure_epochs(
         }
     };
     *inner.enclave.revoked.lock() = epochs.revoked().copied().collect();
-    // Epoch n is started by the n-th change.
-    let revocation_epoch = epochs
-        .changes
-        .iter()
-        .rposition(|c| c.revoked.is_some())
-        .map_or(0, |i| u32::try_from(i + 1).unwrap_or(u32::MAX));
-    inner
-        .enclave
-        .revocation_epoch
-        .store(revocation_epoch, Ordering::Release);
     inner
         .enclave
         .state_epoch
@@ -332,6 +325,8 @@ enum Proposal {
     Log(phat_primitives::protocol::EthLogEntry),
     /// A job's output for a tick.
     Result(phat_primitives::protocol::JobResultEntry),
+    /// A worker asking to join.
+    Join(phat_primitives::protocol::JoinEntry),
 }
 
 /// Decodes a ledger payload ([`LedgerCommand`]); a sealed one is opened with the cluster key.
@@ -412,6 +407,10 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             needs_epoch: unheld(r.epoch),
             proposal: Some(Proposal::Result(r)),
             ..fail("job_result", String::new())
+        },
+        Ok(LedgerCommand::Join(j)) => Decoded {
+            proposal: Some(Proposal::Join(j)),
+            ..fail("join", String::new())
         },
     };
     Decoded {
@@ -508,6 +507,7 @@ fn apply_batch(
     let mut logs = Vec::new();
     let mut local = Local {
         epochs: stored_epochs(&snap)?,
+        members: stored_members(&snap)?,
         schedules: crate::schedule::stored(&snap)?,
         subscriptions: crate::subscribe::stored(&snap)?,
         jobs: crate::jobs::stored(&snap)?,
@@ -583,6 +583,7 @@ fn apply_batch(
             (Some(Proposal::Result(r)), _) => {
                 apply_job_result(worker, &view, &mut local, entry, &r)?
             }
+            (Some(Proposal::Join(j)), _) => apply_join(worker, &mut local, entry, &j),
             (None, Ok(req)) => apply_one(worker, &view, &mut nonces, &mut local, entry, req)?,
             (None, Err(e)) => reject(entry, None, &e.kind, e.message),
         };
@@ -742,6 +743,7 @@ pub(crate) fn check_body(body: &RequestBody, mode: Mode, now: u64) -> Result<(),
 /// Replicated tables the commands of a batch change, kept decoded for the batch.
 struct Local {
     epochs: ClusterEpochs,
+    members: phat_primitives::protocol::MemberTable,
     schedules: phat_primitives::protocol::ScheduleTable,
     subscriptions: phat_primitives::protocol::SubscriptionTable,
     jobs: phat_primitives::protocol::JobTable,

@@ -3,6 +3,8 @@
 //! when a contract terminates. Every function here decides on the entry and replicated state
 //! only, so every worker decides the same.
 
+use phat_primitives::protocol::{EthLogEntry, JobResultEntry};
+
 use super::*;
 
 /// Applies a deployer's change to its contract's schedules: the receipt's output and the
@@ -284,43 +286,7 @@ pub(super) fn drop_terminated_triggers(
     Ok(())
 }
 
-/// Why an entry a worker made on its own (a log report, a job's result) is not the cluster's:
-/// made in another key epoch than the current one, by a revoked worker, or with a MAC that
-/// does not verify. `Err` when this worker does not hold the current epoch's key yet (the
-/// batch is retried rather than refused differently).
-pub(super) fn check_worker_entry(
-    worker: &Worker,
-    local: &Local,
-    entry: &LedgerEntry,
-    (epoch_made, by): (u32, &Hash),
-    (payload, mac): (&[u8], &Hash),
-) -> Result<Option<(&'static str, String)>, WorkerError> {
-    let epoch = local.epochs.epoch();
-    if epoch_made != epoch {
-        return Ok(Some((
-            "stale_epoch",
-            format!("made in key epoch {epoch_made}, the cluster is in {epoch}"),
-        )));
-    }
-    if local.epochs.is_revoked(by) {
-        return Ok(Some(("revoked_worker", format!("{by} was revoked"))));
-    }
-    let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
-        return Err(WorkerError::Apply(format!(
-            "seq {}: the key of epoch {epoch} is not held yet",
-            entry.seq
-        )));
-    };
-    if !phat_crypto::entry::verify_entry_mac(&keys.secret, &by.0, payload, &mac.0) {
-        return Ok(Some((
-            "bad_mac",
-            "not authenticated by a worker of this cluster".into(),
-        )));
-    }
-    Ok(None)
-}
-
-/// Applies a job's result for a tick: checks who made it ([`check_worker_entry`]), that the
+/// Applies a job's result for a tick: checks who made it ([`check_vote`]), that the
 /// tick is one of the job's, due on ledger time and not answered yet, and the output's size;
 /// then runs the handler once with `(tick, output)` and moves the job's `last_tick`.
 pub(super) fn apply_job_result(
@@ -338,13 +304,15 @@ pub(super) fn apply_job_result(
         a.receipt.caller = caller;
         a
     };
-    if let Some((kind, message)) = check_worker_entry(
-        worker,
+    if let Some((kind, message)) = check_vote(
         local,
-        entry,
         (r.epoch, &r.worker),
-        (&r.mac_payload(), &r.mac),
-    )? {
+        (
+            JobResultEntry::VOTE_DOMAIN,
+            &r.signed_payload(),
+            &r.signature.0,
+        ),
+    ) {
         return Ok(refuse(kind, message));
     }
     let Some(index) = local
@@ -363,7 +331,7 @@ pub(super) fn apply_job_result(
         return Ok(refuse(kind, message));
     }
     // Sealed for the workers on a cluster that encrypts (every worker holds the key of the
-    // current epoch here: `check_worker_entry` passed).
+    // current epoch here: the batch waited for it, and `check_vote` passed).
     let output = if worker.inner.genesis.encryption {
         let opened = worker.inner.enclave.keys().epoch(r.epoch).map(|k| {
             phat_crypto::entry::open_entry_data(
@@ -453,13 +421,15 @@ pub(super) fn apply_eth_log(
         r.receipt.caller = caller;
         r
     };
-    if let Some((kind, message)) = check_worker_entry(
-        worker,
+    if let Some((kind, message)) = check_vote(
         local,
-        entry,
         (e.epoch, &e.worker),
-        (&e.mac_payload(), &e.mac),
-    )? {
+        (
+            EthLogEntry::VOTE_DOMAIN,
+            &e.signed_payload(),
+            &e.signature.0,
+        ),
+    ) {
         return Ok(refuse(kind, message));
     }
     let table = &mut local.subscriptions;
