@@ -318,8 +318,10 @@ export class PhatClient {
     return response;
   }
 
+  /** Sends message `counter` of `s` and opens the answer; the answer to an opening carries
+   * the worker's salt, which `s`'s reply key is bound to from then on. */
   private async sealedQuery(s: Session, counter: bigint, ciphertext: Uint8Array): Promise<QueryResponse> {
-    const reply = await this.post<{ counter: number; ciphertext: string }>("/v1/query/sealed", {
+    const reply = await this.post<{ counter: number; ciphertext: string; salt?: string }>("/v1/query/sealed", {
       worker: this.worker.worker_key,
       session: toHex(s.id),
       counter: Number(counter),
@@ -327,6 +329,10 @@ export class PhatClient {
     });
     if (BigInt(reply.counter) !== counter) {
       throw new UnreachableError(`the worker answered message ${reply.counter} for message ${counter}`);
+    }
+    if (counter === 0n) {
+      if (reply.salt === undefined) throw new UnreachableError("the answer to a session's opening carries no salt");
+      s.keys = s.keys.withReplySalt(fromHex(reply.salt, "salt", 32));
     }
     const answer = JSON.parse(new TextDecoder().decode(s.keys.openReply(counter, fromHex(reply.ciphertext)))) as
       | { ok: QueryResponse }

@@ -41,9 +41,15 @@ export class SessionKeys {
   private constructor(
     private readonly request: Uint8Array,
     private readonly reply: Uint8Array,
-    purpose: Purpose,
+    private readonly purpose: Purpose,
   ) {
     this.aad = Uint8Array.of(ENVELOPE_VERSION, TAGS[purpose]);
+  }
+
+  /** These keys with the reply key bound to `salt`, the fresh randomness a worker sends back
+   * with its answer to a session's opening (`SessionKeys::with_reply_salt`). */
+  withReplySalt(salt: Uint8Array): SessionKeys {
+    return new SessionKeys(this.request, expand(this.reply, "phat/v1/envelope/reply-salt", [salt]), this.purpose);
   }
 
   /** The keys for `shared` (the X25519 result) between `ephemeral` and `recipient`. */

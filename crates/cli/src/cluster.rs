@@ -144,6 +144,9 @@ pub struct WorkerArgs {
     /// the genesis it finds in the ledger on trust (docs/THREAT-MODEL.md).
     #[arg(long = "genesis", value_name = "DIGEST", env = "PHAT_GENESIS")]
     pub genesis_pin: Option<phat_client::primitives::Hash>,
+    /// Receipts kept: those of the last N seqs (older ones answer 404).
+    #[arg(long, value_name = "N", default_value_t = phat_worker::DEFAULT_RECEIPTS_KEPT)]
+    pub receipts_kept: u64,
     /// Stop when the parent process goes away (`phat dev` starts its workers with this, so a
     /// killed `phat dev` leaves no workers behind).
     #[arg(long, hide = true)]
@@ -593,6 +596,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     config.admission.per_address_rate = args.address_rate.max(1);
     config.dev_attestation_root = args.dev_attestation_root.clone();
     config.genesis_pin = args.genesis_pin.map(|h| h.0);
+    config.receipts_kept = args.receipts_kept.max(1);
     config.replica = args.replica.config(args.resync, args.fault_at_seq);
     config.replica.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let worker = Worker::open(config, ledger)

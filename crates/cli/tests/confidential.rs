@@ -408,6 +408,9 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     };
     let (status, body) = post(&q, &first).await;
     assert_eq!(status, 200, "{body}");
+    // The worker's answer to the opening salts the session's reply key.
+    let salt: Hash = body["salt"].as_str().unwrap().parse().unwrap();
+    let keys = keys.with_reply_salt(&salt.0);
     let (status, body) = post(&q, &first).await;
     assert_eq!(
         (status, body["error"]["kind"].as_str()),

@@ -43,28 +43,32 @@ impl Client {
         let expires_at = RequestBody::decode_all(&mut &req.body[..])
             .map(|b| b.expires_at)
             .unwrap_or(0);
-        let session = Arc::new(ClientSession {
+        let mut session = ClientSession {
             id: sealed.ephemeral,
             caller: req.signer,
             keys,
             next: AtomicU64::new(1),
             renew_at: expires_at.saturating_sub(10_000),
-        });
-        let response = self
+        };
+        let (response, salted) = self
             .sealed_query(&peer.info, &session, 0, sealed.ciphertext)
             .await?;
-        *peer.session.lock() = Some(session);
+        let response = response?;
+        // Later replies are sealed under the reply key the worker's salt made.
+        session.keys = salted;
+        *peer.session.lock() = Some(Arc::new(session));
         Ok(response)
     }
 
-    /// Sends message `counter` of `session`, sealed, and opens the reply.
+    /// Sends message `counter` of `session`, sealed, and opens the reply; also answers the
+    /// session's keys from then on (salted by the worker's answer to the opening).
     async fn sealed_query(
         &self,
         info: &WorkerInfo,
         session: &ClientSession,
         counter: u64,
         ciphertext: Bytes,
-    ) -> Result<QueryResponse, ClientError> {
+    ) -> Result<(Result<QueryResponse, ClientError>, phat_crypto::SessionKeys), ClientError> {
         let body = SealedQuery {
             worker: info.worker_key,
             session: session.id,
@@ -78,15 +82,26 @@ impl Client {
                 reply.counter
             )));
         }
-        let plain = session.keys.open_reply(counter, &reply.ciphertext)?;
-        match serde_json::from_slice(&plain).map_err(|e| ClientError::Decode(e.to_string()))? {
-            SealedAnswer::Ok(response) => Ok(response),
-            SealedAnswer::Err { status, error } => Err(ClientError::Api {
-                status,
-                kind: error.kind,
-                message: error.message,
-            }),
-        }
+        let keys = match (counter, reply.salt) {
+            (0, Some(salt)) => session.keys.with_reply_salt(&salt.0),
+            (0, None) => {
+                return Err(ClientError::Decode(
+                    "the answer to a session's opening carries no salt".into(),
+                ))
+            }
+            (_, _) => session.keys.clone(),
+        };
+        let plain = keys.open_reply(counter, &reply.ciphertext)?;
+        let answer =
+            match serde_json::from_slice(&plain).map_err(|e| ClientError::Decode(e.to_string()))? {
+                SealedAnswer::Ok(response) => Ok(response),
+                SealedAnswer::Err { status, error } => Err(ClientError::Api {
+                    status,
+                    kind: error.kind,
+                    message: error.message,
+                }),
+            };
+        Ok((answer, keys))
     }
 
     /// Sends `call` for `signer` in the session open with `peer`, if there is one usable for
@@ -115,7 +130,8 @@ impl Client {
             {
                 None
             }
-            r => Some(r),
+            Err(e) => Some(Err(e)),
+            Ok((answer, _)) => Some(answer),
         }
     }
 }

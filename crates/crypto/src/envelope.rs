@@ -178,6 +178,26 @@ impl SessionKeys {
         }
     }
 
+    /// These keys with the reply key bound to `salt`: fresh randomness the recipient adds
+    /// when it opens a session and sends back with its first reply. A session's opening
+    /// replayed to a restarted worker (which no longer remembers it) is then answered under
+    /// another key, never under the same key and counter as before (a reused ChaCha20 nonce
+    /// would give away the XOR of the two answers).
+    pub fn with_reply_salt(&self, salt: &[u8; 32]) -> Self {
+        let mut reply = [0u8; 32];
+        expand(
+            self.reply.expose(),
+            "phat/v1/envelope/reply-salt",
+            &[salt],
+            &mut reply,
+        );
+        Self {
+            request: self.request.clone(),
+            reply: Secret32::from_bytes(reply),
+            aad: self.aad,
+        }
+    }
+
     /// Encrypts message number `counter` to the recipient.
     pub fn seal_request(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
         aead_seal(&self.request, counter, &self.aad, plaintext)
@@ -250,6 +270,25 @@ mod tests {
         assert_eq!(plain, b"hello");
         let reply = server.seal_reply(0, b"world");
         assert_eq!(client.open_reply(0, &reply).unwrap(), b"world");
+        // A salted reply key: both sides agree on it, and it is not the unsalted one.
+        let salted = server.with_reply_salt(&[5; 32]);
+        let reply = salted.seal_reply(0, b"world");
+        assert_eq!(
+            client
+                .with_reply_salt(&[5; 32])
+                .open_reply(0, &reply)
+                .unwrap(),
+            b"world"
+        );
+        assert!(client.open_reply(0, &reply).is_err());
+        assert!(client
+            .with_reply_salt(&[6; 32])
+            .open_reply(0, &reply)
+            .is_err());
+        assert_eq!(
+            salted.seal_request(3, b"same request key"),
+            server.seal_request(3, b"same request key")
+        );
         let next = client.seal_request(1, b"again");
         assert_eq!(server.open_request(1, &next).unwrap(), b"again");
         // Wrong counter, wrong direction.

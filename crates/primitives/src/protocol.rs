@@ -1112,6 +1112,10 @@ pub struct SealedReply {
     pub counter: u64,
     /// The ciphertext.
     pub ciphertext: Bytes,
+    /// In the answer to a session's opening (counter 0) only: the worker's fresh random salt
+    /// that the session's reply key is bound to (`SessionKeys::with_reply_salt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<Hash>,
 }
 
 /// The plaintext of a session's first message: a signed query (whose signer becomes the

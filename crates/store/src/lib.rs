@@ -30,6 +30,8 @@ pub use phat_primitives::{protocol::Seq, AccountId, Hash, StateKey, Timestamp};
 
 /// How many log records are kept per contract (older ones are deleted at commit).
 pub const LOG_RETENTION: u64 = 10_000;
+/// Most old receipts one commit deletes (see [`Batch::prune_receipts_before`]).
+pub const MAX_PRUNED_PER_COMMIT: usize = 4096;
 
 /// Domain tag that starts every state-root preimage.
 const ROOT_DOMAIN: &[u8] = b"phat/root/v1";
@@ -129,6 +131,9 @@ pub struct Batch {
     pub writes: BTreeMap<StateKey, Option<Vec<u8>>>,
     /// Opaque encoded receipts by seq.
     pub receipts: Vec<(Seq, Vec<u8>)>,
+    /// Forget receipts of seqs below this (at most [`MAX_PRUNED_PER_COMMIT`] per commit, the
+    /// oldest first, so one commit's work stays bounded; later commits catch up).
+    pub prune_receipts_before: Seq,
     /// Nonces to remember: (signer, nonce, expires_at).
     pub nonces: Vec<(AccountId, u64, Timestamp)>,
     /// Forget nonces whose `expires_at` is below this (applied after `nonces` are added).
@@ -387,6 +392,15 @@ fn write_batch(
                 None => bytes.clone(),
             };
             receipts.insert(*seq, bytes.as_slice()).map_err(db_err)?;
+        }
+        for _ in 0..MAX_PRUNED_PER_COMMIT {
+            let oldest = receipts.first().map_err(db_err)?.map(|(k, _)| k.value());
+            match oldest {
+                Some(seq) if seq < batch.prune_receipts_before => {
+                    receipts.remove(seq).map_err(db_err)?;
+                }
+                _ => break,
+            }
         }
     }
     write_nonces(txn, &batch.nonces, batch.prune_nonces_before, cipher)?;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use phat_store::{
     chain_root, AccountId, Batch, Hash, Head, StateKey, Store, StoreError, LOG_RETENTION,
+    MAX_PRUNED_PER_COMMIT,
 };
 
 /// A fresh store in its own temporary directory (kept alive by the returned guard).
@@ -267,6 +268,40 @@ fn logs_are_indexed_per_contract_with_after_and_limit() {
         .logs(&AccountId([0xc; 32]), None, 100)
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn receipts_below_the_retention_cut_are_deleted_a_bounded_number_per_commit() {
+    let (_dir, store) = fresh();
+    let n = MAX_PRUNED_PER_COMMIT as u64 + 10;
+    store
+        .commit(Batch {
+            head: head(n),
+            receipts: (1..=n).map(|s| (s, s.to_le_bytes().to_vec())).collect(),
+            ..Batch::default()
+        })
+        .unwrap();
+    assert!(store.receipt(1).unwrap().is_some());
+    // Cut everything below n: one commit deletes at most MAX_PRUNED_PER_COMMIT.
+    store
+        .commit(Batch {
+            head: head(n + 1),
+            prune_receipts_before: n,
+            ..Batch::default()
+        })
+        .unwrap();
+    let first_kept = MAX_PRUNED_PER_COMMIT as u64 + 1;
+    assert!(store.receipt(first_kept - 1).unwrap().is_none());
+    assert!(store.receipt(first_kept).unwrap().is_some());
+    store
+        .commit(Batch {
+            head: head(n + 2),
+            prune_receipts_before: n,
+            ..Batch::default()
+        })
+        .unwrap();
+    assert!(store.receipt(n - 1).unwrap().is_none());
+    assert_eq!(store.receipt(n).unwrap(), Some(n.to_le_bytes().to_vec()));
 }
 
 #[test]

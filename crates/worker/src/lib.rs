@@ -120,6 +120,9 @@ pub struct WorkerConfig {
     /// The dev attestation root secret to sign reports with (every worker of a cluster uses
     /// the same; `None`: a root kept in the data directory).
     pub dev_attestation_root: Option<PathBuf>,
+    /// Receipts this worker keeps: those of the last this many seqs (older ones answer 404;
+    /// their digests stay chained in the state root).
+    pub receipts_kept: u64,
     /// The digest of the genesis this worker may serve (`phat genesis` prints it): a worker
     /// with no state of its own otherwise takes the genesis it finds in the ledger on trust.
     pub genesis_pin: Option<[u8; 32]>,
@@ -179,6 +182,7 @@ impl WorkerConfig {
             cache_budget: cache::DEFAULT_CACHE_BUDGET,
             dev_attestation_root: None,
             genesis_pin: None,
+            receipts_kept: DEFAULT_RECEIPTS_KEPT,
             admission: AdmissionConfig::default(),
             replica: ReplicaConfig::default(),
             tee: None,
@@ -186,6 +190,10 @@ impl WorkerConfig {
         }
     }
 }
+
+/// Receipts a worker keeps by default (`WorkerConfig::receipts_kept`): about a day of
+/// commands at one a second, bounded on disk by the result bound of each.
+pub const DEFAULT_RECEIPTS_KEPT: u64 = 100_000;
 
 /// A running worker's shared state. Cheap to clone.
 #[derive(Clone)]

@@ -601,6 +601,91 @@ async fn a_new_worker_refuses_a_genesis_it_was_not_given() {
     }
 }
 
+/// A session's opening captured on the wire and replayed to the worker after it restarted
+/// (it remembers neither the session nor the request's nonce then) is answered under another
+/// reply key: the worker salts each opening's reply key with fresh randomness, so no two
+/// answers are ever sealed under the same key and counter (which would give away the XOR of
+/// the two answers).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_opening_replayed_after_a_restart_gets_a_fresh_reply_key() {
+    use parity_scale_codec::Encode;
+    use phat_client::crypto::Purpose;
+    use phat_client::primitives::protocol::{QueryOpen, SealedQuery, SealedReply};
+    use phat_client::primitives::Mode;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = embedded_ledger(dir.path());
+    let (worker, url, stop) = start("a", dir.path(), ledger.clone(), 16).await;
+    let info = Client::new(&url).unwrap().info().await.unwrap();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    let system = info.system_contract.expect("a system contract");
+    let request = phat_client::sign(
+        &alice,
+        &info.cluster_key,
+        Mode::Query,
+        phat_client::call(system, vec![0; 4]),
+    );
+    let open = QueryOpen {
+        request,
+        min_seq: None,
+    };
+    let (sealed, keys) =
+        phat_client::crypto::seal(&info.worker_key.0, Purpose::Query, &open.encode()).unwrap();
+    let opening = SealedQuery {
+        worker: info.worker_key,
+        session: sealed.ephemeral,
+        counter: 0,
+        ciphertext: sealed.ciphertext,
+    };
+    let send = |url: String, q: SealedQuery| async move {
+        let r = reqwest::Client::new()
+            .post(format!("{url}/v1/query/sealed"))
+            .json(&q)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<SealedReply>().await.unwrap()
+    };
+    let first = send(url.clone(), opening.clone()).await;
+    let _ = stop.send(());
+    drop(worker);
+    // The same data directory, a new process: the opening is new to it.
+    let mut again = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let config = WorkerConfig::new("a", dir.path().join("a"), "127.0.0.1:0".parse().unwrap());
+        let mut config = config;
+        config.dev_attestation_root = Some(dir.path().join("dev-root.key"));
+        if let Ok(w) = Worker::open(config, ledger.clone()).await {
+            again = Some(w);
+            break;
+        }
+    }
+    let worker = again.expect("the worker starts again");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let w = worker.clone();
+    tokio::spawn(async move {
+        w.serve(listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap()
+    });
+    let second = send(url, opening).await;
+    let (s1, s2) = (first.salt.unwrap(), second.salt.unwrap());
+    assert_ne!(s1, s2, "the same reply key for a replayed opening");
+    // Each answer opens only under its own salt.
+    let k1 = keys.with_reply_salt(&s1.0);
+    let k2 = keys.with_reply_salt(&s2.0);
+    assert!(k1.open_reply(0, &first.ciphertext.0).is_ok());
+    assert!(k2.open_reply(0, &second.ciphertext.0).is_ok());
+    assert!(k1.open_reply(0, &second.ciphertext.0).is_err());
+    assert!(keys.open_reply(0, &first.ciphertext.0).is_err());
+    let _ = tx.send(());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trigger_table_read_waits_for_its_min_seq() {
     let dir = tempfile::tempdir().unwrap();

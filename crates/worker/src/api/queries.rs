@@ -123,7 +123,7 @@ pub(super) async fn query_sealed_inner(
             format!("message {} of this session was already used", q.counter),
         ),
     };
-    let (keys, caller, call, min_seq) = if q.counter == 0 {
+    let (keys, caller, call, min_seq, salt) = if q.counter == 0 {
         let sealed = Sealed {
             version: phat_crypto::ENVELOPE_VERSION,
             ephemeral: q.session,
@@ -139,7 +139,10 @@ pub(super) async fn query_sealed_inner(
             ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
         })?;
         let body = verify(w, &open.request, Mode::Query)?;
-        let keys = Arc::new(keys);
+        // Replies are sealed under a key bound to fresh randomness of this worker: the same
+        // opening replayed after a restart (when its nonce is forgotten) gets another key.
+        let salt: [u8; 32] = rand::random();
+        let keys = Arc::new(keys.with_reply_salt(&salt));
         // The session speaks for the caller until the request, or its certificate, expires.
         let caller = body.caller(&open.request.signer);
         let until = body
@@ -152,7 +155,7 @@ pub(super) async fn query_sealed_inner(
             .lock()
             .open(q.session.0, keys.clone(), caller, until, now)
             .map_err(session_err)?;
-        (keys, caller, body.call, open.min_seq)
+        (keys, caller, body.call, open.min_seq, Some(Hash(salt)))
     } else {
         let (keys, caller) = w
             .inner
@@ -175,7 +178,7 @@ pub(super) async fn query_sealed_inner(
         let query = SessionQuery::decode_all(&mut &plain[..]).map_err(|e| {
             ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
         })?;
-        (keys, caller, query.call, query.min_seq)
+        (keys, caller, query.call, query.min_seq, None)
     };
     // From here on the caller holds the session: errors travel sealed like answers.
     let answer = match run_checked(w, caller, call, min_seq).await {
@@ -189,6 +192,7 @@ pub(super) async fn query_sealed_inner(
     Ok(SealedReply {
         counter: q.counter,
         ciphertext: keys.seal_reply(q.counter, &json).into(),
+        salt,
     })
 }
 

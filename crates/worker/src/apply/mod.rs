@@ -626,6 +626,7 @@ fn apply_batch(
     }
     batch.head = head;
     batch.prune_nonces_before = head.timestamp;
+    batch.prune_receipts_before = head.seq.saturating_sub(inner.config.receipts_kept);
     inner.store.commit(batch)?;
     // Commands submitted through this worker are now remembered by the store.
     let mut recent = inner.recent_nonces.lock();
