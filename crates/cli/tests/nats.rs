@@ -324,6 +324,36 @@ async fn three_nodes_lose_the_stream_leader_and_a_worker_under_load_and_apply_ev
     );
     assert_eq!(nats_servers_of3(&data).len(), 3, "the killed node is back");
 
+    // A user's command right after the stream leader dies, one attempt each, no retry of
+    // the test's own: it is not failed while a new leader is elected (the worker waits out
+    // the election, also for reading back the time of what it appended).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        match ledger.log_leader().await {
+            Ok(Some(leader)) => break leader,
+            other => {
+                assert!(Instant::now() < deadline, "no stream leader: {other:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(nats_node_pid(&data, &leader)),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let client = Client::new(&dev.endpoint).unwrap();
+    for i in 0..3 {
+        let started = Instant::now();
+        let sub = client.submit(&alice, counter.inc(), true).await;
+        let sub = sub.unwrap_or_else(|e| panic!("command {i} after the leader died: {e}"));
+        assert!(matches!(
+            sub.receipt.unwrap().result,
+            phat_client::primitives::protocol::CallResult::Ok(_)
+        ));
+        eprintln!("command {i} after the leader died: {:?}", started.elapsed());
+    }
+
     assert!(dev.proc.terminate(), "phat dev did not exit cleanly");
     assert!(nats_servers_of3(&data).is_empty(), "a nats-server is left");
 }

@@ -764,8 +764,24 @@ impl Ledger for JetStreamLedger {
         if ack.duplicate {
             tracing::debug!(seq = ack.sequence, "append deduplicated by Nats-Msg-Id");
         }
+        // The entry is in the log now: failing here would tell the client a command failed
+        // that every worker applies. Reading its time back needs a consumer, which fails
+        // while a new stream leader is elected; wait that out as the publish does.
         let mut clock = inner.clock.lock().await;
-        let timestamp = inner.timestamp(&mut clock, ack.sequence).await?;
+        let timestamp = loop {
+            match inner.timestamp(&mut clock, ack.sequence).await {
+                Ok(timestamp) => break timestamp,
+                Err(e @ LedgerError::Unavailable(_)) if Instant::now() < deadline => {
+                    tracing::debug!(
+                        seq = ack.sequence,
+                        "reading an append's time, retrying: {e}"
+                    );
+                    clock.feed = None;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         Ok(Appended {
             seq: ack.sequence,
             timestamp,
