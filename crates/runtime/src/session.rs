@@ -48,16 +48,17 @@ impl Session {
     /// Checks, compiles and stores `wasm`; returns its code hash. Uploading the same code twice
     /// is harmless.
     pub fn upload_code(&mut self, wasm: &[u8]) -> Result<CodeHash, ExecError> {
-        let hash = Runtime {
+        let hash = self.prepare(wasm)?;
+        write_code(self.tx_mut(), hash, wasm)?;
+        Ok(hash)
+    }
+
+    /// Checks and compiles `wasm` (once per code hash); its hash.
+    fn prepare(&self, wasm: &[u8]) -> Result<CodeHash, ExecError> {
+        Ok(Runtime {
             inner: self.tx().rt.clone(),
         }
-        .prepare_code(wasm)?;
-        if !self.tx().code_exists(&hash)? {
-            self.tx_mut()
-                .overlay
-                .set(StateKey::Code(hash), Some(wasm.to_vec()));
-        }
-        Ok(hash)
+        .prepare_code(wasm)?)
     }
 
     /// Instantiates `code_hash` from `origin`, transferring `value` and running the constructor
@@ -95,23 +96,15 @@ impl Session {
         salt: &[u8],
         gas_limit: Gas,
     ) -> Result<Outcome, ExecError> {
-        let prepared = Runtime {
-            inner: self.tx().rt.clone(),
-        }
-        .prepare_code(wasm)?;
-        if prepared != code_hash {
+        if self.prepare(wasm)? != code_hash {
             return Err(ExecError::Decode(
                 "the uploaded code does not hash to the code hash instantiated",
             ));
         }
         self.top_level(origin, gas_limit, |mut tx, gas| {
             let before = tx.overlay.checkpoint();
-            match tx.code_exists(&code_hash) {
-                Ok(true) => {}
-                Ok(false) => tx
-                    .overlay
-                    .set(StateKey::Code(code_hash), Some(wasm.to_vec())),
-                Err(e) => return (tx, 0, Err(Failure::InCallee(e))),
+            if let Err(e) = write_code(&mut tx, code_hash, wasm) {
+                return (tx, 0, Err(Failure::InCallee(e)));
             }
             let (mut tx, used, r) = do_instantiate(tx, origin, code_hash, value, input, salt, gas);
             if !matches!(&r, Ok((_, data)) if !data.reverted()) {
@@ -240,4 +233,12 @@ impl Session {
             .overlay
             .into_changes()
     }
+}
+
+/// Writes `wasm` as the code `hash` unless the state holds it already.
+fn write_code(tx: &mut TxState, hash: CodeHash, wasm: &[u8]) -> Result<(), ExecError> {
+    if !tx.code_exists(&hash)? {
+        tx.overlay.set(StateKey::Code(hash), Some(wasm.to_vec()));
+    }
+    Ok(())
 }

@@ -264,24 +264,9 @@ impl Enclave {
         dev_root: Option<&Path>,
         tee: Option<(&crate::TeeConfig, Vec<u8>)>,
     ) -> Result<Self, WorkerError> {
-        let sealing = sealing_key();
-        let identity = match read_sealed(dir, "identity", &sealing)? {
-            Some(bytes) => EnvelopeSecret::from_secret(&to_secret(&bytes)?),
-            None => {
-                let key = EnvelopeSecret::generate();
-                write_sealed(dir, "identity", &sealing, key.to_secret().expose())?;
-                key
-            }
-        };
-        // The vote key, made with the identity (a worker from before vote keys gets one now).
-        let vote_key = match read_sealed(dir, "vote-key", &sealing)? {
-            Some(bytes) => VoteKey::from_secret(&to_secret(&bytes)?),
-            None => {
-                let key = VoteKey::generate();
-                write_sealed(dir, "vote-key", &sealing, key.to_secret().expose())?;
-                key
-            }
-        };
+        let identity = EnvelopeSecret::from_secret(&sealed_or_new(dir, "identity")?);
+        // The vote key (a worker from before vote keys gets one at its next start).
+        let vote_key = VoteKey::from_secret(&sealed_or_new(dir, "vote-key")?);
         let root = match dev_root {
             Some(path) => read_root(path)?,
             None => read_or_create_root(&dir.join("dev-attestation-root.key"))?,
@@ -1265,6 +1250,19 @@ fn write_sealed(
     secret: &[u8],
 ) -> Result<(), WorkerError> {
     crate::write_private(dir, &format!("{name}.sealed"), &key.seal(name, secret))
+}
+
+/// The 32-byte secret sealed in `dir` as `name`, or a fresh random one, sealed there first.
+fn sealed_or_new(dir: &Path, name: &str) -> Result<Secret32, WorkerError> {
+    let sealing = sealing_key();
+    match read_sealed(dir, name, &sealing)? {
+        Some(bytes) => to_secret(&bytes),
+        None => {
+            let secret = Secret32::random();
+            write_sealed(dir, name, &sealing, secret.expose())?;
+            Ok(secret)
+        }
+    }
 }
 
 fn to_secret(bytes: &[u8]) -> Result<Secret32, WorkerError> {
