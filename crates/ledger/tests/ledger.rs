@@ -86,6 +86,8 @@ async fn remote(config: LedgerConfig) -> Fixture {
 const NATS_PASSWORD: &str = "s3cret-phat";
 /// The password of the `guest` user, who may read but not write.
 const GUEST_PASSWORD: &str = "guest-pw";
+/// The password of user `worker` (the least-privilege layout of docs/cluster.md).
+const WORKER_PASSWORD: &str = "worker-pw";
 
 /// A `nats-server -js` on 127.0.0.1 with a temp store and two users; killed on drop.
 struct NatsServer {
@@ -130,6 +132,14 @@ authorization {{
                            "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>",
                            "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>"] }}
         subscribe: ">" }} }}
+    {{ user: worker, password: "{WORKER_PASSWORD}", permissions: {{
+        publish: {{ allow: ["phat.test.log", "$KV.phat_test_meta.>", "$O.phat_test_code.>",
+                            "$O.phat_test_snap.>", "$JS.API.>", "_INBOX.>"],
+                    deny: ["$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>",
+                           "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.PHAT_test_LOG",
+                           "$JS.API.STREAM.MSG.DELETE.>"] }}
+        subscribe: ["_INBOX.>", "$KV.phat_test_meta.>", "$O.phat_test_code.>",
+                    "$O.phat_test_snap.>"] }} }}
   ]
 }}
 "#,
@@ -703,6 +713,62 @@ async fn nats_retried_append_is_stored_once_and_survives_reconnect() {
         Some(b"\0asm code".to_vec())
     );
     assert_eq!(again.get_meta("k").await.unwrap(), Some(b"v".to_vec()));
+}
+
+/// The worker user of docs/cluster.md's least-privilege layout does all a worker does
+/// (append, read, metadata, code, snapshots) and cannot erase the log: no purge or trim, no
+/// message delete, no stream delete or update. Every worker, a revoked one included, holds
+/// that user's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_worker_user_cannot_erase_the_log() {
+    let server = NatsServer::start();
+    // The operator (here `phat`) creates the stream and buckets, as `phat genesis` does.
+    let admin = JetStreamLedger::connect(server.config("phat", NATS_PASSWORD))
+        .await
+        .unwrap();
+    admin.append(b"genesis".to_vec()).await.unwrap();
+    let mut config = server.config("worker", WORKER_PASSWORD);
+    config.request_timeout = Duration::from_secs(1);
+    let worker = JetStreamLedger::connect(config).await.unwrap();
+    for i in 0..5u8 {
+        worker.append(vec![i]).await.unwrap();
+    }
+    assert_eq!(worker.head().await.unwrap(), 6);
+    assert_eq!(worker.read(1, 10, Duration::ZERO).await.unwrap().len(), 6);
+    worker
+        .put_meta("checkpoint/x", b"v".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        worker.get_meta("checkpoint/x").await.unwrap(),
+        Some(b"v".to_vec())
+    );
+    let code = worker.put_code(b"\0asm code".to_vec()).await.unwrap();
+    assert!(worker.get_code(&code).await.unwrap().is_some());
+    let name = format!("{:020}-{}", 3, "ab".repeat(32));
+    worker.put_snapshot(&name, b"image".to_vec()).await.unwrap();
+    assert!(worker.get_snapshot(&name).await.unwrap().is_some());
+    worker.delete_snapshot(&name).await.unwrap();
+    // Erasing the log is refused, through the ledger and through NATS directly.
+    assert!(worker.trim(4).await.is_err(), "a worker trimmed the log");
+    assert_eq!(worker.first_seq().await.unwrap(), 1);
+    let client =
+        async_nats::ConnectOptions::with_user_and_password("worker".into(), WORKER_PASSWORD.into())
+            .connect(&server.url)
+            .await
+            .unwrap();
+    let mut js = async_nats::jetstream::new(client);
+    js.set_timeout(Duration::from_secs(1));
+    assert!(js.delete_stream("PHAT_test_LOG").await.is_err());
+    let log = js.get_stream("PHAT_test_LOG").await.unwrap();
+    assert!(log.purge().await.is_err());
+    assert!(log.delete_message(2).await.is_err());
+    let mut cfg = log.cached_info().config.clone();
+    cfg.max_messages = 1;
+    assert!(js.update_stream(cfg).await.is_err());
+    // All six entries are still there, for the operator too.
+    assert_eq!(admin.first_seq().await.unwrap(), 1);
+    assert_eq!(admin.head().await.unwrap(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
