@@ -13,11 +13,12 @@
 //!   healthy one. Run at least three workers for a verdict.
 //! - **Snapshots.** Every [`ReplicaConfig::snapshot_every`] commands a worker seals an image of
 //!   its replicated state (state and nonce rows, see [`phat_store::StateImage`]) with the
-//!   cluster's snapshot key and stores it in the ledger as `<seq>-<worker>`; it keeps its
+//!   cluster's snapshot key, signs it with its vote key and stores it in the ledger as
+//!   `<seq>-<worker>`; it keeps its
 //!   newest [`ReplicaConfig::snapshots_kept`] and trims the log below the oldest of them.
 //! - **Starting from a snapshot.** A new worker, one whose next entry was trimmed, or one
-//!   started with `--resync` restores the newest snapshot whose root the other workers'
-//!   checkpoints confirm (or that none contradicts), then follows the log from there. Later
+//!   started with `--resync` restores the newest snapshot signed by a member whose root more
+//!   members' checkpoints confirm than contradict, then follows the log from there. Later
 //!   checkpoints check that replaying from it reaches the roots the others report.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -209,6 +210,18 @@ struct SnapshotHeader {
 struct SnapshotBlob {
     header: SnapshotHeader,
     sealed: Vec<u8>,
+    /// The writer's vote-key signature of [`snapshot_signed`] (64 bytes): anyone holding the
+    /// snapshot key (a revoked worker holds old epochs') can seal an image; only the worker the
+    /// header names can sign it.
+    signature: Vec<u8>,
+}
+
+/// The domain snapshots are signed under.
+const SNAPSHOT_VOTE: &str = "phat/v1/vote/snapshot";
+
+/// What a snapshot's writer signs: its header and the digest of the sealed image.
+fn snapshot_signed(header: &SnapshotHeader, sealed: &[u8]) -> Vec<u8> {
+    (header, phat_primitives::blake2_256(sealed)).encode()
 }
 
 /// Checkpoint and divergence state of a worker.
@@ -376,6 +389,7 @@ async fn write_snapshot(worker: &Worker, view: phat_store::Snapshot) -> Result<u
     let inner = &worker.inner;
     let me = worker.worker_key();
     let cipher = inner.enclave.keys().snapshot.clone();
+    let enclave = inner.enclave.clone();
     let blob = tokio::task::spawn_blocking(move || -> Result<_, WorkerError> {
         let image = view.image()?;
         let header = SnapshotHeader {
@@ -386,7 +400,16 @@ async fn write_snapshot(worker: &Worker, view: phat_store::Snapshot) -> Result<u
         };
         let aad = [SNAPSHOT_DOMAIN, &header.encode()].concat();
         let sealed = cipher.seal(&aad, &image.encode());
-        Ok(SnapshotBlob { header, sealed }.encode())
+        let signature = enclave
+            .vote_key
+            .sign(SNAPSHOT_VOTE, &snapshot_signed(&header, &sealed))
+            .to_vec();
+        Ok(SnapshotBlob {
+            header,
+            sealed,
+            signature,
+        }
+        .encode())
     })
     .await
     .map_err(|e| WorkerError::Apply(format!("snapshot task failed: {e}")))??;
@@ -650,6 +673,22 @@ pub(crate) async fn restore_newest(
             continue;
         };
         let header = blob.header;
+        // The writer's signature first: nothing else of a stranger's blob is worked on.
+        let signed = voters.get(&header.worker).is_some_and(|vote_key| {
+            <&[u8; 64]>::try_from(blob.signature.as_slice()).is_ok_and(|sig| {
+                phat_crypto::verify_vote(
+                    vote_key,
+                    SNAPSHOT_VOTE,
+                    &snapshot_signed(&header, &blob.sealed),
+                    sig,
+                )
+            })
+        });
+        if !signed {
+            tracing::warn!(%name, "skipping a snapshot not signed by a member");
+            crate::metrics::refuse(&inner.metrics.refused_metadata, "snapshot");
+            continue;
+        }
         let aad = [SNAPSHOT_DOMAIN, &header.encode()].concat();
         let image = match cipher
             .open(&aad, &blob.sealed)
@@ -663,11 +702,6 @@ pub(crate) async fn restore_newest(
                 continue;
             }
         };
-        if !voters.contains_key(&header.worker) {
-            tracing::warn!(%name, "skipping a snapshot whose writer is not a member");
-            crate::metrics::refuse(&inner.metrics.refused_metadata, "snapshot");
-            continue;
-        }
         let (confirm, contradict) = confirmations(image.seq, image.state_root, &others);
         if confirm <= contradict {
             tracing::warn!(
