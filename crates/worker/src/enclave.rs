@@ -1,8 +1,9 @@
 //! The enclave boundary: the worker's identity key, the cluster secret and what derives from
 //! it, attestation, the cluster-secret handover, and query sessions.
 //!
-//! Without a TEE the worker process is the enclave. Its identity key and the cluster secret
-//! are kept on disk sealed (`identity.sealed`, `cluster.sealed`) under a key derived from the
+//! Without a TEE the worker process is the enclave. Its identity key, its vote key and the
+//! cluster secret are kept on disk sealed (`identity.sealed`, `vote-key.sealed`,
+//! `cluster.sealed`) under a key derived from the
 //! machine id (`/etc/machine-id`) and the product identity: copied elsewhere or read on their
 //! own the files are useless, but root on the same machine can derive the key, as it can read
 //! the process's memory. Attestation uses the insecure `dev` provider (a local ed25519 root).
@@ -10,9 +11,11 @@
 //! Handover, through the ledger's metadata (a JetStream KV bucket in production):
 //! - `cluster`: written once (`create_meta`) by the first worker: the cluster key and that
 //!   worker's report. Whoever wins the race is the creator; the others join.
-//! - `cluster-join/<worker key>`: a joining worker's attestation report.
+//! - `cluster-join/<worker key>`: a joining worker's attestation report (it also appends a
+//!   `Join` entry with it: membership is decided at apply, `apply/members.rs`).
 //! - `cluster-key/<worker key>`: the cluster secret sealed to that worker's key by an existing
-//!   worker that verified the report (same measurement, the cluster's dev root).
+//!   worker that verified the report (same measurement, the cluster's dev root) and whose
+//!   applied state lists the worker as a member.
 //! - `cluster-refused/<worker key>`: why a report was refused.
 //!
 //! Key epochs (`phat cluster rotate-key`, `phat cluster revoke`): the owner's command at seq S
@@ -23,8 +26,8 @@
 //!   whose dealer is attested, was not revoked before epoch e and attests that key, so all
 //!   agree on one key whatever order they see the records in; a record failing that is
 //!   skipped and the next attempt dealt.
-//! - `epoch-key/<e>/<worker key>`: the epoch's secret sealed to one worker of the cluster (a
-//!   worker the cluster handed its secret to, minus the revoked), by any worker holding it.
+//! - `epoch-key/<e>/<worker key>`: the epoch's secret sealed to one member of the applied
+//!   member table (minus the revoked), by any worker holding it.
 //!
 //! Names and the contract seed stay those of epoch 0 (lookups and contract keys must not
 //! change); envelopes, values at rest and snapshots use the newest epoch a worker holds.
