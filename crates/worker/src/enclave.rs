@@ -936,6 +936,8 @@ impl Members {
         policy: &AttestationPolicy,
         refused: &crate::metrics::Refused,
     ) -> Result<Vec<(Hash, Option<Hash>)>, WorkerError> {
+        // A metadata writer can plant any number of names: each is judged once (the verdict is
+        // kept), and only a worker with no applied state asks at all (`replica::voters`).
         let named: Vec<Hash> = ledger
             .meta_keys("cluster-key/")
             .await?

@@ -167,28 +167,31 @@ fn sign_record(worker: &Worker, record: Vec<u8>) -> SignedRecord {
 }
 
 /// Who may vote, by identity key, with the vote key to check: the members of this worker's
-/// applied state and, for what that state does not list yet (a worker restoring a snapshot
-/// has none), the workers whose attested reports are in the ledger's metadata; never a
-/// worker this worker's state revoked.
+/// applied state, or, while that state lists none (a worker restoring a snapshot has no state
+/// yet), the workers whose attested reports are in the ledger's metadata; never a worker
+/// this worker's state revoked.
 async fn voters(worker: &Worker) -> Result<BTreeMap<[u8; 32], [u8; 32]>, WorkerError> {
     let inner = &worker.inner;
     let revoked = inner.enclave.revoked.lock().clone();
-    let mut out = BTreeMap::new();
     let table = crate::apply::stored_members(&inner.store.snapshot()?)?;
-    for m in &table.members {
-        out.insert(m.identity.0, m.vote_key.0);
-    }
-    let attested = inner
-        .enclave
-        .attested_workers(
-            &*inner.ledger,
-            &inner.genesis,
-            &inner.metrics.refused_metadata,
-        )
-        .await?;
-    for (identity, vote_key) in attested {
-        if let Some(vote_key) = vote_key {
-            out.entry(identity.0).or_insert(vote_key.0);
+    let mut out: BTreeMap<[u8; 32], [u8; 32]> = table
+        .members
+        .iter()
+        .map(|m| (m.identity.0, m.vote_key.0))
+        .collect();
+    if out.is_empty() {
+        let attested = inner
+            .enclave
+            .attested_workers(
+                &*inner.ledger,
+                &inner.genesis,
+                &inner.metrics.refused_metadata,
+            )
+            .await?;
+        for (identity, vote_key) in attested {
+            if let Some(vote_key) = vote_key {
+                out.insert(identity.0, vote_key.0);
+            }
         }
     }
     out.retain(|identity, _| !revoked.contains(&Hash(*identity)));
