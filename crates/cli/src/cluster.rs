@@ -144,6 +144,10 @@ pub struct WorkerArgs {
     /// the genesis it finds in the ledger on trust (docs/THREAT-MODEL.md).
     #[arg(long = "genesis", value_name = "DIGEST", env = "PHAT_GENESIS")]
     pub genesis_pin: Option<phat_client::primitives::Hash>,
+    /// Code blobs, and metadata documents, one account may put into the ledger (each is kept
+    /// for good and unpaid).
+    #[arg(long, value_name = "N", default_value_t = phat_worker::DEFAULT_ACCOUNT_QUOTA)]
+    pub account_quota: usize,
     /// Receipts kept: those of the last N seqs (older ones answer 404).
     #[arg(long, value_name = "N", default_value_t = phat_worker::DEFAULT_RECEIPTS_KEPT)]
     pub receipts_kept: u64,
@@ -597,6 +601,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     config.dev_attestation_root = args.dev_attestation_root.clone();
     config.genesis_pin = args.genesis_pin.map(|h| h.0);
     config.receipts_kept = args.receipts_kept.max(1);
+    config.account_quota = args.account_quota;
     config.replica = args.replica.config(args.resync, args.fault_at_seq);
     config.replica.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let worker = Worker::open(config, ledger)

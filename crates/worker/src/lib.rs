@@ -120,6 +120,9 @@ pub struct WorkerConfig {
     /// The dev attestation root secret to sign reports with (every worker of a cluster uses
     /// the same; `None`: a root kept in the data directory).
     pub dev_attestation_root: Option<PathBuf>,
+    /// Code blobs, and metadata documents, one account may put into the ledger (each is kept
+    /// for good and unpaid); more answer 403 `quota_exceeded`.
+    pub account_quota: usize,
     /// Receipts this worker keeps: those of the last this many seqs (older ones answer 404;
     /// their digests stay chained in the state root).
     pub receipts_kept: u64,
@@ -183,6 +186,7 @@ impl WorkerConfig {
             dev_attestation_root: None,
             genesis_pin: None,
             receipts_kept: DEFAULT_RECEIPTS_KEPT,
+            account_quota: DEFAULT_ACCOUNT_QUOTA,
             admission: AdmissionConfig::default(),
             replica: ReplicaConfig::default(),
             tee: None,
@@ -194,6 +198,10 @@ impl WorkerConfig {
 /// Receipts a worker keeps by default (`WorkerConfig::receipts_kept`): about a day of
 /// commands at one a second, bounded on disk by the result bound of each.
 pub const DEFAULT_RECEIPTS_KEPT: u64 = 100_000;
+
+/// Code blobs, and metadata documents, one account may put into the ledger by default
+/// (`WorkerConfig::account_quota`): at most 256 × 512 KiB of code and 256 × 1 MiB of metadata.
+pub const DEFAULT_ACCOUNT_QUOTA: usize = 256;
 
 /// A running worker's shared state. Cheap to clone.
 #[derive(Clone)]

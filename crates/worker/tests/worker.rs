@@ -59,10 +59,22 @@ async fn start(
     ledger: Arc<dyn Ledger>,
     batch: usize,
 ) -> (Worker, String, tokio::sync::oneshot::Sender<()>) {
+    start_with(name, dir, ledger, batch, |_| {}).await
+}
+
+/// [`start`], with `tweak` applied to the worker's configuration.
+async fn start_with(
+    name: &str,
+    dir: &std::path::Path,
+    ledger: Arc<dyn Ledger>,
+    batch: usize,
+    tweak: impl FnOnce(&mut WorkerConfig),
+) -> (Worker, String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = WorkerConfig::new(name, dir.join(name), addr);
     config.apply_batch = batch;
+    tweak(&mut config);
     // Every worker of the cluster signs its attestation with the same dev root.
     let root = dir.join("dev-root.key");
     let genesis = phat_worker::Genesis {
@@ -684,6 +696,43 @@ async fn a_session_opening_replayed_after_a_restart_gets_a_fresh_reply_key() {
     assert!(k1.open_reply(0, &second.ciphertext.0).is_err());
     assert!(keys.open_reply(0, &first.ciphertext.0).is_err());
     let _ = tx.send(());
+}
+
+/// A funded account may put only so many code blobs and metadata documents into the ledger
+/// (each is kept for good, and nobody pays for it); the same one again costs nothing new.
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_and_metadata_are_capped_per_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = embedded_ledger(dir.path());
+    let (_w, url, stop) = start_with("a", dir.path(), ledger.clone(), 16, |c| {
+        c.account_quota = 2;
+    })
+    .await;
+    let client = Client::new(&url).unwrap();
+    let alice = Signer::from_suri("//Alice").unwrap();
+    // Three different valid modules: erc20 with a custom section of one byte each.
+    let base = erc20().wasm().unwrap().to_vec();
+    let variant = |i: u8| [base.clone(), vec![0x00, 0x03, 0x01, b'x', i]].concat();
+    let quota_refused = |r: Result<_, phat_client::ClientError>| match r {
+        Err(phat_client::ClientError::Api { status, kind, .. }) => {
+            assert_eq!((status, kind.as_str()), (403, "quota_exceeded"))
+        }
+        other => panic!("over the quota: {other:?}"),
+    };
+    let one = client.upload_code(&alice, variant(1)).await.unwrap();
+    let two = client.upload_code(&alice, variant(2)).await.unwrap();
+    quota_refused(client.upload_code(&alice, variant(3)).await.map(|_| ()));
+    assert_eq!(client.upload_code(&alice, variant(1)).await.unwrap(), one);
+    let doc = serde_json::json!({"source": {"hash": "0x00"}});
+    client.put_metadata(&alice, &one, &doc).await.unwrap();
+    client.put_metadata(&alice, &two, &doc).await.unwrap();
+    client.put_metadata(&alice, &one, &doc).await.unwrap();
+    // A third document, for code already in the ledger (erc20 itself, uploaded by nobody
+    // counted here: the ledger is content-addressed), is one too many.
+    let third = phat_client::primitives::CodeHash::of(&base);
+    ledger.put_code(base.clone()).await.unwrap();
+    quota_refused(client.put_metadata(&alice, &third, &doc).await);
+    let _ = stop.send(());
 }
 
 #[tokio::test(flavor = "multi_thread")]

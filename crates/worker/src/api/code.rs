@@ -21,6 +21,8 @@ pub(super) async fn upload_code(
         phat_primitives::protocol::upload_payload(&cluster, &hash, exp)
     })?;
     w.inner.admission.upload(&signer)?;
+    let quota = format!("uploaded/{signer}/");
+    within_quota(&w, &quota, &hash.to_string(), "uploads").await?;
     let rt = w.inner.runtime.clone();
     let wasm = body.to_vec();
     let wasm = tokio::task::spawn_blocking(move || rt.prepare_code(&wasm).map(|_| wasm))
@@ -28,7 +30,39 @@ pub(super) async fn upload_code(
         .map_err(ApiErr::internal)?
         .map_err(|e| ApiErr::new(StatusCode::BAD_REQUEST, "invalid_code", e.to_string()))?;
     let code_hash = w.inner.ledger.put_code(wasm).await.map_err(ledger_err)?;
+    w.inner
+        .ledger
+        .put_meta(&format!("{quota}{hash}"), Vec::new())
+        .await
+        .map_err(ledger_err)?;
     Ok(Json(CodeUploaded { code_hash }))
+}
+
+/// Refuses a new `item` under `prefix` (one account's uploads or published metadata, an
+/// index in the ledger's metadata) once the account holds
+/// [`crate::WorkerConfig::account_quota`] of them: the ledger keeps each for good and no one
+/// pays for it, so a funded account may not add without end. An item already there (the same
+/// upload or document again) costs nothing new.
+async fn within_quota(w: &Worker, prefix: &str, item: &str, what: &str) -> Result<(), ApiErr> {
+    let ledger = &w.inner.ledger;
+    if ledger
+        .get_meta(&format!("{prefix}{item}"))
+        .await
+        .map_err(ledger_err)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let held = ledger.meta_keys(prefix).await.map_err(ledger_err)?.len();
+    let quota = w.inner.config.account_quota;
+    if held >= quota {
+        return Err(ApiErr::new(
+            StatusCode::FORBIDDEN,
+            "quota_exceeded",
+            format!("this account holds {held} {what}, the most one account may hold ({quota})"),
+        ));
+    }
+    Ok(())
 }
 
 /// The account that signed an upload or a metadata write: its headers name the signer, the
@@ -162,9 +196,16 @@ pub(super) async fn put_metadata(
             format!("code {hash} was never uploaded"),
         ));
     }
+    let quota = format!("published/{signer}/");
+    within_quota(&w, &quota, &hash.to_string(), "metadata documents").await?;
     w.inner
         .ledger
         .put_meta(&metadata_key(&hash, &signer), body.to_vec())
+        .await
+        .map_err(ledger_err)?;
+    w.inner
+        .ledger
+        .put_meta(&format!("{quota}{hash}"), Vec::new())
         .await
         .map_err(ledger_err)?;
     Ok(StatusCode::NO_CONTENT)
