@@ -79,14 +79,7 @@ pub(super) fn apply_join(
     applied
         .changes
         .insert(StateKey::Members, Some(local.members.encode()));
-    applied.logs.push(LogRecord {
-        contract: AccountId::default(),
-        level: "cluster".into(),
-        origin: Mode::Command,
-        seq: Some(entry.seq),
-        timestamp: entry.timestamp,
-        message: format!("worker {identity} joined the cluster"),
-    });
+    tracing::info!(seq = entry.seq, worker_key = %identity, "a worker joined the cluster's members");
     applied
 }
 
