@@ -457,7 +457,6 @@ fn data_dir_err(path: &Path, e: std::io::Error) -> WorkerError {
     }
 }
 
-/// Reads the cluster's genesis from the ledger (retrying while the ledger is unreachable).
 /// Asks for membership once this worker has applied what the ledger held when it started,
 /// unless its state lists it (or it appended a `Join` to get the secret): the creator, and a
 /// worker from before members were replicated state. Waiting for the state first means a
@@ -532,6 +531,7 @@ fn check_genesis(
     Ok(())
 }
 
+/// Reads the cluster's genesis from the ledger (retrying while the ledger is unreachable).
 async fn load_genesis(ledger: &dyn Ledger) -> Result<Genesis, WorkerError> {
     let mut attempt = 0;
     let raw = loop {
