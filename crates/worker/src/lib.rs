@@ -466,11 +466,13 @@ async fn ensure_member(worker: Worker) {
     if inner.joined.load(std::sync::atomic::Ordering::Acquire) {
         return;
     }
-    let head = match inner.ledger.head().await {
-        Ok(head) => head,
-        Err(e) => {
-            tracing::warn!("reading the ledger head to check membership: {e}");
-            return;
+    let head = loop {
+        match inner.ledger.head().await {
+            Ok(head) => break head,
+            Err(e) => {
+                tracing::warn!("reading the ledger head to check membership (retrying): {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     };
     let mut applied = inner.applied.subscribe();
