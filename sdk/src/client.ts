@@ -366,6 +366,13 @@ export class PhatClient {
           this.worker = await this.trustedInfo();
           continue;
         }
+        // The cluster is dealing a new key (moments after a rotation or revocation): wait,
+        // then seal to the key it shows.
+        if (e instanceof ApiError && e.kind === "key_epoch_pending" && attempt < 40) {
+          await new Promise((resolve) => setTimeout(resolve, 250));
+          this.worker = await this.trustedInfo();
+          continue;
+        }
         throw e;
       }
     }

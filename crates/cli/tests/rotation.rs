@@ -77,7 +77,6 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
     let rotated = cluster(&ep, &["rotate-key"]);
     assert_eq!(rotated["epoch"], 1, "{rotated}");
     let ordered = started.elapsed();
-    let rotated_at = rotated["seq"].as_u64().unwrap();
     let epoch1 = wait_epoch(w, 1).await;
     eprintln!(
         "rotation: receipt after {ordered:?} (the CLI process included), all 3 workers at the \
@@ -153,8 +152,9 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
     let (mut opened, mut refused_by_revoked) = ([0usize; 3], 0);
     for e in &entries {
         let epoch = match parity_scale_codec::Decode::decode(&mut &e.payload[..]).unwrap() {
-            // The workers' requests to be members carry only their reports.
-            LedgerCommand::Join(_) => continue,
+            // The workers' requests to be members carry only their reports; a deal's shares
+            // are sealed to each member's own key (checked below).
+            LedgerCommand::Join(_) | LedgerCommand::DealEpoch(_) => continue,
             LedgerCommand::Sealed(_) => 0usize,
             LedgerCommand::SealedAt { epoch, .. } => epoch as usize,
             LedgerCommand::Plain(_)
@@ -238,19 +238,11 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
             break;
         }
         if probe.info().await.is_ok() {
-            let had_epoch1 = ledger
-                .get_meta(&format!("epoch-key/1/{victim}"))
-                .await
-                .unwrap()
-                .is_some();
-            if had_epoch1 {
-                wait_revoked(&url, revoked_at).await;
-                let info = probe.info().await.unwrap();
-                assert_eq!((info.seq, info.epoch), (revoked_at, 1));
-            } else {
-                let info = wait_seq(&url, rotated_at).await;
-                assert_eq!((info.seq, info.epoch), (rotated_at, 0));
-            }
+            // It was a member when epoch 1 was dealt, so the deal holds its share: it takes
+            // epoch 1 again and stops at its revocation.
+            wait_revoked(&url, revoked_at).await;
+            let info = probe.info().await.unwrap();
+            assert_eq!((info.seq, info.epoch), (revoked_at, 1));
             break;
         }
         assert!(
@@ -259,17 +251,38 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(ledger
-        .get_meta(&format!("epoch-key/2/{victim}"))
+    // Every deal of epoch 2 sealed its secret to the two honest workers and not to the
+    // revoked one (the late joiner, admitted after, got epoch 2 in its handover).
+    let deals = deals_of(&ledger, 2, revoked_at).await;
+    assert!(!deals.is_empty(), "no deal of epoch 2 in the log");
+    for d in &deals {
+        let mut to: Vec<_> = d.shares.iter().map(|s| s.member).collect();
+        to.sort();
+        let mut honest = vec![epoch2[0].worker_key, epoch2[1].worker_key];
+        honest.sort();
+        assert_eq!(to, honest, "a deal of epoch 2 by {}", d.dealer);
+    }
+}
+
+/// The `DealEpoch` entries of `epoch` after seq `after` in the ledger, in order.
+async fn deals_of(
+    ledger: &RemoteLedger,
+    epoch: u32,
+    after: u64,
+) -> Vec<phat_client::primitives::protocol::EpochDeal> {
+    let entries = ledger
+        .read(after + 1, 100_000, Duration::from_secs(5))
         .await
-        .unwrap()
-        .is_none());
-    let joined_key = joined.worker_key;
-    assert!(ledger
-        .get_meta(&format!("epoch-key/2/{joined_key}"))
-        .await
-        .unwrap()
-        .is_some());
+        .unwrap();
+    entries
+        .iter()
+        .filter_map(
+            |e| match parity_scale_codec::Decode::decode(&mut &e.payload[..]) {
+                Ok(LedgerCommand::DealEpoch(d)) if d.epoch == epoch => Some(d),
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 /// Waits until the worker `name` at `url` answers; panics with its log if it does not.
@@ -311,8 +324,10 @@ async fn err_of(client: &Client, call: Call) -> String {
 /// the HTTP ledger's token, which every worker, a revoked one too, holds) names its own key
 /// under `cluster-key/`, with and without a join report of its own making, and appends a
 /// `Join` entry with that report and one replaying a member's genuine report. Neither joins
-/// the member table; after a rotation no worker seals the new epoch's secret to a planted
-/// key; the workers keep applying with equal roots.
+/// the member table. It fills every metadata name epoch dealing once used with junk, and
+/// appends a deal before any epoch is pending and replays the winning one after: refused
+/// everywhere. The rotation completes, no deal seals the new epoch's secret to a planted
+/// key, and the workers keep applying with equal roots.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_planted_in_ledger_metadata_gets_no_epoch_secret() {
     use phat_client::crypto::{Attestation, Claims, DevAttestation, EnvelopeSecret, Secret32};
@@ -356,7 +371,7 @@ async fn a_key_planted_in_ledger_metadata_gets_no_epoch_secret() {
         .unwrap();
 
     // Membership is decided at apply, the same way on every worker.
-    use phat_client::primitives::protocol::{JoinEntry, LedgerCommand};
+    use phat_client::primitives::protocol::{EpochDeal, JoinEntry};
     refused_everywhere(
         &dev,
         &ledger,
@@ -378,24 +393,62 @@ async fn a_key_planted_in_ledger_metadata_gets_no_epoch_secret() {
     )
     .await;
 
+    // The old stall: junk under every metadata name epoch dealing once used. Nothing reads
+    // them now; and deals appended while no epoch is pending, or forged, are refused.
+    let mut keys = Vec::new();
+    for w in &dev.workers {
+        keys.push(Client::new(w).unwrap().info().await.unwrap().worker_key);
+    }
+    for n in 0..16 {
+        ledger
+            .put_meta(&format!("epoch/1/{n}"), b"junk".to_vec())
+            .await
+            .unwrap();
+    }
+    for k in &keys {
+        ledger
+            .put_meta(&format!("epoch-key/1/{k}"), b"junk".to_vec())
+            .await
+            .unwrap();
+    }
+    let early = EpochDeal {
+        epoch: 1,
+        key: phat_client::primitives::Hash(reported.public()),
+        dealer: keys[0],
+        shares: Vec::new(),
+        signature: vec![0; 64].into(),
+    };
+    refused_everywhere(
+        &dev,
+        &ledger,
+        LedgerCommand::DealEpoch(early),
+        "no_pending_epoch",
+    )
+    .await;
+
     let rotated = cluster(&ep, &["rotate-key"]);
     assert_eq!(rotated["epoch"], 1, "{rotated}");
     let infos = wait_epoch(&dev.workers, 1).await;
-    // Both honest workers hold epoch 1: whichever did not deal it received its share. Give
-    // the share loops (every 250 ms) several more rounds to go wrong.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let shares = ledger.meta_keys("epoch-key/1/").await.unwrap();
-    let honest: Vec<String> = infos
-        .iter()
-        .map(|i| format!("epoch-key/1/{}", i.worker_key))
-        .collect();
-    assert!(!shares.is_empty(), "no share of epoch 1 at all");
-    for share in &shares {
-        assert!(
-            honest.contains(share),
-            "epoch 1's secret was sealed to a key no worker holds: {share} (honest: {honest:?})"
-        );
+    // Every deal of epoch 1 sealed its secret to the two members, never to a planted key;
+    // the one that keyed it is the first, replayed it is refused.
+    let rotated_at = rotated["seq"].as_u64().unwrap();
+    let deals = deals_of(&ledger, 1, rotated_at).await;
+    assert!(!deals.is_empty(), "no deal of epoch 1 at all");
+    let mut members = keys.clone();
+    members.sort();
+    for d in &deals {
+        let mut to: Vec<_> = d.shares.iter().map(|s| s.member).collect();
+        to.sort();
+        assert_eq!(to, members, "a deal of epoch 1 by {}", d.dealer);
     }
+    assert_eq!(infos[0].envelope_key, Some(deals[0].key));
+    refused_everywhere(
+        &dev,
+        &ledger,
+        LedgerCommand::DealEpoch(deals[0].clone()),
+        "no_pending_epoch",
+    )
+    .await;
     // The cluster goes on, agreeing.
     let last = client
         .submit(&alice, counter.inc(), true)

@@ -62,6 +62,10 @@ pub const DEFAULT_GAS_LIMIT: Gas = 5_000_000_000;
 /// How long a request the client signs stays valid.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(120);
 
+/// Most times a sealed command refused with `key_epoch_pending` (the cluster dealing a new
+/// key) is sealed and sent again, 250 ms apart.
+const MAX_DEALING_WAITS: u32 = 40;
+
 /// Errors of the client.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -435,6 +439,7 @@ impl Client {
         let url = self.url(&format!("/v1/commands/sealed?wait={wait}"));
         let mut peer = peer;
         let mut refreshed = false;
+        let mut dealing_waits = 0;
         let (mut submitted, keys) = loop {
             let (sealed, keys) =
                 phat_crypto::seal(&peer.info.sealing_key().0, Purpose::Command, &req.encode())?;
@@ -451,6 +456,16 @@ impl Client {
                 // The cluster rotated its key since this client read it: read it again.
                 Err(ClientError::Api { kind, .. }) if kind == "stale_cluster_key" && !refreshed => {
                     refreshed = true;
+                    *self.peer.lock() = None;
+                    peer = self.peer().await?;
+                }
+                // The cluster is dealing a new key (moments after a rotation or revocation):
+                // wait, then seal to the key it shows.
+                Err(ClientError::Api { kind, .. })
+                    if kind == "key_epoch_pending" && dealing_waits < MAX_DEALING_WAITS =>
+                {
+                    dealing_waits += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                     *self.peer.lock() = None;
                     peer = self.peer().await?;
                 }

@@ -531,12 +531,48 @@ pub struct EpochChange {
     pub seq: Seq,
     /// The worker revoked with it, if any.
     pub revoked: Option<Hash>,
+    /// The deal that keyed it, once one was applied.
+    pub dealt: Option<EpochDealt>,
+}
+
+/// The deal that keyed an epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EpochDealt {
+    /// The seq of the [`EpochDeal`] entry (its shares are read from there).
+    pub seq: Seq,
+    /// The epoch's envelope key.
+    pub key: Hash,
 }
 
 impl ClusterEpochs {
-    /// The current epoch.
+    /// The epoch started last (keyed or not).
     pub fn epoch(&self) -> u32 {
         u32::try_from(self.changes.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The newest keyed epoch: the one commands are sealed to and votes are made in. Epochs
+    /// are keyed in order and a change waits for the one before to be keyed, so only the
+    /// last one started can be unkeyed.
+    pub fn keyed(&self) -> u32 {
+        let keyed = self.epoch() - u32::from(self.pending().is_some());
+        debug_assert!(self.changes[..keyed as usize]
+            .iter()
+            .all(|c| c.dealt.is_some()));
+        keyed
+    }
+
+    /// The epoch started and not keyed yet, if any.
+    pub fn pending(&self) -> Option<u32> {
+        match self.changes.last() {
+            Some(c) if c.dealt.is_none() => Some(self.epoch()),
+            _ => None,
+        }
+    }
+
+    /// The deal that keyed `epoch` (none for epoch 0, the genesis key).
+    pub fn dealt(&self, epoch: u32) -> Option<&EpochDealt> {
+        let index = usize::try_from(epoch.checked_sub(1)?).ok()?;
+        self.changes.get(index)?.dealt.as_ref()
     }
 
     /// Whether `worker` was revoked.
@@ -1032,6 +1068,55 @@ pub enum LedgerCommand {
     /// policy, so membership is replicated state ([`MemberTable`]).
     #[codec(index = 6)]
     Join(JoinEntry),
+    /// A member's deal of the secret of the key epoch the cluster started last: the first
+    /// valid deal ordered after the start keys the epoch ([`EpochDeal`]).
+    #[codec(index = 7)]
+    DealEpoch(EpochDeal),
+}
+
+/// A member's deal of a new key epoch: the epoch's envelope key, and its secret sealed to
+/// every member that is not revoked, signed with the dealer's vote key. Every worker checks
+/// it at apply against the member table, so the first valid deal after the epoch's start is
+/// the same on every worker, and nothing outside the ordered log can withhold a share.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EpochDeal {
+    /// The epoch dealt (the one the cluster started last).
+    pub epoch: u32,
+    /// The epoch's X25519 envelope key.
+    pub key: Hash,
+    /// The dealing member's identity key.
+    pub dealer: Hash,
+    /// The secret sealed to each member that is not revoked, one share per member.
+    pub shares: Vec<EpochShare>,
+    /// The dealer's ed25519 signature of [`EpochDeal::signed_payload`] (64 bytes).
+    pub signature: Bytes,
+}
+
+/// A key epoch's secret sealed to one member's identity key.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EpochShare {
+    /// The member's identity key.
+    pub member: Hash,
+    /// The secret (32 bytes), sealed to it.
+    pub sealed: Sealed,
+}
+
+impl EpochDeal {
+    /// The domain its dealer signs [`EpochDeal::signed_payload`] under.
+    pub const VOTE_DOMAIN: &'static str = "phat/v1/vote/epoch-deal";
+
+    /// The bytes the signature covers: everything but the signature, under a domain tag (the
+    /// epoch included, so one epoch's deal is no deal of another).
+    pub fn signed_payload(&self) -> Vec<u8> {
+        (
+            b"phat/v1/epoch-deal",
+            self.epoch,
+            &self.key,
+            &self.dealer,
+            &self.shares,
+        )
+            .encode()
+    }
 }
 
 /// A worker's request to join the cluster.

@@ -18,16 +18,14 @@
 //!   applied state lists the worker as a member.
 //! - `cluster-refused/<worker key>`: why a report was refused.
 //!
-//! Key epochs (`phat cluster rotate-key`, `phat cluster revoke`): the owner's command at seq S
-//! starts epoch e in replicated state; every worker then stops applying until it holds the
-//! epoch's secret:
-//! - `epoch/<e>/<attempt>`: written once by the first worker to apply S (the dealer): the new
-//!   envelope key and the dealer's report covering it. Every worker takes the first attempt
-//!   whose dealer is attested, was not revoked before epoch e and attests that key, so all
-//!   agree on one key whatever order they see the records in; a record failing that is
-//!   skipped and the next attempt dealt.
-//! - `epoch-key/<e>/<worker key>`: the epoch's secret sealed to one member of the applied
-//!   member table (minus the revoked), by any worker holding it.
+//! Key epochs (`phat cluster rotate-key`, `phat cluster revoke`) never touch the metadata:
+//! the owner's command at seq S starts epoch e in replicated state, and every member that
+//! holds the epochs before deals it: a `DealEpoch` ledger entry with the new envelope key and
+//! the secret sealed to each member not revoked, signed with the dealer's vote key. The first
+//! valid deal ordered after S keys the epoch (`apply/members.rs`): the same on every worker,
+//! and nobody with ledger credentials can withhold or replace a share, only append deals that
+//! are refused. Each worker then opens its share from that entry (a worker admitted later gets
+//! the epoch in its handover) and checks it against the key in state.
 //!
 //! Names and the contract seed stay those of epoch 0 (lookups and contract keys must not
 //! change); envelopes, values at rest and snapshots use the newest epoch a worker holds.
@@ -75,19 +73,6 @@ struct Handover {
     from: AttestationReport,
 }
 
-/// A key epoch's record (`epoch/<e>/<attempt>`).
-#[derive(Clone, Debug, Encode, Decode)]
-struct EpochRecord {
-    epoch: u32,
-    /// The epoch's envelope key.
-    key: Hash,
-    /// The dealer's report, covering `key`.
-    dealer: AttestationReport,
-}
-
-/// Most attempts at dealing one epoch (each a record someone wrote that did not verify).
-const MAX_DEAL_ATTEMPTS: u32 = 16;
-
 /// Why a worker cannot take a key epoch.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EpochError {
@@ -128,9 +113,8 @@ pub(crate) struct Enclave {
     pub(crate) revoked: Mutex<Vec<Hash>>,
     /// Secrets of epochs after 0 from this worker's handover, not yet checked (index e - 1).
     hints: Mutex<Vec<ClusterSecret>>,
-    /// The key epoch of the state applied so far: this worker hands over and shares no
-    /// later epoch (it cannot know yet who was revoked before it).
-    pub(crate) state_epoch: std::sync::atomic::AtomicU32,
+    /// The last deal this worker made: the epoch and the members it sealed the secret to.
+    pub(crate) dealt: Mutex<Option<(u32, Vec<Hash>)>>,
     /// The verdicts on the workers named in the ledger's metadata.
     members: tokio::sync::Mutex<Members>,
 }
@@ -290,7 +274,7 @@ impl Enclave {
             sessions: Mutex::new(Sessions::default()),
             revoked: Mutex::new(Vec::new()),
             hints: Mutex::new(Vec::new()),
-            state_epoch: std::sync::atomic::AtomicU32::new(0),
+            dealt: Mutex::new(None),
             members: tokio::sync::Mutex::new(Members::default()),
         })
     }
@@ -393,7 +377,7 @@ impl Enclave {
             })]),
         };
         let _ = self.cluster.set(keys);
-        // Later epochs this worker took (each checked against its record when it did).
+        // Later epochs this worker took (each checked against the state's key when it did).
         let mine = read_sealed(dir, "epochs", &sealing_key())?.unwrap_or_default();
         for chunk in mine.chunks(32) {
             let secret = ClusterSecret::from_bytes(*to_secret(chunk)?.expose());
@@ -431,9 +415,10 @@ impl Enclave {
         Ok(())
     }
 
-    /// Waits until this worker holds every epoch up to `state`'s: deals the next one when
-    /// nobody has, else waits for its share. Fails with [`EpochError::Revoked`] for a revoked
-    /// worker (it never gets a later epoch).
+    /// Waits until this worker holds every epoch `state` has keyed, each from the first of:
+    /// its handover, its own deal, its share in the deal that keyed the epoch (read from the
+    /// ledger at the deal's seq). Every secret is checked against the key in `state`. Fails
+    /// with [`EpochError::Revoked`] for a revoked worker (it never gets a later epoch).
     pub(crate) async fn ensure_epochs(
         &self,
         dir: &Path,
@@ -442,128 +427,158 @@ impl Enclave {
         state: &phat_primitives::protocol::ClusterEpochs,
     ) -> Result<(), EpochError> {
         let me = Hash(self.identity.public());
-        let policy = self.policy(genesis);
-        let mut waited = 0u32;
-        while self.keys().held() < state.epoch() {
-            let e = self.keys().held() + 1;
-            // Revocations before epoch e decide who may deal it; this worker's own, whenever
-            // it happened, means it gets nothing more.
-            if let Some(change) = state.changes.iter().find(|c| c.revoked == Some(me)) {
-                return Err(EpochError::Revoked { seq: change.seq });
-            }
-            let revoked: Vec<Hash> = state.changes[..e as usize]
-                .iter()
-                .filter_map(|c| c.revoked)
-                .collect();
-            let (chosen, free) = self.epoch_record(ledger, &policy, e, &revoked).await?;
-            let Some(record) = chosen else {
-                let Some(attempt) = free else {
-                    return Err(WorkerError::Enclave(format!(
-                        "no valid record for key epoch {e} after {MAX_DEAL_ATTEMPTS} attempts"
-                    ))
-                    .into());
-                };
-                self.deal(dir, ledger, genesis, e, attempt).await?;
-                continue;
-            };
-            // Given in this worker's handover.
-            let hint = self.hints.lock().get(e as usize - 1).cloned();
-            if let Some(secret) = hint {
-                if secret.envelope_secret().public() == record.key.0 {
-                    self.push_epoch(dir, secret, genesis)?;
-                    continue;
-                }
-                tracing::warn!(
-                    epoch = e,
-                    "the handover's secret of key epoch {e} is not the epoch's: ignored"
-                );
-            }
-            // This worker dealt it and stopped before keeping it.
-            if let Some(bytes) = read_sealed(dir, "epoch-candidate", &sealing_key())? {
-                let secret = ClusterSecret::from_bytes(*to_secret(&bytes)?.expose());
-                if secret.envelope_secret().public() == record.key.0 {
-                    self.push_epoch(dir, secret, genesis)?;
-                    continue;
-                }
-            }
-            if let Some(raw) = ledger.get_meta(&format!("epoch-key/{e}/{me}")).await? {
-                let share = Handover::decode(&mut &raw[..])
-                    .map_err(|err| WorkerError::Enclave(format!("malformed epoch share: {err}")))?;
-                let (bytes, _) = self
-                    .identity
-                    .open(Purpose::Handover, &share.sealed)
-                    .map_err(|err| WorkerError::Enclave(format!("epoch share: {err}")))?;
-                let secret = ClusterSecret::from_bytes(*to_secret(&bytes)?.expose());
-                if secret.envelope_secret().public() != record.key.0 {
-                    return Err(WorkerError::Enclave(format!(
-                        "the share of key epoch {e} is not the epoch's key"
-                    ))
-                    .into());
-                }
-                self.push_epoch(dir, secret, genesis)?;
-                tracing::info!(epoch = e, key = %record.key, "received the key of a new epoch");
-                continue;
-            }
-            waited += 1;
-            if waited.is_multiple_of(40) {
-                tracing::warn!(epoch = e, "still waiting for the secret of key epoch {e}");
-            }
-            tokio::time::sleep(POLL).await;
+        // Revoked, whenever it happened: this worker applies nothing after it.
+        if let Some(change) = state.changes.iter().find(|c| c.revoked == Some(me)) {
+            return Err(EpochError::Revoked { seq: change.seq });
         }
+        while self.keys().held() < state.keyed() {
+            let e = self.keys().held() + 1;
+            let Some(dealt) = state.dealt(e) else {
+                return Err(
+                    WorkerError::Enclave(format!("key epoch {e} is keyed without a deal")).into(),
+                );
+            };
+            let secret = match self.epoch_secret(dir, ledger, e, dealt).await? {
+                Some(secret) => secret,
+                None => {
+                    return Err(WorkerError::Enclave(format!(
+                        "the deal of key epoch {e} (seq {}) holds no share for this worker, \
+                         and its handover had none",
+                        dealt.seq
+                    ))
+                    .into())
+                }
+            };
+            self.push_epoch(dir, secret, genesis)?;
+            tracing::info!(epoch = e, key = %dealt.key, "took the key of a new epoch");
+        }
+        let _ = std::fs::remove_file(dir.join("epoch-candidates.sealed"));
         Ok(())
     }
 
-    /// The first valid record of epoch `e`, and the first attempt nobody wrote yet.
-    async fn epoch_record(
-        &self,
-        ledger: &dyn Ledger,
-        policy: &AttestationPolicy,
-        e: u32,
-        revoked: &[Hash],
-    ) -> Result<(Option<EpochRecord>, Option<u32>), WorkerError> {
-        for attempt in 0..MAX_DEAL_ATTEMPTS {
-            let Some(raw) = ledger.get_meta(&format!("epoch/{e}/{attempt}")).await? else {
-                return Ok((None, Some(attempt)));
-            };
-            let valid = EpochRecord::decode(&mut &raw[..]).ok().filter(|r| {
-                r.epoch == e
-                    && r.dealer.cluster_key == Some(r.key)
-                    && !revoked.contains(&r.dealer.worker_key)
-                    && policy.verify(&r.dealer).is_ok()
-            });
-            match valid {
-                Some(r) => return Ok((Some(r), None)),
-                None => tracing::warn!(epoch = e, attempt, "skipping an invalid key epoch record"),
-            }
-        }
-        Ok((None, None))
-    }
-
-    /// Deals epoch `e` as `attempt`: a fresh secret, kept only if this worker's record wins.
-    async fn deal(
+    /// The secret of epoch `e`, keyed by `dealt`: from the handover's hints, this worker's
+    /// own candidates, or its share in the deal entry; each checked against the dealt key.
+    async fn epoch_secret(
         &self,
         dir: &Path,
         ledger: &dyn Ledger,
-        genesis: &Genesis,
         e: u32,
-        attempt: u32,
-    ) -> Result<(), WorkerError> {
-        let secret = ClusterSecret::generate();
-        let key = secret.envelope_secret().public();
-        let record = EpochRecord {
-            epoch: e,
-            key: Hash(key),
-            dealer: self.report(Some(key), genesis.encryption)?,
-        };
-        // Sealed to disk before it can win, so a crash right after cannot lose the epoch.
-        write_sealed(dir, "epoch-candidate", &sealing_key(), secret.expose())?;
-        if ledger
-            .create_meta(&format!("epoch/{e}/{attempt}"), record.encode())
-            .await?
-        {
-            self.push_epoch(dir, secret, genesis)?;
-            tracing::info!(epoch = e, key = %record.key, "dealt the secret of a new key epoch");
+        dealt: &phat_primitives::protocol::EpochDealt,
+    ) -> Result<Option<ClusterSecret>, WorkerError> {
+        let matches = |s: &ClusterSecret| s.envelope_secret().public() == dealt.key.0;
+        // A handover's later epochs are not authenticated to their sender: used only when
+        // they match the key the applied state holds.
+        if let Some(secret) = self.hints.lock().get(e as usize - 1).cloned() {
+            if matches(&secret) {
+                return Ok(Some(secret));
+            }
+            tracing::warn!(
+                epoch = e,
+                "the handover's secret of key epoch {e} is not the epoch's: ignored"
+            );
         }
+        // This worker dealt it (and may have stopped before taking it).
+        for secret in self.candidates(dir, e)? {
+            if matches(&secret) {
+                return Ok(Some(secret));
+            }
+        }
+        let entries = ledger
+            .read(dealt.seq, 1, Duration::from_secs(5))
+            .await
+            .map_err(WorkerError::Ledger)?;
+        let Some(entry) = entries.into_iter().find(|en| en.seq == dealt.seq) else {
+            return Err(WorkerError::Enclave(format!(
+                "the deal of key epoch {e} at seq {} cannot be read from the ledger",
+                dealt.seq
+            )));
+        };
+        let deal = match phat_primitives::protocol::LedgerCommand::decode(&mut &entry.payload[..]) {
+            Ok(phat_primitives::protocol::LedgerCommand::DealEpoch(d)) if d.epoch == e => d,
+            _ => {
+                return Err(WorkerError::Enclave(format!(
+                    "seq {} of the ledger is not the deal of key epoch {e} the state names \
+                     (the ledger changed under the cluster)",
+                    dealt.seq
+                )))
+            }
+        };
+        let me = Hash(self.identity.public());
+        let Some(share) = deal.shares.iter().find(|s| s.member == me) else {
+            return Ok(None);
+        };
+        let (bytes, _) = self
+            .identity
+            .open(Purpose::Handover, &share.sealed)
+            .map_err(|err| WorkerError::Enclave(format!("the share of key epoch {e}: {err}")))?;
+        let secret = ClusterSecret::from_bytes(*to_secret(&bytes)?.expose());
+        if !matches(&secret) {
+            return Err(WorkerError::Enclave(format!(
+                "the share of key epoch {e} is not the epoch's key"
+            )));
+        }
+        Ok(Some(secret))
+    }
+
+    /// The secrets this worker dealt for epoch `e` (sealed on disk before each deal).
+    fn candidates(&self, dir: &Path, e: u32) -> Result<Vec<ClusterSecret>, WorkerError> {
+        let Some(bytes) = read_sealed(dir, "epoch-candidates", &sealing_key())? else {
+            return Ok(Vec::new());
+        };
+        if bytes.len() < 4 || u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) != e {
+            return Ok(Vec::new());
+        }
+        bytes[4..]
+            .chunks(32)
+            .map(|c| Ok(ClusterSecret::from_bytes(*to_secret(c)?.expose())))
+            .collect()
+    }
+
+    /// Deals the pending epoch `e`: a fresh secret sealed to each of `recipients` (the
+    /// members not revoked), signed with this worker's vote key, appended to the ledger.
+    /// The first valid deal ordered keys the epoch; the secret is sealed to disk before the
+    /// append, so a crash right after cannot lose an epoch this worker's deal won.
+    pub(crate) async fn deal(
+        &self,
+        dir: &Path,
+        ledger: &dyn Ledger,
+        e: u32,
+        recipients: &[Hash],
+    ) -> Result<(), WorkerError> {
+        use phat_primitives::protocol::{EpochDeal, EpochShare, LedgerCommand};
+        let secret = ClusterSecret::generate();
+        let key = Hash(secret.envelope_secret().public());
+        let mut shares = Vec::with_capacity(recipients.len());
+        for member in recipients {
+            let (sealed, _) = phat_crypto::seal(&member.0, Purpose::Handover, secret.expose())
+                .map_err(|err| WorkerError::Enclave(err.to_string()))?;
+            shares.push(EpochShare {
+                member: *member,
+                sealed,
+            });
+        }
+        let mut deal = EpochDeal {
+            epoch: e,
+            key,
+            dealer: Hash(self.identity.public()),
+            shares,
+            signature: Default::default(),
+        };
+        deal.signature = self
+            .vote_key
+            .sign(EpochDeal::VOTE_DOMAIN, &deal.signed_payload())
+            .to_vec()
+            .into();
+        let mut kept = e.to_le_bytes().to_vec();
+        for c in self.candidates(dir, e)? {
+            kept.extend_from_slice(c.expose());
+        }
+        kept.extend_from_slice(secret.expose());
+        write_sealed(dir, "epoch-candidates", &sealing_key(), &kept)?;
+        let appended = ledger
+            .append(LedgerCommand::DealEpoch(deal).encode())
+            .await?;
+        tracing::info!(epoch = e, %key, seq = appended.seq, "dealt the secret of a new key epoch");
         Ok(())
     }
 
@@ -585,8 +600,8 @@ impl Enclave {
 
     /// Gets the cluster secret: unsealed from disk, created (first worker) or handed over
     /// through the ledger by an existing worker (with the secrets of later epochs). A worker
-    /// that gets it from another appends its `Join` first (the secret goes to members only);
-    /// `Ok(true)` when this call appended one.
+    /// that gets it from another appends its `Join` first (the secret goes to members only),
+    /// and the creator right after creating it; `Ok(true)` when this call appended one.
     pub(crate) async fn join(
         &self,
         dir: &Path,
@@ -642,7 +657,16 @@ impl Enclave {
                 .map_err(WorkerError::Ledger)?
             {
                 tracing::info!(cluster_key = %record.cluster_key, "created the cluster secret");
-                return self.install(dir, secret, &[], genesis).map(|()| false);
+                self.install(dir, secret, &[], genesis)?;
+                // The creator asks to be a member at once, so a key epoch dealt early has a
+                // share for it (a deal seals to the members of its moment only).
+                return match self.append_join(ledger, genesis).await {
+                    Ok(()) => Ok(true),
+                    Err(e) => {
+                        tracing::warn!("asking for membership (retried once caught up): {e}");
+                        Ok(false)
+                    }
+                };
             }
         }
         // Join: publish the report, wait for an existing worker to hand the secret over.
@@ -758,18 +782,14 @@ impl Enclave {
         let policy = self.policy(&genesis);
         // Joins answered (by any worker): their answer is written once and never changes.
         let mut settled = std::collections::HashSet::new();
-        let mut shared = std::collections::HashSet::new();
         loop {
             match members() {
-                Ok(table) => {
+                Ok((table, keyed)) => {
                     if let Err(e) = self
-                        .hand_over_once(&*ledger, &policy, &table, &mut settled)
+                        .hand_over_once(&*ledger, &policy, (&table, keyed), &mut settled)
                         .await
                     {
                         tracing::warn!("cluster handover: {e}");
-                    }
-                    if let Err(e) = self.share_epochs_once(&*ledger, &table, &mut shared).await {
-                        tracing::warn!("key epoch shares: {e}");
                     }
                 }
                 Err(e) => tracing::warn!("reading the member table: {e}"),
@@ -778,63 +798,19 @@ impl Enclave {
         }
     }
 
-    /// Seals each epoch after 0 this worker holds to every member of the cluster (in the
-    /// applied state's member table) that has no share of it yet and was not revoked.
-    async fn share_epochs_once(
-        &self,
-        ledger: &dyn Ledger,
-        table: &MemberTable,
-        shared: &mut std::collections::HashSet<(u32, Hash)>,
-    ) -> Result<(), WorkerError> {
-        let keys = self.keys();
-        // Only epochs the applied state has reached: their revocations are known here. (The
-        // revoked list is written before the state epoch, so it is at least as new.)
-        let held = keys
-            .held()
-            .min(self.state_epoch.load(std::sync::atomic::Ordering::Acquire));
-        if held == 0 {
-            return Ok(());
-        }
-        let me = Hash(self.identity.public());
-        let revoked = self.revoked.lock().clone();
-        let members: Vec<Hash> = table
-            .members
-            .iter()
-            .map(|m| m.identity)
-            .filter(|w| *w != me && !revoked.contains(w))
-            .collect();
-        for e in 1..=held {
-            let Some(epoch) = keys.epoch(e) else { continue };
-            for w in &members {
-                if shared.contains(&(e, *w)) {
-                    continue;
-                }
-                let name = format!("epoch-key/{e}/{w}");
-                if ledger.get_meta(&name).await?.is_none() {
-                    let (sealed, _) =
-                        phat_crypto::seal(&w.0, Purpose::Handover, epoch.secret.expose())
-                            .map_err(|err| WorkerError::Enclave(err.to_string()))?;
-                    let share = Handover {
-                        sealed,
-                        from: epoch.report.clone(),
-                    };
-                    if ledger.create_meta(&name, share.encode()).await? {
-                        tracing::info!(epoch = e, worker_key = %w, "shared a key epoch");
-                    }
-                }
-                shared.insert((e, *w));
-            }
-        }
-        Ok(())
-    }
-
     async fn hand_over_once(
         &self,
         ledger: &dyn Ledger,
         policy: &AttestationPolicy,
-        table: &MemberTable,
+        (table, keyed): (&MemberTable, u32),
         settled: &mut std::collections::HashSet<String>,
     ) -> Result<(), WorkerError> {
+        // The member table and the keyed epoch come from one applied state: a joiner admitted
+        // after an epoch's deal has no share in it and must get that epoch here, so nothing is
+        // handed over until this worker holds every epoch that state keyed.
+        if self.keys().held() < keyed {
+            return Ok(());
+        }
         for key in ledger.meta_keys("cluster-join/").await? {
             let Some(who) = key.strip_prefix("cluster-join/") else {
                 continue;
@@ -884,7 +860,7 @@ impl Enclave {
                     let (sealed, _) = phat_crypto::seal(
                         &report.worker_key.0,
                         Purpose::Handover,
-                        &keys.keyring(self.state_epoch.load(std::sync::atomic::Ordering::Acquire)),
+                        &keys.keyring(keyed),
                     )
                     .map_err(|e| WorkerError::Enclave(e.to_string()))?;
                     let handover = Handover {
@@ -988,7 +964,8 @@ impl Members {
 }
 
 /// Reads the member table of a worker's applied state.
-pub(crate) type StateMembers = Arc<dyn Fn() -> Result<MemberTable, WorkerError> + Send + Sync>;
+pub(crate) type StateMembers =
+    Arc<dyn Fn() -> Result<(MemberTable, u32), WorkerError> + Send + Sync>;
 
 /// Checks that the cluster record was made by an attested worker for its own cluster key.
 fn check_record(policy: &AttestationPolicy, record: &ClusterRecord) -> Result<(), WorkerError> {
@@ -1045,6 +1022,11 @@ pub fn open_with_data_dir(
         Ok(LedgerCommand::Join(_)) => {
             return Err(WorkerError::Enclave(
                 "a worker's request to join, not a command".into(),
+            ))
+        }
+        Ok(LedgerCommand::DealEpoch(_)) => {
+            return Err(WorkerError::Enclave(
+                "a member's deal of a key epoch, not a command".into(),
             ))
         }
         Ok(LedgerCommand::EthLog(_) | LedgerCommand::JobResult(_)) => {

@@ -244,6 +244,8 @@ pub(crate) struct Inner {
     pub(crate) revoked_at: std::sync::atomic::AtomicU64,
     /// Set while the state has started a key epoch this worker does not hold yet.
     pub(crate) epoch_pending: std::sync::atomic::AtomicBool,
+    /// Set while the state has started a key epoch no deal has keyed yet.
+    pub(crate) epoch_dealing: std::sync::atomic::AtomicBool,
     /// Whether this worker appended its `Join` while getting the cluster secret.
     pub(crate) joined: std::sync::atomic::AtomicBool,
 }
@@ -322,6 +324,7 @@ impl Worker {
                 revoked_at: std::sync::atomic::AtomicU64::new(0),
                 joined: std::sync::atomic::AtomicBool::new(false),
                 epoch_pending: std::sync::atomic::AtomicBool::new(false),
+                epoch_dealing: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         // A snapshot to start from (`--resync`, no state yet, a trimmed log) is restored
@@ -409,7 +412,13 @@ impl Worker {
         let joiners = tokio::spawn(self.inner.enclave.clone().serve_joiners(
             self.inner.ledger.clone(),
             self.inner.genesis.clone(),
-            Arc::new(move || apply::stored_members(&store.snapshot()?)),
+            Arc::new(move || {
+                let snap = store.snapshot()?;
+                Ok((
+                    apply::stored_members(&snap)?,
+                    apply::stored_epochs(&snap)?.keyed(),
+                ))
+            }),
         ));
         let member = tokio::spawn(ensure_member(self.clone()));
         let checkpoints = tokio::spawn(replica::watch(self.clone()));

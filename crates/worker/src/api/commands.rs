@@ -33,6 +33,20 @@ pub(super) async fn submit_sealed(
 ) -> ApiResult<Submitted> {
     let result = async {
         let Json(sealed) = sealed?;
+        if w.inner
+            .epoch_dealing
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // The cluster started a key epoch (maybe revoking a worker) and no deal keyed it
+            // yet: nothing is ordered sealed to the old key meanwhile.
+            let mut err = ApiErr::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                KEY_EPOCH_PENDING,
+                "the cluster is dealing a new key; seal to it once /v1/info shows it (moments)",
+            );
+            err.2 = Some(std::time::Duration::from_secs(1));
+            return Err(err);
+        }
         let cluster = w.inner.enclave.keys();
         let (epoch, newest) = cluster.newest();
         let (plain, keys) = match newest.envelope.open(phat_crypto::Purpose::Command, &sealed) {

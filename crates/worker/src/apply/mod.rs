@@ -202,11 +202,15 @@ async fn ensure_epochs(
     };
     *inner.enclave.revoked.lock() = epochs.revoked().copied().collect();
     inner
-        .enclave
-        .state_epoch
-        .store(epochs.epoch(), Ordering::Release);
-    if epochs.epoch() <= inner.enclave.keys().held() {
+        .epoch_dealing
+        .store(epochs.pending().is_some(), Ordering::Release);
+    let me = Hash(inner.enclave.identity.public());
+    let held = inner.enclave.keys().held();
+    if epochs.keyed() <= held && !epochs.is_revoked(&me) {
         inner.epoch_pending.store(false, Ordering::Release);
+        if let Some(pending) = epochs.pending() {
+            deal_pending(worker, pending, &epochs).await;
+        }
         return Ok(true);
     }
     inner.epoch_pending.store(true, Ordering::Release);
@@ -239,6 +243,41 @@ async fn ensure_epochs(
             tracing::warn!(worker = %inner.config.name, "taking a new key epoch: {e}");
             Err(Duration::from_secs(1))
         }
+    }
+}
+
+/// Deals the pending key epoch when this worker is a member and has not dealt it to the
+/// same members yet (a deal made before a member was admitted does not count: dealt again).
+async fn deal_pending(worker: &Worker, pending: u32, epochs: &ClusterEpochs) {
+    let inner = &worker.inner;
+    let me = Hash(inner.enclave.identity.public());
+    let members = match inner
+        .store
+        .snapshot()
+        .map_err(WorkerError::from)
+        .and_then(|s| stored_members(&s))
+    {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(worker = %inner.config.name, "reading the member table: {e}");
+            return;
+        }
+    };
+    if members.get(&me).is_none() {
+        return;
+    }
+    let recipients = deal_recipients(&members, epochs);
+    let done = Some((pending, recipients.clone()));
+    if *inner.enclave.dealt.lock() == done {
+        return;
+    }
+    match inner
+        .enclave
+        .deal(&inner.config.data_dir, &*inner.ledger, pending, &recipients)
+        .await
+    {
+        Ok(()) => *inner.enclave.dealt.lock() = done,
+        Err(e) => tracing::warn!(worker = %inner.config.name, "dealing key epoch {pending}: {e}"),
     }
 }
 
@@ -327,6 +366,8 @@ enum Proposal {
     Result(phat_primitives::protocol::JobResultEntry),
     /// A worker asking to join.
     Join(phat_primitives::protocol::JoinEntry),
+    /// A member dealing a new key epoch.
+    Deal(phat_primitives::protocol::EpochDeal),
 }
 
 /// Decodes a ledger payload ([`LedgerCommand`]); a sealed one is opened with the cluster key.
@@ -411,6 +452,10 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         Ok(LedgerCommand::Join(j)) => Decoded {
             proposal: Some(Proposal::Join(j)),
             ..fail("join", String::new())
+        },
+        Ok(LedgerCommand::DealEpoch(d)) => Decoded {
+            proposal: Some(Proposal::Deal(d)),
+            ..fail("deal_epoch", String::new())
         },
     };
     Decoded {
@@ -541,7 +586,7 @@ fn apply_batch(
     for (entry, (req, reply, needs_epoch, proposal, sealed_epoch)) in
         entries.into_iter().zip(requests)
     {
-        if needs_epoch.is_some_and(|e| e <= local.epochs.epoch()) {
+        if needs_epoch.is_some_and(|e| e <= local.epochs.keyed()) {
             // Started earlier in this batch: commit up to here, take the key, go on.
             break;
         }
@@ -549,11 +594,11 @@ fn apply_batch(
         // holds (one restored from an older snapshot may hold it already, and opening it
         // would give another receipt than the workers that applied it live).
         let req = match sealed_epoch {
-            Some(e) if e > local.epochs.epoch() => Err(CallError {
+            Some(e) if e > local.epochs.keyed() => Err(CallError {
                 kind: "unknown_epoch".into(),
                 message: format!(
                     "the command is sealed to the key of epoch {e}, which the cluster has not \
-                     started"
+                     keyed"
                 ),
             }),
             _ => req,
@@ -577,6 +622,7 @@ fn apply_batch(
             pending: &pending,
             code,
         };
+        let started = local.epochs.epoch();
         let applied = match (proposal, req) {
             (Some(Proposal::Tick(t)), _) => apply_trigger(worker, &view, &mut local, entry, &t)?,
             (Some(Proposal::Log(l)), _) => apply_eth_log(worker, &view, &mut local, entry, &l)?,
@@ -584,6 +630,7 @@ fn apply_batch(
                 apply_job_result(worker, &view, &mut local, entry, &r)?
             }
             (Some(Proposal::Join(j)), _) => apply_join(worker, &mut local, entry, &j),
+            (Some(Proposal::Deal(d)), _) => apply_deal(&mut local, entry, &d),
             (None, Ok(req)) => apply_one(worker, &view, &mut nonces, &mut local, entry, req)?,
             (None, Err(e)) => reject(entry, None, &e.kind, e.message),
         };
@@ -622,6 +669,12 @@ fn apply_batch(
         for (k, v) in applied.changes {
             batch.writes.insert(k.clone(), v.clone());
             p.insert(k, v);
+        }
+        drop(p);
+        if local.epochs.epoch() != started {
+            // A key epoch started: commit here, so a revoked worker applies nothing after its
+            // revocation and the others deal the epoch before going on.
+            break;
         }
     }
     batch.head = head;
@@ -1011,7 +1064,8 @@ fn run_command(
     })
 }
 
-/// Applies an owner's change to the cluster: a new key epoch (with a revocation).
+/// Applies an owner's change to the cluster: starts a new key epoch (with a revocation),
+/// keyed later by the first valid [`EpochDeal`](phat_primitives::protocol::EpochDeal).
 fn apply_cluster_op(
     worker: &Worker,
     epochs: &mut ClusterEpochs,
@@ -1037,6 +1091,14 @@ fn apply_cluster_op(
         }
         Some(_) => {}
     }
+    // One epoch at a time: the next starts once the last is keyed (a deal names the epoch it
+    // keys, and its shares go to the members of that moment).
+    if let Some(pending) = epochs.pending() {
+        return refuse(
+            "key_epoch_pending",
+            format!("key epoch {pending} is not keyed yet; try again in a moment"),
+        );
+    }
     let revoked = match op {
         ClusterOp::RotateKey => None,
         ClusterOp::RevokeWorker { worker } if epochs.is_revoked(worker) => {
@@ -1050,6 +1112,7 @@ fn apply_cluster_op(
     epochs.changes.push(EpochChange {
         seq: entry.seq,
         revoked,
+        dealt: None,
     });
     let mut changes = ChangeSet::new();
     changes.insert(StateKey::ClusterEpochs, Some(epochs.encode()));
