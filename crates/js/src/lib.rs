@@ -1,25 +1,35 @@
-//! JavaScript for phat contracts: what pink's `js_eval` (extension function 24) runs.
+//! JavaScript for phat contracts and Phat Functions: what pink's `js_eval` (extension
+//! function 24) and `phat fn run` run.
 //!
 //! Each call gets a fresh QuickJS runtime (through `rquickjs`) that nothing else shares, bounded
 //! by [`JsLimits`]: a heap limit (an allocation past it throws), a stack limit (deep recursion
 //! throws), a deadline (checked by QuickJS's interrupt handler, so a loop ends), and caps on
-//! the result and on `console` output. The scripts see `scriptArgs` (the call's string
-//! arguments), `console.log/info/warn/error` and, when the embedder gives a [`JsHost`],
-//! `pink.httpRequest` (synchronous, as in Phala's engine; at most
-//! [`JsLimits::max_http_requests`] per call, each bounded by the time left). No timers,
-//! modules or files.
+//! the result, on `console` output, on HTTP requests and on pending timers.
+//!
+//! Scripts see what Phala's engine gives them (`api`): `scriptArgs`, `console`, the `pink`
+//! object (`httpRequest`, `batchHttpRequest`, `deriveSecret`, `jsCodeHash`, `hash`, hex,
+//! base64 and UTF-8 codecs; HTTP and secrets only when the embedder gives a [`JsHost`]),
+//! `TextEncoder`/`TextDecoder`, and `setTimeout`. After the scripts, promise jobs and due
+//! timers run until none is left; the result is `scriptOutput` when the scripts set it, else
+//! the last script's value, and a promise is replaced by what it settled to.
 //!
 //! Why QuickJS: a heap limit and an interrupt handler are part of its runtime, so a hostile
 //! script is stopped by the engine itself; Boa (pure Rust) has loop and recursion limits but no
 //! heap limit. Compiled bytecode is refused: QuickJS does not verify bytecode, and loading
 //! untrusted bytecode can corrupt the worker's memory.
 
-use std::cell::RefCell;
+mod api;
+mod timers;
+
+pub use api::{code_hash, hash, MAX_BATCH};
+pub use timers::MAX_TIMERS;
+
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use rquickjs::function::Rest;
-use rquickjs::{Context, Ctx, Function, Object, Runtime, TypedArray, Value};
+use rquickjs::{Context, Ctx, Function, Object, Persistent, Runtime, TypedArray, Value};
 
 /// What a script may use.
 #[derive(Clone, Debug)]
@@ -36,13 +46,13 @@ pub struct JsLimits {
     pub max_log_lines: usize,
     /// Bytes of one `console` line (longer ones are cut).
     pub max_log_line: usize,
-    /// `pink.httpRequest` calls allowed (later ones throw).
+    /// HTTP requests allowed per call, each request of a batch counted (later ones throw).
     pub max_http_requests: usize,
 }
 
 impl JsLimits {
     /// The defaults with `time` to run: 16 MiB of heap, 256 KiB of stack, 64 KiB of
-    /// result, 100 log lines of at most 1 KiB, 5 HTTP requests.
+    /// result, 100 log lines of at most 1 KiB, 20 HTTP requests.
     pub fn with_time(time: Duration) -> Self {
         Self {
             memory: 16 << 20,
@@ -51,7 +61,7 @@ impl JsLimits {
             max_output: 64 << 10,
             max_log_lines: 100,
             max_log_line: 1 << 10,
-            max_http_requests: 5,
+            max_http_requests: 20,
         }
     }
 }
@@ -130,20 +140,67 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
-/// What scripts reach outside the engine, provided by the embedder (the worker's egress).
-pub trait JsHost {
-    /// Sends `req`, waiting at most `timeout` (already bounded by the call's deadline); the
-    /// error is thrown to the script as it is.
-    fn http_request(&self, req: HttpRequest, timeout: Duration) -> Result<HttpResponse, String>;
+/// Why an HTTP request failed: Phala's `HttpRequestError` name (`NetworkError`,
+/// `NotAllowed`, `InvalidUrl`, `Timeout`, …) and what happened. `NetworkError` and
+/// `NotAllowed` answer the script 523, `ResponseTooLarge` 524 (as Phala does); the others throw
+/// from `httpRequest` and are `{error: kind}` in a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpError {
+    /// Phala's name for the failure.
+    pub kind: String,
+    /// What happened, for people.
+    pub message: String,
 }
 
-/// Runs `codes` in order in one fresh runtime with `scriptArgs` = `args`; the value of the
-/// last is the result. Scripts get no `pink.httpRequest`.
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// What scripts reach outside the engine, provided by the embedder (the worker's egress and
+/// the contract's keys, or `phat fn run`'s network).
+pub trait JsHost {
+    /// Sends `req`, waiting at most `timeout` (already bounded by the call's deadline).
+    fn http_request(&self, req: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError>;
+
+    /// Sends `reqs` (at most [`MAX_BATCH`]) together, waiting at most `timeout` in all; one
+    /// answer per request, in order. By default one after another.
+    fn batch_http_request(
+        &self,
+        reqs: Vec<HttpRequest>,
+        timeout: Duration,
+    ) -> Vec<Result<HttpResponse, HttpError>> {
+        let deadline = Instant::now() + timeout;
+        reqs.into_iter()
+            .map(|r| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(HttpError {
+                        kind: "Timeout".into(),
+                        message: "the batch's time ran out".into(),
+                    });
+                }
+                self.http_request(r, left)
+            })
+            .collect()
+    }
+
+    /// The 64-byte secret the contract's key derives for `material` (`pink.deriveSecret`:
+    /// `"JavaScript:" ‖ jsCodeHash ‖ salt`), or `None` when the host holds no key.
+    fn derive_secret(&self, material: &[u8]) -> Option<[u8; 64]> {
+        let _ = material;
+        None
+    }
+}
+
+/// Runs `codes` in order in one fresh runtime with `scriptArgs` = `args` (see the crate docs
+/// for the result). Scripts get no HTTP and no secrets.
 pub fn eval(codes: &[JsCode], args: &[String], limits: &JsLimits) -> JsOutcome {
     eval_with_host(codes, args, limits, None)
 }
 
-/// [`eval`], with `pink.httpRequest` served by `host` when it is given.
+/// [`eval`], with HTTP and secrets served by `host` when it is given.
 pub fn eval_with_host(
     codes: &[JsCode],
     args: &[String],
@@ -175,10 +232,16 @@ fn run(
     logs: &Rc<RefCell<Logs>>,
     host: Option<Rc<dyn JsHost>>,
 ) -> JsValue {
-    if codes.iter().any(|c| matches!(c, JsCode::Bytecode(_))) {
-        return JsValue::Exception(
-            "compiled bytecode is not accepted (phat runs JavaScript source only)".into(),
-        );
+    let mut sources = Vec::with_capacity(codes.len());
+    for code in codes {
+        match code {
+            JsCode::Source(s) => sources.push(s),
+            JsCode::Bytecode(_) => {
+                return JsValue::Exception(
+                    "compiled bytecode is not accepted (phat runs JavaScript source only)".into(),
+                )
+            }
+        }
     }
     if Instant::now() >= limits.deadline {
         return JsValue::Exception("the query has no time left".into());
@@ -195,29 +258,102 @@ fn run(
         Ok(c) => c,
         Err(e) => return JsValue::Exception(format!("cannot start the engine: {e}")),
     };
-    context.with(|ctx| {
-        let installed = install_globals(&ctx, args, limits, logs).and_then(|()| match host {
-            Some(host) => install_http(&ctx, host, limits),
-            None => Ok(()),
-        });
+    let api = Rc::new(api::Api {
+        host,
+        deadline,
+        requests_left: Rc::new(Cell::new(limits.max_http_requests)),
+        code_hash: code_hash(sources.iter().map(|s| s.as_bytes())),
+    });
+    let timers = Rc::new(RefCell::new(timers::Timers::default()));
+    let value = evaluate(
+        &runtime, &context, &sources, args, limits, logs, api, &timers,
+    );
+    // Timers hold the runtime's values: they go before it does.
+    timers.borrow_mut().clear();
+    value
+}
+
+/// Sets up the globals, runs the scripts, then their jobs and timers; the result.
+#[allow(clippy::too_many_arguments, reason = "one call's parts, passed once")]
+fn evaluate(
+    runtime: &Runtime,
+    context: &Context,
+    sources: &[&String],
+    args: &[String],
+    limits: &JsLimits,
+    logs: &Rc<RefCell<Logs>>,
+    api: Rc<api::Api>,
+    timers: &Rc<RefCell<timers::Timers>>,
+) -> JsValue {
+    let deadline = limits.deadline;
+    let last = context.with(|ctx| {
+        let installed = install_globals(&ctx, args, limits, logs)
+            .and_then(|()| api::install(&ctx, api, limits))
+            .and_then(|()| timers::install(&ctx, timers.clone()));
         if let Err(e) = installed {
-            return JsValue::Exception(format!("cannot set up the script's globals: {e}"));
+            if let rquickjs::Error::Exception = e {
+                let thrown = ctx.catch();
+                return Err(format!(
+                    "cannot set up the script's globals: {}",
+                    describe(&ctx, thrown, deadline)
+                ));
+            }
+            return Err(format!("cannot set up the script's globals: {e}"));
         }
-        let mut last = JsValue::Undefined;
-        for code in codes {
-            let JsCode::Source(source) = code else {
-                continue;
-            };
-            match ctx.eval::<Value, _>(source.as_bytes().to_vec()) {
-                Ok(v) => last = convert(&ctx, v, limits.max_output),
+        let mut last = Value::new_undefined(ctx.clone());
+        for source in sources {
+            // Sloppy global code, as Phala's engine runs it (`x = 1` makes a global).
+            let mut options = rquickjs::context::EvalOptions::default();
+            options.strict = false;
+            match ctx.eval_with_options::<Value, _>(source.as_bytes().to_vec(), options) {
+                Ok(v) => last = v,
                 Err(rquickjs::Error::Exception) => {
+                    let thrown = ctx.catch();
+                    return Err(describe(&ctx, thrown, deadline));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(Persistent::save(&ctx, last))
+    });
+    let last = match last {
+        Ok(v) => v,
+        Err(m) => return JsValue::Exception(m),
+    };
+    let driven = timers::drive(runtime, context, timers, deadline);
+    context.with(|ctx| {
+        let last = last.restore(&ctx);
+        if let Err(m) = driven {
+            return JsValue::Exception(m);
+        }
+        let output: Value = ctx
+            .globals()
+            .get("scriptOutput")
+            .unwrap_or_else(|_| Value::new_undefined(ctx.clone()));
+        let value = if output.is_undefined() {
+            match last {
+                Ok(v) => v,
+                Err(e) => return JsValue::Exception(e.to_string()),
+            }
+        } else {
+            output
+        };
+        let value = match value.as_promise() {
+            None => value,
+            Some(p) => match p.result::<Value>() {
+                None => {
+                    return JsValue::Exception(
+                        "the script's promise never settled (nothing was left to run)".into(),
+                    )
+                }
+                Some(Ok(v)) => v,
+                Some(Err(_)) => {
                     let thrown = ctx.catch();
                     return JsValue::Exception(describe(&ctx, thrown, deadline));
                 }
-                Err(e) => return JsValue::Exception(e.to_string()),
-            }
-        }
-        last
+            },
+        };
+        convert(&ctx, value, limits.max_output)
     })
 }
 
@@ -258,86 +394,6 @@ fn install_globals<'js>(
         console.set(name, f)?;
     }
     globals.set("console", console)
-}
-
-/// `pink.httpRequest({url, method, headers, body, returnTextBody})`: Phala's synchronous
-/// request, answered `{statusCode, reasonPhrase, headers, body}` (`body` a string when
-/// `returnTextBody`, else a `Uint8Array`); a failed request throws.
-fn install_http<'js>(
-    ctx: &Ctx<'js>,
-    host: Rc<dyn JsHost>,
-    limits: &JsLimits,
-) -> rquickjs::Result<()> {
-    let (deadline, max) = (limits.deadline, limits.max_http_requests);
-    let sent = Rc::new(std::cell::Cell::new(0usize));
-    let f = Function::new(
-        ctx.clone(),
-        move |ctx: Ctx<'js>, opts: Object<'js>| -> rquickjs::Result<Object<'js>> {
-            let throw = |m: String| Err(rquickjs::Exception::throw_message(&ctx, &m));
-            if sent.get() >= max {
-                return throw(format!("at most {max} HTTP requests per call"));
-            }
-            sent.set(sent.get() + 1);
-            let Some(url) = opts.get::<_, Option<String>>("url")? else {
-                return throw("httpRequest needs a `url` string".into());
-            };
-            let method = opts
-                .get::<_, Option<String>>("method")?
-                .unwrap_or_else(|| "GET".into());
-            let mut headers = Vec::new();
-            if let Some(h) = opts.get::<_, Option<Object<'js>>>("headers")? {
-                for pair in h.props::<String, rquickjs::convert::Coerced<String>>() {
-                    let (name, value) = pair?;
-                    headers.push((name, value.0));
-                }
-            }
-            let body: Value<'js> = opts.get("body")?;
-            let body = if body.is_undefined() || body.is_null() {
-                Vec::new()
-            } else if let Some(s) = body.as_string() {
-                s.to_string()?.into_bytes()
-            } else if let Ok(bytes) = TypedArray::<u8>::from_value(body) {
-                let b: &[u8] = bytes.as_ref();
-                b.to_vec()
-            } else {
-                return throw("httpRequest's `body` is a string or a Uint8Array".into());
-            };
-            let text = opts
-                .get::<_, Option<bool>>("returnTextBody")?
-                .unwrap_or(false);
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            if timeout.is_zero() {
-                return throw("the query has no time left".into());
-            }
-            let request = HttpRequest {
-                url,
-                method,
-                headers,
-                body,
-            };
-            let response = match host.http_request(request, timeout) {
-                Ok(r) => r,
-                Err(m) => return throw(format!("http request failed: {m}")),
-            };
-            let out = Object::new(ctx.clone())?;
-            out.set("statusCode", response.status_code)?;
-            out.set("reasonPhrase", response.reason_phrase)?;
-            let headers = Object::new(ctx.clone())?;
-            for (name, value) in response.headers {
-                headers.set(name, value)?;
-            }
-            out.set("headers", headers)?;
-            if text {
-                out.set("body", String::from_utf8_lossy(&response.body).into_owned())?;
-            } else {
-                out.set("body", TypedArray::<u8>::new(ctx.clone(), response.body)?)?;
-            }
-            Ok(out)
-        },
-    )?;
-    let pink = Object::new(ctx.clone())?;
-    pink.set("httpRequest", f)?;
-    ctx.globals().set("pink", pink)
 }
 
 /// `v` as `String(v)` would print it.
@@ -399,7 +455,7 @@ fn convert<'js>(ctx: &Ctx<'js>, v: Value<'js>, max: usize) -> JsValue {
 }
 
 /// What a thrown value says, and why the engine stopped when it was the limits.
-fn describe<'js>(ctx: &Ctx<'js>, thrown: Value<'js>, deadline: Instant) -> String {
+pub(crate) fn describe<'js>(ctx: &Ctx<'js>, thrown: Value<'js>, deadline: Instant) -> String {
     let message = match thrown.as_exception() {
         Some(e) => {
             let name: Option<String> = e.get("name").ok();

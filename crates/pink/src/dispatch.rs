@@ -186,10 +186,33 @@ impl<H: PinkHost> PinkExtension<H> {
         use PinkFunction as F;
         let query = env.mode == Mode::Query;
         if func.query_only() && !query {
-            return Err(failed(
-                func,
-                "only available in queries (a command must be deterministic)",
-            ));
+            // Phala's fixed answers in a transaction: the same on every worker, so a ported
+            // contract's own fallback runs rather than the whole command failing.
+            return Ok(match func {
+                F::HttpRequest => {
+                    args::<HttpRequest>(func, input)?;
+                    Reply::value(fixed_response(523, "API Unavailable", Vec::new()))
+                }
+                F::BatchHttpRequest => {
+                    args::<(Vec<HttpRequest>, u64)>(func, input)?;
+                    Reply::status(HttpRequestError::NotAllowed.status_code())
+                }
+                F::Getrandom => {
+                    args::<u8>(func, input)?;
+                    Reply::value(Vec::<u8>::new())
+                }
+                F::UntrustedMillisSinceUnixEpoch => {
+                    args::<()>(func, input)?;
+                    Reply::value(0u64)
+                }
+                F::JsEval => {
+                    args::<(Vec<JsCode>, Vec<String>)>(func, input)?;
+                    Reply::value(JsValue::Exception(
+                        "js_eval is not available in a transaction".into(),
+                    ))
+                }
+                _ => return Err(failed(func, "only available in queries")),
+            });
         }
         let contract = &env.address;
         let gas = &self.config.gas;
@@ -201,10 +224,15 @@ impl<H: PinkHost> PinkExtension<H> {
                 if timeout.is_zero() {
                     return Err(failed(func, "the query has no time left"));
                 }
-                let response = self
-                    .host
-                    .http_request(contract, request, timeout)
-                    .map_err(|e| failed(func, e))?;
+                let response = match self.host.http_request(contract, request, timeout) {
+                    Ok(r) => r,
+                    // As Phala: a request that could not reach its server, or failed after,
+                    // is an answer (523, 524) the contract can handle; bad input traps.
+                    Err(e) => match failure_response(e) {
+                        Some(r) => r,
+                        None => return Err(failed(func, e)),
+                    },
+                };
                 Reply::value(response)
             }
             F::BatchHttpRequest => {
@@ -392,5 +420,32 @@ impl<H: PinkHost> PinkExtension<H> {
             *o = b;
         }
         out
+    }
+}
+
+/// A response made up by the worker rather than a server.
+fn fixed_response(status_code: u16, reason: &str, body: Vec<u8>) -> HttpResponse {
+    HttpResponse {
+        status_code,
+        reason_phrase: reason.into(),
+        headers: Vec::new(),
+        body,
+    }
+}
+
+/// What Phala answers for a failed `http_request` in a query: 523 when the server could not
+/// be reached (or the egress rules refuse it), 524 when the exchange failed after; `None` for
+/// failures that trap (bad input, a timeout).
+pub(crate) fn failure_response(e: HttpRequestError) -> Option<HttpResponse> {
+    match e {
+        HttpRequestError::NetworkError | HttpRequestError::NotAllowed => Some(fixed_response(
+            523,
+            "Unreachable",
+            e.to_string().into_bytes(),
+        )),
+        HttpRequestError::ResponseTooLarge => {
+            Some(fixed_response(524, "IO Error", e.to_string().into_bytes()))
+        }
+        _ => None,
     }
 }

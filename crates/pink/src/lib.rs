@@ -23,11 +23,14 @@
 //! Malformed arguments, bad keys and failures pink's types cannot express make the contract trap
 //! with [`phat_runtime::ExtensionError::Failed`].
 //!
-//! Queries and commands (as in Phala, with every command answer identical on every worker):
+//! Queries and commands (Phala's answers, with every command answer identical on every worker):
 //!
 //! | function | query | command |
 //! | --- | --- | --- |
-//! | `http_request`, `batch_http_request`, `getrandom`, `untrusted_millis_since_unix_epoch` | host | trap |
+//! | `http_request` | host (an unreachable server answers 523, a failed exchange 524) | 523 `API Unavailable` |
+//! | `batch_http_request` | host | `Err(NotAllowed)` |
+//! | `getrandom`, `untrusted_millis_since_unix_epoch` | host | no bytes, 0 |
+//! | `js_eval` | host | `Exception` |
 //! | `cache_set`, `cache_set_expiration` | host | host; `cache_set` always answers `Ok(())` |
 //! | `cache_get` | host | `None`, host not asked |
 //! | `cache_remove` | host | host removes; answers `None` |
@@ -48,7 +51,7 @@
 //! (or the given prehash).
 //!
 //! 24 `js_eval` runs JavaScript through the host ([`PinkHost::js_eval`]; the worker's is
-//! QuickJS, in `phat-js`), in queries only. Functions phat does not provide answer "not
+//! QuickJS, in `phat-js`), in queries only (a command gets Phala's exception). Functions phat does not provide answer "not
 //! supported" in the reply type where it allows: 25 `worker_sgx_quote` → `None`. 20
 //! `import_latest_system_code` is the system contract's alone (others trap, as on Phala); it
 //! answers `None`, phat having no chain storage to import from.

@@ -223,6 +223,8 @@ impl PinkHost for WorkerHost {
             egress: self.shared.egress.clone(),
             handle: tokio::runtime::Handle::try_current().ok(),
             failures: Default::default(),
+            key_seed: self.shared.key_seed.clone(),
+            contract: *contract,
         });
         let out = phat_js::eval_with_host(
             &codes,
@@ -256,31 +258,34 @@ impl PinkHost for WorkerHost {
     }
 }
 
-/// `pink.httpRequest` for scripts: the contract's own egress rules, on this worker's runtime.
+/// HTTP and secrets for scripts: the contract's own egress rules, on this worker's runtime, and
+/// the contract's own key.
 struct ScriptHttp {
     egress: Egress,
     handle: Option<tokio::runtime::Handle>,
     /// Refused requests, for the contract's log.
     failures: std::cell::RefCell<Vec<String>>,
+    /// The cluster's contract-key seed.
+    key_seed: phat_crypto::Secret32,
+    /// The contract running the script.
+    contract: AccountId,
 }
 
-impl phat_js::JsHost for ScriptHttp {
-    fn http_request(
-        &self,
-        req: phat_js::HttpRequest,
-        timeout: Duration,
-    ) -> Result<phat_js::HttpResponse, String> {
-        let Some(handle) = &self.handle else {
-            return Err("no runtime to send it on".into());
-        };
-        let req = HttpRequest {
+impl ScriptHttp {
+    fn request(req: phat_js::HttpRequest) -> HttpRequest {
+        HttpRequest {
             url: req.url,
             method: req.method,
             headers: req.headers,
             body: req.body,
-        };
-        let egress = self.egress.clone();
-        match handle.block_on(async move { egress.send(req, timeout).await }) {
+        }
+    }
+
+    fn answer(
+        &self,
+        result: Result<HttpResponse, Refusal>,
+    ) -> Result<phat_js::HttpResponse, phat_js::HttpError> {
+        match result {
             Ok(r) => Ok(phat_js::HttpResponse {
                 status_code: r.status_code,
                 reason_phrase: r.reason_phrase,
@@ -288,12 +293,65 @@ impl phat_js::JsHost for ScriptHttp {
                 body: r.body,
             }),
             Err(Refusal(kind, why)) => {
-                let message = format!("{kind:?}: {why}");
                 self.failures
                     .borrow_mut()
-                    .push(format!("js: http request failed ({message})"));
-                Err(message)
+                    .push(format!("js: http request failed ({kind:?}: {why})"));
+                Err(phat_js::HttpError {
+                    kind: format!("{kind:?}"),
+                    message: why,
+                })
             }
         }
+    }
+}
+
+impl phat_js::JsHost for ScriptHttp {
+    fn http_request(
+        &self,
+        req: phat_js::HttpRequest,
+        timeout: Duration,
+    ) -> Result<phat_js::HttpResponse, phat_js::HttpError> {
+        let Some(handle) = &self.handle else {
+            return Err(phat_js::HttpError {
+                kind: "FailedToCreateClient".into(),
+                message: "no runtime to send it on".into(),
+            });
+        };
+        let req = Self::request(req);
+        let egress = self.egress.clone();
+        self.answer(handle.block_on(async move { egress.send(req, timeout).await }))
+    }
+
+    fn batch_http_request(
+        &self,
+        reqs: Vec<phat_js::HttpRequest>,
+        timeout: Duration,
+    ) -> Vec<Result<phat_js::HttpResponse, phat_js::HttpError>> {
+        let Some(handle) = &self.handle else {
+            return reqs
+                .iter()
+                .map(|_| {
+                    Err(phat_js::HttpError {
+                        kind: "FailedToCreateClient".into(),
+                        message: "no runtime to send it on".into(),
+                    })
+                })
+                .collect();
+        };
+        let egress = self.egress.clone();
+        let reqs: Vec<HttpRequest> = reqs.into_iter().map(Self::request).collect();
+        // Together, as Phala's batch: the slowest request bounds the call, not their sum.
+        let results = handle.block_on(async move {
+            futures::future::join_all(reqs.into_iter().map(|r| egress.send(r, timeout))).await
+        });
+        results.into_iter().map(|r| self.answer(r)).collect()
+    }
+
+    fn derive_secret(&self, material: &[u8]) -> Option<[u8; 64]> {
+        Some(phat_pink::derive_sr25519_secret(
+            self.key_seed.expose(),
+            &self.contract,
+            material,
+        ))
     }
 }

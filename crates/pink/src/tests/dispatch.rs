@@ -34,21 +34,46 @@ fn http_request_goes_to_the_host_in_queries_only() {
     // Bounded by the query's 5 s left, below the 10 s maximum.
     assert!(calls[0].1 <= Duration::from_secs(5) && calls[0].1 > Duration::from_secs(4));
 
-    let message = f.failed(Command, 1, get("https://example.com/"));
-    assert!(message.contains("http_request") && message.contains("only available in queries"));
+    // In a command, Phala's fixed answer: 523, the same on every worker, no request made.
+    let out = f.ok(Command, 1, get("https://example.com/"));
+    let fixed = HttpResponse::decode(&mut &out[..]).unwrap();
+    assert_eq!(
+        (fixed.status_code, fixed.reason_phrase.as_str()),
+        (523, "API Unavailable")
+    );
     assert_eq!(
         f.host.http.lock().unwrap().len(),
         1,
         "no request in a command"
     );
+    // Malformed arguments still trap in a command.
+    assert!(f.raw(&env(Command, CONTRACT), 1, &[1, 2]).is_err());
 
-    let mut host = MockHost::new([3; 32]);
-    host.http_result = Err(HttpRequestError::NetworkError);
-    let f = Fixture::with_host(host);
-    assert_eq!(
-        f.failed(Query, 1, get("https://example.com/")),
-        "http_request: network error"
-    );
+    // A request that cannot reach its server is an answer the contract can handle (523), a
+    // failure after connecting 524; bad input and timeouts trap, as on Phala.
+    for (error, status) in [
+        (HttpRequestError::NetworkError, Some(523)),
+        (HttpRequestError::NotAllowed, Some(523)),
+        (HttpRequestError::ResponseTooLarge, Some(524)),
+        (HttpRequestError::InvalidUrl, None),
+        (HttpRequestError::Timeout, None),
+    ] {
+        let mut host = MockHost::new([3; 32]);
+        host.http_result = Err(error);
+        let f = Fixture::with_host(host);
+        match status {
+            Some(code) => {
+                let out = f.ok(Query, 1, get("https://example.com/"));
+                let r = HttpResponse::decode(&mut &out[..]).unwrap();
+                assert_eq!(r.status_code, code, "{error:?}");
+                assert_eq!(r.body, error.to_string().into_bytes());
+            }
+            None => assert_eq!(
+                f.failed(Query, 1, get("https://example.com/")),
+                format!("http_request: {error}")
+            ),
+        }
+    }
 }
 
 #[test]
@@ -95,8 +120,11 @@ fn batch_http_request_reports_errors_as_status_codes() {
         vec![0u8]
     );
 
-    let message = f.failed(Command, 22, (vec![get("https://a/")], 1_000u64));
-    assert!(message.contains("only available in queries"), "{message}");
+    // In a command: Err(NotAllowed) (discriminant 6 + 1), as on Phala.
+    let out = f
+        .call(Command, 22, (vec![get("https://a/")], 1_000u64))
+        .unwrap();
+    assert_eq!((out.status, out.output), (7, vec![]));
 
     let mut host = MockHost::new([3; 32]);
     host.batch_error = Some(HttpRequestError::NotAllowed);
@@ -179,17 +207,23 @@ fn log_reaches_the_host_with_mode_and_level() {
 }
 
 #[test]
-fn nondeterministic_powers_answer_in_queries_and_trap_in_commands() {
+fn nondeterministic_powers_answer_in_queries_and_fixed_values_in_commands() {
     let f = Fixture::new();
     assert_eq!(f.ok(Query, 11, 3u8), vec![0xabu8; 3].encode());
     assert_eq!(f.ok(Query, 11, 0u8), [0]);
-    assert!(f
-        .failed(Command, 11, 3u8)
-        .contains("getrandom: only available in queries"));
+    // Phala's answers in a transaction: no randomness, the clock at 0, js_eval an exception.
+    assert_eq!(f.ok(Command, 11, 3u8), Vec::<u8>::new().encode());
     assert_eq!(f.ok(Query, 18, ()), 1_700_000_000_000u64.encode());
-    assert!(f
-        .failed(Command, 18, ())
-        .contains("untrusted_millis_since_unix_epoch: only available in queries"));
+    assert_eq!(f.ok(Command, 18, ()), 0u64.encode());
+    let js = f.ok(
+        Command,
+        24,
+        (vec![JsCode::Source("1".into())], Vec::<String>::new()),
+    );
+    assert!(matches!(
+        JsValue::decode(&mut &js[..]).unwrap(),
+        JsValue::Exception(m) if m.contains("not available in a transaction")
+    ));
     assert_eq!(f.ok(Query, 12, ()), [0]);
     assert_eq!(f.ok(Command, 12, ()), [1]);
     assert_eq!(f.ok(Query, 17, ()), [0x55; 32]);
@@ -245,19 +279,18 @@ fn unsupported_functions_answer_in_their_types() {
         24,
         (vec![JsCode::Source("1+1".into())], vec!["a".to_string()]),
     );
-    // The host runs the script (this mock runs none); a command may not call it at all.
+    // The host runs the script (this mock runs none); in a command the host is not asked.
     assert_eq!(
         JsValue::decode(&mut &js[..]).unwrap(),
         JsValue::Exception("this host runs no JavaScript".into())
     );
     assert_eq!(js[0], 5, "Exception is JsValue's sixth variant");
-    assert!(f
-        .call(
-            Command,
-            24,
-            (vec![JsCode::Source("1".into())], Vec::<String>::new())
-        )
-        .is_err());
+    let in_command = f.ok(
+        Command,
+        24,
+        (vec![JsCode::Source("1".into())], Vec::<String>::new()),
+    );
+    assert_ne!(in_command, js, "the host was asked in a command");
     assert_eq!(f.ok(Query, 25, ()), [0], "worker_sgx_quote: None");
     let _ = (JsValue::Undefined, JsValue::Null, JsCode::Bytecode(vec![]));
     let _ = (JsValue::String(String::new()), JsValue::Bytes(vec![]));
