@@ -8,9 +8,10 @@
 //! phat_ink::info!("fetched {} bytes", resp.body.len());
 //! ```
 //!
-//! Availability follows Phala: HTTP, [`random`] and [`now_millis`] work in queries only (in a
-//! command the contract traps, identically on every worker); the cache is worker-local, its
-//! reads return `None` in commands; logs, keys and signatures work everywhere.
+//! Availability follows Phala: HTTP, [`random`], [`now_millis`] and [`js_eval`] work in queries
+//! only (in a command they answer Phala's fixed values, identically on every worker: a 523
+//! response, no bytes, 0, an exception); the cache is worker-local, its reads return `None` in
+//! commands; logs, keys and signatures work everywhere.
 //! Unit tests register [`mock::MockPink`] (feature `std`).
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -145,6 +146,7 @@ mod id {
     pub const ECDSA_VERIFY_PREHASHED: u32 = 14;
     pub const UNTRUSTED_MILLIS: u32 = 18;
     pub const BATCH_HTTP_REQUEST: u32 = 22;
+    pub const JS_EVAL: u32 = 24;
 }
 
 /// Calls extension function `f` with `input`, decoding an `O` (status ignored).
@@ -158,8 +160,9 @@ fn call<I: scale::Encode, O: scale::Decode>(f: u32, input: &I) -> O {
 
 use ink::scale;
 
-/// Sends an HTTP request (queries only). A refused or failed request traps the contract with
-/// the worker's reason in its log; use [`batch_http_request`] to handle errors in code.
+/// Sends an HTTP request (queries only; a command gets a 523 answer). A server that cannot be
+/// reached answers 523, a failed exchange 524; bad input and timeouts trap the contract with
+/// the worker's reason in its log.
 pub fn http_request(request: &HttpRequest) -> HttpResponse {
     call(id::HTTP_REQUEST, request)
 }
@@ -193,6 +196,40 @@ pub fn batch_http_request(requests: Vec<HttpRequest>, timeout_ms: u64) -> BatchR
             .handle_error_code::<StatusCode>()
             .call(&(requests, timeout_ms));
     r.map_err(|s| HttpRequestError::from_status(s.0))
+}
+
+/// A script for [`js_eval`] (pink's `JsCode`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[ink::scale_derive(Encode, Decode, TypeInfo)]
+pub enum JsCode {
+    /// JavaScript source.
+    Source(String),
+    /// Compiled bytecode (refused by phat).
+    Bytecode(Vec<u8>),
+}
+
+/// What [`js_eval`] returns (pink's `JsValue`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[ink::scale_derive(Encode, Decode, TypeInfo)]
+pub enum JsValue {
+    /// `undefined`.
+    Undefined,
+    /// `null`.
+    Null,
+    /// A string.
+    String(String),
+    /// A `Uint8Array`'s bytes.
+    Bytes(Vec<u8>),
+    /// Any other value, printed.
+    Other(String),
+    /// The script threw, or could not run.
+    Exception(String),
+}
+
+/// Runs `codes` in the worker's JavaScript engine with `scriptArgs` = `args` (queries only;
+/// a command gets an `Exception`, as on Phala).
+pub fn js_eval(codes: Vec<JsCode>, args: Vec<String>) -> JsValue {
+    call(id::JS_EVAL, &(codes, args))
 }
 
 /// The worker-local cache of this contract.
@@ -331,6 +368,8 @@ pub mod mock {
         pub in_transaction: bool,
         /// Where log lines go.
         pub logs: std::rc::Rc<std::cell::RefCell<Vec<(u8, String)>>>,
+        /// What `js_eval` answers (`Undefined` when unset), and the arguments it got.
+        pub js: std::rc::Rc<std::cell::RefCell<(Option<JsValue>, Vec<Vec<String>>)>>,
     }
 
     impl MockPink {
@@ -420,6 +459,13 @@ pub mod mock {
                 }
                 id::IS_IN_TRANSACTION => self.in_transaction.encode_to(output),
                 id::UNTRUSTED_MILLIS => 1_700_000_000_000u64.encode_to(output),
+                id::JS_EVAL => {
+                    let (_codes, args) =
+                        <(Vec<JsCode>, Vec<String>)>::decode(input).expect("js_eval input");
+                    let mut js = self.js.borrow_mut();
+                    js.1.push(args);
+                    js.0.clone().unwrap_or(JsValue::Undefined).encode_to(output);
+                }
                 other => panic!("MockPink does not implement pink function {other}"),
             }
             0

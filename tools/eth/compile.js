@@ -4,7 +4,8 @@
 // reads NAME.sol, and writes {"contractName", "abi", "bytecode", "methods"} of contract NAME
 // (methods: each function's signature and selector) as JSON to OUT
 // (default build/NAME.json). Contracts: TestToken (an OpenZeppelin 5 ERC-20), PriceConsumer
-// (the oracle example's consumer). Imports of `@openzeppelin/...` resolve from node_modules.
+// (the oracle example's consumer), FunctionConsumer (a rollup-anchor queue a Phat Function
+// answers). Imports of `@openzeppelin/...` resolve from node_modules.
 "use strict";
 const fs = require("fs");
 const path = require("path");

@@ -5,6 +5,7 @@ mod build;
 mod cluster;
 mod commands;
 mod dev_nats;
+mod function;
 mod gateway;
 mod new;
 
@@ -81,6 +82,8 @@ enum Command {
     Job(commands::job::JobArgs),
     /// The runs a contract's triggers started: seq, tick or log, outcome.
     Triggers(commands::schedule::TriggersArgs),
+    /// Phat Functions: build a TypeScript `main(request, secrets)` to one script, run it.
+    Fn(function::FnArgs),
 }
 
 fn main() {
@@ -118,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Subscribe(args) => runtime()?.block_on(commands::subscribe::run(args, &ctx)),
         Command::Job(args) => runtime()?.block_on(commands::job::run(args, &ctx)),
         Command::Triggers(args) => runtime()?.block_on(commands::schedule::triggers(args, &ctx)),
+        Command::Fn(args) => function::run(args, &ctx),
     }
 }
 

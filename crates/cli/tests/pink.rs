@@ -250,7 +250,10 @@ async fn a_contract_built_with_pink_extension_runs_unmodified() {
         "pink.httpRequest({url: scriptArgs[0]}).statusCode",
         &[&format!("{}/v1/info", dev.workers[0])],
     );
-    assert_eq!(inward, "Ok(Other(523))", "refused by the egress rules: unreachable");
+    assert_eq!(
+        inward, "Ok(Other(523))",
+        "refused by the egress rules: unreachable"
+    );
     // console.log reaches the live log of the worker that ran the query.
     let w0 = dev.workers[0].clone();
     let client = Client::new(&w0).unwrap();

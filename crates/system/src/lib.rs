@@ -1,7 +1,8 @@
 //! The cluster's system contract: the prebuilt code of `contracts/phala/system` and of the
 //! `JsDelegate2` driver (`contracts/phala/js-delegate`) that a new genesis carries, and the
 //! address the system contract gets when every worker instantiates it while applying the
-//! genesis.
+//! genesis. Also the Phat Function contract (`contracts/phat-function`) `phat fn deploy`
+//! instantiates.
 //!
 //! The artifacts in `artifacts/` are `phat build` outputs, committed so that building phat
 //! needs no wasm toolchain. `tests/artifacts.rs` rebuilds them from source and fails when they
@@ -17,6 +18,11 @@ pub const SYSTEM_METADATA: &str = include_str!("../artifacts/system.json");
 /// The `JsDelegate2` driver's code (`contracts/phala/js-delegate`), which `phat_js::eval`
 /// delegate-calls.
 pub const JS_DELEGATE_WASM: &[u8] = include_bytes!("../artifacts/js-delegate.wasm");
+/// The Phat Function contract's code (`contracts/phat-function`): what `phat fn deploy`
+/// instantiates for each function.
+pub const FUNCTION_WASM: &[u8] = include_bytes!("../artifacts/phat-function.wasm");
+/// The Phat Function contract's ink! metadata.
+pub const FUNCTION_METADATA: &str = include_str!("../artifacts/phat-function.json");
 /// The driver name `phat_js` looks the JavaScript delegate up by.
 pub const JS_DRIVER: &str = "JsDelegate2";
 /// The salt of the system contract's instantiation.

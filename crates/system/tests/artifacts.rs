@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
-/// Builds `contracts/phala/<name>` with `phat build`'s defaults; the wasm.
-fn build(name: &str) -> Vec<u8> {
+/// Builds `contracts/<dir>` with `phat build`'s defaults; the wasm.
+fn build(dir: &str) -> Vec<u8> {
+    let name = dir.rsplit('/').next().unwrap_or(dir);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../contracts/phala")
-        .join(name)
+        .join("../../contracts")
+        .join(dir)
         .join("Cargo.toml");
     let mut opts = phat_builder::BuildOptions::new(&manifest);
     opts.metadata = false;
@@ -16,16 +17,18 @@ fn build(name: &str) -> Vec<u8> {
 }
 
 #[test]
-fn the_committed_system_contract_and_js_delegate_match_their_source() {
-    for (name, committed) in [
-        ("system", phat_system::SYSTEM_WASM),
-        ("js-delegate", phat_system::JS_DELEGATE_WASM),
+fn the_committed_system_contract_js_delegate_and_function_match_their_source() {
+    for (dir, committed) in [
+        ("phala/system", phat_system::SYSTEM_WASM),
+        ("phala/js-delegate", phat_system::JS_DELEGATE_WASM),
+        ("phat-function", phat_system::FUNCTION_WASM),
     ] {
-        let built = build(name);
+        let name = dir.rsplit('/').next().unwrap_or(dir);
+        let built = build(dir);
         assert!(
             built == committed,
             "crates/system/artifacts/{name}.wasm ({} bytes, code hash {}) is not what \
-             contracts/phala/{name} builds to ({} bytes, code hash {}): run scripts/system-contract",
+             contracts/{dir} builds to ({} bytes, code hash {}): run scripts/system-contract",
             committed.len(),
             phat_primitives::CodeHash::of(committed),
             built.len(),

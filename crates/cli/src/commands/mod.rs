@@ -17,3 +17,4 @@ pub mod tx;
 
 pub use ctx::{set_trust, Ctx, TrustArgs};
 pub use deploy::{deploy_code, DeployRequest};
+pub use schedule::parse_period;

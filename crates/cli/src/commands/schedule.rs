@@ -89,7 +89,7 @@ pub struct TriggersArgs {
 }
 
 /// A period as `1s`, `500ms`, `5m`, `1h` or plain milliseconds.
-pub(super) fn parse_period(text: &str) -> Result<u64> {
+pub fn parse_period(text: &str) -> Result<u64> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
