@@ -221,10 +221,14 @@ mod phat_function {
             }
             self.chunks = chunks;
             self.version = self.version.saturating_add(1);
-            // A new script gets its chance at once.
+            self.retry_now();
+            Ok(self.version)
+        }
+
+        /// A new script, secrets or config gets its chance at once, whatever failed before.
+        fn retry_now(&mut self) {
             self.status.failures = 0;
             self.status.retry_after_ms = 0;
-            Ok(self.version)
         }
 
         /// Replaces the secrets the script gets as its second argument (owner only).
@@ -235,6 +239,7 @@ mod phat_function {
                 return Err(Error::TooLarge);
             }
             self.secrets = secrets;
+            self.retry_now();
             Ok(())
         }
 
@@ -243,6 +248,7 @@ mod phat_function {
         pub fn set_config(&mut self, config: Config) -> Result<(), Error> {
             self.only_owner()?;
             self.config = config;
+            self.retry_now();
             Ok(())
         }
 

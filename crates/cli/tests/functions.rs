@@ -212,3 +212,375 @@ declare const pink: any;
         "{stderr}"
     );
 }
+
+/// The consumer on anvil (`tools/eth/FunctionConsumer.sol`), with its compiled selectors.
+struct Consumer<'a> {
+    anvil: &'a support::anvil::Anvil,
+    address: String,
+    methods: serde_json::Value,
+}
+
+fn word(n: u128) -> String {
+    format!("{n:064x}")
+}
+
+impl Consumer<'_> {
+    fn data(&self, signature: &str, args: &str) -> String {
+        format!("0x{}{args}", self.methods[signature].as_str().unwrap())
+    }
+
+    /// A view function's answer as a number.
+    async fn read(&self, signature: &str, args: &str) -> u128 {
+        let tx = serde_json::json!({"to": self.address, "data": self.data(signature, args)});
+        support::anvil::quantity(
+            &self
+                .anvil
+                .rpc("eth_call", serde_json::json!([tx, "latest"]))
+                .await,
+        )
+    }
+
+    async fn send(&self, signature: &str, args: &str) -> serde_json::Value {
+        self.anvil
+            .transact(serde_json::json!({"to": self.address, "data": self.data(signature, args)}))
+            .await
+    }
+
+    /// Queues a request for `pair`; its id.
+    async fn request(&self, pair: &str) -> u128 {
+        let id = self.read("nextRequest()", "").await;
+        self.send("request(string)", &support::anvil::abi_string(pair))
+            .await;
+        id
+    }
+
+    /// Waits until request `id` has `n` answers (panics after `secs`); how long it took.
+    async fn answered(&self, id: u128, n: u128, secs: u64) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        loop {
+            if self.read("answersTo(uint256)", &word(id)).await >= n {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(secs),
+                "request {id} was not answered in {secs} s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `phat fn status ID --output json` through `ep`.
+fn fn_status(ep: &str, id: &str) -> serde_json::Value {
+    run_json(ep, &["fn", "status", id])
+}
+
+/// Waits until `phat fn status` satisfies `ok` (panics with the last status after `secs`).
+async fn status_until(
+    ep: &str,
+    id: &str,
+    secs: u64,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let s = fn_status(ep, id);
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(secs),
+            "status never got there: {s}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The price API of the end-to-end test: `GET /price?pair=ETH/USD` → `{"price": "3421.55"}`.
+async fn price_api() -> String {
+    let app = axum::Router::new().route(
+        "/price",
+        get(
+            |q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                let price = match q.get("pair").map(String::as_str) {
+                    Some("ETH/USD") => "3421.55",
+                    Some("BTC/USD") => "97000.5",
+                    _ => return (axum::http::StatusCode::NOT_FOUND, String::new()),
+                };
+                (
+                    axum::http::StatusCode::OK,
+                    format!(r#"{{"price": "{price}"}}"#),
+                )
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/price")
+}
+
+/// A function from `phat fn new`, built with `phat fn build`, deployed with `phat fn deploy` to
+/// a 3-worker `phat dev`, answers the queue of an anchor-compatible consumer on anvil: refused
+/// while its attestor has no role and no funds (reported in `status`), then each request
+/// exactly once and in order, through a killed worker, a malformed request, an API that is
+/// down and a script that throws (the request waits, then a fixed script answers it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_answers_an_anchor_queue_on_anvil_exactly_once_in_order() {
+    use support::anvil::{compile, Anvil};
+    const CHAIN_ID: u64 = 31_337;
+    let tmp = tempfile::tempdir().unwrap();
+    let anvil = Anvil::start(&tmp.path().join("anvil.log"), CHAIN_ID).await;
+    let api = price_api().await;
+    let dev = Dev::start(3).await;
+    let ep = dev.endpoint.clone();
+
+    // The project, as a user makes it.
+    let project = tmp.path().join("price-fn");
+    let out = run_json(
+        &ep,
+        &["fn", "new", "price-fn", "--path", project.to_str().unwrap()],
+    );
+    assert_eq!(out["path"], project.to_str().unwrap());
+    let esbuild = esbuild();
+    let script = project.join("dist/index.js");
+    let built = run_json(
+        &ep,
+        &[
+            "fn",
+            "build",
+            project.join("src/index.ts").to_str().unwrap(),
+            "-o",
+            script.to_str().unwrap(),
+            "--esbuild",
+            esbuild.to_str().unwrap(),
+        ],
+    );
+    assert!(built["bytes"].as_u64().unwrap() > 500, "{built}");
+
+    // The consumer, owned by anvil's first account.
+    let artifact = compile("FunctionConsumer", tmp.path());
+    let receipt = anvil
+        .transact(serde_json::json!({"data": artifact["bytecode"]}))
+        .await;
+    let consumer = Consumer {
+        anvil: &anvil,
+        address: receipt["contractAddress"].as_str().unwrap().to_string(),
+        methods: artifact["methods"].clone(),
+    };
+
+    let deployed = run_json(
+        &ep,
+        &[
+            "fn",
+            "deploy",
+            script.to_str().unwrap(),
+            "--anchor",
+            &consumer.address,
+            "--rpc",
+            &anvil.url,
+            "--chain-id",
+            &CHAIN_ID.to_string(),
+            "--secrets",
+            &api,
+            "--every",
+            "1s",
+        ],
+    );
+    let id = deployed["contract"].as_str().unwrap().to_string();
+    let attestor = deployed["attestor"].as_str().unwrap().to_string();
+    assert_eq!(attestor.len(), 42, "{deployed}");
+
+    // Not an attestor yet: the anchor refuses (the node's estimate reverts), nothing is sent,
+    // and `status` says so.
+    let first = consumer.request("ETH/USD").await;
+    let s = status_until(&ep, &id, 30, |s| s["failures"].as_u64() >= Some(1)).await;
+    assert_eq!(s["queue"]["head"], 0, "{s}");
+    assert_eq!(s["queue"]["tail"], 1, "{s}");
+    assert!(
+        s["last_error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("revert"),
+        "{s}"
+    );
+    // The role, but no funds: the node refuses the transaction; `status` shows the balance.
+    let addr_word = format!("{:0>64}", attestor.trim_start_matches("0x"));
+    consumer
+        .send(
+            "setAttestor(address,bool)",
+            &format!("{addr_word}{}", word(1)),
+        )
+        .await;
+    run_json(&ep, &["fn", "update", &id, "--secrets", &api]);
+    let s = status_until(&ep, &id, 30, |s| {
+        s["last_error"]["error"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase().contains("insufficient funds"))
+    })
+    .await;
+    assert_eq!(s["attestor_balance_wei"], "0", "{s}");
+    // Funded: the first request is answered, once.
+    anvil
+        .rpc(
+            "anvil_setBalance",
+            serde_json::json!([attestor, "0x8ac7230489e80000"]),
+        )
+        .await;
+    run_json(&ep, &["fn", "update", &id, "--secrets", &api]);
+    consumer.answered(first, 1, 30).await;
+    assert_eq!(
+        consumer.read("prices(uint256)", &word(first)).await,
+        342_155_000_000
+    );
+
+    // Twenty requests, one after another, a worker killed half-way (`phat dev` restarts it).
+    let mut latencies = Vec::new();
+    let mut ids = vec![first];
+    for i in 0..20 {
+        if i == 10 {
+            dev.kill_worker(1);
+        }
+        let pair = if i % 2 == 0 { "BTC/USD" } else { "ETH/USD" };
+        let started = std::time::Instant::now();
+        let rid = consumer.request(pair).await;
+        consumer.answered(rid, 1, 60).await;
+        latencies.push(started.elapsed());
+        ids.push(rid);
+    }
+    latencies.sort();
+    eprintln!(
+        "request → answer on chain (20 requests, 1 s job period): p50 {:?}, max {:?}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+
+    // A malformed request: the script answers it (error code 2), the queue moves on.
+    let raw = "deadbeef";
+    consumer
+        .send(
+            "requestRaw(bytes)",
+            &format!("{}{}{:0<64}", word(32), word(4), raw),
+        )
+        .await;
+    let head_before = consumer.read("queueHead()", "").await;
+    let started = std::time::Instant::now();
+    while consumer.read("queueHead()", "").await == head_before {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the malformed request was not answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        consumer
+            .read("errorCodes(uint256)", &word(0xdeadbeef))
+            .await,
+        2
+    );
+
+    // The API is down: answered with its error (523, unreachable).
+    run_json(
+        &ep,
+        &["fn", "update", &id, "--secrets", "http://127.0.0.1:9/price"],
+    );
+    let down = consumer.request("ETH/USD").await;
+    consumer.answered(down, 1, 30).await;
+    assert_eq!(consumer.read("errorCodes(uint256)", &word(down)).await, 523);
+    run_json(&ep, &["fn", "update", &id, "--secrets", &api]);
+
+    // A script that throws: the request waits (reported), then a fixed script answers it.
+    let throws = tmp.path().join("throws.js");
+    std::fs::write(
+        &throws,
+        "globalThis.scriptOutput = (() => { throw new Error('boom') })();",
+    )
+    .unwrap();
+    let updated = run_json(
+        &ep,
+        &["fn", "update", &id, "--script", throws.to_str().unwrap()],
+    );
+    assert_eq!(updated["script_version"], 2, "{updated}");
+    let stuck = consumer.request("BTC/USD").await;
+    let s = status_until(&ep, &id, 30, |s| {
+        s["last_error"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("boom"))
+    })
+    .await;
+    assert_eq!(
+        consumer.read("answersTo(uint256)", &word(stuck)).await,
+        0,
+        "{s}"
+    );
+    assert!(
+        s["queue"]["head"].as_u64() < s["queue"]["tail"].as_u64(),
+        "{s}"
+    );
+    run_json(
+        &ep,
+        &["fn", "update", &id, "--script", script.to_str().unwrap()],
+    );
+    consumer.answered(stuck, 1, 30).await;
+    ids.push(down);
+    ids.push(stuck);
+
+    // Exactly once, in order: every request one answer, the queue empty, as many replies as
+    // requests (the malformed one included); answers came in request order.
+    for rid in &ids {
+        assert_eq!(
+            consumer.read("answersTo(uint256)", &word(*rid)).await,
+            1,
+            "request {rid}"
+        );
+    }
+    let replies = consumer.read("replies()", "").await;
+    assert_eq!(replies, ids.len() as u128 + 1);
+    assert_eq!(
+        consumer.read("queueHead()", "").await,
+        consumer.read("queueTail()", "").await
+    );
+    let topic = anvil
+        .rpc(
+            "web3_sha3",
+            serde_json::json!([format!(
+                "0x{}",
+                hex::encode("ResponseReceived(uint256,string,uint256)")
+            )]),
+        )
+        .await;
+    let logs = anvil
+        .rpc(
+            "eth_getLogs",
+            serde_json::json!([{"address": consumer.address, "fromBlock": "0x0", "topics": [topic]}]),
+        )
+        .await;
+    let answered: Vec<u128> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| u128::from_str_radix(&l["data"].as_str().unwrap()[2..66], 16).unwrap())
+        .collect();
+    let mut sorted = answered.clone();
+    sorted.sort();
+    assert_eq!(answered, sorted, "answers out of request order");
+
+    let s = fn_status(&ep, &id);
+    assert_eq!(s["queue"]["head"], s["queue"]["tail"], "{s}");
+    assert!(s["answered"].as_u64().unwrap() >= ids.len() as u64, "{s}");
+    // The function's log shows its answers, decoded.
+    let logs = run(&ep, &["fn", "logs", &id]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("Answered"),
+        "{logs:?}"
+    );
+    // The workers agree.
+    let info = wait_seq(&dev.workers[0], 1).await;
+    for w in &dev.workers[1..] {
+        wait_seq(w, info.seq).await;
+        assert_eq!(
+            root_at(w, info.seq).await,
+            root_at(&dev.workers[0], info.seq).await
+        );
+    }
+}
