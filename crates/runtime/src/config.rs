@@ -73,7 +73,7 @@ impl Default for Limits {
             // The runtime alone charges nothing; clusters set a price at genesis.
             storage_deposit_per_byte: 0,
             max_gas_per_call: 5_000_000_000,
-            query_time_limit: Duration::from_secs(5),
+            query_time_limit: Duration::from_secs(10),
         }
     }
 }

@@ -4,9 +4,10 @@
 //! A request's host is resolved once, every address it resolves to is checked, and the
 //! connection goes to those checked addresses only: the request's client knows no other
 //! answer for the host and refuses any other DNS lookup, so a second, different DNS answer
-//! (DNS rebinding: public first, `127.0.0.1` next) is never used. Redirects are not followed
-//! (a 3xx response goes back to the contract as it is), and proxies from the environment are
-//! ignored. The protected addresses (this worker's API, the gateway, the ledger) are refused
+//! (DNS rebinding: public first, `127.0.0.1` next) is never used. Redirects are followed, as
+//! Phala's client follows them, up to 5 hops, each hop checked like the first (a public URL
+//! cannot redirect inward), with credentials dropped when the origin changes, all within the
+//! request's one timeout; proxies from the environment are ignored. The protected addresses (this worker's API, the gateway, the ledger) are refused
 //! even with `allow_private`.
 //!
 //! Every refusal maps to pink's `HttpRequestError` for the contract and to a log line with the
@@ -519,20 +520,71 @@ impl Egress {
         let max_body = self.config.max_body;
         let max_headers = self.config.max_headers;
         let work = async {
-            let target = self.check_target(&url).await?;
-            let client = self.client(target)?;
-            let resp = client
-                .request(method.clone(), url.clone())
-                .headers(headers)
-                .body(req.body)
-                .send()
-                .await
-                .map_err(|e| {
-                    refuse(
+            // Redirects are followed as Phala's client follows them, each hop checked against
+            // the egress rules like the first (a public URL cannot redirect inward).
+            let (mut url, mut method, mut body, mut headers) =
+                (url.clone(), method.clone(), req.body, headers);
+            let mut hops = 0;
+            let resp = loop {
+                let target = self.check_target(&url).await?;
+                let client = self.client(target)?;
+                let resp = client
+                    .request(method.clone(), url.clone())
+                    .headers(headers.clone())
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        refuse(
+                            HttpRequestError::NetworkError,
+                            format!("{shown}: {}", describe(e)),
+                        )
+                    })?;
+                let code = resp.status().as_u16();
+                let location = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok());
+                let (true, Some(location)) =
+                    (matches!(code, 301 | 302 | 303 | 307 | 308), location)
+                else {
+                    break resp;
+                };
+                if hops == MAX_REDIRECTS {
+                    return Err(refuse(
                         HttpRequestError::NetworkError,
-                        format!("{shown}: {}", describe(e)),
+                        format!("{shown}: more than {MAX_REDIRECTS} redirects"),
+                    ));
+                }
+                hops += 1;
+                let next = url.join(location).map_err(|e| {
+                    refuse(
+                        HttpRequestError::InvalidUrl,
+                        format!("{shown} redirects to a bad URL: {e}"),
                     )
                 })?;
+                if !matches!(next.scheme(), "http" | "https") {
+                    return Err(refuse(
+                        HttpRequestError::InvalidUrl,
+                        format!("{shown} redirects to scheme {}", next.scheme()),
+                    ));
+                }
+                if code == 303 || (matches!(code, 301 | 302) && method == reqwest::Method::POST) {
+                    method = reqwest::Method::GET;
+                    body = Vec::new();
+                }
+                if next.origin() != url.origin() {
+                    // Credentials meant for one site do not follow a redirect to another.
+                    for h in [
+                        reqwest::header::AUTHORIZATION,
+                        reqwest::header::COOKIE,
+                        reqwest::header::PROXY_AUTHORIZATION,
+                    ] {
+                        headers.remove(h);
+                    }
+                }
+                url = next;
+            };
             if resp.headers().len() > max_headers {
                 return Err(refuse(
                     HttpRequestError::ResponseTooLarge,
@@ -599,6 +651,9 @@ impl Egress {
         result
     }
 }
+
+/// Most redirects one request follows (reqwest's default is 10; browsers stop near 20).
+const MAX_REDIRECTS: usize = 5;
 
 /// A reqwest error with its causes, without the URL (which may hold secrets).
 fn describe(e: reqwest::Error) -> String {
@@ -866,19 +921,92 @@ mod http_tests {
         assert_eq!(r.status_code, 404);
     }
 
+    /// A server whose `/to?u=URL` redirects (307) to `URL`, `/see?u=URL` with 303, and `/loop`
+    /// to itself; `/echo` answers the method, the body's length and the auth header.
+    async fn redirector() -> String {
+        use axum::extract::Query;
+        use std::collections::HashMap;
+        let router = axum::Router::new()
+            .route(
+                "/to",
+                axum::routing::any(|q: Query<HashMap<String, String>>| async move {
+                    axum::response::Redirect::temporary(&q["u"])
+                }),
+            )
+            .route(
+                "/see",
+                axum::routing::any(|q: Query<HashMap<String, String>>| async move {
+                    axum::response::Redirect::to(&q["u"])
+                }),
+            )
+            .route(
+                "/loop",
+                route_get(|| async { axum::response::Redirect::temporary("/loop") }),
+            )
+            .route(
+                "/echo",
+                axum::routing::any(
+                    |m: axum::http::Method, h: axum::http::HeaderMap, b: axum::body::Bytes| async move {
+                        let auth = h.get("authorization").map_or("-", |v| v.to_str().unwrap_or("?"));
+                        format!("{m} {} {auth}", b.len())
+                    },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        serve(listener, router);
+        format!("http://{addr}")
+    }
+
     #[tokio::test]
-    async fn redirects_are_returned_not_followed() {
+    async fn redirects_are_followed_with_the_rules_checked_on_every_hop() {
         let base = server().await;
         let r = dev()
             .send(get(format!("{base}/redirect")), T)
             .await
             .ok()
             .unwrap();
-        assert_eq!(r.status_code, 307);
-        assert!(r
-            .headers
-            .iter()
-            .any(|(k, v)| k == "location" && v == "/price"));
+        assert_eq!(
+            (r.status_code, &r.body[..]),
+            (200, &br#"{"usd": 42.5}"#[..])
+        );
+        // 307 keeps the method and body; 303 turns them into a GET; credentials stay on
+        // their origin.
+        let hop = redirector().await;
+        let other = redirector().await;
+        let mut post = get(format!("{hop}/to?u=/echo"));
+        post.method = "POST".into();
+        post.body = b"abc".to_vec();
+        post.headers = vec![("authorization".into(), "Bearer k".into())];
+        let r = dev().send(post.clone(), T).await.ok().unwrap();
+        assert_eq!(String::from_utf8_lossy(&r.body), "POST 3 Bearer k");
+        post.url = format!("{hop}/see?u=/echo");
+        let r = dev().send(post.clone(), T).await.ok().unwrap();
+        assert_eq!(String::from_utf8_lossy(&r.body), "GET 0 Bearer k");
+        post.url = format!("{hop}/to?u={other}/echo");
+        let r = dev().send(post, T).await.ok().unwrap();
+        assert_eq!(String::from_utf8_lossy(&r.body), "POST 3 -");
+        // A hop to an address the rules refuse is refused, whatever the first hop was.
+        let worker = server().await;
+        let worker_addr: SocketAddr = worker.trim_start_matches("http://").parse().unwrap();
+        let guarded = Egress::new(EgressConfig {
+            allow_private: true,
+            deny_addrs: vec![worker_addr],
+            ..EgressConfig::default()
+        });
+        let (e, why) = err(guarded
+            .send(get(format!("{hop}/to?u={worker}/price")), T)
+            .await);
+        assert!(matches!(e, HttpRequestError::NotAllowed), "{why}");
+        assert!(why.contains("protected"), "{why}");
+        let (e, why) = err(guarded
+            .send(get(format!("{hop}/to?u=file:///etc/passwd")), T)
+            .await);
+        assert!(matches!(e, HttpRequestError::InvalidUrl), "{why}");
+        // A redirect loop ends after 5 hops.
+        let (e, why) = err(dev().send(get(format!("{hop}/loop")), T).await);
+        assert!(matches!(e, HttpRequestError::NetworkError), "{why}");
+        assert!(why.contains("more than 5 redirects"), "{why}");
     }
 
     #[tokio::test]
