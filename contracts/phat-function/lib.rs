@@ -112,7 +112,8 @@ mod phat_function {
     #[ink::scale_derive(Encode, Decode, TypeInfo)]
     #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
     pub struct Status {
-        /// Requests answered so far.
+        /// Answers recorded so far (a job tick whose query ran on two workers answers two
+        /// requests and records one: the queue's head on chain is the exact count).
         pub answered: u64,
         /// The last request answered, and its transaction.
         pub last_answer: Option<(u32, [u8; 32])>,

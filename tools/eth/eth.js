@@ -8,6 +8,10 @@
 //   node eth.js deploy-consumer RPC ORACLE          deploys PriceConsumer answered by ORACLE, prints its address
 //   node eth.js request RPC CONSUMER PAIR           asks the consumer for PAIR's price, prints the request id
 //   node eth.js answers RPC CONSUMER [PAIR...]      prints each request's answer, and the pushed PAIRs' prices
+//   node eth.js fn-consumer RPC                     deploys FunctionConsumer (a rollup-anchor queue), prints its address
+//   node eth.js fn-attestor RPC CONSUMER ADDRESS    grants ADDRESS (a Phat Function's attestor) the attestor role
+//   node eth.js fn-request RPC CONSUMER PAIR        queues a request for PAIR's price, prints its id
+//   node eth.js fn-answers RPC CONSUMER             prints each request's answer and the queue
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -51,6 +55,14 @@ const price8 = (v) => {
   return `${s.slice(0, -8)}.${s.slice(-8)}`.replace(/\.?0+$/, "");
 };
 const addressWord = (a) => a.toLowerCase().replace(/^0x/, "").padStart(64, "0");
+// FunctionConsumer's compiled artifact, compiled when missing.
+function functionArtifact() {
+  const artifact = path.join(__dirname, "build", "FunctionConsumer.json");
+  if (!fs.existsSync(artifact)) {
+    require("child_process").execFileSync("node", [path.join(__dirname, "compile.js"), "FunctionConsumer"]);
+  }
+  return JSON.parse(fs.readFileSync(artifact, "utf8"));
+}
 
 async function transact(url, tx) {
   const [from] = await rpc(url, "eth_accounts", []);
@@ -116,10 +128,42 @@ async function main() {
       const at = BigInt(await call("updatedAt(string)", abiString(pair)));
       console.log(`latest ${pair}  ${at === 0n ? "never pushed" : `${price8(price)} at ${new Date(Number(at) * 1000).toISOString()}`}`);
     }
+  } else if (cmd === "fn-consumer") {
+    const receipt = await transact(url, { data: functionArtifact().bytecode });
+    console.log(receipt.contractAddress);
+  } else if (cmd === "fn-attestor") {
+    const [consumer, attestor] = args;
+    const { methods } = functionArtifact();
+    await transact(url, { to: consumer, data: "0x" + methods["setAttestor(address,bool)"] + addressWord(attestor) + word(1) });
+    console.log(`${attestor} may answer ${consumer}'s queue`);
+  } else if (cmd === "fn-request") {
+    const [consumer, pair] = args;
+    const { methods } = functionArtifact();
+    const call = (sig, argsHex) => rpc(url, "eth_call", [{ to: consumer, data: "0x" + methods[sig] + argsHex }, "latest"]);
+    const id = BigInt(await call("nextRequest()", ""));
+    const receipt = await transact(url, { to: consumer, data: "0x" + methods["request(string)"] + abiString(pair) });
+    console.log(`request ${id} (${pair}) queued in block ${BigInt(receipt.blockNumber)}`);
+  } else if (cmd === "fn-answers") {
+    const [consumer] = args;
+    const { methods } = functionArtifact();
+    const call = (sig, argsHex) => rpc(url, "eth_call", [{ to: consumer, data: "0x" + methods[sig] + argsHex }, "latest"]);
+    const next = BigInt(await call("nextRequest()", ""));
+    for (let id = 1n; id < next; id++) {
+      const pair = decodeString(await call("pairs(uint256)", word(id)));
+      const answers = BigInt(await call("answersTo(uint256)", word(id)));
+      const price = BigInt(await call("prices(uint256)", word(id)));
+      const code = BigInt(await call("errorCodes(uint256)", word(id)));
+      const what = answers === 0n ? "not answered" : code !== 0n ? `error ${code}` : price8(price);
+      console.log(`request ${id}  ${pair}  ${what}`);
+    }
+    const head = BigInt(await call("queueHead()", ""));
+    const tail = BigInt(await call("queueTail()", ""));
+    console.log(`queue head ${head}, tail ${tail}`);
   } else {
     console.error(
       "usage: eth.js deploy-token RPC SUPPLY | fund RPC TOKEN TO WEI AMOUNT | balances RPC TOKEN ADDRESS... | " +
-        "pay RPC TO WEI | deploy-consumer RPC ORACLE | request RPC CONSUMER PAIR | answers RPC CONSUMER [PAIR...]",
+        "pay RPC TO WEI | deploy-consumer RPC ORACLE | request RPC CONSUMER PAIR | answers RPC CONSUMER [PAIR...] | " +
+        "fn-consumer RPC | fn-attestor RPC CONSUMER ADDRESS | fn-request RPC CONSUMER PAIR | fn-answers RPC CONSUMER",
     );
     process.exit(2);
   }

@@ -137,7 +137,11 @@ fn main() {
             &JsLimits::with_time(Duration::from_secs(5)),
             Some(host.clone()),
         );
-        assert_eq!(out.value, JsValue::String(["3421.55"; 5].join(",")), "{out:?}");
+        assert_eq!(
+            out.value,
+            JsValue::String(["3421.55"; 5].join(",")),
+            "{out:?}"
+        );
     };
     let rust_batch = || {
         let reqs = vec![
@@ -150,17 +154,31 @@ fn main() {
             5
         ];
         let answers = Blocking.batch_http_request(reqs, Duration::from_secs(2));
-        assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|r| r.body.len() == 20)));
+        assert!(answers
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|r| r.body.len() == 20)));
         black_box(answers);
     };
     let http_runs = runs.min(100);
     println!("\n| what | runs | median | p99 |\n| --- | --- | --- | --- |");
     for (name, n, (m, p)) in [
-        ("js: `1 + 1` (fresh runtime, Phala's API installed)", runs, time(runs, || js("1 + 1"))),
+        (
+            "js: `1 + 1` (fresh runtime, Phala's API installed)",
+            runs,
+            time(runs, || js("1 + 1")),
+        ),
         ("js: 10k-iteration loop", runs, time(runs, || js(LOOP))),
         ("rust: the same loop", runs, time(runs, rust_loop)),
-        ("js: batchHttpRequest of 5 (local server)", http_runs, time(http_runs, js_batch)),
-        ("rust: the same 5 requests through the host", http_runs, time(http_runs, rust_batch)),
+        (
+            "js: batchHttpRequest of 5 (local server)",
+            http_runs,
+            time(http_runs, js_batch),
+        ),
+        (
+            "rust: the same 5 requests through the host",
+            http_runs,
+            time(http_runs, rust_batch),
+        ),
     ] {
         println!("| {name} | {n} | {m:?} | {p:?} |");
     }

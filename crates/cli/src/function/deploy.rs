@@ -507,7 +507,10 @@ pub async fn status(args: StatusArgs, ctx: &Ctx) -> Result<()> {
                 "chain_id": config.chain_id,
                 "script_version": version,
                 "script_bytes": size,
-                "answered": status.answered,
+                // Every request popped from the queue was answered by the function; its own
+                // count misses a run whose job result lost to another worker's for the tick.
+                "answered": chain.as_ref().map_or(u64::from(0u32), |(head, _, _)| u64::from(*head)),
+                "recorded_answers": status.answered,
                 "last_answer": status.last_answer.map(|(i, tx)| serde_json::json!({"index": i, "tx": hexs(&tx)})),
                 "last_error": status.last_error.as_ref().map(|(i, e)| serde_json::json!({"index": i, "error": e})),
                 "failures": status.failures,
@@ -549,13 +552,23 @@ pub async fn status(args: StatusArgs, ctx: &Ctx) -> Result<()> {
                 }
                 Err(e) => println!("chain     not readable from here: {e:#}"),
             }
-            println!("answered  {}", status.answered);
+            if let Ok((head, _, _)) = &chain {
+                println!("answered  {head} (the queue's head on chain)");
+            } else {
+                println!(
+                    "answered  {} (recorded; the chain was not read)",
+                    status.answered
+                );
+            }
             if let Some((i, tx)) = status.last_answer {
-                println!("last      request {i} in {}", hexs(&tx));
+                println!("last      queue item {i} answered in {}", hexs(&tx));
             }
             if let Some((i, e)) = &status.last_error {
-                let at = i.map(|i| format!(" (request {i})")).unwrap_or_default();
-                println!("error     {e}{at}; {} failures in a row", status.failures);
+                let at = i.map(|i| format!(" (queue item {i})")).unwrap_or_default();
+                println!(
+                    "last error {e}{at}; {} failures in a row now",
+                    status.failures
+                );
             }
         }
     }
