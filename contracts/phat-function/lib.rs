@@ -14,7 +14,8 @@
 //! worker, a repeated tick) reverts instead of answering twice. While a transaction of the
 //! attestor is pending, `answer` sends nothing. A script that throws leaves the request queued;
 //! it is tried again on later ticks, after a pause that doubles with each failure (1 s up to
-//! 64 s). What the script returns is the answer, whatever the request held.
+//! 64 s); after 20 failures in a row the function stops until its owner changes its script,
+//! secrets or config. What the script returns is the answer, whatever the request held.
 #![cfg_attr(not(feature = "std"), no_std, no_main)]
 
 extern crate alloc;
@@ -56,6 +57,9 @@ mod phat_function {
     pub const MAX_OUTPUT: usize = 8 * 1024;
     /// The longest pause after failures, ms.
     const MAX_BACKOFF_MS: u64 = 64_000;
+    /// Failures in a row after which the function stops trying until its owner changes its
+    /// script, secrets or config (about 15 minutes of retries).
+    pub const MAX_FAILURES: u32 = 20;
 
     /// Where the anchor is and how to transact with it.
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +94,12 @@ mod phat_function {
         Backoff {
             /// Until when (ledger ms).
             until_ms: u64,
+        },
+        /// Stopped after [`MAX_FAILURES`] failures in a row, until the owner changes the
+        /// script, the secrets or the config.
+        Paused {
+            /// The failures.
+            failures: u32,
         },
         /// Request `index` was answered by transaction `tx`.
         Answered {
@@ -300,6 +310,11 @@ mod phat_function {
         #[ink(message)]
         pub fn answer(&self) -> Outcome {
             let now = self.env().block_timestamp();
+            if self.status.failures >= MAX_FAILURES {
+                return Outcome::Paused {
+                    failures: self.status.failures,
+                };
+            }
             if self.status.failures > 0 && now < self.status.retry_after_ms {
                 return Outcome::Backoff {
                     until_ms: self.status.retry_after_ms,
@@ -424,7 +439,10 @@ mod phat_function {
                     self.status.last_error = Some((index, error.clone()));
                     self.env().emit_event(Failed { index, error });
                 }
-                Outcome::Idle { .. } | Outcome::Pending { .. } | Outcome::Backoff { .. } => {}
+                Outcome::Idle { .. }
+                | Outcome::Pending { .. }
+                | Outcome::Backoff { .. }
+                | Outcome::Paused { .. } => {}
             }
             Ok(())
         }
@@ -595,6 +613,15 @@ mod phat_function {
                 f.answer(),
                 Outcome::Backoff {
                     until_ms: 10_000 + MAX_BACKOFF_MS
+                }
+            );
+            // Past the last failure allowed: stopped, whatever the time, until a change.
+            f.record(20, failed(3)).unwrap();
+            ink::env::test::set_block_timestamp::<ink::env::DefaultEnvironment>(u64::MAX);
+            assert_eq!(
+                f.answer(),
+                Outcome::Paused {
+                    failures: MAX_FAILURES
                 }
             );
             assert_eq!(

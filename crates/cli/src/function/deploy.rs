@@ -16,6 +16,8 @@ use crate::Output;
 
 /// Bytes of one script chunk (the contract's `MAX_CHUNK`).
 const CHUNK: usize = 12 * 1024;
+/// Failures in a row after which a function stops (the contract's `MAX_FAILURES`).
+const MAX_FAILURES: u32 = 20;
 
 /// The contract's `Config`.
 #[derive(Clone, Debug, Encode, Decode)]
@@ -33,6 +35,7 @@ enum Outcome {
     Idle { head: u32 },
     Pending { nonce: u64 },
     Backoff { until_ms: u64 },
+    Paused { failures: u32 },
     Answered { index: u32, tx: [u8; 32] },
     Failed { index: Option<u32>, error: String },
 }
@@ -514,6 +517,7 @@ pub async fn status(args: StatusArgs, ctx: &Ctx) -> Result<()> {
                 "last_answer": status.last_answer.map(|(i, tx)| serde_json::json!({"index": i, "tx": hexs(&tx)})),
                 "last_error": status.last_error.as_ref().map(|(i, e)| serde_json::json!({"index": i, "error": e})),
                 "failures": status.failures,
+                "paused": status.failures >= MAX_FAILURES,
                 "retry_after_ms": status.retry_after_ms,
                 "last_tick": status.last_tick,
             });
