@@ -554,15 +554,18 @@ mod phat_function {
             assert_eq!(hex(&[0, 171]), "00ab");
         }
 
-        #[ink::test]
-        fn only_the_owner_sets_the_script_and_it_must_be_whole() {
-            let config = Config {
+        fn local_config() -> Config {
+            Config {
                 rpc_url: "http://127.0.0.1:8545".into(),
                 chain_id: 31337,
                 anchor: [1; 20],
                 gas_limit: 0,
-            };
-            let mut f = PhatFunction::new(config);
+            }
+        }
+
+        #[ink::test]
+        fn only_the_owner_sets_the_script_and_it_must_be_whole() {
+            let mut f = PhatFunction::new(local_config());
             assert_eq!(f.put_chunk(0, b"scriptOutput = ".to_vec()), Ok(()));
             assert_eq!(f.set_script(2), Err(Error::Incomplete));
             assert_eq!(f.put_chunk(1, b"'0x01'".to_vec()), Ok(()));
@@ -586,13 +589,7 @@ mod phat_function {
 
         #[ink::test]
         fn failures_back_off_and_an_answer_resets_them() {
-            let config = Config {
-                rpc_url: "http://127.0.0.1:8545".into(),
-                chain_id: 31337,
-                anchor: [1; 20],
-                gas_limit: 0,
-            };
-            let mut f = PhatFunction::new(config);
+            let mut f = PhatFunction::new(local_config());
             ink::env::test::set_caller::<ink::env::DefaultEnvironment>(trigger_caller(b"job"));
             let failed = |i| {
                 ink::scale::Encode::encode(&Ok::<_, ink::LangError>(Outcome::Failed {

@@ -160,14 +160,17 @@ declare const pink: any;
     .unwrap();
     let out = dir.path().join("dist/index.js");
     let esbuild = esbuild();
-    let (json, ok, stderr) = fn_json(&[
-        "build",
-        src.join("index.ts").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--esbuild",
-        esbuild.to_str().unwrap(),
-    ]);
+    let build = |entry: &Path, out: &Path| {
+        fn_json(&[
+            "build",
+            entry.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--esbuild",
+            esbuild.to_str().unwrap(),
+        ])
+    };
+    let (json, ok, stderr) = build(&src.join("index.ts"), &out);
     assert!(ok, "{stderr}");
     let bytes = json["bytes"].as_u64().unwrap();
     assert!(bytes > 0 && bytes < 2_000, "{json}");
@@ -187,14 +190,7 @@ declare const pink: any;
     )
     .unwrap();
     let big = dir.path().join("dist/big.js");
-    let (_, ok, stderr) = fn_json(&[
-        "build",
-        src.join("big.ts").to_str().unwrap(),
-        "-o",
-        big.to_str().unwrap(),
-        "--esbuild",
-        esbuild.to_str().unwrap(),
-    ]);
+    let (_, ok, stderr) = build(&src.join("big.ts"), &big);
     assert!(
         !ok && stderr.contains("over the 409600-byte limit"),
         "{stderr}"

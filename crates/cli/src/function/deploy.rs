@@ -363,15 +363,17 @@ fn rand_salt() -> [u8; 16] {
     (nanos ^ u128::from(std::process::id())).to_le_bytes()
 }
 
+/// The client, signer, ABI and id a command on function `id` needs.
+fn function_ctx(ctx: &Ctx, suri: &str, id: &str) -> Result<(Client, Signer, Abi, AccountId)> {
+    let id: AccountId = id
+        .parse()
+        .map_err(|e| anyhow::anyhow!("function id `{id}`: {e}"))?;
+    Ok((ctx.client()?, Signer::from_suri(suri)?, Abi::new()?, id))
+}
+
 /// Runs `phat fn update`.
 pub async fn update(args: UpdateArgs, ctx: &Ctx) -> Result<()> {
-    let client = ctx.client()?;
-    let signer = Signer::from_suri(&args.suri)?;
-    let abi = Abi::new()?;
-    let id: AccountId = args
-        .id
-        .parse()
-        .map_err(|e| anyhow::anyhow!("function id `{}`: {e}", args.id))?;
+    let (client, signer, abi, id) = function_ctx(ctx, &args.suri, &args.id)?;
     if args.script.is_none() && args.secrets.is_none() {
         bail!("nothing to update: give --script FILE and/or --secrets TEXT|@FILE");
     }
@@ -466,13 +468,7 @@ async fn anchor_u32(
 
 /// Runs `phat fn status`.
 pub async fn status(args: StatusArgs, ctx: &Ctx) -> Result<()> {
-    let client = ctx.client()?;
-    let signer = Signer::from_suri(&args.suri)?;
-    let abi = Abi::new()?;
-    let id: AccountId = args
-        .id
-        .parse()
-        .map_err(|e| anyhow::anyhow!("function id `{}`: {e}", args.id))?;
+    let (client, signer, abi, id) = function_ctx(ctx, &args.suri, &args.id)?;
     let config: Config = query(&client, &signer, id, abi.message("config", ())?).await?;
     let status: Status = query(&client, &signer, id, abi.message("status", ())?).await?;
     let (version, size): (u32, u32) =
