@@ -409,7 +409,7 @@ mod phat_function {
         /// Records what `answer` did on `tick` (the job's handler: the cluster only).
         #[ink(message)]
         pub fn record(&mut self, tick: u64, output: Vec<u8>) -> Result<(), Error> {
-            if self.env().caller() != trigger_caller(b"job") {
+            if self.env().caller() != phat_ink::trigger_caller(b"job") {
                 return Err(Error::NotTheCluster);
             }
             self.status.last_tick = tick;
@@ -446,16 +446,6 @@ mod phat_function {
             }
             Ok(())
         }
-    }
-
-    /// The account the cluster calls a trigger's handler as (blake2-256 of
-    /// `phat/v1/trigger/KIND`).
-    fn trigger_caller(kind: &[u8]) -> AccountId {
-        let mut input = b"phat/v1/trigger/".to_vec();
-        input.extend_from_slice(kind);
-        let mut out = [0u8; 32];
-        ink::env::hash_bytes::<ink::env::hash::Blake2x256>(&input, &mut out);
-        AccountId::from(out)
     }
 
     /// The anchor's key of queue item `index`: `"q/" ‖ abi.encode(uint32 index)`.
@@ -590,7 +580,9 @@ mod phat_function {
         #[ink::test]
         fn failures_back_off_and_an_answer_resets_them() {
             let mut f = PhatFunction::new(local_config());
-            ink::env::test::set_caller::<ink::env::DefaultEnvironment>(trigger_caller(b"job"));
+            ink::env::test::set_caller::<ink::env::DefaultEnvironment>(phat_ink::trigger_caller(
+                b"job",
+            ));
             let failed = |i| {
                 ink::scale::Encode::encode(&Ok::<_, ink::LangError>(Outcome::Failed {
                     index: Some(i),

@@ -198,6 +198,17 @@ pub fn batch_http_request(requests: Vec<HttpRequest>, timeout_ms: u64) -> BatchR
     r.map_err(|s| HttpRequestError::from_status(s.0))
 }
 
+/// The account the cluster calls a trigger's handler as (a schedule's `schedule`, a
+/// subscription's `eth-log`, a job's `job`): blake2-256 of `phat/v1/trigger/<kind>`, an
+/// account nobody holds a key for.
+pub fn trigger_caller(kind: &[u8]) -> ink::primitives::AccountId {
+    let mut input = b"phat/v1/trigger/".to_vec();
+    input.extend_from_slice(kind);
+    let mut out = [0u8; 32];
+    ink::env::hash_bytes::<ink::env::hash::Blake2x256>(&input, &mut out);
+    ink::primitives::AccountId::from(out)
+}
+
 /// A script for [`js_eval`] (pink's `JsCode`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[ink::scale_derive(Encode, Decode, TypeInfo)]

@@ -210,15 +210,6 @@ mod price_feed {
         }
     }
 
-    /// The account a trigger's runs are called by: blake2-256 of `phat/v1/trigger/<kind>`.
-    fn trigger_caller(kind: &[u8]) -> AccountId {
-        let mut input = b"phat/v1/trigger/".to_vec();
-        input.extend_from_slice(kind);
-        let mut out = [0u8; 32];
-        ink::env::hash_bytes::<ink::env::hash::Blake2x256>(&input, &mut out);
-        AccountId::from(out)
-    }
-
     /// A job's output as its handler receives it: the query's SCALE return value, which for
     /// an ink! 5 message is `Result<T, LangError>`.
     fn job_output<T: ink::scale::Decode>(output: &[u8]) -> Option<T> {
@@ -332,7 +323,7 @@ mod price_feed {
             topics: Vec<[u8; 32]>,
             data: Vec<u8>,
         ) -> Result<(), Error> {
-            if self.env().caller() != trigger_caller(b"eth-log") {
+            if self.env().caller() != phat_ink::trigger_caller(b"eth-log") {
                 return Err(Error::NotTheCluster);
             }
             if self
@@ -492,7 +483,7 @@ mod price_feed {
         /// `update` of the pushed pair, while fewer than [`MAX_IN_FLIGHT`] are unmined.
         #[ink(message)]
         pub fn on_report(&mut self, tick: u64, output: Vec<u8>) -> Result<(), Error> {
-            if self.env().caller() != trigger_caller(b"job") {
+            if self.env().caller() != phat_ink::trigger_caller(b"job") {
                 return Err(Error::NotTheCluster);
             }
             let report = job_output::<Result<Report, Error>>(&output)
@@ -582,7 +573,7 @@ mod price_feed {
         /// cluster (only the job caller may call it).
         #[ink(message)]
         pub fn on_price(&mut self, tick: u64, output: Vec<u8>) -> Result<(), Error> {
-            if self.env().caller() != trigger_caller(b"job") {
+            if self.env().caller() != phat_ink::trigger_caller(b"job") {
                 return Err(Error::NotTheCluster);
             }
             let body = job_output::<Vec<u8>>(&output).unwrap_or(output);
@@ -661,7 +652,9 @@ mod price_feed {
         fn a_log_is_recorded_once_and_a_long_pair_is_not_stored() {
             let logs = phat_ink::mock::MockPink::default().register();
             let mut feed = PriceFeed::new();
-            ink::env::test::set_caller::<ink::env::DefaultEnvironment>(trigger_caller(b"eth-log"));
+            ink::env::test::set_caller::<ink::env::DefaultEnvironment>(phat_ink::trigger_caller(
+                b"eth-log",
+            ));
             let log = |feed: &mut PriceFeed, block, index, id: u8, pair: &str| {
                 let mut topic = [0u8; 32];
                 topic[31] = id;
