@@ -1,5 +1,6 @@
 //! The three ledgers side by side: `phat dev` clusters of two workers on the embedded ledger,
-//! on one `nats-server` (R1) and on three (R3), each measured for command submit → receipt
+//! on one `nats-server` (R1) and on three (R3, also without `sync_interval: always`), each
+//! measured for command submit → receipt
 //! latency (one client) and for commands applied per second by both workers (64 submitters).
 //! Then, on R1, the time a new worker takes to catch up with a long log from a snapshot versus
 //! by replaying it.
@@ -186,6 +187,16 @@ async fn main() {
         ledger_rows("embedded", &[]).await;
         ledger_rows("NATS R1", &["--ledger", "nats"]).await;
         ledger_rows("NATS R3", &["--ledger", "nats", "--nats-nodes", "3"]).await;
+        // What syncing every write costs (`--nats-sync always`, the default above).
+        let lazy = [
+            "--ledger",
+            "nats",
+            "--nats-nodes",
+            "3",
+            "--nats-sync",
+            "default",
+        ];
+        ledger_rows("NATS R3, server-default sync (2 min)", &lazy).await;
     }
     let join = env_count("PHAT_BENCH_JOIN", 100_000);
     if join > 1 {

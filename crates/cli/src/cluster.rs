@@ -47,6 +47,12 @@ pub struct DevArgs {
     /// many replicas. Nodes after the first take ports after the workers'.
     #[arg(long, default_value_t = 1, value_parser = parse_nats_nodes)]
     pub nats_nodes: usize,
+    /// With `--ledger nats`: the nodes' JetStream `sync_interval`. `always` puts every write on
+    /// disk before NATS acknowledges it (no acknowledged command is lost if every node loses
+    /// power at once); a duration (`2m`) or `default` (the server's, two minutes) trades that
+    /// for append throughput.
+    #[arg(long, default_value = "always", value_parser = parse_sync_interval)]
+    pub nats_sync: String,
     /// Data directory (ledger and one directory per worker); reused across restarts.
     #[arg(long, default_value = ".phat/dev")]
     pub data: PathBuf,
@@ -84,6 +90,23 @@ pub struct DevArgs {
     /// besides pages on this machine (repeatable; `*`: any site the user visits).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+}
+
+/// `--nats-sync`: `always`, `default`, or a duration NATS reads (`500ms`, `30s`, `2m`).
+fn parse_sync_interval(s: &str) -> Result<String, String> {
+    let duration = s
+        .strip_suffix("ms")
+        .or_else(|| s.strip_suffix('s'))
+        .or_else(|| s.strip_suffix('m'))
+        .or_else(|| s.strip_suffix('h'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if s == "always" || s == "default" || duration {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}`: give always, default, or a duration such as 2m"
+        ))
+    }
 }
 
 /// `--nats-nodes`: an odd node count a JetStream cluster can elect leaders with.
@@ -756,7 +779,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             } else {
                 Vec::new()
             };
-            let server = DevNats::start(&data, &clients, &routes).await?;
+            let server = DevNats::start(&data, &clients, &routes, &args.nats_sync).await?;
             let ledger = server.ledger().await?;
             nats = Some(server);
             Arc::new(ledger)
@@ -1150,4 +1173,17 @@ fn demo_hints(
     ));
     out.push(format!("  phat logs  {id}{endpoint}"));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sync_intervals_parse() {
+        for ok in ["always", "default", "500ms", "30s", "2m", "1h"] {
+            assert_eq!(super::parse_sync_interval(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["", "ms", "2", "soon", "2 m", "-1s", "always;"] {
+            assert!(super::parse_sync_interval(bad).is_err(), "{bad}");
+        }
+    }
 }

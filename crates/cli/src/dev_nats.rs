@@ -203,10 +203,53 @@ async fn supervise_node(
     }
 }
 
+/// The `major.minor.patch` `bin --version` prints (`nats-server: v2.15.1`).
+fn server_version(bin: &Path) -> Option<(u32, u32, u32)> {
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.trim().rsplit('v').next()?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
+/// The `jetstream` block's `sync_interval` line for `setting` (`always`, a duration such as
+/// `2m`, or `default` for the server's own, two minutes), on a server of `version`. Servers
+/// before 2.10 know no such field: they get none, with a warning when a sync was asked for.
+fn sync_line(setting: &str, version: Option<(u32, u32, u32)>) -> String {
+    if setting == "default" {
+        return String::new();
+    }
+    match version {
+        Some(v) if v >= (2, 10, 0) => format!("  sync_interval: {setting}\n"),
+        _ => {
+            eprintln!(
+                "warning: this nats-server ({}) cannot be told to sync writes (`sync_interval` \
+                 needs 2.10 or later; scripts/setup installs 2.15.1): an acknowledged command \
+                 can be lost if every node loses power within two minutes of it",
+                version.map_or("version unknown".into(), |(a, b, c)| format!("{a}.{b}.{c}"))
+            );
+            String::new()
+        }
+    }
+}
+
 impl DevNats {
     /// Starts one node per client port (`route_ports` join them when there are several) and
-    /// waits until every node accepts connections.
-    pub async fn start(data: &Path, client_ports: &[u16], route_ports: &[u16]) -> Result<Self> {
+    /// waits until every node accepts connections. `sync` is the nodes' `sync_interval`
+    /// (`always`: every write is on disk before it is acknowledged).
+    pub async fn start(
+        data: &Path,
+        client_ports: &[u16],
+        route_ports: &[u16],
+        sync: &str,
+    ) -> Result<Self> {
         let n = client_ports.len();
         if n == 0 || (n > 1 && route_ports.len() != n) {
             bail!("a dev NATS cluster needs a client port per node and, with several, a route port each");
@@ -215,6 +258,7 @@ impl DevNats {
             Some(bin) => bin,
             None => install_nats_server()?,
         };
+        let sync = sync_line(sync, server_version(&bin));
         // The node count is fixed when the cluster is created: R1 streams do not become R3.
         let nodes_path = data.join("nats.nodes");
         match std::fs::read_to_string(&nodes_path) {
@@ -278,7 +322,7 @@ max_payload: 2MB
 jetstream {{
   store_dir: "{store}"
   max_memory_store: 64MB
-}}
+{sync}}}
 {cluster}authorization {{
   users = [
     {{ user: {DEV_NATS_USER}, password: "{password}", permissions: {{ publish: ">", subscribe: ">" }} }}
@@ -365,5 +409,22 @@ jetstream {{
         for node in self.nodes {
             let _ = node.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_is_asked_of_servers_that_know_it() {
+        let always = "  sync_interval: always\n";
+        assert_eq!(sync_line("always", Some((2, 15, 1))), always);
+        assert_eq!(sync_line("always", Some((2, 10, 0))), always);
+        assert_eq!(sync_line("2m", Some((2, 11, 3))), "  sync_interval: 2m\n");
+        // 2.9 refuses the field: nothing is written (and a warning is printed).
+        assert_eq!(sync_line("always", Some((2, 9, 10))), "");
+        assert_eq!(sync_line("always", None), "");
+        assert_eq!(sync_line("default", Some((2, 15, 1))), "");
     }
 }

@@ -67,6 +67,17 @@ async fn erc20_on_two_workers_over_jetstream() {
     }
     assert_eq!(nats_servers_of(&data).len(), 1, "one nats-server");
     assert_eq!(mode(&data.join("nats.conf")), 0o600);
+    // Every write is on disk before NATS acknowledges it, where the server can be told so
+    // (2.10 and later: scripts/setup installs 2.15.1).
+    let conf = std::fs::read_to_string(data.join("nats.conf")).unwrap();
+    let version = std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !version.contains("v2.9.") {
+        assert!(conf.contains("sync_interval: always"), "{version}: {conf}");
+    }
     assert_eq!(mode(&data.join("nats.password")), 0o600);
     assert!(data.join("nats").is_dir(), "the JetStream store");
     assert!(!data.join("ledger.redb").exists(), "no embedded ledger");
