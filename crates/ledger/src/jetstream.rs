@@ -30,7 +30,8 @@
 //! headers-only ordered consumer that follows the log and remembers the last
 //! [`CLOCK_MEMORY`] timestamps.
 //!
-//! **Server version.** Built for Debian bookworm's `nats-server` 2.9.10: `create_key_value`,
+//! **Server version.** Tested with the official 2.15.1 `scripts/setup` installs, and with
+//! Debian bookworm's 2.9.10, its fallback. For 2.9.10: `create_key_value`,
 //! `create_object_store` and `query_account` of `async-nats` 0.51 cannot parse 2.9's
 //! account-info reply, so the `KV_`/`OBJ_` streams are created with `create_stream` exactly as
 //! those calls would, and opened with `get_key_value`/`get_object_store`. Servers from 2.10
