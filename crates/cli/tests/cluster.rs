@@ -395,6 +395,12 @@ async fn a_new_project_builds_deploys_and_answers() {
         .unwrap_or_else(|| panic!("no event line: {text}"));
     assert!(line.ends_with(&format!("event: {event}")), "{text}");
     assert!(!line.contains("topics="), "{text}");
+    // The time is one a person reads: RFC 3339 UTC with milliseconds.
+    let at = line.split(' ').next().unwrap();
+    assert!(
+        at.len() == 24 && at.as_bytes()[10] == b'T' && at.ends_with('Z'),
+        "{line}"
+    );
     // With --output json, each event record has the decoded text and the raw topics and data.
     let out = run(&ep, &["logs", &id]);
     assert!(out.status.success(), "{out:?}");

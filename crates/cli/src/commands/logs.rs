@@ -46,7 +46,14 @@ fn print_log(ctx: &Ctx, contract: Option<&Contract>, entry: &LogEntry) {
                 None => "query".into(),
             };
             let text = decoded.as_deref().unwrap_or(&r.message);
-            format!("{} [{}] {}: {}", r.timestamp, origin, r.level, text)
+            // A time a person reads (UTC); the JSON form keeps the milliseconds.
+            let at = super::schedule::tick_time(r.timestamp);
+            let at = if at.is_empty() {
+                r.timestamp.to_string()
+            } else {
+                at
+            };
+            format!("{at} [{origin}] {}: {text}", r.level)
         },
         || {
             let mut v = json!(entry);
