@@ -123,6 +123,16 @@ fn request_of<'js>(ctx: &Ctx<'js>, opts: &Value<'js>) -> rquickjs::Result<HttpRe
     })
 }
 
+/// Whether a request object asks for its body as text (`returnTextBody`, default false).
+fn wants_text(opts: &Value<'_>) -> rquickjs::Result<bool> {
+    Ok(opts
+        .as_object()
+        .map(|o| o.get::<_, Option<bool>>("returnTextBody"))
+        .transpose()?
+        .flatten()
+        .unwrap_or(false))
+}
+
 /// Phala's response object: `{statusCode, reasonPhrase, headers: [[name, value], …], body}`.
 fn response_object<'js>(
     ctx: &Ctx<'js>,
@@ -197,12 +207,7 @@ pub(crate) fn install<'js>(
                 ctx.clone(),
                 move |ctx: Ctx<'js>, opts: Value<'js>| -> rquickjs::Result<Object<'js>> {
                     let req = request_of(&ctx, &opts)?;
-                    let text = opts
-                        .as_object()
-                        .map(|o| o.get::<_, Option<bool>>("returnTextBody"))
-                        .transpose()?
-                        .flatten()
-                        .unwrap_or(false);
+                    let text = wants_text(&opts)?;
                     if let Err(m) = a.spend(1, max) {
                         return throw(&ctx, m);
                     }
@@ -238,13 +243,7 @@ pub(crate) fn install<'js>(
                     for r in reqs.iter::<Value<'js>>() {
                         let r = r?;
                         parsed.push(request_of(&ctx, &r)?);
-                        text.push(
-                            r.as_object()
-                                .map(|o| o.get::<_, Option<bool>>("returnTextBody"))
-                                .transpose()?
-                                .flatten()
-                                .unwrap_or(false),
-                        );
+                        text.push(wants_text(&r)?);
                     }
                     if let Err(m) = a.spend(parsed.len(), max) {
                         return throw(&ctx, m);
