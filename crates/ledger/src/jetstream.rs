@@ -65,6 +65,12 @@ use crate::{
 /// election after a server died took up to 9 s with nats-server 2.9.10 here).
 const FAILOVER_WAIT: Duration = Duration::from_secs(15);
 
+/// The default [`JetStreamConfig::ping_interval`]. async-nats pings every 60 s by default,
+/// so a worker connected to a server that went silent (SIGSTOP, a partition: nothing resets
+/// the TCP connection) kept waiting on it for three minutes; the chaos run found it
+/// (docs/RELIABILITY.md).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How many recent timestamps the ledger remembers (8 bytes each); asking for an older one
 /// recomputes the clamp from the start of the log.
 pub const CLOCK_MEMORY: usize = 1 << 20;
@@ -91,6 +97,9 @@ pub struct JetStreamConfig {
     pub dedupe_window: Duration,
     /// Timeout of one request to the server (connect, ack, API call); default 5 s.
     pub request_timeout: Duration,
+    /// How often the connection is pinged; a server that misses three pings in a row (a
+    /// paused process, a partition that leaves TCP silent) is left for another. Default 1 s.
+    pub ping_interval: Duration,
     /// Payload and code limits.
     pub limits: LedgerConfig,
 }
@@ -107,6 +116,7 @@ impl JetStreamConfig {
             replicas: 1,
             dedupe_window: Duration::from_secs(120),
             request_timeout: Duration::from_secs(5),
+            ping_interval: DEFAULT_PING_INTERVAL,
             limits: LedgerConfig::default(),
         }
     }
@@ -139,6 +149,7 @@ impl fmt::Debug for JetStreamConfig {
             .field("replicas", &self.replicas)
             .field("dedupe_window", &self.dedupe_window)
             .field("request_timeout", &self.request_timeout)
+            .field("ping_interval", &self.ping_interval)
             .field("limits", &self.limits)
             .finish()
     }
@@ -373,6 +384,7 @@ impl JetStreamLedger {
             .name("phat-ledger")
             .connection_timeout(config.request_timeout)
             .request_timeout(Some(config.request_timeout))
+            .ping_interval(config.ping_interval)
             .event_callback({
                 let denied = denied.clone();
                 move |event| {
