@@ -47,6 +47,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +71,9 @@ const FAILOVER_WAIT: Duration = Duration::from_secs(15);
 /// the TCP connection) kept waiting on it for three minutes; the chaos run found it
 /// (docs/RELIABILITY.md).
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long an append waits for a lost connection to come back before failing.
+const RECONNECT_GRACE: Duration = Duration::from_secs(1);
 
 /// How many recent timestamps the ledger remembers (8 bytes each); asking for an older one
 /// recomputes the clamp from the start of the log.
@@ -180,12 +184,18 @@ struct Inner {
     denied: Arc<std::sync::Mutex<Option<String>>>,
     cursor: tokio::sync::Mutex<Option<Feed>>,
     clock: tokio::sync::Mutex<Clock>,
+    /// Connections made so far (1 after connecting; each reconnect adds one).
+    connections: Arc<AtomicU64>,
 }
 
 /// An ordered consumer and the seq it delivers next.
 struct Feed {
     next: Seq,
     messages: consumer::push::Ordered,
+    /// [`Inner::connections`] when it was made: a consumer made over an earlier connection
+    /// may live on a server this worker lost (a partition), and would only notice after its
+    /// idle heartbeats are missed; it is made again at once instead.
+    connection: u64,
 }
 
 /// A raw log message: seq, stored time (Unix ms), payload.
@@ -380,6 +390,7 @@ impl JetStreamLedger {
             )));
         }
         let denied: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let connections = Arc::new(AtomicU64::new(0));
         let mut options = async_nats::ConnectOptions::new()
             .name("phat-ledger")
             .connection_timeout(config.request_timeout)
@@ -387,8 +398,12 @@ impl JetStreamLedger {
             .ping_interval(config.ping_interval)
             .event_callback({
                 let denied = denied.clone();
+                let connections = connections.clone();
                 move |event| {
                     let denied = denied.clone();
+                    if matches!(event, async_nats::Event::Connected) {
+                        connections.fetch_add(1, Ordering::AcqRel);
+                    }
                     async move {
                         if let async_nats::Event::ServerError(async_nats::ServerError::Other(m)) =
                             &event
@@ -518,6 +533,7 @@ impl JetStreamLedger {
                 denied,
                 cursor: tokio::sync::Mutex::new(None),
                 clock: tokio::sync::Mutex::new(Clock::new()),
+                connections,
             }),
         })
     }
@@ -583,6 +599,25 @@ impl Inner {
         Ok(Some(data))
     }
 
+    /// True once the client is connected, if it is or becomes so within `grace`.
+    async fn reconnects_within(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        loop {
+            if self.client.connection_state() == async_nats::connection::State::Connected {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// True when `feed` was made over the current connection.
+    fn current(&self, feed: &Feed) -> bool {
+        feed.connection == self.connections.load(Ordering::Acquire)
+    }
+
     async fn open_feed(&self, from: Seq, headers_only: bool) -> Result<Feed, LedgerError> {
         let consumer = self
             .log
@@ -604,6 +639,7 @@ impl Inner {
         Ok(Feed {
             next: from,
             messages,
+            connection: self.connections.load(Ordering::Acquire),
         })
     }
 
@@ -648,6 +684,9 @@ impl Inner {
                 // Older than the memory: recompute from the start of the log.
                 *clock = Clock::new();
             }
+            if clock.feed.as_ref().is_some_and(|f| !self.current(f)) {
+                clock.feed = None;
+            }
             let feed = match clock.feed {
                 Some(ref mut feed) => feed,
                 None => clock.feed.insert(self.open_feed(clock.next, true).await?),
@@ -681,7 +720,9 @@ impl Inner {
         wait: Duration,
     ) -> Result<Vec<Raw>, LedgerError> {
         let mut cursor = self.cursor.lock().await;
-        if cursor.as_ref().map(|c| c.next) != Some(from) {
+        if cursor.as_ref().map(|c| c.next) != Some(from)
+            || cursor.as_ref().is_some_and(|c| !self.current(c))
+        {
             *cursor = None;
         }
         let feed = match *cursor {
@@ -756,6 +797,14 @@ impl Ledger for JetStreamLedger {
         // with the same `Nats-Msg-Id` is safe, since the stream stores a payload once.
         let deadline = Instant::now() + FAILOVER_WAIT;
         let ack = loop {
+            // Cut off from every NATS server, a worker says so at once: a client then sends
+            // its command to another worker instead of waiting out the failover here.
+            if !inner.reconnects_within(RECONNECT_GRACE).await {
+                return Err(unavailable(
+                    "this worker is not connected to any NATS server; send the command to \
+                     another worker",
+                ));
+            }
             let attempt = async {
                 inner
                     .js
@@ -913,9 +962,14 @@ impl Ledger for JetStreamLedger {
                 max: inner.max_payload,
             });
         }
-        match inner.kv.create(encode_key(key), value.into()).await {
+        // An update that expects no earlier revision, not `kv.create`: when two workers create
+        // a key at once, the loser's `create` reads the key back to tell "exists" from other
+        // failures, and that read may be served by a replica that has not seen the winner's
+        // write yet: it failed with "wrong last sequence" (the chaos run's cluster start).
+        // Keys are never deleted, so a wrong last revision means the key exists.
+        match inner.kv.update(encode_key(key), value.into(), 0).await {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
             Err(e) => Err(inner.failed("cannot create metadata", e)),
         }
     }
