@@ -49,6 +49,14 @@ pub struct Anomaly {
     pub detail: String,
 }
 
+/// How many receipts a worker lacks at the start of the log (it restored a snapshot there).
+pub fn restored_below(receipts: &[Option<Applied>]) -> usize {
+    receipts
+        .iter()
+        .position(Option::is_some)
+        .unwrap_or(receipts.len())
+}
+
 fn anomaly(out: &mut Vec<Anomaly>, kind: &str, detail: String) {
     out.push(Anomaly {
         kind: kind.into(),
@@ -64,7 +72,8 @@ const TRANSFER_INSUFFICIENT: [u8; 3] = [0, 1, 0];
 pub fn check(history: &History, observed: &Observed) -> Vec<Anomaly> {
     let mut out = Vec::new();
     let head = observed.head as usize;
-    // One log: every worker holds every receipt, and they agree.
+    // One log: every worker holds every receipt from where it started applying (a worker
+    // that restored a snapshot holds none below it), and they agree.
     for (w, receipts) in observed.receipts.iter().enumerate() {
         if receipts.len() != head {
             anomaly(
@@ -73,13 +82,21 @@ pub fn check(history: &History, observed: &Observed) -> Vec<Anomaly> {
                 format!("worker {w} has {} receipts of {head}", receipts.len()),
             );
         }
-        if let Some(seq) = receipts.iter().position(Option::is_none) {
+        let from = restored_below(receipts);
+        if let Some(gap) = receipts[from..].iter().position(Option::is_none) {
             anomaly(
                 &mut out,
                 "missing_receipt",
-                format!("worker {w} has no receipt at seq {}", seq + 1),
+                format!("worker {w} has no receipt at seq {}", from + gap + 1),
             );
         }
+    }
+    if !observed.receipts.is_empty() && observed.receipts.iter().all(|r| restored_below(r) > 0) {
+        anomaly(
+            &mut out,
+            "missing_receipt",
+            "every worker restored a snapshot: no worker shows the whole log".into(),
+        );
     }
     let canonical: Vec<Option<&Applied>> = (0..head)
         .map(|i| {
@@ -426,6 +443,20 @@ mod tests {
         let (h, mut o) = good();
         o.receipts[1].pop();
         assert_eq!(kinds(&h, &o), ["missing_receipt"]);
+
+        // A worker that restored a snapshot lacks the receipts below it, and only those.
+        let (h, mut o) = good();
+        o.receipts[1][0] = None;
+        assert_eq!(check(&h, &o), vec![]);
+        o.receipts[0][0] = None;
+        assert_eq!(kinds(&h, &o)[..2], ["missing_receipt", "lost"]);
+        let (h, mut o) = good();
+        o.receipts[1].push(applied("c", "r3", 12));
+        o.receipts[0].push(None);
+        o.receipts[1].push(None);
+        o.receipts[0].push(applied("d", "r4", 13));
+        o.head = 4;
+        assert_eq!(kinds(&h, &o), ["missing_receipt", "missing_receipt"]);
     }
 
     #[test]

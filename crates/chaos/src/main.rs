@@ -81,6 +81,17 @@ struct Window {
     /// Reads that asked for no seq: how far the most stale answer was behind the highest
     /// seq clients knew of.
     stale_by: Option<u64>,
+    /// The longest time, from the fault's start to 10 s after its heal, that a worker's
+    /// applied seq stood still while the log's head moved past it, in seconds.
+    stuck: f64,
+}
+
+/// One look at every worker's applied seq.
+#[derive(Clone, Debug, Serialize)]
+struct Sample {
+    t: f64,
+    /// Per worker: its applied seq, if it answered within a second.
+    seqs: Vec<Option<u64>>,
 }
 
 #[derive(Serialize)]
@@ -88,6 +99,7 @@ struct Report<'a> {
     seed: u64,
     seconds: f64,
     windows: &'a [Window],
+    samples: &'a [Sample],
     anomalies: &'a [checker::Anomaly],
     history: &'a History,
     observed: &'a Observed,
@@ -167,6 +179,26 @@ async fn drive(
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let history = Arc::new(Mutex::new(History::default()));
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let monitor = {
+        let (urls, stop, samples) = (urls.clone(), stop.clone(), samples.clone());
+        tokio::spawn(async move {
+            let clients: Vec<Client> = urls.iter().filter_map(|u| Client::new(u).ok()).collect();
+            while !stop.load(Ordering::Relaxed) {
+                let t = started.elapsed().as_secs_f64();
+                let mut seqs = Vec::new();
+                for c in &clients {
+                    let info = tokio::time::timeout(Duration::from_secs(1), c.info()).await;
+                    seqs.push(info.ok().and_then(Result::ok).map(|i| i.seq));
+                }
+                samples
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Sample { t, seqs });
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
     let tasks = workload::spawn_clients(
         &setup,
         args.clients,
@@ -246,6 +278,7 @@ async fn drive(
             stall: 0.0,
             recovery: None,
             stale_by: None,
+            stuck: 0.0,
         });
         tokio::time::sleep(recovery).await;
     }
@@ -253,6 +286,8 @@ async fn drive(
     for t in tasks {
         let _ = t.await;
     }
+    let _ = monitor.await;
+    let samples = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let seconds = started.elapsed().as_secs_f64();
     let history = history.lock().unwrap_or_else(|e| e.into_inner()).clone();
     eprintln!(
@@ -293,6 +328,7 @@ async fn drive(
             .filter(|o| o.invoked >= w.heal && matches!(o.outcome, Outcome::Ok { .. }))
             .map(|o| o.done - w.heal)
             .min_by(f64::total_cmp);
+        w.stuck = stuck(&samples, w.start, w.heal + 10.0);
         w.stale_by = history
             .reads
             .iter()
@@ -305,6 +341,7 @@ async fn drive(
         seed: args.seed,
         seconds,
         windows: &windows,
+        samples: &samples,
         anomalies: &anomalies,
         history: &history,
         observed: &observed,
@@ -312,6 +349,31 @@ async fn drive(
     std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
     cluster.stop().await;
     Ok(anomalies.len())
+}
+
+/// The longest time in `[from, to]` a worker's applied seq stood still while another
+/// worker's was ahead of it (a worker that did not answer counts as standing still).
+fn stuck(samples: &[Sample], from: f64, to: f64) -> f64 {
+    let in_range: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t >= from && s.t <= to)
+        .collect();
+    let workers = in_range.first().map_or(0, |s| s.seqs.len());
+    let mut worst = 0.0f64;
+    for w in 0..workers {
+        let mut since: Option<(f64, Option<u64>)> = None;
+        for s in &in_range {
+            let head = s.seqs.iter().flatten().max().copied().unwrap_or(0);
+            let mine = s.seqs[w];
+            let behind = mine.is_none_or(|m| m < head);
+            match since {
+                Some((t0, seq)) if behind && seq == mine => worst = worst.max(s.t - t0),
+                _ if behind => since = Some((s.t, mine)),
+                _ => since = None,
+            }
+        }
+    }
+    worst
 }
 
 /// The time of day, UTC, as the servers' logs print it (`HH:MM:SS.mmm`).
@@ -415,18 +477,31 @@ async fn observe(
             .ticker
             .push(u64::from_le_bytes(out[1..9].try_into()?));
     }
-    let client = Client::new(&setup.urls[0])?;
-    for t in client.triggers(&setup.ticker).await? {
-        // "schedule 0 tick <time> (<n> ticks): ok"
-        let m = &t.record.message;
-        let tick = m.split_whitespace().nth(3).unwrap_or_default().to_string();
-        let n = m
-            .split('(')
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        observed.ticks.push((tick, n));
+    // The ticker's runs, from a worker that holds the whole log (its stored records are
+    // as old as its state).
+    let whole = (0..observed.receipts.len())
+        .min_by_key(|w| checker::restored_below(&observed.receipts[*w]))
+        .unwrap_or(0);
+    let client = Client::new(&setup.urls[whole])?;
+    let mut after = None;
+    loop {
+        let page = client.logs_page(&setup.ticker, after, 5_000).await?;
+        for t in page.iter().filter(|t| t.record.level == "trigger") {
+            // "schedule 0 tick <time> (<n> ticks): ok"
+            let m = &t.record.message;
+            let tick = m.split_whitespace().nth(3).unwrap_or_default().to_string();
+            let n = m
+                .split('(')
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            observed.ticks.push((tick, n));
+        }
+        match page.last().and_then(|t| t.index) {
+            Some(last) if page.len() == 5_000 => after = Some(last),
+            _ => break,
+        }
     }
     Ok(observed)
 }
@@ -449,11 +524,11 @@ fn print_report(
         "without faults: {:.0} commands acknowledged per second\n",
         calm.len() as f64 / calm_seconds.max(1.0)
     );
-    println!("| fault | what | commands invoked during it (ok / refused / unknown) | acknowledged per second | longest stall | recovery after heal | stalest read (seqs behind) |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| fault | what | commands invoked during it (ok / refused / unknown) | acknowledged per second | longest stall | recovery after heal | stalest read (seqs behind) | a worker stuck behind |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for w in windows {
         println!(
-            "| {} | {} | {} / {} / {} | {:.0} | {:.1} s | {} | {} |",
+            "| {} | {} | {} / {} / {} | {:.0} | {:.1} s | {} | {} | {:.1} s |",
             w.faults.join(" + "),
             w.detail,
             w.ok,
@@ -462,7 +537,8 @@ fn print_report(
             w.rate,
             w.stall,
             w.recovery.map_or("-".to_string(), |r| format!("{r:.1} s")),
-            w.stale_by.map_or("-".to_string(), |s| s.to_string())
+            w.stale_by.map_or("-".to_string(), |s| s.to_string()),
+            w.stuck
         );
     }
     let count = |f: fn(&Outcome) -> bool| history.ops.iter().filter(|o| f(&o.outcome)).count();
@@ -479,5 +555,35 @@ fn print_report(
     );
     for a in anomalies.iter().take(50) {
         println!("ANOMALY {}: {}", a.kind, a.detail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t: f64, seqs: &[Option<u64>]) -> Sample {
+        Sample {
+            t,
+            seqs: seqs.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_worker_is_stuck_while_others_move_past_it() {
+        let samples = [
+            at(0.0, &[Some(5), Some(5)]),
+            at(1.0, &[Some(6), Some(5)]),
+            at(2.0, &[Some(9), Some(5)]),
+            at(3.0, &[Some(12), None]),
+            at(4.0, &[Some(12), Some(12)]),
+        ];
+        // Worker 1 stood at 5 from t=1 to t=2, then did not answer: 1 s at seq 5.
+        assert_eq!(stuck(&samples, 0.0, 10.0), 1.0);
+        // Equal seqs are not stuck, however long.
+        let even = [at(0.0, &[Some(3), Some(3)]), at(9.0, &[Some(3), Some(3)])];
+        assert_eq!(stuck(&even, 0.0, 10.0), 0.0);
+        // Only the range counts.
+        assert_eq!(stuck(&samples, 3.5, 10.0), 0.0);
     }
 }

@@ -23,6 +23,8 @@ pub const SUPPLY: u128 = 1_000_000;
 pub const SEED_BALANCE: u128 = 100_000;
 /// How long one attempt may take before the client gives up on it.
 const ATTEMPT: Duration = Duration::from_secs(8);
+/// How long a client passes over a worker that failed it.
+const AVOID: Duration = Duration::from_secs(5);
 /// How long a client keeps re-sending one command.
 const OP_DEADLINE: Duration = Duration::from_secs(25);
 
@@ -220,8 +222,10 @@ pub fn spawn_clients(
                     .iter()
                     .filter_map(|u| Client::new(u).ok())
                     .collect();
+                // When each worker last failed this client: it is passed over for a while.
+                let mut avoid = vec![None::<Instant>; endpoints.len()];
                 while !stop.load(Ordering::Relaxed) {
-                    let op = one_op(&setup, &endpoints, c, &mut rng, started).await;
+                    let op = one_op(&setup, &endpoints, &mut avoid, c, &mut rng, started).await;
                     if let Outcome::Ok { seq, .. } = &op.outcome {
                         known_head.fetch_max(*seq, Ordering::Relaxed);
                     }
@@ -256,6 +260,7 @@ pub fn spawn_clients(
 async fn one_op(
     setup: &Setup,
     endpoints: &[Client],
+    avoid: &mut [Option<Instant>],
     c: usize,
     rng: &mut rand::rngs::StdRng,
     started: Instant,
@@ -286,7 +291,15 @@ async fn one_op(
     let hash = hex::encode(req.hash().0);
     let invoked = started.elapsed().as_secs_f64();
     let deadline = Instant::now() + OP_DEADLINE;
-    let mut worker = rng.gen_range(0..endpoints.len());
+    // A client with failover, as users' clients are: it starts with a worker that has not
+    // failed it in the last few seconds.
+    let healthy: Vec<usize> = (0..endpoints.len())
+        .filter(|w| avoid[*w].is_none_or(|t| t.elapsed() > AVOID))
+        .collect();
+    let mut worker = match healthy.len() {
+        0 => rng.gen_range(0..endpoints.len()),
+        n => healthy[rng.gen_range(0..n)],
+    };
     let mut attempts = 0;
     let mut ambiguous = None::<String>;
     let outcome = loop {
@@ -341,6 +354,7 @@ async fn one_op(
                 last: ambiguous.or(refused).unwrap_or_else(|| "deadline".into()),
             };
         }
+        avoid[worker] = Some(Instant::now());
         worker = (worker + 1) % endpoints.len();
         tokio::time::sleep(Duration::from_millis(100 + rng.gen_range(0..100))).await;
     };

@@ -586,6 +586,23 @@ impl Client {
         .await
     }
 
+    /// One page of a contract's stored log records: those after index `after` (from the
+    /// first when `None`), at most `limit` (workers cap a page at 10,000). Page on with the
+    /// last record's `index`.
+    pub async fn logs_page(
+        &self,
+        id: &AccountId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, ClientError> {
+        let mut path = format!("/v1/contracts/{id}/logs?limit={limit}");
+        if let Some(after) = after {
+            path.push_str(&format!("&after={after}"));
+        }
+        self.answer(self.http.get(self.url(&path)).send_retrying().await)
+            .await
+    }
+
     /// A contract's schedules.
     pub async fn schedules(
         &self,
