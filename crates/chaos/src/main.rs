@@ -231,10 +231,9 @@ async fn drive(
                 // A third of the time, a second fault of another kind at once.
                 if rng.gen_bool(0.33) {
                     let second = Fault::ALL[rng.gen_range(0..Fault::ALL.len())];
-                    if second != first
-                        && ![Fault::RollingRestart, Fault::KillLeader].contains(&second)
-                        && ![Fault::RollingRestart, Fault::KillLeader].contains(&first)
-                    {
+                    // Faults that restart processes go alone.
+                    let alone = [Fault::RollingRestart, Fault::KillLeader, Fault::KillAllNats];
+                    if second != first && !alone.contains(&second) && !alone.contains(&first) {
                         faults.push(second);
                     }
                 }

@@ -38,11 +38,16 @@ pub enum Fault {
     LinkDown,
     /// The stream leader's nats-server killed (-9), restarted halfway through.
     KillLeader,
+    /// Every nats-server killed (-9) at once, all restarted halfway through (a coordinated
+    /// crash: what they acknowledged must survive it).
+    KillAllNats,
+    /// One worker stopped with SIGSTOP, then SIGCONT.
+    PausedWorker,
 }
 
 impl Fault {
     /// Every fault, in the short run's order.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 12] = [
         Fault::LeaderMinority,
         Fault::MajorityPartition,
         Fault::WorkerCutFromNats,
@@ -52,6 +57,8 @@ impl Fault {
         Fault::SlowLinks,
         Fault::LinkDown,
         Fault::KillLeader,
+        Fault::PausedWorker,
+        Fault::KillAllNats,
         Fault::RollingRestart,
     ];
 
@@ -71,6 +78,7 @@ pub struct Active {
     stop: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)>,
     nats: Option<usize>,
     worker: Option<usize>,
+    paused_worker: Option<usize>,
     link: Option<usize>,
 }
 
@@ -95,6 +103,7 @@ pub async fn begin(
         stop: None,
         nats: None,
         worker: None,
+        paused_worker: None,
         link: None,
     };
     let everyone: Vec<usize> = (0..CLIENT).collect();
@@ -206,6 +215,22 @@ pub async fn begin(
             cluster.nats[l].restart().await?;
             active.detail = format!("n{} (leader) killed, back after {:?}", l + 1, window / 2);
         }
+        Fault::KillAllNats => {
+            for n in &mut cluster.nats {
+                n.kill9().await;
+            }
+            tokio::time::sleep(window / 2).await;
+            for n in &mut cluster.nats {
+                n.restart().await?;
+            }
+            active.detail = format!("n1..n3 killed at once, back after {:?}", window / 2);
+        }
+        Fault::PausedWorker => {
+            let w = rng.gen_range(0..WORKERS);
+            cluster.workers[w].pause(true)?;
+            active.paused_worker = Some(w);
+            active.detail = format!("w{} stopped", w + 1);
+        }
         Fault::RollingRestart => {
             for n in 0..NATS {
                 cluster.nats[n].restart().await?;
@@ -237,6 +262,9 @@ impl Active {
         if let Some(w) = self.worker {
             cluster.workers[w].set_skew(0);
             cluster.workers[w].restart().await?;
+        }
+        if let Some(w) = self.paused_worker {
+            cluster.workers[w].pause(false)?;
         }
         if let Some(h) = self.link {
             cluster.net.set_link(h, true)?;

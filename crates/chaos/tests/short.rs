@@ -41,7 +41,7 @@ fn every_fault_once_finds_no_anomaly() {
     assert!(out.status.success(), "exit {:?}", out.status);
     // Every fault kind ran, and clients were busy through each.
     let windows = report["windows"].as_array().unwrap();
-    assert_eq!(windows.len(), 10, "{stdout}");
+    assert_eq!(windows.len(), 12, "{stdout}");
     for w in windows {
         let during = w["ok"].as_u64().unwrap()
             + w["failed"].as_u64().unwrap()
