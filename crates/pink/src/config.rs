@@ -38,7 +38,8 @@ pub struct PinkConfig {
     pub max_batch: usize,
     /// Longest HTTP timeout granted (further bounded by the query's time left).
     pub max_http_timeout: Duration,
-    /// What `runtime_version` answers (major, minor).
+    /// What `runtime_version` answers (major, minor): (1, 2), the pink runtime whose functions
+    /// phat serves (Phala answers its runtime crate's version, 1.2 today).
     pub runtime_version: (u32, u32),
     /// What `system_contract_id` answers; by default [`default_system_contract_id`].
     pub system_contract: AccountId,
@@ -51,7 +52,7 @@ impl Default for PinkConfig {
         Self {
             max_batch: 5,
             max_http_timeout: Duration::from_secs(10),
-            runtime_version: (1, 0),
+            runtime_version: (1, 2),
             system_contract: default_system_contract_id(),
             gas: PinkGas::default(),
         }
