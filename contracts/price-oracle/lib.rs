@@ -65,6 +65,8 @@ mod price_oracle {
         CacheFull,
         /// A batch failed as a whole.
         Batch(HttpRequestError),
+        /// Refused on purpose (`remember_then_refuse`).
+        Refused,
     }
 
     const KEY: &[u8] = b"usd";
@@ -95,6 +97,13 @@ mod price_oracle {
         #[ink(message)]
         pub fn remember(&mut self, cents: u128) -> Result<(), Error> {
             cache::set(KEY, &cents.to_le_bytes()).map_err(|_| Error::CacheFull)
+        }
+
+        /// Caches `cents`, then fails: the command reverts, and its cache write with it.
+        #[ink(message)]
+        pub fn remember_then_refuse(&mut self, cents: u128) -> Result<(), Error> {
+            cache::set(KEY, &cents.to_le_bytes()).map_err(|_| Error::CacheFull)?;
+            Err(Error::Refused)
         }
 
         /// The price this worker cached last, in cents.

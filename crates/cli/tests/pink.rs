@@ -171,6 +171,21 @@ async fn price_oracle_fetches_caches_and_reports_errors() {
             "{w}"
         );
     }
+    // A command that reverts takes its cache writes back with its state.
+    let out = run(&ep, &["tx", &id, "remember_then_refuse", "888"]);
+    assert!(!out.status.success(), "a reverted call fails `phat tx`");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tx: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(tx["decoded"], "Ok(Err(Refused))", "{tx}");
+    let seq = tx["receipt"]["seq"].as_u64().unwrap();
+    for w in &dev.workers {
+        wait_seq(w, seq).await;
+        assert_eq!(
+            run_json(w, &["query", &id, "cached"])["decoded"],
+            "Ok(Some(777))",
+            "{w}: a reverted command's cache write stayed"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

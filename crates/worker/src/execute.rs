@@ -106,6 +106,10 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
         Ok(_) => session.into_changes(),
         Err(_) => ChangeSet::new(),
     };
+    // A command's cache writes count only if it succeeded, as its state writes do.
+    if matches!(&result, Ok(o) if !o.reverted) {
+        host.commit_cache();
+    }
     let mut logs = host.take_logs();
     if let Ok(o) = &result {
         let record = |contract, level: &str, message: String| LogRecord {

@@ -20,12 +20,25 @@ pub(crate) struct PinkShared {
     pub(crate) key_seed: phat_crypto::Secret32,
 }
 
+/// A cache write a command made, kept until the command is known to have succeeded.
+enum CacheOp {
+    Set(AccountId, Vec<u8>, Vec<u8>),
+    Expire(AccountId, Vec<u8>, u64),
+    Remove(AccountId, Vec<u8>),
+}
+
+/// Most cache writes one command keeps for after it (more are dropped).
+const MAX_CACHE_OPS: usize = 1000;
+
 /// The host serving one command or query; collects the log lines it produced.
 pub(crate) struct WorkerHost {
     shared: Arc<PinkShared>,
     seq: Option<Seq>,
     timestamp: u64,
     logs: Mutex<Vec<LogRecord>>,
+    /// A command's cache writes: made only if it succeeds ([`WorkerHost::commit_cache`]),
+    /// so a reverted or failed command leaves the cache as it was, as its state.
+    deferred: Mutex<Vec<CacheOp>>,
 }
 
 /// Most log lines one call keeps; longest line (bytes).
@@ -39,6 +52,38 @@ impl WorkerHost {
             seq,
             timestamp,
             logs: Mutex::new(Vec::new()),
+            deferred: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// True for a command's host (its cache writes wait for its outcome).
+    fn command(&self) -> bool {
+        self.seq.is_some()
+    }
+
+    fn defer(&self, op: CacheOp) {
+        let mut ops = self.deferred.lock();
+        if ops.len() < MAX_CACHE_OPS {
+            ops.push(op);
+        }
+    }
+
+    /// Makes a succeeded command's cache writes, in order. The cache is this worker's own
+    /// (never in the state), so a write it refuses (its quota) changes nothing replicated.
+    pub(crate) fn commit_cache(&self) {
+        let now = self.now_secs();
+        for op in std::mem::take(&mut *self.deferred.lock()) {
+            match op {
+                CacheOp::Set(contract, key, value) => {
+                    let _ = self.shared.cache.set(&contract, &key, &value, now);
+                }
+                CacheOp::Expire(contract, key, secs) => {
+                    self.shared.cache.set_expiration(&contract, &key, secs, now)
+                }
+                CacheOp::Remove(contract, key) => {
+                    self.shared.cache.remove(&contract, &key, now);
+                }
+            }
         }
     }
 
@@ -157,6 +202,11 @@ impl PinkHost for WorkerHost {
         key: &[u8],
         value: &[u8],
     ) -> Result<(), CacheQuotaExceeded> {
+        if self.command() {
+            // A command's answer never depends on this worker's cache (pink answers `Ok`).
+            self.defer(CacheOp::Set(*contract, key.to_vec(), value.to_vec()));
+            return Ok(());
+        }
         self.shared
             .cache
             .set(contract, key, value, self.now_secs())
@@ -172,6 +222,9 @@ impl PinkHost for WorkerHost {
     }
 
     fn cache_set_expiration(&self, contract: &AccountId, key: &[u8], expire_secs: u64) {
+        if self.command() {
+            return self.defer(CacheOp::Expire(*contract, key.to_vec(), expire_secs));
+        }
         self.shared
             .cache
             .set_expiration(contract, key, expire_secs, self.now_secs())
@@ -182,6 +235,11 @@ impl PinkHost for WorkerHost {
     }
 
     fn cache_remove(&self, contract: &AccountId, key: &[u8]) -> Option<Vec<u8>> {
+        if self.command() {
+            // A command is answered `None` whatever the cache holds.
+            self.defer(CacheOp::Remove(*contract, key.to_vec()));
+            return None;
+        }
         self.shared.cache.remove(contract, key, self.now_secs())
     }
 
