@@ -540,6 +540,37 @@ fn print_report(
             w.stuck
         );
     }
+    // Per kind of fault (a pair of faults counts as a combination).
+    let mut kinds: std::collections::BTreeMap<String, Vec<&Window>> = Default::default();
+    for w in windows {
+        let kind = match w.faults.len() {
+            1 => w.faults[0].clone(),
+            _ => "two at once".to_string(),
+        };
+        kinds.entry(kind).or_default().push(w);
+    }
+    if windows.len() > kinds.len() {
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        println!("\n| fault | times | acknowledged per second (median) | longest stall (median / max) | recovery after heal (median / max) |");
+        println!("| --- | --- | --- | --- | --- |");
+        for (kind, ws) in &kinds {
+            let stalls: Vec<f64> = ws.iter().map(|w| w.stall).collect();
+            let recoveries: Vec<f64> = ws.iter().filter_map(|w| w.recovery).collect();
+            println!(
+                "| {kind} | {} | {:.0} | {:.1} / {:.1} s | {:.1} / {:.1} s |",
+                ws.len(),
+                median(ws.iter().map(|w| w.rate).collect()),
+                median(stalls.clone()),
+                max(&stalls),
+                median(recoveries.clone()),
+                max(&recoveries)
+            );
+        }
+    }
     let count = |f: fn(&Outcome) -> bool| history.ops.iter().filter(|o| f(&o.outcome)).count();
     println!(
         "\n{} commands: {} acknowledged, {} refused, {} unknown; {} reads; log head {}; {} ticks; {} anomalies",
