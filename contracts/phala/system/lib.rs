@@ -49,12 +49,12 @@ mod system {
         current: AccountId,
     }
 
-    /// The owner made an administrator.
+    /// The owner made an administrator. Named, shaped and placed (the second event) as
+    /// Phala's, so clients decoding Phala's system events decode these.
     #[ink(event)]
-    pub struct AdminGranted {
+    pub struct AdministratorAdded {
         /// The new administrator.
-        #[ink(topic)]
-        admin: AccountId,
+        user: AccountId,
     }
 
     /// The owner set the system contract's code.
@@ -158,7 +158,7 @@ mod system {
         fn grant_admin(&mut self, contract_id: AccountId) -> Result<()> {
             self.ensure_owner()?;
             self.admins.insert(contract_id, &());
-            self.env().emit_event(AdminGranted { admin: contract_id });
+            self.env().emit_event(AdministratorAdded { user: contract_id });
             Ok(())
         }
 

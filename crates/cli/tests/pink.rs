@@ -441,7 +441,19 @@ async fn the_system_contract_answers_systemref_and_runs_phat_js() {
         tx(&[&system, "System::grant_admin", &id, "--suri", "//Bob"]),
         "Ok(Err(PermisionDenied))"
     );
-    assert_eq!(tx(&[&system, "System::grant_admin", &id]), "Ok(Ok(()))");
+    let granted = run_json(&ep, &["tx", &system, "System::grant_admin", &id]);
+    assert_eq!(granted["decoded"], "Ok(Ok(()))", "{granted}");
+    // Phala's event: `AdministratorAdded { user }`, the contract's second event, with only its
+    // signature as a topic; a client decoding Phala's system events decodes it.
+    let events = granted["events_decoded"].to_string();
+    assert!(events.contains("AdministratorAdded"), "{events}");
+    let event = &granted["receipt"]["events"][0];
+    assert_eq!(
+        event["data"].as_str().unwrap().trim_start_matches("0x"),
+        format!("01{}", id.trim_start_matches("0x")),
+        "{event}"
+    );
+    assert_eq!(event["topics"].as_array().unwrap().len(), 1, "{event}");
     assert_eq!(query(&[&system, "System::is_admin", &id]), "Ok(true)");
     assert_eq!(tx(&[&id, "register_as", "Mine"]), "Ok(Ok(()))");
     let driver = query(&[&id, "driver", "Mine"]);
