@@ -59,6 +59,13 @@ impl InkCodec {
             .collect();
         ids.sort_unstable();
         ids.dedup();
+        let any_type = obj
+            .get("types")
+            .and_then(Json::as_array)
+            .and_then(|t| t.first())
+            .and_then(|t| t.get("id"))
+            .cloned()
+            .unwrap_or(Json::from(0));
         let spec = obj
             .get_mut("spec")
             .and_then(Json::as_object_mut)
@@ -76,7 +83,19 @@ impl InkCodec {
             }
         }
         // ink! 4 metadata lacks a few fields `ink_metadata` 5 requires; their values do not
-        // matter to encoding and decoding.
+        // matter to encoding and decoding. ink! before 4.3 wrote no `environment` at all
+        // (Phala's prebuilt QuickJS contract, ink! 4.0.1): one is made up, its types pointing
+        // at any type of the registry, which nothing resolves.
+        if !spec.contains_key("environment") {
+            let any = json!({ "type": any_type, "displayName": [] });
+            spec.insert(
+                "environment".into(),
+                json!({
+                    "accountId": any, "balance": any, "hash": any, "timestamp": any,
+                    "blockNumber": any, "chainExtension": any, "maxEventTopics": 4,
+                }),
+            );
+        }
         if let Some(env) = spec.get_mut("environment").and_then(Json::as_object_mut) {
             env.entry("staticBufferSize").or_insert(Json::from(16384));
         }
@@ -308,6 +327,26 @@ mod tests {
         );
         let bundle = pink("use_cache/use_cache.contract");
         assert!(bundle.wasm().unwrap().starts_with(b"\0asm"));
+    }
+
+    #[test]
+    fn ink4_metadata_without_an_environment_is_read() {
+        // ink! before 4.3 wrote no `spec.environment` (Phala's prebuilt QuickJS contract,
+        // ink! 4.0.1, is such); the same contract reads the same without it.
+        let text = std::fs::read_to_string(phala_path("use_cache/use_cache.json")).unwrap();
+        let mut json: Json = serde_json::from_str(&text).unwrap();
+        let removed = json["spec"].as_object_mut().unwrap().remove("environment");
+        assert!(
+            removed.is_some(),
+            "the fixture has an environment to remove"
+        );
+        let c = Contract::from_json(&json.to_string()).unwrap();
+        let with = pink("use_cache/use_cache.json");
+        assert_eq!(
+            c.encode_message("test", &[] as &[&str]).unwrap(),
+            with.encode_message("test", &[] as &[&str]).unwrap()
+        );
+        assert_eq!(c.decode_return("test", &[0]).unwrap(), "Ok(())");
     }
 
     #[test]
