@@ -1,6 +1,6 @@
 (module
   (import "seal0" "seal_return" (func $seal_return (param i32 i32 i32)))
-  (import "env" "memory" (memory 1 16))
+  (import "env" "memory" (memory 1 64))
   (func (export "deploy"))
   (func (export "call")
     (local $i i32) (local $ok i32)

@@ -211,7 +211,7 @@ pub enum LedgerError {
 pub struct LedgerConfig {
     /// Largest command payload (and metadata value), in bytes; default 1 MiB.
     pub max_payload: usize,
-    /// Largest code blob, in bytes; default 1 MiB.
+    /// Largest code blob, in bytes; default 2 MiB (the runtime's `max_code_size`).
     pub max_code: usize,
     /// Most writes committed in one group-commit transaction; default 4096.
     pub max_batch: usize,
@@ -223,7 +223,7 @@ impl Default for LedgerConfig {
     fn default() -> Self {
         Self {
             max_payload: 1 << 20,
-            max_code: 1 << 20,
+            max_code: 2 << 20,
             max_batch: 4096,
             max_snapshot: 1 << 30,
         }

@@ -56,12 +56,13 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_code_size: 256 * 1024,
-            max_memory_pages: 16,
+            // Phala's defaults: 2 MiB of code, 64 pages (4 MiB) of memory, 1 MiB values.
+            max_code_size: 2 * 1024 * 1024,
+            max_memory_pages: 64,
             max_wasm_stack: 128 * 1024,
             max_call_depth: 6,
             max_storage_key_len: 128,
-            max_storage_value_len: 16 * 1024,
+            max_storage_value_len: 1024 * 1024,
             max_output_len: 64 * 1024,
             max_event_len: 16 * 1024,
             max_event_topics: 4,

@@ -66,8 +66,8 @@ fn infinite_loop_runs_out_of_gas_in_commands_and_time_in_queries() {
 fn memory_growth_stops_at_the_cap() {
     let (mut h, flip, evil) = setup("memory_grow");
     let out = h.read(evil, vec![]).unwrap();
-    // 1 initial page, capped at 16: exactly 15 single-page grows succeed.
-    assert_eq!(out.data, 15u32.to_le_bytes().to_vec());
+    // 1 initial page, capped at 64: exactly 63 single-page grows succeed.
+    assert_eq!(out.data, 63u32.to_le_bytes().to_vec());
     still_serving(&mut h, flip);
 }
 
@@ -75,7 +75,7 @@ fn memory_growth_stops_at_the_cap() {
 fn a_declared_memory_above_the_cap_is_refused_at_upload() {
     let mut h = harness();
     let wasm = wat::parse_str(
-        r#"(module (import "env" "memory" (memory 17 32)) (func (export "deploy")) (func (export "call")))"#,
+        r#"(module (import "env" "memory" (memory 65 128)) (func (export "deploy")) (func (export "call")))"#,
     )
     .unwrap();
     let err = h.command(|s| s.upload_code(&wasm)).unwrap_err();

@@ -176,7 +176,8 @@ impl WorkerConfig {
             data_dir: data_dir.into(),
             listen,
             max_body: 1 << 20,
-            max_code: 512 << 10,
+            // The runtime's `max_code_size` (Phala's 2 MiB).
+            max_code: 2 << 20,
             apply_batch: 1024,
             wait_timeout: Duration::from_secs(30),
             runtime: phat_runtime::Config::default(),
