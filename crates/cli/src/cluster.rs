@@ -5,7 +5,7 @@ use std::future::IntoFuture;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::dev_nats::{DevNats, DEV_NATS_USER};
 use crate::gateway::Gateway;
@@ -597,7 +597,6 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             Some(phat_worker::TeeConfig { source, collateral })
         }
     };
-    let ledger = args.conn.connect().await?;
     let mut config = WorkerConfig::new(name.clone(), &args.data, local(args.port));
     config.tee = tee;
     config.egress.allow_private = args.allow_private_egress;
@@ -627,9 +626,27 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     config.account_quota = args.account_quota;
     config.replica = args.replica.config(args.resync, args.fault_at_seq);
     config.replica.check().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let worker = Worker::open(config, ledger)
-        .await
-        .context("opening the worker")?;
+    // A ledger that does not answer yet (NATS electing leaders after a restart, say) is
+    // waited for: a worker that exited on it would need a supervisor to come back (the chaos
+    // run's rolling restart found one that did not).
+    let patience = Instant::now() + START_PATIENCE;
+    let worker = loop {
+        let attempt = async {
+            let ledger = args.conn.connect().await?;
+            Worker::open(config.clone(), ledger)
+                .await
+                .context("opening the worker")
+        }
+        .await;
+        match attempt {
+            Ok(worker) => break worker,
+            Err(e) if ledger_unavailable(&e) && Instant::now() < patience => {
+                tracing::warn!("the ledger does not answer yet, trying again in 2 s: {e:#}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     tracing::info!(
         "worker {name} on http://127.0.0.1:{} (applied seq {})",
         args.port,
@@ -638,6 +655,19 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     worker.run(shutdown_signal()).await?;
     tracing::info!("worker {name} stopped at seq {}", worker.applied_seq());
     Ok(())
+}
+
+/// How long a starting worker waits for a ledger that does not answer before it gives up.
+const START_PATIENCE: Duration = Duration::from_secs(300);
+
+/// True when `e` says the ledger could not be reached or did not answer in time.
+fn ledger_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<phat_worker::ledger::LedgerError>(),
+            Some(phat_worker::ledger::LedgerError::Unavailable(_))
+        )
+    })
 }
 
 /// Runs worker `i` as a child process (with `args` and the extra environment `env`),
