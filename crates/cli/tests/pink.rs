@@ -160,17 +160,22 @@ async fn price_oracle_fetches_caches_and_reports_errors() {
     assert!(matches!(stored[0].result, CallResult::Sealed(_)));
     assert_eq!(stored[0].state_root, receipt.state_root);
 
+    // What every worker's cache holds once it applied `seq`.
+    let cached_everywhere = |seq: u64| {
+        let (workers, id) = (dev.workers.clone(), id.clone());
+        async move {
+            let mut all = Vec::new();
+            for w in &workers {
+                wait_seq(w, seq).await;
+                all.push(run_json(w, &["query", &id, "cached"])["decoded"].clone());
+            }
+            all
+        }
+    };
     // A cache write made by a command lands in every worker's cache.
     let tx = run_json(&ep, &["tx", &id, "remember", "777"]);
     let seq = tx["receipt"]["seq"].as_u64().unwrap();
-    for w in &dev.workers {
-        wait_seq(w, seq).await;
-        assert_eq!(
-            run_json(w, &["query", &id, "cached"])["decoded"],
-            "Ok(Some(777))",
-            "{w}"
-        );
-    }
+    assert_eq!(cached_everywhere(seq).await, ["Ok(Some(777))"; 2]);
     // A command that reverts takes its cache writes back with its state.
     let out = run(&ep, &["tx", &id, "remember_then_refuse", "888"]);
     assert!(!out.status.success(), "a reverted call fails `phat tx`");
@@ -178,14 +183,11 @@ async fn price_oracle_fetches_caches_and_reports_errors() {
     let tx: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(tx["decoded"], "Ok(Err(Refused))", "{tx}");
     let seq = tx["receipt"]["seq"].as_u64().unwrap();
-    for w in &dev.workers {
-        wait_seq(w, seq).await;
-        assert_eq!(
-            run_json(w, &["query", &id, "cached"])["decoded"],
-            "Ok(Some(777))",
-            "{w}: a reverted command's cache write stayed"
-        );
-    }
+    assert_eq!(
+        cached_everywhere(seq).await,
+        ["Ok(Some(777))"; 2],
+        "a reverted command's cache write stayed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -353,8 +355,15 @@ async fn the_system_contract_answers_systemref_and_runs_phat_js() {
     let bundle = bundle("phala/pink-compat");
     let dev = Dev::start(2).await;
     let ep = dev.endpoint.clone();
-    let info = wait_seq(&dev.workers[0], 0).await;
+    // The two workers' `Join` entries are the only commands yet: no user's command is needed
+    // for the genesis, and so the system contract, to be applied.
+    let info = wait_seq(&dev.workers[0], 2).await;
     let system = info.system_contract.expect("a system contract").to_string();
+    assert_eq!(
+        run_json(&ep, &["query", &system, "System::version"])["decoded"],
+        "Ok((1, 0, 0))",
+        "the system contract answers on a fresh cluster"
+    );
     let id = run_json(&ep, &["deploy", bundle.to_str().unwrap()])["contract"]
         .as_str()
         .unwrap()
