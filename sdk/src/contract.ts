@@ -14,9 +14,22 @@ import {
   type PhatClient,
   type QueryResponse,
   type Receipt,
+  type Submitted,
 } from "./client.js";
 import type { RequestSigner } from "./request.js";
 import type { Signer } from "./signer.js";
+
+/** The receipt a submission answered with. A command the worker ordered but cannot show a
+ * receipt for (it restored a snapshot past it, or did not apply it within its wait) is an
+ * `ApiError` naming its seq: it is in the log, and any worker that applied it has the receipt. */
+function receiptOf(submitted: Submitted): Receipt {
+  if (submitted.receipt) return submitted.receipt;
+  throw new ApiError(
+    200,
+    "no_receipt",
+    `the command is ordered at seq ${submitted.seq}, but this worker cannot show its receipt: read it with receipt(${submitted.seq}) from any worker`,
+  );
+}
 
 /** An argument does not fit the message's type (nothing was sent). */
 export class ArgumentError extends Error {
@@ -91,7 +104,7 @@ export class ContractApi {
     const codeHash = await client.uploadCode(signer, fromHex(wasm, "source.wasm"));
     await client.putMetadata(signer, codeHash, metadataOf(json));
     const submitted = await client.submit(signer, instantiateOf(codeHash, data, options));
-    const receipt = submitted.receipt!;
+    const receipt = receiptOf(submitted);
     const result = receipt.result;
     if ("err" in result) throw new ApiError(200, result.err.kind, result.err.message);
     if (result.ok.reverted || !result.ok.address) {
@@ -128,7 +141,7 @@ export class ContractApi {
   async tx(signer: RequestSigner, message: string, args: unknown[] = [], options: { value?: bigint; gasLimit?: bigint } = {}): Promise<Outcome & { receipt: Receipt }> {
     const m = this.message(message);
     const submitted = await this.client.submit(signer, callOf(this.address, encodeArgs(m, args), options));
-    const receipt = submitted.receipt!;
+    const receipt = receiptOf(submitted);
     return { ...this.outcome(m, receipt.result, receipt.events), receipt };
   }
 

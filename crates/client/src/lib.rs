@@ -421,7 +421,9 @@ impl Client {
         Ok(r.code_hash)
     }
 
-    /// Sends a signed command; with `wait`, answers once the receipt exists.
+    /// Sends a signed command; with `wait`, answers once the receipt exists. The receipt is
+    /// `None` when the worker ordered the command but cannot show its receipt (it restored a
+    /// snapshot past it, or did not apply it within its wait): ask another worker for it.
     pub async fn submit_signed(
         &self,
         req: &SignedRequest,

@@ -49,8 +49,15 @@ pub async fn run(args: TxArgs, ctx: &Ctx) -> Result<()> {
     let Some(receipt) = submitted.receipt else {
         ctx.print(
             || {
+                let why = if args.no_wait {
+                    ""
+                } else {
+                    // The worker ordered it but cannot show its receipt (it restored a
+                    // snapshot past it, or did not apply it within its wait).
+                    "\n(this worker has no receipt to show: another worker serves it at /v1/receipts/SEQ)"
+                };
                 format!(
-                    "submitted: seq {} request {}",
+                    "submitted: seq {} request {}{why}",
                     submitted.seq, submitted.request
                 )
             },
