@@ -104,6 +104,11 @@ impl Cache {
         Self::with_budget(quota, DEFAULT_CACHE_BUDGET)
     }
 
+    /// The bytes (keys and values) each contract may keep.
+    pub fn quota(&self) -> usize {
+        self.quota
+    }
+
     /// A cache giving each contract `quota` bytes and all of them together `budget` bytes of
     /// memory (entries counted with [`ENTRY_OVERHEAD`]).
     pub fn with_budget(quota: usize, budget: usize) -> Self {

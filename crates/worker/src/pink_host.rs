@@ -27,7 +27,9 @@ enum CacheOp {
     Remove(AccountId, Vec<u8>),
 }
 
-/// Most cache writes one command keeps for after it (more are dropped).
+/// Most cache writes one command keeps for after it (more are dropped); their keys and values
+/// together are also held to the cache's per-contract quota, which no contract's cache can
+/// exceed anyway, so a command cannot make the worker buffer more than that.
 const MAX_CACHE_OPS: usize = 1000;
 
 /// The host serving one command or query; collects the log lines it produced.
@@ -36,9 +38,10 @@ pub(crate) struct WorkerHost {
     seq: Option<Seq>,
     timestamp: u64,
     logs: Mutex<Vec<LogRecord>>,
-    /// A command's cache writes: made only if it succeeds ([`WorkerHost::commit_cache`]),
-    /// so a reverted or failed command leaves the cache as it was, as its state.
-    deferred: Mutex<Vec<CacheOp>>,
+    /// A command's cache writes and their bytes: made only if it succeeds
+    /// ([`WorkerHost::commit_cache`]), so a reverted or failed command leaves the cache as it
+    /// was, as its state.
+    deferred: Mutex<(Vec<CacheOp>, usize)>,
 }
 
 /// Most log lines one call keeps; longest line (bytes).
@@ -52,7 +55,7 @@ impl WorkerHost {
             seq,
             timestamp,
             logs: Mutex::new(Vec::new()),
-            deferred: Mutex::new(Vec::new()),
+            deferred: Mutex::new((Vec::new(), 0)),
         }
     }
 
@@ -62,9 +65,15 @@ impl WorkerHost {
     }
 
     fn defer(&self, op: CacheOp) {
-        let mut ops = self.deferred.lock();
-        if ops.len() < MAX_CACHE_OPS {
+        let size = match &op {
+            CacheOp::Set(_, key, value) => key.len() + value.len(),
+            CacheOp::Expire(_, key, _) | CacheOp::Remove(_, key) => key.len(),
+        };
+        let mut deferred = self.deferred.lock();
+        let (ops, bytes) = &mut *deferred;
+        if ops.len() < MAX_CACHE_OPS && *bytes + size <= self.shared.cache.quota() {
             ops.push(op);
+            *bytes += size;
         }
     }
 
@@ -72,7 +81,8 @@ impl WorkerHost {
     /// (never in the state), so a write it refuses (its quota) changes nothing replicated.
     pub(crate) fn commit_cache(&self) {
         let now = self.now_secs();
-        for op in std::mem::take(&mut *self.deferred.lock()) {
+        let (ops, _) = std::mem::take(&mut *self.deferred.lock());
+        for op in ops {
             match op {
                 CacheOp::Set(contract, key, value) => {
                     let _ = self.shared.cache.set(&contract, &key, &value, now);
@@ -411,5 +421,59 @@ impl phat_js::JsHost for ScriptHttp {
             &self.contract,
             material,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(quota: usize) -> Arc<PinkShared> {
+        Arc::new(PinkShared {
+            egress: Egress::new(crate::egress::EgressConfig::default()),
+            cache: Cache::new(quota),
+            worker_pubkey: [0; 32],
+            key_seed: phat_crypto::Secret32::from_bytes([7; 32]),
+        })
+    }
+
+    #[test]
+    fn a_commands_cache_writes_wait_for_its_outcome_and_stay_bounded() {
+        let shared = shared(1024);
+        let contract = AccountId([1; 32]);
+        let query = WorkerHost::new(shared.clone(), None, 0);
+        // A command that reverts: its writes are never made.
+        let reverted = WorkerHost::new(shared.clone(), Some(1), 0);
+        assert!(reverted.cache_set(&contract, b"k", b"v").is_ok());
+        drop(reverted);
+        assert_eq!(query.cache_get(&contract, b"k"), None);
+        // A command that succeeds: made in order, after it. 100 sets of 100 bytes each are
+        // answered `Ok`, but only what fits the contract's quota is held meanwhile.
+        let command = WorkerHost::new(shared.clone(), Some(2), 0);
+        for i in 0..100u8 {
+            assert!(command.cache_set(&contract, &[i], &[i; 99]).is_ok());
+        }
+        assert_eq!(
+            command.cache_remove(&contract, &[0]),
+            None,
+            "a command reads no cache"
+        );
+        assert_eq!(
+            query.cache_get(&contract, &[1]),
+            None,
+            "nothing before the outcome"
+        );
+        {
+            let deferred = command.deferred.lock();
+            assert!(deferred.1 <= 1024, "{} bytes held", deferred.1);
+            assert_eq!(deferred.0.len(), 11, "10 sets of 100 bytes and the removal");
+        }
+        command.commit_cache();
+        assert_eq!(query.cache_get(&contract, &[0]), None, "set, then removed");
+        assert_eq!(query.cache_get(&contract, &[9]), Some(vec![9; 99]));
+        assert_eq!(query.cache_get(&contract, &[10]), None, "past the quota");
+        // A query writes at once, as before.
+        assert!(query.cache_set(&contract, b"q", b"1").is_ok());
+        assert_eq!(query.cache_get(&contract, b"q"), Some(b"1".to_vec()));
     }
 }
