@@ -2,6 +2,7 @@
  * its log, all through the SDK against the origin that served the page. */
 import {
   Abi,
+  ApiError,
   callerOf,
   ContractApi,
   decodeAddress,
@@ -478,11 +479,18 @@ async function followLogs(address: string): Promise<void> {
   list.replaceChildren();
   byId("logs-state").textContent = `of ${short(address)}: live`;
   try {
-    for await (const entry of client().followLogs(address, ac.signal)) appendLog(list, entry);
-    if (!ac.signal.aborted) byId("logs-state").textContent = `of ${short(address)}: the stream ended (reopen the contract to follow again)`;
+    // The log is its deployer's and the readers it allows: read as the chosen account.
+    const reader = await signer();
+    const query = { tail: true, limit: MAX_LOG_LINES };
+    for await (const entry of client().followLogs(reader, address, { query, signal: ac.signal })) appendLog(list, entry);
+    if (!ac.signal.aborted) byId("logs-state").textContent = `of ${short(address)}: following ended (reopen the contract to follow again)`;
   } catch (e) {
     if (ac.signal.aborted) return;
-    byId("logs-state").textContent = `of ${short(address)}: the stream broke`;
+    if (e instanceof ApiError && e.kind === "not_log_reader") {
+      byId("logs-state").textContent = `of ${short(address)}: only its deployer and the readers it allows read it (choose that account)`;
+      return;
+    }
+    byId("logs-state").textContent = `of ${short(address)}: reading it failed`;
     notice(e);
   }
 }

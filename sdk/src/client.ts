@@ -5,6 +5,7 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { blake2b } from "@noble/hashes/blake2.js";
 import { concatBytes, equalBytes, fromHex, toHex, u64le, utf8ToBytes } from "./bytes.js";
+import type { CodecType } from "scale-ts";
 import * as codec from "./codec.js";
 import { seal, type SessionKeys } from "./envelope.js";
 import { callerOf, DEFAULT_TTL_MS, signRequest, type RequestSigner } from "./request.js";
@@ -85,12 +86,60 @@ export interface Submitted {
 /** A line of a contract's log. */
 export interface LogEntry {
   contract: string;
+  /** A pink log level (`error` … `trace`), `debug`, or `event`, `output`, `query`, `trigger`. */
   level: string;
+  /** `command` or `query`. */
   origin: string;
+  /** The command's seq (`null` for a query's records). */
   seq: number | null;
+  /** Unix ms: ledger time for commands, wall time for queries. */
   timestamp: number;
   message: string;
+  /** The record's place in the contract's log. */
   index?: number | null;
+  /** For an `event` record, the event (decode it with the contract's metadata). */
+  event?: EventRecord;
+}
+
+/** The kinds of log records a read can select. */
+export type LogKindName = "log" | "event" | "output" | "query" | "trigger";
+
+/** Which records of a contract's log to read (everything optional). */
+export interface LogQuery {
+  /** Only records with a greater index. */
+  after?: number;
+  /** Only records at or after this time (Unix ms). */
+  since?: number;
+  /** Only these kinds (every kind when absent or empty). */
+  kinds?: LogKindName[];
+  /** At most this many records (workers cap a page at 1,000). */
+  limit?: number;
+  /** The last `limit` matching records instead of the first. */
+  tail?: boolean;
+  /** With nothing to answer yet, wait up to this long (ms, at most 25,000) for a record. */
+  waitMs?: number;
+}
+
+/** The most records one log read answers with. */
+export const MAX_LOG_PAGE = 1000;
+
+const LOG_KIND_TAGS = { log: "Log", event: "Event", output: "Output", query: "Query", trigger: "Trigger" } as const;
+
+/** A decoded `LogRecord` at `index` as [`LogEntry`]: an `event` record with its event. */
+function logEntry(index: bigint, r: CodecType<typeof codec.LogRecord>): LogEntry {
+  const contract = toHex(r.contract);
+  const entry: LogEntry = {
+    contract,
+    level: r.level,
+    origin: r.origin.tag.toLowerCase(),
+    seq: r.seq === undefined ? null : Number(r.seq),
+    timestamp: Number(r.timestamp),
+    message: r.message,
+    index: Number(index),
+  };
+  const m = r.level === "event" ? /^topics=\[([^\]]*)\] data=(0x[0-9a-f]*)$/.exec(r.message) : null;
+  if (m) entry.event = { contract, topics: m[1] ? m[1].split(",") : [], data: m[2] };
+  return entry;
 }
 
 /** A contract's public keys: what it signs with, and the Ethereum address it sends from. */
@@ -423,44 +472,61 @@ export class PhatClient {
     return this.json<Receipt>(`/v1/receipts/${seq}`);
   }
 
-  /** A contract's stored log (events and debug output of commands, pink log lines). */
-  logs(contract: string): Promise<LogEntry[]> {
-    return this.json<LogEntry[]>(`/v1/contracts/${contract}/logs`);
+  /** One page of a contract's log, read as its deployer or a reader it allowed (a signed
+   * query, sealed when the cluster encrypts): the records `q` selects, oldest first, and the
+   * index the contract's next record will get. */
+  async readLogs(signer: RequestSigner, contract: string, q: LogQuery = {}): Promise<{ entries: LogEntry[]; next: number }> {
+    const filter = {
+      after: q.after === undefined ? undefined : BigInt(q.after),
+      since: q.since === undefined ? undefined : BigInt(q.since),
+      kinds: (q.kinds ?? []).map((k) => {
+        const tag = LOG_KIND_TAGS[k];
+        if (!tag) throw new TypeError(`${k} is not a kind of log record (${Object.keys(LOG_KIND_TAGS).join(", ")})`);
+        return { tag, value: undefined };
+      }),
+      limit: q.limit ?? 0,
+      tail: q.tail ?? false,
+      wait_ms: q.waitMs ?? 0,
+    };
+    const call: codec.CallValue = { tag: "Logs", value: { contract: fromHex(contract, "contract", 32), filter } };
+    const r = await this.query(signer, call);
+    if ("err" in r.result) throw new ApiError(400, r.result.err.kind, r.result.err.message);
+    const page = codec.LogPage.dec(fromHex(r.result.ok.data, "log page"));
+    if (page.records.length > MAX_LOG_PAGE) throw new Error(`a log page of ${page.records.length} records`);
+    return { entries: page.records.map(([i, rec]) => logEntry(i, rec)), next: Number(page.next) };
   }
 
-  /** A contract's stored log records, then live ones as they happen (server-sent events),
-   * until `signal` aborts or the worker ends the stream. */
-  async *followLogs(contract: string, signal?: AbortSignal): AsyncGenerator<LogEntry> {
-    const resp = await this.http(`/v1/contracts/${contract}/logs/stream`, { signal });
-    if (!resp.ok || !resp.body) {
-      const body = (await resp.json().catch(() => null)) as { error?: { kind?: string; message?: string } } | null;
-      throw new ApiError(resp.status, body?.error?.kind ?? "http_error", body?.error?.message ?? resp.statusText);
+  /** The first page of a contract's log (up to 1,000 records, oldest first; `q` selects). */
+  async logs(signer: RequestSigner, contract: string, q: LogQuery = {}): Promise<LogEntry[]> {
+    return (await this.readLogs(signer, contract, q)).entries;
+  }
+
+  /** The records `q` selects, then new ones as they are stored (each read waits up to 20 s),
+   * until `signal` aborts. */
+  async *followLogs(signer: RequestSigner, contract: string, options: { query?: LogQuery; signal?: AbortSignal } = {}): AsyncGenerator<LogEntry> {
+    const { signal } = options;
+    const aborted = new Promise<null>((resolve) => {
+      if (signal?.aborted) resolve(null);
+      signal?.addEventListener("abort", () => resolve(null), { once: true });
+    });
+    let q: LogQuery = { ...options.query };
+    while (!signal?.aborted) {
+      const page = await Promise.race([this.readLogs(signer, contract, q), aborted]);
+      if (page === null || signal?.aborted) return;
+      const last = page.entries.at(-1)?.index;
+      const after = last ?? (page.next > 0 ? page.next - 1 : q.after);
+      q = { ...q, after: after ?? undefined, tail: false, waitMs: 20_000 };
+      for (const e of page.entries) yield e;
     }
-    const reader = resp.body.getReader();
-    const decoder = new TextDecoder();
-    let buf = "";
-    try {
-      for (;;) {
-        let chunk: ReadableStreamReadResult<Uint8Array>;
-        try {
-          chunk = await reader.read();
-        } catch (e) {
-          if (signal?.aborted) return;
-          throw new UnreachableError(`${this.endpoint}: the log stream broke (${(e as Error).message})`);
-        }
-        if (chunk.done) return;
-        buf += decoder.decode(chunk.value, { stream: true });
-        for (let end = buf.indexOf("\n\n"); end >= 0; end = buf.indexOf("\n\n")) {
-          const event = buf.slice(0, end);
-          buf = buf.slice(end + 2);
-          for (const line of event.split("\n")) {
-            if (line.startsWith("data:")) yield JSON.parse(line.slice(5).trim()) as LogEntry;
-          }
-        }
-      }
-    } finally {
-      reader.releaseLock();
-    }
+  }
+
+  /** Sets who besides the deployer (`signer`) may read a contract's log (at most 16 accounts,
+   * hex; none for the deployer alone). */
+  setLogReaders(signer: RequestSigner, contract: string, readers: string[]): Promise<Submitted> {
+    return this.submit(signer, {
+      tag: "LogReaders",
+      value: { contract: fromHex(contract, "contract", 32), readers: readers.map((r) => fromHex(r, "reader", 32)) },
+    });
   }
 
   /** A contract's code hash, deployer, and public keys (derived in the enclave). */

@@ -13,6 +13,7 @@ import {
   u64,
   u128,
   Vector,
+  Tuple,
   bool,
   type CodecType,
 } from "scale-ts";
@@ -41,13 +42,35 @@ export const ScheduleOp = Enum({
   Remove: Struct({ contract: H256, id: u32 }),
 });
 
-/** `Call`: what a request asks for. */
-export const Call = Enum({
-  Instantiate: Struct({ code_hash: H256, value: u128, data: VecU8, salt: VecU8, gas_limit: u64 }),
-  Call: Struct({ dest: H256, value: u128, data: VecU8, gas_limit: u64 }),
-  Cluster: Struct({ op: ClusterOp }),
-  Schedule: Struct({ op: ScheduleOp }),
+/** `LogKind`: what a log record is. */
+export const LogKind = Enum({ Log: _void, Event: _void, Output: _void, Query: _void, Trigger: _void });
+/** `LogFilter`: which records a log read returns. */
+export const LogFilter = Struct({
+  after: Option(u64),
+  since: Option(u64),
+  kinds: Vector(LogKind),
+  limit: u32,
+  tail: bool,
+  wait_ms: u32,
 });
+/** `LogRecord`: a line of a contract's log. */
+export const LogRecord = Struct({ contract: H256, level: str, origin: Mode, seq: Option(u64), timestamp: u64, message: str });
+/** `LogPage`: the output of a log read, records with their index and the next index. */
+export const LogPage = Struct({ records: Vector(Tuple(u64, LogRecord)), next: u64 });
+
+/** `Call`: what a request asks for. Subscriptions (4) and jobs (5) are not made by the SDK;
+ * the indexes after them are kept. */
+export const Call = Enum(
+  {
+    Instantiate: Struct({ code_hash: H256, value: u128, data: VecU8, salt: VecU8, gas_limit: u64 }),
+    Call: Struct({ dest: H256, value: u128, data: VecU8, gas_limit: u64 }),
+    Cluster: Struct({ op: ClusterOp }),
+    Schedule: Struct({ op: ScheduleOp }),
+    Logs: Struct({ contract: H256, filter: LogFilter }),
+    LogReaders: Struct({ contract: H256, readers: Vector(H256) }),
+  },
+  [0, 1, 2, 3, 6, 7],
+);
 /** A `Call` value. */
 export type CallValue = CodecType<typeof Call>;
 

@@ -89,11 +89,16 @@ describe("the SDK against phat dev", { timeout: 240_000 }, () => {
       const q = await c.query(bob, callOf(id, concatBytes(erc20.selectors.balance_of, bob.publicKey)), { minSeq: refused.seq });
       assert.deepEqual(inkOk(q.result), u128(10n), w);
     }
-    const logs = await client.logs(id);
-    assert.ok(logs.some((l) => l.level === "event" && l.seq === sent.seq), JSON.stringify(logs));
-    // The live stream: stored records first, then a new command's event as it applies.
+    // The log is the deployer's (alice's): bob is refused until alice allows him.
+    const logs = await client.logs(alice, id);
+    assert.ok(logs.some((l) => l.level === "event" && l.seq === sent.seq && l.event?.contract === id), JSON.stringify(logs));
+    await assert.rejects(client.logs(bob, id), (e: unknown) => e instanceof ApiError && e.kind === "not_log_reader");
+    const allowed = await client.setLogReaders(alice, id, [toHex(bob.publicKey)]);
+    assert.ok("ok" in allowed.receipt!.result, JSON.stringify(allowed.receipt));
+    assert.equal((await client.logs(bob, id, { kinds: ["event"] })).length, logs.filter((l) => l.level === "event").length);
+    // Following: stored records first, then a new command's event as it applies.
     const stop = new AbortController();
-    const stream = client.followLogs(id, stop.signal);
+    const stream = client.followLogs(alice, id, { signal: stop.signal });
     const until = async (seq: number) => {
       for (;;) {
         const n = await stream.next();

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { x25519 } from "@noble/curves/ed25519.js";
-import { EnvelopeError, openSealed, seal, Signer, SuriError, toHex, utf8ToBytes } from "../src/index.js";
+import { codec, EnvelopeError, openSealed, seal, Signer, SuriError, toHex, utf8ToBytes } from "../src/index.js";
 import { check, load, produce } from "./vectors.js";
 
 test("dev accounts match Substrate's", () => {
@@ -60,4 +60,35 @@ test("the SDK bundles for browsers, with no Node built-ins; the core without @po
     const polkadot = Object.keys(out.metafile.inputs).filter((p) => p.includes("@polkadot/"));
     assert.equal(polkadot.length > 0, entry === "index", `${entry}: ${polkadot.length} @polkadot inputs`);
   }
+});
+
+test("a log read encodes as the Rust side pins it (protocol/logs.rs LOGS_CALL_HEX)", () => {
+  const call = codec.Call.enc({
+    tag: "Logs",
+    value: {
+      contract: new Uint8Array(32).fill(1),
+      filter: {
+        after: 5n,
+        since: undefined,
+        kinds: [{ tag: "Event", value: undefined }, { tag: "Query", value: undefined }],
+        limit: 10,
+        tail: true,
+        wait_ms: 250,
+      },
+    },
+  });
+  const expected =
+    "0x06" + "01".repeat(32) + "010500000000000000" + "00" + "080103" + "0a000000" + "01" + "fa000000";
+  assert.equal(toHex(call), expected);
+  const readers = codec.Call.enc({ tag: "LogReaders", value: { contract: new Uint8Array(32), readers: [] } });
+  assert.equal(readers[0], 7);
+  // A page decodes back into records with their index.
+  const page = codec.LogPage.enc({
+    records: [[3n, { contract: new Uint8Array(32), level: "info", origin: { tag: "Query", value: undefined }, seq: undefined, timestamp: 9n, message: "hi" }]],
+    next: 4n,
+  });
+  const back = codec.LogPage.dec(page);
+  assert.equal(back.records[0][0], 3n);
+  assert.equal(back.records[0][1].message, "hi");
+  assert.equal(back.next, 4n);
 });

@@ -482,10 +482,16 @@ async fn observe(
         .min_by_key(|w| checker::restored_below(&observed.receipts[*w]))
         .unwrap_or(0);
     let client = Client::new(&setup.urls[whole])?;
+    let deployer = Signer::from_suri("//Alice")?;
     let mut after = None;
     loop {
-        let page = client.logs_page(&setup.ticker, after, 5_000).await?;
-        for t in page.iter().filter(|t| t.record.level == "trigger") {
+        let filter = phat_client::primitives::protocol::LogFilter {
+            after,
+            kinds: vec![phat_client::primitives::protocol::LogKind::Trigger],
+            ..Default::default()
+        };
+        let (page, _) = client.read_logs(&deployer, &setup.ticker, filter).await?;
+        for t in &page {
             // "schedule 0 tick <time> (<n> ticks): ok"
             let m = &t.record.message;
             let tick = m.split_whitespace().nth(3).unwrap_or_default().to_string();

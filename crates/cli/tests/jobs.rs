@@ -89,7 +89,7 @@ async fn answered_by(client: &Client, feed: &AccountId) -> Vec<(String, String)>
 /// Each answered tick, who answered it, and the ledger time of the answer.
 async fn answers(client: &Client, feed: &AccountId) -> Vec<(String, String, u64)> {
     client
-        .triggers(feed)
+        .triggers(&phat_client::Signer::from_suri("//Alice").unwrap(), feed)
         .await
         .unwrap()
         .into_iter()

@@ -271,11 +271,13 @@ async fn a_contract_built_with_pink_extension_runs_unmodified() {
         inward, "Ok(Other(523))",
         "refused by the egress rules: unreachable"
     );
-    // console.log reaches the live log of the worker that ran the query.
+    // console.log reaches the contract's log, which its deployer follows on another worker
+    // than the one that ran the query.
     let w0 = dev.workers[0].clone();
-    let client = Client::new(&w0).unwrap();
+    let alice = phat_client::Signer::from_suri("//Alice").unwrap();
+    let client = Client::new(dev.workers.last().unwrap()).unwrap();
     let contract: phat_client::primitives::AccountId = id.parse().unwrap();
-    let mut live = Box::pin(client.follow_logs(&contract).await.unwrap());
+    let mut live = Box::pin(client.follow_logs(&alice, contract, Default::default()));
     run_json(
         &w0,
         &[

@@ -51,7 +51,13 @@ async fn value_and_schedule(client: &Client, counter: &Counter) -> (u64, Schedul
     // Two reads agree when no run happened in between.
     loop {
         let before = schedule_of(client, counter).await;
-        let runs = client.triggers(&counter.id).await.unwrap();
+        let runs = client
+            .triggers(
+                &phat_client::Signer::from_suri("//Alice").unwrap(),
+                &counter.id,
+            )
+            .await
+            .unwrap();
         let last = runs.last().and_then(|r| r.record.seq).unwrap_or(0);
         let (value, _) = counter.get(client, Some(last)).await;
         let after = schedule_of(client, counter).await;
@@ -139,7 +145,13 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
         "skip dropped the ticks missed in {down:?}: {sb:?}"
     );
     // The logs say so: one run stood for several ticks, another skipped some.
-    let runs = client.triggers(&catch_up.id).await.unwrap();
+    let runs = client
+        .triggers(
+            &phat_client::Signer::from_suri("//Alice").unwrap(),
+            &catch_up.id,
+        )
+        .await
+        .unwrap();
     let most = |logs: &[phat_client::primitives::protocol::LogEntry], what: &str| {
         logs.iter()
             .filter_map(|r| counted(&r.record.message, what))
@@ -147,7 +159,13 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
             .unwrap_or(0)
     };
     assert!(most(&runs, "ticks") >= 3, "{runs:#?}");
-    let skipped = client.triggers(&skip.id).await.unwrap();
+    let skipped = client
+        .triggers(
+            &phat_client::Signer::from_suri("//Alice").unwrap(),
+            &skip.id,
+        )
+        .await
+        .unwrap();
     assert!(most(&skipped, "skipped") >= 2, "{skipped:#?}");
     // One run per seq, ticks increasing, all started by the schedule caller.
     let mut last_seq = 0;

@@ -37,8 +37,9 @@ use phat_primitives::protocol::{CallResult, LedgerCommand};
 
 use futures::{Stream, StreamExt};
 use phat_primitives::protocol::{
-    ApiError, Bytes, Call, CodeUploaded, ContractView, LogEntry, QueryRequest, QueryResponse,
-    Receipt, RequestBody, Seq, SignedRequest, Submitted, WorkerInfo,
+    ApiError, Bytes, Call, CodeUploaded, ContractView, LogEntry, LogFilter, LogKind, LogPage,
+    QueryRequest, QueryResponse, Receipt, RequestBody, Seq, SignedRequest, Submitted, WorkerInfo,
+    MAX_LOG_PAGE,
 };
 use phat_primitives::{AccountId, CodeHash, Gas, Mode};
 
@@ -577,32 +578,78 @@ impl Client {
         .await
     }
 
-    /// Stored log records of a contract (events and debug output of commands).
-    pub async fn logs(&self, id: &AccountId) -> Result<Vec<LogEntry>, ClientError> {
-        self.answer(
-            self.http
-                .get(self.url(&format!("/v1/contracts/{id}/logs")))
-                .send_retrying()
-                .await,
-        )
-        .await
+    /// One page of a contract's log (`signer` must be its deployer or one of the readers it
+    /// allowed): the records `filter` asks for with their index, and the index the
+    /// contract's next record will get. A signed query, sealed on a cluster that encrypts.
+    pub async fn read_logs(
+        &self,
+        signer: &Signer,
+        id: &AccountId,
+        filter: LogFilter,
+    ) -> Result<(Vec<LogEntry>, u64), ClientError> {
+        let call = Call::Logs {
+            contract: *id,
+            filter,
+        };
+        let floor = self.floor.load(std::sync::atomic::Ordering::Relaxed);
+        let answer = self
+            .query(signer, call, (floor > 0).then_some(floor))
+            .await?;
+        let data = match answer.result {
+            CallResult::Ok(out) => out.data.0,
+            CallResult::Err(e) => {
+                return Err(ClientError::Api {
+                    status: 400,
+                    kind: e.kind,
+                    message: e.message,
+                })
+            }
+            CallResult::Sealed(_) => {
+                return Err(ClientError::Decode("a log page still sealed".into()))
+            }
+        };
+        let page = LogPage::decode_all(&mut &data[..])
+            .map_err(|e| ClientError::Decode(format!("a log page: {e}")))?;
+        if page.records.len() > MAX_LOG_PAGE as usize {
+            return Err(ClientError::Decode(format!(
+                "a log page of {} records, more than {MAX_LOG_PAGE}",
+                page.records.len()
+            )));
+        }
+        let entries = page
+            .records
+            .into_iter()
+            .map(|(index, record)| LogEntry::new(record, Some(index)))
+            .collect();
+        Ok((entries, page.next))
     }
 
-    /// One page of a contract's stored log records: those after index `after` (from the
-    /// first when `None`), at most `limit` (workers cap a page at 10,000). Page on with the
-    /// last record's `index`.
-    pub async fn logs_page(
+    /// The first page of a contract's log (up to 1,000 records, oldest first).
+    pub async fn logs(
         &self,
+        signer: &Signer,
         id: &AccountId,
-        after: Option<u64>,
-        limit: usize,
     ) -> Result<Vec<LogEntry>, ClientError> {
-        let mut path = format!("/v1/contracts/{id}/logs?limit={limit}");
-        if let Some(after) = after {
-            path.push_str(&format!("&after={after}"));
-        }
-        self.answer(self.http.get(self.url(&path)).send_retrying().await)
-            .await
+        Ok(self.read_logs(signer, id, LogFilter::default()).await?.0)
+    }
+
+    /// Sets who besides the deployer (`signer`) may read a contract's log (at most 16
+    /// accounts; none to allow only the deployer); answers once the receipt exists.
+    pub async fn set_log_readers(
+        &self,
+        signer: &Signer,
+        id: &AccountId,
+        readers: Vec<AccountId>,
+    ) -> Result<Submitted, ClientError> {
+        self.submit(
+            signer,
+            Call::LogReaders {
+                contract: *id,
+                readers,
+            },
+            true,
+        )
+        .await
     }
 
     /// A contract's schedules.
@@ -678,57 +725,62 @@ impl Client {
         self.submit(signer, Call::Job { op }, true).await
     }
 
-    /// The runs triggers started for a contract: its stored log records of level `trigger`
-    /// (seq, tick, outcome).
-    pub async fn triggers(&self, id: &AccountId) -> Result<Vec<LogEntry>, ClientError> {
-        let mut logs = self.logs(id).await?;
-        logs.retain(|l| l.record.level == "trigger");
-        Ok(logs)
+    /// The runs triggers started for a contract (`signer` reads its log): its log records
+    /// of kind `trigger` (seq, tick, outcome).
+    pub async fn triggers(
+        &self,
+        signer: &Signer,
+        id: &AccountId,
+    ) -> Result<Vec<LogEntry>, ClientError> {
+        let filter = LogFilter {
+            kinds: vec![LogKind::Trigger],
+            ..LogFilter::default()
+        };
+        Ok(self.read_logs(signer, id, filter).await?.0)
     }
 
-    /// Stored log records, then live ones as they happen (server-sent events).
-    pub async fn follow_logs(
-        &self,
-        id: &AccountId,
-    ) -> Result<impl Stream<Item = Result<LogEntry, ClientError>>, ClientError> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/v1/contracts/{id}/logs/stream")))
-            .send_retrying()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if !resp.status().is_success() {
-            return Err(self.answer::<()>(Ok(resp)).await.err().unwrap_or_else(|| {
-                ClientError::Decode("error status without an error body".into())
-            }));
-        }
-        let endpoint = self.base.clone();
-        let mut buf = String::new();
-        let stream = resp.bytes_stream().flat_map(move |chunk| {
-            let mut out: Vec<Result<LogEntry, ClientError>> = Vec::new();
-            match chunk {
-                Ok(bytes) => {
-                    buf.push_str(&String::from_utf8_lossy(&bytes));
-                    while let Some(end) = buf.find("\n\n") {
-                        let event: String = buf.drain(..end + 2).collect();
-                        for line in event.lines() {
-                            if let Some(data) = line.strip_prefix("data:") {
-                                out.push(
-                                    serde_json::from_str(data.trim())
-                                        .map_err(|e| ClientError::Decode(e.to_string())),
-                                );
-                            }
+    /// The records of a contract's log that `filter` selects, then new ones as they are
+    /// stored: each read waits up to 20 s for a record past the last one seen. `filter.tail`
+    /// starts from the last `limit` records.
+    pub fn follow_logs<'a>(
+        &'a self,
+        signer: &'a Signer,
+        id: AccountId,
+        filter: LogFilter,
+    ) -> impl Stream<Item = Result<LogEntry, ClientError>> + 'a {
+        const WAIT_MS: u32 = 20_000;
+        let state = (filter, false);
+        futures::stream::unfold(Some(state), move |state| async move {
+            let (mut filter, mut failed) = state?;
+            loop {
+                match self.read_logs(signer, &id, filter.clone()).await {
+                    Ok((entries, next)) => {
+                        failed = false;
+                        // Follow from what this page ends at (or, when it is empty, from where
+                        // the log is now), oldest first.
+                        filter.after = entries
+                            .last()
+                            .and_then(|e| e.index)
+                            .or_else(|| next.checked_sub(1))
+                            .or(filter.after);
+                        filter.tail = false;
+                        filter.wait_ms = WAIT_MS;
+                        if !entries.is_empty() {
+                            let items: Vec<_> = entries.into_iter().map(Ok).collect();
+                            return Some((futures::stream::iter(items), Some((filter, failed))));
                         }
                     }
+                    // One failure is said and retried after a pause; a second in a row ends
+                    // the stream.
+                    Err(e) if !failed => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        return Some((futures::stream::iter(vec![Err(e)]), Some((filter, true))));
+                    }
+                    Err(e) => return Some((futures::stream::iter(vec![Err(e)]), None)),
                 }
-                Err(e) => out.push(Err(ClientError::Unreachable {
-                    endpoint: endpoint.clone(),
-                    message: e.to_string(),
-                })),
             }
-            futures::stream::iter(out)
-        });
-        Ok(stream)
+        })
+        .flatten()
     }
 }
 

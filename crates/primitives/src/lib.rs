@@ -173,6 +173,8 @@ pub enum StateKey {
     Jobs,
     /// The workers of the cluster (SCALE [`protocol::MemberTable`]).
     Members,
+    /// Who besides its deployer reads a contract's log (SCALE `Vec<AccountId>`).
+    LogReaders(AccountId),
 }
 
 impl StateKey {

@@ -277,6 +277,63 @@ impl Store {
         root(self.cipher.as_deref(), prev, seq, writes, receipt_digest)
     }
 
+    /// Visits the log records of `contract` with an index above `after` (all when `None`),
+    /// oldest first, or newest first when `newest_first`, until `visit` returns `false`;
+    /// answers the index the contract's next record will get. One read transaction: the
+    /// records visited and the index are of one moment.
+    pub fn scan_logs(
+        &self,
+        contract: &AccountId,
+        after: Option<u64>,
+        newest_first: bool,
+        mut visit: impl FnMut(u64, Vec<u8>) -> bool,
+    ) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let next = txn
+            .open_table(LOG_NEXT)
+            .map_err(db_err)?
+            .get(contract.0)
+            .map_err(db_err)?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        let start = match after {
+            None => 0,
+            Some(a) if a >= next => return Ok(next),
+            Some(a) => a + 1,
+        };
+        let logs = txn.open_table(LOGS).map_err(db_err)?;
+        let range = logs
+            .range((contract.0, start)..(contract.0, next))
+            .map_err(db_err)?;
+        let open = |entry: Result<LogRow<'_>, redb::StorageError>| -> Result<_, StoreError> {
+            let (key, value) = entry.map_err(db_err)?;
+            let (contract, index) = key.value();
+            let record = match &self.cipher {
+                Some(c) => c
+                    .open(&log_name(&contract, index), value.value())
+                    .map_err(|e| StoreError::Corrupt(format!("log record: {e}")))?,
+                None => value.value().to_vec(),
+            };
+            Ok((index, record))
+        };
+        if newest_first {
+            for entry in range.rev() {
+                let (index, record) = open(entry)?;
+                if !visit(index, record) {
+                    break;
+                }
+            }
+        } else {
+            for entry in range {
+                let (index, record) = open(entry)?;
+                if !visit(index, record) {
+                    break;
+                }
+            }
+        }
+        Ok(next)
+    }
+
     /// Log records of `contract` with index > `after` (all when None), oldest first, at most `limit`.
     pub fn logs(
         &self,
@@ -454,6 +511,12 @@ fn write_nonces(
     }
     Ok(())
 }
+
+/// A row of the log table as a range yields it.
+type LogRow<'a> = (
+    redb::AccessGuard<'a, ([u8; 32], u64)>,
+    redb::AccessGuard<'a, &'static [u8]>,
+);
 
 /// Appends `logs` per contract and deletes records that fall out of [`LOG_RETENTION`].
 fn write_logs(

@@ -344,6 +344,50 @@ fn logs_beyond_retention_are_deleted() {
 }
 
 #[test]
+fn a_log_scans_both_ways_from_an_index_and_says_what_comes_next() {
+    let (_dir, store) = fresh();
+    let a = AccountId([0xa; 32]);
+    let b = AccountId([0xb; 32]);
+    let scan = |after, newest_first, max: usize| {
+        let mut seen = Vec::new();
+        let next = store
+            .scan_logs(&a, after, newest_first, |i, raw| {
+                seen.push((i, raw));
+                seen.len() < max
+            })
+            .unwrap();
+        (seen.into_iter().map(|(i, _)| i).collect::<Vec<_>>(), next)
+    };
+    assert_eq!(scan(None, false, 10), (vec![], 0));
+    store
+        .commit(Batch {
+            head: head(1),
+            logs: (0..5u8)
+                .map(|i| (a, vec![i]))
+                .chain(std::iter::once((b, vec![9])))
+                .collect(),
+            ..Batch::default()
+        })
+        .unwrap();
+    assert_eq!(scan(None, false, 10), (vec![0, 1, 2, 3, 4], 5));
+    assert_eq!(scan(None, true, 2), (vec![4, 3], 5));
+    assert_eq!(scan(Some(2), false, 10), (vec![3, 4], 5));
+    assert_eq!(scan(Some(2), true, 10), (vec![4, 3], 5));
+    // Past the end: nothing, and where the next record goes.
+    assert_eq!(scan(Some(4), false, 10), (vec![], 5));
+    assert_eq!(scan(Some(u64::MAX), true, 10), (vec![], 5));
+    // Another contract's records are not this one's.
+    let mut other = Vec::new();
+    let next = store
+        .scan_logs(&b, None, false, |i, raw| {
+            other.push((i, raw));
+            true
+        })
+        .unwrap();
+    assert_eq!((other, next), (vec![(0, vec![9])], 1));
+}
+
+#[test]
 fn chain_root_is_deterministic_and_sensitive() {
     let prev = Hash([1; 32]);
     let digest = [2u8; 32];

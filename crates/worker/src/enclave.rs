@@ -1029,9 +1029,13 @@ pub fn open_with_data_dir(
                 "a member's deal of a key epoch, not a command".into(),
             ))
         }
-        Ok(LedgerCommand::EthLog(_) | LedgerCommand::JobResult(_)) => {
+        Ok(
+            LedgerCommand::EthLog(_) | LedgerCommand::JobResult(_) | LedgerCommand::QueryLogs(_),
+        ) => {
             return Err(WorkerError::Enclave(
-                "a worker's own entry (a log report, a job's result), not a command".into(),
+                "a worker's own entry (a log report, a job's result, query records), not a \
+                 command"
+                    .into(),
             ))
         }
         Err(e) => return Err(WorkerError::Enclave(format!("not a ledger command: {e}"))),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use phat_primitives::protocol::{
     Call, CallError, CallOutput, CallResult, EventRecord, LogRecord, Seq,
 };
-use phat_primitives::{AccountId, Hash, Mode};
+use phat_primitives::{AccountId, Mode};
 use phat_runtime::{ChangeSet, ExecContext, ExecError, Outcome, StateRead};
 
 use crate::Worker;
@@ -71,6 +71,14 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
     let mut session = worker.inner.runtime.session(run.state, ctx);
     session.set_deposit_payer(run.payer);
     let target = run.call.dest();
+    // What a query's record names of its input: a digest, never the plaintext.
+    let input = match &run.call {
+        Call::Call { data, .. } | Call::Instantiate { data, .. } => {
+            Some((phat_primitives::blake2_256(&data.0), data.0.len()))
+        }
+        _ => None,
+    };
+    let (mode, seq, timestamp, caller) = (run.mode, run.seq, run.timestamp, run.caller);
     let result = match run.call {
         Call::Instantiate {
             code_hash,
@@ -98,8 +106,10 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
         Call::Cluster { .. }
         | Call::Schedule { .. }
         | Call::Subscription { .. }
-        | Call::Job { .. } => Err(phat_runtime::ExecError::Decode(
-            "a change to the cluster or to a trigger runs no contract",
+        | Call::Job { .. }
+        | Call::Logs { .. }
+        | Call::LogReaders { .. } => Err(phat_runtime::ExecError::Decode(
+            "a change to the cluster, a trigger or a log, or a log read, runs no contract",
         )),
     };
     let changes = match &result {
@@ -111,35 +121,87 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
         host.commit_cache();
     }
     let mut logs = host.take_logs();
+    let record = |contract, level: &str, message: String| LogRecord {
+        contract,
+        level: level.into(),
+        origin: mode,
+        seq,
+        timestamp,
+        message,
+    };
     if let Ok(o) = &result {
-        let record = |contract, level: &str, message: String| LogRecord {
-            contract,
-            level: level.into(),
-            origin: run.mode,
-            seq: run.seq,
-            timestamp: run.timestamp,
-            message,
-        };
         if let Some(contract) = target.or(o.address) {
             for line in o.debug_message.lines().filter(|l| !l.is_empty()) {
                 logs.push(record(contract, "debug", line.to_string()));
             }
         }
         // A query's events are dropped with its writes; a command's are its record.
-        if run.mode == Mode::Command {
+        if mode == Mode::Command {
             for e in &o.events {
                 logs.push(record(
                     e.contract,
                     "event",
-                    event_summary(&e.topics, &e.data),
+                    phat_primitives::protocol::event_summary(&e.topics, &e.data),
                 ));
             }
         }
+    }
+    // A run that logged a line or failed leaves how it ended next to its lines and, for a
+    // query, who asked and a digest of what; a quiet success leaves nothing (its receipt or
+    // reply is its record). Events alone do not count: a command's receipt holds them.
+    let failed = !matches!(&result, Ok(o) if !o.reverted);
+    let logged = logs.iter().any(|l| l.level != "event");
+    let contract = target.or(result.as_ref().ok().and_then(|o| o.address));
+    if let (Some(contract), true) = (contract, failed || logged) {
+        let sealed = worker.inner.genesis.encryption;
+        if let (Mode::Query, Some((digest, len))) = (mode, input) {
+            logs.insert(
+                0,
+                record(contract, "query", query_line(&caller, &digest, len)),
+            );
+        }
+        logs.push(record(contract, "output", output_line(&result, sealed)));
     }
     Executed {
         result,
         changes,
         logs,
+    }
+}
+
+/// The most output bytes an `output` record shows (the rest is elided).
+const OUTPUT_SHOWN: usize = 256;
+
+/// The text of a `query` record: the caller and the digest and size of its input.
+pub(crate) fn query_line(caller: &AccountId, digest: &[u8; 32], len: usize) -> String {
+    format!(
+        "from {caller}, input blake2 0x{} ({len} bytes)",
+        hex::encode(digest)
+    )
+}
+
+/// The text of an `output` record: how the run ended, its gas and its output (a digest of it
+/// when `sealed`: what the caller sealed stays theirs).
+pub(crate) fn output_line(result: &Result<Outcome, ExecError>, sealed: bool) -> String {
+    match result {
+        Err(e) => format!("error {}: {e}", e.kind()),
+        Ok(o) => {
+            let how = if o.reverted { "reverted" } else { "ok" };
+            let data = &o.data;
+            let shown = if sealed {
+                format!(
+                    ", blake2 0x{}",
+                    hex::encode(phat_primitives::blake2_256(data))
+                )
+            } else if data.is_empty() {
+                String::new()
+            } else if data.len() > OUTPUT_SHOWN {
+                format!(": 0x{}…", hex::encode(&data[..OUTPUT_SHOWN]))
+            } else {
+                format!(": 0x{}", hex::encode(data))
+            };
+            format!("{how}, gas {}, {} bytes{shown}", o.gas_used, data.len())
+        }
     }
 }
 
@@ -167,11 +229,4 @@ pub(crate) fn exec_error(e: &ExecError) -> CallError {
         kind: e.kind().into(),
         message: e.to_string(),
     }
-}
-
-/// The text of an `event` log record: its topics and data in hex (lossless; the API parses
-/// it back into the event).
-pub(crate) fn event_summary(topics: &[Hash], data: &[u8]) -> String {
-    let topics: Vec<String> = topics.iter().map(|t| t.to_hex()).collect();
-    format!("topics=[{}] data=0x{}", topics.join(","), hex::encode(data))
 }

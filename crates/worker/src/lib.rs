@@ -28,6 +28,7 @@ mod enclave;
 mod execute;
 mod genesis;
 mod jobs;
+mod logs;
 mod metrics;
 mod pink_host;
 mod replica;
@@ -225,6 +226,8 @@ pub(crate) struct Inner {
     pub(crate) admission: admission::Admission,
     /// Live log records of every contract.
     pub(crate) logs: broadcast::Sender<LogRecord>,
+    /// Records of queries this worker ran, waiting to go to the cluster.
+    pub(crate) query_logs: Mutex<logs::Outbox>,
     /// Nonces of queries seen recently, and of commands submitted but not applied yet.
     pub(crate) recent_nonces: Mutex<NonceWindow>,
     pub(crate) metrics: metrics::Metrics,
@@ -310,6 +313,7 @@ impl Worker {
                 ledger_head: std::sync::atomic::AtomicU64::new(head.seq),
                 stuck: Mutex::new(None),
                 logs,
+                query_logs: Mutex::new(Default::default()),
                 recent_nonces: Mutex::new(Default::default()),
                 metrics,
                 pink,
@@ -426,6 +430,7 @@ impl Worker {
         let proposer = tokio::spawn(schedule::propose(self.clone()));
         let reporter = tokio::spawn(subscribe::report(self.clone()));
         let job_runner = tokio::spawn(jobs::run(self.clone()));
+        let log_sender = tokio::spawn(logs::send(self.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = move |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -452,6 +457,7 @@ impl Worker {
         proposer.abort();
         reporter.abort();
         job_runner.abort();
+        log_sender.abort();
         joiners.abort();
         member.abort();
         checkpoints.abort();

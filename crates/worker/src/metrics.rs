@@ -58,6 +58,8 @@ pub(crate) struct Metrics {
     pub(crate) cache_bytes: Gauge,
     /// Ledger metadata records that failed verification, by kind.
     pub(crate) refused_metadata: Refused,
+    /// Query log records this worker sent to the cluster.
+    pub(crate) query_log_records: Counter,
 }
 
 impl Metrics {
@@ -150,8 +152,15 @@ impl Metrics {
             "Ledger metadata records ignored because they failed verification, by kind",
             refused_metadata.clone(),
         );
+        let query_log_records = Counter::default();
+        registry.register(
+            "query_log_records_sent",
+            "Log records of queries this worker ran, sent to the cluster's log",
+            query_log_records.clone(),
+        );
         Self {
             registry,
+            query_log_records,
             refused_metadata,
             cache_bytes,
             queries_running,

@@ -462,64 +462,209 @@ async fn documents_health_and_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn log_stream_delivers_history_then_live_records() {
+async fn the_log_is_the_deployers_and_holds_commands_and_queries() {
     use futures::StreamExt;
+    use phat_client::primitives::protocol::{LogFilter, LogKind};
     let dir = tempfile::tempdir().unwrap();
     let ledger = embedded_ledger(dir.path());
-    let (_w, url, stop) = start("w", dir.path(), ledger, 64).await;
+    let (_w, url, stop) = start("w", dir.path(), ledger.clone(), 64).await;
     let client = Client::new(&url).unwrap();
     let erc20 = erc20();
     let alice = Signer::from_suri("//Alice").unwrap();
+    let bob = Signer::from_suri("//Bob").unwrap();
     let id = deploy_erc20(&client, &erc20, "100").await;
     // The constructor's Transfer event is history by now.
-    let history = client.logs(&id).await.unwrap();
+    let history = client.logs(&alice, &id).await.unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].record.level, "event");
-    // The API serves the event itself next to its text summary.
+    assert_eq!(history[0].index, Some(0));
+    // Clients get the event itself next to its text summary.
     let event = history[0].event.as_ref().expect("the structured event");
     assert_eq!(event.contract, id);
     assert!(
         !event.topics.is_empty() && !event.data.0.is_empty(),
         "{event:?}"
     );
-    assert!(
-        history[0]
-            .record
-            .message
-            .contains(&hex::encode(&event.data.0)),
-        "{history:?}"
-    );
 
-    let mut stream = Box::pin(client.follow_logs(&id).await.unwrap());
-    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .expect("history record")
-        .unwrap()
-        .unwrap();
+    // Nobody but the deployer reads it, until the deployer allows them.
+    match client.logs(&bob, &id).await {
+        Err(phat_client::ClientError::Api { kind, .. }) => assert_eq!(kind, "not_log_reader"),
+        other => panic!("bob read alice's log: {other:?}"),
+    }
+
+    let mut stream = Box::pin(client.follow_logs(&alice, id, LogFilter::default()));
+    async fn next(
+        s: &mut (impl futures::Stream<
+            Item = Result<phat_client::primitives::protocol::LogEntry, phat_client::ClientError>,
+        > + Unpin),
+    ) -> phat_client::primitives::protocol::LogEntry {
+        tokio::time::timeout(Duration::from_secs(15), s.next())
+            .await
+            .expect("a record in time")
+            .expect("the stream goes on")
+            .expect("a record, not an error")
+    }
+    let first = next(&mut stream).await;
     assert_eq!(first, history[0]);
-    let bob = Signer::from_suri("//Bob").unwrap().account();
     let data = erc20
-        .encode_message("transfer", &[bob.to_hex(), "7".into()])
+        .encode_message("transfer", &[bob.account().to_hex(), "7".into()])
         .unwrap();
     let sub = client
         .submit(&alice, phat_client::call(id, data), true)
         .await
         .unwrap();
-    let live = tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .expect("live record")
-        .unwrap()
-        .unwrap();
+    let live = next(&mut stream).await;
     assert_eq!(live.record.seq, Some(sub.seq));
     assert_eq!(live.record.level, "event");
-    assert_eq!(live.record.contract, id);
-    assert_eq!(live.index, None);
+    assert_eq!(live.index, Some(1));
     let receipt = sub.receipt.expect("receipt");
-    assert_eq!(
-        live.event.as_ref(),
-        receipt.events.first(),
-        "the receipt's event"
+    assert_eq!(live.event.as_ref(), receipt.events.first());
+
+    // A query that fails leaves who asked, a digest of its input and how it ended, on
+    // every worker once ordered; the input itself stays with the caller.
+    let bad = vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3];
+    let answer = client
+        .query(&bob, phat_client::call(id, bad.clone()), None)
+        .await
+        .unwrap();
+    assert!(
+        !matches!(answer.result, phat_client::primitives::protocol::CallResult::Ok(ref o) if !o.reverted),
+        "{answer:?}"
     );
+    let query = next(&mut stream).await;
+    assert_eq!(query.record.level, "query");
+    assert_eq!(query.record.origin, phat_client::primitives::Mode::Query);
+    assert_eq!(query.record.seq, None);
+    assert!(
+        query.record.message.contains(&bob.account().to_string()),
+        "{query:?}"
+    );
+    let digest = hex::encode(phat_client::primitives::blake2_256(&bad));
+    assert!(query.record.message.contains(&digest), "{query:?}");
+    assert!(!query.record.message.contains("deadbeef"), "{query:?}");
+    let output = next(&mut stream).await;
+    assert_eq!(output.record.level, "output");
+    assert_eq!(output.index, Some(query.index.unwrap() + 1));
+
+    // A query that succeeds quietly leaves nothing.
+    let balance = erc20
+        .encode_message("balance_of", &[bob.account().to_hex()])
+        .unwrap();
+    client
+        .query(&bob, phat_client::call(id, balance), None)
+        .await
+        .unwrap();
+
+    // Filters: kinds, the last N, since a time.
+    let kinds = LogFilter {
+        kinds: vec![LogKind::Event],
+        ..LogFilter::default()
+    };
+    let (events, next_index) = client.read_logs(&alice, &id, kinds).await.unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(next_index, 4);
+    let tail = LogFilter {
+        limit: 2,
+        tail: true,
+        ..LogFilter::default()
+    };
+    let (last, _) = client.read_logs(&alice, &id, tail).await.unwrap();
+    let levels: Vec<_> = last.iter().map(|e| e.record.level.as_str()).collect();
+    assert_eq!(levels, ["query", "output"]);
+    let since = LogFilter {
+        since: Some(query.record.timestamp),
+        ..LogFilter::default()
+    };
+    let (recent, _) = client.read_logs(&alice, &id, since).await.unwrap();
+    assert!(recent
+        .iter()
+        .all(|e| e.record.timestamp >= query.record.timestamp));
+    assert_eq!(recent.first().map(|e| e.index), Some(query.index));
+
+    // The deployer allows bob; then bob reads. Only the deployer sets the readers.
+    let refused = client
+        .set_log_readers(&bob, &id, vec![bob.account()])
+        .await
+        .unwrap();
+    match refused.receipt.unwrap().result {
+        phat_client::primitives::protocol::CallResult::Err(e) => assert_eq!(e.kind, "not_deployer"),
+        other => panic!("bob set alice's readers: {other:?}"),
+    }
+    client
+        .set_log_readers(&alice, &id, vec![bob.account()])
+        .await
+        .unwrap();
+    assert_eq!(client.logs(&bob, &id).await.unwrap().len(), 4);
+
+    // Whoever writes to the ledger can append the worker's entry again, or one of their own:
+    // neither reaches the log.
+    use parity_scale_codec::{Decode, Encode};
+    use phat_client::primitives::protocol::{Bytes, LedgerCommand, QueryLogsEntry, Receipt};
+    let entries = ledger.read(1, 1_000, Duration::from_secs(1)).await.unwrap();
+    let shipped = entries
+        .iter()
+        .find(|e| {
+            matches!(
+                LedgerCommand::decode(&mut &e.payload[..]),
+                Ok(LedgerCommand::QueryLogs(_))
+            )
+        })
+        .expect("the worker's query log entry");
+    let receipt_of = |seq| {
+        let client = &client;
+        async move {
+            loop {
+                match client.receipt(seq).await {
+                    Ok(r) => return r,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+    };
+    let refusal = |r: Receipt| match r.result {
+        phat_client::primitives::protocol::CallResult::Err(e) => e.kind,
+        other => panic!("applied: {other:?}"),
+    };
+    let replay = ledger.append(shipped.payload.clone()).await.unwrap();
+    assert_eq!(refusal(receipt_of(replay.seq).await), "replayed");
+    let LedgerCommand::QueryLogs(real) = LedgerCommand::decode(&mut &shipped.payload[..]).unwrap()
+    else {
+        unreachable!()
+    };
+    let forged_records = vec![phat_client::primitives::protocol::LogRecord {
+        contract: id,
+        level: "error".into(),
+        origin: phat_client::primitives::Mode::Query,
+        seq: None,
+        timestamp: 1,
+        message: "forged".into(),
+    }]
+    .encode();
+    // Another worker's key, and the real worker's with a signature that is not its own.
+    for forged in [
+        QueryLogsEntry {
+            worker: phat_client::primitives::Hash([9; 32]),
+            nonce: 1,
+            records: Bytes(forged_records.clone()),
+            ..real.clone()
+        },
+        QueryLogsEntry {
+            nonce: 2,
+            records: Bytes(forged_records.clone()),
+            ..real.clone()
+        },
+    ] {
+        let seq = ledger
+            .append(LedgerCommand::QueryLogs(forged).encode())
+            .await
+            .unwrap()
+            .seq;
+        let kind = refusal(receipt_of(seq).await);
+        assert!(kind == "not_a_member" || kind == "bad_signature", "{kind}");
+    }
+    let after = client.logs(&alice, &id).await.unwrap();
+    assert_eq!(after.len(), 4, "{after:?}");
+    assert!(after.iter().all(|e| e.record.message != "forged"));
     let _ = stop.send(());
 }
 

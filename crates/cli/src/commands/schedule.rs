@@ -86,6 +86,10 @@ pub struct AddArgs {
 pub struct TriggersArgs {
     /// The contract id (`0x…`).
     pub contract: String,
+    /// The secret URI of the contract's deployer (or a reader it allowed: the runs are
+    /// records of its log).
+    #[arg(long, default_value = "//Alice")]
+    pub suri: String,
 }
 
 /// A period as `1s`, `500ms`, `5m`, `1h` or plain milliseconds.
@@ -279,7 +283,8 @@ fn receipt_output(
 pub async fn triggers(args: TriggersArgs, ctx: &Ctx) -> Result<()> {
     let client = ctx.client()?;
     let id = parse_id(&args.contract)?;
-    let runs = client.triggers(&id).await?;
+    let signer = Signer::from_suri(&args.suri)?;
+    let runs = client.triggers(&signer, &id).await?;
     ctx.print(
         || {
             if runs.is_empty() {

@@ -199,6 +199,12 @@ pub(super) async fn precheck_once(w: &Worker, call: &Call) -> Result<(), ApiErr>
         } => contract_info(&snap, contract).map(|_| ()),
         Call::Subscription { op } => contract_info(&snap, &op.contract()).map(|_| ()),
         Call::Job { op } => contract_info(&snap, &op.contract()).map(|_| ()),
+        Call::LogReaders { contract, .. } => contract_info(&snap, contract).map(|_| ()),
+        Call::Logs { .. } => Err(ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "wrong_mode",
+            "reading a log is a query, not a command",
+        )),
         Call::Instantiate { code_hash, .. } => {
             if snap.get(&StateKey::Code(*code_hash))?.is_some() {
                 return Ok(());

@@ -6,7 +6,6 @@
 //! One file per resource: `node`, `code`, `commands`, `queries`, `contracts`; this file has the
 //! router, the error type and the helpers they share.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,17 +13,14 @@ use axum::body::Bytes as BodyBytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::{Stream, StreamExt};
 use parity_scale_codec::{Decode, DecodeAll, Encode};
 use phat_primitives::protocol::{
-    ApiError, Call, CallError, CodeUploaded, ContractKeys, ContractView, EventRecord,
-    LedgerCommand, LogEntry, LogRecord, QueryOpen, QueryRequest, QueryResponse, Receipt,
-    RequestBody, Sealed, SealedAnswer, SealedQuery, SealedReply, Seq, SessionQuery, SignedRequest,
-    Submitted, WorkerInfo,
+    ApiError, Call, CallError, CodeUploaded, ContractKeys, ContractView, LedgerCommand, QueryOpen,
+    QueryRequest, QueryResponse, Receipt, RequestBody, Sealed, SealedAnswer, SealedQuery,
+    SealedReply, Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
 };
 use phat_primitives::Hash;
 use phat_primitives::{AccountId, ContractInfo, Mode, StateKey};
@@ -77,11 +73,9 @@ pub(crate) fn router(worker: Worker) -> Router {
         .route("/v1/query", post(query))
         .route("/v1/query/sealed", post(query_sealed))
         .route("/v1/contracts/{id}", get(contract))
-        .route("/v1/contracts/{id}/logs", get(logs))
         .route("/v1/contracts/{id}/schedules", get(schedules))
         .route("/v1/contracts/{id}/subscriptions", get(subscriptions))
         .route("/v1/contracts/{id}/jobs", get(jobs))
-        .route("/v1/contracts/{id}/logs/stream", get(log_stream))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             worker.clone(),

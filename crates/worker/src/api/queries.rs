@@ -49,19 +49,23 @@ pub(super) async fn run_checked(
     if let Call::Cluster { .. }
     | Call::Schedule { .. }
     | Call::Subscription { .. }
-    | Call::Job { .. } = call
+    | Call::Job { .. }
+    | Call::LogReaders { .. } = call
     {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
             "wrong_mode",
-            "a change to the cluster, a schedule, a subscription or a job is a command, not a \
-             query",
+            "a change to the cluster, a schedule, a subscription, a job or a log's readers is a \
+             command, not a query",
         ));
     }
     if let Some(min) = min_seq {
         if w.applied_seq() < min {
             wait_applied(w, min).await?;
         }
+    }
+    if let Call::Logs { contract, filter } = call {
+        return read_logs(w, caller, contract, filter).await;
     }
     if let Some(dest) = call.dest() {
         known_contract(w, &dest).await?;
@@ -217,8 +221,9 @@ pub(super) fn run_query(
             code: None,
         },
     );
-    for record in executed.logs {
-        let _ = w.inner.logs.send(record);
+    // Every worker stores them once they are ordered (`crate::logs`).
+    if !executed.logs.is_empty() {
+        w.inner.query_logs.lock().push(executed.logs);
     }
     let debug_message = executed
         .result
@@ -231,6 +236,44 @@ pub(super) fn run_query(
         gas_used,
         events,
         debug_message,
+        seq: head.seq,
+        state_root: head.state_root,
+    })
+}
+
+/// A log read: only the contract's deployer and the readers it allowed get the page; it
+/// takes no query slot (it runs no contract) and waits, when asked to, outside one.
+async fn read_logs(
+    w: &Worker,
+    caller: AccountId,
+    contract: AccountId,
+    filter: phat_primitives::protocol::LogFilter,
+) -> Result<QueryResponse, ApiErr> {
+    let info = known_contract(w, &contract).await?;
+    let snap = w.inner.store.snapshot()?;
+    if !crate::logs::may_read(&snap, &info, &contract, &caller)? {
+        return Err(ApiErr::new(
+            StatusCode::FORBIDDEN,
+            "not_log_reader",
+            format!(
+                "{caller} may not read the log of {contract}: its deployer {} may, and whom it \
+                 allows (phat logs --allow)",
+                info.deployer
+            ),
+        ));
+    }
+    let head = snap.head();
+    drop(snap);
+    let page = crate::logs::read(w, contract, filter).await?;
+    Ok(QueryResponse {
+        result: phat_primitives::protocol::CallResult::Ok(phat_primitives::protocol::CallOutput {
+            data: page.encode().into(),
+            reverted: false,
+            address: None,
+        }),
+        gas_used: 0,
+        events: Vec::new(),
+        debug_message: String::new(),
         seq: head.seq,
         state_root: head.state_root,
     })

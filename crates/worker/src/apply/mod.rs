@@ -20,8 +20,10 @@ use phat_store::{Batch, Head, Snapshot};
 use crate::state::Layered;
 use crate::{Worker, WorkerError};
 
+mod logs;
 mod members;
 mod triggers;
+pub(crate) use logs::MAX_RECORD_MESSAGE;
 pub(crate) use members::stored_members;
 use members::*;
 use triggers::*;
@@ -368,6 +370,8 @@ enum Proposal {
     Join(phat_primitives::protocol::JoinEntry),
     /// A member dealing a new key epoch.
     Deal(phat_primitives::protocol::EpochDeal),
+    /// The records of queries a worker ran.
+    QueryLogs(phat_primitives::protocol::QueryLogsEntry),
 }
 
 /// Decodes a ledger payload ([`LedgerCommand`]); a sealed one is opened with the cluster key.
@@ -456,6 +460,11 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         Ok(LedgerCommand::DealEpoch(d)) => Decoded {
             proposal: Some(Proposal::Deal(d)),
             ..fail("deal_epoch", String::new())
+        },
+        Ok(LedgerCommand::QueryLogs(q)) => Decoded {
+            needs_epoch: unheld(q.epoch),
+            proposal: Some(Proposal::QueryLogs(q)),
+            ..fail("query_logs", String::new())
         },
     };
     Decoded {
@@ -631,6 +640,9 @@ fn apply_batch(
             }
             (Some(Proposal::Join(j)), _) => apply_join(worker, &mut local, entry, &j),
             (Some(Proposal::Deal(d)), _) => apply_deal(&mut local, entry, &d),
+            (Some(Proposal::QueryLogs(q)), _) => {
+                logs::apply_query_logs(worker, &view, &mut nonces, &local, entry, &q)?
+            }
             (None, Ok(req)) => apply_one(worker, &view, &mut nonces, &mut local, entry, req)?,
             (None, Err(e)) => reject(entry, None, &e.kind, e.message),
         };
@@ -923,6 +935,20 @@ fn apply_one(
                 },
                 &refuse,
             )?;
+            applied.nonce = nonce;
+            return Ok(applied);
+        }
+        Call::LogReaders { contract, readers } => {
+            let mut applied =
+                logs::apply_log_readers(view, entry, (caller, *contract), readers, &refuse)?;
+            applied.nonce = nonce;
+            return Ok(applied);
+        }
+        Call::Logs { .. } => {
+            let mut applied = refuse(
+                "wrong_mode",
+                "reading a log is a query, not a command".into(),
+            );
             applied.nonce = nonce;
             return Ok(applied);
         }

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{blake2_256, AccountId, Balance, CodeHash, Event, Gas, Hash, Mode, Timestamp};
 
+mod logs;
+pub use logs::*;
+
 /// A command's position in the ledger; the first command is 1.
 pub type Seq = u64;
 
@@ -108,6 +111,22 @@ pub enum Call {
     Job {
         /// What to change.
         op: JobOp,
+    },
+    /// Read a contract's log (queries signed by its deployer or one of its log readers); the
+    /// output is a SCALE [`LogPage`].
+    Logs {
+        /// The contract.
+        contract: AccountId,
+        /// Which records.
+        filter: LogFilter,
+    },
+    /// Set who besides the deployer may read a contract's log (commands signed by the
+    /// contract's deployer; at most [`MAX_LOG_READERS`], none to allow only the deployer).
+    LogReaders {
+        /// The contract.
+        contract: AccountId,
+        /// The accounts.
+        readers: Vec<AccountId>,
     },
 }
 
@@ -597,7 +616,9 @@ impl Call {
             | Call::Cluster { .. }
             | Call::Schedule { .. }
             | Call::Subscription { .. }
-            | Call::Job { .. } => None,
+            | Call::Job { .. }
+            | Call::Logs { .. }
+            | Call::LogReaders { .. } => None,
         }
     }
 }
@@ -923,40 +944,6 @@ pub struct Submitted {
     pub receipt: Option<Receipt>,
 }
 
-/// A line in a contract's log stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
-pub struct LogRecord {
-    /// The contract.
-    pub contract: AccountId,
-    /// `event`, `debug`, or a pink log level (`error`, `warn`, `info`, `debug`, `trace`).
-    pub level: String,
-    /// Where it came from: `command` or `query`.
-    pub origin: Mode,
-    /// The command's sequence number (commands only).
-    pub seq: Option<Seq>,
-    /// Time (Unix ms): ledger time for commands, wall time for queries.
-    pub timestamp: Timestamp,
-    /// The text (for events, a summary with hex data).
-    pub message: String,
-}
-
-/// A log record as the worker API serves it (`/v1/contracts/{id}/logs[/stream]`): the stored
-/// [`LogRecord`], its place in the contract's log and, for an `event` record, the event itself,
-/// which clients decode with the contract's metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// The record.
-    #[serde(flatten)]
-    pub record: LogRecord,
-    /// Its index in the contract's stored log (`None` for a record streamed live).
-    #[serde(default)]
-    pub index: Option<u64>,
-    /// The event of an `event` record: topics and SCALE data (absent for other levels and
-    /// from workers that predate the field).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<EventRecord>,
-}
-
 /// Public facts about a worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerInfo {
@@ -1072,6 +1059,10 @@ pub enum LedgerCommand {
     /// valid deal ordered after the start keys the epoch ([`EpochDeal`]).
     #[codec(index = 7)]
     DealEpoch(EpochDeal),
+    /// The records of queries a worker ran, authenticated by it (sealed for the workers on a
+    /// cluster that encrypts).
+    #[codec(index = 8)]
+    QueryLogs(QueryLogsEntry),
 }
 
 /// A member's deal of a new key epoch: the epoch's envelope key, and its secret sealed to
