@@ -147,6 +147,8 @@ mod id {
     pub const UNTRUSTED_MILLIS: u32 = 18;
     pub const BATCH_HTTP_REQUEST: u32 = 22;
     pub const JS_EVAL: u32 = 24;
+    pub const SCHEDULE_SET: u32 = 0x8001;
+    pub const SCHEDULE_CLEAR: u32 = 0x8002;
 }
 
 /// Calls extension function `f` with `input`, decoding an `O` (status ignored).
@@ -241,6 +243,81 @@ pub enum JsValue {
 /// a command gets an `Exception`, as on Phala).
 pub fn js_eval(codes: Vec<JsCode>, args: Vec<String>) -> JsValue {
     call(id::JS_EVAL, &(codes, args))
+}
+
+/// This contract's own schedules: messages the cluster calls on a period or a cron
+/// expression, once per tick, as the contract itself (`self.env().caller() ==
+/// self.env().account_id()` in the message), the deposit paid from the contract's balance.
+/// One schedule per message selector: setting it again replaces it. Changes take effect when
+/// the command succeeds (a query's and a reverted command's are dropped); one the cluster
+/// refuses then (its caps, the deposit) fails the command with `schedule_refused`.
+pub mod schedule {
+    use super::*;
+
+    /// When a schedule's ticks fall (phat's `ScheduleSpec`).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    pub enum Spec {
+        /// Every `ms` milliseconds (at least 1,000) from when it is set.
+        Every {
+            /// The period.
+            ms: u64,
+        },
+        /// A cron expression with seconds, in UTC: `"*/10 * * * * *"`.
+        Cron {
+            /// The expression.
+            expr: String,
+        },
+    }
+
+    /// What a run does with ticks missed while the cluster was down (phat's `MissedTicks`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    pub enum Missed {
+        /// Missed ticks are dropped.
+        Skip,
+        /// The run gets one more argument, `ticks: u64`.
+        RunOnce,
+    }
+
+    /// Why a change was refused at once (phat's `ScheduleError`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    pub enum Error {
+        /// Period under 1 s, a cron expression that does not parse, no selector, too much
+        /// data or gas.
+        BadSchedule,
+        /// More changes in one call than the cluster takes (8).
+        TooMany,
+        /// Not permitted here.
+        NotPermitted,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode)]
+    struct Def {
+        spec: Spec,
+        data: Vec<u8>,
+        gas_limit: u64,
+        missed: Missed,
+    }
+
+    /// Calls this contract's message `message` (its selector, then its SCALE arguments) on
+    /// `spec` with `gas_limit`, replacing the schedule set for that selector before.
+    pub fn set(spec: Spec, message: Vec<u8>, gas_limit: u64, missed: Missed) -> Result<(), Error> {
+        let def = Def {
+            spec,
+            data: message,
+            gas_limit,
+            missed,
+        };
+        call(id::SCHEDULE_SET, &def)
+    }
+
+    /// Removes this contract's schedule for `selector` (nothing if there is none).
+    pub fn clear(selector: [u8; 4]) -> Result<(), Error> {
+        call(id::SCHEDULE_CLEAR, &selector)
+    }
 }
 
 /// The worker-local cache of this contract.
@@ -459,6 +536,9 @@ pub mod mock {
                 id::CACHE_REMOVE => {
                     let k = Vec::<u8>::decode(input).expect("cache_remove input");
                     self.cache.remove(&k).encode_to(output);
+                }
+                id::SCHEDULE_SET | id::SCHEDULE_CLEAR => {
+                    Ok::<(), super::schedule::Error>(()).encode_to(output);
                 }
                 id::LOG => {
                     let (level, msg) = <(u8, String)>::decode(input).expect("log input");

@@ -46,12 +46,16 @@ pub fn parse_usd_cents(body: &[u8]) -> Option<u128> {
 mod price_oracle {
     use ink::prelude::string::String;
     use ink::prelude::vec::Vec;
+    use phat_ink::schedule::{self, Missed, Spec};
     use phat_ink::{cache, HttpRequest, HttpRequestError};
 
-    /// The oracle keeps no replicated state: the price lives in the worker cache.
+    /// The price lives in the worker cache; the replicated state counts the oracle's own
+    /// scheduled ticks.
     #[ink(storage)]
     #[derive(Default)]
-    pub struct PriceOracle {}
+    pub struct PriceOracle {
+        ticks: u64,
+    }
 
     /// What can go wrong.
     #[derive(Debug, PartialEq, Eq)]
@@ -67,15 +71,53 @@ mod price_oracle {
         Batch(HttpRequestError),
         /// Refused on purpose (`remember_then_refuse`).
         Refused,
+        /// `tick` is called by the oracle's own schedule only.
+        NotScheduled,
+        /// The cluster refused the schedule change at once.
+        Schedule(schedule::Error),
     }
+
+    /// Gas each scheduled `tick` may use.
+    const TICK_GAS: u64 = 1_000_000_000;
 
     const KEY: &[u8] = b"usd";
 
     impl PriceOracle {
-        /// An oracle.
-        #[ink(constructor)]
+        /// An oracle (payable: its balance pays for its own schedule).
+        #[ink(constructor, payable)]
         pub fn new() -> Self {
-            Self {}
+            Self::default()
+        }
+
+        /// Has the cluster call `tick` every `every_ms` ms, as this contract, the schedule's
+        /// deposit paid from the oracle's balance (deploy it with `--value`).
+        #[ink(message)]
+        pub fn start_ticking(&mut self, every_ms: u64) -> Result<(), Error> {
+            let tick = ink::selector_bytes!("tick").to_vec();
+            schedule::set(Spec::Every { ms: every_ms }, tick, TICK_GAS, Missed::Skip)
+                .map_err(Error::Schedule)
+        }
+
+        /// Stops the ticks (the deposit comes back to the oracle).
+        #[ink(message)]
+        pub fn stop_ticking(&mut self) -> Result<(), Error> {
+            schedule::clear(ink::selector_bytes!("tick")).map_err(Error::Schedule)
+        }
+
+        /// One scheduled tick: counts it. Anyone else calling it is refused.
+        #[ink(message)]
+        pub fn tick(&mut self) -> Result<u64, Error> {
+            if self.env().caller() != self.env().account_id() {
+                return Err(Error::NotScheduled);
+            }
+            self.ticks += 1;
+            Ok(self.ticks)
+        }
+
+        /// Ticks so far.
+        #[ink(message)]
+        pub fn ticks(&self) -> u64 {
+            self.ticks
         }
 
         /// Fetches the price (a query), caches it on this worker and returns it in cents.
@@ -152,6 +194,20 @@ mod price_oracle {
                 Err(Error::HttpStatus(404))
             );
             assert!(logs.borrow().iter().any(|(_, l)| l.contains("4250")));
+        }
+
+        #[ink::test]
+        fn only_its_own_schedule_ticks_it() {
+            MockPink::default().register();
+            let mut oracle = PriceOracle::new();
+            assert_eq!(oracle.start_ticking(1_000), Ok(()));
+            // The test's caller is another account than the contract.
+            assert_eq!(oracle.tick(), Err(Error::NotScheduled));
+            let me = ink::env::account_id::<ink::env::DefaultEnvironment>();
+            ink::env::test::set_caller::<ink::env::DefaultEnvironment>(me);
+            assert_eq!(oracle.tick(), Ok(1));
+            assert_eq!(oracle.ticks(), 1);
+            assert_eq!(oracle.stop_ticking(), Ok(()));
         }
 
         #[ink::test]

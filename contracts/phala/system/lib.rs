@@ -3,8 +3,9 @@
 //!
 //! It answers Phala's `pink::system::System` and `ContractDeposit` messages with the same
 //! selectors, so `SystemRef::instance()` calls from contracts written for Phala work unmodified.
-//! What phat has no use for (SideVM programs, contract weights, block hooks, runtime upgrades)
-//! answers `Err(ConditionNotMet)` and logs why, rather than trapping. The table of which
+//! Block hooks (`set_hook`) become schedules of the contract's own. What phat has no use for
+//! (SideVM programs, contract weights, runtime upgrades) answers `Err(ConditionNotMet)` and
+//! logs why, rather than trapping. The table of which
 //! messages behave like Phala's is in `docs/pink.md`.
 #![cfg_attr(not(feature = "std"), no_std, no_main)]
 
@@ -18,6 +19,63 @@ mod system {
     use pink::system::{CodeType, ContractDeposit, DriverError, Error, Result, VersionTuple};
     use pink::{HookPoint, PinkEnvironment, SidevmConfig, WorkerId};
     use pink_extension as pink;
+
+    /// How often a block-end hook runs: Phala's block time.
+    const HOOK_PERIOD_MS: u64 = 12_000;
+
+    /// phat's schedule types for the extension's `schedule_set_for` (function 0x8003), as
+    /// the worker decodes them.
+    mod hook {
+        use alloc::string::String;
+        use alloc::vec::Vec;
+
+        /// phat's `schedule_set_for`: the system contract sets another contract's schedule.
+        pub const SCHEDULE_SET_FOR: u32 = 0x8003;
+
+        /// `ScheduleSpec`.
+        #[derive(scale::Encode, scale::Decode)]
+        #[cfg_attr(feature = "std", derive(scale_info::TypeInfo))]
+        pub enum Spec {
+            /// A period.
+            Every { ms: u64 },
+            /// A cron expression (unused here).
+            #[allow(dead_code)]
+            Cron { expr: String },
+        }
+
+        /// `MissedTicks`.
+        #[derive(scale::Encode, scale::Decode)]
+        #[cfg_attr(feature = "std", derive(scale_info::TypeInfo))]
+        pub enum Missed {
+            /// Dropped.
+            Skip,
+            /// Counted (unused here).
+            #[allow(dead_code)]
+            RunOnce,
+        }
+
+        /// `ScheduleDef`.
+        #[derive(scale::Encode, scale::Decode)]
+        #[cfg_attr(feature = "std", derive(scale_info::TypeInfo))]
+        pub struct Def {
+            pub spec: Spec,
+            pub data: Vec<u8>,
+            pub gas_limit: u64,
+            pub missed: Missed,
+        }
+
+        /// `ScheduleError`.
+        #[derive(Debug, scale::Encode, scale::Decode)]
+        #[cfg_attr(feature = "std", derive(scale_info::TypeInfo))]
+        pub enum Refused {
+            /// Not a valid schedule.
+            BadSchedule,
+            /// Too many changes in one call.
+            TooMany,
+            /// Not permitted.
+            NotPermitted,
+        }
+    }
 
     /// Longest driver name accepted, in bytes.
     const MAX_DRIVER_NAME: usize = 64;
@@ -195,16 +253,40 @@ mod system {
             Self::unsupported("stop_sidevm_at (SideVM programs)")
         }
 
+        /// Phala's block-end hook, as a schedule of the contract's own: the cluster calls
+        /// `selector` on `contract`, as the contract itself, every [`HOOK_PERIOD_MS`] (a Phala
+        /// block's time), the deposit paid from the contract's balance. Set again, it replaces
+        /// the hook. Administrators set it for any contract, a contract for itself.
         #[ink(message)]
         fn set_hook(
             &mut self,
-            _hook: HookPoint,
-            _contract_id: AccountId,
-            _selector: u32,
-            _gas_limit: u64,
+            hook: HookPoint,
+            contract_id: AccountId,
+            selector: u32,
+            gas_limit: u64,
         ) -> Result<()> {
-            self.ensure_admin()?;
-            Self::unsupported("set_hook (use `phat schedule add`)")
+            if self.env().caller() != contract_id {
+                self.ensure_admin()?;
+            }
+            match hook {
+                HookPoint::OnBlockEnd => {}
+            }
+            let def = hook::Def {
+                spec: hook::Spec::Every { ms: HOOK_PERIOD_MS },
+                data: selector.to_be_bytes().to_vec(),
+                gas_limit,
+                missed: hook::Missed::Skip,
+            };
+            let answer: core::result::Result<(), hook::Refused> =
+                ink::env::chain_extension::ChainExtensionMethod::build(hook::SCHEDULE_SET_FOR)
+                    .input::<(AccountId, hook::Def)>()
+                    .output::<core::result::Result<(), hook::Refused>, false>()
+                    .ignore_error_code()
+                    .call(&(contract_id, def));
+            answer.map_err(|why| {
+                pink::warn!("system: set_hook refused: {:?}", why);
+                Error::ConditionNotMet
+            })
         }
 
         #[ink(message)]

@@ -445,3 +445,154 @@ async fn a_terminated_contract_takes_its_schedules_and_returns_their_deposit() {
         .collect();
     assert_eq!(roots[0], roots[1]);
 }
+
+/// A contract schedules itself through the extension (`price-oracle`'s `start_ticking`): the
+/// cluster calls its `tick` as the contract, once per tick, the deposit taken from the
+/// contract's balance and given back when it clears the schedule; a stranger's `tick` is
+/// refused; a contract without the deposit fails the command that asks; and Phala's
+/// `System::set_hook`, sent by an administrator, sets the same kind of schedule.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_contract_schedules_itself_and_pays_for_it() {
+    use phat_client::primitives::protocol::ScheduleOrigin;
+    let dev = Dev::start(2).await;
+    let ep = dev.endpoint.clone();
+    let client = Client::new(&ep).unwrap();
+    let oracle = bundle("price-oracle");
+    let oracle = oracle.to_str().unwrap();
+    let deploy = |value: &str, salt: &str| {
+        run_json(&ep, &["deploy", oracle, "--value", value, "--salt", salt])["contract"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let funded = deploy("100000000000000000", "funded");
+    let id: phat_client::primitives::AccountId = funded.parse().unwrap();
+    let system = client
+        .info()
+        .await
+        .unwrap()
+        .system_contract
+        .unwrap()
+        .to_string();
+    let w0 = dev.workers[0].clone();
+    let balance = |seq| {
+        let (w0, system, funded) = (w0.clone(), system.clone(), funded.clone());
+        async move { free_balance(&w0, &system, &funded, seq).await }
+    };
+    let start = balance(0).await;
+
+    let r = run_json(&ep, &["tx", &funded, "start_ticking", "1000"]);
+    assert_eq!(r["decoded"], "Ok(Ok(()))", "{r}");
+    let set_at = r["receipt"]["seq"].as_u64().unwrap();
+    let schedules = client.schedules(&id).await.unwrap();
+    assert_eq!(schedules.len(), 1, "{schedules:?}");
+    assert_eq!(schedules[0].origin, ScheduleOrigin::Contract);
+    let deposit =
+        parity_scale_codec::Encode::encoded_size(&schedules[0]) as u128 * 10_000_000_000_000;
+    assert_eq!(balance(set_at).await, start - deposit, "the contract paid");
+
+    // Its ticks run, called by the contract itself; a stranger's call is refused.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = run_json(&w0, &["query", &funded, "ticks"])["decoded"].clone();
+        if n.as_str().is_some_and(|t| {
+            t.trim_start_matches("Ok(")
+                .trim_end_matches(')')
+                .parse::<u64>()
+                .unwrap_or(0)
+                >= 2
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the contract's schedule did not tick: {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let output = |out: std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let stranger = output(run(&ep, &["tx", &funded, "tick"]));
+    assert!(stranger.contains("NotScheduled"), "{stranger}");
+    // Setting it again replaces it: still one schedule.
+    run_json(&ep, &["tx", &funded, "start_ticking", "2000"]);
+    let again = client.schedules(&id).await.unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].def.spec, ScheduleSpec::Every { ms: 2000 });
+
+    // Clearing gives the deposit back and the ticks stop.
+    let r = run_json(&ep, &["tx", &funded, "stop_ticking"]);
+    assert_eq!(r["decoded"], "Ok(Ok(()))", "{r}");
+    let cleared_at = r["receipt"]["seq"].as_u64().unwrap();
+    assert!(client.schedules(&id).await.unwrap().is_empty());
+    assert_eq!(balance(cleared_at).await, start, "the deposit came back");
+    let log = client
+        .triggers(&phat_client::Signer::from_suri("//Alice").unwrap(), &id)
+        .await
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l.record.message.contains("set by the contract")),
+        "{log:?}"
+    );
+
+    // Without a balance for the deposit the command fails, its writes with it.
+    let poor = deploy("0", "poor");
+    let text = output(run(&ep, &["tx", &poor, "start_ticking", "1000"]));
+    assert!(text.contains("schedule_refused"), "{text}");
+    assert!(client
+        .schedules(&poor.parse().unwrap())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Phala's way: the owner (an administrator) hooks the oracle's `tick` to block ends.
+    let tick = u32::from_be_bytes(
+        phat_client::primitives::blake2_256(b"tick")[..4]
+            .try_into()
+            .unwrap(),
+    );
+    let r = run_json(
+        &ep,
+        &[
+            "tx",
+            &system,
+            "System::set_hook",
+            "OnBlockEnd",
+            &funded,
+            &tick.to_string(),
+            "1000000000",
+        ],
+    );
+    assert_eq!(r["decoded"], "Ok(Ok(()))", "{r}");
+    let hooked = client.schedules(&id).await.unwrap();
+    assert_eq!(hooked.len(), 1, "{hooked:?}");
+    assert_eq!(hooked[0].origin, ScheduleOrigin::Contract);
+    assert_eq!(hooked[0].def.spec, ScheduleSpec::Every { ms: 12_000 });
+    // A stranger may not hook another contract.
+    let refused = output(run(
+        &ep,
+        &[
+            "tx",
+            &system,
+            "System::set_hook",
+            "OnBlockEnd",
+            &funded,
+            &tick.to_string(),
+            "1000000000",
+            "--suri",
+            "//Bob",
+        ],
+    ));
+    assert!(refused.contains("PermisionDenied"), "{refused}");
+    // Both workers applied all of it to the same state.
+    let head = client.info().await.unwrap().ledger_head;
+    let roots: Vec<_> =
+        futures::future::join_all(dev.workers.iter().map(|w| root_at(w, head))).await;
+    assert_eq!(roots[0], roots[1]);
+}

@@ -15,7 +15,7 @@ use crate::keys::derive_sr25519_secret;
 use crate::sign::{ecdsa_sign_prehashed, ecdsa_verify_prehashed, public_key, sign, verify};
 use crate::types::{
     CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse, JsCode, JsValue, PinkFunction,
-    SigType,
+    ScheduleError, ScheduleRequest, SigType,
 };
 
 /// pink's extension id (the high 16 bits of the chain-extension id).
@@ -401,6 +401,34 @@ impl<H: PinkHost> PinkExtension<H> {
                 args::<()>(func, input)?;
                 // `Option<SgxQuote>`: phat workers have no SGX quote.
                 Reply::value(None::<()>)
+            }
+            F::ScheduleSet => {
+                let def: phat_primitives::protocol::ScheduleDef = args(func, input)?;
+                let request = ScheduleRequest::Set {
+                    contract: *contract,
+                    def,
+                };
+                Reply::value(self.host.schedule(env.mode, request))
+            }
+            F::ScheduleClear => {
+                let selector: [u8; 4] = args(func, input)?;
+                let request = ScheduleRequest::Clear {
+                    contract: *contract,
+                    selector,
+                };
+                Reply::value(self.host.schedule(env.mode, request))
+            }
+            F::ScheduleSetFor => {
+                let (target, def): (AccountId, phat_primitives::protocol::ScheduleDef) =
+                    args(func, input)?;
+                if *contract != self.config.system_contract {
+                    return Ok(Reply::value(Err::<(), _>(ScheduleError::NotPermitted)));
+                }
+                let request = ScheduleRequest::Set {
+                    contract: target,
+                    def,
+                };
+                Reply::value(self.host.schedule(env.mode, request))
             }
         })
     }

@@ -64,6 +64,16 @@ pub trait PinkHost: Send + Sync {
         let _ = (contract, codes, args, timeout);
         crate::JsValue::Exception("this host runs no JavaScript".into())
     }
+    /// Queues a change to a contract's schedules, applied if the command succeeds (in a query
+    /// the host drops it with the query's writes and answers `Ok`).
+    fn schedule(
+        &self,
+        mode: Mode,
+        request: crate::ScheduleRequest,
+    ) -> Result<(), crate::ScheduleError> {
+        let _ = (mode, request);
+        Err(crate::ScheduleError::NotPermitted)
+    }
 }
 
 impl<T: PinkHost + ?Sized> PinkHost for Arc<T> {
@@ -123,5 +133,12 @@ impl<T: PinkHost + ?Sized> PinkHost for Arc<T> {
         timeout: Duration,
     ) -> crate::JsValue {
         (**self).js_eval(contract, codes, args, timeout)
+    }
+    fn schedule(
+        &self,
+        mode: Mode,
+        request: crate::ScheduleRequest,
+    ) -> Result<(), crate::ScheduleError> {
+        (**self).schedule(mode, request)
     }
 }

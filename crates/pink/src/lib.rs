@@ -77,5 +77,5 @@ pub use keys::{
 };
 pub use types::{
     BatchHttpResult, CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse, JsCode,
-    JsValue, PinkFunction, SigType,
+    JsValue, PinkFunction, ScheduleError, ScheduleRequest, SigType,
 };

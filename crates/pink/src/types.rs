@@ -120,6 +120,45 @@ pub enum JsValue {
     Exception(String),
 }
 
+/// A contract's change to its schedules, queued by the host and applied when the command
+/// succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum ScheduleRequest {
+    /// Set `contract`'s schedule for the message `def.data` starts with (its selector):
+    /// replaces the one the contract set for that selector before, if any.
+    Set {
+        /// The contract scheduled (and paying its deposit).
+        contract: phat_primitives::AccountId,
+        /// What and when.
+        def: phat_primitives::protocol::ScheduleDef,
+    },
+    /// Remove `contract`'s schedule for `selector` (nothing if it has none).
+    Clear {
+        /// The contract.
+        contract: phat_primitives::AccountId,
+        /// The message selector.
+        selector: [u8; 4],
+    },
+}
+
+/// Why the extension refused a schedule change at once (what the contract gets back; the
+/// deposit and the caps are checked again when the command's outcome is applied, and a
+/// change refused then fails the command with `schedule_refused`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, thiserror::Error)]
+pub enum ScheduleError {
+    /// The definition is not valid (period under 1 s, a cron expression that does not parse,
+    /// no selector, too much data, too much gas).
+    #[error("the schedule is not valid")]
+    BadSchedule,
+    /// The call asked for more schedule changes than one call may make.
+    #[error("too many schedule changes in one call")]
+    TooMany,
+    /// Only the system contract sets another contract's schedule, and only on a host that
+    /// keeps schedules.
+    #[error("not permitted")]
+    NotPermitted,
+}
+
 /// pink's functions, by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u16)]
@@ -174,6 +213,14 @@ pub enum PinkFunction {
     JsEval = 24,
     /// 25: the worker's SGX quote (not supported: answers `None`).
     WorkerSgxQuote = 25,
+    /// phat's own, 0x8001: set the calling contract's schedule for a message (commands; a
+    /// query's is dropped with its writes).
+    ScheduleSet = 0x8001,
+    /// phat's own, 0x8002: remove the calling contract's schedule for a selector.
+    ScheduleClear = 0x8002,
+    /// phat's own, 0x8003: set another contract's schedule (the system contract only: how
+    /// `System::set_hook` works).
+    ScheduleSetFor = 0x8003,
 }
 
 impl PinkFunction {
@@ -206,6 +253,9 @@ impl PinkFunction {
             23 => CurrentEventChainHead,
             24 => JsEval,
             25 => WorkerSgxQuote,
+            0x8001 => ScheduleSet,
+            0x8002 => ScheduleClear,
+            0x8003 => ScheduleSetFor,
             _ => return None,
         })
     }
@@ -239,6 +289,9 @@ impl PinkFunction {
             CurrentEventChainHead => "current_event_chain_head",
             JsEval => "js_eval",
             WorkerSgxQuote => "worker_sgx_quote",
+            ScheduleSet => "schedule_set",
+            ScheduleClear => "schedule_clear",
+            ScheduleSetFor => "schedule_set_for",
         }
     }
 

@@ -49,6 +49,8 @@ pub(crate) struct Executed {
     pub changes: ChangeSet,
     /// Log lines: the pink extension's, the debug output's and, for commands, the events.
     pub logs: Vec<LogRecord>,
+    /// The changes to schedules a command that succeeded made through the extension.
+    pub schedules: Vec<phat_pink::ScheduleRequest>,
 }
 
 /// Runs `run` on this worker's runtime.
@@ -116,10 +118,14 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
         Ok(_) => session.into_changes(),
         Err(_) => ChangeSet::new(),
     };
-    // A command's cache writes count only if it succeeded, as its state writes do.
-    if matches!(&result, Ok(o) if !o.reverted) {
+    // A command's cache writes and schedule changes count only if it succeeded, as its state
+    // writes do.
+    let schedules = if matches!(&result, Ok(o) if !o.reverted) {
         host.commit_cache();
-    }
+        host.take_schedules()
+    } else {
+        Vec::new()
+    };
     let mut logs = host.take_logs();
     let record = |contract, level: &str, message: String| LogRecord {
         contract,
@@ -166,6 +172,7 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
         result,
         changes,
         logs,
+        schedules,
     }
 }
 

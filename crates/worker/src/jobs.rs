@@ -65,6 +65,7 @@ pub(crate) fn as_schedule(job: &Job) -> Schedule {
         since: job.since,
         last_tick: job.last_tick,
         runs: job.runs,
+        origin: phat_primitives::protocol::ScheduleOrigin::Deployer,
     }
 }
 

@@ -42,7 +42,12 @@ pub(crate) struct WorkerHost {
     /// ([`WorkerHost::commit_cache`]), so a reverted or failed command leaves the cache as it
     /// was, as its state.
     deferred: Mutex<(Vec<CacheOp>, usize)>,
+    /// A command's changes to schedules, applied with its outcome if it succeeds.
+    schedules: Mutex<Vec<phat_pink::ScheduleRequest>>,
 }
+
+/// Most schedule changes one call makes.
+pub(crate) const MAX_SCHEDULE_CHANGES: usize = 8;
 
 /// Most log lines one call keeps; longest line (bytes).
 const MAX_LINES: usize = 1000;
@@ -56,7 +61,13 @@ impl WorkerHost {
             timestamp,
             logs: Mutex::new(Vec::new()),
             deferred: Mutex::new((Vec::new(), 0)),
+            schedules: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The schedule changes the call made, in order.
+    pub(crate) fn take_schedules(&self) -> Vec<phat_pink::ScheduleRequest> {
+        std::mem::take(&mut self.schedules.lock())
     }
 
     /// True for a command's host (its cache writes wait for its outcome).
@@ -263,6 +274,31 @@ impl PinkHost for WorkerHost {
 
     fn now_millis(&self) -> u64 {
         crate::now_ms()
+    }
+
+    fn schedule(
+        &self,
+        mode: Mode,
+        request: phat_pink::ScheduleRequest,
+    ) -> Result<(), phat_pink::ScheduleError> {
+        if let phat_pink::ScheduleRequest::Set { def, .. } = &request {
+            // The gas bound is the cluster's, checked again when the change is applied.
+            crate::schedule::check(def, u64::MAX)
+                .map_err(|_| phat_pink::ScheduleError::BadSchedule)?;
+            if def.data.0.len() < 4 {
+                return Err(phat_pink::ScheduleError::BadSchedule);
+            }
+        }
+        // A query's changes go with its writes.
+        if mode == Mode::Query {
+            return Ok(());
+        }
+        let mut queued = self.schedules.lock();
+        if queued.len() >= MAX_SCHEDULE_CHANGES {
+            return Err(phat_pink::ScheduleError::TooMany);
+        }
+        queued.push(request);
+        Ok(())
     }
 
     fn worker_pubkey(&self) -> [u8; 32] {
@@ -475,5 +511,47 @@ mod tests {
         // A query writes at once, as before.
         assert!(query.cache_set(&contract, b"q", b"1").is_ok());
         assert_eq!(query.cache_get(&contract, b"q"), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn a_calls_schedule_changes_are_checked_bounded_and_kept_for_commands_only() {
+        use phat_pink::{ScheduleError, ScheduleRequest};
+        use phat_primitives::protocol::{MissedTicks, ScheduleDef, ScheduleSpec};
+        let contract = AccountId([1; 32]);
+        let set = |ms, data: Vec<u8>| ScheduleRequest::Set {
+            contract,
+            def: ScheduleDef {
+                spec: ScheduleSpec::Every { ms },
+                data: data.into(),
+                gas_limit: 1,
+                missed: MissedTicks::Skip,
+            },
+        };
+        let command = WorkerHost::new(shared(0), Some(1), 0);
+        // Refused at once: under a second, no selector, a cron expression that does not parse.
+        assert_eq!(
+            command.schedule(Mode::Command, set(10, vec![1, 2, 3, 4])),
+            Err(ScheduleError::BadSchedule)
+        );
+        assert_eq!(
+            command.schedule(Mode::Command, set(1_000, vec![1, 2])),
+            Err(ScheduleError::BadSchedule)
+        );
+        // At most MAX_SCHEDULE_CHANGES a call, however often the contract asks.
+        for _ in 0..100 {
+            let _ = command.schedule(Mode::Command, set(1_000, vec![1, 2, 3, 4]));
+        }
+        assert_eq!(
+            command.schedule(Mode::Command, set(1_000, vec![1, 2, 3, 4])),
+            Err(ScheduleError::TooMany)
+        );
+        assert_eq!(command.take_schedules().len(), MAX_SCHEDULE_CHANGES);
+        // A query's are answered and dropped.
+        let query = WorkerHost::new(shared(0), None, 0);
+        assert_eq!(
+            query.schedule(Mode::Query, set(1_000, vec![1, 2, 3, 4])),
+            Ok(())
+        );
+        assert!(query.take_schedules().is_empty());
     }
 }

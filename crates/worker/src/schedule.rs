@@ -52,7 +52,11 @@ pub(crate) fn stored_table<T: parity_scale_codec::Decode + Default>(
 
 /// The schedule table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<ScheduleTable, WorkerError> {
-    stored_table(snap, &StateKey::Schedules, "schedule")
+    match snap.get(&StateKey::Schedules)? {
+        Some(raw) => ScheduleTable::decode_stored(&raw)
+            .map_err(|e| WorkerError::Apply(format!("the schedule table does not decode: {e}"))),
+        None => Ok(ScheduleTable::default()),
+    }
 }
 
 /// Whether `caller` is the deployer of `contract` (its stored info `info`), who alone changes
@@ -129,6 +133,114 @@ pub(crate) fn remove_entry<T>(
     };
     let removed = entries.remove(at);
     Ok((id.encode(), balance.saturating_add(deposit(&removed))))
+}
+
+/// What a contract's own schedule change did: the paying contract's balance after it, and
+/// the line its log gets.
+pub(crate) struct RequestApplied {
+    /// The contract's balance after the deposit was taken or given back.
+    pub balance: u128,
+    /// What happened, for the contract's log (`None`: nothing to clear).
+    pub line: Option<String>,
+}
+
+/// Applies a contract's own change to its schedules (`phat_pink::ScheduleRequest`, made
+/// through the extension in a command that succeeded) to `table`. The contract pays: its
+/// `balance` gives a new schedule's deposit and gets a replaced or cleared one's back (at
+/// `price` a byte of the schedule's encoding). A contract has at most one schedule of its own
+/// per message selector: setting one again replaces it. Refused past the caps, without the
+/// deposit, or for a definition the cluster refuses (`max_gas`).
+pub(crate) fn apply_request(
+    table: &mut ScheduleTable,
+    request: &phat_pink::ScheduleRequest,
+    balance: u128,
+    (now, max_gas, price): (Timestamp, u64, u128),
+) -> Result<RequestApplied, (&'static str, String)> {
+    use phat_pink::ScheduleRequest;
+    use phat_primitives::protocol::ScheduleOrigin;
+    let deposit = |s: &Schedule| price.saturating_mul(s.encoded_size() as u128);
+    let (contract, selector) = match request {
+        ScheduleRequest::Set { contract, def } => {
+            let selector: [u8; 4] = def.data.0.get(..4).and_then(|s| s.try_into().ok()).ok_or((
+                "bad_schedule",
+                "a schedule's message has no selector".to_string(),
+            ))?;
+            (*contract, selector)
+        }
+        ScheduleRequest::Clear { contract, selector } => (*contract, *selector),
+    };
+    let own = |s: &Schedule| {
+        s.contract == contract
+            && s.origin == ScheduleOrigin::Contract
+            && s.def.data.0.get(..4) == Some(&selector[..])
+    };
+    let replaced = table.schedules.iter().position(own);
+    // Decided in full before the table changes: a refused change leaves it as it was.
+    let refund = replaced.map_or(0, |at| deposit(&table.schedules[at]));
+    let def = match request {
+        ScheduleRequest::Clear { .. } => {
+            let line = replaced.map(|at| {
+                let old = table.schedules.remove(at);
+                format!(
+                    "schedule {} cleared by the contract (its deposit went back to it)",
+                    old.id
+                )
+            });
+            return Ok(RequestApplied {
+                balance: balance.saturating_add(refund),
+                line,
+            });
+        }
+        ScheduleRequest::Set { def, .. } => def,
+    };
+    check(def, max_gas).map_err(|m| ("bad_schedule", m))?;
+    let kept = usize::from(replaced.is_some());
+    let mine = table
+        .schedules
+        .iter()
+        .filter(|s| s.contract == contract)
+        .count()
+        - kept;
+    if mine >= MAX_PER_CONTRACT || table.schedules.len() - kept >= MAX_SCHEDULES {
+        return Err((
+            "too_many_schedules",
+            format!(
+                "at most {MAX_PER_CONTRACT} schedules per contract and {MAX_SCHEDULES} in a \
+                 cluster"
+            ),
+        ));
+    }
+    let schedule = Schedule {
+        contract,
+        id: table.next_id,
+        def: def.clone(),
+        since: now,
+        last_tick: now,
+        runs: 0,
+        origin: ScheduleOrigin::Contract,
+    };
+    let due = deposit(&schedule);
+    let available = balance.saturating_add(refund);
+    if available < due {
+        return Err((
+            "storage_deposit",
+            format!("a schedule holds a deposit of {due}; {contract} has {available}"),
+        ));
+    }
+    let id = schedule.id;
+    let old = replaced.map(|at| table.schedules.remove(at).id);
+    table.next_id = id.saturating_add(1);
+    table.schedules.push(schedule);
+    let line = match old {
+        Some(old) => {
+            format!("schedule {id} set by the contract, replacing schedule {old} (deposit {due})")
+        }
+        None => format!("schedule {id} set by the contract (deposit {due})"),
+    };
+    Ok(RequestApplied {
+        balance: available - due,
+        line: Some(line),
+    })
 }
 
 /// Why a schedule definition is refused (the receipt's message; kind `bad_schedule`).
@@ -318,6 +430,7 @@ mod tests {
             since,
             last_tick: since,
             runs: 0,
+            origin: Default::default(),
         }
     }
 
@@ -414,5 +527,105 @@ mod tests {
             ..ok
         };
         assert_eq!(run_data(&skip, 3), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_contracts_own_schedules_replace_clear_and_pay() {
+        use phat_pink::ScheduleRequest;
+        use phat_primitives::protocol::ScheduleOrigin;
+        let contract = AccountId([1; 32]);
+        let def = |ms, selector: u8| ScheduleDef {
+            spec: ScheduleSpec::Every { ms },
+            data: Bytes(vec![selector, 0, 0, 0, 9]),
+            gas_limit: 10,
+            missed: MissedTicks::Skip,
+        };
+        let set = |ms, selector| ScheduleRequest::Set {
+            contract,
+            def: def(ms, selector),
+        };
+        let price = 3u128;
+        let rules = (100, 1_000, price);
+        let mut table = ScheduleTable::default();
+        // A deployer's schedule for the same selector is not the contract's to replace.
+        let mut by_deployer = schedule(ScheduleSpec::Every { ms: 5_000 }, 0);
+        by_deployer.def.data = Bytes(vec![7, 0, 0, 0]);
+        table.schedules.push(by_deployer);
+        table.next_id = 1;
+        let first = apply_request(&mut table, &set(1_000, 7), 10_000, rules).unwrap();
+        let size = table.schedules[1].encoded_size() as u128;
+        assert_eq!(first.balance, 10_000 - size * price);
+        assert_eq!(table.schedules[1].origin, ScheduleOrigin::Contract);
+        assert_eq!(table.schedules[1].since, 100);
+        // Again for the same selector: replaced (its deposit back, the new one taken).
+        let again = apply_request(&mut table, &set(2_000, 7), first.balance, rules).unwrap();
+        assert_eq!(again.balance, first.balance);
+        assert_eq!(table.schedules.len(), 2);
+        assert_eq!(table.schedules[1].id, 2);
+        assert!(again.line.unwrap().contains("replacing schedule 1"));
+        // A replacement the deposit does not cover changes nothing.
+        let bigger = ScheduleRequest::Set {
+            contract,
+            def: ScheduleDef {
+                data: Bytes(vec![7, 0, 0, 0, 1, 2, 3, 4, 5, 6]),
+                ..def(1_000, 7)
+            },
+        };
+        let mut t = table.clone();
+        let refused = apply_request(&mut t, &bigger, 0, rules).err().unwrap();
+        assert_eq!(refused.0, "storage_deposit");
+        assert_eq!(t, table);
+        // Cleared: the deposit comes back; clearing what is not there changes nothing.
+        let clear = ScheduleRequest::Clear {
+            contract,
+            selector: [7, 0, 0, 0],
+        };
+        let cleared = apply_request(&mut table, &clear, again.balance, rules).unwrap();
+        assert_eq!(cleared.balance, 10_000);
+        assert_eq!(table.schedules.len(), 1, "the deployer's stays");
+        let nothing = apply_request(&mut table, &clear, 10_000, rules).unwrap();
+        assert_eq!((nothing.balance, nothing.line), (10_000, None));
+        // Refusals: no deposit, a bad definition, no selector, the caps.
+        let mut t = table.clone();
+        assert_eq!(
+            apply_request(&mut t, &set(1_000, 8), 1, rules)
+                .err()
+                .unwrap()
+                .0,
+            "storage_deposit"
+        );
+        assert_eq!(
+            apply_request(&mut t, &set(10, 8), 10_000, rules)
+                .err()
+                .unwrap()
+                .0,
+            "bad_schedule"
+        );
+        let short = ScheduleRequest::Set {
+            contract,
+            def: ScheduleDef {
+                data: Bytes(vec![1, 2]),
+                ..def(1_000, 8)
+            },
+        };
+        assert_eq!(
+            apply_request(&mut t, &short, 10_000, rules)
+                .err()
+                .unwrap()
+                .0,
+            "bad_schedule"
+        );
+        assert_eq!(t, table, "a refused change leaves the table as it was");
+        let mut full = ScheduleTable::default();
+        for selector in 0..MAX_PER_CONTRACT as u8 {
+            apply_request(&mut full, &set(1_000, selector), u128::MAX, rules).unwrap();
+        }
+        assert_eq!(
+            apply_request(&mut full, &set(1_000, 200), u128::MAX, rules)
+                .err()
+                .unwrap()
+                .0,
+            "too_many_schedules"
+        );
     }
 }

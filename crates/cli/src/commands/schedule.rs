@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use phat_client::primitives::protocol::{
-    CallResult, MissedTicks, ScheduleDef, ScheduleOp, ScheduleSpec,
+    CallResult, MissedTicks, ScheduleDef, ScheduleOp, ScheduleOrigin, ScheduleSpec,
 };
 use phat_client::Signer;
 use serde_json::json;
@@ -197,8 +197,13 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<()> {
                                 MissedTicks::RunOnce => "run-once",
                             };
                             let last = tick_time(s.last_tick);
+                            let by = match s.origin {
+                                ScheduleOrigin::Deployer => "",
+                                ScheduleOrigin::Contract => "  (set by the contract)",
+                            };
                             format!(
-                                "schedule {}  {when}  missed: {missed}  runs {}  last tick {last}",
+                                "schedule {}  {when}  missed: {missed}  runs {}  last tick \
+                                 {last}{by}",
                                 s.id, s.runs
                             )
                         })

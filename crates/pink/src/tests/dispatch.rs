@@ -382,3 +382,63 @@ fn malformed_input_fails_cleanly_and_never_panics() {
         "{err}"
     );
 }
+
+#[test]
+fn schedule_changes_name_the_calling_contract_and_only_the_system_names_another() {
+    use crate::{ScheduleError, ScheduleRequest};
+    use phat_primitives::protocol::{MissedTicks, ScheduleDef, ScheduleSpec};
+    let f = Fixture::new();
+    let def = ScheduleDef {
+        spec: ScheduleSpec::Every { ms: 1_000 },
+        data: vec![1, 2, 3, 4].into(),
+        gas_limit: 10,
+        missed: MissedTicks::Skip,
+    };
+    let ok = Ok::<(), ScheduleError>(()).encode();
+    assert_eq!(f.ok(Command, 0x8001, &def), ok);
+    assert_eq!(f.ok(Command, 0x8002, [1u8, 2, 3, 4]), ok);
+    // Another contract's schedule: refused to anyone but the system contract, without asking
+    // the host.
+    let other = AccountId([0x77; 32]);
+    assert_eq!(
+        f.ok(Command, 0x8003, (other, &def)),
+        Err::<(), _>(ScheduleError::NotPermitted).encode()
+    );
+    let system = crate::default_system_contract_id();
+    let out = f
+        .call_as(Command, system, 0x8003, (other, &def))
+        .expect("the system contract's call");
+    assert_eq!(out.output, ok);
+    assert_eq!(
+        f.host.schedules.lock().unwrap().clone(),
+        vec![
+            (
+                Command,
+                ScheduleRequest::Set {
+                    contract: CONTRACT,
+                    def: def.clone()
+                }
+            ),
+            (
+                Command,
+                ScheduleRequest::Clear {
+                    contract: CONTRACT,
+                    selector: [1, 2, 3, 4]
+                }
+            ),
+            (
+                Command,
+                ScheduleRequest::Set {
+                    contract: other,
+                    def: def.clone()
+                }
+            ),
+        ]
+    );
+    // Malformed input is the contract's bug: a trap with a reason.
+    let message = f.failed(Command, 0x8001, [9u8]);
+    assert!(
+        message.starts_with("bad arguments to schedule_set"),
+        "{message}"
+    );
+}

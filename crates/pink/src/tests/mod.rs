@@ -36,6 +36,7 @@ struct MockHost {
     http_result: Result<HttpResponse, HttpRequestError>,
     batch_error: Option<HttpRequestError>,
     cache_gets: Mutex<usize>,
+    schedules: Mutex<Vec<(Mode, crate::ScheduleRequest)>>,
 }
 
 impl MockHost {
@@ -50,6 +51,7 @@ impl MockHost {
             http_result: Ok(response(200, b"hi")),
             batch_error: None,
             cache_gets: Default::default(),
+            schedules: Default::default(),
         }
     }
 }
@@ -156,6 +158,14 @@ impl PinkHost for MockHost {
     }
     fn key_seed(&self) -> [u8; 32] {
         self.seed
+    }
+    fn schedule(
+        &self,
+        mode: Mode,
+        request: crate::ScheduleRequest,
+    ) -> Result<(), crate::ScheduleError> {
+        self.schedules.lock().unwrap().push((mode, request));
+        Ok(())
     }
 }
 

@@ -207,6 +207,23 @@ pub struct Schedule {
     pub last_tick: Timestamp,
     /// Runs so far.
     pub runs: u64,
+    /// Who set it up, pays its deposit and calls it: its deployer, or the contract itself.
+    #[serde(default)]
+    pub origin: ScheduleOrigin,
+}
+
+/// Who set up a schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleOrigin {
+    /// The contract's deployer, with a [`ScheduleOp`] command: the deployer pays its deposit
+    /// and its runs' deposits, and runs are called by [`schedule_caller`].
+    #[default]
+    Deployer,
+    /// The contract itself, through the extension (phat's `schedule_set`, or Phala's
+    /// `System::set_hook`): the contract pays, and runs are called by the contract itself,
+    /// as Phala calls hooks. At most one per message selector.
+    Contract,
 }
 
 /// Every schedule of the cluster (state key [`crate::StateKey::Schedules`]).
@@ -216,6 +233,49 @@ pub struct ScheduleTable {
     pub next_id: u32,
     /// The schedules, by id.
     pub schedules: Vec<Schedule>,
+}
+
+impl ScheduleTable {
+    /// Decodes a stored table: this layout, or the one before schedules had an
+    /// [`ScheduleOrigin`] (every schedule then was its deployer's). Tried in that order; the
+    /// older layout is one byte shorter per schedule, so no table decodes as both.
+    pub fn decode_stored(raw: &[u8]) -> Result<Self, parity_scale_codec::Error> {
+        use parity_scale_codec::DecodeAll;
+        if let Ok(table) = Self::decode_all(&mut &raw[..]) {
+            return Ok(table);
+        }
+        #[derive(Decode)]
+        struct ScheduleV1 {
+            contract: AccountId,
+            id: u32,
+            def: ScheduleDef,
+            since: Timestamp,
+            last_tick: Timestamp,
+            runs: u64,
+        }
+        #[derive(Decode)]
+        struct TableV1 {
+            next_id: u32,
+            schedules: Vec<ScheduleV1>,
+        }
+        let old = TableV1::decode_all(&mut &raw[..])?;
+        Ok(ScheduleTable {
+            next_id: old.next_id,
+            schedules: old
+                .schedules
+                .into_iter()
+                .map(|s| Schedule {
+                    contract: s.contract,
+                    id: s.id,
+                    def: s.def,
+                    since: s.since,
+                    last_tick: s.last_tick,
+                    runs: s.runs,
+                    origin: ScheduleOrigin::Deployer,
+                })
+                .collect(),
+        })
+    }
 }
 
 /// A worker's proposal that schedule `schedule` of `contract` has a due tick (a ledger entry;
@@ -1293,5 +1353,33 @@ mod tests {
             ..body
         };
         assert_ne!(p, cmd.signing_payload(&cluster));
+    }
+
+    #[test]
+    fn a_schedule_table_stored_before_origins_still_decodes() {
+        let def = ScheduleDef {
+            spec: ScheduleSpec::Cron {
+                expr: "*/5 * * * * *".into(),
+            },
+            data: Bytes(vec![1, 2, 3, 4]),
+            gas_limit: 9,
+            missed: MissedTicks::RunOnce,
+        };
+        // The old layout: the same fields without the origin.
+        let old = (
+            7u32,
+            vec![(AccountId([3; 32]), 5u32, def.clone(), 10u64, 20u64, 2u64)],
+        )
+            .encode();
+        let table = ScheduleTable::decode_stored(&old).unwrap();
+        assert_eq!(table.next_id, 7);
+        assert_eq!(table.schedules[0].origin, ScheduleOrigin::Deployer);
+        assert_eq!(table.schedules[0].def, def);
+        assert_eq!(table.schedules[0].runs, 2);
+        // Today's layout decodes as itself.
+        let mut now = table.clone();
+        now.schedules[0].origin = ScheduleOrigin::Contract;
+        assert_eq!(ScheduleTable::decode_stored(&now.encode()).unwrap(), now);
+        assert!(ScheduleTable::decode_stored(&[1, 2, 3]).is_err());
     }
 }

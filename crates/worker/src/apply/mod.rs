@@ -722,6 +722,9 @@ struct Applied {
     changes: ChangeSet,
     nonce: Option<(AccountId, u64, u64)>,
     logs: Vec<LogRecord>,
+    /// Changes to schedules the run made through the extension, not applied yet
+    /// (`triggers::apply_schedule_requests`).
+    schedules: Vec<phat_pink::ScheduleRequest>,
 }
 
 fn reject(
@@ -748,6 +751,7 @@ fn reject(
         changes: ChangeSet::new(),
         nonce: None,
         logs: Vec::new(),
+        schedules: Vec::new(),
     }
 }
 
@@ -967,6 +971,7 @@ fn apply_one(
         body.call.clone(),
         code,
     )?;
+    apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
     drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
     applied.nonce = nonce;
     Ok(applied)
@@ -1070,7 +1075,12 @@ fn run_command(
             return Err(WorkerError::Apply(format!("seq {}: {e}", entry.seq)));
         }
     }
-    let (result, changes, logs) = (executed.result, executed.changes, executed.logs);
+    let (result, changes, logs, schedules) = (
+        executed.result,
+        executed.changes,
+        executed.logs,
+        executed.schedules,
+    );
     let (result, events, gas_used) = crate::execute::outcome_parts(result);
     Ok(Applied {
         executed: true,
@@ -1087,6 +1097,7 @@ fn run_command(
         changes,
         nonce: None,
         logs,
+        schedules,
     })
 }
 

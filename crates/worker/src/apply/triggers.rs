@@ -3,7 +3,7 @@
 //! when a contract terminates. Every function here decides on the entry and replicated state
 //! only, so every worker decides the same.
 
-use phat_primitives::protocol::{EthLogEntry, JobResultEntry};
+use phat_primitives::protocol::{EthLogEntry, JobResultEntry, ScheduleOrigin};
 
 use super::*;
 
@@ -26,22 +26,30 @@ pub(super) fn apply_schedule_op(
         phat_primitives::protocol::ScheduleOp::Add { contract, .. }
         | phat_primitives::protocol::ScheduleOp::Remove { contract, .. } => *contract,
     }))?;
-    let balance = read(&StateKey::Balance(caller))?
-        .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
-        .unwrap_or(0);
+    let balance_of = |account| -> Result<u128, WorkerError> {
+        Ok(read(&StateKey::Balance(account))?
+            .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
+            .unwrap_or(0))
+    };
+    let contract = match op {
+        phat_primitives::protocol::ScheduleOp::Add { contract, .. }
+        | phat_primitives::protocol::ScheduleOp::Remove { contract, .. } => *contract,
+    };
+    let balances = (balance_of(caller)?, balance_of(contract)?);
     Ok(schedule_change(
-        worker, info, balance, table, entry, caller, op,
+        worker, info, balances, table, entry, caller, op,
     ))
 }
 
 /// A schedule change's receipt output and writes, or its refusal's kind and message.
 pub(super) type ScheduleChange = Result<(Vec<u8>, ChangeSet), (&'static str, String)>;
 
-/// [`apply_schedule_op`] on what it read: the contract's info and the signer's balance.
+/// [`apply_schedule_op`] on what it read: the contract's info, the signer's balance and the
+/// contract's (a schedule the contract set itself gives its deposit back to it).
 pub(super) fn schedule_change(
     worker: &Worker,
     info: Option<Vec<u8>>,
-    balance: phat_primitives::Balance,
+    (balance, contract_balance): (phat_primitives::Balance, phat_primitives::Balance),
     table: &mut phat_primitives::protocol::ScheduleTable,
     entry: &LedgerEntry,
     caller: AccountId,
@@ -60,9 +68,9 @@ pub(super) fn schedule_change(
     let price = deposit_price(worker);
     let deposit = |s: &Schedule| schedule_deposit(worker, s);
     let mut changes = ChangeSet::new();
-    let mut set_balance = |amount: phat_primitives::Balance| {
+    let mut set_balance = |account: AccountId, amount: phat_primitives::Balance| {
         let value = (amount != 0).then(|| amount.encode());
-        changes.insert(StateKey::Balance(caller), value);
+        changes.insert(StateKey::Balance(account), value);
     };
     let output = match op {
         ScheduleOp::Add { def, .. } => {
@@ -93,6 +101,7 @@ pub(super) fn schedule_change(
                 since: entry.timestamp,
                 last_tick: entry.timestamp,
                 runs: 0,
+                origin: ScheduleOrigin::Deployer,
             };
             let due = deposit(&schedule);
             if balance < due {
@@ -105,7 +114,7 @@ pub(super) fn schedule_change(
                     ),
                 ));
             }
-            set_balance(balance - due);
+            set_balance(caller, balance - due);
             table.next_id = id.saturating_add(1);
             table.schedules.push(schedule);
             id.encode()
@@ -124,7 +133,16 @@ pub(super) fn schedule_change(
             // Its deposit is what `Add` took: the counters and times are fixed-size, so runs
             // do not change the encoded size.
             let removed = table.schedules.remove(at);
-            set_balance(balance.saturating_add(deposit(&removed)));
+            match removed.origin {
+                ScheduleOrigin::Deployer => {
+                    set_balance(caller, balance.saturating_add(deposit(&removed)))
+                }
+                // The deployer stops a schedule the contract set and paid for: the deposit
+                // goes back to the contract.
+                ScheduleOrigin::Contract => {
+                    set_balance(contract, contract_balance.saturating_add(deposit(&removed)))
+                }
+            }
             id.encode()
         }
     };
@@ -166,6 +184,109 @@ pub(super) fn deposit_price(worker: &Worker) -> u128 {
 /// times are fixed-size, so runs do not change it).
 pub(super) fn schedule_deposit(worker: &Worker, s: &phat_primitives::protocol::Schedule) -> u128 {
     deposit_price(worker).saturating_mul(s.encoded_size() as u128)
+}
+
+/// Applies the changes to schedules a run made through the extension, in order, all or
+/// none: the contracts pay (or get back) the deposits from their own balances, as this run's
+/// writes left them. A change refused (caps, deposit, a definition the cluster refuses)
+/// fails the whole run with `schedule_refused`, its writes and events dropped, as a refused
+/// storage deposit fails a call.
+pub(super) fn apply_schedule_requests(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    schedules: &mut phat_primitives::protocol::ScheduleTable,
+    entry: &LedgerEntry,
+    applied: &mut Applied,
+) -> Result<(), WorkerError> {
+    let requests = std::mem::take(&mut applied.schedules);
+    if requests.is_empty() {
+        return Ok(());
+    }
+    debug_assert!(requests.len() <= crate::pink_host::MAX_SCHEDULE_CHANGES);
+    let state = Layered {
+        base: view.snap.clone(),
+        pending: view.pending.clone(),
+    };
+    let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
+    let price = deposit_price(worker);
+    let mut table = schedules.clone();
+    let mut balances: std::collections::BTreeMap<AccountId, u128> = Default::default();
+    let mut lines = Vec::new();
+    for request in &requests {
+        let contract = match request {
+            phat_pink::ScheduleRequest::Set { contract, .. }
+            | phat_pink::ScheduleRequest::Clear { contract, .. } => *contract,
+        };
+        let balance = match balances.get(&contract) {
+            Some(b) => *b,
+            None => {
+                let key = StateKey::Balance(contract);
+                let raw = match applied.changes.get(&key) {
+                    Some(v) => v.clone(),
+                    None => phat_runtime::StateRead::get(&state, &key).map_err(|e| {
+                        WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
+                    })?,
+                };
+                raw.and_then(|r| phat_primitives::Balance::decode(&mut &r[..]).ok())
+                    .unwrap_or(0)
+            }
+        };
+        match crate::schedule::apply_request(
+            &mut table,
+            request,
+            balance,
+            (entry.timestamp, max_gas, price),
+        ) {
+            Ok(done) => {
+                balances.insert(contract, done.balance);
+                if let Some(line) = done.line {
+                    lines.push((contract, line));
+                }
+            }
+            Err((kind, message)) => {
+                applied.changes = ChangeSet::new();
+                applied.receipt.events.clear();
+                applied.receipt.result = CallResult::Err(CallError {
+                    kind: "schedule_refused".into(),
+                    message: format!("{kind}: {message}"),
+                });
+                applied.logs.retain(|l| l.level != "event");
+                applied.logs.push(LogRecord {
+                    contract,
+                    level: "warn".into(),
+                    origin: Mode::Command,
+                    seq: Some(entry.seq),
+                    timestamp: entry.timestamp,
+                    message: format!(
+                        "the contract's schedule change was refused ({kind}: {message}): the \
+                         call failed"
+                    ),
+                });
+                return Ok(());
+            }
+        }
+    }
+    *schedules = table;
+    applied
+        .changes
+        .insert(StateKey::Schedules, Some(schedules.encode()));
+    for (contract, balance) in balances {
+        applied.changes.insert(
+            StateKey::Balance(contract),
+            (balance != 0).then(|| balance.encode()),
+        );
+    }
+    for (contract, message) in lines {
+        applied.logs.push(LogRecord {
+            contract,
+            level: "trigger".into(),
+            origin: Mode::Command,
+            seq: Some(entry.seq),
+            timestamp: entry.timestamp,
+            message,
+        });
+    }
+    Ok(())
 }
 
 /// A command that terminated contracts takes their schedules, subscriptions and jobs with them:
@@ -371,6 +492,7 @@ pub(super) fn apply_job_result(
     };
     let payer = deployer_of(view, entry, &contract)?;
     let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
     let job = &mut local.jobs.jobs[index];
     job.last_tick = r.tick;
     job.runs += 1;
@@ -510,6 +632,7 @@ pub(super) fn apply_eth_log(
     };
     let payer = deployer_of(view, entry, &contract)?;
     let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
     let s = &mut table.subscriptions[index];
     s.cursor = Some(e.log.position);
     s.delivered += 1;
@@ -584,12 +707,25 @@ pub(super) fn apply_trigger(
         data: crate::schedule::run_data(&s.def, count).into(),
         gas_limit: s.def.gas_limit,
     };
-    let (id, policy) = (s.id, s.def.missed);
-    let payer = deployer_of(view, entry, &t.contract)?;
+    let (id, policy, origin) = (s.id, s.def.missed, s.origin);
+    // A schedule the contract set itself is its own: it pays its runs' deposits and they are
+    // called by it, as Phala calls hooks; a deployer's schedule is the deployer's.
+    let (caller, payer) = match origin {
+        ScheduleOrigin::Contract => (t.contract, Some(t.contract)),
+        ScheduleOrigin::Deployer => (caller, deployer_of(view, entry, &t.contract)?),
+    };
     let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
-    let s = &mut table.schedules[index];
-    s.last_tick = latest;
-    s.runs += 1;
+    // The run's own changes first (it may replace or clear this very schedule), then its tick.
+    apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
+    let table = &mut local.schedules;
+    if let Some(s) = table
+        .schedules
+        .iter_mut()
+        .find(|s| s.id == id && s.contract == t.contract)
+    {
+        s.last_tick = latest;
+        s.runs += 1;
+    }
     applied
         .changes
         .insert(StateKey::Schedules, Some(table.encode()));
