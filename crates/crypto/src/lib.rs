@@ -13,6 +13,7 @@ use std::str::FromStr;
 pub mod attest;
 pub mod entry;
 pub mod envelope;
+pub mod evm;
 pub mod keys;
 pub mod seal;
 pub mod storage;
@@ -178,6 +179,17 @@ pub fn verify_certificate(
     }
     if cert.cluster != *cluster {
         return bad(format!("it is for cluster {}, not this one", cert.cluster));
+    }
+    // An Ethereum wallet's (65 bytes, EIP-712) for the account its address maps to; an sr25519
+    // wallet's (64 bytes) otherwise.
+    if cert.signature.0.len() == 65 {
+        if !evm::verify_certificate(cert) {
+            return bad(format!(
+                "{} is not the account of the Ethereum wallet that signed it",
+                cert.account
+            ));
+        }
+        return Ok(());
     }
     let payload = cert.signing_payload();
     let mut wrapped = b"<Bytes>".to_vec();
