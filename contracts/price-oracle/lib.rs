@@ -201,7 +201,9 @@ mod price_oracle {
             MockPink::default().register();
             let mut oracle = PriceOracle::new();
             assert_eq!(oracle.start_ticking(1_000), Ok(()));
-            // The test's caller is another account than the contract.
+            // Another account than the contract calls it.
+            let stranger = AccountId::from([9; 32]);
+            ink::env::test::set_caller::<ink::env::DefaultEnvironment>(stranger);
             assert_eq!(oracle.tick(), Err(Error::NotScheduled));
             let me = ink::env::account_id::<ink::env::DefaultEnvironment>();
             ink::env::test::set_caller::<ink::env::DefaultEnvironment>(me);

@@ -62,7 +62,25 @@ export interface QueryResponse {
   debug_message: string;
   seq: number;
   state_root: string;
+  /** The storage deposit the call would take from the signer (negative: give back), a
+   * decimal string (absent from workers before estimates). */
+  storage_deposit?: string;
 }
+
+/** What a command is estimated to cost ([`PhatClient.estimate`]). */
+export interface Estimate {
+  /** Gas the call used as a query. */
+  gasUsed: bigint;
+  /** The gas limit to send the command with: a quarter more, and a margin. */
+  gasLimit: bigint;
+  /** The storage deposit it would take from the signer (negative: give back). */
+  storageDeposit: bigint;
+  /** How the query ended. */
+  result: CallResult;
+}
+
+/** Gas added to an estimate's limit besides a quarter of what the query used. */
+export const ESTIMATE_MARGIN = 1_000_000n;
 
 /** A command's receipt, identical on every worker (its result opened for the caller). */
 export interface Receipt {
@@ -219,6 +237,12 @@ function isLoopback(endpoint: string): boolean {
   return host === "localhost" || host === "[::1]" || host === "::1" || /^127\./.test(host);
 }
 
+/** Whether `e` says the endpoint is down (unreachable, or a gateway or worker that cannot
+ * serve now), rather than that the request was refused. */
+function isDown(e: unknown): boolean {
+  return e instanceof UnreachableError || (e instanceof ApiError && (e.status === 502 || e.status === 503 || e.status === 504));
+}
+
 /** Checks `info`'s report under `options` for `endpoint`; throws [`UntrustedError`]. */
 export function checkWorker(endpoint: string, info: WorkerInfo, options: ClientOptions = {}): void {
   const r = info.attestation;
@@ -264,23 +288,82 @@ interface Session {
   renewAt: number;
 }
 
-/** A connection to one endpoint of a cluster. */
+/** A connection to a cluster through one of its endpoints at a time. */
 export class PhatClient {
   private session: Session | undefined;
+  private current = 0;
 
   private constructor(
-    readonly endpoint: string,
+    private readonly endpoints: string[],
     private worker: WorkerInfo,
     private readonly options: ClientOptions,
   ) {}
 
-  /** Connects to `endpoint` (e.g. `http://127.0.0.1:8000`): reads `/v1/info` and checks the
-   * worker's attestation. */
-  static async connect(endpoint: string, options: ClientOptions = {}): Promise<PhatClient> {
-    const base = endpoint.replace(/\/+$/, "");
-    const client = new PhatClient(base, undefined as never, options);
-    client.worker = await client.trustedInfo();
-    return client;
+  /** Connects to `endpoint` (e.g. `http://127.0.0.1:8700`), or to the first of several
+   * endpoints of one cluster that answers: reads `/v1/info` and checks the worker's
+   * attestation. With several, a request whose endpoint is down (unreachable, or 502/503/504)
+   * goes to the next one that answers, after its attestation is checked and it is found to
+   * serve the same cluster; a command is sent again with the same signature, so it is
+   * applied at most once. An endpoint whose attestation fails is never skipped over: the
+   * client refuses it. */
+  static async connect(endpoint: string | string[], options: ClientOptions = {}): Promise<PhatClient> {
+    const list = (Array.isArray(endpoint) ? endpoint : [endpoint]).map((e) => e.replace(/\/+$/, ""));
+    if (list.length === 0) throw new TypeError("no endpoint to connect to");
+    const client = new PhatClient(list, undefined as never, options);
+    let last: unknown;
+    for (let i = 0; i < list.length; i++) {
+      client.current = i;
+      try {
+        client.worker = await client.trustedInfo();
+        return client;
+      } catch (e) {
+        if (!isDown(e)) throw e;
+        last = e;
+      }
+    }
+    throw last;
+  }
+
+  /** The endpoint requests go to now. */
+  get endpoint(): string {
+    return this.endpoints[this.current];
+  }
+
+  /** Moves to the next endpoint that answers, is trusted and serves the same cluster;
+   * `false` when none does. A session is with one worker: it is opened again there. */
+  private async failover(): Promise<boolean> {
+    const [from, cluster] = [this.current, this.worker.cluster_key];
+    for (let step = 1; step < this.endpoints.length; step++) {
+      this.current = (from + step) % this.endpoints.length;
+      let info: WorkerInfo;
+      try {
+        info = await this.trustedInfo();
+      } catch (e) {
+        if (isDown(e)) continue;
+        this.current = from;
+        throw e;
+      }
+      if (info.cluster_key !== cluster) {
+        this.current = from;
+        throw new UntrustedError(`${this.endpoints[(from + step) % this.endpoints.length]} serves another cluster (${info.cluster_key}, not ${cluster})`);
+      }
+      this.worker = info;
+      this.session = undefined;
+      return true;
+    }
+    this.current = from;
+    return false;
+  }
+
+  /** Runs `op`, and again on the next endpoints while the one it ran on is down. */
+  private async withFailover<T>(op: () => Promise<T>): Promise<T> {
+    for (let tried = 1; ; tried++) {
+      try {
+        return await op();
+      } catch (e) {
+        if (!isDown(e) || tried >= this.endpoints.length || !(await this.failover())) throw e;
+      }
+    }
   }
 
   /** The worker's info as checked at connection. */
@@ -331,7 +414,11 @@ export class PhatClient {
 
   /** Runs `call` as a query signed by `signer` (sealed in a session when the cluster
    * encrypts); answered once the worker applied `minSeq` when given. */
-  async query(signer: RequestSigner, call: codec.CallValue, options: { minSeq?: number } = {}): Promise<QueryResponse> {
+  query(signer: RequestSigner, call: codec.CallValue, options: { minSeq?: number } = {}): Promise<QueryResponse> {
+    return this.withFailover(() => this.queryOnce(signer, call, options));
+  }
+
+  private async queryOnce(signer: RequestSigner, call: codec.CallValue, options: { minSeq?: number }): Promise<QueryResponse> {
     const minSeq = options.minSeq === undefined ? undefined : BigInt(options.minSeq);
     if (!this.worker.encryption) {
       const req = signRequest(signer, this.clusterId, "Query", call);
@@ -392,9 +479,15 @@ export class PhatClient {
 
   /** Signs `call` as a command of `signer` and submits it; with `wait` (the default),
    * answers once its receipt exists, the result opened. */
-  async submit(signer: RequestSigner, call: codec.CallValue, options: { wait?: boolean } = {}): Promise<Submitted> {
+  submit(signer: RequestSigner, call: codec.CallValue, options: { wait?: boolean } = {}): Promise<Submitted> {
     const wait = options.wait ?? true;
+    // Signed once: sent again to another endpoint, it is the same command (its nonce makes a
+    // second copy a replay), never a second one.
     const req = signRequest(signer, this.clusterId, "Command", call);
+    return this.withFailover(() => this.submitOnce(req, wait));
+  }
+
+  private async submitOnce(req: codec.SignedRequestValue, wait: boolean): Promise<Submitted> {
     if (!this.worker.encryption) {
       return this.post<Submitted>(`/v1/commands?wait=${wait}`, jsonRequest(req));
     }
@@ -442,11 +535,13 @@ export class PhatClient {
   /** Uploads contract code signed by `signer` (a funded account); returns its code hash. */
   async uploadCode(signer: Signer, wasm: Uint8Array): Promise<string> {
     const codeHash = blake2b(wasm, { dkLen: 32 });
-    const r = await this.json<{ code_hash: string }>("/v1/code", {
-      method: "POST",
-      headers: { "content-type": "application/octet-stream", ...this.signedHeaders(signer, "phat/upload/v1", [codeHash]) },
-      body: wasm as unknown as BodyInit,
-    });
+    const r = await this.withFailover(() =>
+      this.json<{ code_hash: string }>("/v1/code", {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream", ...this.signedHeaders(signer, "phat/upload/v1", [codeHash]) },
+        body: wasm as unknown as BodyInit,
+      }),
+    );
     return r.code_hash;
   }
 
@@ -455,21 +550,23 @@ export class PhatClient {
   async putMetadata(signer: Signer, codeHash: string, metadata: Record<string, unknown>): Promise<void> {
     const body = utf8ToBytes(JSON.stringify(metadata));
     const parts = [fromHex(codeHash, "code hash", 32), blake2b(body, { dkLen: 32 })];
-    await this.json<null>(`/v1/code/${codeHash}/metadata`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...this.signedHeaders(signer, "phat/metadata/v1", parts) },
-      body: body as unknown as BodyInit,
-    });
+    await this.withFailover(() =>
+      this.json<null>(`/v1/code/${codeHash}/metadata`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...this.signedHeaders(signer, "phat/metadata/v1", parts) },
+        body: body as unknown as BodyInit,
+      }),
+    );
   }
 
   /** The ink! metadata `publisher` published for code `codeHash`. */
   metadata(codeHash: string, publisher: string): Promise<Record<string, unknown>> {
-    return this.json(`/v1/code/${codeHash}/metadata?publisher=${publisher}`);
+    return this.withFailover(() => this.json(`/v1/code/${codeHash}/metadata?publisher=${publisher}`));
   }
 
   /** The receipt of command `seq` (a sealed result stays sealed: only its sender opens it). */
   receipt(seq: number): Promise<Receipt> {
-    return this.json<Receipt>(`/v1/receipts/${seq}`);
+    return this.withFailover(() => this.json<Receipt>(`/v1/receipts/${seq}`));
   }
 
   /** One page of a contract's log, read as its deployer or a reader it allowed (a signed
@@ -520,6 +617,23 @@ export class PhatClient {
     }
   }
 
+  /** What a command of `call` by `signer` is estimated to cost: `call` run as a dry query
+   * (its cache writes and log lines dropped) with the cluster's largest gas limit (its own
+   * limit is ignored). */
+  async estimate(signer: RequestSigner, call: codec.CallValue): Promise<Estimate> {
+    if (call.tag !== "Call" && call.tag !== "Instantiate") throw new TypeError("only a call or an instantiation has a cost to estimate");
+    const unbounded = { ...call, value: { ...call.value, gas_limit: 0xffff_ffff_ffff_ffffn } } as codec.CallValue;
+    // A dry run: the worker drops its cache writes and log lines.
+    const r = await this.query(signer, { tag: "Estimate", value: { call: codec.Call.enc(unbounded) } });
+    const gasUsed = BigInt(r.gas_used);
+    return { gasUsed, gasLimit: gasUsed + gasUsed / 4n + ESTIMATE_MARGIN, storageDeposit: BigInt(r.storage_deposit ?? "0"), result: r.result };
+  }
+
+  /** Sends `value` of native balance from `signer` to `dest` (hex account), as a command. */
+  transfer(signer: RequestSigner, dest: string, value: bigint): Promise<Submitted> {
+    return this.submit(signer, { tag: "Transfer", value: { dest: fromHex(dest, "dest", 32), value } });
+  }
+
   /** Sets who besides the deployer (`signer`) may read a contract's log (at most 16 accounts,
    * hex; none for the deployer alone). */
   setLogReaders(signer: RequestSigner, contract: string, readers: string[]): Promise<Submitted> {
@@ -531,7 +645,7 @@ export class PhatClient {
 
   /** A contract's code hash, deployer, and public keys (derived in the enclave). */
   contract(contract: string): Promise<ContractView> {
-    return this.json(`/v1/contracts/${contract}`);
+    return this.withFailover(() => this.json(`/v1/contracts/${contract}`));
   }
 }
 

@@ -68,8 +68,10 @@ export const Call = Enum(
     Schedule: Struct({ op: ScheduleOp }),
     Logs: Struct({ contract: H256, filter: LogFilter }),
     LogReaders: Struct({ contract: H256, readers: Vector(H256) }),
+    Transfer: Struct({ dest: H256, value: u128 }),
+    Estimate: Struct({ call: VecU8 }),
   },
-  [0, 1, 2, 3, 6, 7],
+  [0, 1, 2, 3, 6, 7, 8, 9],
 );
 /** A `Call` value. */
 export type CallValue = CodecType<typeof Call>;

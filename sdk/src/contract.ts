@@ -137,10 +137,17 @@ export class ContractApi {
     return { ...this.outcome(m, response.result, response.events), response };
   }
 
-  /** Submits `message(args)` as a command of `signer` and waits for its receipt. */
+  /** Submits `message(args)` as a command of `signer` and waits for its receipt. Without a
+   * `gasLimit`, the call is estimated first (a query) and sent with the estimate's limit. */
   async tx(signer: RequestSigner, message: string, args: unknown[] = [], options: { value?: bigint; gasLimit?: bigint } = {}): Promise<Outcome & { receipt: Receipt }> {
     const m = this.message(message);
-    const submitted = await this.client.submit(signer, callOf(this.address, encodeArgs(m, args), options));
+    const data = encodeArgs(m, args);
+    let gasLimit = options.gasLimit;
+    if (gasLimit === undefined) {
+      const e = await this.client.estimate(signer, callOf(this.address, data, options)).catch(() => undefined);
+      if (e && "ok" in e.result && !e.result.ok.reverted) gasLimit = e.gasLimit;
+    }
+    const submitted = await this.client.submit(signer, callOf(this.address, data, { ...options, gasLimit }));
     const receipt = receiptOf(submitted);
     return { ...this.outcome(m, receipt.result, receipt.events), receipt };
   }

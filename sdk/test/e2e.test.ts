@@ -5,10 +5,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { u128 as scaleU128 } from "scale-ts";
+import { privateKeyToAccount } from "viem/accounts";
 import {
   ApiError,
   ArgumentError,
+  callerOf,
   callOf,
+  certificateTypedData,
+  evmAccount,
   ContractApi,
   concatBytes,
   fromHex,
@@ -19,6 +23,7 @@ import {
   UnreachableError,
   UntrustedError,
   SessionSigner,
+  signInWithEthereum,
   walletOf,
   type WorkerInfo,
 } from "../src/index.js";
@@ -111,6 +116,14 @@ describe("the SDK against phat dev", { timeout: 240_000 }, () => {
     assert.equal((await until(later.seq)).level, "event", "the new event arrives live");
     stop.abort();
     assert.equal((await stream.next()).done, true, "aborting ends the stream");
+    // An estimate, and a transfer of native balance.
+    const e = await client.estimate(alice, callOf(id, concatBytes(erc20.selectors.transfer, bob.publicKey, u128(1n))));
+    assert.ok(e.gasUsed > 0n && e.gasLimit > e.gasUsed, JSON.stringify({ used: String(e.gasUsed), limit: String(e.gasLimit) }));
+    assert.ok("ok" in e.result && !e.result.ok.reverted, JSON.stringify(e.result));
+    const moved = await client.transfer(alice, toHex(bob.publicKey), 5n);
+    assert.ok("ok" in moved.receipt!.result, JSON.stringify(moved.receipt));
+    const overdrawn = await client.transfer(Signer.fromSuri("//Nobody"), toHex(bob.publicKey), 1n);
+    assert.ok("err" in overdrawn.receipt!.result && overdrawn.receipt!.result.err.kind === "insufficient_balance", JSON.stringify(overdrawn.receipt));
     // A receipt read back later keeps the result sealed: only the sender opened it.
     const stored = await client.receipt(sent.seq);
     assert.ok("sealed" in stored.result, JSON.stringify(stored.result));
@@ -153,9 +166,9 @@ describe("the SDK against phat dev", { timeout: 240_000 }, () => {
     // extensions' signRaw does, and counts the prompts.
     let prompts = 0;
     const wallet = walletOf(alice);
-    const session = await SessionSigner.signIn(client.clusterId, alice.publicKey, async (payload) => {
+    const session = await SessionSigner.signIn(client.clusterId, alice.publicKey, async (payload, fields) => {
       prompts++;
-      return wallet(payload);
+      return wallet(payload, fields);
     });
     const bobHex = toHex(bob.publicKey);
     const sent = await token.tx(session, "transfer", [bobHex, 3]);
@@ -173,6 +186,75 @@ describe("the SDK against phat dev", { timeout: 240_000 }, () => {
     // A certificate the wallet did not sign (Bob's key signs for Alice's account).
     const forged = await SessionSigner.signIn(client.clusterId, alice.publicKey, walletOf(bob));
     await assert.rejects(token.query(forged, "balance_of", [bobHex]), (e: unknown) => e instanceof ApiError && e.kind === "bad_certificate");
+  });
+
+  test("Ethereum sign-in: an EIP-1193 wallet's typed-data signature makes requests as its mapped account", async () => {
+    const { contract: token } = await ContractApi.deploy(client, alice, bundleJson("erc20"), { args: [100] });
+    // A scripted EIP-1193 wallet (what MetaMask is to a page), signing with viem.
+    const eth = privateKeyToAccount(`0x${"11".repeat(32)}`);
+    let prompts = 0;
+    const provider = {
+      async request({ method, params }: { method: string; params?: unknown[] }): Promise<unknown> {
+        if (method === "eth_requestAccounts") return [eth.address];
+        if (method === "eth_signTypedData_v4") {
+          prompts++;
+          assert.equal((params as string[])[0], eth.address);
+          const typed = JSON.parse((params as string[])[1]);
+          const { EIP712Domain: _domain, ...types } = typed.types;
+          return eth.signTypedData({
+            domain: typed.domain,
+            types,
+            primaryType: typed.primaryType,
+            message: { ...typed.message, expiresAt: BigInt(typed.message.expiresAt) },
+          });
+        }
+        throw new Error(`unexpected ${method}`);
+      },
+    };
+    const session = await signInWithEthereum(client.clusterId, provider);
+    const account = toHex(evmAccount(eth.address));
+    assert.equal(toHex(callerOf(session)), account, "Phala's mapping: the address, then @evm_address");
+    await token.tx(alice, "transfer", [account, 7]);
+    // It pays its storage deposits: Alice funds it with a transfer.
+    await client.transfer(alice, account, 10n ** 18n);
+    const bobHex = toHex(bob.publicKey);
+    const sent = await token.tx(session, "transfer", [bobHex, 2]);
+    assert.deepEqual(sent.output?.value, { ok: { ok: null } }, JSON.stringify(sent.error ?? sent.receipt));
+    assert.equal(sent.receipt.caller, account, "the command is the Ethereum account's");
+    assert.deepEqual((await token.query(session, "balance_of", [account])).output?.value, { ok: 5 });
+    assert.equal(prompts, 1);
+    // Another wallet's signature for this account is refused.
+    const other = privateKeyToAccount(`0x${"22".repeat(32)}`);
+    const forged = await SessionSigner.signIn(client.clusterId, evmAccount(eth.address), async (_p, fields) => {
+      const typed = JSON.parse(JSON.stringify(certificateTypedData(fields)));
+      const { EIP712Domain: _d, ...types } = typed.types;
+      const sig = await other.signTypedData({ domain: typed.domain, types, primaryType: typed.primaryType, message: { ...typed.message, expiresAt: BigInt(typed.message.expiresAt) } });
+      return fromHex(sig);
+    });
+    await assert.rejects(token.query(forged, "balance_of", [account]), (e: unknown) => e instanceof ApiError && e.kind === "bad_certificate");
+  });
+
+  test("several endpoints: a dead one is skipped, and a worker that goes down is failed over", async () => {
+    const [w0, w1] = dev.workers;
+    let down = "";
+    const flaky: typeof fetch = (input, init) =>
+      down !== "" && String(input).startsWith(down) ? Promise.reject(new TypeError("connection refused")) : fetch(input, init);
+    const c = await PhatClient.connect(["http://127.0.0.1:1", w0, w1], { fetch: flaky });
+    assert.equal(c.endpoint, w0, "the dead endpoint is skipped");
+    const code = await c.uploadCode(alice, flipper.wasm);
+    const made = await c.submit(alice, instantiateOf(code, concatBytes(flipper.selectors.new, Uint8Array.of(0)), { salt: Uint8Array.of(7) }));
+    const id = (made.receipt!.result as { ok: { address: string } }).ok.address;
+    assert.deepEqual(inkOk((await c.query(alice, callOf(id, flipper.selectors.get))).result), Uint8Array.of(0));
+    // w0 goes down: the query and the command go to w1, in a new session with it.
+    down = w0;
+    const flipped = await c.submit(alice, callOf(id, flipper.selectors.flip));
+    assert.ok("ok" in flipped.receipt!.result, JSON.stringify(flipped.receipt));
+    assert.equal(c.endpoint, w1);
+    const r = await c.query(alice, callOf(id, flipper.selectors.get), { minSeq: flipped.seq });
+    assert.deepEqual(inkOk(r.result), Uint8Array.of(1));
+    // With every endpoint down, the error says so.
+    down = "http://127.0.0.1";
+    await assert.rejects(c.query(alice, callOf(id, flipper.selectors.get)), (e: unknown) => e instanceof UnreachableError);
   });
 
   test("a call to a contract that does not exist is a typed error", async () => {

@@ -1,6 +1,9 @@
 /** Unit tests of the protocol core, and the cross-implementation vectors. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, rmSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { codec, EnvelopeError, openSealed, seal, Signer, SuriError, toHex, utf8ToBytes } from "../src/index.js";
 import { check, load, produce } from "./vectors.js";
@@ -91,4 +94,30 @@ test("a log read encodes as the Rust side pins it (protocol/logs.rs LOGS_CALL_HE
   assert.equal(back.records[0][0], 3n);
   assert.equal(back.records[0][1].message, "hi");
   assert.equal(back.next, 4n);
+});
+
+test("npm pack: the package holds the built library, its types and README, and imports by name", () => {
+  const sdk = fileURLToPath(new URL("../../", import.meta.url));
+  const out = execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: sdk, encoding: "utf8" });
+  const [pack] = JSON.parse(out) as { name: string; files: { path: string }[]; unpackedSize: number }[];
+  assert.equal(pack.name, "@phat/sdk");
+  const files = pack.files.map((f) => f.path);
+  for (const needed of ["package.json", "README.md", "dist/src/index.js", "dist/src/index.d.ts", "dist/src/core.js", "dist/src/core.d.ts"]) {
+    assert.ok(files.includes(needed), `${needed} missing from ${files.join(", ")}`);
+  }
+  // Built code only: no tests, no TypeScript sources, no benches, no browser bundles.
+  assert.ok(files.every((f) => !f.startsWith("dist/test") && !f.startsWith("src/") && !f.startsWith("bench") && !f.startsWith("dist/browser")), files.join(", "));
+  // The tarball, unpacked where its dependencies resolve, imports by its name.
+  const check = `${sdk}.packcheck/`;
+  rmSync(check, { recursive: true, force: true });
+  mkdirSync(`${check}node_modules/@phat/sdk`, { recursive: true });
+  const tarball = execFileSync("npm", ["pack", "--ignore-scripts", "--pack-destination", check], { cwd: sdk, encoding: "utf8" }).trim().split("\n").pop()!;
+  execFileSync("tar", ["-xzf", `${check}${tarball}`, "-C", `${check}node_modules/@phat/sdk`, "--strip-components=1"]);
+  const names = execFileSync(
+    process.execPath,
+    ["--input-type=module", "-e", "const m = await import('@phat/sdk'); const c = await import('@phat/sdk/core'); console.log(JSON.stringify([typeof m.PhatClient, typeof m.ContractApi, typeof c.PhatClient, typeof c.ContractApi]))"],
+    { cwd: check, encoding: "utf8" },
+  );
+  assert.deepEqual(JSON.parse(names), ["function", "function", "function", "undefined"]);
+  rmSync(check, { recursive: true, force: true });
 });

@@ -124,6 +124,7 @@ async fn run(encryption: bool) {
         tee_policy: None,
         owner: None,
         system: None,
+        deploy: Default::default(),
     };
     wait_ledger(&ledger_url).await;
     reqwest::Client::new()

@@ -81,6 +81,10 @@ pub struct DevArgs {
     /// rotate-key` and `phat cluster revoke`.
     #[arg(long, value_name = "ACCOUNT", default_value = "//Alice")]
     pub owner: String,
+    /// Who may deploy on a new cluster: `public` (any funded account) or `owner-only` (the
+    /// owner and the accounts it allows with `phat cluster deployers`).
+    #[arg(long, value_enum, default_value = "public")]
+    pub deploy: Deploy,
     #[command(flatten)]
     pub replica: ReplicaArgs,
     /// Requests per second one signer may send to each worker (benchmarks raise it).
@@ -288,6 +292,28 @@ pub struct GenesisOptions {
     /// `phat cluster rotate-key` and `phat cluster revoke`. Without one nobody may.
     #[arg(long, value_name = "ACCOUNT")]
     pub owner: Option<String>,
+    /// Who may deploy: `public` (any funded account) or `owner-only` (the owner and the
+    /// accounts it allows with `phat cluster deployers`).
+    #[arg(long, value_enum, default_value = "public")]
+    pub deploy: Deploy,
+}
+
+/// Who may deploy on a new cluster (the genesis's `DeployPermission`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Deploy {
+    /// Any account that holds a balance.
+    Public,
+    /// The owner, and the accounts the owner allows.
+    OwnerOnly,
+}
+
+impl From<Deploy> for phat_worker::DeployPermission {
+    fn from(d: Deploy) -> Self {
+        match d {
+            Deploy::Public => phat_worker::DeployPermission::Public,
+            Deploy::OwnerOnly => phat_worker::DeployPermission::OwnerOnly,
+        }
+    }
 }
 
 /// An account given as a secret URI (`//Alice`, a mnemonic) or as the account itself.
@@ -307,6 +333,7 @@ impl GenesisOptions {
             || self.dev_attestation_root.is_some()
             || self.tee_policy.is_some()
             || self.owner.is_some()
+            || self.deploy != Deploy::Public
     }
 
     /// Writes the genesis unless the ledger holds one; returns whether it did.
@@ -337,7 +364,11 @@ impl GenesisOptions {
             },
             owner: self.owner.as_deref().map(parse_account).transpose()?,
             system: Some(phat_worker::SystemSetup::bundled()),
+            deploy: self.deploy.into(),
         };
+        if self.deploy == Deploy::OwnerOnly && genesis.owner.is_none() {
+            bail!("--deploy owner-only needs an --owner (who else would deploy?)");
+        }
         // Only a new cluster gets a genesis; an existing one keeps its own.
         Ok(ledger
             .create_meta(
@@ -830,6 +861,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
             tee_policy: None,
             owner: Some(parse_account(&args.owner)?),
             system: Some(phat_worker::SystemSetup::bundled()),
+            deploy: args.deploy.into(),
         };
         if args.insecure_no_encryption {
             eprintln!("warning: this cluster does NOT encrypt commands, queries or state");
@@ -955,9 +987,13 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
         gateway.learn_keys().await;
         anyhow::Ok(())
     };
+    // One listener for the whole run: a signal that arrives while the banner prints (after
+    // `ready`, before the wait below) is kept, not lost between two listeners.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     let ready = tokio::select! {
         r = ready => r,
-        _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+        _ = &mut shutdown => Err(anyhow::anyhow!("interrupted")),
     };
     let result = match ready {
         Ok(()) => {
@@ -1016,7 +1052,7 @@ pub async fn dev(args: DevArgs, ctx: &Ctx) -> Result<()> {
                 (Ok(()), true) => Ok(()),
                 (Ok(()), false) => {
                     println!("ready; Ctrl-C stops the cluster");
-                    shutdown_signal().await;
+                    (&mut shutdown).await;
                     Ok(())
                 }
             }

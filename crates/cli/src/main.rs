@@ -72,6 +72,10 @@ enum Command {
     Info(commands::info::InfoArgs),
     /// Print the account of a secret URI (`//Alice`).
     Keys(commands::keys::KeysArgs),
+    /// Send native balance to an account (an ordered command).
+    Transfer(commands::transfer::TransferArgs),
+    /// Fund an account from a dev account (`phat dev`: //Alice, funded at genesis).
+    Faucet(commands::transfer::FaucetArgs),
     /// Change the cluster as its owner: rotate its key, revoke a worker.
     Cluster(commands::cluster::ClusterArgs),
     /// Run a contract's message on a schedule (cron or period), once per tick per cluster.
@@ -116,6 +120,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logs(args) => runtime()?.block_on(commands::logs::run(args, &ctx)),
         Command::Info(args) => runtime()?.block_on(commands::info::run(args, &ctx)),
         Command::Keys(args) => commands::keys::run(args, &ctx),
+        Command::Transfer(args) => runtime()?.block_on(commands::transfer::run(args, &ctx)),
+        Command::Faucet(args) => runtime()?.block_on(commands::transfer::faucet(args, &ctx)),
         Command::Cluster(args) => runtime()?.block_on(commands::cluster::run(args, &ctx)),
         Command::Schedule(args) => runtime()?.block_on(commands::schedule::run(args, &ctx)),
         Command::Subscribe(args) => runtime()?.block_on(commands::subscribe::run(args, &ctx)),

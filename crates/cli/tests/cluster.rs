@@ -504,3 +504,94 @@ async fn phala_pink_contracts_use_the_extension_on_a_cluster() {
     let b = wait_seq(&dev.workers[1], head).await;
     assert_eq!(a.state_root, b.state_root);
 }
+
+/// Money and permissions on an owner-only `phat dev`: a funded stranger may not deploy until
+/// the owner allows it; the faucet funds a fresh account, which sends some back, and may not
+/// send more than it holds; a transaction without `--gas-limit` is sent with the estimate.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_only_cluster_its_deployers_transfers_and_estimates() {
+    let flipper = bundle("flipper");
+    let flipper = flipper.to_str().unwrap();
+    let dev = Dev::start_with(1, &["--deploy", "owner-only"]).await;
+    let ep = dev.endpoint.clone();
+    let client = Client::new(&ep).unwrap();
+    let output = |out: std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    // Bob holds a balance but is not the owner.
+    let refused = output(run(
+        &ep,
+        &["deploy", flipper, "--args", "true", "--suri", "//Bob"],
+    ));
+    assert!(refused.contains("deploy_not_allowed"), "{refused}");
+    // A command instantiating code the owner uploaded is refused the same way.
+    let code = client
+        .upload_code(
+            &Signer::from_suri("//Alice").unwrap(),
+            phat_client::Contract::load(bundle("flipper"))
+                .unwrap()
+                .wasm()
+                .unwrap()
+                .to_vec(),
+        )
+        .await
+        .unwrap();
+    let bob = Signer::from_suri("//Bob").unwrap();
+    let sub = client
+        .submit(
+            &bob,
+            phat_client::instantiate(code, vec![0x9b, 0xae, 0x9d, 0x5e, 1], vec![]),
+            true,
+        )
+        .await
+        .unwrap();
+    match sub.receipt.unwrap().result {
+        phat_client::primitives::protocol::CallResult::Err(e) => {
+            assert_eq!(e.kind, "deploy_not_allowed")
+        }
+        other => panic!("bob instantiated on an owner-only cluster: {other:?}"),
+    }
+    // Only the owner names deployers.
+    let not_owner = output(run(
+        &ep,
+        &["cluster", "deployers", "//Bob", "--suri", "//Bob"],
+    ));
+    assert!(not_owner.contains("not_owner"), "{not_owner}");
+    run_json(&ep, &["cluster", "deployers", "//Bob"]);
+    let id = id_of(&run_json(
+        &ep,
+        &["deploy", flipper, "--args", "true", "--suri", "//Bob"],
+    ));
+
+    // The faucet funds a fresh account; it sends some on, and not more than it holds.
+    let info = client.info().await.unwrap();
+    let system = info.system_contract.unwrap().to_string();
+    let zed = Signer::from_suri("//Zed").unwrap().account().to_string();
+    let sent = run_json(&ep, &["faucet", "//Zed", "--amount", "1000"]);
+    let at = sent["seq"].as_u64().unwrap();
+    assert_eq!(free_balance(&dev.workers[0], &system, &zed, at).await, 1000);
+    let back = run_json(&ep, &["transfer", BOB, "400", "--suri", "//Zed"]);
+    let at = back["seq"].as_u64().unwrap();
+    assert_eq!(free_balance(&dev.workers[0], &system, &zed, at).await, 600);
+    let over = output(run(&ep, &["transfer", BOB, "601", "--suri", "//Zed"]));
+    assert!(over.contains("insufficient_balance"), "{over}");
+
+    // An estimate: the gas a query of the call used and a margin; `tx` sends it with that.
+    let flip = phat_client::call(
+        id.parse().unwrap(),
+        phat_client::Contract::load(bundle("flipper"))
+            .unwrap()
+            .encode_message::<&str>("flip", &[])
+            .unwrap(),
+    );
+    let estimate = client.estimate(&bob, flip).await.unwrap();
+    assert!(estimate.gas_used > 0, "{estimate:?}");
+    assert!(estimate.gas_limit > estimate.gas_used);
+    let tx = run_json(&ep, &["tx", &id, "flip", "--suri", "//Bob"]);
+    let used = tx["receipt"]["gas_used"].as_u64().unwrap();
+    assert!(used <= estimate.gas_limit, "{used} > {estimate:?}");
+}

@@ -60,6 +60,22 @@ pub const MAX_ANSWER: usize = 32 << 20;
 /// Gas limit used when the caller does not give one.
 pub const DEFAULT_GAS_LIMIT: Gas = 5_000_000_000;
 
+/// Gas added to an estimate's suggested limit, besides a quarter of what the query used.
+pub const ESTIMATE_MARGIN: Gas = 1_000_000;
+
+/// What a command is estimated to cost ([`Client::estimate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Estimate {
+    /// Gas the call used as a query.
+    pub gas_used: Gas,
+    /// The gas limit to send the command with.
+    pub gas_limit: Gas,
+    /// The storage deposit it would take from the signer (negative: give back).
+    pub storage_deposit: i128,
+    /// How the query ended (a command that would fail fails the same way, as a rule).
+    pub result: CallResult,
+}
+
 /// How long a request the client signs stays valid.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(120);
 
@@ -554,6 +570,50 @@ impl Client {
         let cluster = self.peer().await?.info.cluster_key;
         self.query_signed(&sign(signer, &cluster, Mode::Query, call), min_seq)
             .await
+    }
+
+    /// Sends `value` of native balance from `signer` to `dest` (an ordered command); answers
+    /// once the receipt exists (`insufficient_balance` when the signer holds less).
+    pub async fn transfer(
+        &self,
+        signer: &Signer,
+        dest: AccountId,
+        value: phat_primitives::Balance,
+    ) -> Result<Submitted, ClientError> {
+        self.submit(signer, Call::Transfer { dest, value }, true)
+            .await
+    }
+
+    /// What a command of `call` by `signer` is estimated to cost: `call` run as a dry query
+    /// (`Call::Estimate`: its cache writes and log lines dropped) with the cluster's largest
+    /// gas limit. `gas_limit` is the limit to send it with: the gas the
+    /// query used and a quarter more (state may change before the command runs). `call`'s
+    /// own gas limit is ignored.
+    pub async fn estimate(&self, signer: &Signer, call: Call) -> Result<Estimate, ClientError> {
+        let mut call = call;
+        match &mut call {
+            Call::Call { gas_limit, .. } | Call::Instantiate { gas_limit, .. } => {
+                *gas_limit = Gas::MAX
+            }
+            _ => {
+                return Err(ClientError::Invalid(
+                    "only a call or an instantiation has a cost to estimate".into(),
+                ))
+            }
+        }
+        let estimate = Call::Estimate {
+            call: Bytes(call.encode()),
+        };
+        let answer = self.query(signer, estimate, None).await?;
+        let gas_used = answer.gas_used;
+        Ok(Estimate {
+            gas_limit: gas_used
+                .saturating_add(gas_used / 4)
+                .saturating_add(ESTIMATE_MARGIN),
+            gas_used,
+            storage_deposit: answer.storage_deposit.0,
+            result: answer.result,
+        })
     }
 
     /// The receipt of command `seq`.

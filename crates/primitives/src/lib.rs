@@ -175,6 +175,9 @@ pub enum StateKey {
     Members,
     /// Who besides its deployer reads a contract's log (SCALE `Vec<AccountId>`).
     LogReaders(AccountId),
+    /// The accounts besides the owner that may deploy on an owner-only cluster (SCALE
+    /// `Vec<AccountId>`, sorted).
+    Deployers,
 }
 
 impl StateKey {

@@ -16,6 +16,8 @@ pub(crate) struct Usage {
     pub event_bytes: u64,
     /// [`Overlay::written`](crate::Overlay::written) when the call started.
     pub written_at_start: u64,
+    /// Bytes the call added to storage (negative: freed), as its deposit was settled.
+    pub storage_growth: i64,
 }
 
 impl TxState {
@@ -130,6 +132,7 @@ impl TxState {
             }
             self.overlay.set(key, (now != 0).then(|| now.encode()));
         }
+        self.usage.storage_growth = growth;
         self.settle_deposit(growth)
     }
 

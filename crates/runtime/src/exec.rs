@@ -85,6 +85,9 @@ pub struct Outcome {
     pub debug_message: String,
     /// The new contract's address (instantiation only).
     pub address: Option<AccountId>,
+    /// The storage deposit the call took from its payer (negative: gave back), at the
+    /// cluster's price for the bytes it added or freed.
+    pub storage_deposit: i128,
 }
 
 impl Runtime {

@@ -183,6 +183,8 @@ impl Session {
         };
         let events = tx.events.split_off(events_before);
         let debug_message = std::mem::take(&mut tx.debug);
+        let price = i128::from(tx.rt.config.limits.storage_deposit_per_byte);
+        let storage_deposit = i128::from(tx.usage.storage_growth).saturating_mul(price);
         self.tx = Some(tx);
         let (address, ret) = result.map_err(Failure::into_error)?;
         let reverted = ret.reverted();
@@ -193,6 +195,7 @@ impl Session {
             events: if reverted { Vec::new() } else { events },
             debug_message,
             address: if reverted { None } else { address },
+            storage_deposit: if reverted { 0 } else { storage_deposit },
         })
     }
 

@@ -39,6 +39,8 @@ pub(crate) struct Run<'a> {
     pub call: Call,
     /// The code blob an instantiation needs and the state lacks (commands: from the ledger).
     pub code: Option<&'a [u8]>,
+    /// An estimate: a query whose cache writes wait as a command's would and are dropped.
+    pub dry_run: bool,
 }
 
 /// What a call did.
@@ -59,6 +61,7 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
         worker.inner.pink.clone(),
         run.seq,
         run.timestamp,
+        run.dry_run,
     ));
     let extension = Arc::new(phat_pink::PinkExtension::with_config(
         host.clone(),
@@ -110,8 +113,11 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
         | Call::Subscription { .. }
         | Call::Job { .. }
         | Call::Logs { .. }
-        | Call::LogReaders { .. } => Err(phat_runtime::ExecError::Decode(
-            "a change to the cluster, a trigger or a log, or a log read, runs no contract",
+        | Call::LogReaders { .. }
+        | Call::Transfer { .. }
+        | Call::Estimate { .. } => Err(phat_runtime::ExecError::Decode(
+            "a change to the cluster, a trigger or a log, a log read or a transfer runs no \
+             contract",
         )),
     };
     let changes = match &result {
@@ -120,7 +126,7 @@ pub(crate) fn execute(worker: &Worker, run: Run<'_>) -> Executed {
     };
     // A command's cache writes and schedule changes count only if it succeeded, as its state
     // writes do.
-    let schedules = if matches!(&result, Ok(o) if !o.reverted) {
+    let schedules = if matches!(&result, Ok(o) if !o.reverted) && !run.dry_run {
         host.commit_cache();
         host.take_schedules()
     } else {

@@ -31,6 +31,42 @@ pub struct Genesis {
     /// while applying the genesis, with its drivers (`None`: no system contract, as in
     /// clusters created before it existed; `system_contract_id` then answers a fixed id).
     pub system: Option<SystemSetup>,
+    /// Who may upload code and instantiate contracts (Phala's cluster permission).
+    pub deploy: DeployPermission,
+}
+
+/// Who may upload code and instantiate contracts on a cluster (Phala's `Public` and
+/// `OnlyOwner` cluster permissions). Contracts instantiating contracts are not judged: the
+/// deployment that made them was.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub enum DeployPermission {
+    /// Any account that holds a balance (as clusters created before the permission existed).
+    #[default]
+    Public,
+    /// The cluster owner, and the accounts the owner allows with an ordered command
+    /// (`ClusterOp::SetDeployers`).
+    OwnerOnly,
+}
+
+/// Whether `who` may upload code and instantiate contracts under `genesis`, `deployers` being
+/// the accounts the owner allowed (replicated state, `StateKey::Deployers`).
+pub(crate) fn may_deploy(genesis: &Genesis, deployers: &[AccountId], who: &AccountId) -> bool {
+    match genesis.deploy {
+        DeployPermission::Public => true,
+        DeployPermission::OwnerOnly => genesis.owner == Some(*who) || deployers.contains(who),
+    }
+}
+
+/// The genesis of clusters created before [`Genesis::deploy`] existed.
+#[derive(Encode, Decode)]
+struct GenesisV5 {
+    balances: Vec<(AccountId, phat_primitives::Balance)>,
+    encryption: bool,
+    dev_root: Option<[u8; 32]>,
+    limits: Option<ClusterLimits>,
+    tee_policy: Option<String>,
+    owner: Option<AccountId>,
+    system: Option<SystemSetup>,
 }
 
 /// The genesis of clusters created before [`Genesis::system`] existed.
@@ -78,6 +114,18 @@ impl Genesis {
         if let Ok(g) = Genesis::decode_all(&mut &raw[..]) {
             return Ok(g);
         }
+        if let Ok(v5) = GenesisV5::decode_all(&mut &raw[..]) {
+            return Ok(Genesis {
+                balances: v5.balances,
+                encryption: v5.encryption,
+                dev_root: v5.dev_root,
+                limits: v5.limits,
+                tee_policy: v5.tee_policy,
+                owner: v5.owner,
+                system: v5.system,
+                deploy: DeployPermission::Public,
+            });
+        }
         if let Ok(v4) = GenesisV4::decode_all(&mut &raw[..]) {
             return Ok(Genesis {
                 balances: v4.balances,
@@ -87,6 +135,7 @@ impl Genesis {
                 tee_policy: v4.tee_policy,
                 owner: v4.owner,
                 system: None,
+                deploy: DeployPermission::Public,
             });
         }
         if let Ok(v3) = GenesisV3::decode_all(&mut &raw[..]) {
@@ -98,6 +147,7 @@ impl Genesis {
                 tee_policy: v3.tee_policy,
                 owner: None,
                 system: None,
+                deploy: DeployPermission::Public,
             });
         }
         if let Ok(v2) = GenesisV2::decode_all(&mut &raw[..]) {
@@ -109,6 +159,7 @@ impl Genesis {
                 tee_policy: None,
                 owner: None,
                 system: None,
+                deploy: DeployPermission::Public,
             });
         }
         let v1 = GenesisV1::decode_all(&mut &raw[..])
@@ -121,6 +172,7 @@ impl Genesis {
             tee_policy: None,
             owner: None,
             system: None,
+            deploy: DeployPermission::Public,
         })
     }
 
@@ -133,8 +185,22 @@ impl Genesis {
     /// genesis, in the oldest layout that holds all it sets (so workers that joined before
     /// owners or system contracts existed still start).
     pub fn digest(&self) -> [u8; 32] {
+        if self.deploy != DeployPermission::Public {
+            return phat_primitives::blake2_256(&self.encode());
+        }
         match (&self.system, self.owner) {
-            (Some(_), _) => phat_primitives::blake2_256(&self.encode()),
+            (Some(_), _) => phat_primitives::blake2_256(
+                &GenesisV5 {
+                    balances: self.balances.clone(),
+                    encryption: self.encryption,
+                    dev_root: self.dev_root,
+                    limits: self.limits.clone(),
+                    tee_policy: self.tee_policy.clone(),
+                    owner: self.owner,
+                    system: self.system.clone(),
+                }
+                .encode(),
+            ),
             (None, Some(owner)) => phat_primitives::blake2_256(
                 &GenesisV4 {
                     balances: self.balances.clone(),
@@ -399,6 +465,25 @@ mod tests {
             with_system
         );
         assert_ne!(with_system.digest(), owned.digest());
+        // The layout before the deploy permission, and its digest, are kept.
+        let v5 = GenesisV5 {
+            balances: with_system.balances.clone(),
+            encryption: with_system.encryption,
+            dev_root: with_system.dev_root,
+            limits: with_system.limits.clone(),
+            tee_policy: with_system.tee_policy.clone(),
+            owner: with_system.owner,
+            system: with_system.system.clone(),
+        }
+        .encode();
+        assert_eq!(Genesis::decode_stored(&v5).unwrap(), with_system);
+        assert_eq!(with_system.digest(), phat_primitives::blake2_256(&v5));
+        let closed = Genesis {
+            deploy: DeployPermission::OwnerOnly,
+            ..with_system.clone()
+        };
+        assert_eq!(Genesis::decode_stored(&closed.encode()).unwrap(), closed);
+        assert_ne!(closed.digest(), with_system.digest());
         assert_eq!(
             with_system.system_contract(),
             Some(SystemSetup::bundled().address(owned.owner))
@@ -411,5 +496,31 @@ mod tests {
         assert!(limits.set("max_nonsense", 1).is_err());
         assert!(limits.set("max_event_len", u64::MAX).is_err());
         assert!(Genesis::decode_stored(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn an_owner_only_cluster_lets_its_owner_and_the_allowed_deploy() {
+        let (owner, allowed, stranger) =
+            (AccountId([1; 32]), AccountId([2; 32]), AccountId([3; 32]));
+        let public = Genesis {
+            owner: Some(owner),
+            ..Genesis::default()
+        };
+        assert!(may_deploy(&public, &[], &stranger));
+        let closed = Genesis {
+            deploy: DeployPermission::OwnerOnly,
+            ..public
+        };
+        assert!(may_deploy(&closed, &[], &owner));
+        assert!(!may_deploy(&closed, &[], &stranger));
+        assert!(may_deploy(&closed, &[allowed], &allowed));
+        assert!(!may_deploy(&closed, &[allowed], &stranger));
+        // Owner-only without an owner: only the allowed, who only an owner could name.
+        let ownerless = Genesis {
+            owner: None,
+            deploy: DeployPermission::OwnerOnly,
+            ..Genesis::default()
+        };
+        assert!(!may_deploy(&ownerless, &[], &owner));
     }
 }

@@ -358,6 +358,7 @@ fn run_query(worker: &Worker, job: &Job) -> Result<Vec<u8>, String> {
                 gas_limit: job.def.gas_limit,
             },
             code: None,
+            dry_run: false,
         },
     );
     let (result, _, _) = crate::execute::outcome_parts(executed.result);

@@ -57,7 +57,7 @@ pub use egress::EgressConfig;
 pub use enclave::{
     dev_root_public, open_with_data_dir, read_or_create_root, ClusterRecord, CLUSTER_KEY,
 };
-pub use genesis::{ClusterLimits, Genesis, SystemSetup};
+pub use genesis::{ClusterLimits, DeployPermission, Genesis, SystemSetup};
 pub use phat_ledger as ledger;
 pub use phat_ledger::Ledger;
 pub use replica::{ReplicaConfig, CHECKPOINT_PREFIX};

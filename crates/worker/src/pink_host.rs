@@ -44,6 +44,8 @@ pub(crate) struct WorkerHost {
     deferred: Mutex<(Vec<CacheOp>, usize)>,
     /// A command's changes to schedules, applied with its outcome if it succeeds.
     schedules: Mutex<Vec<phat_pink::ScheduleRequest>>,
+    /// An estimate's host: cache writes are held as a command's and never made.
+    dry_run: bool,
 }
 
 /// Most schedule changes one call makes.
@@ -54,11 +56,17 @@ const MAX_LINES: usize = 1000;
 const MAX_LINE: usize = 4096;
 
 impl WorkerHost {
-    pub(crate) fn new(shared: Arc<PinkShared>, seq: Option<Seq>, timestamp: u64) -> Self {
+    pub(crate) fn new(
+        shared: Arc<PinkShared>,
+        seq: Option<Seq>,
+        timestamp: u64,
+        dry_run: bool,
+    ) -> Self {
         Self {
             shared,
             seq,
             timestamp,
+            dry_run,
             logs: Mutex::new(Vec::new()),
             deferred: Mutex::new((Vec::new(), 0)),
             schedules: Mutex::new(Vec::new()),
@@ -70,9 +78,10 @@ impl WorkerHost {
         std::mem::take(&mut self.schedules.lock())
     }
 
-    /// True for a command's host (its cache writes wait for its outcome).
+    /// True for a command's host (its cache writes wait for its outcome) and an estimate's
+    /// (they wait, as a command's would, and are dropped).
     fn command(&self) -> bool {
-        self.seq.is_some()
+        self.seq.is_some() || self.dry_run
     }
 
     fn defer(&self, op: CacheOp) {
@@ -477,15 +486,15 @@ mod tests {
     fn a_commands_cache_writes_wait_for_its_outcome_and_stay_bounded() {
         let shared = shared(1024);
         let contract = AccountId([1; 32]);
-        let query = WorkerHost::new(shared.clone(), None, 0);
+        let query = WorkerHost::new(shared.clone(), None, 0, false);
         // A command that reverts: its writes are never made.
-        let reverted = WorkerHost::new(shared.clone(), Some(1), 0);
+        let reverted = WorkerHost::new(shared.clone(), Some(1), 0, false);
         assert!(reverted.cache_set(&contract, b"k", b"v").is_ok());
         drop(reverted);
         assert_eq!(query.cache_get(&contract, b"k"), None);
         // A command that succeeds: made in order, after it. 100 sets of 100 bytes each are
         // answered `Ok`, but only what fits the contract's quota is held meanwhile.
-        let command = WorkerHost::new(shared.clone(), Some(2), 0);
+        let command = WorkerHost::new(shared.clone(), Some(2), 0, false);
         for i in 0..100u8 {
             assert!(command.cache_set(&contract, &[i], &[i; 99]).is_ok());
         }
@@ -527,7 +536,7 @@ mod tests {
                 missed: MissedTicks::Skip,
             },
         };
-        let command = WorkerHost::new(shared(0), Some(1), 0);
+        let command = WorkerHost::new(shared(0), Some(1), 0, false);
         // Refused at once: under a second, no selector, a cron expression that does not parse.
         assert_eq!(
             command.schedule(Mode::Command, set(10, vec![1, 2, 3, 4])),
@@ -547,7 +556,7 @@ mod tests {
         );
         assert_eq!(command.take_schedules().len(), MAX_SCHEDULE_CHANGES);
         // A query's are answered and dropped.
-        let query = WorkerHost::new(shared(0), None, 0);
+        let query = WorkerHost::new(shared(0), None, 0, false);
         assert_eq!(
             query.schedule(Mode::Query, set(1_000, vec![1, 2, 3, 4])),
             Ok(())

@@ -86,6 +86,7 @@ async fn start_with(
         tee_policy: None,
         owner: Some(Signer::from_suri("//Alice").unwrap().account()),
         system: Some(phat_worker::SystemSetup::bundled()),
+        deploy: Default::default(),
     };
     ledger
         .create_meta(

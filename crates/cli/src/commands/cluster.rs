@@ -1,4 +1,5 @@
-//! `phat cluster`: the owner's changes to a cluster (key rotation, worker revocation).
+//! `phat cluster`: the owner's changes to a cluster (key rotation, worker revocation, who may
+//! deploy).
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
@@ -31,6 +32,12 @@ pub enum ClusterCommand {
         /// The worker's identity key (0x…).
         worker: String,
     },
+    /// Set who besides the owner may deploy on an owner-only cluster (accounts or secret
+    /// URIs; none: the owner alone). Replaces the list.
+    Deployers {
+        /// The accounts.
+        accounts: Vec<String>,
+    },
 }
 
 /// `phat cluster`.
@@ -39,6 +46,12 @@ pub async fn run(args: ClusterArgs, ctx: &Ctx) -> Result<()> {
     let signer = Signer::from_suri(&args.suri)?;
     let op = match &args.op {
         ClusterCommand::RotateKey => ClusterOp::RotateKey,
+        ClusterCommand::Deployers { accounts } => ClusterOp::SetDeployers {
+            accounts: accounts
+                .iter()
+                .map(|a| crate::cluster::parse_account(a))
+                .collect::<Result<_>>()?,
+        },
         ClusterCommand::Revoke { worker } => ClusterOp::RevokeWorker {
             worker: worker.parse::<Hash>().map_err(|e| {
                 anyhow::anyhow!("worker key `{worker}` is not a 0x-prefixed 32-byte hex key: {e}")
@@ -49,7 +62,7 @@ pub async fn run(args: ClusterArgs, ctx: &Ctx) -> Result<()> {
     let Some(receipt) = submitted.receipt else {
         bail!("seq {}: no receipt", submitted.seq);
     };
-    let epoch = match &receipt.result {
+    let number = match &receipt.result {
         CallResult::Ok(o) => {
             <u32 as parity_scale_codec::Decode>::decode(&mut &o.data.0[..]).unwrap_or_default()
         }
@@ -59,7 +72,20 @@ pub async fn run(args: ClusterArgs, ctx: &Ctx) -> Result<()> {
     let what = match &args.op {
         ClusterCommand::RotateKey => "key rotated".to_string(),
         ClusterCommand::Revoke { worker } => format!("worker {worker} revoked"),
+        ClusterCommand::Deployers { .. } => {
+            ctx.print(
+                || {
+                    format!(
+                        "{number} account(s) besides the owner may deploy (seq {})",
+                        receipt.seq
+                    )
+                },
+                || json!({"seq": receipt.seq, "deployers": number}),
+            );
+            return Ok(());
+        }
     };
+    let epoch = number;
     ctx.print(
         || {
             format!(

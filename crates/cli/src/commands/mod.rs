@@ -1,5 +1,5 @@
 //! Commands that talk to a cluster through `phat-client`, one module each: deploy, query,
-//! tx, logs, info, keys, cluster, schedule, subscribe, job and triggers; with what they share (`ctx`: the endpoint, trust flags and output;
+//! tx, logs, info, keys, cluster, schedule, subscribe, job, triggers, transfer and faucet; with what they share (`ctx`: the endpoint, trust flags and output;
 //! `common`: contract ids, metadata, call encoding).
 
 pub mod cluster;
@@ -13,6 +13,7 @@ pub mod logs;
 pub mod query;
 pub mod schedule;
 pub mod subscribe;
+pub mod transfer;
 pub mod tx;
 
 pub use ctx::{set_trust, Ctx, TrustArgs};

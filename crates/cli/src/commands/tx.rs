@@ -19,6 +19,9 @@ pub struct TxArgs {
     /// Return once the ledger ordered the command, without waiting for the receipt.
     #[arg(long)]
     pub no_wait: bool,
+    /// Gas limit (default: estimated by running the call as a query first, plus a quarter).
+    #[arg(long)]
+    pub gas_limit: Option<u64>,
 }
 
 /// `phat tx`.
@@ -44,6 +47,18 @@ pub async fn run(args: TxArgs, ctx: &Ctx) -> Result<()> {
     let mut call = phat_client::call(id, data);
     if let phat_client::primitives::protocol::Call::Call { value, .. } = &mut call {
         *value = a.value;
+    }
+    // The estimate's limit when the dry run succeeds; else the default, and the command says
+    // what went wrong.
+    let limit = match args.gas_limit {
+        Some(limit) => limit,
+        None => match client.estimate(&signer, call.clone()).await {
+            Ok(e) if matches!(&e.result, CallResult::Ok(o) if !o.reverted) => e.gas_limit,
+            _ => phat_client::DEFAULT_GAS_LIMIT,
+        },
+    };
+    if let phat_client::primitives::protocol::Call::Call { gas_limit, .. } = &mut call {
+        *gas_limit = limit;
     }
     let submitted = client.submit(&signer, call, !args.no_wait).await?;
     let Some(receipt) = submitted.receipt else {

@@ -128,6 +128,21 @@ pub enum Call {
         /// The accounts.
         readers: Vec<AccountId>,
     },
+    /// Move native balance from the signer to `dest` (any account, a contract too: its code
+    /// does not run). Commands only.
+    Transfer {
+        /// The receiving account.
+        dest: AccountId,
+        /// How much.
+        value: Balance,
+    },
+    /// Estimate what a command of `call` (the SCALE bytes of a [`Call::Call`] or
+    /// [`Call::Instantiate`]) would cost: run as a query whose cache writes and log lines are
+    /// dropped, answering its gas and storage deposit. Queries only.
+    Estimate {
+        /// The call, SCALE-encoded.
+        call: Bytes,
+    },
 }
 
 /// When a schedule's ticks fall, in UTC on ledger time.
@@ -594,7 +609,17 @@ pub enum ClusterOp {
         /// The worker's X25519 identity key.
         worker: Hash,
     },
+    /// Set the accounts besides the owner that may upload code and instantiate contracts on
+    /// a cluster whose genesis makes deploying owner-only (at most [`MAX_DEPLOYERS`]; none:
+    /// the owner alone).
+    SetDeployers {
+        /// The accounts.
+        accounts: Vec<AccountId>,
+    },
 }
+
+/// The most accounts [`ClusterOp::SetDeployers`] allows besides the owner.
+pub const MAX_DEPLOYERS: usize = 256;
 
 /// The cluster's key epochs, kept in replicated state ([`crate::StateKey::ClusterEpochs`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -678,7 +703,9 @@ impl Call {
             | Call::Subscription { .. }
             | Call::Job { .. }
             | Call::Logs { .. }
-            | Call::LogReaders { .. } => None,
+            | Call::LogReaders { .. }
+            | Call::Transfer { .. }
+            | Call::Estimate { .. } => None,
         }
     }
 }
@@ -991,6 +1018,30 @@ pub struct QueryResponse {
     pub seq: Seq,
     /// The state root of that snapshot.
     pub state_root: Hash,
+    /// The storage deposit the call would take from its signer (negative: give back): with
+    /// `gas_used`, what a command of the same call is estimated to cost.
+    #[serde(default)]
+    pub storage_deposit: DepositDelta,
+}
+
+/// A storage deposit a call takes (positive) or gives back (negative), in native units. JSON:
+/// a decimal string, as a JavaScript number does not hold 128 bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DepositDelta(pub i128);
+
+impl Serialize for DepositDelta {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for DepositDelta {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map(DepositDelta)
+            .map_err(|e| serde::de::Error::custom(format!("a deposit `{text}`: {e}")))
+    }
 }
 
 /// The answer to a command submission.

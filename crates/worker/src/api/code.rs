@@ -21,6 +21,26 @@ pub(super) async fn upload_code(
         phat_primitives::protocol::upload_payload(&cluster, &hash, exp)
     })?;
     w.inner.admission.upload(&signer)?;
+    // On an owner-only cluster only who may deploy uploads: the ledger keeps every upload.
+    if w.inner.genesis.deploy != crate::DeployPermission::Public {
+        let deployers = w
+            .inner
+            .store
+            .snapshot()?
+            .get(&StateKey::Deployers)?
+            .and_then(|raw| Vec::<AccountId>::decode(&mut &raw[..]).ok())
+            .unwrap_or_default();
+        if !crate::genesis::may_deploy(&w.inner.genesis, &deployers, &signer) {
+            return Err(ApiErr::new(
+                StatusCode::FORBIDDEN,
+                "deploy_not_allowed",
+                format!(
+                    "this cluster lets its owner deploy, and the accounts the owner allows \
+                     (phat cluster deployers); {signer} is neither"
+                ),
+            ));
+        }
+    }
     let quota = format!("uploaded/{signer}/");
     within_quota(&w, &quota, &hash.to_string(), "uploads").await?;
     let rt = w.inner.runtime.clone();

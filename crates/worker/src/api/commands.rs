@@ -200,10 +200,17 @@ pub(super) async fn precheck_once(w: &Worker, call: &Call) -> Result<(), ApiErr>
         Call::Subscription { op } => contract_info(&snap, &op.contract()).map(|_| ()),
         Call::Job { op } => contract_info(&snap, &op.contract()).map(|_| ()),
         Call::LogReaders { contract, .. } => contract_info(&snap, contract).map(|_| ()),
+        // The balance is judged at apply (the receipt says `insufficient_balance`).
+        Call::Transfer { .. } => Ok(()),
         Call::Logs { .. } => Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
             "wrong_mode",
             "reading a log is a query, not a command",
+        )),
+        Call::Estimate { .. } => Err(ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "wrong_mode",
+            "an estimate is a query, not a command",
         )),
         Call::Instantiate { code_hash, .. } => {
             if snap.get(&StateKey::Code(*code_hash))?.is_some() {

@@ -50,13 +50,14 @@ pub(super) async fn run_checked(
     | Call::Schedule { .. }
     | Call::Subscription { .. }
     | Call::Job { .. }
-    | Call::LogReaders { .. } = call
+    | Call::LogReaders { .. }
+    | Call::Transfer { .. } = call
     {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
             "wrong_mode",
-            "a change to the cluster, a schedule, a subscription, a job or a log's readers is a \
-             command, not a query",
+            "a change to the cluster, a schedule, a subscription, a job or a log's readers, or a \
+             transfer, is a command, not a query",
         ));
     }
     if let Some(min) = min_seq {
@@ -67,13 +68,34 @@ pub(super) async fn run_checked(
     if let Call::Logs { contract, filter } = call {
         return read_logs(w, caller, contract, filter).await;
     }
+    // An estimate runs the call it carries, dry.
+    let (call, dry_run) = match call {
+        Call::Estimate { call } => match Call::decode_all(&mut &call.0[..]) {
+            Ok(inner @ (Call::Call { .. } | Call::Instantiate { .. })) => (inner, true),
+            Ok(_) => {
+                return Err(ApiErr::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    "only a call or an instantiation has a cost to estimate",
+                ))
+            }
+            Err(e) => {
+                return Err(ApiErr::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    format!("the call to estimate does not decode: {e}"),
+                ))
+            }
+        },
+        call => (call, false),
+    };
     if let Some(dest) = call.dest() {
         known_contract(w, &dest).await?;
     }
     // A bounded number of queries execute at once; the apply loop needs no slot.
     let slot = w.inner.admission.query_slot().await?;
     let w2 = w.clone();
-    let result = tokio::task::spawn_blocking(move || run_query(&w2, caller, call))
+    let result = tokio::task::spawn_blocking(move || run_query(&w2, caller, call, dry_run))
         .await
         .map_err(ApiErr::internal)?;
     drop(slot);
@@ -204,6 +226,7 @@ pub(super) fn run_query(
     w: &Worker,
     caller: AccountId,
     call: Call,
+    dry_run: bool,
 ) -> Result<QueryResponse, ApiErr> {
     let snap = Arc::new(w.inner.store.snapshot()?);
     let head = snap.head();
@@ -219,10 +242,12 @@ pub(super) fn run_query(
             payer: None,
             call,
             code: None,
+            dry_run,
         },
     );
-    // Every worker stores them once they are ordered (`crate::logs`).
-    if !executed.logs.is_empty() {
+    // Every worker stores them once they are ordered (`crate::logs`); an estimate's are not
+    // a query's.
+    if !executed.logs.is_empty() && !dry_run {
         w.inner.query_logs.lock().push(executed.logs);
     }
     let debug_message = executed
@@ -230,6 +255,7 @@ pub(super) fn run_query(
         .as_ref()
         .map(|o| o.debug_message.clone())
         .unwrap_or_default();
+    let storage_deposit = executed.result.as_ref().map_or(0, |o| o.storage_deposit);
     let (result, events, gas_used) = outcome_parts(executed.result);
     Ok(QueryResponse {
         result,
@@ -238,6 +264,7 @@ pub(super) fn run_query(
         debug_message,
         seq: head.seq,
         state_root: head.state_root,
+        storage_deposit: phat_primitives::protocol::DepositDelta(storage_deposit),
     })
 }
 
@@ -276,5 +303,6 @@ async fn read_logs(
         debug_message: String::new(),
         seq: head.seq,
         state_root: head.state_root,
+        storage_deposit: Default::default(),
     })
 }

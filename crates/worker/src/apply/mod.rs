@@ -948,13 +948,43 @@ fn apply_one(
             applied.nonce = nonce;
             return Ok(applied);
         }
-        Call::Logs { .. } => {
+        Call::Logs { .. } | Call::Estimate { .. } => {
             let mut applied = refuse(
                 "wrong_mode",
-                "reading a log is a query, not a command".into(),
+                "reading a log or an estimate is a query, not a command".into(),
             );
             applied.nonce = nonce;
             return Ok(applied);
+        }
+        Call::Transfer { dest, value } => {
+            let mut applied = apply_transfer(view, entry, (caller, *dest, *value), &refuse)?;
+            applied.nonce = nonce;
+            return Ok(applied);
+        }
+        Call::Instantiate { .. }
+            if worker.inner.genesis.deploy != crate::DeployPermission::Public =>
+        {
+            let state = Layered {
+                base: snap.clone(),
+                pending: view.pending.clone(),
+            };
+            let deployers = phat_runtime::StateRead::get(&state, &StateKey::Deployers)
+                .map_err(|e| {
+                    WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
+                })?
+                .and_then(|raw| Vec::<AccountId>::decode(&mut &raw[..]).ok())
+                .unwrap_or_default();
+            if !crate::genesis::may_deploy(&worker.inner.genesis, &deployers, &caller) {
+                let mut applied = refuse(
+                    "deploy_not_allowed",
+                    format!(
+                        "this cluster lets its owner deploy, and the accounts the owner allows; \
+                         {caller} is neither"
+                    ),
+                );
+                applied.nonce = nonce;
+                return Ok(applied);
+            }
         }
         Call::Call { .. } | Call::Instantiate { .. } => {}
     }
@@ -974,6 +1004,54 @@ fn apply_one(
     apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
     drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
     applied.nonce = nonce;
+    Ok(applied)
+}
+
+/// Moves `value` of native balance from `from` to `to`, read through the batch's earlier
+/// writes; refused (`insufficient_balance`) when `from` holds less. Balances are `u128`s in
+/// replicated state, so a transfer is two writes (an account at 0 has no row).
+fn apply_transfer(
+    view: &BatchView<'_>,
+    entry: &LedgerEntry,
+    (from, to, value): (AccountId, AccountId, phat_primitives::Balance),
+    refuse: &dyn Fn(&str, String) -> Applied,
+) -> Result<Applied, WorkerError> {
+    let state = Layered {
+        base: view.snap.clone(),
+        pending: view.pending.clone(),
+    };
+    let balance_of = |who: &AccountId| -> Result<u128, WorkerError> {
+        Ok(
+            phat_runtime::StateRead::get(&state, &StateKey::Balance(*who))
+                .map_err(|e| {
+                    WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
+                })?
+                .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
+                .unwrap_or(0),
+        )
+    };
+    let have = balance_of(&from)?;
+    if have < value {
+        return Ok(refuse(
+            "insufficient_balance",
+            format!("{from} holds {have}, less than the {value} it sends"),
+        ));
+    }
+    let mut applied = refuse("", String::new());
+    applied.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
+        data: Vec::new().into(),
+        reverted: false,
+        address: None,
+    });
+    if from != to && value > 0 {
+        let after_from = have - value;
+        let after_to = balance_of(&to)?.saturating_add(value);
+        let row = |b: u128| (b != 0).then(|| b.encode());
+        applied
+            .changes
+            .insert(StateKey::Balance(from), row(after_from));
+        applied.changes.insert(StateKey::Balance(to), row(after_to));
+    }
     Ok(applied)
 }
 
@@ -1066,6 +1144,7 @@ fn run_command(
             payer,
             call,
             code,
+            dry_run: false,
         },
     );
     if let Err(e) = &executed.result {
@@ -1128,6 +1207,32 @@ fn apply_cluster_op(
         }
         Some(_) => {}
     }
+    if let ClusterOp::SetDeployers { accounts } = op {
+        let mut accounts = accounts.clone();
+        accounts.sort();
+        accounts.dedup();
+        if accounts.len() > phat_primitives::protocol::MAX_DEPLOYERS {
+            return refuse(
+                "too_many_deployers",
+                format!(
+                    "{} deployers, more than {}",
+                    accounts.len(),
+                    phat_primitives::protocol::MAX_DEPLOYERS
+                ),
+            );
+        }
+        let mut applied = reject(entry, Some(req), "", String::new());
+        applied.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
+            data: (accounts.len() as u32).encode().into(),
+            reverted: false,
+            address: None,
+        });
+        applied.changes.insert(
+            StateKey::Deployers,
+            (!accounts.is_empty()).then(|| accounts.encode()),
+        );
+        return applied;
+    }
     // One epoch at a time: the next starts once the last is keyed (a deal names the epoch it
     // keys, and its shares go to the members of that moment).
     if let Some(pending) = epochs.pending() {
@@ -1145,6 +1250,7 @@ fn apply_cluster_op(
             )
         }
         ClusterOp::RevokeWorker { worker } => Some(*worker),
+        ClusterOp::SetDeployers { .. } => unreachable!("answered above"),
     };
     epochs.changes.push(EpochChange {
         seq: entry.seq,
