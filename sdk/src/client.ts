@@ -211,6 +211,9 @@ export interface ClientOptions {
   allowUnencrypted?: boolean;
   /** The `fetch` to use (default: the global one). */
   fetch?: typeof fetch;
+  /** Accept hardware workers (`sgx-dcap`, `tdx-dcap`): a verifier that throws for a report it
+   * refuses, `teeVerifier(policy)` from `@phat/sdk/tee`. Without it they are refused. */
+  tee?: (report: AttestationReport) => unknown;
 }
 
 const ATTESTATION_DOMAIN = utf8ToBytes("phat/attestation/v2");
@@ -246,9 +249,23 @@ function isDown(e: unknown): boolean {
 /** Checks `info`'s report under `options` for `endpoint`; throws [`UntrustedError`]. */
 export function checkWorker(endpoint: string, info: WorkerInfo, options: ClientOptions = {}): void {
   const r = info.attestation;
-  if (r.provider !== "dev") {
-    throw new UntrustedError(`the worker presents a \`${r.provider}\` attestation: this SDK verifies \`dev\` reports only`);
+  if (r.provider === "sgx-dcap" || r.provider === "tdx-dcap") {
+    if (options.tee === undefined) {
+      throw new UntrustedError(
+        `the worker presents a \`${r.provider}\` attestation and no TEE policy is configured to judge it (tee: teeVerifier(policy) from @phat/sdk/tee)`,
+      );
+    }
+    options.tee(r);
+  } else if (r.provider !== "dev") {
+    throw new UntrustedError(`the worker presents a \`${r.provider}\` attestation, which this SDK does not verify`);
+  } else {
+    checkDevReport(endpoint, r, options);
   }
+  checkAnnounced(endpoint, info, options);
+}
+
+/** A `dev` report: signed by the pinned root, or, from a loopback endpoint, by the key it names. */
+function checkDevReport(endpoint: string, r: AttestationReport, options: ClientOptions): void {
   if (options.devRoot !== undefined) {
     if (r.signer.toLowerCase() !== options.devRoot.toLowerCase()) {
       throw new UntrustedError(`the report is signed by ${r.signer}, not by the pinned dev root ${options.devRoot}`);
@@ -265,6 +282,12 @@ export function checkWorker(endpoint: string, info: WorkerInfo, options: ClientO
     valid = false;
   }
   if (!valid) throw new UntrustedError("the report's signature does not verify (forged or altered)");
+}
+
+/** What every report must also hold: the pinned measurement, the keys the worker announces,
+ * and encryption unless plaintext is allowed. */
+function checkAnnounced(endpoint: string, info: WorkerInfo, options: ClientOptions): void {
+  const r = info.attestation;
   if (options.measurement !== undefined && r.measurement.toLowerCase() !== options.measurement.toLowerCase()) {
     throw new UntrustedError(`the worker runs software ${r.measurement} where ${options.measurement} is required`);
   }

@@ -115,9 +115,71 @@ test("npm pack: the package holds the built library, its types and README, and i
   execFileSync("tar", ["-xzf", `${check}${tarball}`, "-C", `${check}node_modules/@phat/sdk`, "--strip-components=1"]);
   const names = execFileSync(
     process.execPath,
-    ["--input-type=module", "-e", "const m = await import('@phat/sdk'); const c = await import('@phat/sdk/core'); console.log(JSON.stringify([typeof m.PhatClient, typeof m.ContractApi, typeof c.PhatClient, typeof c.ContractApi]))"],
+    ["--input-type=module", "-e", "const m = await import('@phat/sdk'); const c = await import('@phat/sdk/core'); const t = await import('@phat/sdk/tee'); console.log(JSON.stringify([typeof m.PhatClient, typeof m.ContractApi, typeof c.PhatClient, typeof c.ContractApi, typeof t.teeVerifier]))"],
     { cwd: check, encoding: "utf8" },
   );
-  assert.deepEqual(JSON.parse(names), ["function", "function", "function", "undefined"]);
+  assert.deepEqual(JSON.parse(names), ["function", "function", "function", "undefined", "function"]);
   rmSync(check, { recursive: true, force: true });
+});
+
+test("hardware reports: the DCAP sample quotes verify as in Rust, and a report they do not bind is refused", async () => {
+  const { verifyQuote, verifyTeeReport, teeVerifier } = await import("../src/tee.js");
+  const { codec: c, UntrustedError: Untrusted, checkWorker } = await import("../src/index.js");
+  const { readFileSync } = await import("node:fs");
+  const data = (name: string) => readFileSync(fileURLToPath(new URL(`../../../crates/attest/tests/data/${name}`, import.meta.url)));
+  // 2025-07-01: inside both samples' collateral validity (crates/attest/tests/dcap.rs).
+  const now = 1_751_328_000;
+  const sgxQuote = data("sgx_quote");
+  const sgxCollateral = JSON.parse(data("sgx_quote_collateral.json").toString());
+  const lenient = {
+    kinds: ["sgx-dcap", "tdx-dcap"] as ("sgx-dcap" | "tdx-dcap")[],
+    tcb_statuses: ["UpToDate", "ConfigurationAndSWHardeningNeeded"],
+    advisories: ["INTEL-SA-00289", "INTEL-SA-00615"],
+  };
+  // What the Rust verifier finds in the same quote.
+  const v = verifyQuote(sgxQuote, sgxCollateral, now, lenient);
+  assert.equal(v.kind, "sgx-dcap");
+  assert.equal(v.tcbStatus, "ConfigurationAndSWHardeningNeeded");
+  assert.deepEqual(v.advisories, ["INTEL-SA-00289", "INTEL-SA-00615"]);
+  assert.equal(v.debug, false);
+  assert.equal(toHex(v.measurement), toHex(sgxQuote.subarray(48 + 64, 48 + 96)), "MRENCLAVE");
+  // The default policy: no kind, UpToDate only; a tampered quote fails its signature.
+  assert.throws(() => verifyQuote(sgxQuote, sgxCollateral, now, {}), /kind is sgx-dcap/);
+  assert.throws(() => verifyQuote(sgxQuote, sgxCollateral, now, { kinds: ["sgx-dcap"] }), /tcb_status/);
+  assert.throws(() => verifyQuote(sgxQuote, sgxCollateral, now, { ...lenient, advisories: [] }), /advisory/);
+  assert.throws(() => verifyQuote(sgxQuote, sgxCollateral, now, { ...lenient, sgx: { mr_enclave: ["00".repeat(32)] } }), /sgx.mr_enclave/);
+  const tampered = Uint8Array.from(sgxQuote);
+  tampered[48 + 320] ^= 1;
+  assert.throws(() => verifyQuote(tampered, sgxCollateral, now, lenient), Untrusted);
+  // The TDX sample is up to date.
+  const tdx = verifyQuote(data("tdx_quote"), JSON.parse(data("tdx_quote_collateral.json").toString()), now, { kinds: ["tdx-dcap"] });
+  assert.equal(tdx.kind, "tdx-dcap");
+  assert.equal(tdx.tcbStatus, "UpToDate");
+  // A report around the sample quote: its keys are not what the quote binds, so refused, and
+  // a client with this policy refuses such a worker.
+  const report = {
+    provider: "sgx-dcap",
+    measurement: toHex(v.measurement),
+    worker_key: "0x" + "11".repeat(32),
+    cluster_key: "0x" + "22".repeat(32),
+    encryption: true,
+    signing_key: null,
+    issued_at: 1,
+    signer: "0x" + "00".repeat(32),
+    signature: toHex(concatEvidence(sgxQuote, data("sgx_quote_collateral.json"))),
+  };
+  assert.throws(() => verifyTeeReport(report, lenient, now), /does not bind this report/);
+  assert.throws(() => verifyTeeReport({ ...report, measurement: "0x" + "00".repeat(32) }, lenient, now), /measurement/);
+  const info = { worker_key: report.worker_key, cluster_key: report.cluster_key, encryption: true, attestation: report } as never;
+  assert.throws(() => checkWorker("http://10.0.0.1:8000", info, {}), /no TEE policy/);
+  assert.throws(() => checkWorker("http://10.0.0.1:8000", info, { tee: teeVerifier(lenient, { nowSecs: () => now }) }), /does not bind/);
+
+  function concatEvidence(quote: Uint8Array, collateral: Uint8Array): Uint8Array {
+    const q = c.VecU8.enc(quote);
+    const col = c.VecU8.enc(collateral);
+    const out = new Uint8Array(q.length + col.length);
+    out.set(q);
+    out.set(col, q.length);
+    return out;
+  }
 });
