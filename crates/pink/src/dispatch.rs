@@ -14,8 +14,8 @@ use crate::host::PinkHost;
 use crate::keys::derive_sr25519_secret;
 use crate::sign::{ecdsa_sign_prehashed, ecdsa_verify_prehashed, public_key, sign, verify};
 use crate::types::{
-    CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse, JsCode, JsValue, PinkFunction,
-    ScheduleError, ScheduleRequest, SigType,
+    AttestationType, CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse, JsCode,
+    JsValue, PinkFunction, ScheduleError, ScheduleRequest, SgxQuote, SigType,
 };
 
 /// pink's extension id (the high 16 bits of the chain-extension id).
@@ -399,8 +399,21 @@ impl<H: PinkHost> PinkExtension<H> {
             }
             F::WorkerSgxQuote => {
                 args::<()>(func, input)?;
-                // `Option<SgxQuote>`: phat workers have no SGX quote.
-                Reply::value(None::<()>)
+                // A quote costs the TEE a round trip: priced as an HTTP request is.
+                meter.charge(gas.http)?;
+                // A command's answer may not depend on the worker: `None` there, as Phala's
+                // answer off SGX. The report data is the worker's public key, as Phala's.
+                let quote = if query {
+                    let mut report_data = [0u8; 64];
+                    report_data[..32].copy_from_slice(&self.host.worker_pubkey());
+                    self.host.worker_sgx_quote(&report_data)
+                } else {
+                    None
+                };
+                Reply::value(quote.map(|quote| SgxQuote {
+                    attestation_type: AttestationType::Dcap,
+                    quote,
+                }))
             }
             F::ScheduleSet => {
                 let def: phat_primitives::protocol::ScheduleDef = args(func, input)?;

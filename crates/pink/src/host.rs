@@ -64,6 +64,12 @@ pub trait PinkHost: Send + Sync {
         let _ = (contract, codes, args, timeout);
         crate::JsValue::Exception("this host runs no JavaScript".into())
     }
+    /// A fresh DCAP quote of this worker's SGX enclave with `report_data` (`None` outside
+    /// SGX, or when the enclave does not answer).
+    fn worker_sgx_quote(&self, report_data: &[u8; 64]) -> Option<Vec<u8>> {
+        let _ = report_data;
+        None
+    }
     /// Queues a change to a contract's schedules, applied if the command succeeds (in a query
     /// the host drops it with the query's writes and answers `Ok`).
     fn schedule(
@@ -140,5 +146,8 @@ impl<T: PinkHost + ?Sized> PinkHost for Arc<T> {
         request: crate::ScheduleRequest,
     ) -> Result<(), crate::ScheduleError> {
         (**self).schedule(mode, request)
+    }
+    fn worker_sgx_quote(&self, report_data: &[u8; 64]) -> Option<Vec<u8>> {
+        (**self).worker_sgx_quote(report_data)
     }
 }

@@ -76,6 +76,6 @@ pub use keys::{
     ContractPublicKeys, KeyKind, ETHEREUM_KEY_SALT,
 };
 pub use types::{
-    BatchHttpResult, CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse, JsCode,
-    JsValue, PinkFunction, ScheduleError, ScheduleRequest, SigType,
+    AttestationType, BatchHttpResult, CacheQuotaExceeded, HttpRequest, HttpRequestError,
+    HttpResponse, JsCode, JsValue, PinkFunction, ScheduleError, ScheduleRequest, SgxQuote, SigType,
 };

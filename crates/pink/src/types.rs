@@ -159,6 +159,24 @@ pub enum ScheduleError {
     NotPermitted,
 }
 
+/// How an SGX quote attests (pink's `AttestationType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum AttestationType {
+    /// EPID (not made by phat).
+    Epid,
+    /// DCAP.
+    Dcap,
+}
+
+/// What `worker_sgx_quote` answers (pink's `SgxQuote`).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct SgxQuote {
+    /// How it attests.
+    pub attestation_type: AttestationType,
+    /// The raw quote.
+    pub quote: Vec<u8>,
+}
+
 /// pink's functions, by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u16)]
@@ -211,7 +229,8 @@ pub enum PinkFunction {
     CurrentEventChainHead = 23,
     /// 24: evaluate JavaScript (queries only; the host runs it).
     JsEval = 24,
-    /// 25: the worker's SGX quote (not supported: answers `None`).
+    /// 25: a fresh SGX DCAP quote of the worker's enclave over its public key (queries on an
+    /// SGX worker; `None` elsewhere).
     WorkerSgxQuote = 25,
     /// phat's own, 0x8001: set the calling contract's schedule for a message (commands; a
     /// query's is dropped with its writes).

@@ -134,6 +134,15 @@ fn quote_source(
     })
 }
 
+/// The quote interface contracts' `worker_sgx_quote` asks, when `tee` is an SGX enclave (a
+/// TDX quote is not an SGX quote: `None` there, as on Phala off SGX).
+pub(crate) fn sgx_quote_source(
+    tee: &crate::TeeConfig,
+) -> Result<Option<Box<dyn phat_attest::QuoteSource>>, WorkerError> {
+    let source = quote_source(&tee.source)?;
+    Ok((source.kind() == phat_attest::TeeKind::SgxDcap).then_some(source))
+}
+
 /// The Intel collateral (JSON) for the platform `tee` runs on: read from its file, or fetched
 /// from its PCCS for a first quote (cached in `dir/pccs-cache`).
 pub(crate) async fn tee_collateral(

@@ -300,6 +300,10 @@ impl Worker {
             cache: cache::Cache::with_budget(config.cache_quota, config.cache_budget),
             worker_pubkey: enclave.identity.public(),
             key_seed: keys.contract_seed.clone(),
+            sgx_quotes: match &config.tee {
+                Some(tee) => enclave::sgx_quote_source(tee)?,
+                None => None,
+            },
         });
         let worker = Self {
             inner: Arc::new(Inner {

@@ -18,6 +18,8 @@ pub(crate) struct PinkShared {
     pub(crate) cache: Cache,
     pub(crate) worker_pubkey: [u8; 32],
     pub(crate) key_seed: phat_crypto::Secret32,
+    /// The quote interface of the SGX enclave this worker runs in (`worker_sgx_quote`), if any.
+    pub(crate) sgx_quotes: Option<Box<dyn phat_attest::QuoteSource>>,
 }
 
 /// A cache write a command made, kept until the command is known to have succeeded.
@@ -314,6 +316,17 @@ impl PinkHost for WorkerHost {
         self.shared.worker_pubkey
     }
 
+    fn worker_sgx_quote(&self, report_data: &[u8; 64]) -> Option<Vec<u8>> {
+        let source = self.shared.sgx_quotes.as_ref()?;
+        match source.quote(report_data) {
+            Ok(quote) => Some(quote),
+            Err(e) => {
+                tracing::warn!("worker_sgx_quote: the enclave made no quote: {e}");
+                None
+            }
+        }
+    }
+
     fn key_seed(&self) -> [u8; 32] {
         *self.shared.key_seed.expose()
     }
@@ -479,6 +492,7 @@ mod tests {
             cache: Cache::new(quota),
             worker_pubkey: [0; 32],
             key_seed: phat_crypto::Secret32::from_bytes([7; 32]),
+            sgx_quotes: None,
         })
     }
 
@@ -562,5 +576,30 @@ mod tests {
             Ok(())
         );
         assert!(query.take_schedules().is_empty());
+    }
+
+    #[test]
+    fn an_sgx_worker_quotes_what_it_is_asked_and_other_workers_answer_none() {
+        struct FakeSgx(Mutex<Vec<[u8; 64]>>);
+        impl phat_attest::QuoteSource for FakeSgx {
+            fn kind(&self) -> phat_attest::TeeKind {
+                phat_attest::TeeKind::SgxDcap
+            }
+            fn quote(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, phat_attest::SourceError> {
+                self.0.lock().push(*report_data);
+                Ok(b"a quote".to_vec())
+            }
+        }
+        let plain = WorkerHost::new(shared(0), None, 0, false);
+        assert_eq!(plain.worker_sgx_quote(&[1; 64]), None);
+        let sgx = Arc::new(PinkShared {
+            egress: Egress::new(crate::egress::EgressConfig::default()),
+            cache: Cache::new(0),
+            worker_pubkey: [9; 32],
+            key_seed: phat_crypto::Secret32::from_bytes([7; 32]),
+            sgx_quotes: Some(Box::new(FakeSgx(Mutex::new(Vec::new())))),
+        });
+        let host = WorkerHost::new(sgx, None, 0, false);
+        assert_eq!(host.worker_sgx_quote(&[1; 64]), Some(b"a quote".to_vec()));
     }
 }

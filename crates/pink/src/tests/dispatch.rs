@@ -292,7 +292,20 @@ fn unsupported_functions_answer_in_their_types() {
         (vec![JsCode::Source("1".into())], Vec::<String>::new()),
     );
     assert_ne!(in_command, js, "the host was asked in a command");
-    assert_eq!(f.ok(Query, 25, ()), [0], "worker_sgx_quote: None");
+    // worker_sgx_quote: in a query, the host's quote over the worker's public key; in a
+    // command, `None` (it differs per worker).
+    let mut report_data = [0u8; 64];
+    report_data[..32].copy_from_slice(&[0x55; 32]);
+    let expected = Some(crate::SgxQuote {
+        attestation_type: crate::AttestationType::Dcap,
+        quote: [b"quote:".as_slice(), &report_data].concat(),
+    });
+    assert_eq!(f.ok(Query, 25, ()), expected.encode());
+    assert_eq!(
+        f.ok(Command, 25, ()),
+        [0],
+        "worker_sgx_quote in a command: None"
+    );
     let _ = (JsValue::Undefined, JsValue::Null, JsCode::Bytecode(vec![]));
     let _ = (JsValue::String(String::new()), JsValue::Bytes(vec![]));
     let _ = JsValue::Other(String::new());

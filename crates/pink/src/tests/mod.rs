@@ -159,6 +159,10 @@ impl PinkHost for MockHost {
     fn key_seed(&self) -> [u8; 32] {
         self.seed
     }
+    fn worker_sgx_quote(&self, report_data: &[u8; 64]) -> Option<Vec<u8>> {
+        // A stand-in quote: what it was asked to carry.
+        Some([b"quote:".as_slice(), report_data].concat())
+    }
     fn schedule(
         &self,
         mode: Mode,
