@@ -175,26 +175,7 @@ async fn run(encryption: bool) {
     let cluster = c0.trusted_info().await.unwrap().cluster_key;
     let alice = Signer::from_suri("//Alice").unwrap();
     let bob = Signer::from_suri("//Bob").unwrap();
-    let code = c0
-        .upload_code(&alice, erc20.wasm().unwrap().to_vec())
-        .await
-        .unwrap();
-    let sub = c0
-        .submit(
-            &alice,
-            phat_client::instantiate(
-                code,
-                erc20.encode_constructor("new", &["1000000000"]).unwrap(),
-                vec![],
-            ),
-            true,
-        )
-        .await
-        .unwrap();
-    let CallResult::Ok(o) = sub.receipt.unwrap().result else {
-        panic!("deploy failed")
-    };
-    let id = o.address.unwrap();
+    let id = instantiate_erc20(&c0, &alice, &erc20, "1000000000").await;
     let balance_of = erc20
         .encode_message("balance_of", &[alice.account().to_hex()])
         .unwrap();

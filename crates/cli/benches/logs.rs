@@ -23,7 +23,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use phat_client::primitives::protocol::{CallResult, LogFilter, LogKind};
+use phat_client::primitives::protocol::{LogFilter, LogKind};
 use phat_client::{Client, Contract, Signer};
 use support::*;
 
@@ -58,26 +58,7 @@ async fn main() {
     let alice = Signer::from_suri("//Alice").unwrap();
     let c0 = Client::new(&dev.workers[0]).unwrap();
     let c1 = Client::new(&dev.workers[1]).unwrap();
-    let code = c0
-        .upload_code(&alice, erc20.wasm().unwrap().to_vec())
-        .await
-        .unwrap();
-    let sub = c0
-        .submit(
-            &alice,
-            phat_client::instantiate(
-                code,
-                erc20.encode_constructor("new", &["1000000"]).unwrap(),
-                vec![],
-            ),
-            true,
-        )
-        .await
-        .unwrap();
-    let CallResult::Ok(o) = sub.receipt.unwrap().result else {
-        panic!("deploy failed")
-    };
-    let id = o.address.unwrap();
+    let id = instantiate_erc20(&c0, &alice, &erc20, "1000000").await;
     let quiet = phat_client::call(
         id,
         erc20

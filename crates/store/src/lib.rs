@@ -341,28 +341,14 @@ impl Store {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let start = match after {
-            None => 0,
-            Some(u64::MAX) => return Ok(Vec::new()),
-            Some(a) => a + 1,
-        };
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let logs = txn.open_table(LOGS).map_err(db_err)?;
-        let range = logs
-            .range((contract.0, start)..=(contract.0, u64::MAX))
-            .map_err(db_err)?;
         let mut out = Vec::new();
-        for entry in range.take(limit) {
-            let (key, value) = entry.map_err(db_err)?;
-            let (contract, index) = key.value();
-            let record = match &self.cipher {
-                Some(c) => c
-                    .open(&log_name(&contract, index), value.value())
-                    .map_err(|e| StoreError::Corrupt(format!("log record: {e}")))?,
-                None => value.value().to_vec(),
-            };
-            out.push((index, record));
+        if limit == 0 {
+            return Ok(out);
         }
+        self.scan_logs(contract, after, false, |index, record| {
+            out.push((index, record));
+            out.len() < limit
+        })?;
         Ok(out)
     }
 }

@@ -56,3 +56,26 @@ pub fn row(case: &str, s: &Stats) {
         s.n, s.p50, s.p99, s.per_sec
     );
 }
+
+/// Uploads `erc20` and instantiates `new(supply)` as `signer`; the contract's id.
+pub async fn instantiate_erc20(
+    client: &phat_client::Client,
+    signer: &phat_client::Signer,
+    erc20: &phat_client::Contract,
+    supply: &str,
+) -> phat_client::primitives::AccountId {
+    let code = client
+        .upload_code(signer, erc20.wasm().unwrap().to_vec())
+        .await
+        .unwrap();
+    let call = phat_client::instantiate(
+        code,
+        erc20.encode_constructor("new", &[supply]).unwrap(),
+        vec![],
+    );
+    let sub = client.submit(signer, call, true).await.unwrap();
+    let phat_client::primitives::protocol::CallResult::Ok(o) = sub.receipt.unwrap().result else {
+        panic!("deploy failed")
+    };
+    o.address.unwrap()
+}
