@@ -1,4 +1,4 @@
-/** SCALE codecs of phat's protocol types (`crates/primitives/src/protocol.rs`), on `scale-ts`.
+/** SCALE codecs of phat's protocol types (`crates/primitives/src/protocol/`), on `scale-ts`.
  * Field order and enum indexes follow the Rust definitions exactly: the bytes are what the
  * worker decodes and what signatures cover. */
 import {
