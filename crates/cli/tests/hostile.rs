@@ -126,7 +126,7 @@ impl Suite {
         let seq = tx["receipt"]["seq"].as_u64().unwrap();
         let mut roots = Vec::new();
         for w in &self.dev.workers {
-            roots.push(wait_seq(w, seq).await.state_root);
+            roots.push(root_at(w, seq).await);
         }
         assert_eq!(roots[0], roots[1], "{case}: the workers' roots differ");
         let ep = self.ep.clone();

@@ -101,7 +101,7 @@ async fn erc20_on_two_workers_over_jetstream() {
 
     let mut roots = Vec::new();
     for w in &dev.workers {
-        roots.push(wait_seq(w, seq).await.state_root);
+        roots.push(root_at(w, seq).await);
         let bob = run_json(w, &["query", &id, "balance_of", BOB]);
         assert_eq!(bob["decoded"], "Ok(2500)", "{w}: {bob}");
         let alice = run_json(w, &["query", &id, "balance_of", ALICE]);
@@ -310,7 +310,7 @@ async fn three_nodes_lose_the_stream_leader_and_a_worker_under_load_and_apply_ev
     };
     let mut roots = Vec::new();
     for w in &dev.workers {
-        roots.push(wait_seq(w, last).await.state_root);
+        roots.push(root_at(w, last).await);
         let (value, _) = counter.get(&Client::new(w).unwrap(), Some(last)).await;
         assert_eq!(value, total, "{w}: the counter");
     }
