@@ -120,7 +120,7 @@ impl Outbox {
 }
 
 /// Cuts `s` to at most `max` bytes, on a character boundary.
-fn truncate(s: &mut String, max: usize) {
+pub(crate) fn truncate(s: &mut String, max: usize) {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {

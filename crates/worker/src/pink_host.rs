@@ -125,13 +125,7 @@ impl WorkerHost {
     }
 
     fn push_log(&self, contract: &AccountId, mode: Mode, level: &str, mut message: String) {
-        if message.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
+        crate::logs::truncate(&mut message, MAX_LINE);
         let mut logs = self.logs.lock();
         if logs.len() < MAX_LINES {
             logs.push(LogRecord {
