@@ -3,7 +3,9 @@
 //! cluster without encryption, once with (queries in fresh sessions and in resumed ones).
 //!
 //! `cargo bench -p phat-cli --bench cluster` (set `PHAT_BENCH_SECS` to change each phase's
-//! length). Clients and servers share the machine's cores, so the figures are a floor.
+//! length, `PHAT_BENCH_MODES=plain,encrypted` and `PHAT_BENCH_PHASES=queries,commands` to run
+//! a part, e.g. under a profiler, and `PHAT_BENCH_WORKERS` for another cluster size than 2). Clients and servers share the machine's cores, so the
+//! figures are a floor.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -100,8 +102,11 @@ async fn main() {
     );
     println!("| case                                         |       n |   p50 µs |   p99 µs |      op/s |");
     println!("| -------------------------------------------- | ------- | --------- | --------- | --------- |");
-    run(false).await;
-    run(true).await;
+    for (name, encryption) in [("plain", false), ("encrypted", true)] {
+        if chosen("PHAT_BENCH_MODES", name) {
+            run(encryption).await;
+        }
+    }
 }
 
 /// Runs every phase on a fresh two-worker cluster with or without encryption.
@@ -109,7 +114,8 @@ async fn run(encryption: bool) {
     let tag = if encryption { "encrypted" } else { "plain" };
     let erc20 = Contract::load(bundle("erc20")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let base = free_ports(3);
+    let n = workers();
+    let base = free_ports(n as u16 + 1);
     let ledger_url = format!("http://127.0.0.1:{base}");
     let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
     let _ledger = start_ledger(dir.path(), base);
@@ -141,7 +147,7 @@ async fn run(encryption: bool) {
         .unwrap();
     let mut workers = Vec::new();
     let mut urls = Vec::new();
-    for i in 0..2u16 {
+    for i in 0..n as u16 {
         let port = (base + 1 + i).to_string();
         let data = path(&format!("w{i}"));
         workers.push(Proc::start(
@@ -196,6 +202,29 @@ async fn run(encryption: bool) {
             })
             .collect()
     };
+    if chosen("PHAT_BENCH_PHASES", "queries") {
+        queries(&urls, tag, encryption, id, &balance_of, &sign_queries).await;
+    }
+    if chosen("PHAT_BENCH_PHASES", "commands") {
+        commands(&urls, tag, &c0, &alice, &cluster, id, &transfer).await;
+    }
+    let i0 = c0.info().await.unwrap();
+    for u in &urls[1..] {
+        let i = Client::new(u).unwrap().info().await.unwrap();
+        assert_eq!(i0.state_root, i.state_root);
+        assert_eq!(i0.seq, i.seq);
+    }
+}
+
+/// The query phases: one client, 32 clients on one worker, 32 clients on both.
+async fn queries(
+    urls: &[String],
+    tag: &str,
+    encryption: bool,
+    id: phat_client::primitives::AccountId,
+    balance_of: &[u8],
+    sign_queries: &dyn Fn(usize) -> Vec<SignedRequest>,
+) {
     let budget = 25_000 * secs() as usize;
     let fresh = if encryption { ", fresh session" } else { "" };
     let s = query_load(&urls[..1], sign_queries(budget.min(4000)), 1).await;
@@ -203,25 +232,42 @@ async fn run(encryption: bool) {
     let s = query_load(&urls[..1], sign_queries(budget), 32).await;
     row(&format!("{tag}: query, 1 worker, 32 clients{fresh}"), &s);
     if encryption {
-        let call = phat_client::call(id, balance_of.clone());
+        let call = phat_client::call(id, balance_of.to_vec());
         let s = session_load(&urls[..1], call.clone(), 1).await;
         row(&format!("{tag}: query, 1 worker, 1 client, resumed"), &s);
         let s = session_load(&urls[..1], call.clone(), 32).await;
         row(&format!("{tag}: query, 1 worker, 32 clients, resumed"), &s);
-        let s = session_load(&urls, call, 32).await;
-        row(&format!("{tag}: query, 2 workers, 32 clients, resumed"), &s);
+        let s = session_load(urls, call, 32).await;
+        let all = urls.len();
+        row(
+            &format!("{tag}: query, {all} workers, 32 clients, resumed"),
+            &s,
+        );
     } else {
-        let s = query_load(&urls, sign_queries(budget), 32).await;
-        row(&format!("{tag}: query, 2 workers, 32 clients"), &s);
+        let s = query_load(urls, sign_queries(budget), 32).await;
+        let all = urls.len();
+        row(&format!("{tag}: query, {all} workers, 32 clients"), &s);
     }
+}
 
+/// The command phases: one client waiting for each receipt, then 64 submitters through both
+/// workers, timed until both applied the last one.
+async fn commands(
+    urls: &[String],
+    tag: &str,
+    c0: &Client,
+    alice: &Signer,
+    cluster: &phat_client::primitives::Hash,
+    id: phat_client::primitives::AccountId,
+    transfer: &[u8],
+) {
     // Commands: submit and wait for the receipt, one at a time.
     let mut lat = Vec::new();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(secs()) {
         let t0 = Instant::now();
         let r = c0
-            .submit(&alice, phat_client::call(id, transfer.clone()), true)
+            .submit(alice, phat_client::call(id, transfer.to_vec()), true)
             .await
             .unwrap();
         assert!(r.receipt.unwrap().result.is_success());
@@ -236,10 +282,10 @@ async fn run(encryption: bool) {
     let reqs: Vec<SignedRequest> = (0..(4000 * secs()) as usize)
         .map(|_| {
             phat_client::sign(
-                &alice,
-                &cluster,
+                alice,
+                cluster,
                 Mode::Command,
-                phat_client::call(id, transfer.clone()),
+                phat_client::call(id, transfer.to_vec()),
             )
         })
         .collect();
@@ -249,7 +295,9 @@ async fn run(encryption: bool) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..64 {
-        let client = Client::new(&urls[t % 2]).unwrap().allow_unencrypted(true);
+        let client = Client::new(&urls[t % urls.len()])
+            .unwrap()
+            .allow_unencrypted(true);
         let (reqs, next) = (reqs.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -265,7 +313,7 @@ async fn run(encryption: bool) {
     }
     let lat = gather(tasks).await;
     let last = first + reqs.len() as u64;
-    for u in &urls {
+    for u in urls {
         wait_seq(u, last).await;
     }
     let took = start.elapsed();
@@ -275,16 +323,25 @@ async fn run(encryption: bool) {
     );
     println!(
         "| {:<44} | {:>7} | {:>9} | {:>9} | {:>9.0} |",
-        format!("{tag}: commands applied by both workers"),
+        if urls.len() == 2 {
+            format!("{tag}: commands applied by both workers")
+        } else {
+            format!("{tag}: commands applied by all {} workers", urls.len())
+        },
         reqs.len(),
         "",
         "",
         reqs.len() as f64 / took.as_secs_f64()
     );
-    let i0 = c0.info().await.unwrap();
-    let i1 = Client::new(&urls[1]).unwrap().info().await.unwrap();
-    assert_eq!(i0.state_root, i1.state_root);
-    assert_eq!(i0.seq, i1.seq);
+}
+
+/// Workers in the cluster (`PHAT_BENCH_WORKERS`, default 2): the bench's scale axis.
+fn workers() -> usize {
+    std::env::var("PHAT_BENCH_WORKERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2)
+        .max(1)
 }
 
 /// Waits until the ledger at `url` answers.

@@ -8,7 +8,8 @@
 //! `cargo bench -p phat-cli --bench ledgers`. `PHAT_BENCH_SECS` sets the latency phase (5 s),
 //! `PHAT_BENCH_COMMANDS` the throughput phase (10,000 commands), `PHAT_BENCH_JOIN` the log the
 //! join is measured on (100,000 commands; 0 skips it; `PHAT_BENCH_JOIN_ONLY=1` runs only the
-//! join). Clients, ledgers and workers share the machine's cores, so the figures are a floor.
+//! join), `PHAT_BENCH_LEDGERS=embedded,nats-r1,nats-r3,nats-r3-lazy` the ledgers run. Clients,
+//! ledgers and workers share the machine's cores, so the figures are a floor.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -184,10 +185,6 @@ async fn main() {
     println!("| case                                         |       n |   p50 µs |   p99 µs |      op/s |");
     println!("| -------------------------------------------- | ------- | --------- | --------- | --------- |");
     if std::env::var_os("PHAT_BENCH_JOIN_ONLY").is_none() {
-        ledger_rows("embedded", &[]).await;
-        ledger_rows("NATS R1", &["--ledger", "nats"]).await;
-        ledger_rows("NATS R3", &["--ledger", "nats", "--nats-nodes", "3"]).await;
-        // What syncing every write costs (`--nats-sync always`, the default above).
         let lazy = [
             "--ledger",
             "nats",
@@ -196,7 +193,26 @@ async fn main() {
             "--nats-sync",
             "default",
         ];
-        ledger_rows("NATS R3, server-default sync (2 min)", &lazy).await;
+        let ledgers: [(&str, &str, &[&str]); 4] = [
+            ("embedded", "embedded", &[]),
+            ("nats-r1", "NATS R1", &["--ledger", "nats"]),
+            (
+                "nats-r3",
+                "NATS R3",
+                &["--ledger", "nats", "--nats-nodes", "3"],
+            ),
+            // What syncing every write costs (`--nats-sync always`, the default above).
+            (
+                "nats-r3-lazy",
+                "NATS R3, server-default sync (2 min)",
+                &lazy,
+            ),
+        ];
+        for (key, name, args) in ledgers {
+            if chosen("PHAT_BENCH_LEDGERS", key) {
+                ledger_rows(name, args).await;
+            }
+        }
     }
     let join = env_count("PHAT_BENCH_JOIN", 100_000);
     if join > 1 {

@@ -90,6 +90,12 @@ enum Command {
     Fn(function::FnArgs),
 }
 
+/// mimalloc instead of glibc's malloc: a worker allocates and frees small buffers for every
+/// request from many threads, where glibc's arenas cost about a tenth of its CPU
+/// (docs/PERFORMANCE.md, the per-stage profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     let result = run(cli);

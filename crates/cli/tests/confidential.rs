@@ -332,17 +332,47 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         body["receipt"]["result"]["sealed"].is_string(),
         "result sealed: {body}"
     );
+    let good_seq = body["seq"].as_u64().unwrap();
     let (status, body) = post(&cmd, &good).await;
     assert_eq!(
         (status, body["error"]["kind"].as_str()),
         (409, Some("replayed")),
         "{body}"
     );
-    // Straight into the ledger: a tampered envelope and a plaintext command become failure
+    // The worker forwarded the good command under the epoch's entry key: the ledger holds
+    // neither its request nor its reply key.
+    let token = phat_worker::ledger::http::LedgerToken::read(&dev.ledger_token_file()).unwrap();
+    let remote =
+        phat_worker::ledger::http::RemoteLedger::with_token(&dev.ledger(), &token).unwrap();
+    let forwarded = phat_worker::Ledger::read(&remote, good_seq, 1, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .remove(0)
+        .payload;
+    let LedgerCommand::Forwarded { epoch, data } =
+        parity_scale_codec::Decode::decode(&mut &forwarded[..]).unwrap()
+    else {
+        panic!("seq {good_seq} is not a forwarded command");
+    };
+    let mut altered = data.0.clone();
+    altered[30] ^= 1;
+    // Straight into the ledger: a tampered envelope, a plaintext command, the forwarded
+    // command again, altered, and under an epoch the cluster never started become failure
     // receipts on both workers, and change nothing.
     let ledger = dev.ledger();
     let mut seqs = Vec::new();
     for payload in [
+        forwarded.clone(),
+        LedgerCommand::Forwarded {
+            epoch,
+            data: altered.clone().into(),
+        }
+        .encode(),
+        LedgerCommand::Forwarded {
+            epoch: epoch + 7,
+            data: data.clone(),
+        }
+        .encode(),
         LedgerCommand::Sealed(tampered.clone()).encode(),
         LedgerCommand::Plain(
             parity_scale_codec::Decode::decode(
@@ -370,16 +400,26 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         let v: serde_json::Value = r.json().await.unwrap();
         seqs.push(v["seq"].as_u64().unwrap());
     }
+    let kinds = [
+        "replayed",
+        "bad_envelope",
+        "unknown_epoch",
+        "bad_envelope",
+        "encryption_required",
+    ];
+    let mut roots = Vec::new();
     for url in &dev.workers {
-        wait_seq(url, seqs[1]).await;
+        wait_seq(url, seqs[4]).await;
         let c = Client::new(url).unwrap();
-        for (seq, kind) in seqs.iter().zip(["bad_envelope", "encryption_required"]) {
+        roots.push(c.receipt(seqs[4]).await.unwrap().state_root);
+        for (seq, kind) in seqs.iter().zip(kinds) {
             match c.receipt(*seq).await.unwrap().result {
                 CallResult::Err(e) => assert_eq!(e.kind, kind),
                 other => panic!("seq {seq}: {other:?}"),
             }
         }
     }
+    assert!(roots.windows(2).all(|r| r[0] == r[1]), "{roots:?}");
     // flip ran once.
     assert_eq!(run_json(&w, &["query", &id, "get"])["decoded"], "Ok(true)");
 

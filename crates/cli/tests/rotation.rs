@@ -161,7 +161,9 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
                 continue;
             }
             LedgerCommand::Sealed(_) => 0usize,
-            LedgerCommand::SealedAt { epoch, .. } => epoch as usize,
+            LedgerCommand::SealedAt { epoch, .. } | LedgerCommand::Forwarded { epoch, .. } => {
+                epoch as usize
+            }
             LedgerCommand::Plain(_)
             | LedgerCommand::Trigger(_)
             | LedgerCommand::EthLog(_)

@@ -217,6 +217,51 @@ impl SessionKeys {
     pub fn open_reply(&self, counter: u64, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         aead_open(&self.reply, counter, &self.aad, ciphertext)
     }
+
+    /// The half of these keys that seals replies, without the one that opens requests.
+    pub fn reply_key(&self) -> ReplyKey {
+        ReplyKey {
+            reply: self.reply.clone(),
+            aad: self.aad,
+        }
+    }
+}
+
+/// The reply half of [`SessionKeys`]: seals the answers to one envelope, opens nothing. A
+/// worker that opened a command passes it to the others with the command (sealed under the
+/// cluster's entry key), so they seal the receipt to the caller without the key exchange.
+#[derive(Clone, Debug)]
+pub struct ReplyKey {
+    reply: Secret32,
+    aad: [u8; 2],
+}
+
+impl ReplyKey {
+    /// Length of [`ReplyKey::to_bytes`].
+    pub const LEN: usize = 34;
+
+    /// Encrypts the reply to message number `counter` (as [`SessionKeys::seal_reply`]).
+    pub fn seal_reply(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
+        aead_seal(&self.reply, counter, &self.aad, plaintext)
+    }
+
+    /// The key's bytes, to be sealed again (never stored or sent in the clear).
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<[u8; Self::LEN]> {
+        let mut out = zeroize::Zeroizing::new([0u8; Self::LEN]);
+        out[..32].copy_from_slice(self.reply.expose());
+        out[32..].copy_from_slice(&self.aad);
+        out
+    }
+
+    /// The key [`ReplyKey::to_bytes`] gave.
+    pub fn from_bytes(bytes: &[u8; Self::LEN]) -> Self {
+        let mut reply = [0u8; 32];
+        reply.copy_from_slice(&bytes[..32]);
+        Self {
+            reply: Secret32::from_bytes(reply),
+            aad: [bytes[32], bytes[33]],
+        }
+    }
 }
 
 fn nonce(counter: u64) -> Nonce {
@@ -261,6 +306,25 @@ fn aead_open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_passed_on_reply_key_seals_what_the_caller_opens_and_nothing_else() {
+        let worker = EnvelopeSecret::generate();
+        let (sealed, client) = seal(&worker.public(), Purpose::Command, b"cmd").unwrap();
+        let (_, server) = worker.open(Purpose::Command, &sealed).unwrap();
+        let passed = ReplyKey::from_bytes(&server.reply_key().to_bytes());
+        let reply = passed.seal_reply(0, b"receipt");
+        assert_eq!(client.open_reply(0, &reply).unwrap(), b"receipt");
+        // The same bytes as the worker that opened the envelope would seal: every worker
+        // gives the same receipt.
+        assert_eq!(reply, server.seal_reply(0, b"receipt"));
+        // It is the reply key only: what it seals is no request the caller would accept.
+        assert!(server.open_request(0, &reply).is_err());
+        let other = ReplyKey::from_bytes(&[9; ReplyKey::LEN]);
+        assert!(client
+            .open_reply(0, &other.seal_reply(0, b"receipt"))
+            .is_err());
+    }
 
     #[test]
     fn round_trip_with_replies_and_session_messages() {

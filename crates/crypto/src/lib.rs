@@ -21,7 +21,8 @@ pub mod vote;
 
 pub use attest::{Attestation, AttestationPolicy, AttestationReport, Claims, DevAttestation};
 pub use envelope::{
-    seal, seal_with_ephemeral, EnvelopeSecret, Purpose, Sealed, SessionKeys, ENVELOPE_VERSION,
+    seal, seal_with_ephemeral, EnvelopeSecret, Purpose, ReplyKey, Sealed, SessionKeys,
+    ENVELOPE_VERSION,
 };
 pub use keys::{contract_key_material, derive, expand, ClusterSecret, ContractKeyKind, Secret32};
 pub use seal::SealingKey;
@@ -128,12 +129,50 @@ impl Signer {
     }
 }
 
+/// Most decompressed public keys [`public_key`] keeps (then it starts over).
+const PUBLIC_KEYS_KEPT: usize = 4096;
+
+/// How many keys the memo held at the last call (tests read the bound).
+#[cfg(test)]
+static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The sr25519 public key of `account`, decompressed once: decompressing a Ristretto point is
+/// a field inversion (about 10 µs), and the same callers sign request after request. The memo
+/// is bounded: past [`PUBLIC_KEYS_KEPT`] keys it is cleared, so strangers who sign with fresh
+/// keys cost only their own decompression. A pure function of the bytes either way.
+fn public_key(account: &AccountId) -> Option<schnorrkel::PublicKey> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static KEYS: OnceLock<Mutex<HashMap<[u8; 32], schnorrkel::PublicKey>>> = OnceLock::new();
+    let keys = KEYS.get_or_init(Default::default);
+    #[cfg(test)]
+    HELD.store(
+        keys.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    // A poisoned memo is still a correct memo: every value in it was inserted whole.
+    if let Some(pk) = keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&account.0)
+    {
+        return Some(*pk);
+    }
+    let pk = schnorrkel::PublicKey::from_bytes(account.as_bytes()).ok()?;
+    let mut keys = keys.lock().unwrap_or_else(|e| e.into_inner());
+    if keys.len() >= PUBLIC_KEYS_KEPT {
+        keys.clear();
+    }
+    keys.insert(account.0, pk);
+    Some(pk)
+}
+
 /// Verifies an sr25519 signature in the `substrate` context.
 pub fn sr25519_verify(signer: &AccountId, message: &[u8], signature: &[u8]) -> bool {
     let Ok(sig) = schnorrkel::Signature::from_bytes(signature) else {
         return false;
     };
-    let Ok(pk) = schnorrkel::PublicKey::from_bytes(signer.as_bytes()) else {
+    let Some(pk) = public_key(signer) else {
         return false;
     };
     pk.verify_simple(b"substrate", message, &sig).is_ok()
@@ -221,9 +260,9 @@ pub fn verify_requests(
             }
         };
         let sig = schnorrkel::Signature::from_bytes(&req.signature);
-        let pk = schnorrkel::PublicKey::from_bytes(req.signer.as_bytes());
+        let pk = public_key(&req.signer);
         match (sig, pk) {
-            (Ok(sig), Ok(pk)) => batch.push((i, body.signing_payload(cluster), sig, pk)),
+            (Ok(sig), Some(pk)) => batch.push((i, body.signing_payload(cluster), sig, pk)),
             _ => {
                 out.push(Err(CryptoError::BadSignature(req.signer)));
                 continue;
@@ -261,6 +300,38 @@ mod tests {
     use super::*;
     use phat_primitives::protocol::{Call, CertificateScope};
     use phat_primitives::Mode;
+
+    #[test]
+    fn remembered_public_keys_verify_as_fresh_ones_and_stay_bounded() {
+        let msg = b"phat";
+        let signer = Signer::from_suri("//Alice").unwrap();
+        let sig = signer.sign(msg);
+        let mut forged = sig;
+        forged[0] ^= 1;
+        // Twice: the second answer comes from the memo.
+        for _ in 0..2 {
+            assert!(sr25519_verify(&signer.account(), msg, &sig));
+            assert!(!sr25519_verify(&signer.account(), msg, &forged));
+            assert!(!sr25519_verify(&signer.account(), b"other", &sig));
+        }
+        // Bytes that are no point are refused each time, never remembered as a key.
+        let not_a_point = AccountId([0xff; 32]);
+        assert!(public_key(&not_a_point).is_none());
+        assert!(public_key(&not_a_point).is_none());
+        // More distinct keys than the memo keeps: it starts over, answers stay right.
+        let mut rng = rand::thread_rng();
+        for _ in 0..=PUBLIC_KEYS_KEPT {
+            let pair = schnorrkel::Keypair::generate_with(&mut rng);
+            let account = AccountId(pair.public.to_bytes());
+            assert_eq!(
+                public_key(&account).unwrap().to_bytes(),
+                pair.public.to_bytes()
+            );
+            assert!(HELD.load(std::sync::atomic::Ordering::Relaxed) <= PUBLIC_KEYS_KEPT);
+        }
+        assert!(sr25519_verify(&signer.account(), msg, &sig));
+        assert!(!sr25519_verify(&signer.account(), msg, &forged));
+    }
 
     #[test]
     fn a_certificate_lets_its_session_key_speak_for_the_wallet() {

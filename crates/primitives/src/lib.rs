@@ -46,7 +46,7 @@ macro_rules! id32 {
             }
             /// Hex with a `0x` prefix.
             pub fn to_hex(&self) -> String {
-                format!("0x{}", hex::encode(self.0))
+                const_hex::encode_prefixed(self.0)
             }
         }
 
@@ -66,7 +66,10 @@ macro_rules! id32 {
             type Err = ParseIdError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 let s = s.strip_prefix("0x").unwrap_or(s);
-                let bytes = hex::decode(s).map_err(|_| ParseIdError::NotHex)?;
+                if s.starts_with("0x") {
+                    return Err(ParseIdError::NotHex);
+                }
+                let bytes = const_hex::decode(s).map_err(|_| ParseIdError::NotHex)?;
                 let arr: [u8; 32] = bytes
                     .try_into()
                     .map_err(|v: Vec<u8>| ParseIdError::WrongLength(v.len()))?;

@@ -177,6 +177,8 @@ impl Inner {
     }
 }
 
+const KEEP_RESIDENT: usize = 128 * 1024;
+
 fn engine_config(config: &Config) -> wasmtime::Config {
     let mut c = wasmtime::Config::new();
     c.consume_fuel(true)
@@ -190,7 +192,10 @@ fn engine_config(config: &Config) -> wasmtime::Config {
         .wasm_memory64(false)
         .wasm_tail_call(false)
         .wasm_bulk_memory(true)
-        .wasm_multi_value(true);
+        .wasm_multi_value(true)
+        // No error reads a wasm backtrace, and every ink! call ends in one (`seal_return`
+        // unwinds through a host error): capturing it cost ~1 µs a call.
+        .wasm_backtrace_max_frames(None);
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     let memory_bytes = config.limits.max_memory_pages as usize * 65536;
     pool.total_core_instances(config.max_instances)
@@ -198,7 +203,9 @@ fn engine_config(config: &Config) -> wasmtime::Config {
         .total_tables(config.max_instances)
         .max_memories_per_module(1)
         .max_tables_per_module(1)
-        .max_memory_size(memory_bytes);
+        .max_memory_size(memory_bytes)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT);
     c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     c
 }

@@ -1019,9 +1019,24 @@ pub fn open_with_data_dir(
             .chunks(32)
             .map(<[u8]>::to_vec),
     );
+    let secret_of = |epoch: u32| -> Result<ClusterSecret, WorkerError> {
+        let secret = secrets.get(epoch as usize).ok_or_else(|| {
+            WorkerError::Enclave(format!(
+                "{} holds no secret of key epoch {epoch} (it holds epochs 0 to {})",
+                dir.display(),
+                secrets.len() - 1
+            ))
+        })?;
+        Ok(ClusterSecret::from_bytes(*to_secret(secret)?.expose()))
+    };
     let (epoch, sealed) = match LedgerCommand::decode_all(&mut &payload[..]) {
         Ok(LedgerCommand::Sealed(s)) => (0, s),
         Ok(LedgerCommand::SealedAt { epoch, sealed }) => (epoch, sealed),
+        Ok(LedgerCommand::Forwarded { epoch, data }) => {
+            return crate::apply::forward::open(&secret_of(epoch)?, epoch, &data.0)
+                .map(|(req, _)| req)
+                .map_err(|e| WorkerError::Enclave(e.to_string()));
+        }
         Ok(LedgerCommand::Plain(req)) => return Ok(req),
         Ok(LedgerCommand::Trigger(_)) => {
             return Err(WorkerError::Enclave(
@@ -1049,15 +1064,7 @@ pub fn open_with_data_dir(
         }
         Err(e) => return Err(WorkerError::Enclave(format!("not a ledger command: {e}"))),
     };
-    let secret = secrets.get(epoch as usize).ok_or_else(|| {
-        WorkerError::Enclave(format!(
-            "{} holds no secret of key epoch {epoch} (it holds epochs 0 to {})",
-            dir.display(),
-            secrets.len() - 1
-        ))
-    })?;
-    let secret = ClusterSecret::from_bytes(*to_secret(secret)?.expose());
-    let (plain, _) = secret
+    let (plain, _) = secret_of(epoch)?
         .envelope_secret()
         .open(Purpose::Command, &sealed)
         .map_err(|e| WorkerError::Enclave(format!("the command does not open: {e}")))?;
@@ -1117,13 +1124,18 @@ impl ReplayWindow {
             if shift >= REPLAY_WINDOW {
                 self.bits = [0; (REPLAY_WINDOW / 64) as usize];
             } else {
-                for d in (shift..REPLAY_WINDOW).rev() {
-                    let seen = self.bit(d - shift);
-                    let word = &mut self.bits[(d / 64) as usize];
-                    *word = (*word & !(1 << (d % 64))) | (u64::from(seen) << (d % 64));
-                }
-                for d in 0..shift {
-                    self.bits[(d / 64) as usize] &= !(1 << (d % 64));
+                // Bit `d` moves to `d + shift`, a word at a time (a bit at a time cost a
+                // thousand steps per message, under the sessions lock).
+                let (words, bits) = ((shift / 64) as usize, (shift % 64) as u32);
+                let n = self.bits.len();
+                for i in (0..n).rev() {
+                    let from = |j: Option<usize>| j.map_or(0, |j| self.bits[j]);
+                    let low = from(i.checked_sub(words));
+                    let below = from(i.checked_sub(words + 1));
+                    self.bits[i] = match bits {
+                        0 => low,
+                        b => (low << b) | (below >> (64 - b)),
+                    };
                 }
             }
             self.highest = counter;

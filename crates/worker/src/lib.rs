@@ -241,9 +241,9 @@ pub(crate) struct Inner {
     pub(crate) enclave: Arc<enclave::Enclave>,
     /// Checkpoints and the divergence verdict.
     pub(crate) replica: replica::Replica,
-    /// Sealed commands this worker opened at submission, by the hash of their ledger payload,
-    /// so applying them does not repeat the key exchange.
-    pub(crate) opened: Mutex<std::collections::HashMap<[u8; 32], apply::Opened>>,
+    /// Commands this worker opened and verified at submission, by the hash of their ledger
+    /// payload, so applying them repeats neither the key exchange nor the signature check.
+    pub(crate) submitted: Mutex<std::collections::HashMap<[u8; 32], apply::Submitted>>,
     /// The seq this worker was revoked at (0: it was not).
     pub(crate) revoked_at: std::sync::atomic::AtomicU64,
     /// Set while the state has started a key epoch this worker does not hold yet.
@@ -329,7 +329,7 @@ impl Worker {
                 },
                 genesis,
                 enclave,
-                opened: Mutex::new(Default::default()),
+                submitted: Mutex::new(Default::default()),
                 revoked_at: std::sync::atomic::AtomicU64::new(0),
                 joined: std::sync::atomic::AtomicBool::new(false),
                 epoch_pending: std::sync::atomic::AtomicBool::new(false),

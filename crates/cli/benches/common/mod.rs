@@ -16,6 +16,12 @@ pub fn secs() -> u64 {
         .unwrap_or(5)
 }
 
+/// Whether `name` is in the comma-separated list `var` (every name when `var` is unset): how
+/// a profile run picks one part of a bench, e.g. `PHAT_BENCH_PHASES=commands`.
+pub fn chosen(var: &str, name: &str) -> bool {
+    std::env::var(var).map_or(true, |v| v.split(',').any(|p| p.trim() == name))
+}
+
 /// Latency statistics of one phase.
 pub struct Stats {
     pub n: usize,

@@ -96,12 +96,11 @@ pub(super) async fn submit_sealed(
                 format!("the sealed command is not a signed request: {e}"),
             )
         })?;
-        let payload = match epoch {
-            0 => LedgerCommand::Sealed(sealed),
-            epoch => LedgerCommand::SealedAt { epoch, sealed },
-        }
-        .encode();
-        submit_inner(&w, params, req, payload, Some(keys)).await
+        // Passed on sealed under the epoch's entry key: the other workers open it without
+        // the key exchange this worker just paid (`apply::forward`).
+        let reply = keys.reply_key();
+        let payload = crate::apply::forward::seal(&newest.secret, epoch, &req, &reply);
+        submit_inner(&w, params, req, payload, Some(reply)).await
     }
     .await;
     count_submission(&w, result)
@@ -121,7 +120,7 @@ pub(super) async fn submit_inner(
     params: SubmitParams,
     req: SignedRequest,
     payload: Vec<u8>,
-    opened: Option<phat_crypto::SessionKeys>,
+    opened: Option<phat_crypto::ReplyKey>,
 ) -> ApiResult<Submitted> {
     let body = verify(w, &req, Mode::Command)?;
     let checked = precheck(w, &body.call).await;
@@ -133,10 +132,16 @@ pub(super) async fn submit_inner(
         return Err(e);
     }
     let request = req.hash();
-    if let Some(keys) = opened {
-        // Applying it here will not need the key exchange again.
-        crate::apply::remember_opened(w, &payload, (req.clone(), keys));
-    }
+    // Applying it here will need neither the key exchange nor the signature check again.
+    crate::apply::remember_submitted(
+        w,
+        &payload,
+        crate::apply::Submitted {
+            request: req.clone(),
+            body: body.clone(),
+            keys: opened,
+        },
+    );
     let appended = match w.inner.ledger.append(payload).await {
         Ok(a) => a,
         Err(e) => {

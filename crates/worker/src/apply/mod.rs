@@ -20,6 +20,7 @@ use phat_store::{Batch, Head, Snapshot};
 use crate::state::Layered;
 use crate::{Worker, WorkerError};
 
+pub(crate) mod forward;
 mod logs;
 mod members;
 mod triggers;
@@ -329,27 +330,38 @@ async fn fetch_missing_code(
     out
 }
 
-/// A sealed command opened at submission: its request and envelope keys.
-pub(crate) type Opened = (SignedRequest, phat_crypto::SessionKeys);
+/// A command this worker checked at submission: what applying its ledger payload would
+/// compute again (the same bytes decode, open and verify to the same values on any worker).
+pub(crate) struct Submitted {
+    /// The signed request.
+    pub request: SignedRequest,
+    /// Its body, decoded, signature and certificate checked (`phat_crypto::verify_request`).
+    pub body: phat_primitives::protocol::RequestBody,
+    /// The key that seals its result to the caller, when it came sealed.
+    pub keys: Option<phat_crypto::ReplyKey>,
+}
 
-/// Most opened submissions remembered before the memo is cleared.
-const OPENED_MEMO: usize = 16_384;
+/// Most submissions remembered before the memo is cleared.
+const SUBMITTED_MEMO: usize = 16_384;
 
-/// Remembers what a sealed ledger `payload` opens to (the submission path opened it already).
-pub(crate) fn remember_opened(worker: &Worker, payload: &[u8], opened: Opened) {
-    let mut memo = worker.inner.opened.lock();
-    if memo.len() >= OPENED_MEMO {
+/// Remembers what the ledger `payload` of a command checked at submission opens and verifies
+/// to, so that applying it skips the key exchange and the signature check.
+pub(crate) fn remember_submitted(worker: &Worker, payload: &[u8], submitted: Submitted) {
+    let mut memo = worker.inner.submitted.lock();
+    if memo.len() >= SUBMITTED_MEMO {
         memo.clear();
     }
-    memo.insert(blake2_256(payload), opened);
+    memo.insert(blake2_256(payload), submitted);
 }
 
 /// A ledger entry decoded and, if sealed, decrypted.
 pub(crate) struct Decoded {
     /// The signed request, or why there is none (the receipt's error).
     request: Result<SignedRequest, CallError>,
-    /// The envelope's keys, to seal the result to the caller.
-    reply: Option<phat_crypto::SessionKeys>,
+    /// Its body, when this worker verified the request at submission.
+    verified: Option<phat_primitives::protocol::RequestBody>,
+    /// The envelope's reply key, to seal the result to the caller.
+    reply: Option<phat_crypto::ReplyKey>,
     /// Sealed to the key of an epoch this worker does not hold (yet).
     needs_epoch: Option<u32>,
     /// A worker's proposal (then `request` is unused).
@@ -382,6 +394,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             kind: kind.into(),
             message,
         }),
+        verified: None,
         reply: None,
         needs_epoch: None,
         proposal: None,
@@ -401,19 +414,24 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
     let command = LedgerCommand::decode_all(&mut &payload[..]);
     let sealed_epoch = match &command {
         Ok(LedgerCommand::Sealed(_)) => Some(0),
-        Ok(LedgerCommand::SealedAt { epoch, .. }) => Some(*epoch),
+        Ok(LedgerCommand::SealedAt { epoch, .. } | LedgerCommand::Forwarded { epoch, .. }) => {
+            Some(*epoch)
+        }
         _ => None,
     };
-    if let Some(epoch) = sealed_epoch {
-        // Opened at submission by this worker: the same bytes open to the same request (with
-        // the key of the epoch the entry names: `submit_sealed` reads both together).
-        if let Some((req, keys)) = worker.inner.opened.lock().remove(&blake2_256(payload)) {
+    let plain = matches!(&command, Ok(LedgerCommand::Plain(_)));
+    if sealed_epoch.is_some() || (plain && !worker.inner.genesis.encryption) {
+        // Checked at submission by this worker: the same bytes open (with the key of the
+        // epoch the entry names: `submit_sealed` reads both together) and verify to the same
+        // request and body.
+        if let Some(s) = worker.inner.submitted.lock().remove(&blake2_256(payload)) {
             return Decoded {
-                request: Ok(req),
-                reply: Some(keys),
+                request: Ok(s.request),
+                verified: Some(s.body),
+                reply: s.keys,
                 needs_epoch: None,
                 proposal: None,
-                sealed_epoch: Some(epoch),
+                sealed_epoch,
             };
         }
     }
@@ -428,6 +446,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         ),
         Ok(LedgerCommand::Plain(req)) => Decoded {
             request: Ok(req),
+            verified: None,
             reply: None,
             needs_epoch: None,
             proposal: None,
@@ -439,6 +458,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             "a command of key epoch 0 is sealed without an epoch".into(),
         ),
         Ok(LedgerCommand::SealedAt { epoch, sealed }) => open_sealed(worker, epoch, &sealed),
+        Ok(LedgerCommand::Forwarded { epoch, data }) => open_forwarded(worker, epoch, &data.0),
         Ok(LedgerCommand::Trigger(t)) => Decoded {
             proposal: Some(Proposal::Tick(t)),
             ..fail("trigger", String::new())
@@ -480,6 +500,7 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
             kind: kind.into(),
             message,
         }),
+        verified: None,
         reply: None,
         needs_epoch,
         proposal: None,
@@ -503,11 +524,48 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
             ),
             Ok(req) => Decoded {
                 request: Ok(req),
-                reply: Some(keys),
+                verified: None,
+                reply: Some(keys.reply_key()),
                 needs_epoch: None,
                 proposal: None,
                 sealed_epoch: Some(epoch),
             },
+        },
+    }
+}
+
+/// Opens a command a worker forwarded under the entry key of `epoch` ([`forward`]).
+fn open_forwarded(worker: &Worker, epoch: u32, data: &[u8]) -> Decoded {
+    let fail = |kind: &str, message: String, needs_epoch: Option<u32>| Decoded {
+        request: Err(CallError {
+            kind: kind.into(),
+            message,
+        }),
+        verified: None,
+        reply: None,
+        needs_epoch,
+        proposal: None,
+        sealed_epoch: Some(epoch),
+    };
+    let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
+        // As for a command sealed to the epoch's envelope key: refused at apply when the
+        // state never started the epoch, else the worker waits for its key.
+        return fail(
+            "unknown_epoch",
+            format!("the command is sealed under the key of epoch {epoch}, which the cluster has not started"),
+            Some(epoch),
+        );
+    };
+    match forward::open(&keys.secret, epoch, data) {
+        Err(e @ forward::ForwardError::Envelope(_)) => fail("bad_envelope", e.to_string(), None),
+        Err(e @ forward::ForwardError::Malformed(_)) => fail("malformed", e.to_string(), None),
+        Ok((req, reply)) => Decoded {
+            request: Ok(req),
+            verified: None,
+            reply: Some(reply),
+            needs_epoch: None,
+            proposal: None,
+            sealed_epoch: Some(epoch),
         },
     }
 }
@@ -572,20 +630,24 @@ fn apply_batch(
         .zip(decoded)
         .filter(|(e, _)| e.seq > head.seq)
         .unzip();
-    // Check all signatures in one batch.
+    // Check in one batch the signatures this worker did not check at submission.
     let signed: Vec<&SignedRequest> = decoded
         .iter()
+        .filter(|d| d.verified.is_none())
         .filter_map(|d| d.request.as_ref().ok())
         .collect();
     let mut verified = phat_crypto::verify_requests(&signed, &worker.cluster_id()).into_iter();
     let requests: Vec<_> = decoded
         .into_iter()
         .map(|d| {
+            let checked = d.verified;
             let request = d.request.map(|r| {
-                let body = verified.next().unwrap_or_else(|| {
-                    Err(phat_crypto::CryptoError::MalformedBody(
-                        "missing verification".into(),
-                    ))
+                let body = checked.map(Ok).unwrap_or_else(|| {
+                    verified.next().unwrap_or_else(|| {
+                        Err(phat_crypto::CryptoError::MalformedBody(
+                            "missing verification".into(),
+                        ))
+                    })
                 });
                 (r, body)
             });
