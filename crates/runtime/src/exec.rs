@@ -177,6 +177,10 @@ impl Inner {
     }
 }
 
+/// Bytes of each pooled linear memory (and table) reset with `memset` rather than `madvise`
+/// when an instance ends: an ink! contract's two initial pages. With `madvise` every call
+/// took fresh page faults on its stack and data (half of a flipper `get`); past these bytes
+/// the pool still gives memory back to the kernel.
 const KEEP_RESIDENT: usize = 128 * 1024;
 
 fn engine_config(config: &Config) -> wasmtime::Config {
