@@ -452,13 +452,19 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             proposal: None,
             sealed_epoch: None,
         },
-        Ok(LedgerCommand::Sealed(sealed)) => open_sealed(worker, 0, &sealed),
+        Ok(LedgerCommand::Sealed(sealed)) => {
+            open_sealed(worker, 0, SealedCommand::Envelope(&sealed))
+        }
         Ok(LedgerCommand::SealedAt { epoch: 0, .. }) => fail(
             "malformed",
             "a command of key epoch 0 is sealed without an epoch".into(),
         ),
-        Ok(LedgerCommand::SealedAt { epoch, sealed }) => open_sealed(worker, epoch, &sealed),
-        Ok(LedgerCommand::Forwarded { epoch, data }) => open_forwarded(worker, epoch, &data.0),
+        Ok(LedgerCommand::SealedAt { epoch, sealed }) => {
+            open_sealed(worker, epoch, SealedCommand::Envelope(&sealed))
+        }
+        Ok(LedgerCommand::Forwarded { epoch, data }) => {
+            open_sealed(worker, epoch, SealedCommand::Forwarded(&data.0))
+        }
         Ok(LedgerCommand::Trigger(t)) => Decoded {
             proposal: Some(Proposal::Tick(t)),
             ..fail("trigger", String::new())
@@ -493,8 +499,16 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
     }
 }
 
-/// Opens a command sealed to the cluster key of `epoch`.
-fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::Sealed) -> Decoded {
+/// How a sealed command entry carries its request.
+enum SealedCommand<'a> {
+    /// As the client sealed it, to the envelope key of the epoch.
+    Envelope(&'a phat_primitives::protocol::Sealed),
+    /// As a worker forwarded it, under the epoch's worker-entry key ([`forward`]).
+    Forwarded(&'a [u8]),
+}
+
+/// Opens a command sealed under a key of `epoch`.
+fn open_sealed(worker: &Worker, epoch: u32, sealed: SealedCommand<'_>) -> Decoded {
     let fail = |kind: &str, message: String, needs_epoch: Option<u32>| Decoded {
         request: Err(CallError {
             kind: kind.into(),
@@ -514,51 +528,29 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: &phat_primitives::protocol::
             Some(epoch),
         );
     };
-    match keys.envelope.open(phat_crypto::Purpose::Command, sealed) {
-        Err(e) => fail("bad_envelope", e.to_string(), None),
-        Ok((plain, keys)) => match SignedRequest::decode_all(&mut &plain[..]) {
-            Err(e) => fail(
-                "malformed",
-                format!("the sealed command does not decode: {e}"),
-                None,
-            ),
-            Ok(req) => Decoded {
-                request: Ok(req),
-                verified: None,
-                reply: Some(keys.reply_key()),
-                needs_epoch: None,
-                proposal: None,
-                sealed_epoch: Some(epoch),
-            },
-        },
-    }
-}
-
-/// Opens a command a worker forwarded under the entry key of `epoch` ([`forward`]).
-fn open_forwarded(worker: &Worker, epoch: u32, data: &[u8]) -> Decoded {
-    let fail = |kind: &str, message: String, needs_epoch: Option<u32>| Decoded {
-        request: Err(CallError {
-            kind: kind.into(),
-            message,
-        }),
-        verified: None,
-        reply: None,
-        needs_epoch,
-        proposal: None,
-        sealed_epoch: Some(epoch),
+    let opened = match sealed {
+        SealedCommand::Envelope(sealed) => {
+            match keys.envelope.open(phat_crypto::Purpose::Command, sealed) {
+                Err(e) => Err(("bad_envelope", e.to_string())),
+                Ok((plain, keys)) => SignedRequest::decode_all(&mut &plain[..])
+                    .map(|req| (req, keys.reply_key()))
+                    .map_err(|e| {
+                        (
+                            "malformed",
+                            format!("the sealed command does not decode: {e}"),
+                        )
+                    }),
+            }
+        }
+        SealedCommand::Forwarded(data) => {
+            forward::open(&keys.secret, epoch, data).map_err(|e| match e {
+                forward::ForwardError::Envelope(_) => ("bad_envelope", e.to_string()),
+                forward::ForwardError::Malformed(_) => ("malformed", e.to_string()),
+            })
+        }
     };
-    let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
-        // As for a command sealed to the epoch's envelope key: refused at apply when the
-        // state never started the epoch, else the worker waits for its key.
-        return fail(
-            "unknown_epoch",
-            format!("the command is sealed under the key of epoch {epoch}, which the cluster has not started"),
-            Some(epoch),
-        );
-    };
-    match forward::open(&keys.secret, epoch, data) {
-        Err(e @ forward::ForwardError::Envelope(_)) => fail("bad_envelope", e.to_string(), None),
-        Err(e @ forward::ForwardError::Malformed(_)) => fail("malformed", e.to_string(), None),
+    match opened {
+        Err((kind, message)) => fail(kind, message, None),
         Ok((req, reply)) => Decoded {
             request: Ok(req),
             verified: None,
