@@ -378,7 +378,11 @@ async fn forward(State(g): State<Gateway>, req: Request) -> Response {
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "/".into());
-    if parts.uri.path() == "/v1/query/sealed" {
+    // Session messages go to the worker that holds the session.
+    if matches!(
+        parts.uri.path(),
+        "/v1/query/sealed" | "/v1/commands/session"
+    ) {
         let key = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["worker"].as_str().map(str::to_lowercase));

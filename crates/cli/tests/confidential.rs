@@ -552,6 +552,90 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         (404, Some("unknown_session")),
         "{body}"
     );
+    // Commands in the same session: AEAD only, forwarded like any sealed command, the result
+    // sealed under the session's key for that message.
+    let cs = format!("{w}/v1/commands/session?wait=true");
+    let command_in = |counter: u64, signed: &[u8]| SealedQuery {
+        worker: info.worker_key,
+        session: sealed.ephemeral,
+        counter,
+        ciphertext: Bytes(keys.seal_request(counter, signed)),
+    };
+    let flip_cmd = flip(
+        &alice,
+        &info.cluster_key,
+        &id,
+        8,
+        now() + 60_000,
+        Mode::Command,
+    );
+    let (status, body) = post(&cs, &command_in(4, &flip_cmd)).await;
+    assert_eq!(status, 200, "{body}");
+    let in_session = body["seq"].as_u64().unwrap();
+    let sealed_result: Bytes =
+        serde_json::from_value(body["receipt"]["result"]["sealed"].clone()).unwrap();
+    let opened = keys
+        .command_reply_key(4)
+        .open_reply(0, &sealed_result.0)
+        .unwrap();
+    let result: CallResult = parity_scale_codec::DecodeAll::decode_all(&mut &opened[..]).unwrap();
+    assert!(matches!(result, CallResult::Ok(_)), "{result:?}");
+    // Only that message's key opens it.
+    assert!(keys.open_reply(4, &sealed_result.0).is_err());
+    assert!(keys.open_reply(0, &sealed_result.0).is_err());
+    // Both workers applied it alike (the other one from the forwarded entry).
+    let mut roots = Vec::new();
+    for url in &dev.workers {
+        wait_seq(url, in_session).await;
+        let r = Client::new(url).unwrap().receipt(in_session).await.unwrap();
+        assert!(matches!(r.result, CallResult::Sealed(_)), "{:?}", r.result);
+        roots.push(r.state_root);
+    }
+    assert!(roots.windows(2).all(|r| r[0] == r[1]), "{roots:?}");
+    // The same message again, and the same command in another message: replayed.
+    let (status, body) = post(&cs, &command_in(4, &flip_cmd)).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (409, Some("replayed")),
+        "{body}"
+    );
+    let (status, body) = post(&cs, &command_in(5, &flip_cmd)).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (409, Some("replayed")),
+        "{body}"
+    );
+    // Another account's command in alice's session, message 0 (a session opens with a
+    // query), a query's plaintext as a command, tampered bytes: refused.
+    let bob = Signer::from_suri("//Bob").unwrap();
+    let bobs = flip(
+        &bob,
+        &info.cluster_key,
+        &id,
+        1,
+        now() + 60_000,
+        Mode::Command,
+    );
+    for (msg, want) in [
+        (command_in(6, &bobs), (403, "not_session_caller")),
+        (command_in(0, &flip_cmd), (400, "malformed")),
+        (next(6), (400, "malformed")),
+        (
+            SealedQuery {
+                ciphertext: Bytes(vec![0; 40]),
+                ..command_in(6, &flip_cmd)
+            },
+            (400, "bad_envelope"),
+        ),
+    ] {
+        let (status, body) = post(&cs, &msg).await;
+        assert_eq!(
+            (status, body["error"]["kind"].as_str()),
+            (want.0, Some(want.1)),
+            "{body}"
+        );
+    }
+
     // An expired signed query cannot open a session.
     let stale = QueryOpen {
         request: parity_scale_codec::Decode::decode(

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parity_scale_codec::{DecodeAll, Encode};
-use phat_crypto::{Purpose, SessionKeys};
+use phat_crypto::Purpose;
 use phat_primitives::protocol::{CallResult, LedgerCommand};
 
 use futures::{Stream, StreamExt};
@@ -455,6 +455,12 @@ impl Client {
             self.read_after(submitted.seq);
             return Ok(submitted);
         }
+        // In the session a query opened with this worker, if there is one: no key exchange.
+        if let Some(submitted) = self.session_command(&peer, req, wait).await {
+            let submitted = submitted?;
+            self.read_after(submitted.seq);
+            return Ok(submitted);
+        }
         let url = self.url(&format!("/v1/commands/sealed?wait={wait}"));
         let mut peer = peer;
         let mut refreshed = false;
@@ -493,7 +499,7 @@ impl Client {
         };
         self.read_after(submitted.seq);
         if let Some(receipt) = &mut submitted.receipt {
-            open_result(&keys, &mut receipt.result)?;
+            open_result(|c, ct| keys.open_reply(c, ct), &mut receipt.result)?;
         }
         Ok(submitted)
     }
@@ -928,9 +934,12 @@ fn signed_headers(
 }
 
 /// Replaces a result sealed to the caller by its plaintext.
-fn open_result(keys: &SessionKeys, result: &mut CallResult) -> Result<(), ClientError> {
+fn open_result(
+    open_reply: impl Fn(u64, &[u8]) -> Result<Vec<u8>, phat_crypto::CryptoError>,
+    result: &mut CallResult,
+) -> Result<(), ClientError> {
     if let CallResult::Sealed(ct) = result {
-        let plain = keys.open_reply(0, ct)?;
+        let plain = open_reply(0, ct)?;
         *result = CallResult::decode_all(&mut &plain[..])
             .map_err(|e| ClientError::Decode(format!("sealed result: {e}")))?;
     }

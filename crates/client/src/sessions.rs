@@ -8,7 +8,7 @@ use parity_scale_codec::{DecodeAll, Encode};
 use phat_crypto::{Purpose, SessionKeys, Signer};
 use phat_primitives::protocol::{
     Bytes, Call, QueryOpen, QueryResponse, RequestBody, SealedAnswer, SealedQuery, SealedReply,
-    Seq, SessionQuery, SignedRequest, WorkerInfo,
+    Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
 };
 use phat_primitives::{AccountId, Hash};
 
@@ -102,6 +102,51 @@ impl Client {
                 }),
             };
         Ok((answer, keys))
+    }
+
+    /// Sends the signed command `req` in the session open with `peer`, if there is one usable
+    /// for its signer: AEAD only, no key exchange (`POST /v1/commands/session`). `None` when
+    /// there is none or the worker forgot it (then the command goes sealed to the cluster key).
+    pub(crate) async fn session_command(
+        &self,
+        peer: &Peer,
+        req: &SignedRequest,
+        wait: bool,
+    ) -> Option<Result<Submitted, ClientError>> {
+        let session = peer.session.lock().clone();
+        let usable = |s: &Arc<ClientSession>| s.renew_at > now_ms() && s.caller == req.signer;
+        let session = session.filter(usable)?;
+        let counter = session.next.fetch_add(1, Ordering::Relaxed);
+        let body = SealedQuery {
+            worker: peer.info.worker_key,
+            session: session.id,
+            counter,
+            ciphertext: Bytes(session.keys.seal_request(counter, &req.encode())),
+        };
+        let path = format!("/v1/commands/session?wait={wait}");
+        match self.post_json::<Submitted>(&path, &body).await {
+            // Forgotten, or a key epoch being dealt: the cluster-key path handles both (it
+            // waits out a deal).
+            Err(ClientError::Api { kind, .. })
+                if kind == "unknown_session"
+                    || kind == "session_expired"
+                    || kind == "key_epoch_pending" =>
+            {
+                None
+            }
+            Err(e) => Some(Err(e)),
+            Ok(mut submitted) => {
+                if let Some(receipt) = &mut submitted.receipt {
+                    let key = session.keys.command_reply_key(counter);
+                    if let Err(e) =
+                        crate::open_result(|c, ct| key.open_reply(c, ct), &mut receipt.result)
+                    {
+                        return Some(Err(e));
+                    }
+                }
+                Some(Ok(submitted))
+            }
+        }
     }
 
     /// Sends `call` for `signer` in the session open with `peer`, if there is one usable for

@@ -218,6 +218,23 @@ impl SessionKeys {
         aead_open(&self.reply, counter, &self.aad, ciphertext)
     }
 
+    /// The reply key of command `counter` sent in this session: its own key, derived from the
+    /// session's reply key and the counter, so that the receipt every worker seals (nonce 0)
+    /// never shares a key and nonce with the session's query answers or another command's.
+    pub fn command_reply_key(&self, counter: u64) -> ReplyKey {
+        let mut reply = [0u8; 32];
+        expand(
+            self.reply.expose(),
+            "phat/v1/envelope/session-command",
+            &[&counter.to_le_bytes()],
+            &mut reply,
+        );
+        ReplyKey {
+            reply: Secret32::from_bytes(reply),
+            aad: self.aad,
+        }
+    }
+
     /// The half of these keys that seals replies, without the one that opens requests.
     pub fn reply_key(&self) -> ReplyKey {
         ReplyKey {
@@ -243,6 +260,11 @@ impl ReplyKey {
     /// Encrypts the reply to message number `counter` (as [`SessionKeys::seal_reply`]).
     pub fn seal_reply(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
         aead_seal(&self.reply, counter, &self.aad, plaintext)
+    }
+
+    /// Decrypts the reply to message number `counter` (the caller's side).
+    pub fn open_reply(&self, counter: u64, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        aead_open(&self.reply, counter, &self.aad, ciphertext)
     }
 
     /// The key's bytes, to be sealed again (never stored or sent in the clear).
@@ -324,6 +346,24 @@ mod tests {
         assert!(client
             .open_reply(0, &other.seal_reply(0, b"receipt"))
             .is_err());
+    }
+
+    #[test]
+    fn each_session_command_has_its_own_reply_key() {
+        let worker = EnvelopeSecret::generate();
+        let (sealed, client) = seal(&worker.public(), Purpose::Query, b"open").unwrap();
+        let (_, server) = worker.open(Purpose::Query, &sealed).unwrap();
+        let client = client.with_reply_salt(&[1; 32]);
+        let server = server.with_reply_salt(&[1; 32]);
+        let receipt = server.command_reply_key(5).seal_reply(0, b"receipt");
+        assert_eq!(
+            client.command_reply_key(5).open_reply(0, &receipt).unwrap(),
+            b"receipt"
+        );
+        // Not another command's key, nor the session's answers' key at any counter.
+        assert!(client.command_reply_key(6).open_reply(0, &receipt).is_err());
+        assert!(client.open_reply(0, &receipt).is_err());
+        assert!(client.open_reply(5, &receipt).is_err());
     }
 
     #[test]

@@ -33,20 +33,7 @@ pub(super) async fn submit_sealed(
 ) -> ApiResult<Submitted> {
     let result = async {
         let Json(sealed) = sealed?;
-        if w.inner
-            .epoch_dealing
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            // The cluster started a key epoch (maybe revoking a worker) and no deal keyed it
-            // yet: nothing is ordered sealed to the old key meanwhile.
-            let mut err = ApiErr::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                KEY_EPOCH_PENDING,
-                "the cluster is dealing a new key; seal to it once /v1/info shows it (moments)",
-            );
-            err.2 = Some(std::time::Duration::from_secs(1));
-            return Err(err);
-        }
+        not_dealing(&w)?;
         let cluster = w.inner.enclave.keys();
         let (epoch, newest) = cluster.newest();
         let (plain, keys) = match newest.envelope.open(phat_crypto::Purpose::Command, &sealed) {
@@ -99,6 +86,100 @@ pub(super) async fn submit_sealed(
         // Passed on sealed under the epoch's entry key: the other workers open it without
         // the key exchange this worker just paid (`apply::forward`).
         let reply = keys.reply_key();
+        let payload = crate::apply::forward::seal(&newest.secret, epoch, &req, &reply);
+        submit_inner(&w, params, req, payload, Some(reply)).await
+    }
+    .await;
+    count_submission(&w, result)
+}
+
+/// Refuses to order anything sealed while the cluster deals a new key epoch.
+fn not_dealing(w: &Worker) -> Result<(), ApiErr> {
+    if w.inner
+        .epoch_dealing
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        // The cluster started a key epoch (maybe revoking a worker) and no deal keyed it
+        // yet: nothing is ordered sealed to the old key meanwhile.
+        let mut err = ApiErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            KEY_EPOCH_PENDING,
+            "the cluster is dealing a new key; seal to it once /v1/info shows it (moments)",
+        );
+        err.2 = Some(std::time::Duration::from_secs(1));
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// A command sealed in an open query session (`SealedQuery`, the plaintext a SCALE
+/// `SignedRequest` of the session's caller): no key exchange on either side, where a command
+/// sealed to the cluster key costs one on each (the largest stage of an encrypted command,
+/// docs/PERFORMANCE.md). It is forwarded like any sealed command; its result is sealed under
+/// the session's reply key for this message (`SessionKeys::command_reply_key`).
+pub(super) async fn submit_in_session(
+    State(w): State<Worker>,
+    Query(params): Query<SubmitParams>,
+    msg: Result<Json<SealedQuery>, JsonRejection>,
+) -> ApiResult<Submitted> {
+    let result = async {
+        let Json(q) = msg?;
+        if q.worker.0 != w.worker_key() {
+            return Err(ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                "wrong_worker",
+                format!(
+                    "the session is with worker {}, this is {}",
+                    q.worker,
+                    Hash(w.worker_key())
+                ),
+            ));
+        }
+        if q.counter == 0 {
+            return Err(ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                "a session opens with a query (message 0); commands follow it",
+            ));
+        }
+        not_dealing(&w)?;
+        let now = now_ms();
+        let (keys, caller) = w
+            .inner
+            .enclave
+            .sessions
+            .lock()
+            .get(&q.session.0, now)
+            .map_err(|e| super::queries::session_error(e, q.counter))?;
+        let plain = keys
+            .open_request(q.counter, &q.ciphertext)
+            .map_err(envelope_err)?;
+        let req = SignedRequest::decode_all(&mut &plain[..]).map_err(|e| {
+            ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the session message is not a signed request: {e}"),
+            )
+        })?;
+        // A session speaks for the account that opened it, and for no other.
+        let signer_caller = RequestBody::decode_all(&mut &req.body[..])
+            .map(|b| b.caller(&req.signer))
+            .unwrap_or(req.signer);
+        if signer_caller != caller {
+            return Err(ApiErr::new(
+                StatusCode::FORBIDDEN,
+                "not_session_caller",
+                format!("this session is {caller}'s; the command is {signer_caller}'s"),
+            ));
+        }
+        w.inner
+            .enclave
+            .sessions
+            .lock()
+            .accept(&q.session.0, q.counter)
+            .map_err(|e| super::queries::session_error(e, q.counter))?;
+        let (epoch, newest) = w.inner.enclave.keys().newest();
+        let reply = keys.command_reply_key(q.counter);
         let payload = crate::apply::forward::seal(&newest.secret, epoch, &req, &reply);
         submit_inner(&w, params, req, payload, Some(reply)).await
     }

@@ -69,6 +69,7 @@ pub(crate) fn router(worker: Worker) -> Router {
         )
         .route("/v1/commands", post(submit))
         .route("/v1/commands/sealed", post(submit_sealed))
+        .route("/v1/commands/session", post(submit_in_session))
         .route("/v1/receipts/{seq}", get(receipt))
         .route("/v1/query", post(query))
         .route("/v1/query/sealed", post(query_sealed))

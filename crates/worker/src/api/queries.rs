@@ -132,23 +132,7 @@ pub(super) async fn query_sealed_inner(
         ));
     }
     let now = now_ms();
-    let session_err = |e: SessionError| match e {
-        SessionError::Unknown => ApiErr::new(
-            StatusCode::NOT_FOUND,
-            "unknown_session",
-            "no such session on this worker (restarted or expired): open a new one",
-        ),
-        SessionError::Expired => ApiErr::new(
-            StatusCode::BAD_REQUEST,
-            "session_expired",
-            "the session expired: open a new one",
-        ),
-        SessionError::Replayed => ApiErr::new(
-            StatusCode::CONFLICT,
-            "replayed",
-            format!("message {} of this session was already used", q.counter),
-        ),
-    };
+    let session_err = |e: SessionError| session_error(e, q.counter);
     let (keys, caller, call, min_seq, salt) = if q.counter == 0 {
         let sealed = Sealed {
             version: phat_crypto::ENVELOPE_VERSION,
@@ -220,6 +204,28 @@ pub(super) async fn query_sealed_inner(
         ciphertext: keys.seal_reply(q.counter, &json).into(),
         salt,
     })
+}
+
+/// The API error of a session message refused as `e` (message number `counter`).
+pub(super) fn session_error(e: crate::enclave::SessionError, counter: u64) -> ApiErr {
+    use crate::enclave::SessionError;
+    match e {
+        SessionError::Unknown => ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "unknown_session",
+            "no such session on this worker (restarted or expired): open a new one",
+        ),
+        SessionError::Expired => ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "session_expired",
+            "the session expired: open a new one",
+        ),
+        SessionError::Replayed => ApiErr::new(
+            StatusCode::CONFLICT,
+            "replayed",
+            format!("message {counter} of this session was already used"),
+        ),
+    }
 }
 
 pub(super) fn run_query(
