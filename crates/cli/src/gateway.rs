@@ -29,6 +29,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::TryStreamExt;
 use phat_client::primitives::protocol::DIVERGED_HEADER;
+use phat_primitives::Refusal;
 
 /// How long a sealed query waits for its worker to come back when the connection is refused.
 pub const WORKER_RESTART_WAIT: Duration = Duration::from_secs(10);
@@ -294,7 +295,7 @@ impl Gateway {
                     let bytes = resp.bytes().await.unwrap_or_default();
                     let wrong = serde_json::from_slice::<serde_json::Value>(&bytes)
                         .ok()
-                        .is_some_and(|v| v["error"]["kind"] == "wrong_worker");
+                        .is_some_and(|v| v["error"]["kind"] == Refusal::WrongWorker.kind());
                     if wrong {
                         force = true;
                         continue;
@@ -368,7 +369,7 @@ async fn forward(State(g): State<Gateway>, req: Request) -> Response {
         Err(_) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
+                Refusal::TooLarge.kind(),
                 format!("request body over {} bytes", g.max_body),
             )
         }

@@ -10,7 +10,7 @@ use phat_primitives::protocol::{
     Bytes, Call, QueryOpen, QueryResponse, RequestBody, SealedAnswer, SealedQuery, SealedReply,
     Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
 };
-use phat_primitives::{AccountId, Hash};
+use phat_primitives::{AccountId, Hash, Refusal};
 
 use crate::trust::Peer;
 use crate::{now_ms, Client, ClientError};
@@ -128,9 +128,13 @@ impl Client {
             // Forgotten, or a key epoch being dealt: the cluster-key path handles both (it
             // waits out a deal).
             Err(ClientError::Api { kind, .. })
-                if kind == "unknown_session"
-                    || kind == "session_expired"
-                    || kind == "key_epoch_pending" =>
+                if [
+                    Refusal::UnknownSession,
+                    Refusal::SessionExpired,
+                    Refusal::KeyEpochPending,
+                ]
+                .iter()
+                .any(|r| kind == r.kind()) =>
             {
                 None
             }
@@ -171,7 +175,8 @@ impl Client {
         let ct = Bytes(session.keys.seal_request(counter, &plain));
         match self.sealed_query(&peer.info, &session, counter, ct).await {
             Err(ClientError::Api { kind, .. })
-                if kind == "unknown_session" || kind == "session_expired" =>
+                if kind == Refusal::UnknownSession.kind()
+                    || kind == Refusal::SessionExpired.kind() =>
             {
                 None
             }

@@ -11,6 +11,9 @@ use parity_scale_codec::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 pub mod protocol;
+pub mod refusal;
+
+pub use refusal::Refusal;
 
 /// Native balance of an account (ink!'s default environment uses `u128`).
 pub type Balance = u128;

@@ -21,7 +21,7 @@ use phat_primitives::protocol::{
     Bytes, Call, CallResult, Job, JobDef, JobOp, JobResultEntry, JobTable, LedgerCommand,
     MissedTicks, Schedule, ScheduleDef,
 };
-use phat_primitives::{Hash, Mode, StateKey, Timestamp};
+use phat_primitives::{Hash, Mode, Refusal, StateKey, Timestamp};
 use phat_store::Snapshot;
 
 use crate::{Worker, WorkerError};
@@ -133,16 +133,16 @@ pub(crate) fn change(
     (caller, balance): (phat_primitives::AccountId, u128),
     (op, now): (&JobOp, Timestamp),
     (max_gas, price): (u64, u128),
-) -> Result<(Vec<u8>, u128), (&'static str, String)> {
+) -> Result<(Vec<u8>, u128), (Refusal, String)> {
     let contract = op.contract();
     crate::schedule::deployer_only(info, contract, caller, "jobs")?;
     match op {
         JobOp::Add { def, .. } => {
-            check(def, max_gas).map_err(|m| ("bad_job", m))?;
+            check(def, max_gas).map_err(|m| (Refusal::BadJob, m))?;
             crate::schedule::add_entry(
                 (&mut table.jobs, &mut table.next_id),
                 (contract, |j: &Job| j.contract),
-                ((MAX_PER_CONTRACT, MAX_JOBS), "job", "too_many_jobs"),
+                ((MAX_PER_CONTRACT, MAX_JOBS), "job", Refusal::TooManyJobs),
                 (caller, balance, deposit(def, price)),
                 |id| Job {
                     contract,
@@ -159,7 +159,7 @@ pub(crate) fn change(
             (contract, *id),
             |j: &Job| (j.contract, j.id),
             (balance, |j: &Job| deposit(&j.def, price)),
-            ("unknown_job", "job"),
+            (Refusal::UnknownJob, "job"),
         ),
     }
 }
@@ -169,20 +169,23 @@ pub(crate) fn unanswerable(
     job: &Job,
     tick: Timestamp,
     now: Timestamp,
-) -> Option<(&'static str, String)> {
+) -> Option<(Refusal, String)> {
     if tick <= job.last_tick {
         return Some((
-            "already_answered",
+            Refusal::AlreadyAnswered,
             format!("job {} answered up to tick {}", job.id, job.last_tick),
         ));
     }
     if tick > now {
-        return Some(("not_due", format!("tick {tick} is after ledger time {now}")));
+        return Some((
+            Refusal::NotDue,
+            format!("tick {tick} is after ledger time {now}"),
+        ));
     }
     let s = as_schedule(job);
     if crate::schedule::next_tick(&s, tick.saturating_sub(1)) != Some(tick) {
         return Some((
-            "not_a_tick",
+            Refusal::NotATick,
             format!("{tick} is not a tick of job {}", job.id),
         ));
     }
@@ -408,15 +411,15 @@ mod tests {
         );
         assert_eq!(
             unanswerable(&j, 10_500, 20_000).map(|u| u.0),
-            Some("already_answered")
+            Some(Refusal::AlreadyAnswered)
         );
         assert_eq!(
             unanswerable(&j, 11_500, 11_499).map(|u| u.0),
-            Some("not_due")
+            Some(Refusal::NotDue)
         );
         assert_eq!(
             unanswerable(&j, 11_501, 20_000).map(|u| u.0),
-            Some("not_a_tick")
+            Some(Refusal::NotATick)
         );
         let data = handler_data(&j.def, 11_500, b"42");
         assert_eq!(&data[..4], &[5, 6, 7, 8]);

@@ -17,7 +17,7 @@ use parity_scale_codec::{DecodeAll, Encode};
 use phat_primitives::protocol::{
     LedgerCommand, MissedTicks, Schedule, ScheduleDef, ScheduleSpec, ScheduleTable, TriggerEntry,
 };
-use phat_primitives::{StateKey, Timestamp};
+use phat_primitives::{Refusal, StateKey, Timestamp};
 use phat_store::Snapshot;
 
 use crate::{Worker, WorkerError};
@@ -66,14 +66,14 @@ pub(crate) fn deployer_only(
     contract: phat_primitives::AccountId,
     caller: phat_primitives::AccountId,
     what: &str,
-) -> Result<(), (&'static str, String)> {
+) -> Result<(), (Refusal, String)> {
     let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
     let Some(info) = info else {
-        return Err(("unknown_contract", format!("no contract {contract}")));
+        return Err((Refusal::UnknownContract, format!("no contract {contract}")));
     };
     if info.deployer != caller {
         return Err((
-            "not_deployer",
+            Refusal::NotDeployer,
             format!(
                 "only {contract}'s deployer {} may change its {what}",
                 info.deployer
@@ -93,10 +93,10 @@ pub(crate) fn add_entry<T>(
         phat_primitives::AccountId,
         impl Fn(&T) -> phat_primitives::AccountId,
     ),
-    (caps, what, too_many): ((usize, usize), &str, &'static str),
+    (caps, what, too_many): ((usize, usize), &str, Refusal),
     (caller, balance, due): (phat_primitives::AccountId, u128, u128),
     make: impl FnOnce(u32) -> T,
-) -> Result<(Vec<u8>, u128), (&'static str, String)> {
+) -> Result<(Vec<u8>, u128), (Refusal, String)> {
     let mine = entries.iter().filter(|e| owner(e) == contract).count();
     if mine >= caps.0 || entries.len() >= caps.1 {
         return Err((
@@ -109,7 +109,7 @@ pub(crate) fn add_entry<T>(
     }
     if balance < due {
         return Err((
-            "storage_deposit",
+            Refusal::StorageDeposit,
             format!("a {what} holds a deposit of {due}; {caller} has {balance}"),
         ));
     }
@@ -126,8 +126,8 @@ pub(crate) fn remove_entry<T>(
     (contract, id): (phat_primitives::AccountId, u32),
     key: impl Fn(&T) -> (phat_primitives::AccountId, u32),
     (balance, deposit): (u128, impl Fn(&T) -> u128),
-    (unknown, what): (&'static str, &str),
-) -> Result<(Vec<u8>, u128), (&'static str, String)> {
+    (unknown, what): (Refusal, &str),
+) -> Result<(Vec<u8>, u128), (Refusal, String)> {
     let Some(at) = entries.iter().position(|e| key(e) == (contract, id)) else {
         return Err((unknown, format!("{contract} has no {what} {id}")));
     };
@@ -155,14 +155,14 @@ pub(crate) fn apply_request(
     request: &phat_pink::ScheduleRequest,
     balance: u128,
     (now, max_gas, price): (Timestamp, u64, u128),
-) -> Result<RequestApplied, (&'static str, String)> {
+) -> Result<RequestApplied, (Refusal, String)> {
     use phat_pink::ScheduleRequest;
     use phat_primitives::protocol::ScheduleOrigin;
     let deposit = |s: &Schedule| price.saturating_mul(s.encoded_size() as u128);
     let (contract, selector) = match request {
         ScheduleRequest::Set { contract, def } => {
             let selector: [u8; 4] = def.data.0.get(..4).and_then(|s| s.try_into().ok()).ok_or((
-                "bad_schedule",
+                Refusal::BadSchedule,
                 "a schedule's message has no selector".to_string(),
             ))?;
             (*contract, selector)
@@ -193,7 +193,7 @@ pub(crate) fn apply_request(
         }
         ScheduleRequest::Set { def, .. } => def,
     };
-    check(def, max_gas).map_err(|m| ("bad_schedule", m))?;
+    check(def, max_gas).map_err(|m| (Refusal::BadSchedule, m))?;
     let kept = usize::from(replaced.is_some());
     let mine = table
         .schedules
@@ -203,7 +203,7 @@ pub(crate) fn apply_request(
         - kept;
     if mine >= MAX_PER_CONTRACT || table.schedules.len() - kept >= MAX_SCHEDULES {
         return Err((
-            "too_many_schedules",
+            Refusal::TooManySchedules,
             format!(
                 "at most {MAX_PER_CONTRACT} schedules per contract and {MAX_SCHEDULES} in a \
                  cluster"
@@ -223,7 +223,7 @@ pub(crate) fn apply_request(
     let available = balance.saturating_add(refund);
     if available < due {
         return Err((
-            "storage_deposit",
+            Refusal::StorageDeposit,
             format!("a schedule holds a deposit of {due}; {contract} has {available}"),
         ));
     }
@@ -573,7 +573,7 @@ mod tests {
         };
         let mut t = table.clone();
         let refused = apply_request(&mut t, &bigger, 0, rules).err().unwrap();
-        assert_eq!(refused.0, "storage_deposit");
+        assert_eq!(refused.0, Refusal::StorageDeposit);
         assert_eq!(t, table);
         // Cleared: the deposit comes back; clearing what is not there changes nothing.
         let clear = ScheduleRequest::Clear {
@@ -592,14 +592,14 @@ mod tests {
                 .err()
                 .unwrap()
                 .0,
-            "storage_deposit"
+            Refusal::StorageDeposit
         );
         assert_eq!(
             apply_request(&mut t, &set(10, 8), 10_000, rules)
                 .err()
                 .unwrap()
                 .0,
-            "bad_schedule"
+            Refusal::BadSchedule
         );
         let short = ScheduleRequest::Set {
             contract,
@@ -613,7 +613,7 @@ mod tests {
                 .err()
                 .unwrap()
                 .0,
-            "bad_schedule"
+            Refusal::BadSchedule
         );
         assert_eq!(t, table, "a refused change leaves the table as it was");
         let mut full = ScheduleTable::default();
@@ -625,7 +625,7 @@ mod tests {
                 .err()
                 .unwrap()
                 .0,
-            "too_many_schedules"
+            Refusal::TooManySchedules
         );
     }
 }

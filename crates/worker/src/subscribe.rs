@@ -22,7 +22,7 @@ use phat_primitives::protocol::{
     Bytes, EthLog, EthLogEntry, LedgerCommand, LogPosition, Subscription, SubscriptionDef,
     SubscriptionOp, SubscriptionTable,
 };
-use phat_primitives::{Hash, StateKey};
+use phat_primitives::{Hash, Refusal, StateKey};
 use phat_store::Snapshot;
 use serde_json::{json, Value};
 
@@ -143,19 +143,19 @@ pub(crate) fn change(
     (caller, balance): (phat_primitives::AccountId, u128),
     op: &SubscriptionOp,
     (max_gas, price): (u64, u128),
-) -> Result<(Vec<u8>, u128), (&'static str, String)> {
+) -> Result<(Vec<u8>, u128), (Refusal, String)> {
     let contract = op.contract();
     crate::schedule::deployer_only(info, contract, caller, "subscriptions")?;
     match op {
         SubscriptionOp::Add { def, .. } => {
-            check(def, max_gas).map_err(|m| ("bad_subscription", m))?;
+            check(def, max_gas).map_err(|m| (Refusal::BadSubscription, m))?;
             crate::schedule::add_entry(
                 (&mut table.subscriptions, &mut table.next_id),
                 (contract, |s: &Subscription| s.contract),
                 (
                     (MAX_PER_CONTRACT, MAX_SUBSCRIPTIONS),
                     "subscription",
-                    "too_many_subscriptions",
+                    Refusal::TooManySubscriptions,
                 ),
                 (caller, balance, deposit(def, price)),
                 |id| Subscription {
@@ -173,26 +173,26 @@ pub(crate) fn change(
             (contract, *id),
             |s: &Subscription| (s.contract, s.id),
             (balance, |s: &Subscription| deposit(&s.def, price)),
-            ("unknown_subscription", "subscription"),
+            (Refusal::UnknownSubscription, "subscription"),
         ),
     }
 }
 
 /// Why `log` is not one `s` delivers next (the refusal's message), if it is not.
-pub(crate) fn unfit(s: &Subscription, log: &EthLog) -> Option<(&'static str, String)> {
+pub(crate) fn unfit(s: &Subscription, log: &EthLog) -> Option<(Refusal, String)> {
     let def = &s.def;
     if log.chain_id != def.chain_id {
         return Some((
-            "not_matching",
+            Refusal::NotMatching,
             format!("chain {} is not {}", log.chain_id, def.chain_id),
         ));
     }
     if log.address != def.address {
-        return Some(("not_matching", "another contract's log".into()));
+        return Some((Refusal::NotMatching, "another contract's log".into()));
     }
     if log.topics.len() > 4 || log.data.0.len() > MAX_LOG_DATA {
         return Some((
-            "not_matching",
+            Refusal::NotMatching,
             format!(
                 "a log has at most 4 topics and {MAX_LOG_DATA} bytes of data here ({} and {})",
                 log.topics.len(),
@@ -203,13 +203,13 @@ pub(crate) fn unfit(s: &Subscription, log: &EthLog) -> Option<(&'static str, Str
     for (i, want) in def.topics.iter().enumerate() {
         if let Some(want) = want {
             if log.topics.get(i) != Some(want) {
-                return Some(("not_matching", format!("topic {i} is not {want}")));
+                return Some((Refusal::NotMatching, format!("topic {i} is not {want}")));
             }
         }
     }
     if log.position.block_number < def.from_block {
         return Some((
-            "not_matching",
+            Refusal::NotMatching,
             format!(
                 "block {} is before the subscription's first, {}",
                 log.position.block_number, def.from_block
@@ -218,7 +218,7 @@ pub(crate) fn unfit(s: &Subscription, log: &EthLog) -> Option<(&'static str, Str
     }
     if s.cursor.is_some_and(|c| log.position <= c) {
         return Some((
-            "already_delivered",
+            Refusal::AlreadyDelivered,
             format!(
                 "subscription {} delivered up to block {} log {}",
                 s.id,
@@ -617,7 +617,11 @@ mod tests {
             ..log(10, 0)
         };
         for l in [other_chain, other_topic, other_address, huge, log(9, 0)] {
-            assert_eq!(unfit(&s, &l).map(|u| u.0), Some("not_matching"), "{l:?}");
+            assert_eq!(
+                unfit(&s, &l).map(|u| u.0),
+                Some(Refusal::NotMatching),
+                "{l:?}"
+            );
         }
         s.cursor = Some(LogPosition {
             block_number: 12,
@@ -625,11 +629,11 @@ mod tests {
         });
         assert_eq!(
             unfit(&s, &log(12, 1)).map(|u| u.0),
-            Some("already_delivered")
+            Some(Refusal::AlreadyDelivered)
         );
         assert_eq!(
             unfit(&s, &log(11, 5)).map(|u| u.0),
-            Some("already_delivered")
+            Some(Refusal::AlreadyDelivered)
         );
         assert_eq!(unfit(&s, &log(12, 2)), None);
         assert_eq!(unfit(&s, &log(13, 0)), None);

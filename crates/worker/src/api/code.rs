@@ -11,7 +11,7 @@ pub(super) async fn upload_code(
     if body.is_empty() {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "malformed",
+            Refusal::Malformed,
             "the body must be the contract's wasm bytes",
         ));
     }
@@ -33,7 +33,7 @@ pub(super) async fn upload_code(
         if !crate::genesis::may_deploy(&w.inner.genesis, &deployers, &signer) {
             return Err(ApiErr::new(
                 StatusCode::FORBIDDEN,
-                "deploy_not_allowed",
+                Refusal::DeployNotAllowed,
                 format!(
                     "this cluster lets its owner deploy, and the accounts the owner allows \
                      (phat cluster deployers); {signer} is neither"
@@ -48,7 +48,7 @@ pub(super) async fn upload_code(
     let wasm = tokio::task::spawn_blocking(move || rt.prepare_code(&wasm).map(|_| wasm))
         .await
         .map_err(ApiErr::internal)?
-        .map_err(|e| ApiErr::new(StatusCode::BAD_REQUEST, "invalid_code", e.to_string()))?;
+        .map_err(|e| ApiErr::new(StatusCode::BAD_REQUEST, Refusal::InvalidCode, e.to_string()))?;
     let code_hash = w.inner.ledger.put_code(wasm).await.map_err(ledger_err)?;
     w.inner
         .ledger
@@ -78,7 +78,7 @@ async fn within_quota(w: &Worker, prefix: &str, item: &str, what: &str) -> Resul
     if held >= quota {
         return Err(ApiErr::new(
             StatusCode::FORBIDDEN,
-            "quota_exceeded",
+            Refusal::QuotaExceeded,
             format!("this account holds {held} {what}, the most one account may hold ({quota})"),
         ));
     }
@@ -97,7 +97,7 @@ pub(super) fn signed_by(
     let unsigned = || {
         ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "unsigned",
+            Refusal::Unsigned,
             format!(
                 "uploads and metadata must be signed: headers {SIGNER_HEADER}, \
                  {SIGNATURE_HEADER} and {EXPIRES_HEADER} (phat-client does this)"
@@ -110,7 +110,7 @@ pub(super) fn signed_by(
             .and_then(|v| v.to_str().ok())
             .ok_or_else(unsigned)
     };
-    let malformed = |what: &str| ApiErr::new(StatusCode::BAD_REQUEST, "malformed", what);
+    let malformed = |what: &str| ApiErr::new(StatusCode::BAD_REQUEST, Refusal::Malformed, what);
     let signer: AccountId = text(SIGNER_HEADER)?
         .parse()
         .map_err(|_| malformed("x-phat-signer must be a 0x-prefixed 32-byte account"))?;
@@ -123,14 +123,14 @@ pub(super) fn signed_by(
     if expires_at < now || expires_at > now + phat_primitives::protocol::MAX_REQUEST_TTL_MS {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "expired",
+            Refusal::Expired,
             format!("the signature expires at {expires_at}, now is {now}"),
         ));
     }
     if !phat_crypto::sr25519_verify(&signer, &payload(expires_at), &signature) {
         return Err(ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "bad_signature",
+            Refusal::BadSignature,
             format!("the signature of {signer} does not match"),
         ));
     }
@@ -146,7 +146,7 @@ pub(super) fn signed_by(
     if !funded {
         return Err(ApiErr::new(
             StatusCode::FORBIDDEN,
-            "unfunded",
+            Refusal::Unfunded,
             format!("{signer} holds no balance on this cluster: only funded accounts upload"),
         ));
     }
@@ -157,7 +157,7 @@ pub(super) fn parse_code_hash(hash: &str) -> Result<phat_primitives::CodeHash, A
     hash.parse().map_err(|e| {
         ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "malformed",
+            Refusal::Malformed,
             format!("code hash `{hash}`: {e}"),
         )
     })
@@ -186,14 +186,14 @@ pub(super) async fn put_metadata(
     let metadata: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "malformed",
+            Refusal::Malformed,
             format!("metadata: {e}"),
         )
     })?;
     if !metadata.is_object() {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "malformed",
+            Refusal::Malformed,
             "metadata must be a JSON object",
         ));
     }
@@ -212,7 +212,7 @@ pub(super) async fn put_metadata(
     {
         return Err(ApiErr::new(
             StatusCode::NOT_FOUND,
-            "unknown_code",
+            Refusal::UnknownCode,
             format!("code {hash} was never uploaded"),
         ));
     }
@@ -250,7 +250,7 @@ pub(super) async fn get_metadata(
             let who: AccountId = p.parse().map_err(|_| {
                 ApiErr::new(
                     StatusCode::BAD_REQUEST,
-                    "malformed",
+                    Refusal::Malformed,
                     "publisher must be a 0x-prefixed 32-byte account",
                 )
             })?;
@@ -269,7 +269,7 @@ pub(super) async fn get_metadata(
         Some(bytes) => Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response()),
         None => Err(ApiErr::new(
             StatusCode::NOT_FOUND,
-            "unknown_metadata",
+            Refusal::UnknownMetadata,
             match &params.publisher {
                 Some(p) => format!("{p} published no metadata for code {hash}"),
                 None => format!("no metadata stored for code {hash}"),

@@ -50,7 +50,7 @@ pub(super) async fn submit_sealed(
                 }) {
                     return Err(ApiErr::new(
                         StatusCode::CONFLICT,
-                        "stale_cluster_key",
+                        Refusal::StaleClusterKey,
                         format!(
                             "the command is sealed to the cluster key of epoch {old}; the \
                              cluster is at epoch {epoch}: fetch /v1/info and seal it to \
@@ -66,7 +66,7 @@ pub(super) async fn submit_sealed(
                     // not looked at, so an endpoint may send it to another worker.
                     let mut err = ApiErr::new(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        KEY_EPOCH_PENDING,
+                        Refusal::KeyEpochPending,
                         "this worker is taking the cluster's new key; try another worker or \
                          again shortly",
                     );
@@ -79,7 +79,7 @@ pub(super) async fn submit_sealed(
         let req = SignedRequest::decode_all(&mut &plain[..]).map_err(|e| {
             ApiErr::new(
                 StatusCode::BAD_REQUEST,
-                "malformed",
+                Refusal::Malformed,
                 format!("the sealed command is not a signed request: {e}"),
             )
         })?;
@@ -103,7 +103,7 @@ fn not_dealing(w: &Worker) -> Result<(), ApiErr> {
         // yet: nothing is ordered sealed to the old key meanwhile.
         let mut err = ApiErr::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            KEY_EPOCH_PENDING,
+            Refusal::KeyEpochPending,
             "the cluster is dealing a new key; seal to it once /v1/info shows it (moments)",
         );
         err.2 = Some(std::time::Duration::from_secs(1));
@@ -127,7 +127,7 @@ pub(super) async fn submit_in_session(
         if q.worker.0 != w.worker_key() {
             return Err(ApiErr::new(
                 StatusCode::BAD_REQUEST,
-                "wrong_worker",
+                Refusal::WrongWorker,
                 format!(
                     "the session is with worker {}, this is {}",
                     q.worker,
@@ -138,7 +138,7 @@ pub(super) async fn submit_in_session(
         if q.counter == 0 {
             return Err(ApiErr::new(
                 StatusCode::BAD_REQUEST,
-                "malformed",
+                Refusal::Malformed,
                 "a session opens with a query (message 0); commands follow it",
             ));
         }
@@ -157,7 +157,7 @@ pub(super) async fn submit_in_session(
         let req = SignedRequest::decode_all(&mut &plain[..]).map_err(|e| {
             ApiErr::new(
                 StatusCode::BAD_REQUEST,
-                "malformed",
+                Refusal::Malformed,
                 format!("the session message is not a signed request: {e}"),
             )
         })?;
@@ -168,7 +168,7 @@ pub(super) async fn submit_in_session(
         if signer_caller != caller {
             return Err(ApiErr::new(
                 StatusCode::FORBIDDEN,
-                "not_session_caller",
+                Refusal::NotSessionCaller,
                 format!("this session is {caller}'s; the command is {signer_caller}'s"),
             ));
         }
@@ -290,12 +290,12 @@ pub(super) async fn precheck_once(w: &Worker, call: &Call) -> Result<(), ApiErr>
         Call::Transfer { .. } => Ok(()),
         Call::Logs { .. } => Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "wrong_mode",
+            Refusal::WrongMode,
             "reading a log is a query, not a command",
         )),
         Call::Estimate { .. } => Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "wrong_mode",
+            Refusal::WrongMode,
             "an estimate is a query, not a command",
         )),
         Call::Instantiate { code_hash, .. } => {
@@ -312,7 +312,7 @@ pub(super) async fn precheck_once(w: &Worker, call: &Call) -> Result<(), ApiErr>
                 Some(_) => Ok(()),
                 None => Err(ApiErr::new(
                     StatusCode::NOT_FOUND,
-                    "unknown_code",
+                    Refusal::UnknownCode,
                     format!("code {code_hash} was never uploaded (POST /v1/code first)"),
                 )),
             }
@@ -329,7 +329,7 @@ pub(super) fn read_receipt(w: &Worker, seq: Seq) -> Result<Receipt, ApiErr> {
     let raw = w.inner.store.receipt(seq)?.ok_or_else(|| {
         ApiErr::new(
             StatusCode::NOT_FOUND,
-            "unknown_receipt",
+            Refusal::UnknownReceipt,
             format!(
                 "no receipt for seq {seq} (applied up to {})",
                 w.applied_seq()
@@ -343,8 +343,12 @@ pub(super) async fn receipt(
     State(w): State<Worker>,
     Path(seq): Path<String>,
 ) -> ApiResult<Receipt> {
-    let seq: Seq = seq
-        .parse()
-        .map_err(|_| ApiErr::new(StatusCode::BAD_REQUEST, "malformed", "seq must be a number"))?;
+    let seq: Seq = seq.parse().map_err(|_| {
+        ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            Refusal::Malformed,
+            "seq must be a number",
+        )
+    })?;
     read_receipt(&w, seq).map(Json)
 }

@@ -22,8 +22,8 @@ use phat_primitives::protocol::{
     QueryRequest, QueryResponse, Receipt, RequestBody, Sealed, SealedAnswer, SealedQuery,
     SealedReply, Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
 };
-use phat_primitives::Hash;
 use phat_primitives::{AccountId, ContractInfo, Mode, StateKey};
+use phat_primitives::{Hash, Refusal};
 use serde::Deserialize;
 
 use crate::apply::check_body;
@@ -157,11 +157,11 @@ async fn refuse_if_diverged(
     if !open {
         let refusal = match (w.inner.replica.diverged(), w.revoked_at()) {
             (Some(d), _) => Some((
-                "diverged",
+                Refusal::Diverged,
                 format!("this worker's state diverged from the cluster's: {d}"),
             )),
             (None, Some(seq)) => Some((
-                "revoked",
+                Refusal::Revoked,
                 format!(
                     "this worker was revoked from the cluster at seq {seq}: it holds no \
                      current key and applies nothing after it"
@@ -207,29 +207,24 @@ async fn admit_address(
 pub(crate) struct ApiErr(StatusCode, CallError, Option<std::time::Duration>);
 
 impl ApiErr {
-    fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
-        Self(
-            status,
-            CallError {
-                kind: kind.into(),
-                message: message.into(),
-            },
-            None,
-        )
+    fn new(status: StatusCode, kind: Refusal, message: impl Into<String>) -> Self {
+        Self(status, kind.because(message), None)
     }
 
     fn internal(e: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::Internal,
+            e.to_string(),
+        )
     }
 }
 
-/// The error of a sealed command a worker cannot open yet because it is still taking a new
-/// key epoch (sent with the route-elsewhere header: it was not looked at).
-pub(crate) const KEY_EPOCH_PENDING: &str = "key_epoch_pending";
-
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
-        let elsewhere = self.1.kind == KEY_EPOCH_PENDING;
+        // A sealed command a worker cannot open yet because it is still taking a new key epoch
+        // goes with the route-elsewhere header: it was not looked at.
+        let elsewhere = self.1.is(Refusal::KeyEpochPending);
         let mut resp = (self.0, Json(ApiError { error: self.1 })).into_response();
         if elsewhere {
             resp.headers_mut().insert(
@@ -255,8 +250,8 @@ impl IntoResponse for ApiErr {
 impl From<crate::admission::Refused> for ApiErr {
     fn from(r: crate::admission::Refused) -> Self {
         let kind = match r {
-            crate::admission::Refused::Busy(_) => "busy",
-            crate::admission::Refused::Rate { .. } => "rate_limited",
+            crate::admission::Refused::Busy(_) => Refusal::Busy,
+            crate::admission::Refused::Rate { .. } => Refusal::RateLimited,
         };
         let wait = r.retry_after();
         let mut e = Self::new(
@@ -273,9 +268,9 @@ impl From<JsonRejection> for ApiErr {
     fn from(r: JsonRejection) -> Self {
         let status = r.status();
         let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "too_large"
+            Refusal::TooLarge
         } else {
-            "malformed"
+            Refusal::Malformed
         };
         let status = if status == StatusCode::PAYLOAD_TOO_LARGE {
             status
@@ -296,12 +291,14 @@ type ApiResult<T> = Result<Json<T>, ApiErr>;
 
 fn ledger_err(e: phat_ledger::LedgerError) -> ApiErr {
     match e {
-        phat_ledger::LedgerError::TooLarge { .. } => {
-            ApiErr::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-        }
+        phat_ledger::LedgerError::TooLarge { .. } => ApiErr::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::TooLarge,
+            e.to_string(),
+        ),
         _ => ApiErr::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "ledger_unavailable",
+            Refusal::LedgerUnavailable,
             e.to_string(),
         ),
     }
@@ -310,13 +307,17 @@ fn ledger_err(e: phat_ledger::LedgerError) -> ApiErr {
 /// Verifies a request for `mode` at wall-clock time: signature, mode, expiry, replay.
 fn verify(w: &Worker, req: &SignedRequest, mode: Mode) -> Result<RequestBody, ApiErr> {
     let body = phat_crypto::verify_request(req, &w.cluster_id()).map_err(|e| match e {
-        phat_crypto::CryptoError::BadSignature(_) => {
-            ApiErr::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string())
-        }
-        phat_crypto::CryptoError::BadCertificate(_) => {
-            ApiErr::new(StatusCode::UNAUTHORIZED, "bad_certificate", e.to_string())
-        }
-        _ => ApiErr::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+        phat_crypto::CryptoError::BadSignature(_) => ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            Refusal::BadSignature,
+            e.to_string(),
+        ),
+        phat_crypto::CryptoError::BadCertificate(_) => ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            Refusal::BadCertificate,
+            e.to_string(),
+        ),
+        _ => ApiErr::new(StatusCode::BAD_REQUEST, Refusal::Malformed, e.to_string()),
     })?;
     let now = now_ms();
     check_body(&body, mode, now).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e, None))?;
@@ -334,7 +335,7 @@ fn verify(w: &Worker, req: &SignedRequest, mode: Mode) -> Result<RequestBody, Ap
     if seen_in_state || !recent.insert(key, body.expires_at, now) {
         return Err(ApiErr::new(
             StatusCode::CONFLICT,
-            "replayed",
+            Refusal::Replayed,
             format!("nonce {} of {caller} was already used", body.nonce),
         ));
     }
@@ -345,7 +346,7 @@ fn contract_info(snap: &phat_store::Snapshot, id: &AccountId) -> Result<Contract
     let raw = snap.get(&StateKey::Contract(*id))?.ok_or_else(|| {
         ApiErr::new(
             StatusCode::NOT_FOUND,
-            "unknown_contract",
+            Refusal::UnknownContract,
             format!("no contract {id} on this cluster"),
         )
     })?;
@@ -353,13 +354,13 @@ fn contract_info(snap: &phat_store::Snapshot, id: &AccountId) -> Result<Contract
 }
 
 fn envelope_err(e: phat_crypto::CryptoError) -> ApiErr {
-    ApiErr::new(StatusCode::BAD_REQUEST, "bad_envelope", e.to_string())
+    ApiErr::new(StatusCode::BAD_REQUEST, Refusal::BadEnvelope, e.to_string())
 }
 
 fn encryption_required(what: &str) -> ApiErr {
     ApiErr::new(
         StatusCode::BAD_REQUEST,
-        "encryption_required",
+        Refusal::EncryptionRequired,
         format!("this cluster accepts only encrypted {what} (POST /v1/{what}/sealed)"),
     )
 }
@@ -383,7 +384,7 @@ async fn wait_applied(w: &Worker, seq: Seq) -> Result<(), ApiErr> {
         Ok(Err(_)) => Err(ApiErr::internal("the apply loop stopped")),
         Err(_) => Err(ApiErr::new(
             StatusCode::GATEWAY_TIMEOUT,
-            "not_applied_yet",
+            Refusal::NotAppliedYet,
             format!(
                 "seq {seq} not applied within {:?} (applied: {})",
                 w.inner.config.wait_timeout,
@@ -408,7 +409,7 @@ fn parse_id(id: &str) -> Result<AccountId, ApiErr> {
     id.parse().map_err(|e| {
         ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "malformed",
+            Refusal::Malformed,
             format!("contract id `{id}`: {e}"),
         )
     })

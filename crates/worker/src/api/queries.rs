@@ -55,7 +55,7 @@ pub(super) async fn run_checked(
     {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "wrong_mode",
+            Refusal::WrongMode,
             "a change to the cluster, a schedule, a subscription, a job or a log's readers, or a \
              transfer, is a command, not a query",
         ));
@@ -75,14 +75,14 @@ pub(super) async fn run_checked(
             Ok(_) => {
                 return Err(ApiErr::new(
                     StatusCode::BAD_REQUEST,
-                    "malformed",
+                    Refusal::Malformed,
                     "only a call or an instantiation has a cost to estimate",
                 ))
             }
             Err(e) => {
                 return Err(ApiErr::new(
                     StatusCode::BAD_REQUEST,
-                    "malformed",
+                    Refusal::Malformed,
                     format!("the call to estimate does not decode: {e}"),
                 ))
             }
@@ -123,7 +123,7 @@ pub(super) async fn query_sealed_inner(
     if q.worker.0 != w.worker_key() {
         return Err(ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "wrong_worker",
+            Refusal::WrongWorker,
             format!(
                 "the query is encrypted to worker {}, this is {}",
                 q.worker,
@@ -146,7 +146,11 @@ pub(super) async fn query_sealed_inner(
             .open(phat_crypto::Purpose::Query, &sealed)
             .map_err(envelope_err)?;
         let open = QueryOpen::decode_all(&mut &plain[..]).map_err(|e| {
-            ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
+            ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                Refusal::Malformed,
+                format!("query: {e}"),
+            )
         })?;
         let body = verify(w, &open.request, Mode::Query)?;
         // Replies are sealed under a key bound to fresh randomness of this worker: the same
@@ -186,7 +190,11 @@ pub(super) async fn query_sealed_inner(
             .accept(&q.session.0, q.counter)
             .map_err(session_err)?;
         let query = SessionQuery::decode_all(&mut &plain[..]).map_err(|e| {
-            ApiErr::new(StatusCode::BAD_REQUEST, "malformed", format!("query: {e}"))
+            ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                Refusal::Malformed,
+                format!("query: {e}"),
+            )
         })?;
         (keys, caller, query.call, query.min_seq, None)
     };
@@ -212,17 +220,17 @@ pub(super) fn session_error(e: crate::enclave::SessionError, counter: u64) -> Ap
     match e {
         SessionError::Unknown => ApiErr::new(
             StatusCode::NOT_FOUND,
-            "unknown_session",
+            Refusal::UnknownSession,
             "no such session on this worker (restarted or expired): open a new one",
         ),
         SessionError::Expired => ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "session_expired",
+            Refusal::SessionExpired,
             "the session expired: open a new one",
         ),
         SessionError::Replayed => ApiErr::new(
             StatusCode::CONFLICT,
-            "replayed",
+            Refusal::Replayed,
             format!("message {counter} of this session was already used"),
         ),
     }
@@ -287,7 +295,7 @@ async fn read_logs(
     if !crate::logs::may_read(&snap, &info, &contract, &caller)? {
         return Err(ApiErr::new(
             StatusCode::FORBIDDEN,
-            "not_log_reader",
+            Refusal::NotLogReader,
             format!(
                 "{caller} may not read the log of {contract}: its deployer {} may, and whom it \
                  allows (phat logs --allow)",

@@ -10,12 +10,14 @@ use std::collections::HashMap;
 
 use parity_scale_codec::{DecodeAll, Encode};
 use phat_primitives::protocol::{
-    CallOutput, CallResult, LedgerEntry, LogRecord, QueryLogsEntry, MAX_LOG_READERS,
-    MAX_QUERY_LOG_BYTES, MAX_QUERY_LOG_RECORDS, MAX_REQUEST_TTL_MS,
+    LedgerEntry, LogRecord, QueryLogsEntry, MAX_LOG_READERS, MAX_QUERY_LOG_BYTES,
+    MAX_QUERY_LOG_RECORDS, MAX_REQUEST_TTL_MS,
 };
 use phat_primitives::{blake2_256, AccountId, Hash, Mode, StateKey};
 
-use super::{check_vote, nonce_expired, reject, Applied, BatchView, Local};
+use phat_primitives::Refusal;
+
+use super::{check_vote, nonce_expired, Applied, BatchView, Local, Reply};
 use crate::state::Layered;
 use crate::{Worker, WorkerError};
 
@@ -32,12 +34,10 @@ pub(super) fn apply_query_logs(
     e: &QueryLogsEntry,
 ) -> Result<Applied, WorkerError> {
     let caller = QueryLogsEntry::account(&e.worker);
-    let refuse = |kind: &str, message: String| {
-        let mut a = reject(entry, None, kind, message);
-        a.receipt.request = Hash(blake2_256(&e.encode()));
-        a.receipt.caller = caller;
-        a
-    };
+    let reply = Reply::to(entry, None)
+        .about(Hash(blake2_256(&e.encode())))
+        .for_caller(caller);
+    let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
     if let Some((kind, message)) = check_vote(
         local,
         (e.epoch, &e.worker),
@@ -51,7 +51,7 @@ pub(super) fn apply_query_logs(
     }
     if e.expires_at < entry.timestamp {
         return Ok(refuse(
-            "expired",
+            Refusal::Expired,
             format!(
                 "the entry expired at {} (now {})",
                 e.expires_at, entry.timestamp
@@ -60,7 +60,7 @@ pub(super) fn apply_query_logs(
     }
     if e.expires_at > entry.timestamp.saturating_add(MAX_REQUEST_TTL_MS) {
         return Ok(refuse(
-            "expiry_too_far",
+            Refusal::ExpiryTooFar,
             format!("the entry expires at {}, too far ahead", e.expires_at),
         ));
     }
@@ -72,7 +72,7 @@ pub(super) fn apply_query_logs(
     };
     if used.is_some_and(|expiry| !nonce_expired(expiry, entry.timestamp)) {
         return Ok(refuse(
-            "replayed",
+            Refusal::Replayed,
             format!(
                 "query log entry {} of {} was already applied",
                 e.nonce, e.worker
@@ -91,7 +91,7 @@ pub(super) fn apply_query_logs(
             Some(Ok(p)) => p,
             _ => {
                 return Ok(refuse(
-                    "bad_records",
+                    Refusal::BadRecords,
                     "the records are not sealed for this cluster".into(),
                 ))
             }
@@ -101,7 +101,7 @@ pub(super) fn apply_query_logs(
     };
     let records = match check_records(&plain) {
         Ok(r) => r,
-        Err(why) => return Ok(refuse("bad_records", why)),
+        Err(why) => return Ok(refuse(Refusal::BadRecords, why)),
     };
     // Records of contracts that do not exist (any more) are dropped, not refused: a contract
     // may have been terminated after the query ran.
@@ -119,12 +119,7 @@ pub(super) fn apply_query_logs(
         }
     }
     nonces.insert(key, e.expires_at);
-    let mut applied = refuse("", String::new());
-    applied.receipt.result = CallResult::Ok(CallOutput {
-        data: (stored.len() as u32).encode().into(),
-        reverted: false,
-        address: None,
-    });
+    let mut applied = reply.accept((stored.len() as u32).encode());
     applied.nonce = Some((caller, e.nonce, e.expires_at));
     applied.logs = stored;
     Ok(applied)
@@ -167,7 +162,7 @@ pub(super) fn apply_log_readers(
     entry: &LedgerEntry,
     (caller, contract): (AccountId, AccountId),
     readers: &[AccountId],
-    refuse: &dyn Fn(&str, String) -> Applied,
+    reply: &Reply,
 ) -> Result<Applied, WorkerError> {
     let state = Layered {
         base: view.snap.clone(),
@@ -178,23 +173,18 @@ pub(super) fn apply_log_readers(
     if let Err((kind, message)) =
         crate::schedule::deployer_only(info, contract, caller, "log readers")
     {
-        return Ok(refuse(kind, message));
+        return Ok(reply.refuse(kind, message));
     }
     let mut readers = readers.to_vec();
     readers.sort();
     readers.dedup();
     if readers.len() > MAX_LOG_READERS {
-        return Ok(refuse(
-            "too_many_readers",
+        return Ok(reply.refuse(
+            Refusal::TooManyReaders,
             format!("{} log readers, more than {MAX_LOG_READERS}", readers.len()),
         ));
     }
-    let mut applied = refuse("", String::new());
-    applied.receipt.result = CallResult::Ok(CallOutput {
-        data: Vec::new().into(),
-        reverted: false,
-        address: None,
-    });
+    let mut applied = reply.accept(Vec::new());
     applied.changes.insert(
         StateKey::LogReaders(contract),
         (!readers.is_empty()).then(|| readers.encode()),

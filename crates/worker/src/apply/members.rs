@@ -30,38 +30,38 @@ pub(super) fn apply_join(
 ) -> Applied {
     let report = &join.report;
     let request = Hash(blake2_256(&join.encode()));
-    let refuse = |kind: &str, message: String| {
-        let mut a = reject(entry, None, kind, message);
-        a.receipt.request = request;
-        a
-    };
+    let reply = Reply::to(entry, None).about(request);
+    let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
     let first = local.members.members.first().map(|m| m.measurement.0);
     let policy = worker
         .inner
         .enclave
         .apply_policy(&worker.inner.genesis, first, entry.timestamp);
     if let Err(e) = policy.verify(report) {
-        return refuse("not_attested", e.to_string());
+        return refuse(Refusal::NotAttested, e.to_string());
     }
     let Some(vote_key) = report.signing_key else {
         return refuse(
-            "no_vote_key",
+            Refusal::NoVoteKey,
             "the report attests no vote key (a worker of an older version)".into(),
         );
     };
     let identity = report.worker_key;
     if local.epochs.is_revoked(&identity) {
         return refuse(
-            "revoked_worker",
+            Refusal::RevokedWorker,
             format!("{identity} was revoked from the cluster"),
         );
     }
     if local.members.get(&identity).is_some() {
-        return refuse("already_member", format!("{identity} is a member already"));
+        return refuse(
+            Refusal::AlreadyMember,
+            format!("{identity} is a member already"),
+        );
     }
     if local.members.members.len() >= MAX_MEMBERS {
         return refuse(
-            "too_many_members",
+            Refusal::TooManyMembers,
             format!("the cluster has {MAX_MEMBERS} members, its most"),
         );
     }
@@ -72,12 +72,7 @@ pub(super) fn apply_join(
         joined: entry.seq,
     });
     debug_assert!(local.members.members.len() <= MAX_MEMBERS);
-    let mut applied = refuse("", String::new());
-    applied.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
-        data: (local.members.members.len() as u32).encode().into(),
-        reverted: false,
-        address: None,
-    });
+    let mut applied = reply.accept((local.members.members.len() as u32).encode());
     applied
         .changes
         .insert(StateKey::Members, Some(local.members.encode()));
@@ -92,20 +87,20 @@ pub(super) fn check_vote(
     local: &Local,
     (epoch_made, by): (u32, &Hash),
     (domain, payload, signature): (&str, &[u8], &[u8]),
-) -> Option<(&'static str, String)> {
+) -> Option<(Refusal, String)> {
     let epoch = local.epochs.keyed();
     if epoch_made != epoch {
         return Some((
-            "stale_epoch",
+            Refusal::StaleEpoch,
             format!("made in key epoch {epoch_made}, the cluster is in {epoch}"),
         ));
     }
     if local.epochs.is_revoked(by) {
-        return Some(("revoked_worker", format!("{by} was revoked")));
+        return Some((Refusal::RevokedWorker, format!("{by} was revoked")));
     }
     let Some(member) = local.members.get(by) else {
         return Some((
-            "not_a_member",
+            Refusal::NotAMember,
             format!("{by} is not a member of the cluster"),
         ));
     };
@@ -113,7 +108,7 @@ pub(super) fn check_vote(
         .is_ok_and(|sig| phat_crypto::verify_vote(&member.vote_key.0, domain, payload, sig));
     if !valid {
         return Some((
-            "bad_signature",
+            Refusal::BadSignature,
             format!("not signed by the vote key of {by}"),
         ));
     }
@@ -137,14 +132,11 @@ pub(crate) fn deal_recipients(members: &MemberTable, epochs: &ClusterEpochs) -> 
 /// after the dealer looked makes it invalid; the dealer deals again).
 pub(super) fn apply_deal(local: &mut Local, entry: &LedgerEntry, deal: &EpochDeal) -> Applied {
     let request = Hash(blake2_256(&deal.signed_payload()));
-    let refuse = |kind: &str, message: String| {
-        let mut a = reject(entry, None, kind, message);
-        a.receipt.request = request;
-        a
-    };
+    let reply = Reply::to(entry, None).about(request);
+    let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
     let Some(pending) = local.epochs.pending() else {
         return refuse(
-            "no_pending_epoch",
+            Refusal::NoPendingEpoch,
             format!(
                 "key epoch {} is keyed already; no epoch waits for a deal",
                 local.epochs.epoch()
@@ -153,7 +145,7 @@ pub(super) fn apply_deal(local: &mut Local, entry: &LedgerEntry, deal: &EpochDea
     };
     if deal.epoch != pending {
         return refuse(
-            "wrong_epoch",
+            Refusal::WrongEpoch,
             format!(
                 "the deal is for key epoch {}, the pending one is {pending}",
                 deal.epoch
@@ -178,7 +170,7 @@ pub(super) fn apply_deal(local: &mut Local, entry: &LedgerEntry, deal: &EpochDea
     wanted.sort_unstable();
     if given != wanted {
         return refuse(
-            "wrong_shares",
+            Refusal::WrongShares,
             format!(
                 "the deal seals the secret to {} keys; the cluster has {} members not revoked, \
                  each to get one share",
@@ -192,24 +184,19 @@ pub(super) fn apply_deal(local: &mut Local, entry: &LedgerEntry, deal: &EpochDea
         .any(|d| d.key == deal.key);
     if reused {
         return refuse(
-            "reused_key",
+            Refusal::ReusedKey,
             "the deal names the key of an earlier epoch".into(),
         );
     }
     let Some(change) = local.epochs.changes.last_mut() else {
-        return refuse("no_pending_epoch", "no key epoch was started".into());
+        return refuse(Refusal::NoPendingEpoch, "no key epoch was started".into());
     };
     change.dealt = Some(EpochDealt {
         seq: entry.seq,
         key: deal.key,
     });
     debug_assert_eq!(local.epochs.keyed(), pending);
-    let mut applied = refuse("", String::new());
-    applied.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
-        data: pending.encode().into(),
-        reverted: false,
-        address: None,
-    });
+    let mut applied = reply.accept(pending.encode());
     applied
         .changes
         .insert(StateKey::ClusterEpochs, Some(local.epochs.encode()));

@@ -13,7 +13,7 @@ use phat_primitives::protocol::{
     Call, CallError, CallResult, ClusterEpochs, ClusterOp, EpochChange, LedgerCommand, LedgerEntry,
     LogRecord, Receipt, RequestBody, SignedRequest, MAX_REQUEST_TTL_MS,
 };
-use phat_primitives::{blake2_256, AccountId, Hash, Mode, StateKey};
+use phat_primitives::{blake2_256, AccountId, Hash, Mode, Refusal, StateKey};
 use phat_runtime::{ChangeSet, ExecContext};
 use phat_store::{Batch, Head, Snapshot};
 
@@ -23,10 +23,13 @@ use crate::{Worker, WorkerError};
 pub(crate) mod forward;
 mod logs;
 mod members;
+mod receipt;
 mod triggers;
 pub(crate) use logs::MAX_RECORD_MESSAGE;
 pub(crate) use members::stored_members;
 use members::*;
+pub(crate) use receipt::receipt_digest;
+use receipt::{Applied, Reply};
 use triggers::*;
 
 /// Pause between retries when the ledger or store fails.
@@ -389,15 +392,21 @@ enum Proposal {
 /// Decodes a ledger payload ([`LedgerCommand`]); a sealed one is opened with the cluster key.
 /// Every worker gets the same answer for the same bytes.
 pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
-    let fail = |kind: &str, message: String| Decoded {
-        request: Err(CallError {
-            kind: kind.into(),
-            message,
-        }),
+    let fail = |kind: Refusal, message: String| Decoded {
+        request: Err(kind.because(message)),
         verified: None,
         reply: None,
         needs_epoch: None,
         proposal: None,
+        sealed_epoch: None,
+    };
+    // A proposal carries no client request.
+    let proposed = |proposal: Proposal, needs_epoch: Option<u32>| Decoded {
+        request: Err(Refusal::Malformed.because("a proposal is not a request")),
+        verified: None,
+        reply: None,
+        needs_epoch,
+        proposal: Some(proposal),
         sealed_epoch: None,
     };
     // A worker's own entry made with the key of an epoch this worker does not hold yet waits
@@ -437,11 +446,11 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
     }
     let decoded = match command {
         Err(e) => fail(
-            "malformed",
+            Refusal::Malformed,
             format!("the ledger entry is not a command: {e}"),
         ),
         Ok(LedgerCommand::Plain(_)) if worker.inner.genesis.encryption => fail(
-            "encryption_required",
+            Refusal::EncryptionRequired,
             "this cluster accepts only commands sealed to the cluster key".into(),
         ),
         Ok(LedgerCommand::Plain(req)) => Decoded {
@@ -456,7 +465,7 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
             open_sealed(worker, 0, SealedCommand::Envelope(&sealed))
         }
         Ok(LedgerCommand::SealedAt { epoch: 0, .. }) => fail(
-            "malformed",
+            Refusal::Malformed,
             "a command of key epoch 0 is sealed without an epoch".into(),
         ),
         Ok(LedgerCommand::SealedAt { epoch, sealed }) => {
@@ -465,33 +474,21 @@ pub(crate) fn decode_entry(worker: &Worker, payload: &[u8]) -> Decoded {
         Ok(LedgerCommand::Forwarded { epoch, data }) => {
             open_sealed(worker, epoch, SealedCommand::Forwarded(&data.0))
         }
-        Ok(LedgerCommand::Trigger(t)) => Decoded {
-            proposal: Some(Proposal::Tick(t)),
-            ..fail("trigger", String::new())
-        },
-        Ok(LedgerCommand::EthLog(l)) => Decoded {
-            needs_epoch: unheld(l.epoch),
-            proposal: Some(Proposal::Log(l)),
-            ..fail("eth_log", String::new())
-        },
-        Ok(LedgerCommand::JobResult(r)) => Decoded {
-            needs_epoch: unheld(r.epoch),
-            proposal: Some(Proposal::Result(r)),
-            ..fail("job_result", String::new())
-        },
-        Ok(LedgerCommand::Join(j)) => Decoded {
-            proposal: Some(Proposal::Join(j)),
-            ..fail("join", String::new())
-        },
-        Ok(LedgerCommand::DealEpoch(d)) => Decoded {
-            proposal: Some(Proposal::Deal(d)),
-            ..fail("deal_epoch", String::new())
-        },
-        Ok(LedgerCommand::QueryLogs(q)) => Decoded {
-            needs_epoch: unheld(q.epoch),
-            proposal: Some(Proposal::QueryLogs(q)),
-            ..fail("query_logs", String::new())
-        },
+        Ok(LedgerCommand::Trigger(t)) => proposed(Proposal::Tick(t), None),
+        Ok(LedgerCommand::EthLog(l)) => {
+            let needs = unheld(l.epoch);
+            proposed(Proposal::Log(l), needs)
+        }
+        Ok(LedgerCommand::JobResult(r)) => {
+            let needs = unheld(r.epoch);
+            proposed(Proposal::Result(r), needs)
+        }
+        Ok(LedgerCommand::Join(j)) => proposed(Proposal::Join(j), None),
+        Ok(LedgerCommand::DealEpoch(d)) => proposed(Proposal::Deal(d), None),
+        Ok(LedgerCommand::QueryLogs(q)) => {
+            let needs = unheld(q.epoch);
+            proposed(Proposal::QueryLogs(q), needs)
+        }
     };
     Decoded {
         sealed_epoch,
@@ -509,11 +506,8 @@ enum SealedCommand<'a> {
 
 /// Opens a command sealed under a key of `epoch`.
 fn open_sealed(worker: &Worker, epoch: u32, sealed: SealedCommand<'_>) -> Decoded {
-    let fail = |kind: &str, message: String, needs_epoch: Option<u32>| Decoded {
-        request: Err(CallError {
-            kind: kind.into(),
-            message,
-        }),
+    let fail = |kind: Refusal, message: String, needs_epoch: Option<u32>| Decoded {
+        request: Err(kind.because(message)),
         verified: None,
         reply: None,
         needs_epoch,
@@ -523,7 +517,7 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: SealedCommand<'_>) -> Decode
     let Some(keys) = worker.inner.enclave.keys().epoch(epoch) else {
         // Unknown to the state too, it is refused at apply; else the worker waits for it.
         return fail(
-            "unknown_epoch",
+            Refusal::UnknownEpoch,
             format!("the command is sealed to the key of epoch {epoch}, which the cluster has not started"),
             Some(epoch),
         );
@@ -531,12 +525,12 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: SealedCommand<'_>) -> Decode
     let opened = match sealed {
         SealedCommand::Envelope(sealed) => {
             match keys.envelope.open(phat_crypto::Purpose::Command, sealed) {
-                Err(e) => Err(("bad_envelope", e.to_string())),
+                Err(e) => Err((Refusal::BadEnvelope, e.to_string())),
                 Ok((plain, keys)) => SignedRequest::decode_all(&mut &plain[..])
                     .map(|req| (req, keys.reply_key()))
                     .map_err(|e| {
                         (
-                            "malformed",
+                            Refusal::Malformed,
                             format!("the sealed command does not decode: {e}"),
                         )
                     }),
@@ -544,8 +538,8 @@ fn open_sealed(worker: &Worker, epoch: u32, sealed: SealedCommand<'_>) -> Decode
         }
         SealedCommand::Forwarded(data) => {
             forward::open(&keys.secret, epoch, data).map_err(|e| match e {
-                forward::ForwardError::Envelope(_) => ("bad_envelope", e.to_string()),
-                forward::ForwardError::Malformed(_) => ("malformed", e.to_string()),
+                forward::ForwardError::Envelope(_) => (Refusal::BadEnvelope, e.to_string()),
+                forward::ForwardError::Malformed(_) => (Refusal::Malformed, e.to_string()),
             })
         }
     };
@@ -657,13 +651,9 @@ fn apply_batch(
         // holds (one restored from an older snapshot may hold it already, and opening it
         // would give another receipt than the workers that applied it live).
         let req = match sealed_epoch {
-            Some(e) if e > local.epochs.keyed() => Err(CallError {
-                kind: "unknown_epoch".into(),
-                message: format!(
-                    "the command is sealed to the key of epoch {e}, which the cluster has not \
-                     keyed"
-                ),
-            }),
+            Some(e) if e > local.epochs.keyed() => Err(Refusal::UnknownEpoch.because(format!(
+                "the command is sealed to the key of epoch {e}, which the cluster has not keyed"
+            ))),
             _ => req,
         };
         if entry.seq != head.seq + 1 {
@@ -698,7 +688,7 @@ fn apply_batch(
                 logs::apply_query_logs(worker, &view, &mut nonces, &local, entry, &q)?
             }
             (None, Ok(req)) => apply_one(worker, &view, &mut nonces, &mut local, entry, req)?,
-            (None, Err(e)) => reject(entry, None, &e.kind, e.message),
+            (None, Err(e)) => Reply::to(entry, None).refuse_with(e),
         };
         let mut applied = applied;
         inner.replica.inject_fault(entry.seq, &mut applied.changes);
@@ -769,94 +759,45 @@ pub(crate) struct BatchApplied {
     checkpoints: Vec<(phat_primitives::protocol::Seq, Hash)>,
 }
 
-struct Applied {
-    /// Whether the command reached the contract (its result is then sealed to the caller).
-    executed: bool,
-    receipt: Receipt,
-    changes: ChangeSet,
-    nonce: Option<(AccountId, u64, u64)>,
-    logs: Vec<LogRecord>,
-    /// Changes to schedules the run made through the extension, not applied yet
-    /// (`triggers::apply_schedule_requests`).
-    schedules: Vec<phat_pink::ScheduleRequest>,
-}
-
-fn reject(
-    entry: &LedgerEntry,
-    req: Option<&SignedRequest>,
-    kind: &str,
-    message: String,
-) -> Applied {
-    Applied {
-        executed: false,
-        receipt: Receipt {
-            seq: entry.seq,
-            request: req.map(|r| r.hash()).unwrap_or_default(),
-            caller: req.map(|r| r.signer).unwrap_or_default(),
-            timestamp: entry.timestamp,
-            result: CallResult::Err(CallError {
-                kind: kind.into(),
-                message,
-            }),
-            events: Vec::new(),
-            gas_used: 0,
-            state_root: Hash::default(),
-        },
-        changes: ChangeSet::new(),
-        nonce: None,
-        logs: Vec::new(),
-        schedules: Vec::new(),
-    }
-}
-
 /// Checks a request body against `now` and the expected mode; the same rules at submission,
 /// at query time and at apply time (where `now` is ledger time).
 pub(crate) fn check_body(body: &RequestBody, mode: Mode, now: u64) -> Result<(), CallError> {
     if body.mode != mode {
-        return Err(CallError {
-            kind: "wrong_mode".into(),
-            message: format!("a {:?} request was sent as a {:?}", body.mode, mode).to_lowercase(),
-        });
+        return Err(Refusal::WrongMode.because(
+            format!("a {:?} request was sent as a {:?}", body.mode, mode).to_lowercase(),
+        ));
     }
     if body.expires_at < now {
-        return Err(CallError {
-            kind: "expired".into(),
-            message: format!("the request expired at {} (now {now})", body.expires_at),
-        });
+        return Err(Refusal::Expired.because(format!(
+            "the request expired at {} (now {now})",
+            body.expires_at
+        )));
     }
     if body.expires_at > now.saturating_add(MAX_REQUEST_TTL_MS) {
-        return Err(CallError {
-            kind: "expiry_too_far".into(),
-            message: format!(
-                "expires_at may be at most {} ms ahead (got {} ms)",
-                MAX_REQUEST_TTL_MS,
-                body.expires_at - now
-            ),
-        });
+        return Err(Refusal::ExpiryTooFar.because(format!(
+            "expires_at may be at most {} ms ahead (got {} ms)",
+            MAX_REQUEST_TTL_MS,
+            body.expires_at - now
+        )));
     }
     if let Some(cert) = &body.certificate {
         use phat_primitives::protocol::{CertificateScope, MAX_CERTIFICATE_TTL_MS};
-        let refuse = |kind: &str, message: String| {
-            Err(CallError {
-                kind: kind.into(),
-                message,
-            })
-        };
+        let refuse = |kind: Refusal, message: String| Err(kind.because(message));
         if cert.expires_at < now {
             return refuse(
-                "certificate_expired",
+                Refusal::CertificateExpired,
                 format!("the certificate expired at {} (now {now})", cert.expires_at),
             );
         }
         if cert.expires_at > now.saturating_add(MAX_CERTIFICATE_TTL_MS) {
             return refuse(
-                "certificate_too_long",
+                Refusal::CertificateTooLong,
                 format!("a certificate may be valid for at most {MAX_CERTIFICATE_TTL_MS} ms"),
             );
         }
         if mode == Mode::Command && cert.scope == CertificateScope::Queries {
             return refuse(
-                "certificate_scope",
+                Refusal::CertificateScope,
                 "the certificate allows queries only".into(),
             );
         }
@@ -892,24 +833,21 @@ fn apply_one(
     let (req, body) = request;
     let body = match body {
         Ok(b) => b,
-        Err(e @ phat_crypto::CryptoError::BadSignature(_)) => {
-            return Ok(reject(entry, Some(&req), "bad_signature", e.to_string()))
+        Err(e) => {
+            let kind = match e {
+                phat_crypto::CryptoError::BadSignature(_) => Refusal::BadSignature,
+                phat_crypto::CryptoError::BadCertificate(_) => Refusal::BadCertificate,
+                _ => Refusal::Malformed,
+            };
+            return Ok(Reply::to(entry, Some(&req)).refuse(kind, e.to_string()));
         }
-        Err(e @ phat_crypto::CryptoError::BadCertificate(_)) => {
-            return Ok(reject(entry, Some(&req), "bad_certificate", e.to_string()))
-        }
-        Err(e) => return Ok(reject(entry, Some(&req), "malformed", e.to_string())),
     };
     // The account the command is made as: the signer, or the account its certificate
     // speaks for. Nonces, receipts and permissions are the caller's.
     let caller = body.caller(&req.signer);
-    let refuse = |kind: &str, message: String| {
-        let mut r = reject(entry, Some(&req), kind, message);
-        r.receipt.caller = caller;
-        r
-    };
+    let reply = Reply::to(entry, Some(&req)).for_caller(caller);
     if let Err(e) = check_body(&body, Mode::Command, entry.timestamp) {
-        return Ok(refuse(&e.kind, e.message));
+        return Ok(reply.refuse_with(e));
     }
     // A nonce is taken while an earlier use of it has not expired at this entry's ledger
     // time. Judged by expiry, never by whether a row was pruned yet: rows are pruned when a
@@ -921,8 +859,8 @@ fn apply_one(
         None => snap.nonce_expiry(&caller, body.nonce)?,
     };
     if used.is_some_and(|expiry| !nonce_expired(expiry, entry.timestamp)) {
-        return Ok(refuse(
-            "replayed",
+        return Ok(reply.refuse(
+            Refusal::Replayed,
             format!("nonce {} of {caller} was already used", body.nonce),
         ));
     }
@@ -944,16 +882,11 @@ fn apply_one(
                 apply_schedule_op(worker, &state, &mut local.schedules, entry, caller, op)?;
             let mut applied = match result {
                 Ok((output, changes)) => {
-                    let mut ok = refuse("", String::new());
-                    ok.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
-                        data: output.into(),
-                        reverted: false,
-                        address: None,
-                    });
+                    let mut ok = reply.accept(output);
                     ok.changes = changes;
                     ok
                 }
-                Err((kind, message)) => refuse(kind, message),
+                Err((kind, message)) => reply.refuse(kind, message),
             };
             applied.nonce = nonce;
             return Ok(applied);
@@ -969,7 +902,7 @@ fn apply_one(
                     let out = crate::subscribe::change(table, info, (caller, balance), op, limits)?;
                     Ok((out.0, out.1, (StateKey::Subscriptions, table.encode())))
                 },
-                &refuse,
+                &reply,
             )?;
             applied.nonce = nonce;
             return Ok(applied);
@@ -991,27 +924,27 @@ fn apply_one(
                     )?;
                     Ok((out.0, out.1, (StateKey::Jobs, table.encode())))
                 },
-                &refuse,
+                &reply,
             )?;
             applied.nonce = nonce;
             return Ok(applied);
         }
         Call::LogReaders { contract, readers } => {
             let mut applied =
-                logs::apply_log_readers(view, entry, (caller, *contract), readers, &refuse)?;
+                logs::apply_log_readers(view, entry, (caller, *contract), readers, &reply)?;
             applied.nonce = nonce;
             return Ok(applied);
         }
         Call::Logs { .. } | Call::Estimate { .. } => {
-            let mut applied = refuse(
-                "wrong_mode",
+            let mut applied = reply.refuse(
+                Refusal::WrongMode,
                 "reading a log or an estimate is a query, not a command".into(),
             );
             applied.nonce = nonce;
             return Ok(applied);
         }
         Call::Transfer { dest, value } => {
-            let mut applied = apply_transfer(view, entry, (caller, *dest, *value), &refuse)?;
+            let mut applied = apply_transfer(view, entry, (caller, *dest, *value), &reply)?;
             applied.nonce = nonce;
             return Ok(applied);
         }
@@ -1029,8 +962,8 @@ fn apply_one(
                 .and_then(|raw| Vec::<AccountId>::decode(&mut &raw[..]).ok())
                 .unwrap_or_default();
             if !crate::genesis::may_deploy(&worker.inner.genesis, &deployers, &caller) {
-                let mut applied = refuse(
-                    "deploy_not_allowed",
+                let mut applied = reply.refuse(
+                    Refusal::DeployNotAllowed,
                     format!(
                         "this cluster lets its owner deploy, and the accounts the owner allows; \
                          {caller} is neither"
@@ -1068,7 +1001,7 @@ fn apply_transfer(
     view: &BatchView<'_>,
     entry: &LedgerEntry,
     (from, to, value): (AccountId, AccountId, phat_primitives::Balance),
-    refuse: &dyn Fn(&str, String) -> Applied,
+    reply: &Reply,
 ) -> Result<Applied, WorkerError> {
     let state = Layered {
         base: view.snap.clone(),
@@ -1086,17 +1019,12 @@ fn apply_transfer(
     };
     let have = balance_of(&from)?;
     if have < value {
-        return Ok(refuse(
-            "insufficient_balance",
+        return Ok(reply.refuse(
+            Refusal::InsufficientBalance,
             format!("{from} holds {have}, less than the {value} it sends"),
         ));
     }
-    let mut applied = refuse("", String::new());
-    applied.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
-        data: Vec::new().into(),
-        reverted: false,
-        address: None,
-    });
+    let mut applied = reply.accept(Vec::new());
     if from != to && value > 0 {
         let after_from = have - value;
         let after_to = balance_of(&to)?.saturating_add(value);
@@ -1130,12 +1058,8 @@ fn trigger_table_change(
     view: &BatchView<'_>,
     entry: &LedgerEntry,
     (caller, contract): (AccountId, AccountId),
-    change: impl FnOnce(
-        Option<Vec<u8>>,
-        u128,
-        (u64, u128),
-    ) -> Result<TableChange, (&'static str, String)>,
-    refuse: &dyn Fn(&str, String) -> Applied,
+    change: impl FnOnce(Option<Vec<u8>>, u128, (u64, u128)) -> Result<TableChange, (Refusal, String)>,
+    reply: &Reply,
 ) -> Result<Applied, WorkerError> {
     let state = Layered {
         base: view.snap.clone(),
@@ -1153,12 +1077,7 @@ fn trigger_table_change(
     Ok(
         match change(info, balance, (max_gas, deposit_price(worker))) {
             Ok((output, balance, (key, table))) => {
-                let mut ok = refuse("", String::new());
-                ok.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
-                    data: output.into(),
-                    reverted: false,
-                    address: None,
-                });
+                let mut ok = reply.accept(output);
                 ok.changes.insert(key, Some(table));
                 ok.changes.insert(
                     StateKey::Balance(caller),
@@ -1166,7 +1085,7 @@ fn trigger_table_change(
                 );
                 ok
             }
-            Err((kind, message)) => refuse(kind, message),
+            Err((kind, message)) => reply.refuse(kind, message),
         },
     )
 }
@@ -1244,18 +1163,19 @@ fn apply_cluster_op(
     caller: AccountId,
     op: &ClusterOp,
 ) -> Applied {
-    let refuse = |kind: &str, message: String| reject(entry, Some(req), kind, message);
+    let reply = Reply::to(entry, Some(req));
+    let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
     match worker.inner.genesis.owner {
         None => {
             return refuse(
-                "not_owner",
+                Refusal::NotOwner,
                 "this cluster has no owner (none was named at genesis): nobody may change it"
                     .into(),
             )
         }
         Some(owner) if owner != caller => {
             return refuse(
-                "not_owner",
+                Refusal::NotOwner,
                 format!("only the cluster owner {owner} may change the cluster"),
             )
         }
@@ -1267,7 +1187,7 @@ fn apply_cluster_op(
         accounts.dedup();
         if accounts.len() > phat_primitives::protocol::MAX_DEPLOYERS {
             return refuse(
-                "too_many_deployers",
+                Refusal::TooManyDeployers,
                 format!(
                     "{} deployers, more than {}",
                     accounts.len(),
@@ -1275,12 +1195,7 @@ fn apply_cluster_op(
                 ),
             );
         }
-        let mut applied = reject(entry, Some(req), "", String::new());
-        applied.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
-            data: (accounts.len() as u32).encode().into(),
-            reverted: false,
-            address: None,
-        });
+        let mut applied = reply.accept((accounts.len() as u32).encode());
         applied.changes.insert(
             StateKey::Deployers,
             (!accounts.is_empty()).then(|| accounts.encode()),
@@ -1291,7 +1206,7 @@ fn apply_cluster_op(
     // keys, and its shares go to the members of that moment).
     if let Some(pending) = epochs.pending() {
         return refuse(
-            "key_epoch_pending",
+            Refusal::KeyEpochPending,
             format!("key epoch {pending} is not keyed yet; try again in a moment"),
         );
     }
@@ -1299,7 +1214,7 @@ fn apply_cluster_op(
         ClusterOp::RotateKey => None,
         ClusterOp::RevokeWorker { worker } if epochs.is_revoked(worker) => {
             return refuse(
-                "already_revoked",
+                Refusal::AlreadyRevoked,
                 format!("worker {worker} was already revoked"),
             )
         }
@@ -1313,91 +1228,7 @@ fn apply_cluster_op(
     });
     let mut changes = ChangeSet::new();
     changes.insert(StateKey::ClusterEpochs, Some(epochs.encode()));
-    let mut applied = reject(entry, Some(req), "", String::new());
-    applied.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
-        data: epochs.epoch().encode().into(),
-        reverted: false,
-        address: None,
-    });
+    let mut applied = reply.accept(epochs.epoch().encode());
     applied.changes = changes;
     applied
-}
-
-/// What the state root commits to of a receipt: all of it, but with error messages left out.
-/// Messages are for people and may be reworded (or come from wasmtime, whose wording changes
-/// between versions); the error kind is stable, so workers of different versions agree.
-pub(crate) fn receipt_digest(r: &Receipt) -> [u8; 32] {
-    let result = match &r.result {
-        CallResult::Err(e) => std::borrow::Cow::Owned(CallResult::Err(CallError {
-            kind: e.kind.clone(),
-            message: String::new(),
-        })),
-        other => std::borrow::Cow::Borrowed(other),
-    };
-    blake2_256(
-        &(
-            r.seq,
-            r.request,
-            r.caller,
-            r.timestamp,
-            result.as_ref(),
-            &r.events,
-            r.gas_used,
-        )
-            .encode(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use phat_primitives::protocol::CallOutput;
-
-    fn receipt(kind: &str, message: &str) -> Receipt {
-        Receipt {
-            seq: 3,
-            request: Hash([1; 32]),
-            caller: AccountId([2; 32]),
-            timestamp: 4,
-            result: CallResult::Err(CallError {
-                kind: kind.into(),
-                message: message.into(),
-            }),
-            events: Vec::new(),
-            gas_used: 5,
-            state_root: Hash::default(),
-        }
-    }
-
-    #[test]
-    fn the_root_commits_to_error_kinds_not_their_wording() {
-        // Two worker versions word the same trap differently: same root.
-        let a = receipt("trapped", "wasm trap: out of bounds memory access");
-        let b = receipt("trapped", "memory access out of bounds");
-        assert_eq!(receipt_digest(&a), receipt_digest(&b));
-        // A different kind is a different outcome.
-        let c = receipt("panicked", "wasm trap: out of bounds memory access");
-        assert_ne!(receipt_digest(&a), receipt_digest(&c));
-        // Everything else still counts.
-        let mut d = a.clone();
-        d.gas_used += 1;
-        assert_ne!(receipt_digest(&a), receipt_digest(&d));
-        let ok = Receipt {
-            result: CallResult::Ok(CallOutput {
-                data: vec![1].into(),
-                reverted: false,
-                address: None,
-            }),
-            ..a.clone()
-        };
-        let other = Receipt {
-            result: CallResult::Ok(CallOutput {
-                data: vec![2].into(),
-                reverted: false,
-                address: None,
-            }),
-            ..a
-        };
-        assert_ne!(receipt_digest(&ok), receipt_digest(&other));
-    }
 }

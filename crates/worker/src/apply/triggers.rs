@@ -42,7 +42,7 @@ pub(super) fn apply_schedule_op(
 }
 
 /// A schedule change's receipt output and writes, or its refusal's kind and message.
-pub(super) type ScheduleChange = Result<(Vec<u8>, ChangeSet), (&'static str, String)>;
+pub(super) type ScheduleChange = Result<(Vec<u8>, ChangeSet), (Refusal, String)>;
 
 /// [`apply_schedule_op`] on what it read: the contract's info, the signer's balance and the
 /// contract's (a schedule the contract set itself gives its deposit back to it).
@@ -75,7 +75,7 @@ pub(super) fn schedule_change(
     let output = match op {
         ScheduleOp::Add { def, .. } => {
             let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
-            crate::schedule::check(def, max_gas).map_err(|m| ("bad_schedule", m))?;
+            crate::schedule::check(def, max_gas).map_err(|m| (Refusal::BadSchedule, m))?;
             let mine = table
                 .schedules
                 .iter()
@@ -85,7 +85,7 @@ pub(super) fn schedule_change(
                 || table.schedules.len() >= crate::schedule::MAX_SCHEDULES
             {
                 return Err((
-                    "too_many_schedules",
+                    Refusal::TooManySchedules,
                     format!(
                         "at most {} schedules per contract and {} in a cluster",
                         crate::schedule::MAX_PER_CONTRACT,
@@ -106,7 +106,7 @@ pub(super) fn schedule_change(
             let due = deposit(&schedule);
             if balance < due {
                 return Err((
-                    "storage_deposit",
+                    Refusal::StorageDeposit,
                     format!(
                         "a schedule holds a deposit of {due} ({} bytes at {price} each); {} has {balance}",
                         schedule.encoded_size(),
@@ -126,7 +126,7 @@ pub(super) fn schedule_change(
                 .position(|s| s.id == *id && s.contract == contract)
             else {
                 return Err((
-                    "unknown_schedule",
+                    Refusal::UnknownSchedule,
                     format!("{contract} has no schedule {id}"),
                 ));
             };
@@ -246,10 +246,8 @@ pub(super) fn apply_schedule_requests(
             Err((kind, message)) => {
                 applied.changes = ChangeSet::new();
                 applied.receipt.events.clear();
-                applied.receipt.result = CallResult::Err(CallError {
-                    kind: "schedule_refused".into(),
-                    message: format!("{kind}: {message}"),
-                });
+                applied.receipt.result =
+                    CallResult::Err(Refusal::ScheduleRefused.because(format!("{kind}: {message}")));
                 applied.logs.retain(|l| l.level != "event");
                 applied.logs.push(LogRecord {
                     contract,
@@ -419,12 +417,8 @@ pub(super) fn apply_job_result(
 ) -> Result<Applied, WorkerError> {
     let caller = phat_primitives::protocol::job_caller();
     let request = Hash(blake2_256(&r.encode()));
-    let refuse = |kind: &str, message: String| {
-        let mut a = reject(entry, None, kind, message);
-        a.receipt.request = request;
-        a.receipt.caller = caller;
-        a
-    };
+    let reply = Reply::to(entry, None).about(request).for_caller(caller);
+    let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
     if let Some((kind, message)) = check_vote(
         local,
         (r.epoch, &r.worker),
@@ -443,7 +437,7 @@ pub(super) fn apply_job_result(
         .position(|j| j.id == r.job && j.contract == r.contract)
     else {
         return Ok(refuse(
-            "unknown_job",
+            Refusal::UnknownJob,
             format!("{} has no job {}", r.contract, r.job),
         ));
     };
@@ -465,7 +459,7 @@ pub(super) fn apply_job_result(
             Some(Ok(o)) => o,
             _ => {
                 return Ok(refuse(
-                    "bad_output",
+                    Refusal::BadOutput,
                     "the output is not sealed for this cluster".into(),
                 ))
             }
@@ -475,7 +469,7 @@ pub(super) fn apply_job_result(
     };
     if output.len() > crate::jobs::MAX_OUTPUT {
         return Ok(refuse(
-            "too_large",
+            Refusal::TooLarge,
             format!(
                 "an output of {} bytes, more than {}",
                 output.len(),
@@ -537,12 +531,8 @@ pub(super) fn apply_eth_log(
     use phat_primitives::protocol::{LogVote, MAX_PENDING_VOTES};
     let caller = phat_primitives::protocol::eth_log_caller();
     let request = Hash(blake2_256(&e.encode()));
-    let refuse = |kind: &str, message: String| {
-        let mut r = reject(entry, None, kind, message);
-        r.receipt.request = request;
-        r.receipt.caller = caller;
-        r
-    };
+    let reply = Reply::to(entry, None).about(request).for_caller(caller);
+    let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
     if let Some((kind, message)) = check_vote(
         local,
         (e.epoch, &e.worker),
@@ -561,7 +551,7 @@ pub(super) fn apply_eth_log(
         .position(|s| s.id == e.subscription && s.contract == e.contract)
     else {
         return Ok(refuse(
-            "unknown_subscription",
+            Refusal::UnknownSubscription,
             format!("{} has no subscription {}", e.contract, e.subscription),
         ));
     };
@@ -590,7 +580,7 @@ pub(super) fn apply_eth_log(
     };
     if s.votes[at].workers.contains(&e.worker) {
         return Ok(refuse(
-            "already_reported",
+            Refusal::AlreadyReported,
             format!("{} already reported this log", e.worker),
         ));
     }
@@ -610,12 +600,7 @@ pub(super) fn apply_eth_log(
         message,
     };
     if votes < usize::from(quorum) {
-        let mut counted = refuse("", String::new());
-        counted.receipt.result = CallResult::Ok(phat_primitives::protocol::CallOutput {
-            data: (votes as u32, u32::from(quorum)).encode().into(),
-            reverted: false,
-            address: None,
-        });
+        let mut counted = reply.accept((votes as u32, u32::from(quorum)).encode());
         counted
             .changes
             .insert(StateKey::Subscriptions, Some(table.encode()));
@@ -668,33 +653,29 @@ pub(super) fn apply_trigger(
     let table = &mut local.schedules;
     let caller = phat_primitives::protocol::schedule_caller();
     let request = Hash(blake2_256(&t.encode()));
-    let refuse = |kind: &str, message: String| {
-        let mut r = reject(entry, None, kind, message);
-        r.receipt.request = request;
-        r.receipt.caller = caller;
-        r
-    };
+    let reply = Reply::to(entry, None).about(request).for_caller(caller);
+    let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
     let Some(index) = table
         .schedules
         .iter()
         .position(|s| s.id == t.schedule && s.contract == t.contract)
     else {
         return Ok(refuse(
-            "unknown_schedule",
+            Refusal::UnknownSchedule,
             format!("{} has no schedule {}", t.contract, t.schedule),
         ));
     };
     let s = &table.schedules[index];
     if t.tick <= s.last_tick {
         return Ok(refuse(
-            "already_run",
+            Refusal::AlreadyRun,
             format!("schedule {} already ran up to tick {}", s.id, s.last_tick),
         ));
     }
     let (count, latest) = crate::schedule::due(s, s.last_tick, entry.timestamp);
     let Some(latest) = latest else {
         return Ok(refuse(
-            "not_due",
+            Refusal::NotDue,
             format!(
                 "schedule {} has no tick due at ledger time {}",
                 s.id, entry.timestamp
