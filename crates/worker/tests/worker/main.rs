@@ -1,5 +1,5 @@
 //! In-process workers over one embedded ledger: determinism across batch sizes, the API's
-//! documents (OpenAPI, metrics, health).
+//! documents (OpenAPI, metrics, health), and the cluster simulator (`simulator.rs`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,6 +15,8 @@ use phat_client::primitives::protocol::{
 use phat_client::{Client, Contract, Signer};
 use phat_worker::ledger::{EmbeddedLedger, Ledger, LedgerConfig};
 use phat_worker::{Worker, WorkerConfig};
+
+mod simulator;
 
 fn erc20() -> Contract {
     let manifest = concat!(
@@ -70,6 +72,30 @@ async fn start_with(
     batch: usize,
     tweak: impl FnOnce(&mut WorkerConfig),
 ) -> (Worker, String, tokio::sync::oneshot::Sender<()>) {
+    let (worker, listener) = open_worker(name, dir, ledger, batch, tweak).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let w = worker.clone();
+    tokio::spawn(async move {
+        w.serve(listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap()
+    });
+    (worker, format!("http://{addr}"), tx)
+}
+
+/// Opens the worker `name` of the cluster in `dir` (its data in `dir/name`), writing the
+/// cluster's genesis to the ledger first if none is there; returns it and a listener on
+/// 127.0.0.1 for [`Worker::serve`].
+async fn open_worker(
+    name: &str,
+    dir: &std::path::Path,
+    ledger: Arc<dyn Ledger>,
+    batch: usize,
+    tweak: impl FnOnce(&mut WorkerConfig),
+) -> Result<(Worker, tokio::net::TcpListener), phat_worker::WorkerError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = WorkerConfig::new(name, dir.join(name), addr);
@@ -96,17 +122,8 @@ async fn start_with(
         .await
         .unwrap();
     config.dev_attestation_root = Some(root);
-    let worker = Worker::open(config, ledger).await.unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let w = worker.clone();
-    tokio::spawn(async move {
-        w.serve(listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap()
-    });
-    (worker, format!("http://{addr}"), tx)
+    let worker = Worker::open(config, ledger).await?;
+    Ok((worker, listener))
 }
 
 #[tokio::test(flavor = "multi_thread")]
