@@ -205,7 +205,9 @@ pub struct WorkerArgs {
     /// hour in the data directory (and used from there while the PCCS is unreachable).
     #[arg(long, value_name = "URL", requires = "tee", env = "PHAT_PCCS_URL")]
     pub pccs_url: Option<String>,
-    /// TESTS ONLY: apply one extra write at this seq, so that this worker diverges.
+    /// TESTS ONLY (the `testing` feature): apply one extra write at this seq, so that this
+    /// worker diverges.
+    #[cfg(feature = "testing")]
     #[arg(long, hide = true)]
     pub fault_at_seq: Option<u64>,
 }
@@ -455,7 +457,7 @@ impl ReplicaArgs {
     }
 
     /// The worker's configuration.
-    fn config(&self, resync: bool, fault_at_seq: Option<u64>) -> phat_worker::ReplicaConfig {
+    fn config(&self, resync: bool) -> phat_worker::ReplicaConfig {
         phat_worker::ReplicaConfig {
             checkpoint_every: self.checkpoint_every,
             snapshot_every: (self.snapshot_every > 0).then_some(self.snapshot_every),
@@ -463,7 +465,8 @@ impl ReplicaArgs {
             trim_log: !self.no_trim,
             start_from_snapshot: !self.replay_log,
             resync,
-            fault_at_seq,
+            #[cfg(feature = "testing")]
+            fault_at_seq: None,
         }
     }
 }
@@ -655,7 +658,11 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     config.genesis_pin = args.genesis_pin.map(|h| h.0);
     config.receipts_kept = args.receipts_kept.max(1);
     config.account_quota = args.account_quota;
-    config.replica = args.replica.config(args.resync, args.fault_at_seq);
+    config.replica = args.replica.config(args.resync);
+    #[cfg(feature = "testing")]
+    {
+        config.replica.fault_at_seq = args.fault_at_seq;
+    }
     config.replica.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     // A ledger that does not answer yet (NATS electing leaders after a restart, say) is
     // waited for: a worker that exited on it would need a supervisor to come back (the chaos

@@ -1,7 +1,9 @@
 //! Checkpoints, snapshots and divergence with real processes on a real `nats-server`: a worker
 //! joins after the log was trimmed (from a snapshot), a worker that applies one write wrongly
 //! is caught within one checkpoint interval while the others keep serving, and `--resync`
-//! brings it back.
+//! brings it back. The fault switch (`--fault-at-seq`) is in `phat` built with the `testing`
+//! feature only, which the test command enables.
+#![cfg(feature = "testing")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

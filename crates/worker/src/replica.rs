@@ -29,8 +29,7 @@ use parity_scale_codec::{Decode, DecodeAll, Encode};
 use parking_lot::Mutex;
 use phat_ledger::LedgerError;
 use phat_primitives::protocol::Seq;
-use phat_primitives::{Hash, StateKey};
-use phat_runtime::ChangeSet;
+use phat_primitives::Hash;
 use phat_store::{Head, StateImage};
 
 use crate::{Worker, WorkerError};
@@ -64,8 +63,10 @@ pub struct ReplicaConfig {
     /// Start by restoring the newest confirmed snapshot, dropping the local state (the way
     /// out of `diverged`).
     pub resync: bool,
-    /// **Tests only**: at this seq, apply one extra write that no other worker applies, so
-    /// that this worker diverges (the divergence test's fault switch).
+    /// **Tests only** (the `testing` feature, which release builds lack): at this seq, apply
+    /// one extra write that no other worker applies, so that this worker diverges (the
+    /// divergence test's fault switch).
+    #[cfg(feature = "testing")]
     pub fault_at_seq: Option<Seq>,
 }
 
@@ -78,6 +79,7 @@ impl Default for ReplicaConfig {
             trim_log: true,
             start_from_snapshot: true,
             resync: false,
+            #[cfg(feature = "testing")]
             fault_at_seq: None,
         }
     }
@@ -284,14 +286,15 @@ impl Replica {
     }
 
     /// The fault switch: an extra write at the configured seq.
-    pub(crate) fn inject_fault(&self, seq: Seq, changes: &mut ChangeSet) {
+    #[cfg(feature = "testing")]
+    pub(crate) fn inject_fault(&self, seq: Seq, changes: &mut phat_runtime::ChangeSet) {
         if self.config.fault_at_seq == Some(seq) {
             tracing::warn!(
                 seq,
                 "fault switch: applying a write no other worker applies"
             );
             changes.insert(
-                StateKey::Storage(Hash([0xfa; 32]), b"phat-fault".to_vec()),
+                phat_primitives::StateKey::Storage(Hash([0xfa; 32]), b"phat-fault".to_vec()),
                 Some(seq.to_le_bytes().to_vec()),
             );
         }

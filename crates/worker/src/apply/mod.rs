@@ -473,8 +473,12 @@ fn apply_batch(
             (None, Ok(req)) => apply_one(worker, &view, &mut nonces, &mut local, entry, req)?,
             (None, Err(e)) => Reply::to(entry, None).refuse_with(e),
         };
-        let mut applied = applied;
-        inner.replica.inject_fault(entry.seq, &mut applied.changes);
+        #[cfg(feature = "testing")]
+        let applied = {
+            let mut applied = applied;
+            inner.replica.inject_fault(entry.seq, &mut applied.changes);
+            applied
+        };
         let mut receipt = applied.receipt;
         // The root commits to the plaintext receipt, error kinds but not their wording.
         let digest = receipt_digest(&receipt);
