@@ -128,22 +128,10 @@ async fn stop_stale_server(pid_path: &Path, conf: &Path) {
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
-/// Writes `text` to `path` with mode 0600 exactly.
+/// Writes `text` to `path` with mode 0600 exactly ([`phat_secret_file::replace`]).
 fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    // An older file, or the umask, may have other bits: exactly 0600.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
+    phat_secret_file::replace(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Starts `bin -c conf` with output appended to `log`, recording its pid.

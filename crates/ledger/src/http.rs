@@ -26,8 +26,6 @@
 //! `too_large`) with status 413 (too large), 400 (bad request), 401 (missing or wrong token),
 //! 404 (not found) or 503 (storage failure, closed, unavailable).
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,36 +118,15 @@ impl LedgerToken {
                 )))
             }
         }
-        let io = |e: std::io::Error| {
-            LedgerError::Io(format!("creating the ledger token {}: {e}", path.display()))
-        };
         let token = Self::generate();
-        let mut aside = path.as_os_str().to_owned();
-        aside.push(format!(".{}.tmp", std::process::id()));
-        let aside = std::path::PathBuf::from(aside);
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&aside)?;
-            // The mode is masked by the umask: make sure it is exactly 0600.
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            file.write_all(token.0.as_bytes())?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            std::fs::hard_link(&aside, path)
-        };
-        // A leftover of a crashed start with the same pid would block create_new.
-        let _ = std::fs::remove_file(&aside);
-        let linked = write();
-        let _ = std::fs::remove_file(&aside);
-        match linked {
-            Ok(()) => Ok((token, true)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Ok((Self::read(path)?, false))
-            }
-            Err(e) => Err(io(e)),
+        let text = format!("{}\n", token.0);
+        match phat_secret_file::create_new(path, text.as_bytes()) {
+            Ok(phat_secret_file::Created::New) => Ok((token, true)),
+            Ok(phat_secret_file::Created::Existing) => Ok((Self::read(path)?, false)),
+            Err(e) => Err(LedgerError::Io(format!(
+                "creating the ledger token {}: {e}",
+                path.display()
+            ))),
         }
     }
 

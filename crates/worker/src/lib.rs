@@ -597,19 +597,10 @@ fn secret_file(dir: &Path, name: &str) -> Result<[u8; 32], WorkerError> {
     Ok(key)
 }
 
-/// Writes `bytes` to `dir/name` atomically with owner-only permissions.
+/// Writes `bytes` to `dir/name` with owner-only permissions, synced, atomically
+/// ([`phat_secret_file::replace`]).
 pub(crate) fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), WorkerError> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(|e| data_dir_err(dir, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| data_dir_err(dir, e))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(|e| data_dir_err(dir, e))?;
-    Ok(())
+    phat_secret_file::replace(&dir.join(name), bytes).map_err(|e| data_dir_err(dir, e))
 }
 
 /// Most nonces a worker remembers for its submission-time replay check. Past it the ones that

@@ -88,7 +88,9 @@ pub fn read_or_create_root(path: &Path) -> Result<Secret32, WorkerError> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("dev-root.key");
-        crate::write_private(dir, name, Secret32::random().expose())?;
+        // Another process creating it meanwhile wins: both then read the same root.
+        phat_secret_file::create_new(&dir.join(name), Secret32::random().expose())
+            .map_err(|e| data_dir_err(dir, e))?;
     }
     read_root(path)
 }
