@@ -10,9 +10,11 @@ use blake2::digest::{consts::U32, Digest};
 use parity_scale_codec::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+pub mod meta;
 pub mod protocol;
 pub mod refusal;
 
+pub use meta::{MetaKey, MetaPrefix};
 pub use refusal::Refusal;
 
 /// Native balance of an account (ink!'s default environment uses `u128`).

@@ -60,7 +60,7 @@ pub use enclave::{
 pub use genesis::{ClusterLimits, DeployPermission, Genesis, SystemSetup};
 pub use phat_ledger as ledger;
 pub use phat_ledger::Ledger;
-pub use replica::{ReplicaConfig, CHECKPOINT_PREFIX};
+pub use replica::ReplicaConfig;
 
 /// Errors starting or running a worker.
 #[derive(Debug, thiserror::Error)]

@@ -29,13 +29,10 @@ use parity_scale_codec::{Decode, DecodeAll, Encode};
 use parking_lot::Mutex;
 use phat_ledger::LedgerError;
 use phat_primitives::protocol::Seq;
-use phat_primitives::Hash;
+use phat_primitives::{Hash, MetaKey, MetaPrefix};
 use phat_store::{Head, StateImage};
 
 use crate::{Worker, WorkerError};
-
-/// Prefix of the metadata keys workers publish their checkpoints under.
-pub const CHECKPOINT_PREFIX: &str = "checkpoint/";
 
 /// Recent checkpoints a worker publishes (older ones are dropped, but those at the seqs of
 /// its kept snapshots stay, so a snapshot can be checked against them).
@@ -459,12 +456,9 @@ async fn others(worker: &Worker) -> Result<Vec<CheckpointRecord>, WorkerError> {
     let me = worker.worker_key();
     let voters = voters(worker).await?;
     let mut out = Vec::new();
-    for key in inner.ledger.meta_keys(CHECKPOINT_PREFIX).await? {
-        let publisher = key
-            .strip_prefix(CHECKPOINT_PREFIX)
-            .and_then(|h| hex::decode(h).ok())
-            .and_then(|b| <[u8; 32]>::try_from(b).ok());
-        let Some(publisher) = publisher else {
+    let prefix = MetaPrefix::Checkpoint.to_string();
+    for key in inner.ledger.meta_keys(&prefix).await? {
+        let Some(MetaKey::Checkpoint(publisher)) = MetaKey::parse(&key) else {
             crate::metrics::refuse(&inner.metrics.refused_metadata, "checkpoint");
             continue;
         };
@@ -496,10 +490,6 @@ async fn others(worker: &Worker) -> Result<Vec<CheckpointRecord>, WorkerError> {
         }
     }
     Ok(out)
-}
-
-fn checkpoint_key(worker: &[u8; 32]) -> String {
-    format!("{CHECKPOINT_PREFIX}{}", hex::encode(worker))
 }
 
 /// The verdict on this worker's checkpoints against the others'.
@@ -548,7 +538,7 @@ fn judge(ours: &[(Seq, Hash)], others: &[CheckpointRecord]) -> Verdict {
 /// Publishes this worker's checkpoints and compares them with the others' until `stop`.
 pub(crate) async fn watch(worker: Worker) {
     let inner = &worker.inner;
-    let key = checkpoint_key(&worker.worker_key());
+    let key = MetaKey::Checkpoint(worker.worker_key()).key();
     let mut published: Option<Seq> = None;
     loop {
         let _ = tokio::time::timeout(WATCH_EVERY, inner.replica.changed.notified()).await;

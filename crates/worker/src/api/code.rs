@@ -41,8 +41,8 @@ pub(super) async fn upload_code(
             ));
         }
     }
-    let quota = format!("uploaded/{signer}/");
-    within_quota(&w, &quota, &hash.to_string(), "uploads").await?;
+    let marker = MetaKey::Uploaded(signer, hash);
+    within_quota(&w, MetaPrefix::Uploaded(signer), marker, "uploads").await?;
     let rt = w.inner.runtime.clone();
     let wasm = body.to_vec();
     let wasm = tokio::task::spawn_blocking(move || rt.prepare_code(&wasm).map(|_| wasm))
@@ -52,7 +52,7 @@ pub(super) async fn upload_code(
     let code_hash = w.inner.ledger.put_code(wasm).await.map_err(ledger_err)?;
     w.inner
         .ledger
-        .put_meta(&format!("{quota}{hash}"), Vec::new())
+        .put_meta(&marker.key(), Vec::new())
         .await
         .map_err(ledger_err)?;
     Ok(Json(CodeUploaded { code_hash }))
@@ -63,17 +63,27 @@ pub(super) async fn upload_code(
 /// [`crate::WorkerConfig::account_quota`] of them: the ledger keeps each for good and no one
 /// pays for it, so a funded account may not add without end. An item already there (the same
 /// upload or document again) costs nothing new.
-async fn within_quota(w: &Worker, prefix: &str, item: &str, what: &str) -> Result<(), ApiErr> {
+async fn within_quota(
+    w: &Worker,
+    prefix: MetaPrefix,
+    item: MetaKey,
+    what: &str,
+) -> Result<(), ApiErr> {
+    debug_assert!(item.key().starts_with(&prefix.to_string()));
     let ledger = &w.inner.ledger;
     if ledger
-        .get_meta(&format!("{prefix}{item}"))
+        .get_meta(&item.key())
         .await
         .map_err(ledger_err)?
         .is_some()
     {
         return Ok(());
     }
-    let held = ledger.meta_keys(prefix).await.map_err(ledger_err)?.len();
+    let held = ledger
+        .meta_keys(&prefix.to_string())
+        .await
+        .map_err(ledger_err)?
+        .len();
     let quota = w.inner.config.account_quota;
     if held >= quota {
         return Err(ApiErr::new(
@@ -163,16 +173,6 @@ pub(super) fn parse_code_hash(hash: &str) -> Result<phat_primitives::CodeHash, A
     })
 }
 
-/// Where the metadata `publisher` published for code `hash` is kept in the ledger.
-pub(super) fn metadata_key(hash: &phat_primitives::CodeHash, publisher: &AccountId) -> String {
-    format!("metadata/{hash}/{publisher}")
-}
-
-/// Where metadata was kept before it was signed (one per code, readable only).
-pub(super) fn legacy_metadata_key(hash: &phat_primitives::CodeHash) -> String {
-    format!("metadata/{hash}")
-}
-
 /// Stores the ink! metadata (JSON ABI) of uploaded code as published by its signer. Readers
 /// ask for the metadata a contract's deployer published, so nobody can swap the ABI that
 /// other people's calls are encoded with.
@@ -216,16 +216,22 @@ pub(super) async fn put_metadata(
             format!("code {hash} was never uploaded"),
         ));
     }
-    let quota = format!("published/{signer}/");
-    within_quota(&w, &quota, &hash.to_string(), "metadata documents").await?;
+    let marker = MetaKey::Published(signer, hash);
+    within_quota(
+        &w,
+        MetaPrefix::Published(signer),
+        marker,
+        "metadata documents",
+    )
+    .await?;
     w.inner
         .ledger
-        .put_meta(&metadata_key(&hash, &signer), body.to_vec())
+        .put_meta(&MetaKey::Metadata(hash, signer).key(), body.to_vec())
         .await
         .map_err(ledger_err)?;
     w.inner
         .ledger
-        .put_meta(&format!("{quota}{hash}"), Vec::new())
+        .put_meta(&marker.key(), Vec::new())
         .await
         .map_err(ledger_err)?;
     Ok(StatusCode::NO_CONTENT)
@@ -254,9 +260,9 @@ pub(super) async fn get_metadata(
                     "publisher must be a 0x-prefixed 32-byte account",
                 )
             })?;
-            metadata_key(&hash, &who)
+            MetaKey::Metadata(hash, who).key()
         }
-        None => legacy_metadata_key(&hash),
+        None => MetaKey::LegacyMetadata(hash).key(),
     };
     let stored = w.inner.ledger.get_meta(&key).await.map_err(ledger_err)?;
     // The system contract's metadata ships with the worker: nobody publishes it.

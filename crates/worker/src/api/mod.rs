@@ -23,7 +23,7 @@ use phat_primitives::protocol::{
     SealedReply, Seq, SessionQuery, SignedRequest, Submitted, WorkerInfo,
 };
 use phat_primitives::{AccountId, ContractInfo, Mode, StateKey};
-use phat_primitives::{Hash, Refusal};
+use phat_primitives::{Hash, MetaKey, MetaPrefix, Refusal};
 use serde::Deserialize;
 
 use crate::apply::check_body;

@@ -340,7 +340,7 @@ async fn fetch_missing_code(
 }
 
 /// The ledger metadata key of the cluster's [`crate::Genesis`] (SCALE-encoded).
-pub const GENESIS_KEY: &str = "genesis";
+pub const GENESIS_KEY: &str = phat_primitives::meta::GENESIS;
 
 /// Applies `entries` and commits them in one store transaction. Returns the new head and the
 /// log records to publish.

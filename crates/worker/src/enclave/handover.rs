@@ -95,7 +95,7 @@ impl Enclave {
         let me = Hash(self.identity.public());
         ledger
             .put_meta(
-                &format!("cluster-join/{me}"),
+                &MetaKey::Join(me).key(),
                 self.report(None, genesis.encryption)?.encode(),
             )
             .await?;
@@ -103,7 +103,7 @@ impl Enclave {
         tracing::info!(worker_key = %me, "joining the cluster: waiting for the cluster secret");
         let mut waited = 0u32;
         loop {
-            if let Some(raw) = ledger.get_meta(&format!("cluster-key/{me}")).await? {
+            if let Some(raw) = ledger.get_meta(&MetaKey::Handover(me).key()).await? {
                 let handover = Handover::decode(&mut &raw[..])
                     .map_err(|e| WorkerError::Enclave(format!("malformed handover: {e}")))?;
                 let record = get_record(ledger)
@@ -145,7 +145,7 @@ impl Enclave {
                     .install(dir, secret, &bytes[32..], genesis)
                     .map(|()| true);
             }
-            if let Some(reason) = ledger.get_meta(&format!("cluster-refused/{me}")).await? {
+            if let Some(reason) = ledger.get_meta(&MetaKey::JoinRefused(me).key()).await? {
                 return Err(WorkerError::Enclave(format!(
                     "the cluster refused this worker: {}",
                     String::from_utf8_lossy(&reason)
@@ -225,7 +225,7 @@ impl Enclave {
         ledger: &dyn Ledger,
         policy: &AttestationPolicy,
         (table, keyed): (&MemberTable, u32),
-        settled: &mut std::collections::HashSet<String>,
+        settled: &mut std::collections::HashSet<Hash>,
     ) -> Result<(), WorkerError> {
         // The member table and the keyed epoch come from one applied state: a joiner admitted
         // after an epoch's deal has no share in it and must get that epoch here, so nothing is
@@ -233,29 +233,30 @@ impl Enclave {
         if self.keys().held() < keyed {
             return Ok(());
         }
-        for key in ledger.meta_keys("cluster-join/").await? {
-            let Some(who) = key.strip_prefix("cluster-join/") else {
+        for key in ledger.meta_keys(&MetaPrefix::Join.to_string()).await? {
+            // Anything else a metadata writer planted under the prefix is nobody's join.
+            let Some(MetaKey::Join(who)) = MetaKey::parse(&key) else {
                 continue;
             };
-            if settled.contains(who) {
+            if settled.contains(&who) {
                 continue;
             }
             let done = ledger
-                .get_meta(&format!("cluster-key/{who}"))
+                .get_meta(&MetaKey::Handover(who).key())
                 .await?
                 .is_some()
                 || ledger
-                    .get_meta(&format!("cluster-refused/{who}"))
+                    .get_meta(&MetaKey::JoinRefused(who).key())
                     .await?
                     .is_some();
             if done {
-                settled.insert(who.to_owned());
+                settled.insert(who);
                 continue;
             }
             let Some(raw) = ledger.get_meta(&key).await? else {
                 continue;
             };
-            let revoked = self.revoked.lock().iter().any(|w| w.to_string() == who);
+            let revoked = self.revoked.lock().contains(&who);
             let verdict = AttestationReport::decode(&mut &raw[..])
                 .map_err(|e| phat_crypto::CryptoError::Attestation(format!("malformed: {e}")))
                 .and_then(|r| {
@@ -265,7 +266,7 @@ impl Enclave {
                         ));
                     }
                     policy.verify(&r)?;
-                    if r.worker_key.to_string() != who {
+                    if r.worker_key != who {
                         return Err(phat_crypto::CryptoError::Attestation(
                             "the report is for another worker key".into(),
                         ));
@@ -290,7 +291,7 @@ impl Enclave {
                         from: epoch0.report.clone(),
                     };
                     if ledger
-                        .create_meta(&format!("cluster-key/{who}"), handover.encode())
+                        .create_meta(&MetaKey::Handover(who).key(), handover.encode())
                         .await?
                     {
                         tracing::info!(worker_key = %who, "handed the cluster secret over");
@@ -299,14 +300,11 @@ impl Enclave {
                 Err(e) => {
                     tracing::warn!(worker_key = %who, "refusing to hand over: {e}");
                     ledger
-                        .create_meta(
-                            &format!("cluster-refused/{who}"),
-                            e.to_string().into_bytes(),
-                        )
+                        .create_meta(&MetaKey::JoinRefused(who).key(), e.to_string().into_bytes())
                         .await?;
                 }
             }
-            settled.insert(who.to_owned());
+            settled.insert(who);
         }
         Ok(())
     }
@@ -337,18 +335,20 @@ impl Members {
         // A metadata writer can plant any number of names: each is judged once (the verdict is
         // kept), and only a worker with no applied state asks at all (`replica::voters`).
         let named: Vec<Hash> = ledger
-            .meta_keys("cluster-key/")
+            .meta_keys(&MetaPrefix::Handover.to_string())
             .await?
             .iter()
-            .filter_map(|k| k.strip_prefix("cluster-key/"))
-            .filter_map(|k| k.parse().ok())
+            .filter_map(|k| match MetaKey::parse(k) {
+                Some(MetaKey::Handover(w)) => Some(w),
+                _ => None,
+            })
             .collect();
         let mut members = Vec::with_capacity(named.len());
         for w in named {
             let verdict = match self.verdicts.get(&w) {
                 Some(v) => *v,
                 None => {
-                    let report = ledger.get_meta(&format!("cluster-join/{w}")).await?;
+                    let report = ledger.get_meta(&MetaKey::Join(w).key()).await?;
                     let verdict = match report.map(|r| AttestationReport::decode(&mut &r[..])) {
                         Some(Ok(r)) => match policy.verify(&r) {
                             Ok(()) if r.worker_key == w => Some(r.signing_key),

@@ -43,14 +43,14 @@ use phat_crypto::{
 };
 use phat_ledger::Ledger;
 use phat_primitives::protocol::{MemberTable, Sealed};
-use phat_primitives::{AccountId, Hash};
+use phat_primitives::{AccountId, Hash, MetaKey, MetaPrefix};
 
 use crate::{data_dir_err, Genesis, WorkerError};
 
 /// The product identity sealed files are bound to (not the exact build, so upgrades unseal).
 pub(super) const SEAL_IDENTITY: &str = "phat-worker/v1";
 /// Metadata key of the cluster record.
-pub const CLUSTER_KEY: &str = "cluster";
+pub const CLUSTER_KEY: &str = phat_primitives::meta::CLUSTER;
 /// How often a joining worker looks for its handover, and workers for joiners.
 pub(super) const POLL: Duration = Duration::from_millis(250);
 
