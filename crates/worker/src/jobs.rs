@@ -259,7 +259,7 @@ pub(crate) async fn run(worker: Worker) {
             started.insert((job.id, tick), (Instant::now(), keep));
             running.lock().insert(job.id);
             let (worker, running) = (worker.clone(), running.clone());
-            tokio::spawn(async move {
+            worker.clone().spawn_task(async move {
                 let id = job.id;
                 answer(worker, job, tick).await;
                 running.lock().remove(&id);

@@ -252,6 +252,10 @@ pub(crate) struct Inner {
     pub(crate) epoch_dealing: std::sync::atomic::AtomicBool,
     /// Whether this worker appended its `Join` while getting the cluster secret.
     pub(crate) joined: std::sync::atomic::AtomicBool,
+    /// Cancelled once, when the worker shuts down: every background task watches it.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
+    /// Every background task ([`Worker::spawn_task`]): the shutdown waits for all of them.
+    pub(crate) tasks: tokio_util::task::TaskTracker,
 }
 
 impl Worker {
@@ -332,6 +336,8 @@ impl Worker {
                 submitted: Mutex::new(Default::default()),
                 revoked_at: std::sync::atomic::AtomicU64::new(0),
                 joined: std::sync::atomic::AtomicBool::new(false),
+                shutdown: tokio_util::sync::CancellationToken::new(),
+                tasks: tokio_util::task::TaskTracker::new(),
                 epoch_pending: std::sync::atomic::AtomicBool::new(false),
                 epoch_dealing: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -411,14 +417,17 @@ impl Worker {
         self.serve(listener, shutdown).await
     }
 
-    /// Like [`Worker::run`] on an already bound listener.
+    /// Like [`Worker::run`] on an already bound listener. A worker serves once: when
+    /// `shutdown` resolves (or the server fails) its one shutdown path cancels every
+    /// background task ([`Worker::spawn_task`]) and returns once all of them have ended, so
+    /// nothing of the worker outlives this call but its handles.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), WorkerError> {
         let store = self.inner.store.clone();
-        let joiners = tokio::spawn(self.inner.enclave.clone().serve_joiners(
+        self.spawn_task(self.inner.enclave.clone().serve_joiners(
             self.inner.ledger.clone(),
             self.inner.genesis.clone(),
             Arc::new(move || {
@@ -429,44 +438,59 @@ impl Worker {
                 ))
             }),
         ));
-        let member = tokio::spawn(ensure_member(self.clone()));
-        let checkpoints = tokio::spawn(replica::watch(self.clone()));
-        let proposer = tokio::spawn(schedule::propose(self.clone()));
-        let reporter = tokio::spawn(subscribe::report(self.clone()));
-        let job_runner = tokio::spawn(jobs::run(self.clone()));
-        let log_sender = tokio::spawn(logs::send(self.clone()));
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stop = move |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
+        self.spawn_task(ensure_member(self.clone()));
+        self.spawn_task(replica::watch(self.clone()));
+        self.spawn_task(schedule::propose(self.clone()));
+        self.spawn_task(subscribe::report(self.clone()));
+        self.spawn_task(jobs::run(self.clone()));
+        self.spawn_task(logs::send(self.clone()));
+        let token = self.inner.shutdown.clone();
+        // The apply loop ends between batches, never inside one.
         let apply = {
             let w = self.clone();
-            let rx = stop_rx.clone();
-            tokio::spawn(async move { w.apply_loop(stop(rx)).await })
+            let token = token.clone();
+            self.inner
+                .tasks
+                .spawn(async move { w.apply_loop(token.cancelled_owned()).await })
         };
         let server = axum::serve(
             listener,
             self.router()
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(stop(stop_rx.clone()))
+        .with_graceful_shutdown(token.clone().cancelled_owned())
         .into_future();
         tokio::pin!(server);
         tokio::pin!(shutdown);
         let result = tokio::select! {
             r = &mut server => r.map_err(|e| WorkerError::Http(e.to_string())),
             _ = &mut shutdown => Ok(()),
+            _ = token.cancelled() => Ok(()),
         };
-        let _ = stop_tx.send(true);
-        proposer.abort();
-        reporter.abort();
-        job_runner.abort();
-        log_sender.abort();
-        joiners.abort();
-        member.abort();
-        checkpoints.abort();
+        // The one shutdown path.
+        token.cancel();
+        self.inner.tasks.close();
         let applied = apply.await.map_err(|e| WorkerError::Apply(e.to_string()))?;
+        self.inner.tasks.wait().await;
+        debug_assert!(self.inner.tasks.is_empty());
         result.and(applied)
+    }
+
+    /// Runs `task` in the background until it ends or the worker shuts down (then it is
+    /// dropped at its next await); [`Worker::serve`] waits for it before returning.
+    pub(crate) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let token = self.inner.shutdown.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                () = token.cancelled() => {}
+                () = task => {}
+            }
+        });
+    }
+
+    /// Starts shutting the worker down, as the `shutdown` future of [`Worker::serve`] does.
+    pub fn shut_down(&self) {
+        self.inner.shutdown.cancel();
     }
 }
 

@@ -356,7 +356,7 @@ pub(crate) fn after_commit(worker: &Worker, head: Head, checkpoints: &[(Seq, Has
         }
     };
     let w = worker.clone();
-    tokio::spawn(async move {
+    worker.spawn_task(async move {
         let started = std::time::Instant::now();
         match write_snapshot(&w, view).await {
             Ok(bytes) => tracing::info!(

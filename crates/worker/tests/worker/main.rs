@@ -126,6 +126,41 @@ async fn open_worker(
     Ok((worker, listener))
 }
 
+/// One shutdown path: once `serve` returns, every task of the worker has ended, so nothing
+/// holds its store and the same data directory opens again at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_worker_leaves_nothing_running_and_reopens_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = embedded_ledger(dir.path());
+    let (worker, listener) = open_worker("a", dir.path(), ledger.clone(), 64, |_| {})
+        .await
+        .unwrap();
+    let served = tokio::spawn({
+        let w = worker.clone();
+        async move { w.serve(listener, std::future::pending()).await }
+    });
+    // Its background tasks are at work: the first applies its own join.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while worker.applied_seq() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the join was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shut_down();
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("serve did not return after the shutdown")
+        .unwrap()
+        .unwrap();
+    drop(worker);
+    let (again, _) = open_worker("a", dir.path(), ledger, 64, |_| {})
+        .await
+        .expect("the data directory is still held");
+    assert!(again.applied_seq() >= 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn state_roots_do_not_depend_on_batching_or_timing() {
     let dir = tempfile::tempdir().unwrap();

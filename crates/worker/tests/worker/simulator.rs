@@ -193,29 +193,10 @@ impl Sim {
             struck: self.struck.clone(),
         });
         let node = &self.nodes[i];
-        // A crashed worker's store is released once its last task has dropped it.
-        let mut tries = 0;
-        let (worker, listener) = loop {
-            match open_worker(
-                &node.name,
-                self.dir.path(),
-                view.clone(),
-                node.batch,
-                |_| {},
-            )
+        // A stopped worker's tasks have all ended (`Worker::serve`): its store opens at once.
+        let (worker, listener) = open_worker(&node.name, self.dir.path(), view, node.batch, |_| {})
             .await
-            {
-                Ok(opened) => break opened,
-                Err(e) if tries < 100 => {
-                    tries += 1;
-                    if tries % 20 == 0 {
-                        eprintln!("seed {}: reopening {}: {e}", self.seed, node.name);
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("seed {}: {} does not reopen: {e}", self.seed, node.name),
-            }
-        };
+            .unwrap_or_else(|e| panic!("seed {}: {} does not reopen: {e}", self.seed, node.name));
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, rx) = tokio::sync::oneshot::channel();
         let w = worker.clone();
