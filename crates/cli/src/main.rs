@@ -2,12 +2,15 @@
 //! local cluster, deploy and call contracts, follow their logs.
 
 mod build;
-mod cluster;
 mod commands;
-mod dev_nats;
+mod dev;
 mod function;
 mod gateway;
+mod genesis;
+mod ledger;
 mod new;
+mod process;
+mod worker;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -51,14 +54,14 @@ enum Command {
     /// Build ink! contracts to wasm + metadata + a `.contract` bundle.
     Build(build::BuildArgs),
     /// Run a local cluster: the embedded ledger, N workers and one endpoint.
-    Dev(cluster::DevArgs),
+    Dev(dev::DevArgs),
     /// Run one worker following a ledger.
-    Worker(Box<cluster::WorkerArgs>),
+    Worker(Box<worker::WorkerArgs>),
     /// Serve an embedded ledger over HTTP (what `phat dev` runs inside).
-    Ledger(cluster::LedgerArgs),
+    Ledger(ledger::LedgerArgs),
     /// Write a new cluster's genesis to its ledger (funded accounts, bounds, dev root), before
     /// its first worker starts.
-    Genesis(cluster::GenesisArgs),
+    Genesis(genesis::GenesisArgs),
     /// Upload a contract's code and instantiate it; prints the contract id.
     Deploy(commands::deploy::DeployArgs),
     /// Call a message read-only on one worker and print the decoded result.
@@ -116,10 +119,10 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::New(args) => new::run(args),
         Command::Build(args) => build::run(args),
-        Command::Dev(args) => runtime()?.block_on(cluster::dev(args, &ctx)),
-        Command::Worker(args) => runtime()?.block_on(cluster::worker(*args)),
-        Command::Ledger(args) => runtime()?.block_on(cluster::ledger(args)),
-        Command::Genesis(args) => runtime()?.block_on(cluster::genesis(args)),
+        Command::Dev(args) => runtime()?.block_on(dev::dev(args, &ctx)),
+        Command::Worker(args) => runtime()?.block_on(worker::worker(*args)),
+        Command::Ledger(args) => runtime()?.block_on(ledger::ledger(args)),
+        Command::Genesis(args) => runtime()?.block_on(genesis::genesis(args)),
         Command::Deploy(args) => runtime()?.block_on(commands::deploy::run(args, &ctx)),
         Command::Query(args) => runtime()?.block_on(commands::query::run(args, &ctx)),
         Command::Tx(args) => runtime()?.block_on(commands::tx::run(args, &ctx)),

@@ -142,9 +142,10 @@ impl Client {
             Ok(mut submitted) => {
                 if let Some(receipt) = &mut submitted.receipt {
                     let key = session.keys.command_reply_key(counter);
-                    if let Err(e) =
-                        crate::open_result(|c, ct| key.open_reply(c, ct), &mut receipt.result)
-                    {
+                    if let Err(e) = crate::commands::open_result(
+                        |c, ct| key.open_reply(c, ct),
+                        &mut receipt.result,
+                    ) {
                         return Some(Err(e));
                     }
                 }

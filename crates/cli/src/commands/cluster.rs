@@ -49,7 +49,7 @@ pub async fn run(args: ClusterArgs, ctx: &Ctx) -> Result<()> {
         ClusterCommand::Deployers { accounts } => ClusterOp::SetDeployers {
             accounts: accounts
                 .iter()
-                .map(|a| crate::cluster::parse_account(a))
+                .map(|a| crate::genesis::parse_account(a))
                 .collect::<Result<_>>()?,
         },
         ClusterCommand::Revoke { worker } => ClusterOp::RevokeWorker {

@@ -140,7 +140,7 @@ pub async fn run(args: LogsArgs, ctx: &Ctx) -> Result<()> {
         let readers = allow
             .iter()
             .filter(|a| a.as_str() != "none")
-            .map(|a| crate::cluster::parse_account(a))
+            .map(|a| crate::genesis::parse_account(a))
             .collect::<Result<Vec<_>>>()?;
         let n = readers.len();
         let submitted = client.set_log_readers(&signer, &id, readers).await?;

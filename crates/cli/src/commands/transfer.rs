@@ -51,7 +51,7 @@ pub async fn faucet(args: FaucetArgs, ctx: &Ctx) -> Result<()> {
 async fn send(ctx: &Ctx, from: &str, to: &str, amount: u128) -> Result<()> {
     let client = ctx.client()?;
     let signer = Signer::from_suri(from)?;
-    let dest = crate::cluster::parse_account(to)?;
+    let dest = crate::genesis::parse_account(to)?;
     let submitted = client.transfer(&signer, dest, amount).await?;
     let Some(receipt) = submitted.receipt else {
         bail!(

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use phat_worker::ledger::http::LedgerToken;
 use tokio::sync::watch;
 
-use crate::cluster::stop_child;
+use super::workers::stop_child;
 
 /// The NATS user `phat dev --ledger nats` creates for its workers.
 pub const DEV_NATS_USER: &str = "phat";
