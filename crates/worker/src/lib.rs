@@ -27,14 +27,12 @@ mod egress;
 mod enclave;
 mod execute;
 mod genesis;
-mod jobs;
 mod logs;
 mod metrics;
 mod pink_host;
 mod replica;
-mod schedule;
 mod state;
-mod subscribe;
+mod triggers;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -440,9 +438,9 @@ impl Worker {
         ));
         self.spawn_task(ensure_member(self.clone()));
         self.spawn_task(replica::watch(self.clone()));
-        self.spawn_task(schedule::propose(self.clone()));
-        self.spawn_task(subscribe::report(self.clone()));
-        self.spawn_task(jobs::run(self.clone()));
+        self.spawn_task(triggers::schedule::propose(self.clone()));
+        self.spawn_task(triggers::subscription::report(self.clone()));
+        self.spawn_task(triggers::job::run(self.clone()));
         self.spawn_task(logs::send(self.clone()));
         let token = self.inner.shutdown.clone();
         // The apply loop ends between batches, never inside one.

@@ -288,7 +288,7 @@ impl PinkHost for WorkerHost {
     ) -> Result<(), phat_pink::ScheduleError> {
         if let phat_pink::ScheduleRequest::Set { def, .. } = &request {
             // The gas bound is the cluster's, checked again when the change is applied.
-            crate::schedule::check(def, u64::MAX)
+            crate::triggers::schedule::check(def, u64::MAX)
                 .map_err(|_| phat_pink::ScheduleError::BadSchedule)?;
             if def.data.0.len() < 4 {
                 return Err(phat_pink::ScheduleError::BadSchedule);

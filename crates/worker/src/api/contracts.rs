@@ -51,7 +51,7 @@ pub(super) async fn schedules(
     after.wait(&w).await?;
     known_contract(&w, &id).await?;
     let snap = w.inner.store.snapshot()?;
-    let table = crate::schedule::stored(&snap).map_err(ApiErr::internal)?;
+    let table = crate::triggers::schedule::stored(&snap).map_err(ApiErr::internal)?;
     Ok(Json(
         table
             .schedules
@@ -72,7 +72,7 @@ pub(super) async fn subscriptions(
     after.wait(&w).await?;
     known_contract(&w, &id).await?;
     let snap = w.inner.store.snapshot()?;
-    let table = crate::subscribe::stored(&snap).map_err(ApiErr::internal)?;
+    let table = crate::triggers::subscription::stored(&snap).map_err(ApiErr::internal)?;
     Ok(Json(
         table
             .subscriptions
@@ -80,7 +80,7 @@ pub(super) async fn subscriptions(
             .filter(|s| s.contract == id)
             .map(|mut s| {
                 // The endpoint's address may hold its API key: shown without path or query.
-                s.def.rpc_url = crate::subscribe::public_url(&s.def.rpc_url);
+                s.def.rpc_url = crate::triggers::subscription::public_url(&s.def.rpc_url);
                 s
             })
             .collect(),
@@ -97,7 +97,7 @@ pub(super) async fn jobs(
     after.wait(&w).await?;
     known_contract(&w, &id).await?;
     let snap = w.inner.store.snapshot()?;
-    let table = crate::jobs::stored(&snap).map_err(ApiErr::internal)?;
+    let table = crate::triggers::job::stored(&snap).map_err(ApiErr::internal)?;
     Ok(Json(
         table
             .jobs

@@ -128,7 +128,13 @@ pub(super) fn apply_one(
                 entry,
                 (caller, op.contract()),
                 |info, balance, limits| {
-                    let out = crate::subscribe::change(table, info, (caller, balance), op, limits)?;
+                    let out = crate::triggers::subscription::change(
+                        table,
+                        info,
+                        (caller, balance),
+                        op,
+                        limits,
+                    )?;
                     Ok((out.0, out.1, (StateKey::Subscriptions, table.encode())))
                 },
                 &reply,
@@ -144,7 +150,7 @@ pub(super) fn apply_one(
                 entry,
                 (caller, op.contract()),
                 |info, balance, limits| {
-                    let out = crate::jobs::change(
+                    let out = crate::triggers::job::change(
                         table,
                         info,
                         (caller, balance),
@@ -276,7 +282,7 @@ pub(crate) fn nonce_expired(expiry: u64, now: u64) -> bool {
 
 /// What a change to a trigger table made: the receipt's output, the deployer's new balance,
 /// and the table's write.
-pub(super) type TableChange = (Vec<u8>, u128, (StateKey, Vec<u8>));
+pub(crate) type TableChange = (Vec<u8>, u128, (StateKey, Vec<u8>));
 
 /// A deployer's change to a trigger table (subscriptions, jobs): reads the contract's info
 /// and the caller's balance through the batch's writes, lets `change` decide with the
@@ -321,7 +327,7 @@ pub(super) fn trigger_table_change(
 
 /// Runs `call` for `caller` as the command at `entry` on the batch's state; `payer`, when
 /// given, pays its storage deposit instead of the caller (a trigger's runs).
-pub(super) fn run_command(
+pub(crate) fn run_command(
     worker: &Worker,
     view: &BatchView<'_>,
     entry: &LedgerEntry,

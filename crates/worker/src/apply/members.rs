@@ -83,7 +83,7 @@ pub(super) fn apply_join(
 /// Why a vote a worker made on its own (a log report, a job's result) does not count: made in
 /// another key epoch than the current one, by a worker that is not a member or was revoked,
 /// or with a signature its attested vote key did not make.
-pub(super) fn check_vote(
+pub(crate) fn check_vote(
     local: &Local,
     (epoch_made, by): (u32, &Hash),
     (domain, payload, signature): (&str, &[u8], &[u8]),

@@ -1,6 +1,7 @@
 //! The apply loop: reads ledger entries in order and applies them, one durable store commit
 //! per batch, each command's writes chained into the state root. Trigger entries and the
-//! commands that change trigger tables are applied in `triggers`.
+//! commands that change trigger tables are applied by their kind's slice in `crate::triggers`,
+//! through [`kit`].
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -26,7 +27,11 @@ pub(crate) mod forward;
 mod logs;
 mod members;
 mod receipt;
-mod triggers;
+
+use crate::triggers::job::apply_job_result;
+use crate::triggers::schedule::{apply_schedule_op, apply_schedule_requests, apply_trigger};
+use crate::triggers::subscription::apply_eth_log;
+use crate::triggers::{deposit_price, drop_terminated_triggers};
 use command::*;
 pub(crate) use command::{check_body, nonce_expired};
 use decode::*;
@@ -36,7 +41,6 @@ pub(crate) use members::stored_members;
 use members::*;
 pub(crate) use receipt::receipt_digest;
 use receipt::{Applied, Reply};
-use triggers::*;
 
 /// Pause between retries when the ledger or store fails.
 const RETRY: Duration = Duration::from_millis(200);
@@ -389,9 +393,9 @@ fn apply_batch(
     let mut local = Local {
         epochs: stored_epochs(&snap)?,
         members: stored_members(&snap)?,
-        schedules: crate::schedule::stored(&snap)?,
-        subscriptions: crate::subscribe::stored(&snap)?,
-        jobs: crate::jobs::stored(&snap)?,
+        schedules: crate::triggers::schedule::stored(&snap)?,
+        subscriptions: crate::triggers::subscription::stored(&snap)?,
+        jobs: crate::triggers::job::stored(&snap)?,
     };
     // Skip entries already applied (a re-read after a restart).
     let (entries, decoded): (Vec<LedgerEntry>, Vec<Decoded>) = entries
@@ -547,17 +551,35 @@ pub(crate) struct BatchApplied {
 }
 
 /// Replicated tables the commands of a batch change, kept decoded for the batch.
-struct Local {
-    epochs: ClusterEpochs,
-    members: phat_primitives::protocol::MemberTable,
-    schedules: phat_primitives::protocol::ScheduleTable,
-    subscriptions: phat_primitives::protocol::SubscriptionTable,
-    jobs: phat_primitives::protocol::JobTable,
+pub(crate) struct Local {
+    pub(crate) epochs: ClusterEpochs,
+    pub(crate) members: phat_primitives::protocol::MemberTable,
+    pub(crate) schedules: phat_primitives::protocol::ScheduleTable,
+    pub(crate) subscriptions: phat_primitives::protocol::SubscriptionTable,
+    pub(crate) jobs: phat_primitives::protocol::JobTable,
 }
 
 /// What the commands of one batch read: its snapshot, the writes before them, fetched code.
-struct BatchView<'a> {
-    snap: &'a Arc<Snapshot>,
-    pending: &'a Arc<RwLock<ChangeSet>>,
-    code: &'a std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
+pub(crate) struct BatchView<'a> {
+    pub(crate) snap: &'a Arc<Snapshot>,
+    pub(crate) pending: &'a Arc<RwLock<ChangeSet>>,
+    pub(crate) code: &'a std::collections::HashMap<phat_primitives::CodeHash, Vec<u8>>,
+}
+
+/// What the trigger slices (`crate::triggers`) use of the apply loop to apply their entries.
+pub(crate) mod kit {
+    pub(crate) use super::command::run_command;
+    pub(crate) use super::members::check_vote;
+    pub(crate) use super::receipt::{Applied, Reply};
+    pub(crate) use super::{BatchView, Local};
+    pub(crate) use crate::state::Layered;
+    pub(crate) use crate::triggers::schedule::{apply_schedule_requests, schedule_deposit};
+    pub(crate) use crate::triggers::{deployer_of, deposit_price, drop_terminated_triggers};
+    pub(crate) use crate::{Worker, WorkerError};
+    pub(crate) use parity_scale_codec::{Decode, DecodeAll, Encode};
+    pub(crate) use phat_primitives::protocol::{
+        Call, CallResult, LedgerEntry, LogRecord, ScheduleOrigin,
+    };
+    pub(crate) use phat_primitives::{blake2_256, AccountId, Hash, Mode, StateKey};
+    pub(crate) use phat_runtime::ChangeSet;
 }

@@ -9,39 +9,39 @@ use phat_primitives::{blake2_256, AccountId, Hash, Refusal};
 use phat_runtime::ChangeSet;
 
 /// What applying one entry made: its receipt and what it writes.
-pub(super) struct Applied {
+pub(crate) struct Applied {
     /// Whether the command reached the contract (its result is then sealed to the caller).
-    pub(super) executed: bool,
+    pub(crate) executed: bool,
     /// The receipt (its `state_root` is filled when the batch chains it).
-    pub(super) receipt: Receipt,
+    pub(crate) receipt: Receipt,
     /// The state writes.
-    pub(super) changes: ChangeSet,
+    pub(crate) changes: ChangeSet,
     /// The nonce the command took: `(caller, nonce, expires_at)`.
-    pub(super) nonce: Option<(AccountId, u64, u64)>,
+    pub(crate) nonce: Option<(AccountId, u64, u64)>,
     /// The log records it produced.
-    pub(super) logs: Vec<LogRecord>,
+    pub(crate) logs: Vec<LogRecord>,
     /// Changes to schedules the run made through the extension, not applied yet
     /// (`triggers::apply_schedule_requests`).
-    pub(super) schedules: Vec<phat_pink::ScheduleRequest>,
+    pub(crate) schedules: Vec<phat_pink::ScheduleRequest>,
 }
 
 /// Who and what a receipt is about: the entry's seq and time, the request's hash and the
 /// caller. Every receipt the worker makes without running a contract comes from one.
 #[derive(Clone, Copy)]
-pub(super) struct Reply {
+pub(crate) struct Reply {
     /// The entry's seq.
-    pub(super) seq: u64,
+    pub(crate) seq: u64,
     /// The entry's ledger time.
-    pub(super) timestamp: u64,
+    pub(crate) timestamp: u64,
     /// The request's (or the proposal's) hash.
-    pub(super) request: Hash,
+    pub(crate) request: Hash,
     /// The account the receipt is for.
-    pub(super) caller: AccountId,
+    pub(crate) caller: AccountId,
 }
 
 impl Reply {
     /// A reply to `req` (or to an unsigned entry) at `entry`, for the request's signer.
-    pub(super) fn to(entry: &LedgerEntry, req: Option<&SignedRequest>) -> Self {
+    pub(crate) fn to(entry: &LedgerEntry, req: Option<&SignedRequest>) -> Self {
         Self {
             seq: entry.seq,
             timestamp: entry.timestamp,
@@ -51,12 +51,12 @@ impl Reply {
     }
 
     /// The same reply for the request `request` (a proposal's hash).
-    pub(super) fn about(self, request: Hash) -> Self {
+    pub(crate) fn about(self, request: Hash) -> Self {
         Self { request, ..self }
     }
 
     /// The same reply for `caller` (a certificate's account, a trigger's contract).
-    pub(super) fn for_caller(self, caller: AccountId) -> Self {
+    pub(crate) fn for_caller(self, caller: AccountId) -> Self {
         Self { caller, ..self }
     }
 
@@ -81,17 +81,17 @@ impl Reply {
     }
 
     /// Refused with `kind`: nothing written.
-    pub(super) fn refuse(self, kind: Refusal, message: String) -> Applied {
+    pub(crate) fn refuse(self, kind: Refusal, message: String) -> Applied {
         self.applied(CallResult::Err(kind.because(message)))
     }
 
     /// Refused with an error already made (`check_body`'s): nothing written.
-    pub(super) fn refuse_with(self, error: CallError) -> Applied {
+    pub(crate) fn refuse_with(self, error: CallError) -> Applied {
         self.applied(CallResult::Err(error))
     }
 
     /// Accepted, answering `data` (SCALE); the caller adds the writes.
-    pub(super) fn accept(self, data: Vec<u8>) -> Applied {
+    pub(crate) fn accept(self, data: Vec<u8>) -> Applied {
         self.applied(CallResult::Ok(CallOutput {
             data: data.into(),
             reverted: false,
@@ -206,12 +206,18 @@ mod tests {
             ("apply/mod.rs", include_str!("mod.rs")),
             ("apply/receipt.rs", include_str!("receipt.rs")),
             ("apply/members.rs", include_str!("members.rs")),
-            ("apply/triggers.rs", include_str!("triggers.rs")),
             ("apply/logs.rs", include_str!("logs.rs")),
             ("apply/forward.rs", include_str!("forward.rs")),
-            ("schedule.rs", include_str!("../schedule.rs")),
-            ("subscribe.rs", include_str!("../subscribe.rs")),
-            ("jobs.rs", include_str!("../jobs.rs")),
+            ("triggers/mod.rs", include_str!("../triggers/mod.rs")),
+            (
+                "triggers/schedule.rs",
+                include_str!("../triggers/schedule.rs"),
+            ),
+            (
+                "triggers/subscription.rs",
+                include_str!("../triggers/subscription.rs"),
+            ),
+            ("triggers/job.rs", include_str!("../triggers/job.rs")),
             ("api/mod.rs", include_str!("../api/mod.rs")),
             ("api/commands.rs", include_str!("../api/commands.rs")),
             ("api/queries.rs", include_str!("../api/queries.rs")),

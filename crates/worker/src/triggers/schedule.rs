@@ -22,6 +22,10 @@ use phat_store::Snapshot;
 
 use crate::{Worker, WorkerError};
 
+// The apply side of this kind: decisions on its ledger entries and commands.
+#[allow(unused_imports, reason = "each slice uses a part of the apply kit")]
+use crate::apply::kit::*;
+
 /// The shortest period of a schedule (and of a cron expression's ticks, checked on its first
 /// two).
 pub const MIN_PERIOD_MS: u64 = 1_000;
@@ -409,6 +413,355 @@ pub(crate) async fn propose(worker: Worker) {
             }
         }
     }
+}
+
+/// Applies a deployer's change to its contract's schedules: the receipt's output and the
+/// writes (the table, the deposit), or the refusal's kind and message; `Err` when this
+/// worker's store fails (the batch is retried rather than refused differently).
+pub(crate) fn apply_schedule_op(
+    worker: &Worker,
+    state: &Layered,
+    table: &mut phat_primitives::protocol::ScheduleTable,
+    entry: &LedgerEntry,
+    caller: AccountId,
+    op: &phat_primitives::protocol::ScheduleOp,
+) -> Result<ScheduleChange, WorkerError> {
+    let read = |key: &StateKey| {
+        phat_runtime::StateRead::get(state, key)
+            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
+    };
+    let info = read(&StateKey::Contract(match op {
+        phat_primitives::protocol::ScheduleOp::Add { contract, .. }
+        | phat_primitives::protocol::ScheduleOp::Remove { contract, .. } => *contract,
+    }))?;
+    let balance_of = |account| -> Result<u128, WorkerError> {
+        Ok(read(&StateKey::Balance(account))?
+            .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
+            .unwrap_or(0))
+    };
+    let contract = match op {
+        phat_primitives::protocol::ScheduleOp::Add { contract, .. }
+        | phat_primitives::protocol::ScheduleOp::Remove { contract, .. } => *contract,
+    };
+    let balances = (balance_of(caller)?, balance_of(contract)?);
+    Ok(schedule_change(
+        worker, info, balances, table, entry, caller, op,
+    ))
+}
+
+/// A schedule change's receipt output and writes, or its refusal's kind and message.
+pub(crate) type ScheduleChange = Result<(Vec<u8>, ChangeSet), (Refusal, String)>;
+
+/// [`apply_schedule_op`] on what it read: the contract's info, the signer's balance and the
+/// contract's (a schedule the contract set itself gives its deposit back to it).
+pub(crate) fn schedule_change(
+    worker: &Worker,
+    info: Option<Vec<u8>>,
+    (balance, contract_balance): (phat_primitives::Balance, phat_primitives::Balance),
+    table: &mut phat_primitives::protocol::ScheduleTable,
+    entry: &LedgerEntry,
+    caller: AccountId,
+    op: &phat_primitives::protocol::ScheduleOp,
+) -> ScheduleChange {
+    use phat_primitives::protocol::{Schedule, ScheduleOp};
+    let contract = match op {
+        ScheduleOp::Add { contract, .. } | ScheduleOp::Remove { contract, .. } => *contract,
+    };
+    // The contract's deployer decides its schedules. Read through the batch's earlier writes
+    // (by the caller): a contract instantiated earlier in the same batch exists (workers
+    // batch differently).
+    crate::triggers::schedule::deployer_only(info, contract, caller, "schedules")?;
+    // Each schedule holds a storage deposit, like state bytes: its encoded size at the
+    // cluster's price, taken from the deployer at `Add` and given back at `Remove`.
+    let price = deposit_price(worker);
+    let deposit = |s: &Schedule| schedule_deposit(worker, s);
+    let mut changes = ChangeSet::new();
+    let mut set_balance = |account: AccountId, amount: phat_primitives::Balance| {
+        let value = (amount != 0).then(|| amount.encode());
+        changes.insert(StateKey::Balance(account), value);
+    };
+    let output = match op {
+        ScheduleOp::Add { def, .. } => {
+            let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
+            crate::triggers::schedule::check(def, max_gas)
+                .map_err(|m| (Refusal::BadSchedule, m))?;
+            let mine = table
+                .schedules
+                .iter()
+                .filter(|s| s.contract == contract)
+                .count();
+            if mine >= crate::triggers::schedule::MAX_PER_CONTRACT
+                || table.schedules.len() >= crate::triggers::schedule::MAX_SCHEDULES
+            {
+                return Err((
+                    Refusal::TooManySchedules,
+                    format!(
+                        "at most {} schedules per contract and {} in a cluster",
+                        crate::triggers::schedule::MAX_PER_CONTRACT,
+                        crate::triggers::schedule::MAX_SCHEDULES
+                    ),
+                ));
+            }
+            let id = table.next_id;
+            let schedule = Schedule {
+                contract,
+                id,
+                def: def.clone(),
+                since: entry.timestamp,
+                last_tick: entry.timestamp,
+                runs: 0,
+                origin: ScheduleOrigin::Deployer,
+            };
+            let due = deposit(&schedule);
+            if balance < due {
+                return Err((
+                    Refusal::StorageDeposit,
+                    format!(
+                        "a schedule holds a deposit of {due} ({} bytes at {price} each); {} has {balance}",
+                        schedule.encoded_size(),
+                        caller
+                    ),
+                ));
+            }
+            set_balance(caller, balance - due);
+            table.next_id = id.saturating_add(1);
+            table.schedules.push(schedule);
+            id.encode()
+        }
+        ScheduleOp::Remove { id, .. } => {
+            let Some(at) = table
+                .schedules
+                .iter()
+                .position(|s| s.id == *id && s.contract == contract)
+            else {
+                return Err((
+                    Refusal::UnknownSchedule,
+                    format!("{contract} has no schedule {id}"),
+                ));
+            };
+            // Its deposit is what `Add` took: the counters and times are fixed-size, so runs
+            // do not change the encoded size.
+            let removed = table.schedules.remove(at);
+            match removed.origin {
+                ScheduleOrigin::Deployer => {
+                    set_balance(caller, balance.saturating_add(deposit(&removed)))
+                }
+                // The deployer stops a schedule the contract set and paid for: the deposit
+                // goes back to the contract.
+                ScheduleOrigin::Contract => {
+                    set_balance(contract, contract_balance.saturating_add(deposit(&removed)))
+                }
+            }
+            id.encode()
+        }
+    };
+    changes.insert(StateKey::Schedules, Some(table.encode()));
+    Ok((output, changes))
+}
+
+/// The deposit a schedule holds: its encoded size at the cluster's price (the counters and
+/// times are fixed-size, so runs do not change it).
+pub(crate) fn schedule_deposit(worker: &Worker, s: &phat_primitives::protocol::Schedule) -> u128 {
+    deposit_price(worker).saturating_mul(s.encoded_size() as u128)
+}
+
+/// Applies the changes to schedules a run made through the extension, in order, all or
+/// none: the contracts pay (or get back) the deposits from their own balances, as this run's
+/// writes left them. A change refused (caps, deposit, a definition the cluster refuses)
+/// fails the whole run with `schedule_refused`, its writes and events dropped, as a refused
+/// storage deposit fails a call.
+pub(crate) fn apply_schedule_requests(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    schedules: &mut phat_primitives::protocol::ScheduleTable,
+    entry: &LedgerEntry,
+    applied: &mut Applied,
+) -> Result<(), WorkerError> {
+    let requests = std::mem::take(&mut applied.schedules);
+    if requests.is_empty() {
+        return Ok(());
+    }
+    debug_assert!(requests.len() <= crate::pink_host::MAX_SCHEDULE_CHANGES);
+    let state = Layered {
+        base: view.snap.clone(),
+        pending: view.pending.clone(),
+    };
+    let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
+    let price = deposit_price(worker);
+    let mut table = schedules.clone();
+    let mut balances: std::collections::BTreeMap<AccountId, u128> = Default::default();
+    let mut lines = Vec::new();
+    for request in &requests {
+        let contract = match request {
+            phat_pink::ScheduleRequest::Set { contract, .. }
+            | phat_pink::ScheduleRequest::Clear { contract, .. } => *contract,
+        };
+        let balance = match balances.get(&contract) {
+            Some(b) => *b,
+            None => {
+                let key = StateKey::Balance(contract);
+                let raw = match applied.changes.get(&key) {
+                    Some(v) => v.clone(),
+                    None => phat_runtime::StateRead::get(&state, &key).map_err(|e| {
+                        WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
+                    })?,
+                };
+                raw.and_then(|r| phat_primitives::Balance::decode(&mut &r[..]).ok())
+                    .unwrap_or(0)
+            }
+        };
+        match crate::triggers::schedule::apply_request(
+            &mut table,
+            request,
+            balance,
+            (entry.timestamp, max_gas, price),
+        ) {
+            Ok(done) => {
+                balances.insert(contract, done.balance);
+                if let Some(line) = done.line {
+                    lines.push((contract, line));
+                }
+            }
+            Err((kind, message)) => {
+                applied.changes = ChangeSet::new();
+                applied.receipt.events.clear();
+                applied.receipt.result =
+                    CallResult::Err(Refusal::ScheduleRefused.because(format!("{kind}: {message}")));
+                applied.logs.retain(|l| l.level != "event");
+                applied.logs.push(LogRecord {
+                    contract,
+                    level: "warn".into(),
+                    origin: Mode::Command,
+                    seq: Some(entry.seq),
+                    timestamp: entry.timestamp,
+                    message: format!(
+                        "the contract's schedule change was refused ({kind}: {message}): the \
+                         call failed"
+                    ),
+                });
+                return Ok(());
+            }
+        }
+    }
+    *schedules = table;
+    applied
+        .changes
+        .insert(StateKey::Schedules, Some(schedules.encode()));
+    for (contract, balance) in balances {
+        applied.changes.insert(
+            StateKey::Balance(contract),
+            (balance != 0).then(|| balance.encode()),
+        );
+    }
+    for (contract, message) in lines {
+        applied.logs.push(LogRecord {
+            contract,
+            level: "trigger".into(),
+            origin: Mode::Command,
+            seq: Some(entry.seq),
+            timestamp: entry.timestamp,
+            message,
+        });
+    }
+    Ok(())
+}
+
+/// Applies a proposed tick: runs the schedule once for its latest due tick if one is due on
+/// ledger time after its last run; otherwise a receipt says why not (`already_run`,
+/// `not_due`, `unknown_schedule`) and nothing changes.
+pub(crate) fn apply_trigger(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    local: &mut Local,
+    entry: &LedgerEntry,
+    t: &phat_primitives::protocol::TriggerEntry,
+) -> Result<Applied, WorkerError> {
+    let table = &mut local.schedules;
+    let caller = phat_primitives::protocol::schedule_caller();
+    let request = Hash(blake2_256(&t.encode()));
+    let reply = Reply::to(entry, None).about(request).for_caller(caller);
+    let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
+    let Some(index) = table
+        .schedules
+        .iter()
+        .position(|s| s.id == t.schedule && s.contract == t.contract)
+    else {
+        return Ok(refuse(
+            Refusal::UnknownSchedule,
+            format!("{} has no schedule {}", t.contract, t.schedule),
+        ));
+    };
+    let s = &table.schedules[index];
+    if t.tick <= s.last_tick {
+        return Ok(refuse(
+            Refusal::AlreadyRun,
+            format!("schedule {} already ran up to tick {}", s.id, s.last_tick),
+        ));
+    }
+    let (count, latest) = crate::triggers::schedule::due(s, s.last_tick, entry.timestamp);
+    let Some(latest) = latest else {
+        return Ok(refuse(
+            Refusal::NotDue,
+            format!(
+                "schedule {} has no tick due at ledger time {}",
+                s.id, entry.timestamp
+            ),
+        ));
+    };
+    let call = Call::Call {
+        dest: s.contract,
+        value: 0,
+        data: crate::triggers::schedule::run_data(&s.def, count).into(),
+        gas_limit: s.def.gas_limit,
+    };
+    let (id, policy, origin) = (s.id, s.def.missed, s.origin);
+    // A schedule the contract set itself is its own: it pays its runs' deposits and they are
+    // called by it, as Phala calls hooks; a deployer's schedule is the deployer's.
+    let (caller, payer) = match origin {
+        ScheduleOrigin::Contract => (t.contract, Some(t.contract)),
+        ScheduleOrigin::Deployer => (caller, deployer_of(view, entry, &t.contract)?),
+    };
+    let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    // The run's own changes first (it may replace or clear this very schedule), then its tick.
+    apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
+    let table = &mut local.schedules;
+    if let Some(s) = table
+        .schedules
+        .iter_mut()
+        .find(|s| s.id == id && s.contract == t.contract)
+    {
+        s.last_tick = latest;
+        s.runs += 1;
+    }
+    applied
+        .changes
+        .insert(StateKey::Schedules, Some(table.encode()));
+    let outcome = match &applied.receipt.result {
+        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
+        CallResult::Ok(_) => "ok".to_string(),
+        CallResult::Err(e) => e.kind.clone(),
+        CallResult::Sealed(_) => "sealed".to_string(),
+    };
+    let missed = match policy {
+        phat_primitives::protocol::MissedTicks::Skip => format!("{} skipped", count - 1),
+        phat_primitives::protocol::MissedTicks::RunOnce => format!("{count} ticks"),
+    };
+    applied.logs.push(LogRecord {
+        contract: t.contract,
+        level: "trigger".into(),
+        origin: Mode::Command,
+        seq: Some(entry.seq),
+        timestamp: entry.timestamp,
+        message: format!(
+            "schedule {id} tick {} ({missed}): {outcome}",
+            crate::triggers::schedule::format_tick(latest)
+        ),
+    });
+    // A run that terminated its contract removes the contract's schedules, this one too.
+    drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
+    // A run's result is readable by anyone who may read the contract's receipts.
+    applied.executed = false;
+    Ok(applied)
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ use phat_store::Snapshot;
 
 use crate::{Worker, WorkerError};
 
+// The apply side of this kind: decisions on its ledger entries and commands.
+#[allow(unused_imports, reason = "each slice uses a part of the apply kit")]
+use crate::apply::kit::*;
+
 /// Most jobs one contract may have.
 pub const MAX_PER_CONTRACT: usize = 4;
 /// Most jobs in a cluster.
@@ -48,7 +52,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// The job table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<JobTable, WorkerError> {
-    crate::schedule::stored_table(snap, &StateKey::Jobs, "job")
+    crate::triggers::schedule::stored_table(snap, &StateKey::Jobs, "job")
 }
 
 /// `job` as a schedule, for the tick arithmetic they share.
@@ -83,7 +87,7 @@ pub(crate) fn check(def: &JobDef, max_gas: u64) -> Result<(), String> {
         gas_limit: def.gas_limit,
         missed: MissedTicks::Skip,
     };
-    crate::schedule::check(&schedule_def, max_gas)?;
+    crate::triggers::schedule::check(&schedule_def, max_gas)?;
     if def.handler.0.len() != 4 {
         return Err(format!(
             "the handler is a 4-byte selector, not {} bytes",
@@ -102,8 +106,8 @@ pub(crate) fn check(def: &JobDef, max_gas: u64) -> Result<(), String> {
                 runs: 0,
             };
             let s = as_schedule(&s);
-            crate::schedule::next_tick(&s, 0)
-                .and_then(|a| Some((a, crate::schedule::next_tick(&s, a)?)))
+            crate::triggers::schedule::next_tick(&s, 0)
+                .and_then(|a| Some((a, crate::triggers::schedule::next_tick(&s, a)?)))
                 .map(|(a, b)| b - a)
         }
     };
@@ -135,11 +139,11 @@ pub(crate) fn change(
     (max_gas, price): (u64, u128),
 ) -> Result<(Vec<u8>, u128), (Refusal, String)> {
     let contract = op.contract();
-    crate::schedule::deployer_only(info, contract, caller, "jobs")?;
+    crate::triggers::schedule::deployer_only(info, contract, caller, "jobs")?;
     match op {
         JobOp::Add { def, .. } => {
             check(def, max_gas).map_err(|m| (Refusal::BadJob, m))?;
-            crate::schedule::add_entry(
+            crate::triggers::schedule::add_entry(
                 (&mut table.jobs, &mut table.next_id),
                 (contract, |j: &Job| j.contract),
                 ((MAX_PER_CONTRACT, MAX_JOBS), "job", Refusal::TooManyJobs),
@@ -154,7 +158,7 @@ pub(crate) fn change(
                 },
             )
         }
-        JobOp::Remove { id, .. } => crate::schedule::remove_entry(
+        JobOp::Remove { id, .. } => crate::triggers::schedule::remove_entry(
             &mut table.jobs,
             (contract, *id),
             |j: &Job| (j.contract, j.id),
@@ -183,7 +187,7 @@ pub(crate) fn unanswerable(
         ));
     }
     let s = as_schedule(job);
-    if crate::schedule::next_tick(&s, tick.saturating_sub(1)) != Some(tick) {
+    if crate::triggers::schedule::next_tick(&s, tick.saturating_sub(1)) != Some(tick) {
         return Some((
             Refusal::NotATick,
             format!("{tick} is not a tick of job {}", job.id),
@@ -240,7 +244,8 @@ pub(crate) async fn run(worker: Worker) {
             // The latest tick due on this worker's clock (missed ones are skipped), looked
             // for in the last hour only.
             let after = job.last_tick.max(now.saturating_sub(WINDOW_MS));
-            let (_, Some(tick)) = crate::schedule::due(&as_schedule(&job), after, now) else {
+            let (_, Some(tick)) = crate::triggers::schedule::due(&as_schedule(&job), after, now)
+            else {
                 continue;
             };
             if started.contains_key(&(job.id, tick)) || running.lock().contains(&job.id) {
@@ -375,6 +380,119 @@ fn run_query(worker: &Worker, job: &Job) -> Result<Vec<u8>, String> {
         CallResult::Err(e) => Err(format!("{}: {}", e.kind, e.message)),
         CallResult::Sealed(_) => Err("sealed".into()),
     }
+}
+
+/// Applies a job's result for a tick: checks who made it ([`check_vote`]), that the
+/// tick is one of the job's, due on ledger time and not answered yet, and the output's size;
+/// then runs the handler once with `(tick, output)` and moves the job's `last_tick`.
+pub(crate) fn apply_job_result(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    local: &mut Local,
+    entry: &LedgerEntry,
+    r: &phat_primitives::protocol::JobResultEntry,
+) -> Result<Applied, WorkerError> {
+    let caller = phat_primitives::protocol::job_caller();
+    let request = Hash(blake2_256(&r.encode()));
+    let reply = Reply::to(entry, None).about(request).for_caller(caller);
+    let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
+    if let Some((kind, message)) = check_vote(
+        local,
+        (r.epoch, &r.worker),
+        (
+            JobResultEntry::VOTE_DOMAIN,
+            &r.signed_payload(),
+            &r.signature.0,
+        ),
+    ) {
+        return Ok(refuse(kind, message));
+    }
+    let Some(index) = local
+        .jobs
+        .jobs
+        .iter()
+        .position(|j| j.id == r.job && j.contract == r.contract)
+    else {
+        return Ok(refuse(
+            Refusal::UnknownJob,
+            format!("{} has no job {}", r.contract, r.job),
+        ));
+    };
+    let job = &local.jobs.jobs[index];
+    if let Some((kind, message)) = crate::triggers::job::unanswerable(job, r.tick, entry.timestamp)
+    {
+        return Ok(refuse(kind, message));
+    }
+    // Sealed for the workers on a cluster that encrypts (every worker holds the key of the
+    // current epoch here: the batch waited for it, and `check_vote` passed).
+    let output = if worker.inner.genesis.encryption {
+        let opened = worker.inner.enclave.keys().epoch(r.epoch).map(|k| {
+            phat_crypto::entry::open_entry_data(
+                &k.secret,
+                &crate::triggers::job::output_name(job, r.tick),
+                &r.output.0,
+            )
+        });
+        match opened {
+            Some(Ok(o)) => o,
+            _ => {
+                return Ok(refuse(
+                    Refusal::BadOutput,
+                    "the output is not sealed for this cluster".into(),
+                ))
+            }
+        }
+    } else {
+        r.output.0.clone()
+    };
+    if output.len() > crate::triggers::job::MAX_OUTPUT {
+        return Ok(refuse(
+            Refusal::TooLarge,
+            format!(
+                "an output of {} bytes, more than {}",
+                output.len(),
+                crate::triggers::job::MAX_OUTPUT
+            ),
+        ));
+    }
+    let (id, contract) = (job.id, job.contract);
+    let call = Call::Call {
+        dest: contract,
+        value: 0,
+        data: crate::triggers::job::handler_data(&job.def, r.tick, &output).into(),
+        gas_limit: job.def.gas_limit,
+    };
+    let payer = deployer_of(view, entry, &contract)?;
+    let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
+    let job = &mut local.jobs.jobs[index];
+    job.last_tick = r.tick;
+    job.runs += 1;
+    applied
+        .changes
+        .insert(StateKey::Jobs, Some(local.jobs.encode()));
+    let outcome = match &applied.receipt.result {
+        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
+        CallResult::Ok(_) => "ok".to_string(),
+        CallResult::Err(err) => err.kind.clone(),
+        CallResult::Sealed(_) => "sealed".to_string(),
+    };
+    applied.logs.push(LogRecord {
+        contract,
+        level: "trigger".into(),
+        origin: Mode::Command,
+        seq: Some(entry.seq),
+        timestamp: entry.timestamp,
+        message: format!(
+            "job {id} tick {} answered by {} ({} bytes): {outcome}",
+            crate::triggers::schedule::format_tick(r.tick),
+            r.worker,
+            output.len()
+        ),
+    });
+    drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
+    applied.executed = false;
+    Ok(applied)
 }
 
 #[cfg(test)]

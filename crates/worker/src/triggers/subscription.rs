@@ -28,6 +28,10 @@ use serde_json::{json, Value};
 
 use crate::{Worker, WorkerError};
 
+// The apply side of this kind: decisions on its ledger entries and commands.
+#[allow(unused_imports, reason = "each slice uses a part of the apply kit")]
+use crate::apply::kit::*;
+
 /// Most subscriptions one contract may have.
 pub const MAX_PER_CONTRACT: usize = 4;
 /// Most subscriptions in a cluster.
@@ -58,7 +62,7 @@ const CONCURRENT_POLLS: usize = 32;
 
 /// The subscription table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<SubscriptionTable, WorkerError> {
-    crate::schedule::stored_table(snap, &StateKey::Subscriptions, "subscription")
+    crate::triggers::schedule::stored_table(snap, &StateKey::Subscriptions, "subscription")
 }
 
 /// `url` as anyone may see it: scheme, host and port only (RPC providers put their API keys
@@ -145,11 +149,11 @@ pub(crate) fn change(
     (max_gas, price): (u64, u128),
 ) -> Result<(Vec<u8>, u128), (Refusal, String)> {
     let contract = op.contract();
-    crate::schedule::deployer_only(info, contract, caller, "subscriptions")?;
+    crate::triggers::schedule::deployer_only(info, contract, caller, "subscriptions")?;
     match op {
         SubscriptionOp::Add { def, .. } => {
             check(def, max_gas).map_err(|m| (Refusal::BadSubscription, m))?;
-            crate::schedule::add_entry(
+            crate::triggers::schedule::add_entry(
                 (&mut table.subscriptions, &mut table.next_id),
                 (contract, |s: &Subscription| s.contract),
                 (
@@ -168,7 +172,7 @@ pub(crate) fn change(
                 },
             )
         }
-        SubscriptionOp::Remove { id, .. } => crate::schedule::remove_entry(
+        SubscriptionOp::Remove { id, .. } => crate::triggers::schedule::remove_entry(
             &mut table.subscriptions,
             (contract, *id),
             |s: &Subscription| (s.contract, s.id),
@@ -515,6 +519,131 @@ fn parse_log(chain_id: u64, l: &Value) -> Result<EthLog, String> {
         topics,
         data: Bytes(bytes(&l["data"], "data")?),
     })
+}
+
+/// Applies a worker's report of an Ethereum log: checks who reports it (the MAC of a worker of
+/// the cluster, in the current key epoch, not revoked) and that it is a log the subscription
+/// delivers next; counts the worker's vote; at the quorum runs the handler once and moves the
+/// cursor. Otherwise a receipt says why not and nothing changes.
+pub(crate) fn apply_eth_log(
+    worker: &Worker,
+    view: &BatchView<'_>,
+    local: &mut Local,
+    entry: &LedgerEntry,
+    e: &phat_primitives::protocol::EthLogEntry,
+) -> Result<Applied, WorkerError> {
+    use phat_primitives::protocol::{LogVote, MAX_PENDING_VOTES};
+    let caller = phat_primitives::protocol::eth_log_caller();
+    let request = Hash(blake2_256(&e.encode()));
+    let reply = Reply::to(entry, None).about(request).for_caller(caller);
+    let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
+    if let Some((kind, message)) = check_vote(
+        local,
+        (e.epoch, &e.worker),
+        (
+            EthLogEntry::VOTE_DOMAIN,
+            &e.signed_payload(),
+            &e.signature.0,
+        ),
+    ) {
+        return Ok(refuse(kind, message));
+    }
+    let table = &mut local.subscriptions;
+    let Some(index) = table
+        .subscriptions
+        .iter()
+        .position(|s| s.id == e.subscription && s.contract == e.contract)
+    else {
+        return Ok(refuse(
+            Refusal::UnknownSubscription,
+            format!("{} has no subscription {}", e.contract, e.subscription),
+        ));
+    };
+    if let Some((kind, message)) =
+        crate::triggers::subscription::unfit(&table.subscriptions[index], &e.log)
+    {
+        return Ok(refuse(kind, message));
+    }
+    let digest = Hash(blake2_256(&e.log.encode()));
+    let s = &mut table.subscriptions[index];
+    let at = match s
+        .votes
+        .iter()
+        .position(|v| v.position == e.log.position && v.digest == digest)
+    {
+        Some(at) => at,
+        None => {
+            if s.votes.len() >= MAX_PENDING_VOTES {
+                s.votes.remove(0);
+            }
+            s.votes.push(LogVote {
+                position: e.log.position,
+                digest,
+                workers: Vec::new(),
+            });
+            s.votes.len() - 1
+        }
+    };
+    if s.votes[at].workers.contains(&e.worker) {
+        return Ok(refuse(
+            Refusal::AlreadyReported,
+            format!("{} already reported this log", e.worker),
+        ));
+    }
+    s.votes[at].workers.push(e.worker);
+    let votes = s.votes[at].workers.len();
+    let (id, quorum, contract) = (s.id, s.def.quorum, s.contract);
+    let place = format!(
+        "block {} log {}",
+        e.log.position.block_number, e.log.position.log_index
+    );
+    let log_line = |message: String| LogRecord {
+        contract,
+        level: "trigger".into(),
+        origin: Mode::Command,
+        seq: Some(entry.seq),
+        timestamp: entry.timestamp,
+        message,
+    };
+    if votes < usize::from(quorum) {
+        let mut counted = reply.accept((votes as u32, u32::from(quorum)).encode());
+        counted
+            .changes
+            .insert(StateKey::Subscriptions, Some(table.encode()));
+        counted.logs.push(log_line(format!(
+            "subscription {id} {place}: reported by {votes} of {quorum} workers"
+        )));
+        return Ok(counted);
+    }
+    let call = Call::Call {
+        dest: contract,
+        value: 0,
+        data: crate::triggers::subscription::run_data(&s.def, &e.log).into(),
+        gas_limit: s.def.gas_limit,
+    };
+    let payer = deployer_of(view, entry, &contract)?;
+    let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
+    let s = &mut table.subscriptions[index];
+    s.cursor = Some(e.log.position);
+    s.delivered += 1;
+    s.votes.retain(|v| v.position > e.log.position);
+    applied
+        .changes
+        .insert(StateKey::Subscriptions, Some(table.encode()));
+    drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
+    let outcome = match &applied.receipt.result {
+        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
+        CallResult::Ok(_) => "ok".to_string(),
+        CallResult::Err(err) => err.kind.clone(),
+        CallResult::Sealed(_) => "sealed".to_string(),
+    };
+    applied.logs.push(log_line(format!(
+        "subscription {id} {place} (chain {}, {votes} of {quorum} workers): {outcome}",
+        e.log.chain_id
+    )));
+    applied.executed = false;
+    Ok(applied)
 }
 
 #[cfg(test)]
