@@ -438,9 +438,17 @@ impl Worker {
         ));
         self.spawn_task(ensure_member(self.clone()));
         self.spawn_task(replica::watch(self.clone()));
-        self.spawn_task(triggers::schedule::propose(self.clone()));
-        self.spawn_task(triggers::subscription::report(self.clone()));
-        self.spawn_task(triggers::job::run(self.clone()));
+        let me = self.worker_key();
+        use triggers::proposer::run as propose;
+        self.spawn_task(propose(
+            self.clone(),
+            triggers::schedule::TickProposer::new(me),
+        ));
+        self.spawn_task(propose(
+            self.clone(),
+            triggers::subscription::LogReporter::new(me),
+        ));
+        self.spawn_task(propose(self.clone(), triggers::job::JobRunner::new(me)));
         self.spawn_task(logs::send(self.clone()));
         let token = self.inner.shutdown.clone();
         // The apply loop ends between batches, never inside one.

@@ -80,7 +80,7 @@ pub(super) async fn subscriptions(
             .filter(|s| s.contract == id)
             .map(|mut s| {
                 // The endpoint's address may hold its API key: shown without path or query.
-                s.def.rpc_url = crate::triggers::subscription::public_url(&s.def.rpc_url);
+                s.def.rpc_url = crate::triggers::eth_rpc::public_url(&s.def.rpc_url);
                 s
             })
             .collect(),

@@ -127,14 +127,8 @@ pub(super) fn apply_one(
                 view,
                 entry,
                 (caller, op.contract()),
-                |info, balance, limits| {
-                    let out = crate::triggers::subscription::change(
-                        table,
-                        info,
-                        (caller, balance),
-                        op,
-                        limits,
-                    )?;
+                |info, payer, rules| {
+                    let out = crate::triggers::subscription::change(table, info, payer, op, rules)?;
                     Ok((out.0, out.1, (StateKey::Subscriptions, table.encode())))
                 },
                 &reply,
@@ -149,13 +143,14 @@ pub(super) fn apply_one(
                 view,
                 entry,
                 (caller, op.contract()),
-                |info, balance, limits| {
+                |info, payer, rules| {
                     let out = crate::triggers::job::change(
                         table,
                         info,
-                        (caller, balance),
-                        (op, entry.timestamp),
-                        limits,
+                        payer,
+                        op,
+                        entry.timestamp,
+                        rules,
                     )?;
                     Ok((out.0, out.1, (StateKey::Jobs, table.encode())))
                 },
@@ -293,7 +288,11 @@ pub(super) fn trigger_table_change(
     view: &BatchView<'_>,
     entry: &LedgerEntry,
     (caller, contract): (AccountId, AccountId),
-    change: impl FnOnce(Option<Vec<u8>>, u128, (u64, u128)) -> Result<TableChange, (Refusal, String)>,
+    change: impl FnOnce(
+        Option<Vec<u8>>,
+        crate::triggers::Payer,
+        crate::triggers::Rules,
+    ) -> Result<TableChange, (Refusal, String)>,
     reply: &Reply,
 ) -> Result<Applied, WorkerError> {
     let state = Layered {
@@ -308,9 +307,12 @@ pub(super) fn trigger_table_change(
     let balance = read(&StateKey::Balance(caller))?
         .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
         .unwrap_or(0);
-    let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
+    let payer = crate::triggers::Payer {
+        account: caller,
+        balance,
+    };
     Ok(
-        match change(info, balance, (max_gas, deposit_price(worker))) {
+        match change(info, payer, crate::triggers::Rules::of(worker)) {
             Ok((output, balance, (key, table))) => {
                 let mut ok = reply.accept(output);
                 ok.changes.insert(key, Some(table));

@@ -171,7 +171,7 @@ pub(super) fn apply_log_readers(
     let info = phat_runtime::StateRead::get(&state, &StateKey::Contract(contract))
         .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))?;
     if let Err((kind, message)) =
-        crate::triggers::schedule::deployer_only(info, contract, caller, "log readers")
+        crate::triggers::deployer_only(info, contract, caller, "log readers")
     {
         return Ok(reply.refuse(kind, message));
     }

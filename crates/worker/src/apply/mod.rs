@@ -28,10 +28,10 @@ mod logs;
 mod members;
 mod receipt;
 
+use crate::triggers::drop_terminated_triggers;
 use crate::triggers::job::apply_job_result;
 use crate::triggers::schedule::{apply_schedule_op, apply_schedule_requests, apply_trigger};
 use crate::triggers::subscription::apply_eth_log;
-use crate::triggers::{deposit_price, drop_terminated_triggers};
 use command::*;
 pub(crate) use command::{check_body, nonce_expired};
 use decode::*;
@@ -573,8 +573,8 @@ pub(crate) mod kit {
     pub(crate) use super::receipt::{Applied, Reply};
     pub(crate) use super::{BatchView, Local};
     pub(crate) use crate::state::Layered;
-    pub(crate) use crate::triggers::schedule::{apply_schedule_requests, schedule_deposit};
-    pub(crate) use crate::triggers::{deployer_of, deposit_price, drop_terminated_triggers};
+    pub(crate) use crate::triggers::schedule::apply_schedule_requests;
+    pub(crate) use crate::triggers::{deployer_of, drop_terminated_triggers};
     pub(crate) use crate::{Worker, WorkerError};
     pub(crate) use parity_scale_codec::{Decode, DecodeAll, Encode};
     pub(crate) use phat_primitives::protocol::{

@@ -52,7 +52,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// The job table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<JobTable, WorkerError> {
-    crate::triggers::schedule::stored_table(snap, &StateKey::Jobs, "job")
+    crate::triggers::stored_table(snap, &StateKey::Jobs, "job")
 }
 
 /// `job` as a schedule, for the tick arithmetic they share.
@@ -134,37 +134,28 @@ pub(crate) fn check(def: &JobDef, max_gas: u64) -> Result<(), String> {
 pub(crate) fn change(
     table: &mut JobTable,
     info: Option<Vec<u8>>,
-    (caller, balance): (phat_primitives::AccountId, u128),
-    (op, now): (&JobOp, Timestamp),
-    (max_gas, price): (u64, u128),
-) -> Result<(Vec<u8>, u128), (Refusal, String)> {
+    payer: super::Payer,
+    op: &JobOp,
+    now: Timestamp,
+    rules: super::Rules,
+) -> super::Changed {
     let contract = op.contract();
-    crate::triggers::schedule::deployer_only(info, contract, caller, "jobs")?;
+    super::deployer_only(info, contract, payer.account, "jobs")?;
     match op {
         JobOp::Add { def, .. } => {
-            check(def, max_gas).map_err(|m| (Refusal::BadJob, m))?;
-            crate::triggers::schedule::add_entry(
-                (&mut table.jobs, &mut table.next_id),
-                (contract, |j: &Job| j.contract),
-                ((MAX_PER_CONTRACT, MAX_JOBS), "job", Refusal::TooManyJobs),
-                (caller, balance, deposit(def, price)),
-                |id| Job {
+            check(def, rules.max_gas).map_err(|m| (Refusal::BadJob, m))?;
+            super::add(table, contract, payer, deposit(def, rules.price), |id| {
+                Job {
                     contract,
                     id,
                     def: def.clone(),
                     since: now,
                     last_tick: now,
                     runs: 0,
-                },
-            )
+                }
+            })
         }
-        JobOp::Remove { id, .. } => crate::triggers::schedule::remove_entry(
-            &mut table.jobs,
-            (contract, *id),
-            |j: &Job| (j.contract, j.id),
-            (balance, |j: &Job| deposit(&j.def, price)),
-            (Refusal::UnknownJob, "job"),
-        ),
+        JobOp::Remove { id, .. } => super::remove(table, contract, *id, payer, rules.price),
     }
 }
 
@@ -212,61 +203,68 @@ fn delay(job: &Job, tick: Timestamp, worker: &[u8; 32]) -> Duration {
     Duration::from_millis((fraction * f64::from(job.def.timeout_ms)) as u64)
 }
 
-/// The worker's job runner: for each job's latest due tick not answered yet, waits its place
-/// in the tick's order, then (unless the tick was answered meanwhile) runs the query and
-/// appends the result (until the task is aborted).
-pub(crate) async fn run(worker: Worker) {
-    let me = worker.worker_key();
-    // Ticks this worker started (job, tick) → when: it runs a tick again only after
-    // `RETRY_AFTER` (or twice the job's timeout) if the tick is still not answered.
-    let mut started: HashMap<(u32, Timestamp), (Instant, Duration)> = HashMap::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_QUERIES));
-    // Jobs with a query under way on this worker (at most one per job).
-    let running: Arc<parking_lot::Mutex<std::collections::HashSet<u32>>> = Arc::default();
-    let mut every = tokio::time::interval(SCAN);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        every.tick().await;
-        let inner = &worker.inner;
-        // A worker behind the log judges from an old table: it leaves proposing to others.
-        if !worker.may_propose() {
-            continue;
+/// The tick of `job` this worker runs at its wall time `now`, if any: the latest tick due
+/// (missed ones are skipped, looked for in the last hour only), once this worker's place in
+/// the tick's order ([`delay`]) has come.
+pub(crate) fn tick_to_run(job: &Job, me: &[u8; 32], now: Timestamp) -> Option<Timestamp> {
+    let after = job.last_tick.max(now.saturating_sub(WINDOW_MS));
+    let (_, Some(tick)) = crate::triggers::schedule::due(&as_schedule(job), after, now) else {
+        return None;
+    };
+    let due_for = Duration::from_millis(now.saturating_sub(tick));
+    (due_for >= delay(job, tick, me)).then_some(tick)
+}
+
+/// Runs each job's latest due tick not answered yet once this worker's place in the tick's
+/// order has come (unless the tick was answered meanwhile), and appends the result.
+pub(crate) struct JobRunner {
+    me: [u8; 32],
+    /// Ticks this worker started (job, tick) → when: it runs a tick again only after
+    /// `RETRY_AFTER` (or twice the job's timeout) if the tick is still not answered.
+    started: HashMap<(u32, Timestamp), (Instant, Duration)>,
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Jobs with a query under way on this worker (at most one per job).
+    running: Arc<parking_lot::Mutex<std::collections::HashSet<u32>>>,
+}
+
+impl JobRunner {
+    /// The runner of the worker whose identity key is `me`.
+    pub(crate) fn new(me: [u8; 32]) -> Self {
+        Self {
+            me,
+            started: HashMap::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_QUERIES)),
+            running: Arc::default(),
         }
-        let Ok(snap) = inner.store.snapshot() else {
-            continue;
-        };
+    }
+}
+
+impl super::proposer::Proposer for JobRunner {
+    const EVERY: Duration = SCAN;
+
+    async fn round(&mut self, worker: &Worker, snap: Snapshot, now: Timestamp) {
         let Ok(table) = stored(&snap) else {
-            continue;
+            return;
         };
-        let now = crate::now_ms();
-        started.retain(|_, (at, keep)| at.elapsed() < *keep);
+        self.started.retain(|_, (at, keep)| at.elapsed() < *keep);
         for job in table.jobs {
-            // The latest tick due on this worker's clock (missed ones are skipped), looked
-            // for in the last hour only.
-            let after = job.last_tick.max(now.saturating_sub(WINDOW_MS));
-            let (_, Some(tick)) = crate::triggers::schedule::due(&as_schedule(&job), after, now)
-            else {
+            let Some(tick) = tick_to_run(&job, &self.me, now) else {
                 continue;
             };
-            if started.contains_key(&(job.id, tick)) || running.lock().contains(&job.id) {
+            if self.started.contains_key(&(job.id, tick)) || self.running.lock().contains(&job.id) {
                 continue;
             }
-            let wait = delay(&job, tick, &me);
-            let due_for = Duration::from_millis(now.saturating_sub(tick));
-            if due_for < wait {
-                continue;
-            }
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 // Every query slot is busy: this tick waits for the next scan.
                 break;
             };
             let keep = RETRY_AFTER.max(Duration::from_millis(u64::from(job.def.timeout_ms) * 2));
-            started.insert((job.id, tick), (Instant::now(), keep));
-            running.lock().insert(job.id);
-            let (worker, running) = (worker.clone(), running.clone());
-            worker.clone().spawn_task(async move {
+            self.started.insert((job.id, tick), (Instant::now(), keep));
+            self.running.lock().insert(job.id);
+            let (w, running) = (worker.clone(), self.running.clone());
+            worker.spawn_task(async move {
                 let id = job.id;
-                answer(worker, job, tick).await;
+                answer(w, job, tick).await;
                 running.lock().remove(&id);
                 drop(slot);
             });
@@ -590,5 +588,33 @@ mod tests {
             .collect();
         assert!(firsts.len() > 1, "one worker first on every tick");
         assert!(delay(&j, 11_500, &[0; 32]) < Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_worker_runs_the_latest_due_tick_once_its_place_has_come() {
+        let j = job();
+        let me = [3; 32];
+        // The job ticks every second from its registration at 10_500.
+        let first = crate::triggers::schedule::next_tick(&as_schedule(&j), j.last_tick).unwrap();
+        assert_eq!(first, 11_500);
+        assert_eq!(tick_to_run(&j, &me, first - 1), None);
+        // Its place in the tick's order: not before its delay, and within the timeout.
+        let wait = u64::try_from(delay(&j, first, &me).as_millis()).unwrap();
+        assert!(wait <= u64::from(j.def.timeout_ms));
+        if wait > 0 {
+            assert_eq!(tick_to_run(&j, &me, first + wait - 1), None);
+        }
+        assert_eq!(tick_to_run(&j, &me, first + wait), Some(first));
+        // Missed ticks are skipped: the latest due one is run once its place has come.
+        let later = first + 4_000;
+        let wait = u64::try_from(delay(&j, later, &me).as_millis()).unwrap();
+        assert_eq!(tick_to_run(&j, &me, later + wait), Some(later));
+        // Workers take different places: over 16 keys the delays are not all equal.
+        let places: std::collections::HashSet<Duration> =
+            (0..16u8).map(|k| delay(&j, first, &[k; 32])).collect();
+        assert!(places.len() > 1);
+        // A long-stopped cluster does not replay old ticks: only the latest, in the window.
+        let now = 10_500 + WINDOW_MS * 3 + 999;
+        assert!(tick_to_run(&j, &me, now).is_none_or(|t| t + WINDOW_MS >= now && t <= now));
     }
 }

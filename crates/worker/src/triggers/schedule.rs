@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use parity_scale_codec::{DecodeAll, Encode};
+use parity_scale_codec::Encode;
 use phat_primitives::protocol::{
     LedgerCommand, MissedTicks, Schedule, ScheduleDef, ScheduleSpec, ScheduleTable, TriggerEntry,
 };
@@ -40,20 +40,6 @@ const MAX_COUNTED: u64 = 100_000;
 /// How long a worker waits before proposing a tick again that has not run.
 const REPROPOSE: Duration = Duration::from_secs(3);
 
-/// The trigger table (`what`: schedule, subscription, job) stored under `key` in `snap`;
-/// empty when there is none yet.
-pub(crate) fn stored_table<T: parity_scale_codec::Decode + Default>(
-    snap: &Snapshot,
-    key: &StateKey,
-    what: &str,
-) -> Result<T, WorkerError> {
-    match snap.get(key)? {
-        Some(raw) => T::decode_all(&mut &raw[..])
-            .map_err(|e| WorkerError::Apply(format!("the {what} table does not decode: {e}"))),
-        None => Ok(T::default()),
-    }
-}
-
 /// The schedule table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<ScheduleTable, WorkerError> {
     match snap.get(&StateKey::Schedules)? {
@@ -61,82 +47,6 @@ pub(crate) fn stored(snap: &Snapshot) -> Result<ScheduleTable, WorkerError> {
             .map_err(|e| WorkerError::Apply(format!("the schedule table does not decode: {e}"))),
         None => Ok(ScheduleTable::default()),
     }
-}
-
-/// Whether `caller` is the deployer of `contract` (its stored info `info`), who alone changes
-/// its schedules, subscriptions and jobs (`what`); the refusal's kind and message if not.
-pub(crate) fn deployer_only(
-    info: Option<Vec<u8>>,
-    contract: phat_primitives::AccountId,
-    caller: phat_primitives::AccountId,
-    what: &str,
-) -> Result<(), (Refusal, String)> {
-    let info = info.and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok());
-    let Some(info) = info else {
-        return Err((Refusal::UnknownContract, format!("no contract {contract}")));
-    };
-    if info.deployer != caller {
-        return Err((
-            Refusal::NotDeployer,
-            format!(
-                "only {contract}'s deployer {} may change its {what}",
-                info.deployer
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Adds an entry to a contract's trigger table (`entries`, ids from `next_id`): refused past
-/// `caps` (per contract, per cluster; refusal kind `too_many`) or without the deposit `due`;
-/// else the receipt's output (the new id) and the deployer's balance after the deposit. `what`
-/// names the kind (`subscription`, `job`).
-pub(crate) fn add_entry<T>(
-    (entries, next_id): (&mut Vec<T>, &mut u32),
-    (contract, owner): (
-        phat_primitives::AccountId,
-        impl Fn(&T) -> phat_primitives::AccountId,
-    ),
-    (caps, what, too_many): ((usize, usize), &str, Refusal),
-    (caller, balance, due): (phat_primitives::AccountId, u128, u128),
-    make: impl FnOnce(u32) -> T,
-) -> Result<(Vec<u8>, u128), (Refusal, String)> {
-    let mine = entries.iter().filter(|e| owner(e) == contract).count();
-    if mine >= caps.0 || entries.len() >= caps.1 {
-        return Err((
-            too_many,
-            format!(
-                "at most {} {what}s per contract and {} in a cluster",
-                caps.0, caps.1
-            ),
-        ));
-    }
-    if balance < due {
-        return Err((
-            Refusal::StorageDeposit,
-            format!("a {what} holds a deposit of {due}; {caller} has {balance}"),
-        ));
-    }
-    let id = *next_id;
-    *next_id = id.saturating_add(1);
-    entries.push(make(id));
-    Ok((id.encode(), balance - due))
-}
-
-/// Removes entry `id` of `contract` from a trigger table: the receipt's output and the
-/// deployer's balance with the entry's deposit (`deposit`) back, or `unknown_<what>`.
-pub(crate) fn remove_entry<T>(
-    entries: &mut Vec<T>,
-    (contract, id): (phat_primitives::AccountId, u32),
-    key: impl Fn(&T) -> (phat_primitives::AccountId, u32),
-    (balance, deposit): (u128, impl Fn(&T) -> u128),
-    (unknown, what): (Refusal, &str),
-) -> Result<(Vec<u8>, u128), (Refusal, String)> {
-    let Some(at) = entries.iter().position(|e| key(e) == (contract, id)) else {
-        return Err((unknown, format!("{contract} has no {what} {id}")));
-    };
-    let removed = entries.remove(at);
-    Ok((id.encode(), balance.saturating_add(deposit(&removed))))
 }
 
 /// What a contract's own schedule change did: the paying contract's balance after it, and
@@ -364,52 +274,69 @@ pub(crate) fn run_data(def: &ScheduleDef, ticks: u64) -> Vec<u8> {
     data
 }
 
-/// The worker's proposer: appends a trigger for every due tick its applied state has not run
-/// (until `stop`). Ticks are proposed on this worker's clock and judged on ledger time.
-pub(crate) async fn propose(worker: Worker) {
-    let me = worker.worker_key();
-    let mut proposed: HashMap<(u32, Timestamp), Instant> = HashMap::new();
-    let mut every = tokio::time::interval(Duration::from_millis(100));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        every.tick().await;
-        let inner = &worker.inner;
-        // A worker behind the log judges from an old table: it leaves proposing to others.
-        if !worker.may_propose() {
-            continue;
-        }
-        let Ok(table) = inner
-            .store
-            .snapshot()
-            .map_err(WorkerError::from)
-            .and_then(|s| stored(&s))
-        else {
+/// The ticks a worker proposes of `table` at its wall time `now`: for each schedule, its next
+/// tick after `last_tick` once due (plus this worker's jitter for it, under 300 ms, so that
+/// usually one proposal is applied before the others look again), unless `proposed` already.
+pub(crate) fn proposals(
+    table: &ScheduleTable,
+    me: &[u8; 32],
+    now: Timestamp,
+    proposed: &HashMap<(u32, Timestamp), Instant>,
+) -> Vec<TriggerEntry> {
+    let mut out = Vec::new();
+    for s in &table.schedules {
+        let Some(tick) = next_tick(s, s.last_tick) else {
             continue;
         };
-        let now = crate::now_ms();
-        proposed.retain(|_, at| at.elapsed() < REPROPOSE);
-        for s in &table.schedules {
-            let Some(tick) = next_tick(s, s.last_tick) else {
-                continue;
-            };
-            // Workers wait a different moment (under 300 ms) per tick, so that usually one
-            // proposal is applied before the others look again.
-            let jitter = u64::from_le_bytes(
-                phat_primitives::blake2_256(&(me, s.id, tick).encode())[..8]
-                    .try_into()
-                    .unwrap_or_default(),
-            ) % 300;
-            if tick.saturating_add(jitter) > now || proposed.contains_key(&(s.id, tick)) {
-                continue;
-            }
-            proposed.insert((s.id, tick), Instant::now());
-            let entry = LedgerCommand::Trigger(TriggerEntry {
-                contract: s.contract,
-                schedule: s.id,
-                tick,
-            });
-            if let Err(e) = inner.ledger.append(entry.encode()).await {
-                tracing::warn!(schedule = s.id, tick, "proposing a tick: {e}");
+        let jitter = u64::from_le_bytes(
+            phat_primitives::blake2_256(&(me, s.id, tick).encode())[..8]
+                .try_into()
+                .unwrap_or_default(),
+        ) % 300;
+        if tick.saturating_add(jitter) > now || proposed.contains_key(&(s.id, tick)) {
+            continue;
+        }
+        out.push(TriggerEntry {
+            contract: s.contract,
+            schedule: s.id,
+            tick,
+        });
+    }
+    out
+}
+
+/// Proposes a trigger for every due tick the applied state has not run. Ticks are proposed on
+/// this worker's clock and judged on ledger time.
+pub(crate) struct TickProposer {
+    me: [u8; 32],
+    /// Ticks proposed lately, proposed again after [`REPROPOSE`] if still not run.
+    proposed: HashMap<(u32, Timestamp), Instant>,
+}
+
+impl TickProposer {
+    /// The proposer of the worker whose identity key is `me`.
+    pub(crate) fn new(me: [u8; 32]) -> Self {
+        Self {
+            me,
+            proposed: HashMap::new(),
+        }
+    }
+}
+
+impl super::proposer::Proposer for TickProposer {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    async fn round(&mut self, worker: &Worker, snap: Snapshot, now: Timestamp) {
+        let Ok(table) = stored(&snap) else {
+            return;
+        };
+        self.proposed.retain(|_, at| at.elapsed() < REPROPOSE);
+        for t in proposals(&table, &self.me, now, &self.proposed) {
+            self.proposed.insert((t.schedule, t.tick), Instant::now());
+            let (schedule, tick) = (t.schedule, t.tick);
+            let entry = LedgerCommand::Trigger(t);
+            if let Err(e) = worker.inner.ledger.append(entry.encode()).await {
+                tracing::warn!(schedule, tick, "proposing a tick: {e}");
             }
         }
     }
@@ -470,11 +397,11 @@ pub(crate) fn schedule_change(
     // The contract's deployer decides its schedules. Read through the batch's earlier writes
     // (by the caller): a contract instantiated earlier in the same batch exists (workers
     // batch differently).
-    crate::triggers::schedule::deployer_only(info, contract, caller, "schedules")?;
+    super::deployer_only(info, contract, caller, "schedules")?;
     // Each schedule holds a storage deposit, like state bytes: its encoded size at the
     // cluster's price, taken from the deployer at `Add` and given back at `Remove`.
-    let price = deposit_price(worker);
-    let deposit = |s: &Schedule| schedule_deposit(worker, s);
+    let price = crate::triggers::Rules::of(worker).price;
+    let deposit = |s: &Schedule| crate::triggers::schedule::deposit(s, price);
     let mut changes = ChangeSet::new();
     let mut set_balance = |account: AccountId, amount: phat_primitives::Balance| {
         let value = (amount != 0).then(|| amount.encode());
@@ -561,8 +488,8 @@ pub(crate) fn schedule_change(
 
 /// The deposit a schedule holds: its encoded size at the cluster's price (the counters and
 /// times are fixed-size, so runs do not change it).
-pub(crate) fn schedule_deposit(worker: &Worker, s: &phat_primitives::protocol::Schedule) -> u128 {
-    deposit_price(worker).saturating_mul(s.encoded_size() as u128)
+pub(crate) fn deposit(s: &Schedule, price: u128) -> u128 {
+    price.saturating_mul(s.encoded_size() as u128)
 }
 
 /// Applies the changes to schedules a run made through the extension, in order, all or
@@ -587,7 +514,7 @@ pub(crate) fn apply_schedule_requests(
         pending: view.pending.clone(),
     };
     let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
-    let price = deposit_price(worker);
+    let price = crate::triggers::Rules::of(worker).price;
     let mut table = schedules.clone();
     let mut balances: std::collections::BTreeMap<AccountId, u128> = Default::default();
     let mut lines = Vec::new();
@@ -980,5 +907,35 @@ mod tests {
                 .0,
             Refusal::TooManySchedules
         );
+    }
+
+    #[test]
+    fn a_due_tick_is_proposed_once_after_its_jitter() {
+        let mut s = schedule(ScheduleSpec::Every { ms: 1_000 }, 10_000);
+        s.id = 3;
+        let mut table = ScheduleTable::default();
+        table.schedules.push(s);
+        let me = [7; 32];
+        let none = HashMap::new();
+        // Not due before the tick.
+        assert!(proposals(&table, &me, 10_999, &none).is_empty());
+        // Due once the tick and this worker's jitter (under 300 ms) have passed.
+        let due = proposals(&table, &me, 11_300, &none);
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].schedule, due[0].tick), (3, 11_000));
+        assert_eq!(due[0].contract, table.schedules[0].contract);
+        // Another worker waits another jitter for the same tick: the two differ for some key.
+        let jitters: std::collections::HashSet<bool> = (0..32u8)
+            .map(|k| proposals(&table, &[k; 32], 11_150, &none).is_empty())
+            .collect();
+        assert_eq!(jitters.len(), 2, "every worker waits the same moment");
+        // Proposed already: not again until forgotten.
+        let mut proposed = HashMap::new();
+        proposed.insert((3, 11_000), Instant::now());
+        assert!(proposals(&table, &me, 11_300, &proposed).is_empty());
+        // Once it ran (last_tick moved), the next tick is the one proposed.
+        table.schedules[0].last_tick = 11_000;
+        assert!(proposals(&table, &me, 11_300, &none).is_empty());
+        assert_eq!(proposals(&table, &me, 12_300, &none)[0].tick, 12_000);
     }
 }

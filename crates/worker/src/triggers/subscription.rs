@@ -19,13 +19,14 @@ use futures::StreamExt;
 
 use parity_scale_codec::Encode;
 use phat_primitives::protocol::{
-    Bytes, EthLog, EthLogEntry, LedgerCommand, LogPosition, Subscription, SubscriptionDef,
-    SubscriptionOp, SubscriptionTable,
+    EthLog, EthLogEntry, LedgerCommand, LogPosition, Subscription, SubscriptionDef, SubscriptionOp,
+    SubscriptionTable,
 };
 use phat_primitives::{Hash, Refusal, StateKey};
 use phat_store::Snapshot;
 use serde_json::{json, Value};
 
+use super::eth_rpc;
 use crate::{Worker, WorkerError};
 
 // The apply side of this kind: decisions on its ledger entries and commands.
@@ -53,8 +54,6 @@ const RESCAN_DEPTH: u64 = 64;
 const POLL: Duration = Duration::from_millis(500);
 /// How long a worker waits before reporting a log again that was not delivered.
 const REPORT_AGAIN: Duration = Duration::from_secs(5);
-/// How long one RPC call may take.
-const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one poll of a subscription (its three RPC calls) may take.
 const POLL_DEADLINE: Duration = Duration::from_secs(8);
 /// Subscriptions polled at once.
@@ -62,28 +61,7 @@ const CONCURRENT_POLLS: usize = 32;
 
 /// The subscription table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<SubscriptionTable, WorkerError> {
-    crate::triggers::schedule::stored_table(snap, &StateKey::Subscriptions, "subscription")
-}
-
-/// `url` as anyone may see it: scheme, host and port only (RPC providers put their API keys
-/// in the path, the query or the userinfo).
-pub(crate) fn public_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => {
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            let rest = if u.path().len() > 1 || u.query().is_some() {
-                "/…"
-            } else {
-                ""
-            };
-            format!(
-                "{}://{}{port}{rest}",
-                u.scheme(),
-                u.host_str().unwrap_or("")
-            )
-        }
-        Err(_) => "(not a URL)".into(),
-    }
+    crate::triggers::stored_table(snap, &StateKey::Subscriptions, "subscription")
 }
 
 /// Why a subscription definition is refused (the receipt's message; kind `bad_subscription`).
@@ -144,41 +122,29 @@ pub(crate) fn deposit(def: &SubscriptionDef, price: u128) -> u128 {
 pub(crate) fn change(
     table: &mut SubscriptionTable,
     info: Option<Vec<u8>>,
-    (caller, balance): (phat_primitives::AccountId, u128),
+    payer: super::Payer,
     op: &SubscriptionOp,
-    (max_gas, price): (u64, u128),
-) -> Result<(Vec<u8>, u128), (Refusal, String)> {
+    rules: super::Rules,
+) -> super::Changed {
     let contract = op.contract();
-    crate::triggers::schedule::deployer_only(info, contract, caller, "subscriptions")?;
+    super::deployer_only(info, contract, payer.account, "subscriptions")?;
     match op {
         SubscriptionOp::Add { def, .. } => {
-            check(def, max_gas).map_err(|m| (Refusal::BadSubscription, m))?;
-            crate::triggers::schedule::add_entry(
-                (&mut table.subscriptions, &mut table.next_id),
-                (contract, |s: &Subscription| s.contract),
-                (
-                    (MAX_PER_CONTRACT, MAX_SUBSCRIPTIONS),
-                    "subscription",
-                    Refusal::TooManySubscriptions,
-                ),
-                (caller, balance, deposit(def, price)),
-                |id| Subscription {
+            check(def, rules.max_gas).map_err(|m| (Refusal::BadSubscription, m))?;
+            super::add(table, contract, payer, deposit(def, rules.price), |id| {
+                Subscription {
                     contract,
                     id,
                     def: def.clone(),
                     cursor: None,
                     delivered: 0,
                     votes: Vec::new(),
-                },
-            )
+                }
+            })
         }
-        SubscriptionOp::Remove { id, .. } => crate::triggers::schedule::remove_entry(
-            &mut table.subscriptions,
-            (contract, *id),
-            |s: &Subscription| (s.contract, s.id),
-            (balance, |s: &Subscription| deposit(&s.def, price)),
-            (Refusal::UnknownSubscription, "subscription"),
-        ),
+        SubscriptionOp::Remove { id, .. } => {
+            super::remove(table, contract, *id, payer, rules.price)
+        }
     }
 }
 
@@ -249,34 +215,42 @@ pub(crate) fn run_data(def: &SubscriptionDef, log: &EthLog) -> Vec<u8> {
     data
 }
 
-/// The worker's reporter: polls every subscription's RPC endpoint and reports the first log
-/// after its cursor that this worker has not reported (until the task is aborted).
-pub(crate) async fn report(worker: Worker) {
-    let me = Hash(worker.worker_key());
-    // Per subscription: the block this worker has looked at up to, for the current cursor.
-    let mut scanned: HashMap<u32, (Option<LogPosition>, u64)> = HashMap::new();
-    // Per subscription: how many blocks one `eth_getLogs` asks about (halved when an answer
-    // fails, as a busy contract's logs may be over the endpoint's or the egress's limits).
-    let mut ranges: HashMap<u32, u64> = HashMap::new();
-    let mut reported: HashMap<(u32, LogPosition, Hash), Instant> = HashMap::new();
-    let mut every = tokio::time::interval(POLL);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        every.tick().await;
-        let inner = &worker.inner;
-        // A worker behind the log judges from an old table: it leaves proposing to others.
-        if !worker.may_propose() {
-            continue;
+/// Polls every subscription's RPC endpoint and reports the first log after its cursor that
+/// this worker has not reported.
+pub(crate) struct LogReporter {
+    me: Hash,
+    /// Per subscription: the block this worker has looked at up to, for the current cursor.
+    scanned: HashMap<u32, (Option<LogPosition>, u64)>,
+    /// Per subscription: how many blocks one `eth_getLogs` asks about (halved when an answer
+    /// fails, as a busy contract's logs may be over the endpoint's or the egress's limits).
+    ranges: HashMap<u32, u64>,
+    reported: HashMap<(u32, LogPosition, Hash), Instant>,
+}
+
+impl LogReporter {
+    /// The reporter of the worker whose identity key is `me`.
+    pub(crate) fn new(me: [u8; 32]) -> Self {
+        Self {
+            me: Hash(me),
+            scanned: HashMap::new(),
+            ranges: HashMap::new(),
+            reported: HashMap::new(),
         }
-        let Ok(snap) = inner.store.snapshot() else {
-            continue;
-        };
+    }
+}
+
+impl super::proposer::Proposer for LogReporter {
+    const EVERY: Duration = POLL;
+
+    async fn round(&mut self, worker: &Worker, snap: Snapshot, _now: phat_primitives::Timestamp) {
         let Ok(table) = stored(&snap) else {
-            continue;
+            return;
         };
-        reported.retain(|_, at| at.elapsed() < REPORT_AGAIN);
-        scanned.retain(|id, _| table.subscriptions.iter().any(|s| s.id == *id));
-        ranges.retain(|id, _| table.subscriptions.iter().any(|s| s.id == *id));
+        self.reported.retain(|_, at| at.elapsed() < REPORT_AGAIN);
+        self.scanned
+            .retain(|id, _| table.subscriptions.iter().any(|s| s.id == *id));
+        self.ranges
+            .retain(|id, _| table.subscriptions.iter().any(|s| s.id == *id));
         // Polled concurrently, each bounded in time, so that a slow or silent endpoint of one
         // subscription delays the others by at most one poll's deadline.
         let mut polls = Vec::new();
@@ -285,12 +259,12 @@ pub(crate) async fn report(worker: Worker) {
             if !matches!(snap.get(&StateKey::Contract(s.contract)), Ok(Some(_))) {
                 continue;
             }
-            let from = match scanned.get(&s.id) {
+            let from = match self.scanned.get(&s.id) {
                 Some((cursor, upto)) if *cursor == s.cursor => upto.saturating_add(1),
                 _ => s.cursor.map_or(s.def.from_block, |c| c.block_number),
             };
             let worker = worker.clone();
-            let range = ranges.get(&s.id).copied().unwrap_or(MAX_RANGE);
+            let range = self.ranges.get(&s.id).copied().unwrap_or(MAX_RANGE);
             polls.push(async move {
                 let next = tokio::time::timeout(POLL_DEADLINE, next_log(&worker, &s, from, range))
                     .await
@@ -308,7 +282,7 @@ pub(crate) async fn report(worker: Worker) {
                 Ok(_) => range.saturating_mul(2).min(MAX_RANGE),
                 Err(_) => (range / 2).max(1),
             };
-            ranges.insert(s.id, range);
+            self.ranges.insert(s.id, range);
             match next {
                 Ok(Next::Log(log)) => {
                     // The same log as this worker already voted for (an endpoint may answer
@@ -316,16 +290,19 @@ pub(crate) async fn report(worker: Worker) {
                     let digest = Hash(phat_primitives::blake2_256(&log.encode()));
                     let key = (s.id, log.position, digest);
                     let mine = s.votes.iter().any(|v| {
-                        v.position == log.position && v.digest == digest && v.workers.contains(&me)
+                        v.position == log.position
+                            && v.digest == digest
+                            && v.workers.contains(&self.me)
                     });
-                    if mine || reported.contains_key(&key) {
+                    if mine || self.reported.contains_key(&key) {
                         continue;
                     }
-                    reported.insert(key, Instant::now());
-                    let Some(entry) = sign(&worker, me, &s, log) else {
+                    self.reported.insert(key, Instant::now());
+                    let Some(entry) = sign(worker, self.me, &s, log) else {
                         continue;
                     };
-                    if let Err(e) = inner
+                    if let Err(e) = worker
+                        .inner
                         .ledger
                         .append(LedgerCommand::EthLog(entry).encode())
                         .await
@@ -334,7 +311,7 @@ pub(crate) async fn report(worker: Worker) {
                     }
                 }
                 Ok(Next::NoneUpTo(upto)) => {
-                    scanned.insert(s.id, (s.cursor, upto));
+                    self.scanned.insert(s.id, (s.cursor, upto));
                 }
                 Ok(Next::Wait) => {}
                 Err(e) => {
@@ -366,15 +343,17 @@ async fn next_log(
     range: u64,
 ) -> Result<Next, String> {
     let def = &s.def;
-    let chain = rpc(worker, &def.rpc_url, "eth_chainId", json!([])).await?;
-    if quantity(&chain)? != def.chain_id {
+    let chain = eth_rpc::call(worker, &def.rpc_url, "eth_chainId", json!([])).await?;
+    if eth_rpc::quantity(&chain)? != def.chain_id {
         return Err(format!(
             "the endpoint serves chain {}, not {}",
-            quantity(&chain)?,
+            eth_rpc::quantity(&chain)?,
             def.chain_id
         ));
     }
-    let head = quantity(&rpc(worker, &def.rpc_url, "eth_blockNumber", json!([])).await?)?;
+    let head = eth_rpc::quantity(
+        &eth_rpc::call(worker, &def.rpc_url, "eth_blockNumber", json!([])).await?,
+    )?;
     let confirmed = head.saturating_sub(u64::from(def.confirmations));
     if confirmed < from {
         return Ok(Next::Wait);
@@ -391,13 +370,13 @@ async fn next_log(
         "address": format!("0x{}", hex::encode(&def.address.0)),
         "topics": topics,
     }]);
-    let logs = rpc(worker, &def.rpc_url, "eth_getLogs", filter).await?;
+    let logs = eth_rpc::call(worker, &def.rpc_url, "eth_getLogs", filter).await?;
     let mut found: Vec<EthLog> = logs
         .as_array()
         .ok_or("eth_getLogs did not answer a list")?
         .iter()
         .filter(|l| l["removed"] != json!(true))
-        .map(|l| parse_log(def.chain_id, l))
+        .map(|l| eth_rpc::parse_log(def.chain_id, l))
         .collect::<Result<_, _>>()?;
     // Only what was asked for: a log outside the range (above the confirmed head) is not
     // taken from an endpoint that answers more.
@@ -452,73 +431,6 @@ fn sign(worker: &Worker, me: Hash, s: &Subscription, log: EthLog) -> Option<EthL
             .to_vec(),
     );
     Some(entry)
-}
-
-/// One JSON-RPC call through the worker's egress (bounded in time and answer size).
-async fn rpc(worker: &Worker, url: &str, method: &str, params: Value) -> Result<Value, String> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let req = phat_pink::HttpRequest {
-        url: url.into(),
-        method: "POST".into(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.to_string().into_bytes(),
-    };
-    let resp = worker
-        .inner
-        .pink
-        .egress
-        .send(req, RPC_TIMEOUT)
-        .await
-        .map_err(|r| format!("{method}: {}", r.1))?;
-    if resp.status_code != 200 {
-        return Err(format!("{method}: HTTP {}", resp.status_code));
-    }
-    let mut answer: Value =
-        serde_json::from_slice(&resp.body).map_err(|e| format!("{method}: not JSON: {e}"))?;
-    if !answer["error"].is_null() {
-        return Err(format!("{method}: {}", answer["error"]));
-    }
-    Ok(answer["result"].take())
-}
-
-/// A JSON-RPC quantity (`"0x1a"`).
-fn quantity(v: &Value) -> Result<u64, String> {
-    let s = v.as_str().ok_or_else(|| format!("{v} is not a quantity"))?;
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|e| format!("`{s}`: {e}"))
-}
-
-/// A log object of `eth_getLogs`.
-fn parse_log(chain_id: u64, l: &Value) -> Result<EthLog, String> {
-    let bytes = |v: &Value, what: &str| -> Result<Vec<u8>, String> {
-        let s = v
-            .as_str()
-            .ok_or_else(|| format!("the log's {what} is missing"))?;
-        hex::decode(s.trim_start_matches("0x")).map_err(|e| format!("the log's {what}: {e}"))
-    };
-    let hash = |v: &Value, what: &str| -> Result<Hash, String> {
-        let b = bytes(v, what)?;
-        <[u8; 32]>::try_from(b.as_slice())
-            .map(Hash)
-            .map_err(|_| format!("the log's {what} is not 32 bytes"))
-    };
-    let topics = l["topics"]
-        .as_array()
-        .ok_or("the log has no topics list")?
-        .iter()
-        .map(|t| hash(t, "topic"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(EthLog {
-        chain_id,
-        position: LogPosition {
-            block_number: quantity(&l["blockNumber"])?,
-            log_index: u32::try_from(quantity(&l["logIndex"])?)
-                .map_err(|_| "the log index is over 2^32")?,
-        },
-        block_hash: hash(&l["blockHash"], "block hash")?,
-        address: Bytes(bytes(&l["address"], "address")?),
-        topics,
-        data: Bytes(bytes(&l["data"], "data")?),
-    })
 }
 
 /// Applies a worker's report of an Ethereum log: checks who reports it (the MAC of a worker of
@@ -649,6 +561,7 @@ pub(crate) fn apply_eth_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use phat_primitives::protocol::Bytes;
     use phat_primitives::AccountId;
 
     fn sub() -> Subscription {
@@ -772,35 +685,5 @@ mod tests {
         let args: (u64, u32, Vec<[u8; 32]>, Vec<u8>) =
             parity_scale_codec::Decode::decode(&mut &data[4..]).unwrap_or_default();
         assert_eq!(args, (13, 0, vec![[7; 32], [8; 32]], vec![0xaa]));
-    }
-
-    #[test]
-    fn rpc_urls_are_shown_without_their_keys() {
-        assert_eq!(
-            public_url("https://mainnet.infura.io/v3/SECRET"),
-            "https://mainnet.infura.io/…"
-        );
-        assert_eq!(
-            public_url("https://user:SECRET@rpc.example:8545/?key=SECRET"),
-            "https://rpc.example:8545/…"
-        );
-        assert_eq!(public_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
-    }
-
-    #[test]
-    fn rpc_logs_parse() {
-        let l = json!({
-            "address": "0x0909090909090909090909090909090909090909",
-            "topics": [format!("0x{}", "07".repeat(32))],
-            "data": "0xaabb",
-            "blockNumber": "0x1f",
-            "blockHash": format!("0x{}", "03".repeat(32)),
-            "logIndex": "0x2",
-        });
-        let log = parse_log(5, &l).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(log.position.block_number, 31);
-        assert_eq!(log.position.log_index, 2);
-        assert_eq!(log.data.0, vec![0xaa, 0xbb]);
-        assert!(parse_log(5, &json!({"topics": []})).is_err());
     }
 }
