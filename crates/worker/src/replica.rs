@@ -277,6 +277,13 @@ impl Replica {
             .max(1)
     }
 
+    /// Whether `seq` is a snapshot seq (a batch ends there: [`Replica::batch_limit`]).
+    pub(crate) fn is_snapshot_seq(&self, seq: Seq) -> bool {
+        self.config
+            .snapshot_every
+            .is_some_and(|n| n > 0 && seq > 0 && seq.is_multiple_of(n))
+    }
+
     /// Whether `seq` is a checkpoint seq.
     pub(crate) fn is_checkpoint(&self, seq: Seq) -> bool {
         seq > 0 && seq.is_multiple_of(self.config.checkpoint_every.max(1))

@@ -186,6 +186,8 @@ pub enum CertificateScope {
 
 /// The longest a certificate may be valid for, from when it is used (24 hours).
 pub const MAX_CERTIFICATE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+// A certificate may outlive any request it signs for.
+const _: () = assert!(MAX_REQUEST_TTL_MS <= MAX_CERTIFICATE_TTL_MS);
 
 /// The domain tag a wallet's certificate signature covers.
 pub const CERTIFICATE_DOMAIN: &[u8] = b"phat/certificate/v1:";

@@ -26,6 +26,7 @@ pub(crate) fn remember_submitted(worker: &Worker, payload: &[u8], submitted: Sub
         memo.clear();
     }
     memo.insert(blake2_256(payload), submitted);
+    debug_assert!(memo.len() <= SUBMITTED_MEMO);
 }
 
 /// A ledger entry decoded and, if sealed, decrypted.

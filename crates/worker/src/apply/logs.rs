@@ -23,6 +23,8 @@ use crate::{Worker, WorkerError};
 
 /// The longest line a query log record may hold (what the pink host keeps of a line).
 pub(crate) const MAX_RECORD_MESSAGE: usize = 8 * 1024;
+// One record of the longest line fits in an entry.
+const _: () = assert!(MAX_RECORD_MESSAGE < phat_primitives::protocol::MAX_QUERY_LOG_BYTES);
 
 /// Stores the records of `e`, or refuses it.
 pub(super) fn apply_query_logs(

@@ -71,6 +71,14 @@ pub(crate) async fn run(
             _ = &mut shutdown => return Ok(()),
             r = read => r,
         };
+        // The ledger is untrusted: only what was asked for (seqs from `from`, at most `max`)
+        // is applied, so a batch ends where the worker decided (at every snapshot seq).
+        let entries = entries.map(|e| {
+            e.into_iter()
+                .filter(|e| e.seq >= from)
+                .take(max)
+                .collect::<Vec<_>>()
+        });
         let entries = match entries {
             Ok(e) if e.is_empty() => continue,
             Ok(e) => e,
@@ -427,6 +435,7 @@ fn apply_batch(
             (request, d.reply, d.needs_epoch, d.proposal, d.sealed_epoch)
         })
         .collect();
+    let first_seq = head.seq;
     for (entry, (req, reply, needs_epoch, proposal, sealed_epoch)) in
         entries.into_iter().zip(requests)
     {
@@ -443,6 +452,12 @@ fn apply_batch(
             ))),
             _ => req,
         };
+        // A batch never crosses a snapshot seq: the snapshot is the state committed there.
+        debug_assert!(
+            !inner.replica.is_snapshot_seq(head.seq) || head.seq == first_seq,
+            "seq {} is a snapshot seq inside a batch",
+            head.seq
+        );
         if entry.seq != head.seq + 1 {
             return Err(WorkerError::Apply(format!(
                 "ledger gap: expected seq {}, got {}",
@@ -496,6 +511,7 @@ fn apply_batch(
             inner
                 .store
                 .chain_root(&head.state_root, entry.seq, &applied.changes, &digest);
+        debug_assert!(entry.timestamp >= head.timestamp, "ledger time went back");
         head = Head {
             seq: entry.seq,
             state_root: receipt.state_root,
@@ -518,6 +534,10 @@ fn apply_batch(
             p.insert(k, v);
         }
         drop(p);
+        debug_assert!(
+            local.epochs.keyed() <= local.epochs.epoch(),
+            "an epoch is keyed before it started"
+        );
         if local.epochs.epoch() != started {
             // A key epoch started: commit here, so a revoked worker applies nothing after its
             // revocation and the others deal the epoch before going on.

@@ -218,8 +218,14 @@ mod tests {
                 include_str!("../triggers/subscription.rs"),
             ),
             ("triggers/job.rs", include_str!("../triggers/job.rs")),
-            ("triggers/proposer.rs", include_str!("../triggers/proposer.rs")),
-            ("triggers/eth_rpc.rs", include_str!("../triggers/eth_rpc.rs")),
+            (
+                "triggers/proposer.rs",
+                include_str!("../triggers/proposer.rs"),
+            ),
+            (
+                "triggers/eth_rpc.rs",
+                include_str!("../triggers/eth_rpc.rs"),
+            ),
             ("api/mod.rs", include_str!("../api/mod.rs")),
             ("api/commands.rs", include_str!("../api/commands.rs")),
             ("api/queries.rs", include_str!("../api/queries.rs")),

@@ -7,6 +7,8 @@ use super::*;
 pub(super) const MAX_SESSIONS: usize = 100_000;
 /// How far behind the highest counter a session message may arrive (out of order).
 pub(super) const REPLAY_WINDOW: u64 = 1024;
+// The window is whole words of bits, shifted by words.
+const _: () = assert!(REPLAY_WINDOW > 0 && REPLAY_WINDOW.is_multiple_of(64));
 
 /// Open query sessions by id (the client's ephemeral key), with an index by expiry so that
 /// making room costs O(log n) however full the table is.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::Worker;
 
 /// How long one RPC call may take.
-const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One JSON-RPC call through the worker's egress (bounded in time and answer size).
 pub(crate) async fn call(

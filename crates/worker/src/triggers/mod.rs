@@ -62,6 +62,11 @@ pub(crate) struct Caps {
     pub(crate) per_cluster: usize,
 }
 
+// A contract's cap is within the cluster's for every kind.
+const _: () = assert!(schedule::MAX_PER_CONTRACT <= schedule::MAX_SCHEDULES);
+const _: () = assert!(subscription::MAX_PER_CONTRACT <= subscription::MAX_SUBSCRIPTIONS);
+const _: () = assert!(job::MAX_PER_CONTRACT <= job::MAX_JOBS);
+
 /// The replicated table of one trigger kind: entries owned by contracts, named by ids, each
 /// holding a storage deposit its deployer paid.
 pub(crate) trait TriggerTable {

@@ -56,6 +56,11 @@ const POLL: Duration = Duration::from_millis(500);
 const REPORT_AGAIN: Duration = Duration::from_secs(5);
 /// How long one poll of a subscription (its three RPC calls) may take.
 const POLL_DEADLINE: Duration = Duration::from_secs(8);
+// A poll's deadline leaves room for one RPC call to time out and be reported; a rescan stays
+// within one range; a quorum never needs more workers than a cluster may have.
+const _: () = assert!(POLL_DEADLINE.as_millis() > super::eth_rpc::RPC_TIMEOUT.as_millis());
+const _: () = assert!(RESCAN_DEPTH < MAX_RANGE);
+const _: () = assert!(MAX_QUORUM as usize <= phat_primitives::protocol::MAX_MEMBERS);
 /// Subscriptions polled at once.
 const CONCURRENT_POLLS: usize = 32;
 
