@@ -6,7 +6,7 @@ use phat_primitives::AccountId;
 use phat_runtime::Limits;
 pub use phat_system::SystemSetup;
 
-use crate::WorkerError;
+use crate::{ApplyError, WorkerError};
 
 /// What a cluster starts from, kept in the ledger's metadata under [`crate::GENESIS_KEY`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
@@ -162,8 +162,9 @@ impl Genesis {
                 deploy: DeployPermission::Public,
             });
         }
-        let v1 = GenesisV1::decode_all(&mut &raw[..])
-            .map_err(|e| WorkerError::Apply(format!("the genesis does not decode: {e}")))?;
+        let v1 = GenesisV1::decode_all(&mut &raw[..]).map_err(|e| {
+            WorkerError::from(ApplyError::Genesis(format!("it does not decode: {e}")))
+        })?;
         Ok(Genesis {
             balances: v1.balances,
             encryption: v1.encryption,
@@ -243,7 +244,7 @@ pub(crate) fn set_up_system(
             tracing::error!("genesis: the system contract was not set up ({what}: {e})");
             Ok(None)
         } else {
-            Err(WorkerError::Apply(format!("genesis: {what}: {e}")))
+            Err(ApplyError::Genesis(format!("{what}: {e}")).into())
         }
     };
     if let Err(m) = setup.check() {

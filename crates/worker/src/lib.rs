@@ -60,6 +60,97 @@ pub use phat_ledger as ledger;
 pub use phat_ledger::Ledger;
 pub use replica::ReplicaConfig;
 
+/// Why applying the ledger stopped: the batch is retried, never turned into a receipt.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The ledger skipped an entry.
+    #[error("ledger gap: expected seq {expected}, got {got}")]
+    Gap {
+        /// The seq the worker needs next.
+        expected: Seq,
+        /// The seq the ledger gave.
+        got: Seq,
+    },
+    /// Reading the state failed while applying `seq`.
+    #[error("seq {seq}: reading state: {message}")]
+    StateRead {
+        /// The entry being applied.
+        seq: Seq,
+        /// The backend's error.
+        message: String,
+    },
+    /// A replicated table in this worker's own state does not decode.
+    #[error("the {table} in state does not decode: {message}")]
+    Corrupt {
+        /// Which table.
+        table: &'static str,
+        /// The decoder's error.
+        message: String,
+    },
+    /// This worker could not run the command at `seq` (no instance slot, a store read): a
+    /// result other workers would not produce is retried, never recorded.
+    #[error("seq {seq}: {message}")]
+    WorkerDependent {
+        /// The entry being applied.
+        seq: Seq,
+        /// What failed.
+        message: String,
+    },
+    /// A task the worker runs (the apply loop, a snapshot, a restore) failed or panicked.
+    #[error("the {task} task failed: {message}")]
+    Task {
+        /// Which task.
+        task: &'static str,
+        /// Its error.
+        message: String,
+    },
+    /// The cluster's genesis does not decode or does not set up.
+    #[error("genesis: {0}")]
+    Genesis(String),
+    /// `--resync` found no snapshot this worker can use.
+    #[error("--resync: the ledger holds no snapshot this worker can use")]
+    NoSnapshot,
+    /// The worker's query-log records could not be appended.
+    #[error("appending {records} query log records: {message}")]
+    QueryLogs {
+        /// How many records.
+        records: usize,
+        /// The ledger's error.
+        message: String,
+    },
+}
+
+impl ApplyError {
+    /// A state read at `seq` failed: for `map_err`.
+    pub(crate) fn state_read(seq: Seq) -> impl Fn(phat_runtime::BackendError) -> WorkerError {
+        move |e| ApplyError::StateRead { seq, message: e.0 }.into()
+    }
+
+    /// The replicated `table` does not decode: for `map_err`.
+    pub(crate) fn corrupt(
+        table: &'static str,
+    ) -> impl Fn(parity_scale_codec::Error) -> WorkerError {
+        move |e| {
+            ApplyError::Corrupt {
+                table,
+                message: e.to_string(),
+            }
+            .into()
+        }
+    }
+
+    /// The `task` failed: for `map_err`.
+    pub(crate) fn task(task: &'static str) -> impl Fn(tokio::task::JoinError) -> WorkerError {
+        move |e| {
+            ApplyError::Task {
+                task,
+                message: e.to_string(),
+            }
+            .into()
+        }
+    }
+}
+
 /// Errors starting or running a worker.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -83,9 +174,12 @@ pub enum WorkerError {
     /// The HTTP listener failed.
     #[error("http: {0}")]
     Http(String),
-    /// The ledger holds something the worker cannot apply (a gap, missing code).
+    /// The worker's configuration does not hold together.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Applying the ledger failed; the batch is retried ([`ApplyError`]).
     #[error("apply: {0}")]
-    Apply(String),
+    Apply(#[from] ApplyError),
     /// Keys, sealing, attestation or the cluster-secret handover failed.
     #[error("enclave: {0}")]
     Enclave(String),
@@ -261,7 +355,7 @@ impl Worker {
     /// cluster genesis from `ledger`, gets the cluster secret (creating it as the first
     /// worker, or waiting for an existing worker to hand it over), then opens its store.
     pub async fn open(config: WorkerConfig, ledger: Arc<dyn Ledger>) -> Result<Self, WorkerError> {
-        config.replica.check().map_err(WorkerError::Apply)?;
+        config.replica.check().map_err(WorkerError::Config)?;
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| data_dir_err(&dir, e))?;
         let tee = match &config.tee {
@@ -476,7 +570,7 @@ impl Worker {
         // The one shutdown path.
         token.cancel();
         self.inner.tasks.close();
-        let applied = apply.await.map_err(|e| WorkerError::Apply(e.to_string()))?;
+        let applied = apply.await.map_err(ApplyError::task("apply"))?;
         self.inner.tasks.wait().await;
         debug_assert!(self.inner.tasks.is_empty());
         result.and(applied)

@@ -21,7 +21,7 @@ use phat_primitives::{AccountId, ContractInfo, Hash, Mode, StateKey};
 
 use phat_store::StoreError;
 
-use crate::{Worker, WorkerError};
+use crate::{ApplyError, Worker, WorkerError};
 
 /// The most records waiting in the outbox.
 pub(crate) const OUTBOX_RECORDS: usize = 4096;
@@ -196,7 +196,10 @@ async fn send_once(worker: &Worker) -> Result<(), WorkerError> {
         .ledger
         .append(LedgerCommand::QueryLogs(entry).encode())
         .await
-        .map_err(|e| WorkerError::Apply(format!("appending {n} query log records: {e}")))?;
+        .map_err(|e| ApplyError::QueryLogs {
+            records: n,
+            message: e.to_string(),
+        })?;
     inner.metrics.query_log_records.inc_by(n as u64);
     Ok(())
 }

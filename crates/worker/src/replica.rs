@@ -32,7 +32,7 @@ use phat_primitives::protocol::Seq;
 use phat_primitives::{Hash, MetaKey, MetaPrefix};
 use phat_store::{Head, StateImage};
 
-use crate::{Worker, WorkerError};
+use crate::{ApplyError, Worker, WorkerError};
 
 /// Recent checkpoints a worker publishes (older ones are dropped, but those at the seqs of
 /// its kept snapshots stay, so a snapshot can be checked against them).
@@ -422,7 +422,7 @@ async fn write_snapshot(worker: &Worker, view: phat_store::Snapshot) -> Result<u
         .encode())
     })
     .await
-    .map_err(|e| WorkerError::Apply(format!("snapshot task failed: {e}")))??;
+    .map_err(ApplyError::task("snapshot"))??;
     let size = blob.len();
     let seq = SnapshotBlob::decode(&mut blob.as_slice())
         .map(|b| b.header.seq)
@@ -608,9 +608,7 @@ pub(crate) async fn on_start(worker: &Worker) -> Result<(), WorkerError> {
                 tracing::info!(worker = %inner.config.name, seq, "resynced from a snapshot");
                 Ok(())
             }
-            None => Err(WorkerError::Apply(
-                "--resync: the ledger holds no snapshot this worker can use".into(),
-            )),
+            None => Err(WorkerError::from(ApplyError::NoSnapshot)),
         };
     }
     let first = match inner.ledger.first_seq().await {
@@ -720,7 +718,7 @@ pub(crate) async fn restore_newest(
         let store = inner.store.clone();
         tokio::task::spawn_blocking(move || store.restore(&image))
             .await
-            .map_err(|e| WorkerError::Apply(format!("restore task failed: {e}")))??;
+            .map_err(ApplyError::task("restore"))??;
         inner.replica.reset();
         inner.metrics.diverged_seq.set(0);
         inner.metrics.applied_seq.set(seq as i64);

@@ -186,9 +186,7 @@ pub(super) fn apply_one(
                 pending: view.pending.clone(),
             };
             let deployers = phat_runtime::StateRead::get(&state, &StateKey::Deployers)
-                .map_err(|e| {
-                    WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
-                })?
+                .map_err(ApplyError::state_read(entry.seq))?
                 .and_then(|raw| Vec::<AccountId>::decode(&mut &raw[..]).ok())
                 .unwrap_or_default();
             if !crate::genesis::may_deploy(&worker.inner.genesis, &deployers, &caller) {
@@ -240,9 +238,7 @@ pub(super) fn apply_transfer(
     let balance_of = |who: &AccountId| -> Result<u128, WorkerError> {
         Ok(
             phat_runtime::StateRead::get(&state, &StateKey::Balance(*who))
-                .map_err(|e| {
-                    WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
-                })?
+                .map_err(ApplyError::state_read(entry.seq))?
                 .and_then(|raw| phat_primitives::Balance::decode(&mut &raw[..]).ok())
                 .unwrap_or(0),
         )
@@ -300,8 +296,7 @@ pub(super) fn trigger_table_change(
         pending: view.pending.clone(),
     };
     let read = |key: &StateKey| {
-        phat_runtime::StateRead::get(&state, key)
-            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
+        phat_runtime::StateRead::get(&state, key).map_err(ApplyError::state_read(entry.seq))
     };
     let info = read(&StateKey::Contract(contract))?;
     let balance = read(&StateKey::Balance(caller))?
@@ -361,7 +356,11 @@ pub(crate) fn run_command(
         if !e.is_deterministic() {
             // This worker's own failure (no instance slot, a store read error): retry the
             // batch rather than record a result other workers would not produce.
-            return Err(WorkerError::Apply(format!("seq {}: {e}", entry.seq)));
+            return Err(ApplyError::WorkerDependent {
+                seq: entry.seq,
+                message: e.to_string(),
+            }
+            .into());
         }
     }
     let (result, changes, logs, schedules) = (

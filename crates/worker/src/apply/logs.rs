@@ -19,7 +19,7 @@ use phat_primitives::Refusal;
 
 use super::{check_vote, nonce_expired, Applied, BatchView, Local, Reply};
 use crate::state::Layered;
-use crate::{Worker, WorkerError};
+use crate::{ApplyError, Worker, WorkerError};
 
 /// The longest line a query log record may hold (what the pink host keeps of a line).
 pub(crate) const MAX_RECORD_MESSAGE: usize = 8 * 1024;
@@ -114,7 +114,7 @@ pub(super) fn apply_query_logs(
     let mut stored = Vec::with_capacity(records.len());
     for r in records {
         let exists = phat_runtime::StateRead::get(&state, &StateKey::Contract(r.contract))
-            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))?
+            .map_err(ApplyError::state_read(entry.seq))?
             .is_some();
         if exists {
             stored.push(r);
@@ -171,7 +171,7 @@ pub(super) fn apply_log_readers(
         pending: view.pending.clone(),
     };
     let info = phat_runtime::StateRead::get(&state, &StateKey::Contract(contract))
-        .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))?;
+        .map_err(ApplyError::state_read(entry.seq))?;
     if let Err((kind, message)) =
         crate::triggers::deployer_only(info, contract, caller, "log readers")
     {

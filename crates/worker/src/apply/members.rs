@@ -14,7 +14,7 @@ use super::*;
 pub(crate) fn stored_members(snap: &Snapshot) -> Result<MemberTable, WorkerError> {
     match snap.get(&StateKey::Members)? {
         Some(raw) => MemberTable::decode_all(&mut &raw[..])
-            .map_err(|e| WorkerError::Apply(format!("the member table does not decode: {e}"))),
+            .map_err(|e| ApplyError::corrupt("member table")(e)),
         None => Ok(MemberTable::default()),
     }
 }

@@ -19,7 +19,7 @@ use phat_runtime::{ChangeSet, ExecContext};
 use phat_store::{Batch, Head, Snapshot};
 
 use crate::state::Layered;
-use crate::{Worker, WorkerError};
+use crate::{ApplyError, Worker, WorkerError};
 
 mod command;
 mod decode;
@@ -82,6 +82,17 @@ pub(crate) async fn run(
         let entries = match entries {
             Ok(e) if e.is_empty() => continue,
             Ok(e) => e,
+            Err(phat_ledger::LedgerError::Trimmed { first }) if first <= from => {
+                // A ledger that says it was trimmed below an entry this worker still may
+                // read contradicts itself (the cluster simulator's duplicated reads found it):
+                // restoring would rewind this worker's state for nothing. Asked again.
+                tracing::warn!(worker = %worker.inner.config.name, "the ledger says it was trimmed below seq {first}, which keeps seq {from}: read again");
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+                continue;
+            }
             Err(phat_ledger::LedgerError::Trimmed { first }) => {
                 // The entries this worker needs are gone: start from a snapshot.
                 match crate::replica::restore_newest(&worker, first.saturating_sub(1)).await {
@@ -130,7 +141,7 @@ pub(crate) async fn run(
             apply_batch(&w, entries, decoded, &code, genesis.as_ref())
         })
         .await
-        .map_err(|e| WorkerError::Apply(format!("apply task panicked: {e}")))?;
+        .map_err(ApplyError::task("apply"))?;
         match result {
             Ok(BatchApplied {
                 head,
@@ -200,7 +211,7 @@ pub(crate) struct Stuck {
 pub(crate) fn stored_epochs(snap: &Snapshot) -> Result<ClusterEpochs, WorkerError> {
     match snap.get(&StateKey::ClusterEpochs)? {
         Some(raw) => ClusterEpochs::decode_all(&mut &raw[..])
-            .map_err(|e| WorkerError::Apply(format!("the key epochs in state do not decode: {e}"))),
+            .map_err(|e| ApplyError::corrupt("key epochs")(e)),
         None => Ok(ClusterEpochs::default()),
     }
 }
@@ -459,11 +470,11 @@ fn apply_batch(
             head.seq
         );
         if entry.seq != head.seq + 1 {
-            return Err(WorkerError::Apply(format!(
-                "ledger gap: expected seq {}, got {}",
-                head.seq + 1,
-                entry.seq
-            )));
+            return Err(ApplyError::Gap {
+                expected: head.seq + 1,
+                got: entry.seq,
+            }
+            .into());
         }
         // Ledger time never goes back, whatever the ledger says: an old entry appended again
         // with its old timestamp is judged (expiry, replay) at the current time.

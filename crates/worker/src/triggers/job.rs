@@ -52,7 +52,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// The job table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<JobTable, WorkerError> {
-    crate::triggers::stored_table(snap, &StateKey::Jobs, "job")
+    crate::triggers::stored_table(snap, &StateKey::Jobs, "job table")
 }
 
 /// `job` as a schedule, for the tick arithmetic they share.

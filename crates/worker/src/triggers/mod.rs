@@ -17,6 +17,7 @@ pub(crate) mod subscription;
 // The apply side of this kind: decisions on its ledger entries and commands.
 #[allow(unused_imports, reason = "each slice uses a part of the apply kit")]
 use crate::apply::kit::*;
+use crate::ApplyError;
 use phat_primitives::Refusal;
 use phat_store::Snapshot;
 
@@ -253,11 +254,10 @@ impl TriggerTable for phat_primitives::protocol::JobTable {
 pub(crate) fn stored_table<T: parity_scale_codec::Decode + Default>(
     snap: &Snapshot,
     key: &StateKey,
-    what: &str,
+    what: &'static str,
 ) -> Result<T, WorkerError> {
     match snap.get(key)? {
-        Some(raw) => T::decode_all(&mut &raw[..])
-            .map_err(|e| WorkerError::Apply(format!("the {what} table does not decode: {e}"))),
+        Some(raw) => T::decode_all(&mut &raw[..]).map_err(ApplyError::corrupt(what)),
         None => Ok(T::default()),
     }
 }
@@ -298,7 +298,7 @@ pub(crate) fn deployer_of(
         pending: view.pending.clone(),
     };
     let info = phat_runtime::StateRead::get(&state, &StateKey::Contract(*contract))
-        .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))?;
+        .map_err(ApplyError::state_read(entry.seq))?;
     Ok(info
         .and_then(|raw| phat_primitives::ContractInfo::decode_all(&mut &raw[..]).ok())
         .map(|i| i.deployer))
@@ -341,8 +341,7 @@ pub(crate) fn drop_terminated_triggers(
         pending: view.pending.clone(),
     };
     let read = |key: &StateKey| {
-        phat_runtime::StateRead::get(&before, key)
-            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
+        phat_runtime::StateRead::get(&before, key).map_err(ApplyError::state_read(entry.seq))
     };
     let balance_of = |raw: Option<Vec<u8>>| {
         raw.and_then(|r| phat_primitives::Balance::decode(&mut &r[..]).ok())

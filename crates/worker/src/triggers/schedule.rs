@@ -20,7 +20,7 @@ use phat_primitives::protocol::{
 use phat_primitives::{Refusal, StateKey, Timestamp};
 use phat_store::Snapshot;
 
-use crate::{Worker, WorkerError};
+use crate::{ApplyError, Worker, WorkerError};
 
 // The apply side of this kind: decisions on its ledger entries and commands.
 #[allow(unused_imports, reason = "each slice uses a part of the apply kit")]
@@ -43,8 +43,9 @@ const REPROPOSE: Duration = Duration::from_secs(3);
 /// The schedule table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<ScheduleTable, WorkerError> {
     match snap.get(&StateKey::Schedules)? {
-        Some(raw) => ScheduleTable::decode_stored(&raw)
-            .map_err(|e| WorkerError::Apply(format!("the schedule table does not decode: {e}"))),
+        Some(raw) => {
+            ScheduleTable::decode_stored(&raw).map_err(|e| ApplyError::corrupt("schedule table")(e))
+        }
         None => Ok(ScheduleTable::default()),
     }
 }
@@ -354,8 +355,7 @@ pub(crate) fn apply_schedule_op(
     op: &phat_primitives::protocol::ScheduleOp,
 ) -> Result<ScheduleChange, WorkerError> {
     let read = |key: &StateKey| {
-        phat_runtime::StateRead::get(state, key)
-            .map_err(|e| WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0)))
+        phat_runtime::StateRead::get(state, key).map_err(ApplyError::state_read(entry.seq))
     };
     let info = read(&StateKey::Contract(match op {
         phat_primitives::protocol::ScheduleOp::Add { contract, .. }
@@ -529,9 +529,8 @@ pub(crate) fn apply_schedule_requests(
                 let key = StateKey::Balance(contract);
                 let raw = match applied.changes.get(&key) {
                     Some(v) => v.clone(),
-                    None => phat_runtime::StateRead::get(&state, &key).map_err(|e| {
-                        WorkerError::Apply(format!("seq {}: reading state: {}", entry.seq, e.0))
-                    })?,
+                    None => phat_runtime::StateRead::get(&state, &key)
+                        .map_err(ApplyError::state_read(entry.seq))?,
                 };
                 raw.and_then(|r| phat_primitives::Balance::decode(&mut &r[..]).ok())
                     .unwrap_or(0)

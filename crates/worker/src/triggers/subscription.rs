@@ -66,7 +66,7 @@ const CONCURRENT_POLLS: usize = 32;
 
 /// The subscription table in `snap`.
 pub(crate) fn stored(snap: &Snapshot) -> Result<SubscriptionTable, WorkerError> {
-    crate::triggers::stored_table(snap, &StateKey::Subscriptions, "subscription")
+    crate::triggers::stored_table(snap, &StateKey::Subscriptions, "subscription table")
 }
 
 /// Why a subscription definition is refused (the receipt's message; kind `bad_subscription`).
