@@ -171,83 +171,74 @@ pub(crate) fn drain<T: TriggerTable>(
     removed
 }
 
-impl TriggerTable for phat_primitives::protocol::ScheduleTable {
-    type Entry = phat_primitives::protocol::Schedule;
-    const KIND: &'static str = "schedule";
-    const CAPS: Caps = Caps {
+/// Implements [`TriggerTable`] for a table whose entries sit in `$entries`.
+macro_rules! trigger_table {
+    ($table:ident, $entry:ident, $entries:ident, $kind:literal, $caps:expr, $too_many:ident, $unknown:ident, $deposit:expr) => {
+        impl TriggerTable for phat_primitives::protocol::$table {
+            type Entry = phat_primitives::protocol::$entry;
+            const KIND: &'static str = $kind;
+            const CAPS: Caps = $caps;
+            const TOO_MANY: Refusal = Refusal::$too_many;
+            const UNKNOWN: Refusal = Refusal::$unknown;
+            fn entries(&mut self) -> &mut Vec<Self::Entry> {
+                &mut self.$entries
+            }
+            fn next_id(&mut self) -> &mut u32 {
+                &mut self.next_id
+            }
+            fn owner(e: &Self::Entry) -> AccountId {
+                e.contract
+            }
+            fn id(e: &Self::Entry) -> u32 {
+                e.id
+            }
+            fn deposit(e: &Self::Entry, price: u128) -> u128 {
+                let deposit: fn(&Self::Entry, u128) -> u128 = $deposit;
+                deposit(e, price)
+            }
+        }
+    };
+}
+
+trigger_table!(
+    ScheduleTable,
+    Schedule,
+    schedules,
+    "schedule",
+    Caps {
         per_contract: schedule::MAX_PER_CONTRACT,
         per_cluster: schedule::MAX_SCHEDULES,
-    };
-    const TOO_MANY: Refusal = Refusal::TooManySchedules;
-    const UNKNOWN: Refusal = Refusal::UnknownSchedule;
-    fn entries(&mut self) -> &mut Vec<Self::Entry> {
-        &mut self.schedules
-    }
-    fn next_id(&mut self) -> &mut u32 {
-        &mut self.next_id
-    }
-    fn owner(e: &Self::Entry) -> AccountId {
-        e.contract
-    }
-    fn id(e: &Self::Entry) -> u32 {
-        e.id
-    }
-    fn deposit(e: &Self::Entry, price: u128) -> u128 {
-        schedule::deposit(e, price)
-    }
-}
-
-impl TriggerTable for phat_primitives::protocol::SubscriptionTable {
-    type Entry = phat_primitives::protocol::Subscription;
-    const KIND: &'static str = "subscription";
-    const CAPS: Caps = Caps {
+    },
+    TooManySchedules,
+    UnknownSchedule,
+    schedule::deposit
+);
+trigger_table!(
+    SubscriptionTable,
+    Subscription,
+    subscriptions,
+    "subscription",
+    Caps {
         per_contract: subscription::MAX_PER_CONTRACT,
         per_cluster: subscription::MAX_SUBSCRIPTIONS,
-    };
-    const TOO_MANY: Refusal = Refusal::TooManySubscriptions;
-    const UNKNOWN: Refusal = Refusal::UnknownSubscription;
-    fn entries(&mut self) -> &mut Vec<Self::Entry> {
-        &mut self.subscriptions
-    }
-    fn next_id(&mut self) -> &mut u32 {
-        &mut self.next_id
-    }
-    fn owner(e: &Self::Entry) -> AccountId {
-        e.contract
-    }
-    fn id(e: &Self::Entry) -> u32 {
-        e.id
-    }
-    fn deposit(e: &Self::Entry, price: u128) -> u128 {
-        subscription::deposit(&e.def, price)
-    }
-}
-
-impl TriggerTable for phat_primitives::protocol::JobTable {
-    type Entry = phat_primitives::protocol::Job;
-    const KIND: &'static str = "job";
-    const CAPS: Caps = Caps {
+    },
+    TooManySubscriptions,
+    UnknownSubscription,
+    |e, price| subscription::deposit(&e.def, price)
+);
+trigger_table!(
+    JobTable,
+    Job,
+    jobs,
+    "job",
+    Caps {
         per_contract: job::MAX_PER_CONTRACT,
         per_cluster: job::MAX_JOBS,
-    };
-    const TOO_MANY: Refusal = Refusal::TooManyJobs;
-    const UNKNOWN: Refusal = Refusal::UnknownJob;
-    fn entries(&mut self) -> &mut Vec<Self::Entry> {
-        &mut self.jobs
-    }
-    fn next_id(&mut self) -> &mut u32 {
-        &mut self.next_id
-    }
-    fn owner(e: &Self::Entry) -> AccountId {
-        e.contract
-    }
-    fn id(e: &Self::Entry) -> u32 {
-        e.id
-    }
-    fn deposit(e: &Self::Entry, price: u128) -> u128 {
-        job::deposit(&e.def, price)
-    }
-}
+    },
+    TooManyJobs,
+    UnknownJob,
+    |e, price| job::deposit(&e.def, price)
+);
 
 /// The trigger table (`what`: schedule, subscription, job) stored under `key` in `snap`;
 /// empty when there is none yet.
