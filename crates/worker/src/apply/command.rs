@@ -126,7 +126,8 @@ pub(super) fn apply_one(
                 worker,
                 view,
                 entry,
-                (caller, op.contract()),
+                caller,
+                op.contract(),
                 |info, payer, rules| {
                     let out = crate::triggers::subscription::change(table, info, payer, op, rules)?;
                     Ok((out.0, out.1, (StateKey::Subscriptions, table.encode())))
@@ -142,7 +143,8 @@ pub(super) fn apply_one(
                 worker,
                 view,
                 entry,
-                (caller, op.contract()),
+                caller,
+                op.contract(),
                 |info, payer, rules| {
                     let out = crate::triggers::job::change(
                         table,
@@ -161,7 +163,7 @@ pub(super) fn apply_one(
         }
         Call::LogReaders { contract, readers } => {
             let mut applied =
-                logs::apply_log_readers(view, entry, (caller, *contract), readers, &reply)?;
+                logs::apply_log_readers(view, entry, caller, *contract, readers, &reply)?;
             applied.nonce = nonce;
             return Ok(applied);
         }
@@ -174,7 +176,7 @@ pub(super) fn apply_one(
             return Ok(applied);
         }
         Call::Transfer { dest, value } => {
-            let mut applied = apply_transfer(view, entry, (caller, *dest, *value), &reply)?;
+            let mut applied = apply_transfer(view, entry, caller, *dest, *value, &reply)?;
             applied.nonce = nonce;
             return Ok(applied);
         }
@@ -211,7 +213,10 @@ pub(super) fn apply_one(
         worker,
         view,
         entry,
-        (caller, None),
+        RunAs {
+            caller,
+            payer: None,
+        },
         req.hash(),
         body.call.clone(),
         code,
@@ -228,7 +233,9 @@ pub(super) fn apply_one(
 pub(super) fn apply_transfer(
     view: &BatchView<'_>,
     entry: &LedgerEntry,
-    (from, to, value): (AccountId, AccountId, phat_primitives::Balance),
+    from: AccountId,
+    to: AccountId,
+    value: phat_primitives::Balance,
     reply: &Reply,
 ) -> Result<Applied, WorkerError> {
     let state = Layered {
@@ -283,7 +290,8 @@ pub(super) fn trigger_table_change(
     worker: &Worker,
     view: &BatchView<'_>,
     entry: &LedgerEntry,
-    (caller, contract): (AccountId, AccountId),
+    caller: AccountId,
+    contract: AccountId,
     change: impl FnOnce(
         Option<Vec<u8>>,
         crate::triggers::Payer,
@@ -322,17 +330,28 @@ pub(super) fn trigger_table_change(
     )
 }
 
+/// Whom a command runs as: the caller, and who pays its storage deposit when not the caller
+/// (a trigger's runs are paid by the contract's deployer, or by the contract).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunAs {
+    /// The account the contract sees as its caller.
+    pub(crate) caller: AccountId,
+    /// Who pays the storage deposit instead of the caller.
+    pub(crate) payer: Option<AccountId>,
+}
+
 /// Runs `call` for `caller` as the command at `entry` on the batch's state; `payer`, when
 /// given, pays its storage deposit instead of the caller (a trigger's runs).
 pub(crate) fn run_command(
     worker: &Worker,
     view: &BatchView<'_>,
     entry: &LedgerEntry,
-    (caller, payer): (AccountId, Option<AccountId>),
+    who: RunAs,
     request: Hash,
     call: Call,
     code: Option<&[u8]>,
 ) -> Result<Applied, WorkerError> {
+    let RunAs { caller, payer } = who;
     let state = Arc::new(Layered {
         base: view.snap.clone(),
         pending: view.pending.clone(),

@@ -17,7 +17,7 @@ use phat_primitives::{blake2_256, AccountId, Hash, Mode, StateKey};
 
 use phat_primitives::Refusal;
 
-use super::{check_vote, nonce_expired, Applied, BatchView, Local, Reply};
+use super::{check_vote, nonce_expired, Applied, BatchView, Local, Reply, Vote};
 use crate::state::Layered;
 use crate::{ApplyError, Worker, WorkerError};
 
@@ -42,12 +42,13 @@ pub(super) fn apply_query_logs(
     let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
     if let Some((kind, message)) = check_vote(
         local,
-        (e.epoch, &e.worker),
-        (
-            QueryLogsEntry::VOTE_DOMAIN,
-            &e.signed_payload(),
-            &e.signature.0,
-        ),
+        Vote {
+            epoch: e.epoch,
+            by: &e.worker,
+            domain: QueryLogsEntry::VOTE_DOMAIN,
+            payload: &e.signed_payload(),
+            signature: &e.signature.0,
+        },
     ) {
         return Ok(refuse(kind, message));
     }
@@ -162,7 +163,8 @@ pub(crate) fn check_records(plain: &[u8]) -> Result<Vec<LogRecord>, String> {
 pub(super) fn apply_log_readers(
     view: &BatchView<'_>,
     entry: &LedgerEntry,
-    (caller, contract): (AccountId, AccountId),
+    caller: AccountId,
+    contract: AccountId,
     readers: &[AccountId],
     reply: &Reply,
 ) -> Result<Applied, WorkerError> {

@@ -80,14 +80,33 @@ pub(super) fn apply_join(
     applied
 }
 
+/// A vote a worker made on its own: the key epoch it was made in, by whom, and its signature
+/// over `payload` in `domain`.
+#[derive(Clone, Copy)]
+pub(crate) struct Vote<'a> {
+    /// The key epoch the vote was made in.
+    pub(crate) epoch: u32,
+    /// The worker (identity key) that made it.
+    pub(crate) by: &'a Hash,
+    /// The signing domain of its kind.
+    pub(crate) domain: &'a str,
+    /// What was signed.
+    pub(crate) payload: &'a [u8],
+    /// The signature, by the worker's vote key.
+    pub(crate) signature: &'a [u8],
+}
+
 /// Why a vote a worker made on its own (a log report, a job's result) does not count: made in
 /// another key epoch than the current one, by a worker that is not a member or was revoked,
 /// or with a signature its attested vote key did not make.
-pub(crate) fn check_vote(
-    local: &Local,
-    (epoch_made, by): (u32, &Hash),
-    (domain, payload, signature): (&str, &[u8], &[u8]),
-) -> Option<(Refusal, String)> {
+pub(crate) fn check_vote(local: &Local, vote: Vote<'_>) -> Option<(Refusal, String)> {
+    let Vote {
+        epoch: epoch_made,
+        by,
+        domain,
+        payload,
+        signature,
+    } = vote;
     let epoch = local.epochs.keyed();
     if epoch_made != epoch {
         return Some((
@@ -154,12 +173,13 @@ pub(super) fn apply_deal(local: &mut Local, entry: &LedgerEntry, deal: &EpochDea
     }
     if let Some((kind, message)) = check_vote(
         local,
-        (local.epochs.keyed(), &deal.dealer),
-        (
-            EpochDeal::VOTE_DOMAIN,
-            &deal.signed_payload(),
-            &deal.signature,
-        ),
+        Vote {
+            epoch: local.epochs.keyed(),
+            by: &deal.dealer,
+            domain: EpochDeal::VOTE_DOMAIN,
+            payload: &deal.signed_payload(),
+            signature: &deal.signature,
+        },
     ) {
         return refuse(kind, message);
     }

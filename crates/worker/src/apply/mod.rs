@@ -599,8 +599,8 @@ pub(crate) struct BatchView<'a> {
 
 /// What the trigger slices (`crate::triggers`) use of the apply loop to apply their entries.
 pub(crate) mod kit {
-    pub(crate) use super::command::run_command;
-    pub(crate) use super::members::check_vote;
+    pub(crate) use super::command::{run_command, RunAs};
+    pub(crate) use super::members::{check_vote, Vote};
     pub(crate) use super::receipt::{Applied, Reply};
     pub(crate) use super::{BatchView, Local};
     pub(crate) use crate::state::Layered;

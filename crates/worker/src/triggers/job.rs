@@ -396,12 +396,13 @@ pub(crate) fn apply_job_result(
     let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
     if let Some((kind, message)) = check_vote(
         local,
-        (r.epoch, &r.worker),
-        (
-            JobResultEntry::VOTE_DOMAIN,
-            &r.signed_payload(),
-            &r.signature.0,
-        ),
+        Vote {
+            epoch: r.epoch,
+            by: &r.worker,
+            domain: JobResultEntry::VOTE_DOMAIN,
+            payload: &r.signed_payload(),
+            signature: &r.signature.0,
+        },
     ) {
         return Ok(refuse(kind, message));
     }
@@ -461,7 +462,15 @@ pub(crate) fn apply_job_result(
         gas_limit: job.def.gas_limit,
     };
     let payer = deployer_of(view, entry, &contract)?;
-    let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    let mut applied = run_command(
+        worker,
+        view,
+        entry,
+        RunAs { caller, payer },
+        request,
+        call,
+        None,
+    )?;
     apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
     let job = &mut local.jobs.jobs[index];
     job.last_tick = r.tick;

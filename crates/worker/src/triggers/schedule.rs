@@ -69,8 +69,10 @@ pub(crate) fn apply_request(
     table: &mut ScheduleTable,
     request: &phat_pink::ScheduleRequest,
     balance: u128,
-    (now, max_gas, price): (Timestamp, u64, u128),
+    now: Timestamp,
+    rules: super::Rules,
 ) -> Result<RequestApplied, (Refusal, String)> {
+    let super::Rules { max_gas, price } = rules;
     use phat_pink::ScheduleRequest;
     use phat_primitives::protocol::ScheduleOrigin;
     let deposit = |s: &Schedule| price.saturating_mul(s.encoded_size() as u128);
@@ -370,10 +372,29 @@ pub(crate) fn apply_schedule_op(
         phat_primitives::protocol::ScheduleOp::Add { contract, .. }
         | phat_primitives::protocol::ScheduleOp::Remove { contract, .. } => *contract,
     };
-    let balances = (balance_of(caller)?, balance_of(contract)?);
+    let balances = Balances {
+        caller: balance_of(caller)?,
+        contract: balance_of(contract)?,
+    };
     Ok(schedule_change(
-        worker, info, balances, table, entry, caller, op,
+        super::Rules::of(worker),
+        info,
+        balances,
+        table,
+        entry,
+        caller,
+        op,
     ))
+}
+
+/// The balances a deployer's schedule change reads: the caller's (who pays for a schedule it
+/// adds) and the contract's (which gets back the deposit of a schedule it set itself).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Balances {
+    /// The caller's balance.
+    pub(crate) caller: phat_primitives::Balance,
+    /// The contract's balance.
+    pub(crate) contract: phat_primitives::Balance,
 }
 
 /// A schedule change's receipt output and writes, or its refusal's kind and message.
@@ -382,14 +403,18 @@ pub(crate) type ScheduleChange = Result<(Vec<u8>, ChangeSet), (Refusal, String)>
 /// [`apply_schedule_op`] on what it read: the contract's info, the signer's balance and the
 /// contract's (a schedule the contract set itself gives its deposit back to it).
 pub(crate) fn schedule_change(
-    worker: &Worker,
+    rules: super::Rules,
     info: Option<Vec<u8>>,
-    (balance, contract_balance): (phat_primitives::Balance, phat_primitives::Balance),
+    balances: Balances,
     table: &mut phat_primitives::protocol::ScheduleTable,
     entry: &LedgerEntry,
     caller: AccountId,
     op: &phat_primitives::protocol::ScheduleOp,
 ) -> ScheduleChange {
+    let Balances {
+        caller: balance,
+        contract: contract_balance,
+    } = balances;
     use phat_primitives::protocol::{Schedule, ScheduleOp};
     let contract = match op {
         ScheduleOp::Add { contract, .. } | ScheduleOp::Remove { contract, .. } => *contract,
@@ -400,7 +425,7 @@ pub(crate) fn schedule_change(
     super::deployer_only(info, contract, caller, "schedules")?;
     // Each schedule holds a storage deposit, like state bytes: its encoded size at the
     // cluster's price, taken from the deployer at `Add` and given back at `Remove`.
-    let price = crate::triggers::Rules::of(worker).price;
+    let price = rules.price;
     let deposit = |s: &Schedule| crate::triggers::schedule::deposit(s, price);
     let mut changes = ChangeSet::new();
     let mut set_balance = |account: AccountId, amount: phat_primitives::Balance| {
@@ -409,8 +434,7 @@ pub(crate) fn schedule_change(
     };
     let output = match op {
         ScheduleOp::Add { def, .. } => {
-            let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
-            crate::triggers::schedule::check(def, max_gas)
+            crate::triggers::schedule::check(def, rules.max_gas)
                 .map_err(|m| (Refusal::BadSchedule, m))?;
             let mine = table
                 .schedules
@@ -513,8 +537,7 @@ pub(crate) fn apply_schedule_requests(
         base: view.snap.clone(),
         pending: view.pending.clone(),
     };
-    let max_gas = worker.inner.runtime.config().limits.max_gas_per_call;
-    let price = crate::triggers::Rules::of(worker).price;
+    let rules = crate::triggers::Rules::of(worker);
     let mut table = schedules.clone();
     let mut balances: std::collections::BTreeMap<AccountId, u128> = Default::default();
     let mut lines = Vec::new();
@@ -540,7 +563,8 @@ pub(crate) fn apply_schedule_requests(
             &mut table,
             request,
             balance,
-            (entry.timestamp, max_gas, price),
+            entry.timestamp,
+            rules,
         ) {
             Ok(done) => {
                 balances.insert(contract, done.balance);
@@ -647,7 +671,15 @@ pub(crate) fn apply_trigger(
         ScheduleOrigin::Contract => (t.contract, Some(t.contract)),
         ScheduleOrigin::Deployer => (caller, deployer_of(view, entry, &t.contract)?),
     };
-    let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    let mut applied = run_command(
+        worker,
+        view,
+        entry,
+        RunAs { caller, payer },
+        request,
+        call,
+        None,
+    )?;
     // The run's own changes first (it may replace or clear this very schedule), then its tick.
     apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
     let table = &mut local.schedules;
@@ -824,20 +856,26 @@ mod tests {
             def: def(ms, selector),
         };
         let price = 3u128;
-        let rules = (100, 1_000, price);
+        let (now, rules) = (
+            100,
+            crate::triggers::Rules {
+                max_gas: 1_000,
+                price,
+            },
+        );
         let mut table = ScheduleTable::default();
         // A deployer's schedule for the same selector is not the contract's to replace.
         let mut by_deployer = schedule(ScheduleSpec::Every { ms: 5_000 }, 0);
         by_deployer.def.data = Bytes(vec![7, 0, 0, 0]);
         table.schedules.push(by_deployer);
         table.next_id = 1;
-        let first = apply_request(&mut table, &set(1_000, 7), 10_000, rules).unwrap();
+        let first = apply_request(&mut table, &set(1_000, 7), 10_000, now, rules).unwrap();
         let size = table.schedules[1].encoded_size() as u128;
         assert_eq!(first.balance, 10_000 - size * price);
         assert_eq!(table.schedules[1].origin, ScheduleOrigin::Contract);
         assert_eq!(table.schedules[1].since, 100);
         // Again for the same selector: replaced (its deposit back, the new one taken).
-        let again = apply_request(&mut table, &set(2_000, 7), first.balance, rules).unwrap();
+        let again = apply_request(&mut table, &set(2_000, 7), first.balance, now, rules).unwrap();
         assert_eq!(again.balance, first.balance);
         assert_eq!(table.schedules.len(), 2);
         assert_eq!(table.schedules[1].id, 2);
@@ -851,7 +889,7 @@ mod tests {
             },
         };
         let mut t = table.clone();
-        let refused = apply_request(&mut t, &bigger, 0, rules).err().unwrap();
+        let refused = apply_request(&mut t, &bigger, 0, now, rules).err().unwrap();
         assert_eq!(refused.0, Refusal::StorageDeposit);
         assert_eq!(t, table);
         // Cleared: the deposit comes back; clearing what is not there changes nothing.
@@ -859,22 +897,22 @@ mod tests {
             contract,
             selector: [7, 0, 0, 0],
         };
-        let cleared = apply_request(&mut table, &clear, again.balance, rules).unwrap();
+        let cleared = apply_request(&mut table, &clear, again.balance, now, rules).unwrap();
         assert_eq!(cleared.balance, 10_000);
         assert_eq!(table.schedules.len(), 1, "the deployer's stays");
-        let nothing = apply_request(&mut table, &clear, 10_000, rules).unwrap();
+        let nothing = apply_request(&mut table, &clear, 10_000, now, rules).unwrap();
         assert_eq!((nothing.balance, nothing.line), (10_000, None));
         // Refusals: no deposit, a bad definition, no selector, the caps.
         let mut t = table.clone();
         assert_eq!(
-            apply_request(&mut t, &set(1_000, 8), 1, rules)
+            apply_request(&mut t, &set(1_000, 8), 1, now, rules)
                 .err()
                 .unwrap()
                 .0,
             Refusal::StorageDeposit
         );
         assert_eq!(
-            apply_request(&mut t, &set(10, 8), 10_000, rules)
+            apply_request(&mut t, &set(10, 8), 10_000, now, rules)
                 .err()
                 .unwrap()
                 .0,
@@ -888,7 +926,7 @@ mod tests {
             },
         };
         assert_eq!(
-            apply_request(&mut t, &short, 10_000, rules)
+            apply_request(&mut t, &short, 10_000, now, rules)
                 .err()
                 .unwrap()
                 .0,
@@ -897,10 +935,10 @@ mod tests {
         assert_eq!(t, table, "a refused change leaves the table as it was");
         let mut full = ScheduleTable::default();
         for selector in 0..MAX_PER_CONTRACT as u8 {
-            apply_request(&mut full, &set(1_000, selector), u128::MAX, rules).unwrap();
+            apply_request(&mut full, &set(1_000, selector), u128::MAX, now, rules).unwrap();
         }
         assert_eq!(
-            apply_request(&mut full, &set(1_000, 200), u128::MAX, rules)
+            apply_request(&mut full, &set(1_000, 200), u128::MAX, now, rules)
                 .err()
                 .unwrap()
                 .0,

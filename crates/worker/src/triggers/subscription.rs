@@ -456,12 +456,13 @@ pub(crate) fn apply_eth_log(
     let refuse = |kind: Refusal, message: String| reply.refuse(kind, message);
     if let Some((kind, message)) = check_vote(
         local,
-        (e.epoch, &e.worker),
-        (
-            EthLogEntry::VOTE_DOMAIN,
-            &e.signed_payload(),
-            &e.signature.0,
-        ),
+        Vote {
+            epoch: e.epoch,
+            by: &e.worker,
+            domain: EthLogEntry::VOTE_DOMAIN,
+            payload: &e.signed_payload(),
+            signature: &e.signature.0,
+        },
     ) {
         return Ok(refuse(kind, message));
     }
@@ -539,7 +540,15 @@ pub(crate) fn apply_eth_log(
         gas_limit: s.def.gas_limit,
     };
     let payer = deployer_of(view, entry, &contract)?;
-    let mut applied = run_command(worker, view, entry, (caller, payer), request, call, None)?;
+    let mut applied = run_command(
+        worker,
+        view,
+        entry,
+        RunAs { caller, payer },
+        request,
+        call,
+        None,
+    )?;
     apply_schedule_requests(worker, view, &mut local.schedules, entry, &mut applied)?;
     let s = &mut table.subscriptions[index];
     s.cursor = Some(e.log.position);
