@@ -13,6 +13,23 @@
 //! The `phat` under test is `$PHAT_BIN` when set, else the `phat` cargo built next to the
 //! running test or bench (`target/<profile>/phat`): cargo builds a package's binaries for its
 //! integration tests and benches, so phat-cli's tests and benches always find theirs.
+//!
+//! # The end-to-end tests: one binary, fast and slow
+//!
+//! phat-cli's end-to-end tests are one test binary, `crates/cli/tests/e2e/` (one module per
+//! area, one link of the whole stack instead of one per area). The tests that take more than
+//! about 20 s (a NATS cluster losing its stream leader under load, hostile tenants, requests
+//! answered on anvil, jobs and schedules over many ticks) are in a `slow` module of their area
+//! (`<area>::slow::<test>`), so a test filter chooses:
+//!
+//! ```text
+//! cargo test -p phat-cli --features testing --test e2e -- --skip slow::   # the fast ones
+//! cargo test -p phat-cli --features testing --test e2e -- slow::          # the slow ones
+//! cargo test -p phat-cli --features testing --test e2e                    # all of them
+//! ```
+//!
+//! Without `--features testing` the replica test (it needs `phat`'s fault switch) is left out.
+//! The test command (`scripts/test`) runs them all.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
