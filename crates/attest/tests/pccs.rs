@@ -15,9 +15,7 @@ use std::time::Duration;
 use phat_attest::pccs::{Fetched, Pccs, PccsError, MAX_ANSWER};
 use phat_attest::{collateral_from_json, verify_quote, Collateral};
 
-#[path = "../../../testing/pccs_fixture.rs"]
-mod pccs_fixture;
-use pccs_fixture::{start, Mode};
+use phat_testkit::pccs::{start, Mode};
 
 /// 2025-07-01T00:00:00Z: inside both samples' collateral validity.
 const NOW: u64 = 1_751_328_000;

@@ -12,9 +12,6 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 mod common;
 
 use std::sync::Arc;
@@ -24,7 +21,7 @@ use common::*;
 use phat_client::primitives::protocol::{Call, CallResult, SignedRequest};
 use phat_client::primitives::Mode;
 use phat_client::{Client, Contract, Signer};
-use support::*;
+use phat_testkit::*;
 
 /// Sends `call` from `conc` tasks on `urls` for `secs` through each client's session (after
 /// the first query of each task, AEAD only).
@@ -393,9 +390,15 @@ fn workers() -> usize {
 
 /// Waits until the ledger at `url` answers.
 async fn wait_ledger(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{url}/ledger/v1/head")).await.is_err() {
-        assert!(Instant::now() < deadline, "the ledger did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the ledger to come up",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        async || {
+            reqwest::get(format!("{url}/ledger/v1/head"))
+                .await
+                .map(drop)
+        },
+    )
+    .await;
 }

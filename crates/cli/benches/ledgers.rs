@@ -16,9 +16,6 @@
     reason = "bench code: a failed unwrap is a failed run"
 )]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 mod common;
 
 use std::sync::Arc;
@@ -28,7 +25,7 @@ use common::*;
 use phat_client::primitives::protocol::SignedRequest;
 use phat_client::primitives::Mode;
 use phat_client::{Client, Signer};
-use support::*;
+use phat_testkit::*;
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -145,11 +142,20 @@ async fn join_rows(n: usize) {
     flood(&dev.workers, signed_incs(cluster, &counter, n - 1)).await;
     let head = c0.info().await.unwrap().seq;
     let log = || std::fs::read_to_string(dev.data().join("worker-0/worker.log")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !log().contains("snapshot stored") {
-        assert!(Instant::now() < deadline, "no snapshot:\n{}", log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "a snapshot",
+        Duration::from_secs(120),
+        Duration::from_millis(100),
+        async || {
+            let log = log();
+            if log.contains("snapshot stored") {
+                Ok(())
+            } else {
+                Err(format!("\n{log}"))
+            }
+        },
+    )
+    .await;
     let ports = free_ports(2);
     for (i, (case, extra)) in [
         ("from the snapshot", &[][..]),

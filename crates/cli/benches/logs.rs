@@ -15,9 +15,6 @@
     reason = "bench code: a failed unwrap is a failed run"
 )]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 mod common;
 
 use std::time::{Duration, Instant};
@@ -25,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use phat_client::primitives::protocol::{LogFilter, LogKind};
 use phat_client::{Client, Contract, Signer};
-use support::*;
+use phat_testkit::*;
 
 /// Runs `f` sequentially for the phase's length; the latency of each run.
 async fn phase<F, Fut>(mut f: F) -> Stats

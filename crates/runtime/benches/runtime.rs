@@ -12,18 +12,15 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use criterion::Criterion;
 use phat_primitives::Mode;
 use phat_runtime::{ExecContext, MemoryState};
+use phat_testkit::runtime::*;
 
 const ROUNDS: u32 = 10_000;
 

@@ -5,9 +5,6 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-mod common;
-
-use common::*;
 use parity_scale_codec::{Decode, Encode};
 use phat_pink::{
     BatchHttpResult, CacheQuotaExceeded, HttpRequest, HttpRequestError, HttpResponse,
@@ -20,6 +17,7 @@ use phat_runtime::{
     ChainExtension, ExecContext, ExecError, ExtensionEnv, ExtensionError, ExtensionId,
     ExtensionOutput, ExtensionState,
 };
+use phat_testkit::runtime::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -6,15 +6,13 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use parity_scale_codec::Decode;
 use parity_scale_codec::Encode;
 use phat_primitives::{AccountId, CodeHash};
 use phat_runtime::{Bound, CodeError, Config, ExecError, Limits, Outcome};
+use phat_testkit::runtime::*;
 
 /// A harness whose queries time out after 300 ms.
 fn harness() -> Harness {

@@ -5,12 +5,10 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-mod common;
-
-use common::*;
 use parity_scale_codec::Decode;
 use phat_primitives::{AccountId, Hash};
 use phat_runtime::ExecError;
+use phat_testkit::runtime::*;
 
 /// Decodes an ink! 4/5 message result `Result<T, LangError>`, expecting `Ok`.
 fn ok<T: Decode>(data: &[u8]) -> T {

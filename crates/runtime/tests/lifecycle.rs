@@ -1,9 +1,7 @@
 //! Contract lifecycle and code caching: terminate, re-instantiation, the on-disk module cache.
 
-mod common;
-
-use common::*;
 use phat_runtime::{Config, ExecError};
+use phat_testkit::runtime::*;
 
 #[test]
 fn terminate_pays_the_beneficiary_and_a_new_instance_starts_with_fresh_storage() {

@@ -362,16 +362,12 @@ impl fmt::Debug for Contract {
 }
 
 #[cfg(test)]
-#[path = "../../../../testing/shared.rs"]
-mod shared;
-
-#[cfg(test)]
 mod testing {
     //! What the tests of the metadata generations share: fixtures and helpers.
 
     use super::Contract;
 
-    pub(super) use super::shared::phala_path;
+    pub(super) use phat_testkit::phala_path;
     pub(super) const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
     pub(super) const ALICE_HEX: &str =
         "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";

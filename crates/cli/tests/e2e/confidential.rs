@@ -1,12 +1,5 @@
 //! Confidentiality end to end: nothing readable outside the workers, the cluster secret handed
 //! to a joining worker through the ledger, contract keys, and every kind of bad envelope.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +12,7 @@ use phat_client::primitives::protocol::{
 };
 use phat_client::primitives::{Hash, Mode};
 use phat_client::{Client, ClientError, Signer};
-use support::*;
+use phat_testkit::*;
 
 const MARKER: &str = "MARKER-zq7Kp2-confidential";
 
@@ -52,7 +45,7 @@ fn use_marker(dev: &Dev) -> String {
 
 /// [`use_marker`] with global `phat` flags (`--allow-unencrypted`) before every command.
 fn use_marker_with(dev: &Dev, flags: &[&str]) -> String {
-    let run_json = |ep: &str, args: &[&str]| support::run_json(ep, &[flags, args].concat());
+    let run_json = |ep: &str, args: &[&str]| phat_testkit::run_json(ep, &[flags, args].concat());
     let notes = bundle("notes");
     let ep = &dev.endpoint;
     let id = run_json(ep, &["deploy", notes.to_str().unwrap()])["contract"]
@@ -171,16 +164,13 @@ async fn a_new_worker_joins_through_the_ledger_and_serves_the_same_state_and_key
         ],
         &dev.dir.path().join("intruder.log"),
     );
-    let status = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if let Some(s) = intruder.child.try_wait().unwrap() {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the intruder should stop");
+    let status = eventually(
+        "the intruder to stop",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        async || intruder.child.try_wait().unwrap(),
+    )
+    .await;
     assert!(!status.success());
     let log = std::fs::read_to_string(dev.dir.path().join("intruder.log")).unwrap();
     assert!(log.contains("refus"), "{log}");
@@ -213,13 +203,6 @@ fn flip(
             },
         )
         .encode()
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 async fn post(url: &str, body: &impl serde::Serialize) -> (u16, serde_json::Value) {
@@ -261,7 +244,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         &info.cluster_key,
         &id,
         1,
-        now() + 60_000,
+        now_ms() + 60_000,
         Mode::Command,
     ));
     tampered.ciphertext.0[3] ^= 0x40;
@@ -281,7 +264,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
             &info.cluster_key,
             &id,
             2,
-            now() + 60_000,
+            now_ms() + 60_000,
             Mode::Command,
         ),
     )
@@ -298,7 +281,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         &info.cluster_key,
         &id,
         3,
-        now() - 1,
+        now_ms() - 1,
         Mode::Command,
     ));
     let (status, body) = post(&cmd, &expired).await;
@@ -323,7 +306,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         &info.cluster_key,
         &id,
         4,
-        now() + 60_000,
+        now_ms() + 60_000,
         Mode::Command,
     ));
     let (status, body) = post(&cmd, &good).await;
@@ -381,7 +364,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
                     &info.cluster_key,
                     &id,
                     5,
-                    now() + 60_000,
+                    now_ms() + 60_000,
                     Mode::Command,
                 )[..],
             )
@@ -432,7 +415,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
                 &info.cluster_key,
                 &id,
                 6,
-                now() + 60_000,
+                now_ms() + 60_000,
                 Mode::Query,
             )[..],
         )
@@ -566,7 +549,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         &info.cluster_key,
         &id,
         8,
-        now() + 60_000,
+        now_ms() + 60_000,
         Mode::Command,
     );
     let (status, body) = post(&cs, &command_in(4, &flip_cmd)).await;
@@ -613,7 +596,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
         &info.cluster_key,
         &id,
         1,
-        now() + 60_000,
+        now_ms() + 60_000,
         Mode::Command,
     );
     for (msg, want) in [
@@ -639,7 +622,7 @@ async fn tampered_foreign_replayed_expired_envelopes_and_forged_reports_are_refu
     // An expired signed query cannot open a session.
     let stale = QueryOpen {
         request: parity_scale_codec::Decode::decode(
-            &mut &flip(&alice, &info.cluster_key, &id, 7, now() - 1, Mode::Query)[..],
+            &mut &flip(&alice, &info.cluster_key, &id, 7, now_ms() - 1, Mode::Query)[..],
         )
         .unwrap(),
         min_seq: None,
@@ -721,8 +704,5 @@ async fn forged_info_server(worker: &str, alter: impl FnOnce(&mut serde_json::Va
             async move { axum::Json(info) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    serve(app).await
 }

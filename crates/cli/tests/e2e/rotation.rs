@@ -2,21 +2,14 @@
 //! cluster secret, then revokes one worker; the others keep applying with equal roots, old
 //! state stays readable, and the revoked worker's own data directory opens the commands of
 //! the epochs it held and none after.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::time::{Duration, Instant};
 
 use phat_client::primitives::protocol::{Call, ClusterOp, LedgerCommand, RequestBody};
 use phat_client::{Client, Signer};
+use phat_testkit::*;
 use phat_worker::ledger::http::{LedgerToken, RemoteLedger};
 use phat_worker::ledger::Ledger;
-use support::*;
 
 /// Waits until every worker in `urls` reports key epoch `epoch`; returns their infos.
 async fn wait_epoch(
@@ -27,20 +20,15 @@ async fn wait_epoch(
     let mut infos = Vec::new();
     for url in urls {
         let c = Client::new(url).unwrap();
-        loop {
-            match c.info().await {
-                Ok(i) if i.epoch >= epoch => {
-                    infos.push(i);
-                    break;
-                }
-                _ => {}
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{url} did not reach key epoch {epoch}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        infos.push(
+            eventually(
+                format!("{url} to reach key epoch {epoch}"),
+                deadline.saturating_duration_since(Instant::now()),
+                Duration::from_millis(50),
+                async || c.info().await.ok().filter(|i| i.epoch >= epoch),
+            )
+            .await,
+        );
     }
     infos
 }
@@ -233,30 +221,33 @@ async fn the_owner_rotates_the_key_and_a_revoked_worker_reads_nothing_new() {
     let mut rejoin = dev.start_worker_in("again", port, &again, &[]);
     let url = format!("http://127.0.0.1:{port}");
     let probe = Client::new(&url).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = rejoin.child.try_wait().unwrap() {
+    // `Some(exit status)` once it stopped, `None` once it came up.
+    let stopped = eventually(
+        "the revoked identity to stop or come up",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        async || match rejoin.child.try_wait().unwrap() {
+            Some(status) => Some(Some(status)),
+            None => probe.info().await.is_ok().then_some(None),
+        },
+    )
+    .await;
+    match stopped {
+        Some(status) => {
             assert!(!status.success());
             let log = std::fs::read_to_string(dev.dir.path().join("again.log")).unwrap();
             assert!(
                 log.contains("the cluster refused this worker") && log.contains("revoked"),
                 "{log}"
             );
-            break;
         }
-        if probe.info().await.is_ok() {
+        None => {
             // It was a member when epoch 1 was dealt, so the deal holds its share: it takes
             // epoch 1 again and stops at its revocation.
             wait_revoked(&url, revoked_at).await;
             let info = probe.info().await.unwrap();
             assert_eq!((info.seq, info.epoch), (revoked_at, 1));
-            break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the revoked identity neither stopped nor came up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Every deal of epoch 2 sealed its secret to the two honest workers and not to the
     // revoked one (the late joiner, admitted after, got epoch 2 in its handover).
@@ -302,20 +293,22 @@ async fn up_or_log(dev: &Dev, name: &str, url: &str) {
 
 /// Waits until the worker at `url` reports itself revoked at `seq` on `/healthz`.
 async fn wait_revoked(url: &str, seq: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = reqwest::get(format!("{url}/healthz")).await.unwrap();
-        let (status, body) = (r.status().as_u16(), r.text().await.unwrap());
-        if status == 503 && body.contains("revoked") {
-            assert!(body.contains(&format!("seq {seq}")), "{body}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not report itself revoked: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = eventually(
+        format!("{url} to report itself revoked"),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        async || {
+            let r = reqwest::get(format!("{url}/healthz")).await.unwrap();
+            let (status, body) = (r.status().as_u16(), r.text().await.unwrap());
+            if status == 503 && body.contains("revoked") {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await;
+    assert!(body.contains(&format!("seq {seq}")), "{body}");
 }
 
 /// The error a query through `client` meets, as text.
@@ -358,7 +351,7 @@ async fn a_key_planted_in_ledger_metadata_gets_no_epoch_secret() {
                 encryption: true,
                 signing_key: Some(reported.public()),
             },
-            now(),
+            now_ms(),
         )
         .unwrap();
     for key in [&bare, &reported] {
@@ -466,11 +459,4 @@ async fn a_key_planted_in_ledger_metadata_gets_no_epoch_secret() {
     let b = wait_seq(&dev.workers[1], last).await;
     assert_eq!((a.seq, a.state_root), (b.seq, b.state_root));
     assert_eq!(infos[0].envelope_key, infos[1].envelope_key);
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }

@@ -1,30 +1,18 @@
 //! `phat build --debug-output` end to end: `contracts/panic-demo` built with debug output
 //! reports its assert message when a `phat tx` panics; built by default it reports `panicked`
 //! with the "built without debug output" hint. Real `phat` processes, a real `phat dev`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::*;
+use phat_testkit::*;
 
-/// The manifest of `contracts/<name>`.
-fn manifest(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../contracts")
-        .join(name)
-        .join("Cargo.toml")
-}
+/// `phat deploy`'s arguments: the `new` constructor, as //Alice.
+const AS_ALICE: &[&str] = &["--constructor", "new", "--suri", "//Alice"];
 
 /// Builds `contracts/<name>` (with debug output when `debug_output`) and copies its `.contract`
 /// bundle into `dir` (both kinds of build write the same artifact path).
 fn bundle_copy(name: &str, debug_output: bool, dir: &Path) -> (PathBuf, usize) {
-    let mut opts = phat_builder::BuildOptions::new(manifest(name));
+    let mut opts = phat_builder::BuildOptions::new(contract_manifest(name));
     opts.debug_output = debug_output;
     let a = phat_builder::build(&opts, |_| {})
         .unwrap_or_else(|e| panic!("building {name} (debug output: {debug_output}): {e}"));
@@ -42,22 +30,6 @@ fn build_info(bundle: &Path) -> serde_json::Value {
     v["source"]["build_info"].clone()
 }
 
-/// Deploys `bundle` with the `new` constructor; the contract id.
-fn deploy(ep: &str, bundle: &Path) -> String {
-    let v = run_json(
-        ep,
-        &[
-            "deploy",
-            bundle.to_str().unwrap(),
-            "--constructor",
-            "new",
-            "--suri",
-            "//Alice",
-        ],
-    );
-    v["contract"].as_str().expect("contract id").to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn panics_carry_their_message_only_with_debug_output() {
     let tmp = tempfile::tempdir().unwrap();
@@ -67,7 +39,7 @@ async fn panics_carry_their_message_only_with_debug_output() {
         // The CLI flag, as a real process (the wasm is cached by now): it says what it built.
         let out = phat()
             .args(["build", "--debug-output", "--no-install"])
-            .arg(manifest("panic-demo"))
+            .arg(contract_manifest("panic-demo"))
             .output()
             .expect("run phat build");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -92,7 +64,7 @@ async fn panics_carry_their_message_only_with_debug_output() {
     let dev = Dev::start(1).await;
     let ep = dev.endpoint.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let with = deploy(&ep, &debug);
+        let with = deploy(&ep, &debug, AS_ALICE);
         let ok = run_json(&ep, &["tx", &with, "spend", "40", "--suri", "//Alice"]);
         assert_eq!(ok["decoded"], "Ok(40)", "{ok}");
         let err = run_fail(&ep, &["tx", &with, "spend", "150", "--suri", "//Alice"]);
@@ -107,7 +79,7 @@ async fn panics_carry_their_message_only_with_debug_output() {
         let total = run_json(&ep, &["query", &with, "total"]);
         assert_eq!(total["decoded"], "Ok(40)", "{total}");
 
-        let without = deploy(&ep, &default);
+        let without = deploy(&ep, &default, AS_ALICE);
         let ok = run_json(&ep, &["tx", &without, "spend", "7", "--suri", "//Alice"]);
         assert_eq!(ok["decoded"], "Ok(7)", "{ok}");
         let err2 = run_fail(&ep, &["tx", &without, "spend", "150", "--suri", "//Alice"]);

@@ -4,21 +4,11 @@
 //! evidence (and refuses it: the sample's collateral expired in 2025 and it binds no phat
 //! report), and a `dev` worker does not get into the hardware cluster. The worker fetches its
 //! Intel collateral from a (fake, local) PCCS and caches it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::*;
-
-#[path = "../../../testing/pccs_fixture.rs"]
-mod pccs_fixture;
+use phat_testkit::*;
 
 fn sample(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -108,9 +98,9 @@ async fn a_hardware_cluster_reports_dcap_evidence_and_refuses_dev_workers() {
         &std::fs::read(sample("sgx_quote_collateral.json")).unwrap(),
     )
     .unwrap();
-    let (pccs, asked) = pccs_fixture::start(
+    let (pccs, asked) = phat_testkit::pccs::start(
         std::collections::HashMap::from([("sgx", collateral.clone())]),
-        pccs_fixture::Mode::Honest,
+        phat_testkit::pccs::Mode::Honest,
     )
     .await;
     // Without collateral a hardware worker does not start, and says what it needs.
@@ -183,14 +173,13 @@ async fn a_hardware_cluster_reports_dcap_evidence_and_refuses_dev_workers() {
 
     // A `dev` worker asks to join the hardware cluster and does not get in.
     let mut w1 = start_worker(1, &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = w1.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the dev worker was not refused");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = eventually(
+        "the dev worker to be refused",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        async || w1.child.try_wait().unwrap(),
+    )
+    .await;
     assert!(!status.success());
     // Here the joiner stops first: it checks the cluster's creator under the genesis TEE
     // policy, and the sample's collateral has expired. (With valid evidence the creator would
@@ -207,9 +196,11 @@ async fn a_hardware_cluster_reports_dcap_evidence_and_refuses_dev_workers() {
 
 /// Waits up to 30 s for `url` to answer at all.
 async fn wait_http(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(url).await.is_err() {
-        assert!(Instant::now() < deadline, "{url} did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        format!("{url} to come up"),
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        async || reqwest::get(url).await.map(drop),
+    )
+    .await;
 }

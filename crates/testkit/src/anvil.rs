@@ -3,15 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::free_ports;
+use crate::{eventually, free_ports, repo_root};
 
 /// `tools/eth`: anvil, solc-js and the Solidity sources of the tests.
 pub fn tools_eth() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/eth")
+    repo_root().join("tools/eth")
 }
 
 /// anvil on a free 127.0.0.1 port, killed when dropped.
@@ -53,15 +53,15 @@ impl Anvil {
             url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(id) = anvil.try_rpc("eth_chainId", json!([])).await {
-                assert_eq!(id, json!(format!("0x{chain_id:x}")));
-                return anvil;
-            }
-            assert!(Instant::now() < deadline, "anvil did not come up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let id = eventually(
+            "anvil to come up",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            async || anvil.try_rpc("eth_chainId", json!([])).await,
+        )
+        .await;
+        assert_eq!(id, json!(format!("0x{chain_id:x}")));
+        anvil
     }
 
     /// A JSON-RPC call's result, or its error.
@@ -99,17 +99,42 @@ impl Anvil {
         receipt
     }
 
+    /// The ether balance of `who`, in wei.
+    pub async fn eth_balance(&self, who: &str) -> u128 {
+        quantity(&self.rpc("eth_getBalance", json!([who, "latest"])).await)
+    }
+
+    /// The transaction count (next nonce) of `who`.
+    pub async fn nonce(&self, who: &str) -> u128 {
+        quantity(
+            &self
+                .rpc("eth_getTransactionCount", json!([who, "latest"]))
+                .await,
+        )
+    }
+
+    /// The ERC-20 `balanceOf(who)` of the token contract at `token`.
+    pub async fn token_balance(&self, token: &str, who: &str) -> u128 {
+        let data = format!("0x70a08231{}", address_word(who));
+        quantity(
+            &self
+                .rpc("eth_call", json!([{"to": token, "data": data}, "latest"]))
+                .await,
+        )
+    }
+
     /// The receipt of transaction `hash`, once mined.
     pub async fn receipt(&self, hash: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let r = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
-            if !r.is_null() {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "{hash} not mined");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            format!("{hash} to be mined"),
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            async || {
+                let r = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
+                (!r.is_null()).then_some(r)
+            },
+        )
+        .await
     }
 }
 
@@ -137,6 +162,16 @@ pub fn abi_string(text: &str) -> String {
     let mut bytes = text.as_bytes().to_vec();
     bytes.resize(text.len().div_ceil(32) * 32, 0);
     format!("{:064x}{:064x}{}", 32, text.len(), hex::encode(bytes))
+}
+
+/// `n` as one 32-byte ABI word, in hex.
+pub fn word(n: u128) -> String {
+    format!("{n:064x}")
+}
+
+/// The address `a` (`0x…`) as one 32-byte ABI word, in hex.
+pub fn address_word(a: &str) -> String {
+    format!("{:0>64}", a.trim_start_matches("0x").to_lowercase())
 }
 
 /// A JSON-RPC quantity (`"0x1a"`) as a number.

@@ -5,21 +5,14 @@
 //! made on chain are answered on chain by the contract's own key, each exactly once and in
 //! order, with the API's prices; a pair the API does not know holds no one up; a killed worker
 //! changes nothing; the pushed pair's price reaches the consumer; the workers agree.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use phat_testkit::anvil::{abi_string, compile, quantity, Anvil};
+use phat_testkit::*;
 use serde_json::{json, Value};
-use support::anvil::{abi_string, compile, quantity, Anvil};
-use support::*;
 
 const CHAIN_ID: u64 = 424_245;
 const EVENT: &str = "PriceRequested(uint256,string)";
@@ -56,10 +49,7 @@ async fn price_api() -> (String, Arc<AtomicUsize>) {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/price", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, unknown)
+    (format!("{}/price", serve(app).await), unknown)
 }
 
 /// The consumer on anvil, with its compiled selectors.
@@ -107,16 +97,6 @@ async fn keccak(anvil: &Anvil, text: &str) -> String {
         .rpc("web3_sha3", json!([format!("0x{}", hex::encode(text))]))
         .await;
     hash.as_str().unwrap().to_string()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn requests_are_answered_on_chain_once_in_order_on_the_embedded_ledger() {
-    requests_are_answered_on_chain_once_in_order(&[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn requests_are_answered_on_chain_once_in_order_on_nats() {
-    requests_are_answered_on_chain_once_in_order(&["--ledger", "nats"]).await;
 }
 
 async fn requests_are_answered_on_chain_once_in_order(extra: &[&str]) {
@@ -224,24 +204,31 @@ async fn requests_are_answered_on_chain_once_in_order(extra: &[&str]) {
             let deadline = Instant::now() + Duration::from_secs(60);
             let mut at = Vec::new();
             for id in ids {
-                while consumer
-                    .call("fulfilled(uint256)", &fulfilled_word(id))
-                    .await
-                    != 1
-                {
-                    if Instant::now() > deadline {
-                        let requests = run_json(ep, &["query", feed, "requests"]);
-                        let answers = run_json(ep, &["query", feed, "answers", "0"]);
-                        let triggers = run(ep, &["triggers", feed]);
-                        panic!(
-                            "request {id} not fulfilled\nrequests: {requests}\nanswers: \
+                let fulfilled = poll_until(
+                    deadline.saturating_duration_since(Instant::now()),
+                    Duration::from_millis(200),
+                    async || {
+                        let done = consumer
+                            .call("fulfilled(uint256)", &fulfilled_word(id))
+                            .await
+                            == 1;
+                        if !done {
+                            // Blocks keep coming, as on a live chain (each confirms the last).
+                            anvil.rpc("evm_mine", json!([])).await;
+                        }
+                        done
+                    },
+                )
+                .await;
+                if fulfilled.is_none() {
+                    let requests = run_json(ep, &["query", feed, "requests"]);
+                    let answers = run_json(ep, &["query", feed, "answers", "0"]);
+                    let triggers = run(ep, &["triggers", feed]);
+                    panic!(
+                        "request {id} not fulfilled\nrequests: {requests}\nanswers: \
                              {answers}\ntriggers: {}",
-                            String::from_utf8_lossy(&triggers.stdout)
-                        );
-                    }
-                    // Blocks keep coming, as on a live chain (each confirms the last).
-                    anvil.rpc("evm_mine", json!([])).await;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                        String::from_utf8_lossy(&triggers.stdout)
+                    );
                 }
                 at.push(Instant::now());
             }
@@ -302,29 +289,37 @@ async fn requests_are_answered_on_chain_once_in_order(extra: &[&str]) {
 
     // The unknown pair is given up after 5 reports without a price, and not asked for again.
     let given_up = "pair: XXX/YYY, answer: None, misses: 5";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let runs = loop {
-        let requests = run_json(&ep, &["query", &feed, "requests"]);
-        if requests["decoded"].as_str().unwrap().contains(given_up) {
-            break run_json(&ep, &["job", "list", &feed])[0]["runs"]
-                .as_u64()
-                .unwrap();
-        }
-        assert!(Instant::now() < deadline, "not given up: {requests}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let runs = eventually(
+        "the unknown pair to be given up",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || {
+            let requests = run_json(&ep, &["query", &feed, "requests"]);
+            if requests["decoded"].as_str().unwrap().contains(given_up) {
+                Ok(run_json(&ep, &["job", "list", &feed])[0]["runs"]
+                    .as_u64()
+                    .unwrap())
+            } else {
+                Err(requests)
+            }
+        },
+    )
+    .await;
     let runs_reach = |n: u64| {
         let (ep, feed) = (&ep, &feed);
         async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while run_json(ep, &["job", "list", feed])[0]["runs"]
-                .as_u64()
-                .unwrap()
-                < n
-            {
-                assert!(Instant::now() < deadline, "the job did not reach {n} runs");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            eventually(
+                format!("the job to reach {n} runs"),
+                Duration::from_secs(30),
+                Duration::from_millis(200),
+                async || {
+                    run_json(ep, &["job", "list", feed])[0]["runs"]
+                        .as_u64()
+                        .unwrap()
+                        >= n
+                },
+            )
+            .await
         }
     };
     // A run under way as it was given up may still ask: count from the next one.
@@ -407,4 +402,19 @@ async fn requests_are_answered_on_chain_once_in_order(extra: &[&str]) {
         latencies.last().unwrap()
     );
     dev.stop();
+}
+
+/// The tests over about 20 s: `cargo test --test e2e -- --skip slow::` leaves them out.
+mod slow {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn requests_are_answered_on_chain_once_in_order_on_the_embedded_ledger() {
+        requests_are_answered_on_chain_once_in_order(&[]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn requests_are_answered_on_chain_once_in_order_on_nats() {
+        requests_are_answered_on_chain_once_in_order(&["--ledger", "nats"]).await;
+    }
 }

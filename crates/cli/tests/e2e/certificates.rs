@@ -3,25 +3,11 @@
 //! queries-only certificate, an expired one, one valid too long, one for another key and a
 //! forged one are refused with typed errors, and move nothing. (Applying a command checks the
 //! same rules on ledger time: `worker/src/apply.rs` `check_body`.)
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use phat_client::primitives::protocol::{CallResult, CertificateScope};
 use phat_client::primitives::Mode;
 use phat_client::{call, sign_certified, Client, Signer};
-use support::*;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use phat_testkit::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_certified_session_key_speaks_for_the_wallet() {

@@ -1,21 +1,13 @@
 //! What a new user copies must work as printed: the README's "Using a cluster" steps, run
 //! verbatim by a shell against a `phat dev` cluster, and the hints `phat dev --demo` ends with.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::*;
+use phat_testkit::*;
 
-const BOB: &str = "0x8eaf04151687736326c9fea17e25fc5287613693c912909cb226aa4794f26a48";
 /// //Alice in SS58, as decoded events show an `AccountId`.
 const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 
@@ -224,18 +216,23 @@ async fn the_demo_ends_with_hints_that_work_as_printed() {
         ],
         &log,
     );
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let text = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("ready; Ctrl-C stops the cluster") {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline && !text.lines().any(|l| l.starts_with("error: ")),
-            "the demo did not finish:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let text = eventually(
+        "the demo to finish",
+        Duration::from_secs(900),
+        Duration::from_millis(200),
+        async || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("ready; Ctrl-C stops the cluster") {
+                return Ok(text);
+            }
+            assert!(
+                !text.lines().any(|l| l.starts_with("error: ")),
+                "the demo did not finish:\n{text}"
+            );
+            Err(format!("\n{text}"))
+        },
+    )
+    .await;
     let hints: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("  phat "))

@@ -4,13 +4,6 @@
 //! stopped for a few ticks, `run_once` catches up in one run and `skip` drops them; runs are
 //! called by the schedule caller; triggers appended by a stranger run nothing; a contract
 //! that terminates takes its schedules with it and their deposit goes back to its deployer.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +12,7 @@ use phat_client::primitives::protocol::{
     ScheduleSpec, TriggerEntry,
 };
 use phat_client::Client;
-use support::*;
+use phat_testkit::*;
 
 /// The schedule of `counter` (it has one).
 async fn schedule_of(client: &Client, counter: &Counter) -> Schedule {
@@ -30,19 +23,16 @@ async fn schedule_of(client: &Client, counter: &Counter) -> Schedule {
 
 /// Waits until `counter`'s schedule has run at least `runs` times; returns it.
 async fn wait_runs(client: &Client, counter: &Counter, runs: u64) -> Schedule {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(list) = client.schedules(&counter.id).await {
-            if let Some(s) = list.into_iter().find(|s| s.runs >= runs) {
-                return s;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the schedule did not reach {runs} runs"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        format!("the schedule to reach {runs} runs"),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        async || {
+            let list = client.schedules(&counter.id).await.ok()?;
+            list.into_iter().find(|s| s.runs >= runs)
+        },
+    )
+    .await
 }
 
 /// The counter's value at the state where its schedule has `s.runs` runs: read at the seq of
@@ -332,16 +322,6 @@ async fn schedules_run_once_per_tick(extra: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn schedules_run_once_per_tick_on_the_embedded_ledger() {
-    schedules_run_once_per_tick(&[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn schedules_run_once_per_tick_on_nats() {
-    schedules_run_once_per_tick(&["--ledger", "nats"]).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_terminated_contract_takes_its_schedules_and_returns_their_deposit() {
     let dev = Dev::start(2).await;
     let client = Client::new(&dev.endpoint).unwrap();
@@ -392,11 +372,13 @@ async fn a_terminated_contract_takes_its_schedules_and_returns_their_deposit() {
         .map(|s| parity_scale_codec::Encode::encoded_size(s) as u128 * 10_000_000_000_000)
         .sum();
     // The 1-second schedule runs.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.schedules(&id).await.unwrap()[0].runs == 0 {
-        assert!(Instant::now() < deadline, "the schedule never ran");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the schedule to run",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || client.schedules(&id).await.unwrap()[0].runs > 0,
+    )
+    .await;
 
     let info = client.info().await.unwrap();
     let system = info.system_contract.unwrap().to_string();
@@ -492,24 +474,27 @@ async fn a_contract_schedules_itself_and_pays_for_it() {
     assert_eq!(balance(set_at).await, start - deposit, "the contract paid");
 
     // Its ticks run, called by the contract itself; a stranger's call is refused.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let n = run_json(&w0, &["query", &funded, "ticks"])["decoded"].clone();
-        if n.as_str().is_some_and(|t| {
-            t.trim_start_matches("Ok(")
-                .trim_end_matches(')')
-                .parse::<u64>()
-                .unwrap_or(0)
-                >= 2
-        }) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the contract's schedule did not tick: {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "the contract's schedule to tick",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || {
+            let n = run_json(&w0, &["query", &funded, "ticks"])["decoded"].clone();
+            let ticked = n.as_str().is_some_and(|t| {
+                t.trim_start_matches("Ok(")
+                    .trim_end_matches(')')
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    >= 2
+            });
+            if ticked {
+                Ok(())
+            } else {
+                Err(n)
+            }
+        },
+    )
+    .await;
     let output = |out: std::process::Output| {
         format!(
             "{}{}",
@@ -595,4 +580,19 @@ async fn a_contract_schedules_itself_and_pays_for_it() {
     let roots: Vec<_> =
         futures::future::join_all(dev.workers.iter().map(|w| root_at(w, head))).await;
     assert_eq!(roots[0], roots[1]);
+}
+
+/// The tests over about 20 s: `cargo test --test e2e -- --skip slow::` leaves them out.
+mod slow {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn schedules_run_once_per_tick_on_the_embedded_ledger() {
+        schedules_run_once_per_tick(&[]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn schedules_run_once_per_tick_on_nats() {
+        schedules_run_once_per_tick(&["--ledger", "nats"]).await;
+    }
 }

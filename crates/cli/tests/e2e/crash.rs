@@ -1,12 +1,5 @@
 //! Crash safety and concurrency with real processes: `kill -9` of workers and of the ledger
 //! under load, and queries racing commands.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +7,7 @@ use std::time::Duration;
 
 use phat_client::primitives::protocol::CallResult;
 use phat_client::{Client, Signer};
-use support::*;
+use phat_testkit::*;
 
 fn worker_args<'a>(ledger: &'a str, token: &'a str, data: &'a str, port: &'a str) -> [&'a str; 9] {
     [
@@ -311,18 +304,19 @@ async fn the_http_ledger_serves_only_holders_of_its_token() {
 
     // No token, a wrong one: 401 on reads and writes, and the genesis is not overwritten.
     let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        match client
-            .get(format!("{ledger_url}/ledger/v1/head"))
-            .send()
-            .await
-        {
-            Ok(r) => break r.status(),
-            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = eventually(
+        "the ledger to answer",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        async || {
+            client
+                .get(format!("{ledger_url}/ledger/v1/head"))
+                .send()
+                .await
+                .map(|r| r.status())
+        },
+    )
+    .await;
     assert_eq!(status, 401);
     let genesis = format!("{ledger_url}/ledger/v1/meta/genesis");
     for auth in [None, Some("Bearer 00")] {

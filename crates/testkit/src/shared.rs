@@ -1,11 +1,8 @@
 //! Where tests find Phala's conformance files: the project's read-only `shared` directory.
-//!
-//! One file, included with `#[path]` by every test-support module (`crates/runtime/tests/common`,
-//! `crates/cli/tests/support`, the client's `contract::testing`), so every test looks in the
-//! same places and a missing file fails the test with every path looked at. No test skips when
-//! a file is missing.
+//! Every test looks in the same places, and a missing file fails the test with every path
+//! looked at. No test skips when a file is missing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The candidate `shared` directories, in order: only `$PHAT_SHARED_DIR` when it is set, else
 /// `../shared` next to the clone, then `/work/shared`.
@@ -13,8 +10,10 @@ pub fn shared_dirs() -> Vec<PathBuf> {
     if let Some(dir) = std::env::var_os("PHAT_SHARED_DIR") {
         return vec![dir.into()];
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    vec![repo.join("../shared"), PathBuf::from("/work/shared")]
+    vec![
+        crate::repo_root().join("../shared"),
+        PathBuf::from("/work/shared"),
+    ]
 }
 
 /// The path of `rel` in the first candidate `shared` directory that has it; panics naming

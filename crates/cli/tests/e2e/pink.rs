@@ -1,19 +1,12 @@
 //! The off-chain powers end to end: the `price-oracle` example (built on `phat-ink`) fetching
 //! from a local HTTP server through a `phat dev` cluster, and the documented errors.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::time::Duration;
 
 use axum::routing::get;
 use phat_client::primitives::protocol::CallResult;
 use phat_client::{Client, Contract, Signer};
-use support::*;
+use phat_testkit::*;
 
 /// A local API: `/price`, `/slow` (30 s), `/big` (3 MiB); anything else is a 404.
 async fn api() -> String {
@@ -27,10 +20,7 @@ async fn api() -> String {
             }),
         )
         .route("/big", get(|| async { vec![b'x'; 3 << 20] }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    serve(app).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

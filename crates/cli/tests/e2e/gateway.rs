@@ -1,15 +1,8 @@
 //! The `phat dev` endpoint routes every sealed query to the worker it is sealed to, on the first
 //! try: right after start, under concurrent load, and while a worker restarts.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use phat_client::primitives::protocol::CallResult;
-use support::*;
+use phat_testkit::*;
 
 /// Deploys Phala's prebuilt flip contract; returns its id.
 fn deploy_flip(ep: &str) -> String {

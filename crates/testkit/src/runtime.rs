@@ -1,47 +1,40 @@
-//! Shared test harness: a runtime over an in-memory state, and built example contracts.
-#![allow(dead_code)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+//! The runtime's harness, shared by its tests and its bench: a runtime over an in-memory
+//! state, and the example contracts built with phat-builder.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use parity_scale_codec::Encode;
 use phat_primitives::{AccountId, CodeHash, Mode};
 use phat_runtime::{Config, ExecContext, ExecError, MemoryState, Outcome, Runtime, Session};
 
+pub use crate::hostile_wasm as hostile;
+
+/// The account the harness deploys and calls from.
 pub const ALICE: AccountId = AccountId([1; 32]);
+/// A second account.
 pub const BOB: AccountId = AccountId([2; 32]);
+/// The gas limit of every call of the harness.
 pub const GAS: u64 = 1_000_000_000;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    crate::repo_root()
 }
 
-#[path = "../../../../testing/shared.rs"]
-mod shared;
-
-/// A Phala conformance file from `<shared>/conformance/phala-pink` (see `testing/shared.rs`).
+/// A Phala conformance file from `<shared>/conformance/phala-pink`, read.
 pub fn phala(rel: &str) -> Vec<u8> {
-    let path = shared::phala_path(rel);
+    let path = crate::phala_path(rel);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// A hostile WAT module from `contracts/hostile`, assembled.
-pub fn hostile(name: &str) -> Vec<u8> {
-    let path = repo().join("contracts/hostile").join(format!("{name}.wat"));
-    wat::parse_file(&path).unwrap_or_else(|e| panic!("assembling {}: {e}", path.display()))
 }
 
 /// A built example contract.
 #[derive(Clone)]
 pub struct Built {
+    /// Its Wasm code.
     pub wasm: Vec<u8>,
+    /// Its ink! metadata.
     pub metadata: serde_json::Value,
 }
 
@@ -77,7 +70,7 @@ pub fn contract(name: &str) -> Built {
     if let Some(b) = map.get(name) {
         return b.clone();
     }
-    let manifest = repo().join("contracts").join(name).join("Cargo.toml");
+    let manifest = crate::contract_manifest(name);
     let artifacts = phat_builder::build(&phat_builder::BuildOptions::new(&manifest), |p| {
         eprintln!("[build {name} {}/{}] {}", p.step, p.of, p.message)
     })
@@ -93,15 +86,25 @@ pub fn contract(name: &str) -> Built {
 
 /// A runtime over an in-memory state: commands commit, queries do not.
 pub struct Harness {
+    /// The runtime.
     pub rt: Runtime,
+    /// The state its sessions read, with every command's writes.
     pub state: Arc<MemoryState>,
 }
 
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Harness {
+    /// A runtime with the default configuration over an empty state.
     pub fn new() -> Self {
         Self::with_config(Config::default())
     }
 
+    /// A runtime with `config` over an empty state.
     pub fn with_config(config: Config) -> Self {
         Self {
             rt: Runtime::new(config).unwrap(),
@@ -134,6 +137,7 @@ impl Harness {
         f(&mut session)
     }
 
+    /// Uploads `wasm` as a command; its code hash.
     pub fn upload(&mut self, wasm: &[u8]) -> CodeHash {
         self.command(|s| s.upload_code(wasm)).expect("upload")
     }
@@ -148,10 +152,12 @@ impl Harness {
         out.address.unwrap()
     }
 
+    /// Calls `contract` from ALICE with `input` as a command.
     pub fn call(&mut self, contract: AccountId, input: Vec<u8>) -> Result<Outcome, ExecError> {
         self.command(|s| s.call(ALICE, contract, 0, input, GAS))
     }
 
+    /// Calls `contract` from `who` with `input` as a command.
     pub fn call_as(
         &mut self,
         who: AccountId,
@@ -161,6 +167,7 @@ impl Harness {
         self.command(|s| s.call(who, contract, 0, input, GAS))
     }
 
+    /// Calls `contract` from ALICE with `input` as a query (its writes dropped).
     pub fn read(&self, contract: AccountId, input: Vec<u8>) -> Result<Outcome, ExecError> {
         self.query(|s| s.call(ALICE, contract, 0, input, GAS))
     }

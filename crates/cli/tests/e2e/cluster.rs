@@ -1,20 +1,10 @@
 //! End to end through `phat dev` and the CLI: deploy, transactions, queries on each worker,
 //! the Phala conformance binaries, and bad input.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use phat_client::primitives::protocol::{Bytes, Call, RequestBody};
 use phat_client::primitives::{AccountId, Mode};
 use phat_client::{Client, ClientError, Signer};
-use support::*;
-
-const BOB: &str = "0x8eaf04151687736326c9fea17e25fc5287613693c912909cb226aa4794f26a48";
-const ALICE: &str = "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";
+use phat_testkit::*;
 
 fn id_of(v: &serde_json::Value) -> String {
     v["contract"].as_str().expect("contract id").to_string()

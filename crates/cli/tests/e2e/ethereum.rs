@@ -2,19 +2,12 @@
 //! `@foundry-rs/anvil-linux-amd64`, installed by `scripts/setup` into `tools/eth`) on
 //! 127.0.0.1, an OpenZeppelin 5 token compiled with solc-js, and the `erc20-operator`
 //! contract on a two-worker `phat dev` cluster, driven through the `phat` CLI.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::path::Path;
 
+use phat_testkit::anvil::{address_word, compile, word, Anvil};
+use phat_testkit::*;
 use serde_json::{json, Value};
-use support::anvil::{compile, quantity, Anvil};
-use support::*;
 
 const CHAIN_ID: u64 = 424_242;
 const SUPPLY: u128 = 1_000_000;
@@ -24,30 +17,6 @@ const ALLOWED: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
 /// anvil's third dev account: never allowed.
 const STRANGER: &str = "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc";
 
-/// This test's questions to anvil.
-impl Anvil {
-    async fn eth_balance(&self, who: &str) -> u128 {
-        quantity(&self.rpc("eth_getBalance", json!([who, "latest"])).await)
-    }
-
-    async fn nonce(&self, who: &str) -> u128 {
-        quantity(
-            &self
-                .rpc("eth_getTransactionCount", json!([who, "latest"]))
-                .await,
-        )
-    }
-
-    async fn token_balance(&self, token: &str, who: &str) -> u128 {
-        let data = format!("0x70a08231{}", address_word(who));
-        quantity(
-            &self
-                .rpc("eth_call", json!([{"to": token, "data": data}, "latest"]))
-                .await,
-        )
-    }
-}
-
 /// `phat dev`, stopped with SIGTERM when dropped (so it stops its workers too), also when the
 /// test fails.
 struct Cluster(Dev);
@@ -56,15 +25,6 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.0.proc.terminate();
     }
-}
-
-/// ABI words: a uint256 and an address, 32 bytes of hex each.
-fn word(n: u128) -> String {
-    format!("{n:064x}")
-}
-
-fn address_word(a: &str) -> String {
-    format!("{:0>64}", a.trim_start_matches("0x").to_lowercase())
 }
 
 /// Compiles and deploys TestToken (OpenZeppelin ERC-20, `SUPPLY` minted to account 0).

@@ -1,8 +1,8 @@
 //! A fake PCCS (Intel's Provisioning Certification Caching Service, v4 API) for tests: it
 //! serves given collateral the way a PCCS does (issuer chains URL-encoded in headers, TCB
 //! info and QE identity wrapped with their signatures, the root CA CRL in hex), honestly or
-//! in one of a few broken ways. Included with `#[path]` by the attestation tests and the CLI's
-//! hardware-worker test.
+//! in one of a few broken ways. Used by the attestation tests and the CLI's hardware-worker
+//! test.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,8 +18,8 @@ use phat_attest::Collateral;
 
 /// What the fake PCCS does.
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code, reason = "each test uses some modes")]
 pub enum Mode {
+    /// Every answer as a PCCS gives it.
     Honest,
     /// The TCB info answer is bigger than any real one.
     Huge,
@@ -29,6 +29,7 @@ pub enum Mode {
     Down,
 }
 
+/// The fake PCCS's state.
 #[derive(Clone)]
 struct Fake {
     /// Collateral by TEE (`sgx`, `tdx`).
@@ -51,6 +52,7 @@ fn encoded(pem: &str) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap()
 }
 
+/// Answers one PCCS request.
 async fn serve_pccs(
     State(f): State<Fake>,
     Path((tee, rest)): Path<(String, String)>,

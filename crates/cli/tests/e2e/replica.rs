@@ -3,21 +3,13 @@
 //! is caught within one checkpoint interval while the others keep serving, and `--resync`
 //! brings it back. The fault switch (`--fault-at-seq`) is in `phat` built with the `testing`
 //! feature only, which the test command enables.
-#![cfg(feature = "testing")]
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use phat_client::{Client, Signer};
+use phat_testkit::*;
 use phat_worker::ledger::{JetStreamConfig, JetStreamLedger, Ledger};
-use support::*;
 
 /// Checkpoint and snapshot intervals of every worker here.
 const REPLICA: [&str; 6] = [
@@ -92,23 +84,26 @@ async fn a_worker_joins_from_a_snapshot_and_a_diverged_worker_is_caught_and_resy
     config.user = Some("phat".into());
     config.password = Some(password.trim().into());
     let ledger = JetStreamLedger::connect(config).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
     // Each worker stores its snapshot, deletes its older one, then trims.
     let settled = |names: &[String]| {
         names.len() == 2 && names.iter().all(|n| n.starts_with("00000000000000000100-"))
     };
-    while ledger.first_seq().await.unwrap() <= 100
-        || !settled(&ledger.snapshot_names().await.unwrap())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the log was not trimmed: first seq {}, snapshots {:?}\n{}",
-            ledger.first_seq().await.unwrap(),
-            ledger.snapshot_names().await,
-            read(&data.join("worker-0/worker.log"))
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let trimmed = poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
+            ledger.first_seq().await.unwrap() > 100
+                && settled(&ledger.snapshot_names().await.unwrap())
+        },
+    )
+    .await;
+    assert!(
+        trimmed.is_some(),
+        "the log was not trimmed: first seq {}, snapshots {:?}\n{}",
+        ledger.first_seq().await.unwrap(),
+        ledger.snapshot_names().await,
+        read(&data.join("worker-0/worker.log"))
+    );
     // One snapshot per worker kept, at seq 100 (the loop above waited for exactly that).
     let names = ledger.snapshot_names().await.unwrap();
     assert!(settled(&names), "{names:?}");
@@ -163,14 +158,16 @@ async fn a_worker_joins_from_a_snapshot_and_a_diverged_worker_is_caught_and_resy
     wait_up(&bad_url).await;
     wait_seq(&bad_url, head).await;
     let head = increments(&w0, &counter, 20).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (status, text) = loop {
-        let (status, text) = health(&bad_url).await;
-        if status == 503 || Instant::now() > deadline {
-            break (status, text);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (status, text) = eventually(
+        "the bad worker to report itself unhealthy",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || match health(&bad_url).await {
+            (503, text) => Ok((503, text)),
+            (status, text) => Err(format!("{status} {text}")),
+        },
+    )
+    .await;
     assert_eq!(status, 503, "{text}");
     assert!(
         text.contains(&format!("diverged: at seq {caught_at} ")),

@@ -5,21 +5,14 @@
 //! once, in chain order (two in one block too), also while a worker is killed and across a
 //! key rotation; logs of another contract are not; reports replayed or tampered with are
 //! refused on every worker; the workers agree on the state.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
-
-mod support;
 
 use std::time::{Duration, Instant};
 
 use phat_client::primitives::protocol::LedgerCommand;
 use phat_client::Client;
+use phat_testkit::anvil::{abi_string, Anvil};
+use phat_testkit::*;
 use serde_json::json;
-use support::anvil::{abi_string, Anvil};
-use support::*;
 
 const CHAIN_ID: u64 = 424_243;
 /// The event's topic 0 (what `keccak256("PriceRequested(uint256,string)")` is to a Solidity
@@ -59,10 +52,6 @@ async fn request(anvil: &Anvil, emitter: &str, id: u64, pair: &str) -> u64 {
     .unwrap()
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 /// The ids `price-feed` recorded, in order, as one worker answers.
 fn recorded(worker: &str, feed: &str) -> Vec<u64> {
     let r = run_json(worker, &["query", feed, "requests"]);
@@ -83,24 +72,28 @@ fn recorded(worker: &str, feed: &str) -> Vec<u64> {
 /// the deliveries and the worker's log from `data`).
 async fn wait_recorded(worker: &str, feed: &str, n: usize, data: &std::path::Path) -> Duration {
     let start = Instant::now();
-    loop {
+    let all = poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        async || {
+            let ids = recorded(worker, feed);
+            assert!(ids.len() <= n, "more deliveries than logs: {ids:?}");
+            ids.len() == n
+        },
+    )
+    .await;
+    if all.is_none() {
         let ids = recorded(worker, feed);
-        assert!(ids.len() <= n, "more deliveries than logs: {ids:?}");
-        if ids.len() == n {
-            return start.elapsed();
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let triggers = run(worker, &["triggers", feed]);
-            let log = std::fs::read_to_string(data.join("worker-0/worker.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            panic!(
+        let triggers = run(worker, &["triggers", feed]);
+        let log = std::fs::read_to_string(data.join("worker-0/worker.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        panic!(
                 "{n} requests not recorded: {ids:?}\ntriggers: {}\nworker-0 log (last lines first):\n{}",
                 String::from_utf8_lossy(&triggers.stdout),
                 tail.join("\n")
             );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    start.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread")]
