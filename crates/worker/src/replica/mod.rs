@@ -34,15 +34,20 @@ use phat_store::{Head, StateImage};
 
 use crate::{ApplyError, Worker, WorkerError};
 
+mod checkpoints;
+mod snapshots;
+
+pub(crate) use checkpoints::watch;
+use checkpoints::*;
+pub(crate) use snapshots::restore_newest;
+use snapshots::*;
+
 /// Recent checkpoints a worker publishes (older ones are dropped, but those at the seqs of
 /// its kept snapshots stay, so a snapshot can be checked against them).
 const POINTS_KEPT: usize = 64;
 
 /// How often the watcher compares checkpoints when nothing new happened.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
-
-/// Domain of the snapshot seal's associated data.
-const SNAPSHOT_DOMAIN: &[u8] = b"phat/snapshot/v1";
 
 /// How checkpoints, snapshots and the fault switch are set up.
 #[derive(Clone, Debug)]
@@ -132,39 +137,6 @@ impl std::fmt::Display for Divergence {
     }
 }
 
-/// What a worker publishes: its name and recent `(seq, root)` checkpoints, oldest first.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
-struct CheckpointRecord {
-    name: String,
-    points: Vec<(Seq, [u8; 32])>,
-}
-
-/// A published record: the SCALE record and the publisher's signature with its attested vote
-/// key, so that nobody but that worker (not a NATS user, not anyone who can write the
-/// metadata, not another worker) can make its votes.
-#[derive(Encode, Decode)]
-struct SignedRecord {
-    record: Vec<u8>,
-    /// ed25519, 64 bytes.
-    signature: Vec<u8>,
-}
-
-/// The domain checkpoint records are signed under.
-const CHECKPOINT_VOTE: &str = "phat/v1/vote/checkpoint";
-
-/// This worker's record, signed with its vote key.
-fn sign_record(worker: &Worker, record: Vec<u8>) -> SignedRecord {
-    SignedRecord {
-        signature: worker
-            .inner
-            .enclave
-            .vote_key
-            .sign(CHECKPOINT_VOTE, &record)
-            .to_vec(),
-        record,
-    }
-}
-
 /// Who may vote, by identity key, with the vote key to check: the members of this worker's
 /// applied state, or, while that state lists none (a worker restoring a snapshot has no state
 /// yet), the workers whose attested reports are in the ledger's metadata; never a worker
@@ -195,35 +167,6 @@ async fn voters(worker: &Worker) -> Result<BTreeMap<[u8; 32], [u8; 32]>, WorkerE
     }
     out.retain(|identity, _| !revoked.contains(&Hash(*identity)));
     Ok(out)
-}
-
-/// The header of a stored snapshot (in the clear, authenticated by the seal).
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-struct SnapshotHeader {
-    seq: Seq,
-    state_root: [u8; 32],
-    timestamp: u64,
-    /// The identity key of the worker that wrote it.
-    worker: [u8; 32],
-}
-
-/// A stored snapshot: header and the sealed SCALE [`StateImage`].
-#[derive(Encode, Decode)]
-struct SnapshotBlob {
-    header: SnapshotHeader,
-    sealed: Vec<u8>,
-    /// The writer's vote-key signature of [`snapshot_signed`] (64 bytes): anyone holding the
-    /// snapshot key (a revoked worker holds old epochs') can seal an image; only the worker the
-    /// header names can sign it.
-    signature: Vec<u8>,
-}
-
-/// The domain snapshots are signed under.
-const SNAPSHOT_VOTE: &str = "phat/v1/vote/snapshot";
-
-/// What a snapshot's writer signs: its header and the digest of the sealed image.
-fn snapshot_signed(header: &SnapshotHeader, sealed: &[u8]) -> Vec<u8> {
-    (header, phat_primitives::blake2_256(sealed)).encode()
 }
 
 /// Checkpoint and divergence state of a worker.
@@ -383,220 +326,6 @@ pub(crate) fn after_commit(worker: &Worker, head: Head, checkpoints: &[(Seq, Has
     });
 }
 
-/// The name of this worker's snapshot at `seq`: sorts by seq.
-fn snapshot_name(seq: Seq, worker: &[u8; 32]) -> String {
-    format!("{seq:020}-{}", hex::encode(&worker[..8]))
-}
-
-/// The seq a snapshot name starts with.
-fn snapshot_seq(name: &str) -> Option<Seq> {
-    name.split('-').next()?.parse().ok()
-}
-
-/// Seals the image of `view`, stores it, deletes this worker's older snapshots and trims the
-/// log below the oldest kept. Returns the stored size.
-async fn write_snapshot(worker: &Worker, view: phat_store::Snapshot) -> Result<usize, WorkerError> {
-    let inner = &worker.inner;
-    let me = worker.worker_key();
-    let cipher = inner.enclave.keys().snapshot.clone();
-    let enclave = inner.enclave.clone();
-    let blob = tokio::task::spawn_blocking(move || -> Result<_, WorkerError> {
-        let image = view.image()?;
-        let header = SnapshotHeader {
-            seq: image.seq,
-            state_root: image.state_root.0,
-            timestamp: image.timestamp,
-            worker: me,
-        };
-        let aad = [SNAPSHOT_DOMAIN, &header.encode()].concat();
-        let sealed = cipher.seal(&aad, &image.encode());
-        let signature = enclave
-            .vote_key
-            .sign(SNAPSHOT_VOTE, &snapshot_signed(&header, &sealed))
-            .to_vec();
-        Ok(SnapshotBlob {
-            header,
-            sealed,
-            signature,
-        }
-        .encode())
-    })
-    .await
-    .map_err(ApplyError::task("snapshot"))??;
-    let size = blob.len();
-    let seq = SnapshotBlob::decode(&mut blob.as_slice())
-        .map(|b| b.header.seq)
-        .unwrap_or_default();
-    inner
-        .ledger
-        .put_snapshot(&snapshot_name(seq, &me), blob)
-        .await?;
-    // Retention: this worker's newest `snapshots_kept`.
-    let suffix = format!("-{}", hex::encode(&me[..8]));
-    let mine: Vec<String> = inner
-        .ledger
-        .snapshot_names()
-        .await?
-        .into_iter()
-        .filter(|n| n.ends_with(&suffix))
-        .collect();
-    let kept = inner.replica.config.snapshots_kept;
-    let drop = mine.len().saturating_sub(kept);
-    for name in &mine[..drop] {
-        inner.ledger.delete_snapshot(name).await?;
-    }
-    if inner.replica.config.trim_log {
-        if let Some(oldest) = mine.get(drop).and_then(|n| snapshot_seq(n)) {
-            // A worker starting from the oldest kept snapshot needs the entries after it.
-            inner.ledger.trim(oldest + 1).await?;
-        }
-    }
-    Ok(size)
-}
-
-/// The other workers' checkpoint records. A record counts only if its publisher may vote
-/// ([`voters`]: a member, or attested, and not revoked) and its signature verifies under that
-/// worker's vote key: one vote per worker. Anything else is ignored and counted: the metadata
-/// is writable by anyone holding ledger credentials.
-async fn others(worker: &Worker) -> Result<Vec<CheckpointRecord>, WorkerError> {
-    let inner = &worker.inner;
-    let me = worker.worker_key();
-    let voters = voters(worker).await?;
-    let mut out = Vec::new();
-    let prefix = MetaPrefix::Checkpoint.to_string();
-    for key in inner.ledger.meta_keys(&prefix).await? {
-        let Some(MetaKey::Checkpoint(publisher)) = MetaKey::parse(&key) else {
-            crate::metrics::refuse(&inner.metrics.refused_metadata, "checkpoint");
-            continue;
-        };
-        if publisher == me {
-            continue;
-        }
-        let Some(vote_key) = voters.get(&publisher) else {
-            tracing::warn!(%key, "ignoring a checkpoint record of a worker that may not vote");
-            crate::metrics::refuse(&inner.metrics.refused_metadata, "checkpoint");
-            continue;
-        };
-        let Some(raw) = inner.ledger.get_meta(&key).await? else {
-            continue;
-        };
-        let record = SignedRecord::decode_all(&mut raw.as_slice())
-            .ok()
-            .filter(|s| {
-                <&[u8; 64]>::try_from(s.signature.as_slice()).is_ok_and(|sig| {
-                    phat_crypto::verify_vote(vote_key, CHECKPOINT_VOTE, &s.record, sig)
-                })
-            })
-            .and_then(|s| CheckpointRecord::decode_all(&mut s.record.as_slice()).ok());
-        match record {
-            Some(record) => out.push(record),
-            None => {
-                tracing::warn!(%key, "ignoring a checkpoint record that does not verify");
-                crate::metrics::refuse(&inner.metrics.refused_metadata, "checkpoint");
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The verdict on this worker's checkpoints against the others'.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Verdict {
-    /// This worker is not in the largest group at some seq.
-    diverged: Option<Divergence>,
-    /// Others differ from the majority this worker is in.
-    disagreement: Option<Divergence>,
-}
-
-/// Compares `ours` with `others` at every seq both have; the first seq that differs decides.
-fn judge(ours: &[(Seq, Hash)], others: &[CheckpointRecord]) -> Verdict {
-    let mut verdict = Verdict::default();
-    for &(seq, root) in ours {
-        let mut groups: BTreeMap<[u8; 32], Vec<String>> = BTreeMap::new();
-        for record in others {
-            if let Some((_, r)) = record.points.iter().find(|(s, _)| *s == seq) {
-                groups.entry(*r).or_default().push(record.name.clone());
-            }
-        }
-        let agreeing = 1 + groups.remove(&root.0).map_or(0, |v| v.len());
-        let Some((theirs, who)) = groups
-            .into_iter()
-            .max_by_key(|(r, who)| (who.len(), std::cmp::Reverse(*r)))
-        else {
-            continue;
-        };
-        let d = Divergence {
-            seq,
-            ours: root,
-            theirs: Hash(theirs),
-            who,
-            agreeing,
-        };
-        if agreeing >= d.who.len() {
-            verdict.disagreement.get_or_insert(d);
-        } else {
-            verdict.diverged = Some(d);
-            break;
-        }
-    }
-    verdict
-}
-
-/// Publishes this worker's checkpoints and compares them with the others' until `stop`.
-pub(crate) async fn watch(worker: Worker) {
-    let inner = &worker.inner;
-    let key = MetaKey::Checkpoint(worker.worker_key()).key();
-    let mut published: Option<Seq> = None;
-    loop {
-        let _ = tokio::time::timeout(WATCH_EVERY, inner.replica.changed.notified()).await;
-        let ours: Vec<(Seq, Hash)> = inner.replica.points.lock().iter().copied().collect();
-        let last = ours.last().map(|p| p.0);
-        if last.is_some() && last != published {
-            let record = CheckpointRecord {
-                name: inner.config.name.clone(),
-                points: ours.iter().map(|(s, r)| (*s, r.0)).collect(),
-            };
-            let signed = sign_record(&worker, record.encode());
-            match inner.ledger.put_meta(&key, signed.encode()).await {
-                Ok(()) => published = last,
-                Err(e) => tracing::warn!("publishing checkpoints: {e}"),
-            }
-        }
-        if ours.is_empty() {
-            continue;
-        }
-        let others = match others(&worker).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!("reading other workers' checkpoints: {e}");
-                continue;
-            }
-        };
-        let verdict = judge(&ours, &others);
-        if let Some(d) = verdict.diverged {
-            let mut diverged = inner.replica.diverged.lock();
-            if diverged.is_none() {
-                tracing::error!(worker = %inner.config.name, "DIVERGED: {d}");
-                inner.metrics.diverged_seq.set(d.seq as i64);
-                *diverged = Some(d);
-            }
-        }
-        if let Some(d) = &verdict.disagreement {
-            if inner.replica.disagreement().as_ref() != Some(d) {
-                tracing::warn!(
-                    worker = %inner.config.name,
-                    "workers {} disagree with the majority at seq {} (their root {})",
-                    d.who.join(", "),
-                    d.seq,
-                    d.theirs
-                );
-                inner.metrics.disagreement_seq.set(d.seq as i64);
-            }
-        }
-        *inner.replica.disagreement.lock() = verdict.disagreement;
-    }
-}
-
 /// Before the apply loop starts: restores a snapshot when asked to (`--resync`), when the
 /// worker has no state yet, or when the log no longer holds its next entry.
 pub(crate) async fn on_start(worker: &Worker) -> Result<(), WorkerError> {
@@ -627,108 +356,6 @@ pub(crate) async fn on_start(worker: &Worker) -> Result<(), WorkerError> {
         }
     }
     Ok(())
-}
-
-/// How many of `others` report `root` at `seq`, and how many another root.
-fn confirmations(seq: Seq, root: Hash, others: &[CheckpointRecord]) -> (usize, usize) {
-    let mut counts = (0, 0);
-    for record in others {
-        match record.points.iter().find(|(s, _)| *s == seq) {
-            Some((_, r)) if *r == root.0 => counts.0 += 1,
-            Some(_) => counts.1 += 1,
-            None => {}
-        }
-    }
-    counts
-}
-
-/// Restores the newest usable snapshot at a seq of at least `min_seq`; returns its seq, or
-/// `None` when there is none. Usable: it opens with the cluster's key, its writer is a member
-/// of the cluster, and more members' checkpoints at its seq report its root than another (at
-/// least one: a snapshot at a seq nobody checkpointed, or that only its writer vouches for
-/// against another member, is never restored). The image itself cannot be checked against
-/// the root (the root chains writes, not the state), so this is what stands between a
-/// restoring worker and forged state.
-pub(crate) async fn restore_newest(
-    worker: &Worker,
-    min_seq: Seq,
-) -> Result<Option<Seq>, WorkerError> {
-    let inner = &worker.inner;
-    let mut names = inner.ledger.snapshot_names().await?;
-    names.sort_by_key(|n| std::cmp::Reverse(snapshot_seq(n)));
-    let others = others(worker).await?;
-    let voters = voters(worker).await?;
-    let cipher = inner.enclave.keys().snapshot.clone();
-    for name in names {
-        let Some(seq) = snapshot_seq(&name) else {
-            continue;
-        };
-        if seq < min_seq.max(1) {
-            break;
-        }
-        let Some(raw) = inner.ledger.get_snapshot(&name).await? else {
-            continue;
-        };
-        let Ok(blob) = SnapshotBlob::decode_all(&mut raw.as_slice()) else {
-            tracing::warn!(%name, "skipping an unreadable snapshot");
-            continue;
-        };
-        let header = blob.header;
-        // The writer's signature first: nothing else of a stranger's blob is worked on.
-        let signed = voters.get(&header.worker).is_some_and(|vote_key| {
-            <&[u8; 64]>::try_from(blob.signature.as_slice()).is_ok_and(|sig| {
-                phat_crypto::verify_vote(
-                    vote_key,
-                    SNAPSHOT_VOTE,
-                    &snapshot_signed(&header, &blob.sealed),
-                    sig,
-                )
-            })
-        });
-        if !signed {
-            tracing::warn!(%name, "skipping a snapshot not signed by a member");
-            crate::metrics::refuse(&inner.metrics.refused_metadata, "snapshot");
-            continue;
-        }
-        let aad = [SNAPSHOT_DOMAIN, &header.encode()].concat();
-        let image = match cipher
-            .open(&aad, &blob.sealed)
-            .map(|plain| StateImage::decode_all(&mut plain.as_slice()).map_err(|e| e.to_string()))
-        {
-            Ok(Ok(image)) if image.seq == header.seq && image.state_root.0 == header.state_root => {
-                image
-            }
-            _ => {
-                tracing::warn!(%name, "skipping a snapshot that does not open with this cluster's key");
-                continue;
-            }
-        };
-        let (confirm, contradict) = confirmations(image.seq, image.state_root, &others);
-        if confirm <= contradict {
-            tracing::warn!(
-                %name,
-                confirm,
-                contradict,
-                "skipping a snapshot whose root most members' checkpoints do not confirm"
-            );
-            crate::metrics::refuse(&inner.metrics.refused_metadata, "snapshot");
-            continue;
-        }
-        let seq = image.seq;
-        let store = inner.store.clone();
-        tokio::task::spawn_blocking(move || store.restore(&image))
-            .await
-            .map_err(ApplyError::task("restore"))??;
-        inner.replica.reset();
-        inner.metrics.diverged_seq.set(0);
-        inner.metrics.applied_seq.set(seq as i64);
-        inner.applied.send_replace(seq);
-        inner
-            .ledger_head
-            .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
-        return Ok(Some(seq));
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
