@@ -478,12 +478,7 @@ pub(crate) fn apply_job_result(
     applied
         .changes
         .insert(StateKey::Jobs, Some(local.jobs.encode()));
-    let outcome = match &applied.receipt.result {
-        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
-        CallResult::Ok(_) => "ok".to_string(),
-        CallResult::Err(err) => err.kind.clone(),
-        CallResult::Sealed(_) => "sealed".to_string(),
-    };
+    let outcome = super::outcome(&applied.receipt.result);
     applied.logs.push(LogRecord {
         contract,
         level: "trigger".into(),

@@ -277,6 +277,16 @@ pub(crate) fn deployer_only(
     Ok(())
 }
 
+/// How a trigger's run ended, for its log line: `ok`, `reverted`, `sealed` or the error kind.
+pub(crate) fn outcome(result: &CallResult) -> String {
+    match result {
+        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
+        CallResult::Ok(_) => "ok".to_string(),
+        CallResult::Err(e) => e.kind.clone(),
+        CallResult::Sealed(_) => "sealed".to_string(),
+    }
+}
+
 /// The deployer of `contract` (who pays the storage deposit of its triggers' runs: it set them
 /// up), if the contract exists.
 pub(crate) fn deployer_of(

@@ -694,12 +694,7 @@ pub(crate) fn apply_trigger(
     applied
         .changes
         .insert(StateKey::Schedules, Some(table.encode()));
-    let outcome = match &applied.receipt.result {
-        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
-        CallResult::Ok(_) => "ok".to_string(),
-        CallResult::Err(e) => e.kind.clone(),
-        CallResult::Sealed(_) => "sealed".to_string(),
-    };
+    let outcome = super::outcome(&applied.receipt.result);
     let missed = match policy {
         phat_primitives::protocol::MissedTicks::Skip => format!("{} skipped", count - 1),
         phat_primitives::protocol::MissedTicks::RunOnce => format!("{count} ticks"),

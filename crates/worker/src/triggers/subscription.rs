@@ -558,12 +558,7 @@ pub(crate) fn apply_eth_log(
         .changes
         .insert(StateKey::Subscriptions, Some(table.encode()));
     drop_terminated_triggers(worker, view, local, entry, &mut applied)?;
-    let outcome = match &applied.receipt.result {
-        CallResult::Ok(o) if o.reverted => "reverted".to_string(),
-        CallResult::Ok(_) => "ok".to_string(),
-        CallResult::Err(err) => err.kind.clone(),
-        CallResult::Sealed(_) => "sealed".to_string(),
-    };
+    let outcome = super::outcome(&applied.receipt.result);
     applied.logs.push(log_line(format!(
         "subscription {id} {place} (chain {}, {votes} of {quorum} workers): {outcome}",
         e.log.chain_id
